@@ -1,0 +1,209 @@
+"""Filters: which Variables a function applies to.
+
+A filter is anything :func:`to_predicate` turns into a ``(path, value) ->
+bool`` predicate:
+
+=====================  ==============================================
+filter                 matches
+=====================  ==============================================
+a Variable type        Variables of that kind (``nnx.Param``)
+a string               paths that contain that component (``'bias'``)
+a callable             whatever it returns True for
+``...`` / ``True``     everything
+``False`` / ``None``   nothing
+a list or tuple        any of its filters
+=====================  ==============================================
+
+Combinators: :class:`All`, :class:`Any`, :class:`Not`, :class:`PathContains`,
+:class:`OfType`, :class:`WithTag`, :data:`Everything`, :data:`Nothing`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any as _Any
+
+Path = tuple
+Predicate = Callable[[Path, _Any], bool]
+Filter = _Any
+
+
+class OfType:
+    """Values that are instances of ``type`` (Variables of a kind, modules of a class)."""
+
+    def __init__(self, type: type):
+        self.type = type
+
+    def __call__(self, path, x) -> bool:
+        return isinstance(x, self.type)
+
+    def __repr__(self):
+        return f"OfType({self.type.__name__})"
+
+    def __eq__(self, other):
+        return isinstance(other, OfType) and self.type == other.type
+
+    def __hash__(self):
+        return hash((OfType, self.type))
+
+
+class PathContains:
+    """Paths that contain ``key`` as one of their components."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def __call__(self, path, x) -> bool:
+        return self.key in path
+
+    def __repr__(self):
+        return f"PathContains({self.key!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, PathContains) and self.key == other.key
+
+    def __hash__(self):
+        return hash((PathContains, self.key))
+
+
+class WithTag:
+    """Values whose ``tag`` metadata equals ``tag`` (random streams carry their name)."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+
+    def __call__(self, path, x) -> bool:
+        try:
+            return getattr(x, "tag", None) == self.tag
+        except Exception:
+            return False
+
+    def __repr__(self):
+        return f"WithTag({self.tag!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, WithTag) and self.tag == other.tag
+
+    def __hash__(self):
+        return hash((WithTag, self.tag))
+
+
+class Any:
+    """Matches when any of the filters matches."""
+
+    def __init__(self, *filters: Filter):
+        self.filters = filters
+        self.predicates = tuple(to_predicate(f) for f in filters)
+
+    def __call__(self, path, x) -> bool:
+        return builtins.any(p(path, x) for p in self.predicates)
+
+    def __repr__(self):
+        return f"Any({', '.join(map(repr, self.filters))})"
+
+    def __eq__(self, other):
+        return isinstance(other, Any) and self.predicates == other.predicates
+
+    def __hash__(self):
+        return hash((Any, self.predicates))
+
+
+class All:
+    """Matches when every filter matches."""
+
+    def __init__(self, *filters: Filter):
+        self.filters = filters
+        self.predicates = tuple(to_predicate(f) for f in filters)
+
+    def __call__(self, path, x) -> bool:
+        return builtins.all(p(path, x) for p in self.predicates)
+
+    def __repr__(self):
+        return f"All({', '.join(map(repr, self.filters))})"
+
+    def __eq__(self, other):
+        return isinstance(other, All) and self.predicates == other.predicates
+
+    def __hash__(self):
+        return hash((All, self.predicates))
+
+
+class Not:
+    """Matches when ``filter`` does not."""
+
+    def __init__(self, filter: Filter):
+        self.filter = filter
+        self.predicate = to_predicate(filter)
+
+    def __call__(self, path, x) -> bool:
+        return not self.predicate(path, x)
+
+    def __repr__(self):
+        return f"Not({self.filter!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Not) and self.predicate == other.predicate
+
+    def __hash__(self):
+        return hash((Not, self.predicate))
+
+
+class _Everything:
+    def __call__(self, path, x) -> bool:
+        return True
+
+    def __repr__(self):
+        return "Everything"
+
+
+class _Nothing:
+    def __call__(self, path, x) -> bool:
+        return False
+
+    def __repr__(self):
+        return "Nothing"
+
+
+Everything = _Everything()
+Nothing = _Nothing()
+
+
+def to_predicate(filter: Filter) -> Predicate:
+    """Turn any filter form into a ``(path, value) -> bool`` predicate.
+
+    Example::
+
+        is_param = nnx.filters.to_predicate(nnx.Param)
+        is_param(("linear", "kernel"), model.linear.kernel)   # True
+    """
+    if isinstance(filter, (OfType, PathContains, WithTag, Any, All, Not, _Everything, _Nothing)):
+        return filter
+    if filter is Ellipsis or filter is True:
+        return Everything
+    if filter is False or filter is None:
+        return Nothing
+    if isinstance(filter, type):
+        return OfType(filter)
+    if isinstance(filter, str):
+        return PathContains(filter)
+    if isinstance(filter, (list, tuple)):
+        return Any(*filter)
+    if callable(filter):
+        return filter
+    raise TypeError(
+        f"Invalid filter {filter!r}: use a Variable type, a string, a predicate "
+        "(path, value) -> bool, `...`, True/False, a list of filters, or a combinator "
+        "(nnx.All, nnx.Any, nnx.Not, nnx.PathContains, nnx.OfType, nnx.WithTag)."
+    )
+
+
+def filters_to_predicates(filters: tuple) -> tuple[Predicate, ...]:
+    """Predicates for a list of filters where ``...`` may only come last."""
+    for i, f in enumerate(filters[:-1]):
+        if f is Ellipsis:
+            raise ValueError(
+                f"`...` matches everything, so it must be the last filter; it is "
+                f"filter {i} of {len(filters)}: {filters!r}"
+            )
+    return tuple(to_predicate(f) for f in filters)

@@ -1,0 +1,697 @@
+"""Object graphs <-> (GraphDef, flat leaves): the one boundary mechanism.
+
+:func:`flatten` walks an object graph (Pytrees, Variables, lists, dicts,
+tuples, arrays) in a fixed order (attributes and dict keys sorted) and
+returns a hashable :class:`GraphDef` plus the flat list of leaves: each
+Variable once, even when several parents hold it, and raw arrays.
+:func:`unflatten` builds a new graph from a GraphDef and leaves, sharing
+objects exactly as the original did; reference cycles round-trip.
+
+``split``/``merge``/``update``/``state`` are built on these two functions, and
+so is every nnx transform. :class:`FlattenCache` makes repeated flattening of
+the same arguments cost one identity check while no object graph changed
+shape (see :mod:`nnx.core._epoch`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from nnx.core import _epoch
+from nnx.core._errors import FilterError, StructureError
+from nnx.core._filters import filters_to_predicates, to_predicate
+from nnx.core._hijax import is_cell, new_cell
+from nnx.core._pytree import Dict, List, Pytree, _Static, get_layout, new_node
+from nnx.core._state import State, _keystr, _sort_key
+from nnx.core._variables import HIJAX, PLAIN, REF, Variable, _to_ref
+
+# GraphDef record tags
+_VAR, _NODE, _REF, _LIST, _DICT, _TUPLE, _LEAF, _STATIC, _PYTREE = range(9)
+
+_ARRAY_TYPES = (jax.Array, np.ndarray, np.generic)
+
+
+class GraphDef:
+    """The static structure of an object graph: hashable, comparable by value.
+
+    Equal structures give equal GraphDefs, so a GraphDef is a valid static
+    argument of ``jax.jit``; it is also a pytree with no leaves, so it can be
+    passed to ``jax.jit`` as an ordinary argument.
+    """
+
+    __slots__ = ("tree", "num_leaves", "num_nodes", "_hash", "_paths")
+
+    def __init__(self, tree: tuple, num_leaves: int, num_nodes: int):
+        self.tree = tree
+        self.num_leaves = num_leaves
+        self.num_nodes = num_nodes
+        self._hash = hash(tree)
+        self._paths = None
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return self is other or (
+            type(other) is GraphDef and self._hash == other._hash and self.tree == other.tree
+        )
+
+    @property
+    def paths(self) -> tuple[tuple, ...]:
+        """The path of each leaf, in leaf order."""
+        if self._paths is None:
+            out: list = []
+            _collect_paths(self.tree, (), out)
+            self._paths = tuple(out)
+        return self._paths
+
+    def __repr__(self) -> str:
+        from nnx.core._display import graphdef_repr
+
+        return graphdef_repr(self)
+
+    def __treescope_repr__(self, path, subtree_renderer):
+        from nnx.core._display import treescope_graphdef
+
+        return treescope_graphdef(self, path, subtree_renderer)
+
+
+jax.tree_util.register_static(GraphDef)
+
+
+def _collect_paths(d, path, out) -> None:
+    tag = d[0]
+    if tag == _VAR or tag == _LEAF:
+        out.append(path)
+    elif tag == _NODE:
+        for k, c in zip(d[2].data_keys, d[3]):
+            _collect_paths(c, (*path, k), out)
+    elif tag == _LIST or tag == _TUPLE:
+        for i, c in enumerate(d[2]):
+            _collect_paths(c, (*path, i), out)
+    elif tag == _DICT:
+        for k, c in zip(d[2], d[3]):
+            _collect_paths(c, (*path, k), out)
+    elif tag == _PYTREE:
+        for k, c in zip(d[2], d[3]):
+            _collect_paths(c, (*path, k), out)
+
+
+class FlatGraph:
+    """What :func:`flatten` returns.
+
+    Attributes:
+      graphdef: the static structure.
+      leaves: Variables (each once) and raw arrays, in the fixed order.
+      nodes: every Pytree and Variable in the graph, in index order; a
+        ``GraphDef`` record ``(_REF, i)`` points at ``nodes[i]``.
+      paths: the path of each leaf (only when asked for).
+    """
+
+    __slots__ = ("graphdef", "leaves", "nodes", "paths")
+
+    def __init__(self, graphdef, leaves, nodes, paths):
+        self.graphdef = graphdef
+        self.leaves = leaves
+        self.nodes = nodes
+        self.paths = paths
+
+    @property
+    def variables(self) -> list[Variable]:
+        return [x for x in self.leaves if isinstance(x, Variable)]
+
+
+class _Flattener:
+    __slots__ = ("ids", "nodes", "leaves", "paths")
+
+    def __init__(self, ref_index, with_paths):
+        self.ids = {} if ref_index is None else dict(ref_index)
+        self.nodes: list = []
+        self.leaves: list = []
+        self.paths = [] if with_paths else None
+
+    def visit(self, x, path):
+        if isinstance(x, Variable):
+            i = self.ids.get(id(x))
+            if i is not None:
+                return (_REF, i)
+            self.ids[id(x)] = len(self.ids)
+            self.nodes.append(x)
+            self.leaves.append(x)
+            if self.paths is not None:
+                self.paths.append(path)
+            return (_VAR, type(x), x._aux)
+        if isinstance(x, Pytree):
+            i = self.ids.get(id(x))
+            if i is not None:
+                return (_REF, i)
+            self.ids[id(x)] = len(self.ids)
+            self.nodes.append(x)
+            layout = get_layout(x)
+            d = x.__dict__
+            if self.paths is None:
+                children = tuple(self.visit(d[k], None) for k in layout.data_keys)
+            else:
+                children = tuple(self.visit(d[k], (*path, k)) for k in layout.data_keys)
+            return (_NODE, type(x), layout, children)
+        t = type(x)
+        if t is list or t is List or t is tuple:
+            if self.paths is None:
+                children = tuple(self.visit(y, None) for y in x)
+            else:
+                children = tuple(self.visit(y, (*path, i)) for i, y in enumerate(x))
+            return (_TUPLE if t is tuple else _LIST, t, children)
+        if t is dict or t is Dict or t is State:
+            keys = tuple(sorted(x, key=_sort_key))
+            if self.paths is None:
+                children = tuple(self.visit(x[k], None) for k in keys)
+            else:
+                children = tuple(self.visit(x[k], (*path, k)) for k in keys)
+            return (_DICT, t, keys, children)
+        if isinstance(x, _ARRAY_TYPES) or is_cell(x) or isinstance(x, jax.Ref):
+            self.leaves.append(x)
+            if self.paths is not None:
+                self.paths.append(path)
+            return (_LEAF,)
+        if x is None or isinstance(x, (int, float, complex, str, bool, type)) or callable(x):
+            return (_STATIC, _Static(x))
+        children, treedef = jax.tree_util.tree_flatten(x, is_leaf=lambda y: y is not x)
+        if jax.tree_util.treedef_is_leaf(treedef):
+            return (_STATIC, _Static(x))
+        keyed, _ = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)
+        keys = tuple(_key_name(kp[0]) for kp, _ in keyed)
+        if self.paths is None:
+            defs = tuple(self.visit(c, None) for c in children)
+        else:
+            defs = tuple(self.visit(c, (*path, k)) for k, c in zip(keys, children))
+        return (_PYTREE, treedef, keys, defs)
+
+
+def _key_name(k):
+    for attr in ("key", "idx", "name"):
+        if hasattr(k, attr):
+            return getattr(k, attr)
+    return str(k)
+
+
+def flatten(
+    node: Any, *, with_paths: bool = False, ref_index: Mapping[int, int] | None = None
+) -> FlatGraph:
+    """Flatten an object graph into a :class:`GraphDef` and its leaves.
+
+    Example::
+
+        flat = nnx.flatten((model, optimizer))
+        flat.graphdef            # hashable static structure
+        flat.leaves              # each Variable once, in a fixed order
+        same = nnx.unflatten(flat.graphdef, [v.get_raw_value() for v in flat.leaves])
+
+    Args:
+      node: any object graph or pytree of them.
+      with_paths: also record the path of each leaf (``flat.paths``).
+      ref_index: ``{id(obj): index}`` of objects already known to the
+        caller; they are emitted as references to that index instead of being
+        walked (transforms use this to map returned inputs back).
+    """
+    f = _Flattener(ref_index, with_paths)
+    tree = f.visit(node, ())
+    return FlatGraph(GraphDef(tree, len(f.leaves), len(f.ids)), f.leaves, f.nodes, f.paths)
+
+
+class _Unflattener:
+    __slots__ = ("leaves", "pos", "objs", "copy")
+
+    def __init__(self, leaves, index_ref, copy):
+        self.leaves = leaves
+        self.pos = 0
+        self.objs = {} if index_ref is None else _IndexView(index_ref)
+        self.copy = copy
+
+    def build(self, d):
+        tag = d[0]
+        if tag == _VAR:
+            value = self.leaves[self.pos]
+            self.pos += 1
+            cls, aux = d[1], d[2]
+            if isinstance(value, Variable):
+                v = value.copy() if self.copy else value
+            else:
+                v = cls._from_raw(_as_storage(aux, value), aux, _trace_if_plain(aux))
+            self.objs[len(self.objs)] = v
+            return v
+        if tag == _REF:
+            return self.objs[d[1]]
+        if tag == _NODE:
+            cls, layout, children = d[1], d[2], d[3]
+            obj = new_node(cls, layout, ())
+            self.objs[len(self.objs)] = obj
+            od = obj.__dict__
+            for k, c in zip(layout.data_keys, children):
+                od[k] = self.build(c)
+            # attribute order as in the original object: data keys were sorted
+            return obj
+        if tag == _LIST:
+            items = [self.build(c) for c in d[2]]
+            if d[1] is List:
+                out = List.__new__(List)
+                list.extend(out, items)
+                return out
+            return items
+        if tag == _TUPLE:
+            return tuple(self.build(c) for c in d[2])
+        if tag == _DICT:
+            t = d[1]
+            if t is dict:
+                return {k: self.build(c) for k, c in zip(d[2], d[3])}
+            out = t.__new__(t)
+            for k, c in zip(d[2], d[3]):
+                dict.__setitem__(out, k, self.build(c))
+            return out
+        if tag == _LEAF:
+            value = self.leaves[self.pos]
+            self.pos += 1
+            return value
+        if tag == _STATIC:
+            return d[1].value
+        if tag == _PYTREE:
+            return jax.tree_util.tree_unflatten(d[1], [self.build(c) for c in d[3]])
+        raise AssertionError(d)
+
+
+class _IndexView(dict):
+    """Index -> object map pre-filled with the caller's objects."""
+
+    def __init__(self, index_ref):
+        super().__init__(enumerate(index_ref) if isinstance(index_ref, list) else index_ref)
+
+
+def _trace_if_plain(aux):
+    if aux.mode == PLAIN:
+        from jax.extend.core import get_opaque_trace_state
+
+        return get_opaque_trace_state(convention="nnx")
+    return None
+
+
+def _as_storage(aux, value):
+    mode = aux.mode
+    if mode == PLAIN:
+        return value
+    if mode == REF:
+        leaves = jax.tree.leaves(value, is_leaf=lambda r: isinstance(r, jax.Ref))
+        if leaves and all(isinstance(r, jax.Ref) for r in leaves):
+            return value
+        return _to_ref(value)
+    if mode == HIJAX:
+        return value if is_cell(value) else new_cell(value)
+    return value
+
+
+def unflatten(
+    graphdef: GraphDef,
+    leaves: list,
+    *,
+    index_ref: list | Mapping[int, Any] | None = None,
+    copy_variables: bool = False,
+) -> Any:
+    """Build an object graph from a :class:`GraphDef` and its leaves.
+
+    ``leaves`` holds, for each Variable slot, either a Variable (used as is,
+    or copied with ``copy_variables=True``) or its raw stored value (a new
+    Variable of the recorded kind, mode and metadata is made around it).
+
+    Args:
+      index_ref: objects that references ``(_REF, i)`` below
+        ``len(index_ref)`` resolve to (the caller's objects, as numbered by
+        the ``flatten`` that produced them).
+    """
+    if len(leaves) != graphdef.num_leaves:
+        raise StructureError(
+            f"unflatten: the GraphDef has {graphdef.num_leaves} leaves, got {len(leaves)}."
+        )
+    u = _Unflattener(leaves, index_ref, copy_variables)
+    return u.build(graphdef.tree)
+
+
+class FlattenCache:
+    """Remembers :func:`flatten` of the last arguments while nothing changed shape.
+
+    ``cache.flatten(args)`` returns the previous :class:`FlatGraph` when
+    ``args`` holds the same objects as last time and no object graph changed
+    structure since (see :func:`graph_epoch`); otherwise it flattens again.
+    Leaves are Variables, so their current values are read by the caller at
+    each use.
+    """
+
+    __slots__ = ("_refs", "_epoch", "_flat")
+
+    def __init__(self):
+        self._refs: tuple = ()
+        self._epoch = -1
+        self._flat: FlatGraph | None = None
+
+    def flatten(self, nodes: tuple) -> FlatGraph:
+        if self._epoch == _epoch._counter[0] and len(nodes) == len(self._refs):
+            for r, n in zip(self._refs, nodes):
+                if r() is not n:
+                    break
+            else:
+                return self._flat  # type: ignore[return-value]
+        flat = flatten(nodes)
+        self._refs = tuple(_weak(n) for n in nodes)
+        self._epoch = _epoch._counter[0]
+        self._flat = flat
+        return flat
+
+
+class _Strong:
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __call__(self):
+        return self.obj
+
+
+def _weak(obj):
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return _Strong(obj)
+
+
+def graph_epoch() -> int:
+    """The structure epoch: it changes whenever any object graph may have changed shape."""
+    return _epoch._counter[0]
+
+
+# -- the functional API ---------------------------------------------------------
+def _group(flat: FlatGraph, filters: tuple, exhaustive: bool) -> list[list]:
+    preds = filters_to_predicates(filters)
+    groups: list[list] = [[] for _ in preds]
+    for path, leaf in zip(flat.paths, flat.leaves):
+        for i, p in enumerate(preds):
+            if p(path, leaf):
+                groups[i].append((path, leaf))
+                break
+        else:
+            if exhaustive:
+                raise FilterError(
+                    f"No filter matched the {type(leaf).__name__} at path "
+                    f"{_keystr(path)!r}. Filters passed to split must be exhaustive: add "
+                    f"`...` as the last filter to collect the rest. Filters: {filters!r}"
+                )
+    return groups
+
+
+def split(node: Any, *filters) -> tuple:
+    """Split an object graph into a :class:`GraphDef` and one :class:`State` per filter.
+
+    Example::
+
+        graphdef, state = nnx.split(model)
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        model2 = nnx.merge(graphdef, params, rest)
+
+    The States hold the graph's own Variable objects (no copies), each once
+    even when shared. Filters must be exhaustive.
+    """
+    flat = flatten(node, with_paths=True)
+    if not filters:
+        return flat.graphdef, State.from_flat(zip(flat.paths, flat.leaves))
+    groups = _group(flat, filters, exhaustive=True)
+    return (flat.graphdef, *(State.from_flat(g) for g in groups))
+
+
+def _flat_items(states) -> dict:
+    lookup: dict = {}
+    for s in states:
+        if isinstance(s, State):
+            lookup.update(s.flat_state())
+        elif isinstance(s, Mapping):
+            lookup.update(State(s).flat_state())
+        else:
+            raise TypeError(f"Expected a State or a mapping, got {type(s).__name__}.")
+    return lookup
+
+
+def merge(graphdef: GraphDef, *states, copy: bool = False) -> Any:
+    """Build an object graph from a GraphDef and States (inverse of :func:`split`).
+
+    Shared Variables and modules are shared again. With ``copy=True`` the new
+    graph gets copies of the States' Variables instead of the same objects.
+    """
+    lookup = _flat_items(states)
+    paths = graphdef.paths
+    leaves = []
+    for p in paths:
+        try:
+            leaves.append(lookup.pop(p))
+        except KeyError:
+            raise StructureError(
+                f"merge: no State provides a value for {_keystr(p)!r}, which the "
+                f"GraphDef needs. Pass every State that split returned."
+            ) from None
+    if lookup:
+        extra = ", ".join(repr(_keystr(p)) for p in list(lookup)[:5])
+        raise StructureError(f"merge: the States have paths the GraphDef does not: {extra}.")
+    return unflatten(graphdef, leaves, copy_variables=copy)
+
+
+def update(node: Any, *states) -> None:
+    """Write States into an existing graph, in place (Variables keep their identity).
+
+    Example::
+
+        y, state = forward(graphdef, state, x)   # a jax.jit'd function
+        nnx.update(model, state)                 # model's Variables now hold the new values
+    """
+    flat = flatten(node, with_paths=True)
+    by_path = dict(zip(flat.paths, flat.leaves))
+    for path, value in _flat_items(states).items():
+        if path not in by_path:
+            raise StructureError(
+                f"update: {type(node).__name__} has no Variable or array at "
+                f"{_keystr(path)!r}. The State comes from a graph of another structure."
+            )
+        target = by_path[path]
+        if isinstance(target, Variable):
+            _write_variable(target, value, path)
+        else:
+            _set_path(node, path, value.get_value() if isinstance(value, Variable) else value)
+
+
+def _write_variable(target: Variable, value, path) -> None:
+    if isinstance(value, Variable):
+        if value is target:
+            return
+        if type(value) is not type(target) and not isinstance(value, type(target)):
+            pass  # kinds may differ after vars_as; the value is what counts
+        value = value.get_value()
+    if target._aux.mode == PLAIN:
+        if not target._aux.mutable:
+            target.set_value(value)  # raises with the standard message
+        target.set_raw_value(value)
+    else:
+        target.set_value(value)
+
+
+def _set_path(node, path, value) -> None:
+    parent = node
+    for k in path[:-1]:
+        parent = getattr(parent, k) if isinstance(parent, Pytree) else parent[k]
+    k = path[-1]
+    if isinstance(parent, Pytree):
+        setattr(parent, k, value)
+    else:
+        parent[k] = value
+
+
+def state(node: Any, *filters) -> State | tuple[State, ...]:
+    """The State of ``node`` (all of it, or the part each filter matches).
+
+    Unlike :func:`split`, the filters need not be exhaustive::
+
+        params = nnx.state(model, nnx.Param)
+    """
+    flat = flatten(node, with_paths=True)
+    if not filters:
+        return State.from_flat(zip(flat.paths, flat.leaves))
+    groups = _group(flat, filters, exhaustive=False)
+    states = tuple(State.from_flat(g) for g in groups)
+    return states[0] if len(states) == 1 else states
+
+
+variables = state
+
+
+def graphdef(node: Any) -> GraphDef:
+    """The :class:`GraphDef` of ``node``."""
+    return flatten(node).graphdef
+
+
+def clone(node: Any) -> Any:
+    """A deep copy of an object graph: new objects, new Variables, same sharing."""
+    flat = flatten(node)
+    return unflatten(flat.graphdef, flat.leaves, copy_variables=True)
+
+
+def pop(node: Any, *filters) -> State | tuple[State, ...]:
+    """Remove the Variables each filter matches from ``node`` and return them.
+
+    Example::
+
+        model(x)                                   # sows Intermediates
+        intermediates = nnx.pop(model, nnx.Intermediate)
+    """
+    flat = flatten(node, with_paths=True)
+    groups = _group(flat, filters, exhaustive=False)
+    for g in groups:
+        for path, _ in g:
+            parent = node
+            for k in path[:-1]:
+                parent = getattr(parent, k) if isinstance(parent, Pytree) else parent[k]
+            if isinstance(parent, Pytree):
+                delattr(parent, path[-1])
+            else:
+                del parent[path[-1]]
+    states = tuple(State.from_flat(g) for g in groups)
+    return states[0] if len(states) == 1 else states
+
+
+def _children(x) -> Iterator[tuple[Any, Any]]:
+    if isinstance(x, Pytree):
+        d = x.__dict__
+        for k in get_layout(x).data_keys:
+            yield k, d[k]
+    elif isinstance(x, (list, tuple)):
+        yield from enumerate(x)
+    elif isinstance(x, dict):
+        for k in sorted(x, key=_sort_key):
+            yield k, x[k]
+
+
+def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
+    """Yield ``(path, value)`` for every Pytree, Variable and array in the graph, once each.
+
+    Children come before their parent; the root comes last with path ``()``.
+    """
+    seen: set[int] = set()
+
+    def walk(x, path):
+        if isinstance(x, (Variable, Pytree)):
+            if id(x) in seen:
+                return
+            seen.add(id(x))
+        if isinstance(x, Variable):
+            yield path, x
+            return
+        for k, c in _children(x):
+            yield from walk(c, (*path, k))
+        if isinstance(x, Pytree) or isinstance(x, _ARRAY_TYPES):
+            yield path, x
+
+    yield from walk(node, ())
+
+
+def iter_modules(node: Any) -> Iterator[tuple[tuple, Any]]:
+    """Yield ``(path, module)`` for every Pytree in the graph, the root last."""
+    for path, x in iter_graph(node):
+        if isinstance(x, Pytree):
+            yield path, x
+
+
+def find_duplicates(node: Any) -> list[list[tuple]]:
+    """Groups of paths that reach the same Variable or Pytree.
+
+    Example::
+
+        class Tied(nnx.Pytree):
+            def __init__(self):
+                self.a = nnx.Variable(jnp.array(0))
+                self.b = self.a
+        nnx.find_duplicates(Tied())   # [[('a',), ('b',)]]
+
+    A shared subtree is reported once, at its root.
+    """
+    paths: dict[int, list] = {}
+    order: list[int] = []
+
+    def walk(x, path):
+        if isinstance(x, (Variable, Pytree)):
+            if id(x) in paths:
+                paths[id(x)].append(path)
+                return
+            paths[id(x)] = [path]
+            order.append(id(x))
+        for k, c in _children(x):
+            walk(c, (*path, k))
+
+    walk(node, ())
+    return [paths[i] for i in order if len(paths[i]) > 1]
+
+
+class GraphTree:
+    """A graph as a pytree: its GraphDef (static) and its leaves (children).
+
+    ``to_tree`` makes one, ``from_tree`` turns it back into objects with the
+    original sharing. It lets any pytree-only API (``jax.jit``, ``jax.lax.scan``,
+    checkpoint libraries) carry object graphs with shared references.
+    """
+
+    __slots__ = ("graphdef", "leaves")
+
+    def __init__(self, graphdef: GraphDef, leaves: list):
+        self.graphdef = graphdef
+        self.leaves = leaves
+
+    def __repr__(self):
+        return f"GraphTree(num_leaves={len(self.leaves)})"
+
+
+jax.tree_util.register_pytree_node(
+    GraphTree,
+    lambda t: (t.leaves, t.graphdef),
+    lambda g, leaves: GraphTree(g, list(leaves)),
+)
+
+
+def to_tree(node: Any) -> GraphTree:
+    """Turn an object graph (with sharing) into a :class:`GraphTree` pytree.
+
+    Example::
+
+        tree = nnx.to_tree(shared_model)
+        @jax.jit
+        def f(tree):
+            model = nnx.from_tree(tree)   # sharing restored inside
+            ...
+    """
+    flat = flatten(node)
+    return GraphTree(flat.graphdef, flat.leaves)
+
+
+def from_tree(tree: GraphTree) -> Any:
+    """Inverse of :func:`to_tree`."""
+    return unflatten(tree.graphdef, list(tree.leaves))
+
+
+def is_graph_node(x) -> bool:
+    """True for Pytrees and Variables (objects with identity in a graph)."""
+    return isinstance(x, (Pytree, Variable))
+
+
+def filter_leaves(flat: FlatGraph, filter) -> list[bool]:
+    """For each leaf of ``flat`` (which needs paths), whether ``filter`` matches it."""
+    pred = to_predicate(filter)
+    paths = flat.paths if flat.paths is not None else flat.graphdef.paths
+    return [bool(pred(p, x)) for p, x in zip(paths, flat.leaves)]
+
+
+_ = REF  # re-exported mode constants live in _variables

@@ -1,0 +1,272 @@
+"""The storage cell of hijax Variables: a mutable JAX hi-type.
+
+A hijax Variable keeps its value in a :class:`Cell`. ``Cell`` is registered
+with ``jax.experimental.hijax`` as a mutable hi-type whose quasi-dynamic data
+(QDD) is the pytree structure and the abstract values of its content, so
+
+- ``jax.jit(f)(cell)`` sees the cell as one typed argument, and the writes
+  that ``f`` makes inside come out to the caller's cell (a JAX effect);
+- the content may change structure inside a trace (a dict that gains keys);
+- ``jax.grad`` differentiates reads of a cell.
+
+This module is the only one in nnx that touches JAX internals beyond the
+public ``jax.experimental.hijax`` names (``jax._src.core.cur_qdd`` and the
+effect registries). It is pinned by the ``jax`` range of nnx-core and covered
+by ``tests/test_hijax.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+from jax._src import core as _jcore  # private: cur_qdd and the QDD base class
+from jax._src import effects as _jeffects  # private: effect registries
+from jax.experimental.hijax import (
+    AvalQDD,
+    HiPrimitive,
+    MutableHiType,
+    aval_method,
+    register_hitype,
+)
+
+from nnx.core._errors import HijaxError
+
+_flatten = jax.tree_util.tree_flatten
+_unflatten = jax.tree_util.tree_unflatten
+
+
+@dataclass(frozen=True, slots=True)
+class CellState(_jcore.QuasiDynamicData):
+    """The type of a cell's content: leaf abstract values and pytree structure."""
+
+    leaf_avals: tuple
+    treedef: Any
+
+    def to_tangent_qdd(self) -> CellState:
+        return CellState(tuple(a.to_tangent_aval() for a in self.leaf_avals), self.treedef)
+
+    def normalize(self) -> CellState:
+        return CellState(tuple(a.normalize() for a in self.leaf_avals), self.treedef)
+
+
+def _lo_count(aval) -> int:
+    return len(aval.lo_ty())
+
+
+def _raise_leaves(state: CellState, lo_vals) -> list:
+    it = iter(lo_vals)
+    out = [a.raise_val(*itertools.islice(it, _lo_count(a))) for a in state.leaf_avals]
+    return out
+
+
+class CellTy(MutableHiType):
+    """Abstract value of a :class:`Cell`."""
+
+    has_qdd = True
+
+    def __hash__(self):
+        return hash(CellTy)
+
+    def __eq__(self, other):
+        return isinstance(other, CellTy)
+
+    def str_short(self, short_dtypes=False, **_) -> str:
+        return "Variable"
+
+    # -- lowering to immutable JAX values ------------------------------------
+    def lo_ty_qdd(self, state: CellState):
+        return [lo for a in state.leaf_avals for lo in a.lo_ty()]
+
+    def new_from_loval(self, state: CellState, *lo_vals):
+        return Cell._new(_unflatten(state.treedef, _raise_leaves(state, lo_vals)))
+
+    def read_loval(self, state: CellState, cell) -> list:
+        leaves, treedef = _flatten(cell_get(cell))
+        return [lo for a, x in zip(state.leaf_avals, leaves) for lo in a.lower_val(x)]
+
+    def update_from_loval(self, state: CellState, cell, *lo_vals) -> None:
+        cell_set(cell, _unflatten(state.treedef, _raise_leaves(state, lo_vals)))
+
+    def to_tangent_aval(self):
+        return CellTy()
+
+    # JAX asks an output hi-value to lower itself; a cell made inside the trace
+    # cannot leave it, so say what to do instead of an AttributeError.
+    def lower_val(self, _):
+        raise HijaxError(
+            "A hijax Variable created inside a JAX transform cannot be returned from "
+            "it. Either use the nnx transform (`nnx.jit`), which returns new modules "
+            "in any Variable mode, or return plain Variables and convert outside: "
+            "`nnx.vars_as(model, hijax=False)` inside, `nnx.vars_as(model, hijax=True)` "
+            "outside."
+        )
+
+    def lo_ty(self):
+        return self.lower_val(None)
+
+    get = aval_method(lambda self: cell_get(self))
+    set = aval_method(lambda self, value: cell_set(self, value))
+
+
+class Cell:
+    """A mutable box whose reads and writes JAX traces as effects."""
+
+    __slots__ = ("_val",)
+
+    def __init__(self, value):
+        self._val = value
+
+    @classmethod
+    def _new(cls, value) -> Cell:
+        return cls(value)
+
+    @property
+    def ty(self) -> CellTy:
+        return CellTy()
+
+    def cur_qdd(self) -> CellState:
+        leaves, treedef = _flatten(self._val)
+        return CellState(tuple(_jcore.typeof(x) for x in leaves), treedef)
+
+    def get(self):
+        return self._val
+
+    def set(self, value) -> None:
+        self._val = value
+
+    def __repr__(self) -> str:
+        return f"Cell({self._val!r})"
+
+
+register_hitype(Cell, lambda c: c.ty)
+
+
+class CellEffect(_jeffects.Effect):
+    """Reads and writes of a hijax Variable."""
+
+
+cell_effect = CellEffect()
+for _registry_name in (
+    "control_flow_allowed_effects",
+    "custom_derivatives_allowed_effects",
+    "remat_allowed_effects",
+    "partial_eval_kept_effects",
+):
+    _registry = getattr(_jeffects, _registry_name, None)
+    if _registry is not None:
+        _registry.add_type(CellEffect)
+
+
+class _NewCell(HiPrimitive):
+    def is_high(self, *, treedef) -> bool:
+        return True
+
+    def abstract_eval(self, *, treedef):
+        return AvalQDD(CellTy(), CellState((), treedef)), {cell_effect}
+
+    def to_lojax(self, *, treedef):
+        return Cell._new(_unflatten(treedef, []))
+
+    def jvp(self, primals, tangents, *, treedef):
+        raise HijaxError("hijax Variables cannot be created inside jax.jvp/jax.grad.")
+
+    def transpose(self, *args, treedef):
+        raise HijaxError("hijax Variables cannot be created inside jax.grad.")
+
+
+class _CellSet(HiPrimitive):
+    multiple_results = True
+
+    def is_high(self, *avals, treedef) -> bool:
+        return True
+
+    def abstract_eval(self, cell_ty, *leaf_avals, treedef):
+        cell_ty.mutable_qdd.update(CellState(leaf_avals, treedef))
+        return [], {cell_effect}
+
+    def to_lojax(self, cell, *leaves, treedef):
+        cell._val = _unflatten(treedef, leaves)
+        return []
+
+    def jvp(self, primals, tangents, *, treedef):
+        cell, *vals = primals
+        cell_dot, *val_dots = tangents
+        if type(cell_dot) is jax.experimental.hijax.Zero:
+            raise HijaxError(
+                "Cannot differentiate a write to a hijax Variable. Convert the "
+                "differentiated state with `nnx.vars_as(tree, mutable=False)` first, "
+                "or wrap the written value in `jax.lax.stop_gradient`."
+            )
+        cell_set_p.bind(cell, *vals, treedef=treedef)
+        cell_set_p.bind(cell_dot, *val_dots, treedef=treedef)
+        return [], []
+
+    def transpose(self, *args, treedef):
+        raise HijaxError("Writes to hijax Variables cannot be transposed.")
+
+
+class _CellGet(HiPrimitive):
+    multiple_results = True
+
+    def abstract_eval(self, cell_ty, *, avals):
+        return avals, {cell_effect}
+
+    def to_lojax(self, cell, *, avals):
+        return jax.tree_util.tree_leaves(cell._val)
+
+    def jvp(self, primals, tangents, *, avals):
+        (cell,), (cell_dot,) = primals, tangents
+        return (
+            cell_get_p.bind(cell, avals=avals),
+            cell_get_p.bind(cell_dot, avals=tuple(a.to_tangent_aval() for a in avals)),
+        )
+
+    def transpose(self, *args, avals):
+        raise HijaxError("Reads of hijax Variables cannot be transposed.")
+
+
+new_cell_p = _NewCell("new_variable")
+cell_set_p = _CellSet("set_variable")
+cell_get_p = _CellGet("get_variable")
+
+
+def _eager() -> bool:
+    return isinstance(_jcore.trace_ctx.trace, _jcore.EvalTrace)
+
+
+def new_cell(value) -> Cell:
+    """A new cell holding ``value``; a traced cell when called inside a trace."""
+    if not _eager():
+        _, treedef = _flatten(None)
+        cell = new_cell_p.bind(treedef=treedef)
+        cell_set(cell, value)
+        return cell
+    return Cell(value)
+
+
+def cell_get(cell):
+    """The content of ``cell`` (traced reads go through ``get_variable``)."""
+    if type(cell) is Cell and _eager():
+        return cell._val
+    state = _jcore.cur_qdd(cell)
+    leaves = cell_get_p.bind(cell, avals=tuple(state.leaf_avals))
+    return _unflatten(state.treedef, leaves)
+
+
+def cell_set(cell, value) -> None:
+    """Replace the content of ``cell`` (traced writes go through ``set_variable``)."""
+    if type(cell) is Cell and _eager():
+        cell._val = value
+        return
+    leaves, treedef = _flatten(value)
+    cell_set_p.bind(cell, *leaves, treedef=treedef)
+
+
+def is_cell(x) -> bool:
+    """True for a cell or a traced cell."""
+    if type(x) is Cell:
+        return True
+    return isinstance(x, _jcore.Tracer) and isinstance(_jcore.typeof(x), CellTy)

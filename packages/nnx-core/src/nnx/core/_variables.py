@@ -1,0 +1,626 @@
+"""``Variable``: a mutable box around a value, and its kinds.
+
+A Variable holds a value (an array or any pytree of arrays) and metadata (a
+dict). It stores the value in one of three ways:
+
+- **plain**: the value itself; it crosses JAX boundaries through the nnx
+  transforms or ``split``/``merge``;
+- **ref**: each array in a ``jax.Ref`` (``jax.new_ref``), which a plain
+  ``jax.jit`` mutates in place;
+- **hijax**: in a :class:`~nnx.core._hijax.Cell`, a JAX hi-type, so the
+  Variable can be passed straight into ``jax.jit``/``jax.grad`` and writes
+  inside come out.
+
+Immutable Variables (``mutable=False``) hold plain values and reject writes.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Generic, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import get_opaque_trace_state
+
+from nnx.core import _epoch
+from nnx.core._defaults import _current
+from nnx.core._errors import HijaxError, ImmutableVariableError, TraceContextError
+from nnx.core._hijax import cell_get, cell_set, is_cell, new_cell
+
+A = TypeVar("A")
+
+PLAIN, REF, HIJAX = 0, 1, 2
+_MODE_NAMES = ("plain", "ref", "hijax")
+
+# Metadata keys that other libraries spell differently; all map to one key.
+_METADATA_ALIASES = {"out_sharding": "sharding_names", "sharding": "sharding_names"}
+
+
+def _freeze(x):
+    """A hashable stand-in for a metadata value (lists become tuples, ...)."""
+    if isinstance(x, (list, tuple)):
+        return tuple(_freeze(y) for y in x)
+    if isinstance(x, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
+    try:
+        hash(x)
+    except TypeError:
+        return ("<id>", id(x))
+    return x
+
+
+class VarAux:
+    """The static part of a Variable: storage mode, mutability and metadata.
+
+    It is the pytree auxiliary data of a Variable and part of every GraphDef,
+    so it is immutable and hashable; writing metadata replaces it.
+    """
+
+    __slots__ = ("mode", "mutable", "metadata", "_hash", "_key")
+
+    def __init__(self, mode: int, mutable: bool, metadata: dict):
+        self.mode = mode
+        self.mutable = mutable
+        self.metadata = metadata
+        self._key = (mode, mutable, _freeze(metadata))
+        self._hash = hash(self._key)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return self is other or (type(other) is VarAux and self._key == other._key)
+
+    def replace(self, **changes) -> VarAux:
+        mode = changes.pop("mode", self.mode)
+        mutable = changes.pop("mutable", self.mutable)
+        return VarAux(mode, mutable, {**self.metadata, **changes})
+
+    def __repr__(self):
+        return f"VarAux({_MODE_NAMES[self.mode]}, mutable={self.mutable}, {self.metadata})"
+
+
+class VariableMetadata(Generic[A]):
+    """A value with the metadata its Variable should carry.
+
+    Initializers wrapped by :func:`with_partitioning` return one; every
+    Variable constructor unpacks it::
+
+        init = nnx.with_partitioning(jax.nn.initializers.ones, (None, "model"))
+        p = nnx.Param(init(key, (2, 4)))
+        p.sharding_names  # (None, 'model')
+    """
+
+    __slots__ = ("value", "metadata")
+
+    def __init__(self, value: A, metadata: dict):
+        self.value = value
+        self.metadata = dict(metadata)
+
+
+def with_partitioning(initializer, sharding_names, **metadata):
+    """Wrap an initializer so that its Variable records ``sharding_names``.
+
+    Example::
+
+        kernel_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
+        # nnx.Linear(2, 8, kernel_init=kernel_init, rngs=rngs).kernel.sharding_names
+        # == (None, "model")
+    """
+
+    def init(*args, **kwargs):
+        value = initializer(*args, **kwargs)
+        return VariableMetadata(value, {"sharding_names": tuple(sharding_names), **metadata})
+
+    init.__wrapped__ = initializer
+    return init
+
+
+def _to_ref(value):
+    return jax.tree.map(jax.new_ref, value)
+
+
+def _from_ref(raw):
+    return jax.tree.map(lambda r: r[...], raw, is_leaf=lambda r: isinstance(r, jax.Ref))
+
+
+def _resolve_mode(hijax, ref, mutable) -> tuple[int, bool]:
+    if mutable is False:
+        return PLAIN, False
+    if hijax is None and ref is None:
+        if mutable is True:  # the mutable-arrays era: mutable means ref-backed
+            defaults = _current()
+            return (HIJAX if defaults.hijax else REF), True
+        defaults = _current()
+        hijax, ref = defaults.hijax, defaults.ref
+    if hijax:
+        return HIJAX, True
+    if ref:
+        return REF, True
+    return PLAIN, True
+
+
+def _store(mode: int, value):
+    if mode == PLAIN:
+        return value
+    if mode == REF:
+        return _to_ref(value)
+    return new_cell(value)
+
+
+class Variable(Generic[A]):
+    """A mutable box around a value, with metadata.
+
+    Example::
+
+        v = nnx.Variable(jnp.array([1, 2, 3]), tag="demo")
+        v[...] += 1            # in place, v stays the same object
+        v[...]                 # Array([2, 3, 4])
+        v.tag                  # 'demo'
+        v + 1                  # arithmetic acts on the value
+
+    Subclasses name kinds of state (``Param``, ``BatchStat``, ...); a user
+    subclass (``class Count(nnx.Variable): pass``) behaves the same.
+
+    Args:
+      value: an array or any pytree of arrays.
+      hijax: store the value in a JAX hi-type (see :func:`var_defaults`).
+      ref: store each array in a ``jax.Ref``.
+      mutable: ``False`` makes the Variable reject writes; ``True`` (the
+        mutable-arrays era spelling) asks for ref storage.
+      is_hijax: alias of ``hijax``.
+      **metadata: any keyword; read back as attributes (``v.sharding_names``).
+    """
+
+    __slots__ = ("_raw", "_aux", "_trace", "__weakref__")
+
+    _raw: Any
+    _aux: VarAux
+
+    def __init__(
+        self,
+        value: A,
+        *,
+        hijax: bool | None = None,
+        ref: bool | None = None,
+        mutable: bool | None = None,
+        is_hijax: bool | None = None,
+        **metadata: Any,
+    ):
+        if is_hijax is not None:
+            hijax = is_hijax
+        if isinstance(value, VariableMetadata):
+            metadata = {**value.metadata, **metadata}
+            value = value.value
+        if isinstance(value, Variable):
+            metadata = {**value._aux.metadata, **metadata}
+            value = value.get_value()
+        for alias, key in _METADATA_ALIASES.items():
+            if alias in metadata:
+                metadata[key] = metadata.pop(alias)
+        if isinstance(value, jax.Ref):
+            raise HijaxError(
+                f"{type(self).__name__}(...) got a jax.Ref as its value. Pass the array "
+                "and ask for ref storage instead: `nnx.Variable(array, ref=True)`."
+            )
+        mode, is_mutable = _resolve_mode(hijax, ref, mutable)
+        _set_raw(self, _store(mode, value))
+        _set_aux(self, VarAux(mode, is_mutable, metadata))
+        _set_trace(self, get_opaque_trace_state(convention="nnx") if mode == PLAIN else None)
+
+    # -- construction without __init__ ----------------------------------------
+    @classmethod
+    def _from_raw(cls, raw, aux: VarAux, trace=None):
+        v = object.__new__(cls)
+        _set_raw(v, raw)
+        _set_aux(v, aux)
+        _set_trace(v, trace)
+        return v
+
+    # -- modes -----------------------------------------------------------------
+    @property
+    def hijax(self) -> bool:
+        """True when the value lives in a JAX hi-type cell."""
+        return self._aux.mode == HIJAX
+
+    @property
+    def ref(self) -> bool:
+        """True when the value lives in ``jax.Ref``\\ s."""
+        return self._aux.mode == REF
+
+    @property
+    def mutable(self) -> bool:
+        """False for Variables that reject writes (``nnx.vars_as(v, mutable=False)``)."""
+        return self._aux.mutable
+
+    is_hijax = hijax
+    has_ref = ref
+
+    @property
+    def metadata(self) -> dict:
+        """A copy of the metadata dict."""
+        return dict(self._aux.metadata)
+
+    # -- value access ----------------------------------------------------------
+    def get_value(self) -> A:
+        """The value (read from the ref or cell for those modes)."""
+        mode = self._aux.mode
+        raw = self._raw
+        if mode == PLAIN:
+            return raw
+        if mode == REF:
+            return _from_ref(raw)
+        return cell_get(raw)
+
+    def set_value(self, value: A) -> None:
+        """Replace the value. Raises for immutable Variables."""
+        aux = self._aux
+        if not aux.mutable:
+            raise ImmutableVariableError(
+                f"Cannot write to an immutable {type(self).__name__} (mutable=False). "
+                "Convert it first: `nnx.vars_as(tree, mutable=True)`."
+            )
+        if isinstance(value, Variable):
+            value = value.get_value()
+        mode = aux.mode
+        if mode == PLAIN:
+            self._check_trace(value)
+            _set_raw(self, value)
+        elif mode == REF:
+            raw = self._raw
+            if isinstance(raw, jax.Ref):
+                raw[...] = value
+            else:
+                jax.tree.map(
+                    _ref_assign, raw, value, is_leaf=lambda r: isinstance(r, jax.Ref)
+                )
+        else:
+            cell_set(self._raw, value)
+
+    def _check_trace(self, value) -> None:
+        trace = self._trace
+        if trace is None:
+            return
+        if trace != get_opaque_trace_state(convention="nnx"):
+            raise TraceContextError(
+                f"A {type(self).__name__} created outside this JAX transform was written "
+                "inside it. Pass the object that holds it as an argument of the nnx "
+                "transform (`nnx.jit(f)(model)`), or use a ref or hijax Variable "
+                "(`nnx.var_defaults(hijax=True)`) so that plain JAX can carry the write."
+            )
+
+    @property
+    def value(self) -> A:
+        """The value; same as ``v.get_value()`` (``v[...]`` for arrays)."""
+        return self.get_value()
+
+    @value.setter
+    def value(self, value: A) -> None:
+        self.set_value(value)
+
+    def get_raw_value(self):
+        """The stored object: the value, its ``jax.Ref``\\ s, or its hijax cell."""
+        return self._raw
+
+    def set_raw_value(self, raw) -> None:
+        """Replace the stored object without checks (for transforms and tools)."""
+        _set_raw(self, raw)
+
+    def __getitem__(self, key):
+        if key is Ellipsis:
+            if self._aux.mode == REF and isinstance(self._raw, jax.Ref):
+                return self._raw[...]
+            return self.get_value()
+        value = self.get_value()
+        return value[key]
+
+    def __setitem__(self, key, item) -> None:
+        if key is Ellipsis:
+            self.set_value(item)
+            return
+        value = self.get_value()
+        if isinstance(value, dict):
+            if self._aux.mode == REF and key in self._raw:
+                self._raw[key][...] = item
+                return
+            if self._aux.mode == REF:
+                raise HijaxError(
+                    f"Cannot add key {key!r} to a ref {type(self).__name__}: the structure "
+                    "of a ref Variable is fixed. Use a hijax Variable for dicts that grow."
+                )
+            new = dict(value)
+            new[key] = item
+            self.set_value(new)
+        elif isinstance(value, list):
+            new = list(value)
+            new[key] = item
+            self.set_value(new)
+        elif self._aux.mode == REF and isinstance(self._raw, jax.Ref):
+            if not self._aux.mutable:
+                self.set_value(item)  # raises
+            self._raw[key] = item
+        else:
+            self.set_value(jnp.asarray(value).at[key].set(item))
+
+    # -- metadata as attributes ------------------------------------------------
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            aux = object.__getattribute__(self, "_aux")
+        except AttributeError:
+            raise AttributeError(name) from None
+        name = _METADATA_ALIASES.get(name, name)
+        if name in aux.metadata:
+            return aux.metadata[name]
+        value = self.get_value()
+        try:
+            return getattr(value, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} has no metadata or value attribute {name!r}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SLOT_NAMES or hasattr(type(self), name):
+            object.__setattr__(self, name, value)
+            return
+        name = _METADATA_ALIASES.get(name, name)
+        _set_aux(self, self._aux.replace(**{name: value}))
+        _epoch.bump()
+
+    def __delattr__(self, name: str) -> None:
+        meta = dict(self._aux.metadata)
+        if name not in meta:
+            raise AttributeError(name)
+        del meta[name]
+        _set_aux(self, VarAux(self._aux.mode, self._aux.mutable, meta))
+        _epoch.bump()
+
+    def set_metadata(self, **metadata) -> None:
+        """Set several metadata entries at once."""
+        _set_aux(self, self._aux.replace(**metadata))
+        _epoch.bump()
+
+    def get_metadata(self, key: str, default: Any = None) -> Any:
+        return self._aux.metadata.get(_METADATA_ALIASES.get(key, key), default)
+
+    # -- copies ----------------------------------------------------------------
+    def replace(self, value: Any = None, **metadata) -> Variable:
+        """A new Variable of the same kind and mode with a new value or metadata."""
+        new_value = self.get_value() if value is None else value
+        aux = self._aux.replace(**metadata) if metadata else self._aux
+        return type(self)._from_raw(
+            _store(aux.mode, new_value),
+            aux,
+            get_opaque_trace_state(convention="nnx") if aux.mode == PLAIN else None,
+        )
+
+    def copy(self) -> Variable:
+        """A new Variable with the same value, kind, mode and metadata."""
+        return self.replace()
+
+    def to_mode(self, *, mode: int, mutable: bool) -> Variable:
+        """A copy in another storage mode (see :func:`vars_as`)."""
+        value = self.get_value()
+        aux = self._aux.replace(mode=mode, mutable=mutable)
+        return type(self)._from_raw(
+            _store(mode, value),
+            aux,
+            get_opaque_trace_state(convention="nnx") if mode == PLAIN else None,
+        )
+
+    # -- JAX and numpy interop -------------------------------------------------
+    def __jax_array__(self):
+        return self.get_value()
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.get_value(), dtype=dtype)
+
+    def __len__(self) -> int:
+        return len(self.get_value())
+
+    def __iter__(self):
+        return iter(self.get_value())
+
+    def __bool__(self) -> bool:
+        return bool(self.get_value())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        from nnx.core._display import variable_repr
+
+        return variable_repr(self)
+
+    def __treescope_repr__(self, path, subtree_renderer):
+        from nnx.core._display import treescope_variable
+
+        return treescope_variable(self, path, subtree_renderer)
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        value = copy.deepcopy(self.get_value(), memo)
+        return type(self)._from_raw(
+            _store(self._aux.mode, value), self._aux, self._trace if self._aux.mode == 0 else None
+        )
+
+    def __copy__(self):
+        return self.copy()
+
+    def __reduce__(self):
+        return (_rebuild_variable, (type(self), self.get_value(), self._aux))
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _register_variable_type(cls)
+
+    # Typing: `nnx.Param[jax.Array]` works through Generic.
+
+
+def _rebuild_variable(cls, value, aux):
+    return cls._from_raw(
+        _store(aux.mode, value), aux, get_opaque_trace_state(convention="nnx") if aux.mode == PLAIN else None
+    )
+
+
+_SLOT_NAMES = frozenset({"_raw", "_aux", "_trace"})
+_set_raw = Variable._raw.__set__  # type: ignore[attr-defined]
+_set_aux = Variable._aux.__set__  # type: ignore[attr-defined]
+_set_trace = Variable._trace.__set__  # type: ignore[attr-defined]
+
+
+def _ref_assign(ref, value):
+    ref[...] = value
+
+
+# -- operators: act on the value; in-place forms update the box ----------------
+def _binary(op):
+    def method(self, other):
+        if isinstance(other, Variable):
+            other = other.get_value()
+        return op(self.get_value(), other)
+
+    return method
+
+
+def _rbinary(op):
+    def method(self, other):
+        return op(other, self.get_value())
+
+    return method
+
+
+def _inplace(op):
+    def method(self, other):
+        if isinstance(other, Variable):
+            other = other.get_value()
+        self.set_value(op(self[...], other))
+        return self
+
+    return method
+
+
+for _name, _op in {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "truediv": operator.truediv,
+    "floordiv": operator.floordiv,
+    "mod": operator.mod,
+    "pow": operator.pow,
+    "matmul": operator.matmul,
+    "and": operator.and_,
+    "or": operator.or_,
+    "xor": operator.xor,
+    "lshift": operator.lshift,
+    "rshift": operator.rshift,
+}.items():
+    setattr(Variable, f"__{_name}__", _binary(_op))
+    setattr(Variable, f"__r{_name}__", _rbinary(_op))
+    setattr(Variable, f"__i{_name}__", _inplace(_op))
+
+for _name, _op in {
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}.items():
+    setattr(Variable, f"__{_name}__", _binary(_op))
+
+for _name, _op in {
+    "neg": operator.neg,
+    "pos": operator.pos,
+    "abs": operator.abs,
+    "invert": operator.invert,
+}.items():
+    setattr(Variable, f"__{_name}__", lambda self, _op=_op: _op(self.get_value()))
+
+
+def _eq(self, other):
+    if isinstance(other, Variable):
+        other = other.get_value()
+    return self.get_value() == other
+
+
+def _ne(self, other):
+    if isinstance(other, Variable):
+        other = other.get_value()
+    return self.get_value() != other
+
+
+Variable.__eq__ = _eq  # type: ignore[method-assign]
+Variable.__ne__ = _ne  # type: ignore[method-assign]
+Variable.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
+
+
+# -- JAX pytree registration -----------------------------------------------------
+def _var_flatten(v):
+    return (v._raw,), v._aux
+
+
+def _var_flatten_with_keys(v):
+    return ((_VALUE_KEY, v._raw),), v._aux
+
+
+_VALUE_KEY = jax.tree_util.GetAttrKey("value")
+
+
+def _register_variable_type(cls) -> None:
+    def unflatten(aux, children, cls=cls):
+        raw = children[0]
+        trace = get_opaque_trace_state(convention="nnx") if aux.mode == PLAIN else None
+        return cls._from_raw(raw, aux, trace)
+
+    jax.tree_util.register_pytree_with_keys(
+        cls, _var_flatten_with_keys, unflatten, flatten_func=_var_flatten
+    )
+
+
+_register_variable_type(Variable)
+
+
+# -- the kinds -------------------------------------------------------------------
+class Param(Variable[A]):
+    """A trainable parameter. ``nnx.grad`` and ``nnx.Optimizer`` select these by default."""
+
+
+class BatchStat(Variable[A]):
+    """A running statistic (BatchNorm's mean and variance)."""
+
+
+class Cache(Variable[A]):
+    """Decoding caches (attention keys and values)."""
+
+
+class Intermediate(Variable[A]):
+    """Values recorded during a call with ``Module.sow``."""
+
+
+class Perturbation(Intermediate[A]):
+    """Zeros added to an intermediate so its gradient can be read."""
+
+
+class RngState(Variable[A]):
+    """Base kind of the state of random streams."""
+
+
+class RngKey(RngState[A]):
+    """The key of a random stream."""
+
+
+class RngCount(RngState[A]):
+    """The number of keys a random stream has handed out."""
+
+
+def is_variable(x) -> bool:
+    """True for Variables of any kind."""
+    return isinstance(x, Variable)
+
+
+def _is_cell_like(x) -> bool:
+    return is_cell(x)
