@@ -1,0 +1,45 @@
+"""Text reprs and nnx.display."""
+
+import jax.numpy as jnp
+from core_helpers import Linear
+
+import nnx
+
+
+def test_module_repr_shows_shapes_kinds_and_counts():
+    m = Linear(2, 5, rngs=nnx.Rngs(0))
+    text = repr(m)
+    assert text.startswith("Linear( # Param: 15 (60 B)")
+    assert "kernel=Param(value=float32[2,5])" in text
+    assert "din=2" in text
+
+
+def test_large_arrays_are_summarized():
+    v = nnx.Param(jnp.zeros((1000, 1000)))
+    assert repr(v) == "Param(value=float32[1000,1000])"
+
+
+def test_small_values_are_shown_and_modes_are_marked():
+    assert repr(nnx.Variable(jnp.array([1, 2, 3]))) == "Variable(value=Array([1, 2, 3], dtype=int32))"
+    hi = nnx.Variable(jnp.array(1), hijax=True, tag="t")
+    assert repr(hi) == "Variable(value=Array(1, dtype=int32, weak_type=True), hijax=True, tag='t')"
+
+
+def test_shared_and_cyclic_graphs_print():
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    m.me = m
+    m.tied = m.kernel
+    text = repr(m)
+    assert "<shared Linear>" in text and "<shared Param" in text
+
+
+def test_graphdef_repr():
+    g, _ = nnx.split(Linear(2, 2, rngs=nnx.Rngs(0)))
+    assert "NodeDef(Linear" in repr(g) and "VariableDef(Param)" in repr(g)
+
+
+def test_display_falls_back_to_text(capsys):
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    nnx.display(m, nnx.state(m))
+    out = capsys.readouterr().out
+    assert "Linear(" in out and "State({" in out

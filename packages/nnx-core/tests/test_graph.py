@@ -1,0 +1,284 @@
+"""split / merge / update / state and the graph utilities."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from core_helpers import Count, Linear
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnx
+
+
+class StatefulLinear(nnx.Module):
+    def __init__(self, din, dout, *, rngs):
+        self.w = nnx.Param(jax.random.uniform(rngs(), (din, dout)))
+        self.b = nnx.Param(jnp.zeros((dout,)))
+        self.count = Count(jnp.array(0, dtype=jnp.uint32))
+
+    def __call__(self, x):
+        self.count += 1
+        return x @ self.w + self.b
+
+
+def test_functional_round_trip_as_in_seed_003():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def forward(graphdef, state, x):
+        model = nnx.merge(graphdef, state)
+        y = model(x)
+        _, state = nnx.split(model)
+        return y, state
+
+    x = jnp.ones((1, 3))
+    y, state = forward(graphdef, state, x)
+    nnx.update(model, state)
+    assert int(model.count[...]) == 1
+    np.testing.assert_allclose(y, x @ model.w[...] + model.b[...], rtol=1e-6)
+
+
+def test_split_by_filters_and_merge_and_update():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    graphdef, params, counts = nnx.split(model, nnx.Param, Count)
+    assert set(params) == {"w", "b"} and set(counts) == {"count"}
+    model2 = nnx.merge(graphdef, params, counts)
+    assert model2.w is model.w  # States hold the graph's own Variables
+    model3 = nnx.merge(graphdef, params, counts, copy=True)
+    assert model3.w is not model.w
+    counts["count"][...] = jnp.array(7, jnp.uint32)
+    nnx.update(model, params, counts)
+    assert int(model.count[...]) == 7
+
+
+def test_filters_must_be_exhaustive_and_error_names_the_path():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    with pytest.raises(nnx.FilterError, match=r"No filter matched the Count at path 'count'"):
+        nnx.split(model, nnx.Param)
+
+
+def test_ellipsis_must_be_last():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="must be the last filter"):
+        nnx.split(model, ..., nnx.Param)
+
+
+def test_state_is_not_exhaustive():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    params = nnx.state(model, nnx.Param)
+    assert set(params) == {"w", "b"}
+    both = nnx.state(model, nnx.Param, Count)
+    assert isinstance(both, tuple) and len(both) == 2
+
+
+class Block(nnx.Module):
+    def __init__(self, linear):
+        self.linear = linear
+        self.scale = nnx.Param(jnp.ones(2))
+
+
+class Tied(nnx.Module):
+    def __init__(self):
+        shared = Linear(2, 2, rngs=nnx.Rngs(0))
+        self.block1 = Block(shared)
+        self.block2 = Block(shared)
+
+
+def test_shared_submodule_appears_once_and_is_shared_after_merge():
+    model = Tied()
+    graphdef, state = nnx.split(model)
+    paths = [p for p, _ in state.flat_state()]
+    assert ("block1", "linear", "kernel") in paths
+    assert ("block2", "linear", "kernel") not in paths
+    model2 = nnx.merge(graphdef, state, copy=True)
+    assert model2.block1.linear is model2.block2.linear
+    assert model2.block1.linear is not model.block1.linear
+
+
+def test_update_keeps_sharing():
+    model = Tied()
+    graphdef, state = nnx.split(model)
+    new = jax.tree.map(lambda x: x + 1, state)
+    nnx.update(model, new)
+    assert model.block1.linear is model.block2.linear
+    np.testing.assert_allclose(model.block2.linear.bias[...], np.ones(2))
+
+
+def test_shared_variable_across_modules():
+    a = Linear(2, 2, rngs=nnx.Rngs(0))
+    b = Linear(2, 2, rngs=nnx.Rngs(1))
+    b.kernel = a.kernel  # weight tying
+    pair = nnx.List([a, b])
+    g, s = nnx.split(pair)
+    pair2 = nnx.merge(g, s, copy=True)
+    assert pair2[0].kernel is pair2[1].kernel
+
+
+def test_cycles_round_trip():
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    m.me = m
+    g, s = nnx.split(m)
+    m2 = nnx.merge(g, s, copy=True)
+    assert m2.me is m2 and m2 is not m
+
+
+def test_graphdef_hashable_equal_for_equal_structures():
+    g1 = nnx.graphdef(Linear(2, 3, rngs=nnx.Rngs(0)))
+    g2 = nnx.graphdef(Linear(2, 3, rngs=nnx.Rngs(1)))
+    g3 = nnx.graphdef(Linear(2, 4, rngs=nnx.Rngs(0)))
+    assert g1 == g2 and hash(g1) == hash(g2)
+    assert g1 != g3
+    assert jax.tree.leaves(g1) == []  # a pytree with no leaves
+
+
+def test_state_is_a_pytree_valid_as_jit_argument():
+    model = Linear(2, 3, rngs=nnx.Rngs(0))
+    g, state = nnx.split(model)
+    out = jax.jit(lambda s: jax.tree.map(lambda x: x * 2, s))(state)
+    assert isinstance(out, nnx.State)
+    np.testing.assert_allclose(out["kernel"][...], 2 * model.kernel[...])
+
+
+def test_model_surgery_is_seen_by_split():
+    model = Tied()
+    old = model.block1.linear
+
+    class Wrapper(nnx.Module):
+        def __init__(self, inner):
+            self.inner = inner
+            self.extra = nnx.Param(jnp.zeros(2))
+
+    model.block1.linear = Wrapper(old)
+    _, state = nnx.split(model)
+    paths = {p for p, _ in state.flat_state()}
+    assert ("block1", "linear", "extra") in paths
+    assert ("block1", "linear", "inner", "kernel") in paths
+
+
+def test_merge_missing_state_errors():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    g, params, counts = nnx.split(model, nnx.Param, ...)
+    with pytest.raises(nnx.StructureError, match="no State provides a value for 'count'"):
+        nnx.merge(g, params)
+
+
+def test_update_unknown_path_errors():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    bad = nnx.State({"nope": nnx.Param(jnp.ones(1))})
+    with pytest.raises(nnx.StructureError, match="no Variable or array at 'nope'"):
+        nnx.update(model, bad)
+
+
+def test_clone_is_deep_and_keeps_sharing():
+    model = Tied()
+    c = nnx.clone(model)
+    assert c.block1.linear is c.block2.linear
+    assert c.block1.linear.kernel is not model.block1.linear.kernel
+    c.block1.scale[...] = jnp.zeros(2)
+    np.testing.assert_array_equal(model.block1.scale[...], np.ones(2))
+
+
+def test_pop_removes_variables():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    counts = nnx.pop(model, Count)
+    assert set(counts) == {"count"}
+    assert not hasattr(model, "count")
+
+
+def test_iter_graph_and_find_duplicates():
+    model = Tied()
+    paths = [p for p, _ in nnx.iter_graph(model)]
+    assert paths[-1] == ()
+    assert ("block1", "linear", "kernel") in paths
+    assert ("block2", "linear") not in paths  # each object once
+    assert nnx.find_duplicates(model) == [[("block1", "linear"), ("block2", "linear")]]
+
+
+def test_raw_array_attributes_are_state():
+    class Holder(nnx.Module):
+        def __init__(self):
+            self.table = jnp.arange(3.0)
+
+    h = Holder()
+    g, s = nnx.split(h)
+    assert isinstance(s["table"], jax.Array)
+    nnx.update(h, nnx.State({"table": jnp.zeros(3)}))
+    np.testing.assert_array_equal(h.table, np.zeros(3))
+
+
+def test_to_tree_from_tree_keeps_sharing_through_jit():
+    model = Tied()
+
+    @jax.jit
+    def f(tree):
+        m = nnx.from_tree(tree)
+        assert m.block1.linear is m.block2.linear
+        m.block1.linear.bias[...] = m.block1.linear.bias[...] + 1
+        return nnx.to_tree(m)
+
+    out = nnx.from_tree(f(nnx.to_tree(model)))
+    assert out.block1.linear is out.block2.linear
+    np.testing.assert_allclose(out.block2.linear.bias[...], np.ones(2))
+
+
+# -- property-based: random graphs with sharing round-trip --------------------------
+class Node(nnx.Module):
+    pass
+
+
+@st.composite
+def graphs(draw):
+    n_vars = draw(st.integers(1, 6))
+    variables = [nnx.Param(jnp.full((2,), float(i))) for i in range(n_vars)]
+    n_nodes = draw(st.integers(1, 5))
+    nodes = [Node() for _ in range(n_nodes)]
+    for i, node in enumerate(nodes):
+        n_attrs = draw(st.integers(0, 4))
+        for j in range(n_attrs):
+            kind = draw(st.sampled_from(["var", "node", "list", "dict"]))
+            if kind == "var":
+                setattr(node, f"a{j}", draw(st.sampled_from(variables)))
+            elif kind == "node" and i + 1 < n_nodes:
+                setattr(node, f"a{j}", nodes[draw(st.integers(i + 1, n_nodes - 1))])
+            elif kind == "list":
+                setattr(node, f"a{j}", [draw(st.sampled_from(variables)) for _ in range(2)])
+            else:
+                setattr(node, f"a{j}", {"x": draw(st.sampled_from(variables))})
+    return nodes[0]
+
+
+def _identity_pattern(root):
+    ids: dict = {}
+    out = []
+    for path, x in nnx.iter_graph(root):
+        out.append((path, ids.setdefault(id(x), len(ids)), type(x).__name__))
+    return out
+
+
+def _values(root):
+    return [
+        (p, np.asarray(x[...]).tolist()) for p, x in nnx.iter_graph(root) if isinstance(x, nnx.Variable)
+    ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(graphs())
+def test_random_graphs_round_trip_through_split_merge(root):
+    graphdef, state = nnx.split(root)
+    copy = nnx.merge(graphdef, state, copy=True)
+    assert _identity_pattern(copy) == _identity_pattern(root)
+    assert _values(copy) == _values(root)
+    assert nnx.graphdef(copy) == graphdef
+
+
+@settings(max_examples=40, deadline=None)
+@given(graphs())
+def test_random_graphs_update_writes_every_variable_once(root):
+    graphdef, state = nnx.split(root)
+    plus = jax.tree.map(lambda x: x + 10, state)
+    before = {p: np.asarray(v[...]) for p, v in state.flat_state()}
+    nnx.update(root, plus)
+    for p, v in nnx.state(root).flat_state():
+        np.testing.assert_array_equal(v[...], before[p] + 10)

@@ -1,0 +1,252 @@
+"""The three storage modes (plain, ref, hijax), var_defaults and vars_as."""
+
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from core_helpers import Linear
+
+import nnx
+
+
+@jax.jit
+def increment(v):  # no return
+    v[...] = v[...] + 1
+
+
+def test_var_defaults_global_setter_returns_previous_and_restores():
+    assert nnx.var_defaults().hijax is False
+    prev = nnx.var_defaults(hijax=True)
+    assert nnx.var_defaults().hijax is True and nnx.Variable(jnp.ones(1)).hijax
+    prev.__exit__(None, None, None)
+    assert nnx.var_defaults().hijax is False
+
+
+def test_var_defaults_context_manager():
+    with nnx.var_defaults(ref=True):
+        assert nnx.Variable(jnp.ones(1)).ref
+        with nnx.var_defaults(hijax=True):
+            v = nnx.Variable(jnp.ones(1))
+            assert v.hijax and not v.ref
+        assert nnx.var_defaults().ref
+    assert not nnx.Variable(jnp.ones(1)).ref
+
+
+def test_var_defaults_context_restores_on_exception():
+    with pytest.raises(RuntimeError):
+        with nnx.var_defaults(hijax=True):
+            raise RuntimeError
+    assert nnx.var_defaults().hijax is False
+
+
+def test_var_defaults_is_per_thread_inside_context():
+    seen = {}
+    barrier = threading.Barrier(2)
+
+    def worker(name, flag):
+        with nnx.var_defaults(hijax=flag):
+            barrier.wait()
+            seen[name] = nnx.Variable(jnp.ones(1)).hijax
+            barrier.wait()
+
+    threads = [threading.Thread(target=worker, args=(n, f)) for n, f in (("a", True), ("b", False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a": True, "b": False}
+
+
+def test_seed_aliases():
+    with nnx.use_refs(True):
+        assert nnx.Variable(jnp.ones(1)).ref
+    with nnx.use_mutable_arrays(True):
+        v = nnx.Variable(jnp.ones(1))
+        assert v.mutable and v.ref
+    v = nnx.Variable(jnp.array([1, 2, 3]), is_hijax=True)
+    assert v.is_hijax and v.hijax
+    v = nnx.Variable(jnp.array([1, 2, 3]), mutable=True)
+    assert v.mutable and v.ref
+    assert nnx.Object is nnx.Pytree
+
+
+@pytest.mark.parametrize("mode", ["ref", "hijax"])
+def test_plain_jit_mutates_in_place(mode):
+    v = nnx.Variable(jnp.array([1, 2, 3]), **{mode: True})
+    increment(v)
+    increment(v)
+    np.testing.assert_array_equal(v[...], [3, 4, 5])
+
+
+def test_plain_variable_under_plain_jit_is_pure():
+    v = nnx.Variable(jnp.array([1, 2, 3]))
+    increment(v)  # the write happens on JAX's copy
+    np.testing.assert_array_equal(v[...], [1, 2, 3])
+
+
+@pytest.mark.parametrize("mode", ["ref", "hijax"])
+def test_plain_jit_closure_capture_mutates(mode):
+    v = nnx.Variable(jnp.array(0.0), **{mode: True})
+
+    @jax.jit
+    def f():
+        v[...] += 1.0
+
+    f()
+    f()
+    assert float(v[...]) == 2.0
+
+
+def test_hijax_pytree_values_and_growing_dict():
+    v = nnx.Variable({"a": jnp.array(0), "b": jnp.array(2)}, hijax=True)
+
+    @jax.jit
+    def inc_and_double(v):
+        v["a"] += 1
+        v["b"] *= 2
+
+    inc_and_double(v)
+    assert int(v["a"]) == 1 and int(v["b"]) == 4
+
+    metrics = nnx.Variable({}, hijax=True)
+
+    @jax.jit
+    def linear(x, w, metrics):
+        y = x @ w
+        metrics["y_mean"] = jnp.mean(y)
+        return y
+
+    x, w = jnp.ones((4, 5)), jnp.ones((5, 3))
+    linear(x, w, metrics)
+    assert set(metrics.get_value()) == {"y_mean"}
+    assert float(metrics["y_mean"]) == 5.0
+
+
+def test_hijax_jaxpr_shows_get_and_set():
+    v = nnx.Variable(jnp.array(0), hijax=True)
+    text = str(jax.make_jaxpr(increment)(v))
+    assert "get_variable" in text and "set_variable" in text
+
+
+def test_hijax_grad_of_reads():
+    w = nnx.Param(jnp.array([1.0, 2.0]), hijax=True)
+    g = jax.grad(lambda x: jnp.sum(w[...] * x))(jnp.array([3.0, 4.0]))
+    np.testing.assert_allclose(g, [1.0, 2.0])
+
+
+def test_immutable_variable_rejects_writes():
+    v = nnx.vars_as(nnx.Variable(jnp.array(0)), mutable=False)
+    assert not v.mutable
+    with pytest.raises(nnx.ImmutableVariableError, match=r"vars_as\(tree, mutable=True\)"):
+        v[...] += 1
+    with pytest.raises(nnx.ImmutableVariableError):
+        v.value = 3
+    assert int(v[...]) == 0
+
+
+def test_vars_as_roundtrip_as_in_seed_002():
+    with nnx.var_defaults(hijax=True):
+        v = nnx.Variable(jnp.array(0))
+    v_ref = nnx.vars_as(v, ref=True)
+    assert v_ref.ref and isinstance(v_ref.get_raw_value(), jax.Ref)
+    v_immut = nnx.vars_as(v_ref, mutable=False)
+    assert not v_immut.ref and not v_immut.mutable
+    v_back = nnx.vars_as(v_immut, mutable=True)
+    assert v_back.ref and v_back.mutable
+
+
+def test_vars_as_on_module_state_and_sharing():
+    model = Linear(2, 3, rngs=nnx.Rngs(0))
+    model.tied = model.kernel
+    hi = nnx.vars_as(model, hijax=True)
+    assert hi.kernel.hijax and hi.tied is hi.kernel and hi is not model
+    np.testing.assert_array_equal(hi.kernel[...], model.kernel[...])
+    _, state = nnx.split(model)
+    frozen = nnx.vars_as(state, mutable=False)
+    assert isinstance(frozen, nnx.State) and not frozen["kernel"].mutable
+
+
+def test_to_refs_to_arrays_mutable_freeze_aliases():
+    model = Linear(1, 3, rngs=nnx.Rngs(0))
+    refs = nnx.to_refs(model)
+    assert refs.kernel.ref
+    arrays = nnx.to_arrays(refs)
+    assert not arrays.kernel.ref and not arrays.kernel.hijax and arrays.kernel.mutable
+    m = nnx.mutable(model)
+    assert m.kernel.ref
+    f = nnx.freeze(m)
+    assert not f.kernel.mutable
+
+
+def test_grad_over_frozen_hijax_model_inside_plain_jit():
+    with nnx.var_defaults(hijax=True):
+        model = Linear(2, 3, rngs=nnx.Rngs(0))
+    x = jnp.ones((4, 2))
+    w0, b0 = model.kernel[...], model.bias[...]
+
+    @jax.jit
+    def step():
+        loss_fn = lambda m: jnp.mean(m(x) ** 2)
+        loss, grads = jax.value_and_grad(loss_fn)(nnx.vars_as(model, mutable=False))
+        model.kernel[...] -= 0.1 * grads.kernel[...]
+        model.bias[...] -= 0.1 * grads.bias[...]
+        return loss
+
+    step()
+    # the same step by hand
+    def loss(w, b):
+        return jnp.mean((x @ w + b) ** 2)
+
+    gw, gb = jax.grad(loss, argnums=(0, 1))(w0, b0)
+    np.testing.assert_allclose(model.kernel[...], w0 - 0.1 * gw, rtol=1e-6)
+    np.testing.assert_allclose(model.bias[...], b0 - 0.1 * gb, rtol=1e-6)
+
+
+def test_hijax_variable_created_inside_jit_cannot_be_returned_and_says_why():
+    @jax.jit
+    def create():
+        return nnx.Variable(jnp.ones(2), hijax=True)
+
+    with pytest.raises(nnx.HijaxError, match=r"vars_as\(model, hijax=False\)"):
+        create()
+
+
+def test_plain_variable_created_inside_jit_converts_outside():
+    @jax.jit
+    def create(rngs):
+        with nnx.var_defaults(hijax=True):
+            return nnx.vars_as(Linear(2, 3, rngs=rngs), hijax=False)
+
+    model = nnx.vars_as(create(nnx.Rngs(0)), hijax=True)
+    assert model.kernel.hijax and model.kernel.shape == (2, 3)
+
+
+def test_ref_returned_from_jit_is_jax_error():
+    @jax.jit
+    def create():
+        return nnx.Variable(jnp.ones(2), ref=True)
+
+    with pytest.raises(Exception, match="mutable array references cannot be returned"):
+        create()
+
+
+def test_ref_aliasing_is_reported_by_jax():
+    with nnx.var_defaults(ref=True):
+        x = nnx.Variable(jnp.array(0))
+    with pytest.raises(Exception, match="only one reference to a mutable array"):
+        jax.jit(lambda a, b: None)(x, x)
+
+
+def test_ref_mode_lax_scan_over_stacked_variables():
+    with nnx.var_defaults(ref=True):
+        stack = nnx.Param(jnp.ones((4, 3)))
+
+    def body(carry, w):
+        w[...] += 1.0
+        return carry + w[...].sum(), None
+
+    total, _ = jax.lax.scan(body, jnp.array(0.0), stack)
+    assert float(total) == 24.0
+    np.testing.assert_array_equal(stack[...], np.full((4, 3), 2.0))

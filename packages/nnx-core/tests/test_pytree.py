@@ -1,0 +1,162 @@
+"""Pytree data/static rules and Module utilities."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from core_helpers import Linear
+
+import nnx
+
+
+class Scaler(nnx.Pytree):
+    def __init__(self):
+        self.w = nnx.Param(jnp.ones(3))
+        self.arr = jnp.arange(3.0)
+        self.name = "scaler"
+        self.factor = 2
+        self.fn = jax.nn.relu
+        self.subs = [Linear(2, 2, rngs=nnx.Rngs(0))]
+
+
+def test_pytree_children_and_static():
+    s = Scaler()
+    leaves = jax.tree.leaves(s)
+    assert len(leaves) == 4  # arr, w, and the Linear's kernel and bias
+    doubled = jax.tree.map(lambda x: x * 2, s)
+    assert doubled.name == "scaler" and doubled.fn is jax.nn.relu
+    np.testing.assert_array_equal(doubled.w[...], 2 * np.ones(3))
+
+
+def test_static_change_changes_treedef():
+    a, b = Scaler(), Scaler()
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    b.factor = 3
+    assert jax.tree.structure(a) != jax.tree.structure(b)
+
+
+def test_plain_jit_accepts_pytree_modules():
+    m = Linear(2, 3, rngs=nnx.Rngs(0))
+    y = jax.jit(lambda m, x: m(x))(m, jnp.ones((1, 2)))
+    np.testing.assert_allclose(y, jnp.ones((1, 2)) @ m.kernel[...] + m.bias[...], rtol=1e-6)
+
+
+def test_data_and_static_markers():
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.scale = nnx.data(2.0)
+            self.sizes = nnx.static([1, 2])
+
+    m = M()
+    assert jax.tree.leaves(m) == [2.0]
+    assert m.sizes == [1, 2]
+
+
+def test_array_in_static_attribute_is_a_clear_error():
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.table = nnx.static(jnp.ones(3))
+
+    with pytest.raises(nnx.PytreeStaticError, match=r"M.table is declared static"):
+        M()
+
+
+def test_list_with_functions_is_jittable():
+    class Seq(nnx.Module):
+        def __init__(self):
+            self.layers = [Linear(2, 2, rngs=nnx.Rngs(0)), jax.nn.relu]
+
+        def __call__(self, x):
+            for f in self.layers:
+                x = f(x)
+            return x
+
+    s = Seq()
+    y = jax.jit(lambda s, x: s(x))(s, jnp.ones((1, 2)))
+    assert y.shape == (1, 2)
+    assert isinstance(s.layers, list) and isinstance(s.layers, nnx.List)
+
+
+def test_list_mutation_moves_the_graph_epoch():
+    class Stack(nnx.Module):
+        def __init__(self):
+            self.layers = []
+
+    s = Stack()
+    e = nnx.graph_epoch()
+    s.layers.append(Linear(2, 2, rngs=nnx.Rngs(0)))
+    assert nnx.graph_epoch() != e
+    assert len(nnx.state(s).flat_state()) == 2
+
+
+class Block(nnx.Module):
+    def __init__(self):
+        self.linear = Linear(2, 2, rngs=nnx.Rngs(0))
+        self.deterministic = False
+        self.use_running_average = False
+        self.items = {"a": Linear(2, 2, rngs=nnx.Rngs(1))}
+
+
+def test_iter_modules_and_children():
+    b = Block()
+    names = [p for p, _ in b.iter_modules()]
+    assert names[-1] == () and ("linear",) in names and ("items", "a") in names
+    children = dict(b.iter_children())
+    assert set(children) == {"linear", ("items", "a")}
+
+
+def test_train_eval_and_set_attributes():
+    outer = nnx.Module()
+    outer.blocks = [Block(), Block()]
+    outer.eval()
+    assert all(b.deterministic and b.use_running_average for b in outer.blocks)
+    outer.train()
+    assert not any(b.deterministic for b in outer.blocks)
+    outer.set_attributes(deterministic=True)
+    assert all(b.deterministic for b in outer.blocks)
+    with pytest.raises(AttributeError, match="no module in Module has"):
+        outer.set_attributes(nonexistent=1)
+
+
+def test_sow_and_pop():
+    class M(nnx.Module):
+        def __call__(self, x):
+            self.sow(nnx.Intermediate, "y", x * 2)
+            return x
+
+    m = M()
+    m(jnp.ones(2))
+    m(jnp.ones(2))
+    assert len(m.y[...]) == 2
+    inter = nnx.pop(m, nnx.Intermediate)
+    assert ("y",) in [p for p, _ in inter.flat_state()]
+    assert not hasattr(m, "y")
+
+
+def test_model_surgery_wraps_an_existing_layer():
+    class LoraLinear(nnx.Module):
+        def __init__(self, linear, rank, rngs):
+            self.linear = linear
+            self.A = nnx.Param(jax.random.normal(rngs(), (linear.din, rank)))
+            self.B = nnx.Param(jnp.zeros((rank, linear.dout)))
+
+        def __call__(self, x):
+            return self.linear(x) + x @ self.A @ self.B
+
+    b = Block()
+    old = b.linear
+    b.linear = LoraLinear(old, 2, rngs=nnx.Rngs(0))
+    x = jnp.ones((1, 2))
+    np.testing.assert_allclose(b.linear(x), old(x), rtol=1e-6)  # B is zero
+    assert b.linear.linear is old
+
+
+def test_pickle_and_deepcopy_module():
+    import copy
+    import pickle
+
+    m = Linear(2, 3, rngs=nnx.Rngs(0))
+    m.tied = m.kernel
+    for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert c.tied is c.kernel and c.kernel is not m.kernel
+        np.testing.assert_array_equal(c.kernel[...], m.kernel[...])
