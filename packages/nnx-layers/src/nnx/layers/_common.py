@@ -1,0 +1,108 @@
+"""Helpers shared by the layers: dtype promotion, parameter creation, axis handling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from nnx.core import Param, Rngs, RngStream, VariableMetadata
+from nnx.layers._errors import LayerError, ShapeError
+
+Array = jax.Array
+Dtype = Any
+Shape = tuple[int, ...]
+Initializer = Callable[..., Any]
+PrecisionLike = Any
+
+
+def first_from(*values: Any, default: Any = None) -> Any:
+    """The first value that is not None (per-call flag, then attribute, then default)."""
+    for v in values:
+        if v is not None:
+            return v
+    return default
+
+
+def promote_dtype(arrays: Sequence[Any], *, dtype: Dtype | None = None) -> list[Any]:
+    """Cast every array (None stays None) to ``dtype``, or to their common type if None."""
+    present = [jnp.asarray(a) for a in arrays if a is not None]
+    if dtype is None:
+        dtype = jnp.result_type(*present) if present else None
+    return [None if a is None else jnp.asarray(a, dtype) for a in arrays]
+
+
+def param_key(rngs: Rngs | RngStream | jax.Array | None, layer: str) -> jax.Array:
+    """A key for parameter initialization from ``rngs`` (the ``params`` stream)."""
+    if isinstance(rngs, Rngs):
+        return rngs.params()
+    if isinstance(rngs, RngStream):
+        return rngs()
+    if isinstance(rngs, jax.Array):
+        return rngs
+    raise LayerError(
+        f"{layer} creates its parameters eagerly and needs `rngs`: "
+        f"`{layer}(..., rngs=nnx.Rngs(0))` (got rngs={rngs!r})."
+    )
+
+
+def make_param(
+    init: Initializer,
+    key: jax.Array,
+    shape: Iterable[int],
+    dtype: Dtype,
+    *,
+    layer: str,
+    name: str,
+    metadata: Mapping[str, Any] | None = None,
+    kind: type[Param] = Param,
+) -> Param:
+    """Create a parameter with ``init(key, shape, dtype)``, checking the shape it returns.
+
+    ``init`` may be wrapped by ``nnx.with_partitioning`` (its metadata reaches the
+    Variable); ``metadata`` adds more (``kernel_metadata={'sharding_names': ...}``).
+    """
+    shape = tuple(int(s) for s in shape)
+    value = init(key, shape, dtype)
+    raw = value.value if isinstance(value, VariableMetadata) else value
+    got = tuple(jnp.shape(raw))
+    if got != shape:
+        raise ShapeError(
+            f"{layer}: the initializer of `{name}` returned shape {got}, expected {shape}. "
+            f"Pass an initializer with the signature init(key, shape, dtype) that honours shape."
+        )
+    return kind(value, **dict(metadata or {}))
+
+
+def canonical_axes(axes: int | Sequence[int], ndim: int, *, layer: str, what: str) -> tuple[int, ...]:
+    """Non-negative, sorted axes; errors name the layer."""
+    if isinstance(axes, int):
+        axes = (axes,)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ShapeError(
+                f"{layer}: {what} axis {a} is out of range for an input with {ndim} dimensions."
+            )
+        out.append(a % ndim)
+    return tuple(sorted(set(out)))
+
+
+def as_tuple(x: int | Sequence[int] | None, n: int, *, layer: str, name: str, default: int = 1):
+    """Broadcast an int (or None) to an ``n``-tuple; check the length of a sequence."""
+    if x is None:
+        return (default,) * n
+    if isinstance(x, int):
+        return (x,) * n
+    x = tuple(int(v) for v in x)
+    if len(x) != n:
+        raise ShapeError(f"{layer}: `{name}` has {len(x)} entries, expected {n} (one per spatial axis).")
+    return x
+
+
+def check_positive(layer: str, **values: int) -> None:
+    for name, v in values.items():
+        if not isinstance(v, (int,)) or isinstance(v, bool) or v <= 0:
+            raise LayerError(f"{layer}: `{name}` must be a positive int, got {v!r}.")

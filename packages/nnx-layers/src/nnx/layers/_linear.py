@@ -1,0 +1,301 @@
+"""Dense layers: ``Linear``, ``LinearGeneral`` and ``Einsum``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from nnx.core import Module, Rngs
+
+from nnx.layers import initializers
+from nnx.layers._common import (
+    Dtype,
+    Initializer,
+    PrecisionLike,
+    check_positive,
+    make_param,
+    param_key,
+    promote_dtype,
+)
+from nnx.layers._errors import LayerError, ShapeError
+
+default_kernel_init = initializers.lecun_normal()
+default_bias_init = initializers.zeros
+
+
+class Linear(Module):
+    """A dense layer: ``y = x @ kernel + bias``.
+
+    Example::
+
+        layer = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+        y = layer(jnp.ones((2, 3)))          # shape (2, 4)
+        layer.kernel.shape, layer.bias.shape  # (3, 4), (4,)
+
+    Args:
+      in_features: size of the last axis of the input.
+      out_features: size of the last axis of the output.
+      use_bias: add a learned ``bias``.
+      dtype: dtype of the computation (default: inferred from input and params).
+      param_dtype: dtype of the parameters.
+      precision: passed to ``dot_general``.
+      kernel_init, bias_init: initializers; wrap them in ``nnx.with_partitioning``
+        to give the parameters ``sharding_names``.
+      dot_general: the contraction, ``jax.lax.dot_general`` by default.
+      kernel_metadata, bias_metadata: extra metadata for the parameters.
+      rngs: random streams; parameters use ``rngs.params()``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        precision: PrecisionLike = None,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        dot_general: Callable[..., jax.Array] = lax.dot_general,
+        preferred_element_type: Dtype | None = None,
+        kernel_metadata: Mapping[str, Any] | None = None,
+        bias_metadata: Mapping[str, Any] | None = None,
+        rngs: Rngs,
+    ):
+        check_positive("Linear", in_features=in_features, out_features=out_features)
+        self.kernel = make_param(
+            kernel_init, param_key(rngs, "Linear"), (in_features, out_features), param_dtype,
+            layer="Linear", name="kernel", metadata=kernel_metadata,
+        )
+        if use_bias:
+            self.bias = make_param(
+                bias_init, param_key(rngs, "Linear"), (out_features,), param_dtype,
+                layer="Linear", name="bias", metadata=bias_metadata,
+            )
+        else:
+            self.bias = None
+        self.in_features = in_features
+        self.out_features = out_features
+        self.use_bias = use_bias
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.precision = precision
+        self.kernel_init = kernel_init
+        self.bias_init = bias_init
+        self.dot_general = dot_general
+        self.preferred_element_type = preferred_element_type
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        if jnp.shape(inputs)[-1:] != (self.in_features,):
+            raise ShapeError(
+                f"Linear(in_features={self.in_features}) expects inputs whose last axis has size "
+                f"{self.in_features}, got shape {jnp.shape(inputs)}."
+            )
+        kernel = self.kernel[...]
+        bias = self.bias[...] if self.bias is not None else None
+        x, kernel, bias = promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        kw = {}
+        if self.preferred_element_type is not None:
+            kw["preferred_element_type"] = self.preferred_element_type
+        y = self.dot_general(
+            x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=self.precision, **kw
+        )
+        if bias is not None:
+            y = y + bias
+        return y
+
+
+def _normalize(axes: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    if isinstance(axes, int):
+        axes = (axes,)
+    return tuple(a % ndim for a in axes)
+
+
+class LinearGeneral(Module):
+    """A dense layer over several axes: contracts ``axis`` of the input with the kernel.
+
+    Example::
+
+        # (batch, seq, 8) -> (batch, seq, 2 heads, 4)
+        qkv = nnx.LinearGeneral(8, (2, 4), rngs=nnx.Rngs(0))
+        # (batch, seq, 2, 4) -> (batch, seq, 8)
+        out = nnx.LinearGeneral((2, 4), 8, axis=(-2, -1), rngs=nnx.Rngs(0))
+
+    The kernel has shape ``batch + in_features + out_features`` where ``batch`` are the
+    sizes in ``batch_axis`` (a mapping input axis -> size). The default kernel
+    initializer is LeCun normal with the fan-in taken over all ``in_features``.
+    """
+
+    def __init__(
+        self,
+        in_features: int | Sequence[int],
+        out_features: int | Sequence[int],
+        *,
+        axis: int | Sequence[int] = -1,
+        batch_axis: Mapping[int, int] | None = None,
+        use_bias: bool = True,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        kernel_init: Initializer | None = None,
+        bias_init: Initializer = default_bias_init,
+        precision: PrecisionLike = None,
+        dot_general: Callable[..., jax.Array] | None = None,
+        kernel_metadata: Mapping[str, Any] | None = None,
+        bias_metadata: Mapping[str, Any] | None = None,
+        rngs: Rngs,
+    ):
+        in_features = (in_features,) if isinstance(in_features, int) else tuple(in_features)
+        out_features = (out_features,) if isinstance(out_features, int) else tuple(out_features)
+        axis = (axis,) if isinstance(axis, int) else tuple(axis)
+        if len(axis) != len(in_features):
+            raise ShapeError(
+                f"LinearGeneral: `axis` {axis} has {len(axis)} entries but `in_features` "
+                f"{in_features} has {len(in_features)}; give one input axis per in_feature."
+            )
+        batch_axis = dict(batch_axis or {})
+        batch_dims = tuple(sorted(batch_axis))
+        batch_shape = tuple(batch_axis[a] for a in batch_dims)
+        nb, ni, no = len(batch_shape), len(in_features), len(out_features)
+        kernel_shape = batch_shape + in_features + out_features
+        if kernel_init is None:
+            kernel_init = initializers.variance_scaling(
+                1.0, "fan_in", "truncated_normal",
+                in_axis=tuple(range(nb, nb + ni)),
+                out_axis=tuple(range(nb + ni, nb + ni + no)),
+                batch_axis=tuple(range(nb)),
+            )
+        key = param_key(rngs, "LinearGeneral")
+        self.kernel = make_param(
+            kernel_init, key, kernel_shape, param_dtype,
+            layer="LinearGeneral", name="kernel", metadata=kernel_metadata,
+        )
+        if use_bias:
+            self.bias = make_param(
+                bias_init, param_key(rngs, "LinearGeneral"), batch_shape + out_features,
+                param_dtype, layer="LinearGeneral", name="bias", metadata=bias_metadata,
+            )
+        else:
+            self.bias = None
+        self.in_features = in_features
+        self.out_features = out_features
+        self.axis = axis
+        self.batch_axis = tuple(batch_axis.items())
+        self.use_bias = use_bias
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.kernel_init = kernel_init
+        self.bias_init = bias_init
+        self.precision = precision
+        self.dot_general = dot_general
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        ndim = jnp.ndim(inputs)
+        axis = _normalize(self.axis, ndim)
+        batch_axis = dict(self.batch_axis)
+        batch_dims = _normalize(tuple(sorted(batch_axis)), ndim) if batch_axis else ()
+        got = tuple(jnp.shape(inputs)[a] for a in axis)
+        if got != self.in_features:
+            raise ShapeError(
+                f"LinearGeneral(in_features={self.in_features}) expects input axes {self.axis} "
+                f"of sizes {self.in_features}, got {got} (input shape {jnp.shape(inputs)})."
+            )
+        nb, ni = len(batch_dims), len(axis)
+        kernel = self.kernel[...]
+        bias = self.bias[...] if self.bias is not None else None
+        x, kernel, bias = promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        dot_general = self.dot_general or lax.dot_general
+        y = dot_general(
+            x,
+            kernel,
+            ((axis, tuple(range(nb, nb + ni))), (batch_dims, tuple(range(nb)))),
+            precision=self.precision,
+        )
+        if bias is not None:
+            # dot_general puts batch axes first, then the free input axes, then the outputs.
+            n_free = ndim - ni - nb
+            bias = jnp.reshape(bias, bias.shape[:nb] + (1,) * n_free + bias.shape[nb:])
+            y = y + bias
+        return y
+
+
+class Einsum(Module):
+    """A layer that contracts its input with a kernel by an einsum string.
+
+    Example::
+
+        layer = nnx.Einsum("nta,hab->nthb", (8, 2, 4), (8, 4), rngs=nnx.Rngs(0))
+        y = layer(jnp.ones((16, 11, 2)))   # shape (16, 11, 8, 4)
+
+    ``bias`` (when ``bias_shape`` is given) is added with numpy broadcasting, aligned
+    with the trailing axes of the output. ``einsum_str`` may also be given per call.
+    """
+
+    def __init__(
+        self,
+        einsum_str: str,
+        kernel_shape: Sequence[int],
+        bias_shape: Sequence[int] | None = None,
+        *,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        precision: PrecisionLike = None,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        einsum_op: Callable[..., jax.Array] = jnp.einsum,
+        kernel_metadata: Mapping[str, Any] | None = None,
+        bias_metadata: Mapping[str, Any] | None = None,
+        rngs: Rngs,
+    ):
+        _check_einsum_str(einsum_str)
+        kernel_shape = tuple(kernel_shape)
+        rhs = einsum_str.replace(" ", "").split("->")[0].split(",")[1]
+        if len(rhs) != len(kernel_shape):
+            raise ShapeError(
+                f"Einsum: the kernel subscripts {rhs!r} of {einsum_str!r} name {len(rhs)} axes "
+                f"but kernel_shape {kernel_shape} has {len(kernel_shape)}."
+            )
+        self.kernel = make_param(
+            kernel_init, param_key(rngs, "Einsum"), kernel_shape, param_dtype,
+            layer="Einsum", name="kernel", metadata=kernel_metadata,
+        )
+        if bias_shape is not None:
+            self.bias = make_param(
+                bias_init, param_key(rngs, "Einsum"), tuple(bias_shape), param_dtype,
+                layer="Einsum", name="bias", metadata=bias_metadata,
+            )
+        else:
+            self.bias = None
+        self.einsum_str = einsum_str
+        self.kernel_shape = kernel_shape
+        self.bias_shape = None if bias_shape is None else tuple(bias_shape)
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.precision = precision
+        self.kernel_init = kernel_init
+        self.bias_init = bias_init
+        self.einsum_op = einsum_op
+
+    def __call__(self, inputs: jax.Array, einsum_str: str | None = None) -> jax.Array:
+        einsum_str = einsum_str or self.einsum_str
+        _check_einsum_str(einsum_str)
+        kernel = self.kernel[...]
+        bias = self.bias[...] if self.bias is not None else None
+        x, kernel, bias = promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        y = self.einsum_op(einsum_str, x, kernel, precision=self.precision)
+        if bias is not None:
+            y = y + bias
+        return y
+
+
+def _check_einsum_str(einsum_str: str) -> None:
+    s = einsum_str.replace(" ", "")
+    if "->" not in s or len(s.split("->")[0].split(",")) != 2:
+        raise LayerError(
+            f"Einsum: {einsum_str!r} must name exactly two operands and an output, "
+            "like 'btd,dh->bth' (input first, kernel second)."
+        )
