@@ -1,0 +1,3 @@
+"""nnx.optim: public interface of the nnx-optim distribution."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""nnx.transforms: public interface of the nnx-transforms distribution."""
+
+__all__: list[str] = []
