@@ -1,3 +1,22 @@
-"""nnx.optim: public interface of the nnx-optim distribution."""
+"""nnx.optim: optimizers over optax, training metrics, and parameter EMA.
 
-__all__: list[str] = []
+Example::
+
+    import nnx, optax
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    optimizer.update(model, grads)
+    metrics = nnx.metrics.MultiMetric(loss=nnx.metrics.Average("loss"))
+"""
+
+from nnx.optim._errors import GradientStructureError, MetricArgumentError, OptimError
+from nnx.optim._optimizer import ModelAndOptimizer, Optimizer, OptState
+from nnx.optim._version import __version__
+
+__all__ = [
+    "Optimizer",
+    "ModelAndOptimizer",
+    "OptState",
+    "OptimError",
+    "GradientStructureError",
+    "MetricArgumentError",
+]

@@ -1,0 +1,464 @@
+"""``Optimizer``: an optax transformation applied in place to a model's Variables.
+
+The optimizer keeps its step count and the optax state in :class:`OptState`
+Variables, so it crosses ``nnx.jit``, ``nnx.split``/``nnx.merge`` and (with
+ref or hijax Variables) a plain ``jax.jit`` like any module. It holds a
+reference to the model:
+
+- in the object graph (``nnx.split``, ``nnx.jit``) the model is an ordinary
+  child, shared with the caller's model, so ``nnx.jit(step)(model, optimizer)``
+  carries one copy of the parameters;
+- as a JAX pytree (a plain ``jax.jit`` argument) the optimizer carries only its
+  own state and keeps the model as a reference, so ``jax.jit(step)(model,
+  optimizer)`` does not pass the parameters twice (JAX forbids two arguments
+  holding the same ``jax.Ref``) and ``optimizer.update(model, grads)`` writes
+  into the traced ``model``.
+
+Storage of the optax state: the optax state pytree keeps its structure
+(namedtuples, tuples); every subtree shaped like the parameters (Adam's
+moments, accumulated gradients) is held by one ``OptState`` Variable, every
+other array (counts, injected hyperparameters) by its own. The number of
+Variables therefore does not grow with the model: with hijax Variables each
+one is a separate argument of ``jax.jit`` (about 10 µs of dispatch each on
+CPU), and in every mode each is an object on the ``nnx.jit`` fast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nnx.core import FlattenCache, Param, Pytree, State, Variable, flatten, is_data, is_graph_node
+from nnx.core import to_predicate
+from nnx.optim._errors import GradientStructureError, OptimError
+
+
+class OptState(Variable):
+    """A Variable holding optimizer state: the step count and the optax state.
+
+    Example::
+
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+        nnx.state(optimizer, nnx.optim.OptState)   # step and Adam's count/mu/nu
+    """
+
+
+# -- paths ---------------------------------------------------------------------
+def _sort_key(k):
+    # The order State uses for its keys: integers first, then names.
+    return (0, k, "") if isinstance(k, int) else (1, 0, str(k))
+
+
+def _path_key(path: tuple) -> tuple:
+    return tuple(_sort_key(k) for k in path)
+
+
+def _keystr(path: tuple) -> str:
+    return "/".join(str(k) for k in path) or "<root>"
+
+
+def _filter_name(wrt) -> str:
+    return getattr(wrt, "__name__", None) or repr(wrt)
+
+
+def _is_variable(x) -> bool:
+    return isinstance(x, Variable)
+
+
+def _is_state(x) -> bool:
+    return isinstance(x, State)
+
+
+# -- the Variables an optimizer updates ----------------------------------------
+class Selection:
+    """The Variables of one model graph that ``wrt`` selects, in State path order.
+
+    ``treedef`` is the pytree structure of the State that optax sees (one leaf
+    per Variable), so values go in and out with ``treedef.unflatten`` and
+    ``treedef.flatten_up_to`` (C++ calls, no Python loop over the tree).
+    """
+
+    __slots__ = ("paths", "variables", "treedef")
+
+    def __init__(self, items: list[tuple[tuple, Variable]]):
+        items.sort(key=lambda item: _path_key(item[0]))
+        self.paths = tuple(p for p, _ in items)
+        self.variables = tuple(v for _, v in items)
+        self.treedef = jax.tree.structure(State.from_flat((p, 0) for p in self.paths))
+
+    def values(self) -> list:
+        """The current values, in order."""
+        return [v.get_value() for v in self.variables]
+
+    def write(self, new: State) -> None:
+        for v, x in zip(self.variables, self.treedef.flatten_up_to(new)):
+            v.set_value(x)
+
+
+def select(model: Any, pred, flat=None) -> Selection:
+    """The Variables of ``model`` matched by the predicate ``pred``."""
+    if flat is None:
+        flat = flatten((model,))
+    items = []
+    for path, x in zip(flat.graphdef.paths, flat.leaves):
+        if isinstance(x, Variable):
+            p = path[1:]  # drop the index of the (model,) tuple
+            if pred(p, x):
+                items.append((p, x))
+    return Selection(items)
+
+
+class _Cache:
+    """Per-optimizer memo of the last model's selection (plain Python, not data)."""
+
+    __slots__ = ("flatten_cache", "flat", "selection", "wrt", "pred")
+
+    def __init__(self, wrt):
+        self.flatten_cache = FlattenCache()
+        self.flat = None
+        self.selection = None
+        self.wrt = wrt
+        self.pred = to_predicate(wrt)
+
+
+# -- gradients -----------------------------------------------------------------
+def _grad_items(grads: Any, pred) -> list[tuple[tuple, Any]]:
+    """``(path, leaf)`` pairs of a State, a nested dict or a module-shaped gradient."""
+    if isinstance(grads, Mapping):
+        state = grads if isinstance(grads, State) else State(grads)
+        return [(p, x) for p, x in state.flat_state() if not isinstance(x, Variable) or pred(p, x)]
+    if is_graph_node(grads) and not isinstance(grads, Variable):
+        flat = flatten(grads, with_paths=True)
+        items = [(p, x) for p, x in zip(flat.paths, flat.leaves) if pred(p, x)]
+        items.sort(key=lambda item: _path_key(item[0]))
+        return items
+    raise TypeError(
+        f"Optimizer.update: gradients must be an nnx.State, a nested dict of arrays, or a "
+        f"module-shaped tree of Variables (what jax.grad returns for "
+        f"`nnx.vars_as(model, mutable=False)`); got {type(grads).__name__}."
+    )
+
+
+def _mismatch(sel: Selection, items, wrt) -> GradientStructureError:
+    have = {p for p, _ in items}
+    want = set(sel.paths)
+    for p in sorted(have | want, key=_path_key):
+        if p not in have:
+            return GradientStructureError(
+                f"Optimizer.update: the gradients have no entry at {_keystr(p)!r}, a "
+                f"{type(sel.variables[sel.paths.index(p)]).__name__} that the optimizer "
+                f"updates (wrt={_filter_name(wrt)}). Differentiate with respect to "
+                f"`nnx.state(model, wrt)` (or pass the optimizer's `wrt` to nnx.grad)."
+            )
+        if p not in want:
+            return GradientStructureError(
+                f"Optimizer.update: the gradients have an entry at {_keystr(p)!r}, which is "
+                f"not a Variable the optimizer updates (wrt={_filter_name(wrt)}). Pass "
+                f"gradients for exactly `nnx.state(model, wrt)`, or create the optimizer "
+                f"with a `wrt` filter that selects this path."
+            )
+    return GradientStructureError("Optimizer.update: the gradients do not match the parameters.")
+
+
+def grad_values(sel: Selection, grads: Any, pred, wrt, params: list) -> list:
+    """The gradient arrays in ``sel``'s order; raises naming the first mismatched path.
+
+    ``params`` holds the current values of ``sel.variables`` (for the shape check).
+    """
+    items = _grad_items(grads, pred)
+    if len(items) != len(sel.paths) or any(p != q for (p, _), q in zip(items, sel.paths)):
+        lookup = dict(items)
+        if set(lookup) != set(sel.paths):
+            raise _mismatch(sel, items, wrt)
+        items = [(p, lookup[p]) for p in sel.paths]
+    values = []
+    for (path, g), v, p in zip(items, sel.variables, params):
+        if isinstance(g, Variable):
+            g = g.get_value()
+        gshape = getattr(g, "shape", None)
+        if gshape is not None:
+            pshape = jnp.shape(p)
+            if tuple(gshape) != tuple(pshape):
+                raise GradientStructureError(
+                    f"Optimizer.update: the gradient at {_keystr(path)!r} has shape "
+                    f"{tuple(gshape)}, but the {type(v).__name__} there has shape "
+                    f"{tuple(pshape)}."
+                )
+        values.append(g)
+    return values
+
+
+# -- the optax state in Variables ----------------------------------------------
+def _wrap_leaf(x):
+    return OptState(x if isinstance(x, State) else jnp.asarray(x))
+
+
+def wrap_opt_state(raw: Any) -> Any:
+    """The optax state with each param-shaped State and each other array in an OptState."""
+    return jax.tree.map(_wrap_leaf, raw, is_leaf=_is_state)
+
+
+def read_opt_state(wrapped: Any) -> Any:
+    return jax.tree.map(lambda v: v.get_value(), wrapped, is_leaf=_is_variable)
+
+
+def write_opt_state(wrapped: Any, raw: Any) -> None:
+    jax.tree.map(lambda v, x: v.set_value(x), wrapped, raw, is_leaf=_is_variable)
+
+
+# -- JAX pytree registration: the model travels as a reference -------------------
+class _Aux:
+    """Static part of an optimizer as a JAX pytree (hashable, compared by value)."""
+
+    __slots__ = ("cls", "data_keys", "statics", "model", "_hash")
+
+    def __init__(self, cls, data_keys, statics, model):
+        self.cls = cls
+        self.data_keys = data_keys
+        self.statics = statics
+        self.model = model
+        self._hash = hash((cls, data_keys, tuple(k for k, _ in statics), id(model)))
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if not (
+            type(other) is _Aux
+            and self._hash == other._hash
+            and self.cls is other.cls
+            and self.model is other.model
+            and self.data_keys == other.data_keys
+            and len(self.statics) == len(other.statics)
+        ):
+            return False
+        for (k1, a), (k2, b) in zip(self.statics, other.statics):
+            if k1 != k2:
+                return False
+            if a is b:
+                continue
+            try:
+                if not bool(a == b):
+                    return False
+            except Exception:
+                return False
+        return True
+
+
+def _compute_aux(obj) -> _Aux:
+    d = obj.__dict__
+    by_ref = type(obj)._model_by_reference
+    data_keys, statics = [], []
+    for k in sorted(d):
+        if by_ref and k == "model":
+            continue
+        (data_keys if is_data(d[k]) else statics).append(k)
+    aux = _Aux(
+        type(obj), tuple(data_keys), tuple((k, d[k]) for k in statics),
+        d.get("model") if by_ref else None,
+    )
+    object.__setattr__(obj, "_nnx_optim_aux", aux)
+    return aux
+
+
+def _get_aux(obj) -> _Aux:
+    try:
+        aux = obj._nnx_optim_aux
+    except AttributeError:
+        aux = None
+    return aux if aux is not None else _compute_aux(obj)
+
+
+def _register(cls) -> None:
+    def flatten_fn(obj):
+        aux = _get_aux(obj)
+        d = obj.__dict__
+        return [d[k] for k in aux.data_keys], aux
+
+    def flatten_with_keys(obj):
+        aux = _get_aux(obj)
+        d = obj.__dict__
+        return [(jax.tree_util.GetAttrKey(k), d[k]) for k in aux.data_keys], aux
+
+    def unflatten(aux, children):
+        obj = aux.cls.__new__(aux.cls)
+        d = obj.__dict__
+        d.update(zip(aux.data_keys, children))
+        d.update(aux.statics)
+        if aux.cls._model_by_reference:
+            d["model"] = aux.model
+        object.__setattr__(obj, "_nnx_optim_aux", aux)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten_func=flatten_fn)
+
+
+_MISSING = object()
+
+
+class Optimizer(Pytree, pytree=False):
+    """An optax transformation that updates a model's Variables in place.
+
+    Example::
+
+        model = MLP(2, 16, 1, rngs=nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+
+        @nnx.jit
+        def train_step(model, optimizer, x, y):
+            grads = nnx.grad(lambda m: ((m(x) - y) ** 2).mean())(model)
+            optimizer.update(model, grads)     # or optimizer.update(grads)
+
+        train_step(model, optimizer, x, y)
+        optimizer.step.value                   # Array(1, dtype=uint32)
+
+    ``update(grads)`` uses the model given here; ``update(model, grads)`` the
+    one passed (the traced copy inside a plain ``jax.jit``). Gradients may be an
+    ``nnx.State`` (of Variables or arrays), a nested dict of arrays, or a
+    module-shaped tree of Variables such as ``jax.grad`` returns for
+    ``nnx.vars_as(model, mutable=False)``; entries not selected by ``wrt`` are
+    ignored when they are Variables. Extra keyword arguments of ``update`` go
+    to ``tx.update`` (``value=``, ``grad=``, ``value_fn=`` for optax line
+    searches).
+
+    Attributes:
+      model: the model (a reference, shared with the caller's).
+      tx: the optax transformation (static).
+      wrt: the filter selecting the updated Variables (static).
+      step: ``OptState`` uint32 count of updates.
+      opt_state: the optax state; its arrays live in ``OptState`` Variables, so
+        ``optimizer.opt_state.hyperparams['learning_rate'][...] = 1e-4`` changes
+        an ``optax.inject_hyperparams`` hyperparameter between steps.
+
+    Args:
+      model: the object graph holding the Variables to optimize.
+      tx: any ``optax.GradientTransformation`` (chains, ``optax.MultiSteps``,
+        schedules, ``inject_hyperparams``, ``GradientTransformationExtraArgs``).
+      wrt: a filter (default ``nnx.Param``); e.g. ``nnx.LoRAParam`` to train
+        only LoRA adapters. Only Variables are updated, never raw arrays.
+    """
+
+    __slots__ = ("_nnx_optim_aux", "_nnx_optim_cache")
+
+    # As a JAX pytree the model is a reference (see the module docstring).
+    _model_by_reference = True
+
+    def __init_subclass__(cls, **kwargs):
+        kwargs.pop("pytree", None)
+        super().__init_subclass__(pytree=False, **kwargs)
+        _register(cls)
+
+    def __init__(self, model: Any, tx: optax.GradientTransformation, *, wrt: Any = Param):
+        if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+            raise TypeError(
+                f"Optimizer: `tx` must be an optax GradientTransformation (with `init` and "
+                f"`update`), got {type(tx).__name__}. Example: "
+                f"`nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)`."
+            )
+        self.model = model
+        self.tx = tx
+        self.wrt = wrt
+        sel = self._selection(model)
+        if not sel.variables:
+            raise OptimError(
+                f"Optimizer: {type(model).__name__} has no Variable matching "
+                f"wrt={_filter_name(wrt)}, so there is nothing to optimize. Check the filter "
+                f"(e.g. `wrt=nnx.Param`)."
+            )
+        self.step = OptState(jnp.array(0, dtype=jnp.uint32))
+        # Bypass the tracking of plain dicts/lists in data attributes: the optax
+        # state must keep its exact node types for tx.update.
+        Pytree.__setattr__(self, "opt_state", None)
+        self.__dict__["opt_state"] = wrap_opt_state(tx.init(sel.treedef.unflatten(sel.values())))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, "_nnx_optim_aux", None)
+        if name == "wrt":
+            object.__setattr__(self, "_nnx_optim_cache", None)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        object.__setattr__(self, "_nnx_optim_aux", None)
+        super().__delattr__(name)
+
+    def _selection(self, model: Any) -> Selection:
+        try:
+            cache = self._nnx_optim_cache
+        except AttributeError:
+            cache = None
+        wrt = self.__dict__["wrt"]
+        if cache is None or cache.wrt is not wrt:
+            cache = _Cache(wrt)
+            object.__setattr__(self, "_nnx_optim_cache", cache)
+        flat = cache.flatten_cache.flatten((model,))
+        if flat is not cache.flat:
+            cache.selection = select(model, cache.pred, flat)
+            cache.flat = flat
+        return cache.selection  # type: ignore[return-value]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Apply one optax step: ``update(grads)`` or ``update(model, grads)``.
+
+        Example::
+
+            optimizer.update(grads)               # the model given to the constructor
+            optimizer.update(model, grads)        # an explicit (e.g. traced) model
+            optimizer.update(model, grads, value=loss, grad=grads_state, value_fn=f)
+
+        Raises:
+          GradientStructureError: the gradients miss a selected path, have one
+            that is not selected, or have a different shape; the message names
+            the first such path.
+        """
+        if len(args) == 2:
+            model, grads = args
+        elif len(args) == 1:
+            model, grads = self.model, args[0]
+            if "grads" in kwargs:  # update(model, grads=...)
+                model, grads = args[0], kwargs.pop("grads")
+        elif not args and "grads" in kwargs:
+            model, grads = kwargs.pop("model", self.model), kwargs.pop("grads")
+        else:
+            raise TypeError(
+                f"Optimizer.update takes `(grads)` or `(model, grads)`, got {len(args)} "
+                "positional arguments."
+            )
+        sel = self._selection(model)
+        cache = self._nnx_optim_cache
+        values = sel.values()
+        grads_state = sel.treedef.unflatten(grad_values(sel, grads, cache.pred, self.wrt, values))
+        params = sel.treedef.unflatten(values)
+        opt_state = read_opt_state(self.opt_state)
+        updates, new_opt_state = self.tx.update(grads_state, opt_state, params, **kwargs)
+        sel.write(optax.apply_updates(params, updates))
+        write_opt_state(self.opt_state, new_opt_state)
+        self.step[...] = self.step[...] + 1
+
+
+class ModelAndOptimizer(Optimizer):
+    """A model and its optimizer as one object: ``update(grads)``, and calls go to the model.
+
+    Example::
+
+        state = nnx.ModelAndOptimizer(model, optax.sgd(0.1))
+        y = state(x)                 # model(x)
+        state.update(grads)          # updates state.model in place
+
+    Unlike :class:`Optimizer`, the model is a full JAX pytree child, so
+    ``jax.jit(step)(state)`` carries the model on its own (do not also pass the
+    model separately).
+    """
+
+    _model_by_reference = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+
+_register(Optimizer)
