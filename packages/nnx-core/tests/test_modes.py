@@ -250,3 +250,66 @@ def test_ref_mode_lax_scan_over_stacked_variables():
     total, _ = jax.lax.scan(body, jnp.array(0.0), stack)
     assert float(total) == 24.0
     np.testing.assert_array_equal(stack[...], np.full((4, 3), 2.0))
+
+
+class HasShared(nnx.Pytree):
+    def __init__(self):
+        self.a = nnx.Variable(jnp.array(0))
+        self.b = self.a
+
+
+@pytest.mark.parametrize("mode", ["ref", "hijax"])
+def test_variable_shared_inside_one_object_is_passed_once_to_plain_jit(mode):
+    with nnx.var_defaults(**{mode: True}):
+        obj = HasShared()
+
+    @jax.jit
+    def g(o):
+        o.a[...] = 5
+
+    g(obj)  # JAX would reject (ref) or lose (hijax) a twice-passed reference
+    assert obj.a is obj.b and int(obj.b[...]) == 5
+    assert len(jax.tree.leaves(obj)) == 1
+
+
+def test_shared_submodule_gradient_is_accumulated_once():
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+
+    class Twice(nnx.Module):
+        def __init__(self):
+            self.first = m
+            self.second = m
+
+    t = Twice()
+    x = jnp.ones((1, 2))
+    g = jax.grad(lambda t: jnp.sum(t.second(t.first(x))))(t)
+    assert g.first is g.second
+    w, b = m.kernel[...], m.bias[...]
+    gw = jax.grad(lambda w: jnp.sum((x @ w + b) @ w + b))(w)
+    np.testing.assert_allclose(g.first.kernel[...], gw, rtol=1e-5)
+
+
+def test_graph_ref_is_walked_by_split_but_static_for_jax():
+    model = Linear(2, 3, rngs=nnx.Rngs(0))
+
+    class Holder(nnx.Pytree):
+        def __init__(self, model):
+            self.model = nnx.graph_ref(model)
+            self.step = nnx.Variable(jnp.array(0))
+
+    h = Holder(model)
+    assert len(jax.tree.leaves(h)) == 1  # only step
+    assert jax.tree.map(lambda x: x, h).model is model
+    _, state = nnx.split(h)
+    assert ("model", "kernel") in [p for p, _ in state.flat_state()]
+    with nnx.var_defaults(hijax=True):
+        hm = Linear(2, 3, rngs=nnx.Rngs(0))
+        hh = Holder(hm)
+
+    @jax.jit
+    def step(model, holder):
+        holder.step[...] += 1
+        model.bias[...] += 1.0
+
+    step(hm, hh)  # the model reaches jax.jit once, through `model`
+    assert int(hh.step[...]) == 1 and float(hm.bias[0]) == 1.0

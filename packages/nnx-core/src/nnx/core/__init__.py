@@ -66,7 +66,17 @@ from nnx.core._graph import (
     variables,
 )
 from nnx.core._module import Module, iter_children, iter_modules
-from nnx.core._pytree import Dict, List, Object, Pytree, data, is_data, register_data_type, static
+from nnx.core._pytree import (
+    Dict,
+    List,
+    Object,
+    Pytree,
+    data,
+    graph_ref,
+    is_data,
+    register_data_type,
+    static,
+)
 from nnx.core._rngs import RngStream, Rngs
 from nnx.core._state import (
     State,
@@ -132,6 +142,7 @@ __all__ = [
     "Module",
     "data",
     "static",
+    "graph_ref",
     "is_data",
     "register_data_type",
     "List",

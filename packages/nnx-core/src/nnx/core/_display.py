@@ -218,7 +218,7 @@ def _def(d, indent: str) -> str:
     if tag == G._REF:
         return f"NodeRef({d[1]})"
     if tag == G._NODE:
-        items = [f"{indent}  {k}={_def(c, indent + '  ')}" for k, c in zip(d[2].data_keys, d[3])]
+        items = [f"{indent}  {k}={_def(c, indent + '  ')}" for k, c in zip(d[2].keys, d[3])]
         items += [f"{indent}  {k}={s!r}" for k, s in d[2].static_items]
         if not items:
             return f"NodeDef({d[1].__name__})"

@@ -26,7 +26,17 @@ from nnx.core import _epoch
 from nnx.core._errors import FilterError, StructureError
 from nnx.core._filters import filters_to_predicates, to_predicate
 from nnx.core._hijax import is_cell, new_cell
-from nnx.core._pytree import Dict, List, Pytree, _Static, get_layout, new_node
+from nnx.core import _pytree
+from nnx.core._pytree import (
+    Dict,
+    List,
+    Pytree,
+    _Static,
+    get_flat_cache_raw,
+    get_layout,
+    new_node,
+    set_flat_cache,
+)
 from nnx.core._state import State, _keystr, _sort_key
 from nnx.core._variables import HIJAX, PLAIN, REF, Variable, _to_ref
 
@@ -89,7 +99,7 @@ def _collect_paths(d, path, out) -> None:
     if tag == _VAR or tag == _LEAF:
         out.append(path)
     elif tag == _NODE:
-        for k, c in zip(d[2].data_keys, d[3]):
+        for k, c in zip(d[2].keys, d[3]):
             _collect_paths(c, (*path, k), out)
     elif tag == _LIST or tag == _TUPLE:
         for i, c in enumerate(d[2]):
@@ -127,13 +137,14 @@ class FlatGraph:
 
 
 class _Flattener:
-    __slots__ = ("ids", "nodes", "leaves", "paths")
+    __slots__ = ("ids", "nodes", "leaves", "paths", "pytree_view")
 
-    def __init__(self, ref_index, with_paths):
+    def __init__(self, ref_index, with_paths, pytree_view=False):
         self.ids = {} if ref_index is None else dict(ref_index)
         self.nodes: list = []
         self.leaves: list = []
         self.paths = [] if with_paths else None
+        self.pytree_view = pytree_view
 
     def visit(self, x, path):
         if isinstance(x, Variable):
@@ -158,6 +169,20 @@ class _Flattener:
                 children = tuple(self.visit(d[k], None) for k in layout.data_keys)
             else:
                 children = tuple(self.visit(d[k], (*path, k)) for k in layout.data_keys)
+            if layout.scalar_keys:  # `nnx.data(2.0)`: a Python scalar that is a leaf
+                children = tuple(
+                    self.leaf(d[k], (*path, k) if self.paths is not None else None)
+                    if k in layout.scalar_keys
+                    else c
+                    for k, c in zip(layout.data_keys, children)
+                )
+            if layout.graph_keys:
+                if self.pytree_view:  # references stay static in the JAX view
+                    children += tuple((_STATIC, _Static(d[k])) for k in layout.graph_keys)
+                elif self.paths is None:
+                    children += tuple(self.visit(d[k], None) for k in layout.graph_keys)
+                else:
+                    children += tuple(self.visit(d[k], (*path, k)) for k in layout.graph_keys)
             return (_NODE, type(x), layout, children)
         t = type(x)
         if t is list or t is List or t is tuple:
@@ -190,6 +215,16 @@ class _Flattener:
         else:
             defs = tuple(self.visit(c, (*path, k)) for k, c in zip(keys, children))
         return (_PYTREE, treedef, keys, defs)
+
+
+def _leaf(self, x, path):
+    self.leaves.append(x)
+    if self.paths is not None:
+        self.paths.append(path)
+    return (_LEAF,)
+
+
+_Flattener.leaf = _leaf  # type: ignore[attr-defined]
 
 
 def _key_name(k):
@@ -251,7 +286,7 @@ class _Unflattener:
             obj = new_node(cls, layout, ())
             self.objs[len(self.objs)] = obj
             od = obj.__dict__
-            for k, c in zip(layout.data_keys, children):
+            for k, c in zip(layout.keys, children):
                 od[k] = self.build(c)
             # attribute order as in the original object: data keys were sorted
             return obj
@@ -298,9 +333,14 @@ def _trace_if_plain(aux):
     return None
 
 
+def _is_arrays(value) -> bool:
+    leaves = jax.tree.leaves(value, is_leaf=lambda r: isinstance(r, jax.Ref))
+    return all(isinstance(x, (jax.Array, np.ndarray, jax.Ref)) for x in leaves)
+
+
 def _as_storage(aux, value):
     mode = aux.mode
-    if mode == PLAIN:
+    if mode == PLAIN or not _is_arrays(value):
         return value
     if mode == REF:
         leaves = jax.tree.leaves(value, is_leaf=lambda r: isinstance(r, jax.Ref))
@@ -568,7 +608,7 @@ def pop(node: Any, *filters) -> State | tuple[State, ...]:
 def _children(x) -> Iterator[tuple[Any, Any]]:
     if isinstance(x, Pytree):
         d = x.__dict__
-        for k in get_layout(x).data_keys:
+        for k in get_layout(x).keys:
             yield k, d[k]
     elif isinstance(x, (list, tuple)):
         yield from enumerate(x)
@@ -695,3 +735,47 @@ def filter_leaves(flat: FlatGraph, filter) -> list[bool]:
 
 
 _ = REF  # re-exported mode constants live in _variables
+
+
+# -- the JAX pytree view of Pytrees ------------------------------------------------
+class PathKey:
+    """A JAX key for a whole path inside an object graph (``.layers[0].kernel``)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: tuple):
+        self.path = path
+
+    def __str__(self) -> str:
+        return "".join(f".{k}" if isinstance(k, str) else f"[{k!r}]" for k in self.path)
+
+    __repr__ = __str__
+
+    def __hash__(self):
+        return hash(self.path)
+
+    def __eq__(self, other):
+        return isinstance(other, PathKey) and other.path == self.path
+
+
+def _pytree_flatten(obj) -> FlatGraph:
+    cached = get_flat_cache_raw(obj)
+    epoch = _epoch._counter[0]
+    if cached is not None and cached[0] == epoch:
+        return cached[1]
+    f = _Flattener(None, False, pytree_view=True)
+    tree = f.visit(obj, ())
+    flat = FlatGraph(GraphDef(tree, len(f.leaves), len(f.ids)), f.leaves, f.nodes, None)
+    set_flat_cache(obj, (epoch, flat))
+    return flat
+
+
+def _pytree_keys(flat: FlatGraph) -> list:
+    return [(PathKey(p), x) for p, x in zip(flat.graphdef.paths, flat.leaves)]
+
+
+def _pytree_unflatten(graphdef: GraphDef, children) -> Any:
+    return _Unflattener(list(children), None, False).build(graphdef.tree)
+
+
+_pytree._hooks.update(flatten=_pytree_flatten, keys=_pytree_keys, unflatten=_pytree_unflatten)

@@ -28,9 +28,12 @@ _MISSING = object()
 class _Marker:
     __slots__ = ("value", "is_data")
 
-    def __init__(self, value, is_data: bool):
+    def __init__(self, value, is_data):
         self.value = value
-        self.is_data = is_data
+        self.is_data = is_data  # True (data), False (static) or GRAPH (graph_ref)
+
+
+GRAPH = "graph"
 
 
 def data(value: Any) -> Any:
@@ -55,6 +58,23 @@ def static(value: Any) -> Any:
                 self.sizes = nnx.static((2, 3))
     """
     return _Marker(value, False)
+
+
+def graph_ref(value: Any) -> Any:
+    """Hold ``value`` by reference: part of the object graph, not of the pytree view.
+
+    ``nnx.split``/``nnx.merge`` and the nnx transforms walk such an attribute like
+    any data attribute (sharing is kept); the JAX pytree view (``jax.jit``,
+    ``jax.tree.map``) sees it as a static reference to the same object. Use it
+    for back-references to objects that are usually passed alongside, such as an
+    optimizer's model, so that a plain ``jax.jit(step)(model, optimizer)`` does not
+    see the model's Variables twice::
+
+        class Optimizer(nnx.Pytree):
+            def __init__(self, model, tx):
+                self.model = nnx.graph_ref(model)
+    """
+    return _Marker(value, GRAPH)
 
 
 _extra_data_types: tuple[type, ...] = ()
@@ -302,18 +322,23 @@ jax.tree_util.register_pytree_with_keys(
 
 
 class Layout:
-    """Which attributes of one Pytree instance are data, and its static values.
+    """Which attributes of one Pytree instance are data, graph references, static.
 
-    It is the pytree auxiliary data of the instance; equal layouts mean equal
-    static structure.
+    It is part of the GraphDef of the instance; equal layouts mean equal static
+    structure.
     """
 
-    __slots__ = ("data_keys", "static_items", "_key", "_hash")
+    __slots__ = ("data_keys", "graph_keys", "keys", "static_items", "scalar_keys", "_key", "_hash")
 
-    def __init__(self, data_keys: tuple[str, ...], static_items: tuple):
+    def __init__(
+        self, data_keys: tuple[str, ...], static_items: tuple, graph_keys=(), scalar_keys=()
+    ):
         self.data_keys = data_keys
+        self.scalar_keys = frozenset(scalar_keys)
+        self.graph_keys = graph_keys
+        self.keys = data_keys + graph_keys  # what the graph walk visits, in order
         self.static_items = static_items  # ((name, _Static), ...)
-        self._key = (data_keys, static_items)
+        self._key = (data_keys, graph_keys, static_items, self.scalar_keys)
         self._hash = hash(self._key)
 
     def __hash__(self):
@@ -329,15 +354,19 @@ class Layout:
 def compute_layout(obj: Pytree) -> Layout:
     d = obj.__dict__
     forced = _get_forced(obj)
-    data_keys, static_items = [], []
+    data_keys, graph_keys, static_items, scalar_keys = [], [], [], []
     for k in sorted(d):
         v = d[k]
         f = forced.get(k) if forced else None
-        if f is True or (f is None and is_data(v)):
+        if f is GRAPH:
+            graph_keys.append(k)
+        elif f is True or (f is None and is_data(v)):
             data_keys.append(k)
+            if f is True and isinstance(v, (int, float, complex)):
+                scalar_keys.append(k)
         else:
             static_items.append((k, _Static(v)))
-    layout = Layout(tuple(data_keys), tuple(static_items))
+    layout = Layout(tuple(data_keys), tuple(static_items), tuple(graph_keys), scalar_keys)
     _set_layout(obj, layout)
     return layout
 
@@ -360,7 +389,7 @@ class Pytree:
     transforms keep that sharing.
     """
 
-    __slots__ = ("__dict__", "__weakref__", "_nnx_layout", "_nnx_forced")
+    __slots__ = ("__dict__", "__weakref__", "_nnx_layout", "_nnx_forced", "_nnx_flat")
 
     def __init_subclass__(cls, *, pytree: bool = True, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -371,6 +400,7 @@ class Pytree:
         obj = object.__new__(cls)
         _set_layout(obj, None)
         _set_forced(obj, None)
+        set_flat_cache(obj, None)
         return obj
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -389,6 +419,11 @@ class Pytree:
         else:
             f = _get_forced(self)
             forced = f.get(name) if f else None
+        if forced is GRAPH:
+            object.__setattr__(self, name, value)
+            _set_layout(self, None)
+            _epoch.bump()
+            return
         if forced is False and _contains_data(value):
             raise PytreeStaticError(
                 f"{type(self).__name__}.{name} is declared static (nnx.static) but its "
@@ -416,6 +451,7 @@ class Pytree:
     def __setstate__(self, state):
         d, forced = state
         _set_layout(self, None)
+        set_flat_cache(self, None)
         _set_forced(self, forced)
         self.__dict__.update(d)
 
@@ -425,6 +461,7 @@ class Pytree:
         new = object.__new__(type(self))
         memo[id(self)] = new
         _set_layout(new, None)
+        set_flat_cache(new, None)
         forced = _get_forced(self)
         _set_forced(new, dict(forced) if forced else None)
         for k, v in self.__dict__.items():
@@ -442,6 +479,8 @@ class Pytree:
         return treescope_node(self, path, subtree_renderer)
 
 
+get_flat_cache_raw = Pytree._nnx_flat.__get__  # type: ignore[attr-defined]
+set_flat_cache = Pytree._nnx_flat.__set__  # type: ignore[attr-defined]
 _get_layout = Pytree._nnx_layout.__get__  # type: ignore[attr-defined]
 _set_layout = Pytree._nnx_layout.__set__  # type: ignore[attr-defined]
 _get_forced_raw = Pytree._nnx_forced.__get__  # type: ignore[attr-defined]
@@ -464,6 +503,12 @@ def get_layout(obj: Pytree) -> Layout:
     return layout if layout is not None else compute_layout(obj)
 
 
+def _forced_of(layout: Layout):
+    if not (layout.graph_keys or layout.scalar_keys):
+        return None
+    return {**dict.fromkeys(layout.graph_keys, GRAPH), **dict.fromkeys(layout.scalar_keys, True)}
+
+
 def _short(value) -> str:
     r = repr(value)
     return r if len(r) < 80 else r[:77] + "..."
@@ -472,9 +517,10 @@ def _short(value) -> str:
 def new_node(cls: type, layout: Layout, values) -> Pytree:
     """Build an instance of ``cls`` from its layout and its data values, no __init__."""
     obj = object.__new__(cls)
-    _set_forced(obj, None)
+    _set_forced(obj, _forced_of(layout))
+    set_flat_cache(obj, None)
     d = obj.__dict__
-    for k, v in zip(layout.data_keys, values):
+    for k, v in zip(layout.keys, values):
         d[k] = v
     for k, s in layout.static_items:
         d[k] = s.value
@@ -482,19 +528,22 @@ def new_node(cls: type, layout: Layout, values) -> Pytree:
     return obj
 
 
+# Set by nnx.core._graph: the JAX pytree view of a Pytree is its graph
+# flattening (each Variable once, graph_ref attributes static), cached per object.
+_hooks: dict = {}
+
+
 def _register_pytree_type(cls: type) -> None:
     def flatten(obj):
-        layout = get_layout(obj)
-        d = obj.__dict__
-        return [d[k] for k in layout.data_keys], layout
+        flat = _hooks["flatten"](obj)
+        return flat.leaves, flat.graphdef
 
     def flatten_with_keys(obj):
-        layout = get_layout(obj)
-        d = obj.__dict__
-        return [(jax.tree_util.GetAttrKey(k), d[k]) for k in layout.data_keys], layout
+        flat = _hooks["flatten"](obj)
+        return _hooks["keys"](flat), flat.graphdef
 
-    def unflatten(layout, children, cls=cls):
-        return new_node(cls, layout, children)
+    def unflatten(graphdef, children):
+        return _hooks["unflatten"](graphdef, children)
 
     jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten_func=flatten)
 
