@@ -199,6 +199,11 @@ class Conv(Module):
             left = self.kernel_dilation[0] * (self.kernel_size[0] - 1)
             x = jnp.pad(x, [(0, 0), (left, 0), (0, 0)])
             pad = "VALID"
+        if isinstance(pad, str) and any(d != 1 for d in self.input_dilation):
+            # lax takes only explicit padding with input dilation: resolve it on the dilated shapes.
+            in_shape = [(n - 1) * d + 1 for n, d in zip(x.shape[1:-1], self.input_dilation)]
+            k_shape = [(k - 1) * d + 1 for k, d in zip(self.kernel_size, self.kernel_dilation)]
+            pad = lax.padtype_to_pads(in_shape, k_shape, self.strides, pad)
         y = self.conv_general_dilated(
             x,
             kernel,

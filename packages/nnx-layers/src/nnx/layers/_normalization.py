@@ -53,7 +53,8 @@ def _compute_stats(
         return m
 
     if not use_mean:
-        return jnp.zeros((), dtype), mean(lax.square(x))
+        ms = mean(lax.square(x))
+        return jnp.zeros_like(ms), ms
     if use_fast_variance:
         mu, mu2 = mean(x), mean(lax.square(x))
         # E[x^2] - E[x]^2 can dip below zero by rounding.
@@ -198,9 +199,13 @@ class BatchNorm(Module):
                 axis_index_groups=self.axis_index_groups,
                 use_fast_variance=self.use_fast_variance, mask=mask,
             )
+            # Running averages are state, not part of the loss: no gradient flows into them
+            # (and a differentiated write to a hijax Variable is an error).
             m = self.momentum
-            self.mean[...] = m * self.mean[...] + (1 - m) * jnp.reshape(mean, (-1,))
-            self.var[...] = m * self.var[...] + (1 - m) * jnp.reshape(var, (-1,))
+            batch_mean = lax.stop_gradient(jnp.reshape(mean, (-1,)))
+            batch_var = lax.stop_gradient(jnp.reshape(var, (-1,)))
+            self.mean[...] = m * self.mean[...] + (1 - m) * batch_mean
+            self.var[...] = m * self.var[...] + (1 - m) * batch_var
         scale = self.scale[...] if self.scale is not None else None
         bias = self.bias[...] if self.bias is not None else None
         return _normalize(x, mean, var, scale, bias, reduction_axes, feature_axes,
