@@ -1,0 +1,16 @@
+import os
+import sys
+
+import pytest
+
+import nnx
+
+sys.path.insert(0, os.path.dirname(__file__))  # for optim_helpers (tests use importlib mode)
+
+
+@pytest.fixture(autouse=True)
+def _restore_var_defaults():
+    """Tests that switch the Variable mode must not leak it into the next test."""
+    before = nnx.var_defaults()
+    yield
+    nnx.var_defaults(hijax=before.hijax, ref=before.ref)

@@ -1,0 +1,353 @@
+"""nnx.Optimizer: both update forms, every Variable mode, the JAX boundaries, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from optim_helpers import (
+    MODES,
+    LoRAParam,
+    assert_params_close,
+    frozen_grads,
+    forward,
+    loss_of,
+    make,
+    pure_params,
+    reference_loop,
+    X,
+    Y,
+)
+
+import nnx
+from nnx.optim import GradientStructureError, OptimError, OptState
+
+STEPS = 3
+
+
+# -- numbers ---------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("form", ["update(grads)", "update(model, grads)"])
+def test_k_eager_steps_equal_a_plain_optax_loop(mode, form):
+    model = make(mode)
+    expected = reference_loop(make(mode), optax.adam(1e-2), STEPS)
+    with nnx.var_defaults(**MODES[mode]) if MODES[mode] else nnx.var_defaults():
+        optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+    for _ in range(STEPS):
+        grads = frozen_grads(model)
+        if form == "update(grads)":
+            optimizer.update(grads)
+        else:
+            optimizer.update(model, grads)
+    assert_params_close(model, expected)
+    assert optimizer.step.value == STEPS
+    assert optimizer.step.value.dtype == jnp.uint32
+
+
+def test_non_selected_variables_are_left_alone():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+    model.calls.value = jnp.array(5.0)
+    optimizer.update(frozen_grads(model))
+    assert model.calls.value == 5.0
+
+
+def test_default_wrt_is_param_and_opt_state_mirrors_optax():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3))
+    assert optimizer.wrt is nnx.Param
+    count = optimizer.opt_state[0].count
+    assert isinstance(count, OptState) and count.value == 0
+    mu = optimizer.opt_state[0].mu.value
+    assert jax.tree.structure(mu) == jax.tree.structure(nnx.state(model, nnx.Param).to_pure_dict()) or (
+        sorted(mu) == ["l1", "l2"]
+    )
+
+
+@pytest.mark.parametrize(
+    "grads_form", ["state_of_variables", "state_of_arrays", "pure_dict", "module_shaped"]
+)
+def test_every_gradient_form_gives_the_same_update(grads_form):
+    model = make()
+    expected = reference_loop(make(), optax.sgd(0.1, momentum=0.9), STEPS)
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1, momentum=0.9), wrt=nnx.Param)
+    for _ in range(STEPS):
+        if grads_form == "module_shaped":  # seed 002: grad of vars_as(model, mutable=False)
+            grads = jax.grad(loss_of)(nnx.vars_as(model, mutable=False))
+        else:
+            grads = frozen_grads(model)
+            if grads_form == "state_of_arrays":
+                grads = nnx.State(grads.to_pure_dict())
+            elif grads_form == "pure_dict":
+                grads = grads.to_pure_dict()
+        optimizer.update(grads)
+    assert_params_close(model, expected)
+
+
+# -- boundaries ------------------------------------------------------------------
+def test_hijax_under_plain_jit_closure_form():  # seed 002, first cell
+    nnx.var_defaults(hijax=True)
+    model = make("hijax")
+    expected = reference_loop(make("hijax"), optax.adamw(1e-2), STEPS)
+    optimizer = nnx.Optimizer(model, optax.adamw(1e-2), wrt=nnx.Param)
+    assert optimizer.step.hijax
+
+    @jax.jit
+    def train_step(x, y):
+        loss_fn = lambda m: jnp.mean((m(x) - y) ** 2)
+        loss, grads = jax.value_and_grad(loss_fn)(nnx.vars_as(model, mutable=False))
+        optimizer.update(model, grads)
+        return loss
+
+    for _ in range(STEPS):
+        train_step(X, Y)
+    assert_params_close(model, expected, tol=1e-5)
+    assert optimizer.step.value == STEPS
+
+
+@pytest.mark.parametrize("mode", ["hijax", "ref"])
+def test_plain_jit_with_model_and_optimizer_as_arguments(mode):  # seeds 002 and 000
+    nnx.var_defaults(**MODES[mode])
+    model = make(mode)
+    expected = reference_loop(make(mode), optax.adam(1e-2), STEPS)
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+
+    traces = []
+
+    @jax.jit
+    def train_step(model, optimizer, x, y):
+        traces.append(1)
+        graphdef, params, nondiff = nnx.split(model, nnx.Param, ...)
+
+        def loss_fn(params):
+            m = nnx.merge(graphdef, params, nondiff)
+            return ((m(x) - y) ** 2).mean()
+
+        frozen = nnx.to_arrays(params) if mode == "ref" else nnx.vars_as(params, mutable=False)
+        loss, grads = jax.value_and_grad(loss_fn)(frozen)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = [float(train_step(model, optimizer, X, Y)) for _ in range(STEPS)]
+    assert losses[0] > losses[-1]
+    assert_params_close(model, expected, tol=1e-5)
+    assert optimizer.step.value == STEPS
+    assert len(traces) == 1  # the optimizer's pytree structure is stable
+
+
+def test_split_merge_round_trip_under_plain_jit():
+    model = make()
+    expected = reference_loop(make(), optax.adam(1e-2), STEPS)
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2))
+    graphdef, state = nnx.split(optimizer)  # includes the model (a graph child)
+    assert "model" in state and "opt_state" in state
+
+    @jax.jit
+    def train_step(state):
+        optimizer = nnx.merge(graphdef, state)
+        grads = jax.grad(loss_of)(nnx.vars_as(optimizer.model, mutable=False))
+        optimizer.update(grads)
+        return nnx.state(optimizer)
+
+    for _ in range(STEPS):
+        state = train_step(state)
+    nnx.update(optimizer, state)
+    assert_params_close(model, expected, tol=1e-5)
+    assert optimizer.step.value == STEPS
+    assert int(optimizer.opt_state[0].count.value) == STEPS
+
+
+def test_split_of_model_and_optimizer_keeps_one_copy_of_the_params():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+    graphdef, state = nnx.split((model, optimizer))
+    model2, optimizer2 = nnx.merge(graphdef, state)
+    assert optimizer2.model is model2
+    assert len(nnx.state(optimizer2, nnx.Param).flat_state()) == 4
+
+
+def test_state_survives_split_merge_and_training_continues_identically():
+    a, b = make(), make()
+    opt_a = nnx.Optimizer(a, optax.adam(1e-2))
+    opt_b = nnx.Optimizer(b, optax.adam(1e-2))
+    for _ in range(2):
+        opt_a.update(frozen_grads(a))
+        opt_b.update(frozen_grads(b))
+    graphdef, state = nnx.split(opt_b)
+    opt_c = nnx.merge(graphdef, jax.tree.map(jnp.array, state))
+    assert opt_c.model is not b
+    opt_a.update(frozen_grads(a))
+    opt_c.update(frozen_grads(opt_c.model))
+    assert_params_close(opt_c.model, pure_params(a))
+    assert opt_c.step.value == 3
+
+
+def test_as_a_jax_pytree_the_optimizer_carries_only_its_own_state():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3))
+    variables = jax.tree.leaves(optimizer, is_leaf=nnx.is_variable)
+    assert len(variables) == 4  # step, count, mu, nu: moments are one Variable per tree
+    rebuilt = jax.tree.map(lambda x: x, optimizer)
+    assert rebuilt.model is model and rebuilt.tx is optimizer.tx
+
+
+# -- optax features --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make_tx",
+    [
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2)),
+        lambda: optax.adam(optax.linear_schedule(1e-2, 1e-3, 5)),
+        lambda: optax.MultiSteps(optax.sgd(0.1), every_k_schedule=2),
+        lambda: optax.masked(optax.sgd(0.1), lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+    ],
+    ids=["chain", "schedule", "multisteps", "masked"],
+)
+def test_composite_transformations_match_optax(make_tx):
+    model = make()
+    expected = reference_loop(make(), make_tx(), 4)
+    optimizer = nnx.Optimizer(model, make_tx())
+    for _ in range(4):
+        optimizer.update(frozen_grads(model))
+    assert_params_close(model, expected)
+
+
+def test_inject_hyperparams_can_be_read_and_changed_between_steps():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.inject_hyperparams(optax.sgd)(learning_rate=0.1))
+    lr = optimizer.opt_state.hyperparams["learning_rate"]
+    assert np.isclose(lr.value, 0.1)
+    before = pure_params(model)
+    grads = frozen_grads(model)
+    lr.value = jnp.array(0.0)
+    optimizer.update(grads)
+    assert_params_close(model, before)
+    lr[...] = 0.5
+    optimizer.update(grads)
+    expected = jax.tree.map(lambda p, g: p - 0.5 * g, before, grads.to_pure_dict())
+    assert_params_close(model, expected)
+
+
+def test_extra_arguments_reach_a_line_search():
+    nnx.var_defaults(hijax=True)
+    model = make("hijax")
+    # the backtracking line search needs value, grad and value_fn, like optax.lbfgs's
+    # zoom line search (which takes far longer to compile)
+    tx = optax.chain(optax.sgd(0.5), optax.scale_by_backtracking_linesearch(max_backtracking_steps=4))
+    pure_value_fn = lambda d: jnp.mean((forward(d, X) - Y) ** 2)
+
+    @jax.jit
+    def reference(p, state):  # the same iteration with optax directly
+        value, grad = jax.value_and_grad(pure_value_fn)(p)
+        updates, state = tx.update(grad, state, p, value=value, grad=grad, value_fn=pure_value_fn)
+        return optax.apply_updates(p, updates), state
+
+    p = pure_params(model)
+    state = tx.init(p)
+    for _ in range(3):
+        p, state = reference(p, state)
+
+    optimizer = nnx.Optimizer(model, tx)
+
+    def value_fn(params):  # what optax passes: a State of arrays
+        return pure_value_fn(params.to_pure_dict())
+
+    @jax.jit
+    def train_step():
+        params = nnx.State(nnx.state(model, nnx.Param).to_pure_dict())
+        value, grad = jax.value_and_grad(value_fn)(params)
+        optimizer.update(model, grad, value=value, grad=grad, value_fn=value_fn)
+
+    for _ in range(3):
+        train_step()
+    assert_params_close(model, p, tol=1e-5)
+
+
+def test_wrt_selects_only_lora_params():  # seed 003's LoRA fine-tuning
+    model = make(lora=True)
+    base = pure_params(model, nnx.Not(LoRAParam))
+    expected = reference_loop(make(lora=True), optax.adam(1e-2), STEPS, wrt=LoRAParam)
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=LoRAParam)
+    for _ in range(STEPS):
+        optimizer.update(frozen_grads(model, LoRAParam))
+    assert_params_close(model, expected, wrt=LoRAParam)
+    assert_params_close(model, base, wrt=nnx.Not(LoRAParam))  # frozen
+
+
+def test_module_shaped_gradients_are_filtered_by_wrt():
+    model = make(lora=True)
+    expected = reference_loop(make(lora=True), optax.sgd(0.1), 1, wrt=LoRAParam)
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=LoRAParam)
+    optimizer.update(jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
+    assert_params_close(model, expected, wrt=LoRAParam)
+
+
+def test_model_and_optimizer_is_one_object():
+    model = make()
+    expected = reference_loop(make(), optax.sgd(0.1), STEPS)
+    state = nnx.ModelAndOptimizer(model, optax.sgd(0.1))
+    np.testing.assert_allclose(state(X), model(X))
+    for _ in range(STEPS):
+        state.update(jax.grad(loss_of)(nnx.vars_as(state.model, mutable=False)))
+    assert_params_close(model, expected)
+    variables = jax.tree.leaves(state, is_leaf=nnx.is_variable)
+    assert len(variables) == 6  # the model travels with it: 5 Variables, and step
+
+
+# -- errors ----------------------------------------------------------------------
+def test_missing_gradient_names_the_path():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+    grads = frozen_grads(model).to_pure_dict()
+    del grads["l2"]["bias"]
+    with pytest.raises(GradientStructureError, match=r"no entry at 'l2/bias'.*wrt=Param"):
+        optimizer.update(grads)
+
+
+def test_extra_gradient_names_the_path():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+    grads = frozen_grads(model).to_pure_dict()
+    grads["l1"]["scale"] = jnp.ones(())
+    with pytest.raises(GradientStructureError, match=r"entry at 'l1/scale'.*not a Variable"):
+        optimizer.update(model, grads)
+
+
+def test_gradient_of_the_wrong_shape_names_the_path():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+    grads = frozen_grads(model).to_pure_dict()
+    grads["l1"]["kernel"] = jnp.ones((3, 3))
+    with pytest.raises(GradientStructureError, match=r"'l1/kernel' has shape \(3, 3\).*\(2, 8\)"):
+        optimizer.update(grads)
+
+
+def test_structure_errors_are_nnx_structure_errors():
+    assert issubclass(GradientStructureError, nnx.StructureError)
+
+
+def test_gradients_of_the_wrong_type_are_rejected():
+    optimizer = nnx.Optimizer(make(), optax.sgd(0.1))
+    with pytest.raises(TypeError, match="gradients must be an nnx.State"):
+        optimizer.update([jnp.ones(3)])
+
+
+def test_wrt_that_selects_nothing_is_an_error():
+    with pytest.raises(OptimError, match="no Variable matching wrt=LoRAParam"):
+        nnx.Optimizer(make(), optax.sgd(0.1), wrt=LoRAParam)
+
+
+def test_tx_must_be_a_gradient_transformation():
+    with pytest.raises(TypeError, match="optax GradientTransformation"):
+        nnx.Optimizer(make(), 1e-3)
+
+
+def test_plain_variables_under_plain_jit_say_what_to_do():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+
+    @jax.jit
+    def step():
+        optimizer.update(jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
+
+    with pytest.raises(nnx.TraceContextError, match="hijax"):
+        step()
