@@ -1,3 +1,16 @@
-"""nnx.transforms: public interface of the nnx-transforms distribution."""
+"""nnx.transforms: JAX transforms that understand nnx objects.
 
-__all__: list[str] = []
+Each transform is a superset of its JAX counterpart: modules, Variables, Rngs
+and containers of them may appear in any argument and in the output;
+Variables written inside are updated outside; shared objects stay shared.
+"""
+
+from nnx.transforms._autodiff import DiffState, grad, value_and_grad
+from nnx.transforms._jit import jit
+
+__all__ = [
+    "jit",
+    "grad",
+    "value_and_grad",
+    "DiffState",
+]

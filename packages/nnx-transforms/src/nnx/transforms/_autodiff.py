@@ -1,0 +1,303 @@
+"""``nnx.grad`` and ``nnx.value_and_grad``: gradients with respect to the Params of modules.
+
+The flat leaves of the nnx arguments are split into the differentiated ones
+(the Variables that a :class:`DiffState` filter selects; ``nnx.Param`` by
+default) and the rest. JAX differentiates with respect to the plain values of
+the former; the rest enters as plain values too, and what the function
+writes into it (BatchNorm statistics, RNG counts) is written back to the
+caller's Variables afterwards, as with ``nnx.jit``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+from jax.extend.core import get_opaque_trace_state
+
+from nnx.core import Param, State, Variable, flatten, to_predicate
+from nnx.transforms._boundary import (
+    GRAPH,
+    PLAIN_ARG,
+    PrepareCache,
+    assemble,
+    collect_updates,
+    enter_values,
+    export_output,
+    graph_arg_names,
+    import_output,
+    split_call,
+    write_back,
+)
+
+
+class DiffState:
+    """Which state of an argument to differentiate: ``DiffState(argnum, filter)``.
+
+    Example::
+
+        # gradients of the LoRA parameters only
+        grads = nnx.grad(loss_fn, argnums=nnx.DiffState(0, LoRAParam))(model, x)
+
+    ``argnums=0`` means ``DiffState(0, nnx.Param)`` for an nnx argument.
+    """
+
+    __slots__ = ("argnum", "filter")
+
+    def __init__(self, argnum: int, filter: Any = Param):
+        self.argnum = argnum
+        self.filter = filter
+
+    def __repr__(self) -> str:
+        return f"DiffState({self.argnum}, {self.filter!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, DiffState) and (self.argnum, self.filter) == (
+            other.argnum,
+            other.filter,
+        )
+
+    def __hash__(self):
+        return hash((DiffState, self.argnum, repr(self.filter)))
+
+
+def _normalize(argnums) -> tuple[tuple[DiffState, ...], bool]:
+    single = isinstance(argnums, (int, DiffState))
+    items = (argnums,) if single else tuple(argnums)
+    out = []
+    for a in items:
+        if isinstance(a, DiffState):
+            out.append(a)
+        elif isinstance(a, int):
+            out.append(DiffState(a, Param))
+        else:
+            raise TypeError(
+                f"argnums entries must be ints or nnx.DiffState, got {type(a).__name__}: {a!r}."
+            )
+    if len({d.argnum for d in out}) != len(out):
+        raise ValueError(f"argnums names the same argument twice: {argnums!r}.")
+    return tuple(out), single
+
+
+class _Plan:
+    """Per FlatGraph and argnums: which leaves are differentiated, and their grad paths."""
+
+    __slots__ = ("diff_idx", "rest_idx", "plain_diff", "per_arg")
+
+    def __init__(self, prep, graph, layout, diffs):
+        pos, _ = layout
+        gindex = {}  # argnum -> graph arg index
+        pindex = {}  # argnum -> plain arg index
+        g = p = 0
+        for i, code in enumerate(pos):
+            if code is GRAPH:
+                gindex[i] = g
+                g += 1
+            elif code is PLAIN_ARG:
+                pindex[i] = p
+                p += 1
+        leaf_pos = {id(x): i for i, x in enumerate(prep.leaves) if isinstance(x, Variable)}
+        chosen: dict[int, int] = {}  # leaf index -> position in self.per_arg
+        self.per_arg: list = []  # (argnum, kind, payload)
+        for d in diffs:
+            if d.argnum in gindex:
+                node = graph[gindex[d.argnum]]
+                sub = flatten(node, with_paths=True)
+                pred = to_predicate(d.filter)
+                items = []
+                for path, x in zip(sub.paths, sub.leaves):
+                    if isinstance(x, Variable) and pred(path, x):
+                        i = leaf_pos[id(x)]
+                        if i not in chosen:
+                            chosen[i] = len(self.per_arg)
+                            items.append((path, i))
+                self.per_arg.append((d.argnum, "graph", items))
+            elif d.argnum in pindex:
+                self.per_arg.append((d.argnum, "plain", pindex[d.argnum]))
+            else:
+                raise ValueError(
+                    f"argnums asks for argument {d.argnum}, but the function was called with "
+                    f"{len(pos)} positional arguments (static or keyword arguments cannot "
+                    "be differentiated)."
+                )
+        self.diff_idx = sorted(chosen)
+        diff_set = set(self.diff_idx)
+        self.rest_idx = [i for i in range(len(prep.leaves)) if i not in diff_set]
+        self.plain_diff = [payload for _, kind, payload in self.per_arg if kind == "plain"]
+
+
+class GradWrapped:
+    """A function wrapped by :func:`grad` or :func:`value_and_grad`."""
+
+    def __init__(self, fun, *, argnums, has_aux, return_value, jax_kwargs):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self._diffs, self._single = _normalize(argnums)
+        self._has_aux = has_aux
+        self._return_value = return_value
+        self._jax_kwargs = jax_kwargs
+        self._prep = PrepareCache()
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return functools.partial(self, obj)
+
+    def __call__(self, *args, **kwargs):
+        fun = self.fun
+        has_aux = self._has_aux
+        where = f"nnx.grad({getattr(fun, '__name__', 'f')})"
+        layout, graph, plain, plain_kw = split_call(args, kwargs)
+        if graph:
+            prep = self._prep(graph)
+            plan = prep.extra.get(("grad", self._diffs, layout))
+            if plan is None:
+                plan = _Plan(prep, graph, layout, self._diffs)
+                prep.extra[("grad", self._diffs, layout)] = plan
+            values = prep.values()
+        else:
+            prep = None
+            plan = _Plan(_NoGraph, (), layout, self._diffs)
+            values = []
+        diff_vals = [values[i] for i in plan.diff_idx]
+        rest_vals = [values[i] for i in plan.rest_idx]
+        pdiff = set(plan.plain_diff)
+        plain_d = tuple(a for j, a in enumerate(plain) if j in pdiff)
+        plain_r = tuple(a for j, a in enumerate(plain) if j not in pdiff)
+        holder: dict = {}
+
+        def inner(diff_vals, plain_d, rest_vals, plain_r):
+            leaves = [None] * len(values)
+            for i, v in zip(plan.diff_idx, diff_vals):
+                leaves[i] = v
+            for i, v in zip(plan.rest_idx, rest_vals):
+                leaves[i] = v
+            pd, pr = iter(plain_d), iter(plain_r)
+            plain_all = tuple(next(pd) if j in pdiff else next(pr) for j in range(len(plain)))
+            if prep is not None:
+                objs, gd = enter_values(prep, leaves)
+            else:
+                objs, gd = (), None
+            a, kw = assemble(layout, objs, plain_all, plain_kw)
+            out = fun(*a, **kw)
+            if has_aux:
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise TypeError(
+                        f"{where}: with has_aux=True the function must return a pair "
+                        f"(loss, aux), got {type(out).__name__}."
+                    )
+                loss, aux = out
+            else:
+                loss, aux = out, None
+            if gd is not None:
+                idx, new, inner_flat = collect_updates(
+                    objs, leaves, gd, where=where, names=graph_arg_names(fun, layout),
+                    values=True,
+                )
+                nodes = inner_flat.nodes
+            else:
+                idx, new, nodes = [], [], []
+            aux, spec = export_output(aux, nodes, where=where)
+            holder["idx"], holder["spec"] = idx, spec
+            return loss, (aux, new)
+
+        vg = jax.value_and_grad(inner, argnums=(0, 1), has_aux=True, **self._jax_kwargs)
+        (loss, (aux, new)), (g_leaves, g_plain) = vg(diff_vals, plain_d, rest_vals, plain_r)
+        if prep is not None:
+            write_back(prep.leaves, holder["idx"], new, values=True)
+            aux = import_output(aux, holder["spec"], prep.flat.nodes)
+        grads = self._grads(prep, plan, g_leaves, g_plain)
+        g = grads[0] if self._single else grads
+        if self._return_value:
+            return ((loss, aux), g) if has_aux else (loss, g)
+        return (g, aux) if has_aux else g
+
+    def _grads(self, prep, plan, g_leaves, g_plain) -> tuple:
+        by_leaf = dict(zip(plan.diff_idx, g_leaves))
+        trace = get_opaque_trace_state(convention="nnx")
+        out = []
+        plain_grads = iter(g_plain)
+        for _, kind, payload in plan.per_arg:
+            if kind == "plain":
+                out.append(next(plain_grads))
+                continue
+            items = []
+            for path, i in payload:
+                cls, aux = prep.slots[i]
+                items.append((path, cls._from_raw(by_leaf[i], aux, trace)))
+            out.append(State.from_flat(items))
+        return tuple(out)
+
+
+class _NoGraphPrep:
+    leaves: list = []
+
+
+_NoGraph = _NoGraphPrep()
+
+
+def grad(
+    fun: Callable | None = None,
+    *,
+    argnums: int | DiffState | Sequence[int | DiffState] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+):
+    """``jax.grad`` for functions of nnx objects: gradients of the Params, as a State.
+
+    Example::
+
+        def loss_fn(model, x, y):
+            return jnp.mean((model(x) - y) ** 2)
+
+        grads = nnx.grad(loss_fn)(model, x, y)      # State shaped like model's Params
+        optimizer.update(model, grads)
+
+        # other state, or several arguments
+        nnx.grad(loss_fn, argnums=nnx.DiffState(0, LoRAParam))(model, x, y)
+        nnx.grad(loss_fn, argnums=(0, 1))(model, x, y)   # (State, array)
+
+    For an nnx argument, ``argnums`` differentiates the Variables its filter
+    selects (``nnx.Param`` by default); for a plain argument, the whole value,
+    as in JAX. Writes to other Variables (BatchNorm statistics, RNG counts)
+    are applied to the caller's objects after the call. Objects in ``aux``
+    come out as with :func:`jit`.
+    """
+    options = dict(
+        argnums=argnums,
+        has_aux=has_aux,
+        return_value=False,
+        jax_kwargs=dict(holomorphic=holomorphic, allow_int=allow_int),
+    )
+    if fun is None:
+        return lambda f: GradWrapped(f, **options)
+    return GradWrapped(fun, **options)
+
+
+def value_and_grad(
+    fun: Callable | None = None,
+    *,
+    argnums: int | DiffState | Sequence[int | DiffState] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+):
+    """``jax.value_and_grad`` for functions of nnx objects (see :func:`grad`).
+
+    Example::
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+        (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
+    """
+    options = dict(
+        argnums=argnums,
+        has_aux=has_aux,
+        return_value=True,
+        jax_kwargs=dict(holomorphic=holomorphic, allow_int=allow_int),
+    )
+    if fun is None:
+        return lambda f: GradWrapped(f, **options)
+    return GradWrapped(fun, **options)

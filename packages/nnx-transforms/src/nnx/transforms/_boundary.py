@@ -1,0 +1,500 @@
+"""The one boundary mechanism every nnx transform is built on.
+
+Crossing a JAX transform with nnx objects takes five steps:
+
+1. **split the call** (:func:`split_call`): static arguments (part of a cache
+   key), *graph* arguments (those holding Pytrees or Variables) and *plain*
+   arguments (everything else, handed to JAX untouched);
+2. **flatten** the graph arguments jointly (``nnx.FlattenCache``), so sharing
+   between arguments is kept, into a GraphDef and leaves (:class:`Prepared`);
+3. **enter**: inside the JAX function, build fresh objects around the traced
+   leaves (:func:`enter_raw` keeps ref/hijax storage, which ``jax.jit``
+   carries itself; :func:`enter_values` makes plain Variables, which every
+   JAX transform accepts);
+4. **exit** (:func:`collect_updates`, :func:`export_output`): find the
+   Variables whose value changed (an identity check per leaf), check that no
+   structure changed, and flatten the output so that returned inputs become
+   references;
+5. **apply**, outside, after the JAX call returned (so an exception leaves
+   nothing half-written): write the changed values into the caller's
+   Variables (:func:`write_back`) and rebuild the output around the caller's
+   own objects (:func:`import_output`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.extend.core import get_opaque_trace_state
+
+from nnx.core import (
+    Pytree,
+    State,
+    StructureError,
+    Variable,
+    flatten,
+    is_graph_node,
+    unflatten,
+)
+from nnx.transforms._errors import EscapeError
+
+# Storage modes as nnx-core numbers them (read from instances: core does not
+# export the constants).
+PLAIN = Variable(0, hijax=False, ref=False)._aux.mode
+REF = Variable(np.zeros(()), ref=True)._aux.mode
+HIJAX = Variable(0, hijax=True)._aux.mode
+
+_get_raw = Variable.get_raw_value
+_set_raw = Variable.set_raw_value
+_TOP = get_opaque_trace_state(convention="nnx")
+_SCALARS = (int, float, bool, complex, str, type(None), jax.Array, np.ndarray, np.generic)
+
+
+def at_top_level() -> bool:
+    """True outside every JAX trace (eager Python)."""
+    return get_opaque_trace_state(convention="nnx") == _TOP
+
+
+# -- 1. splitting a call ------------------------------------------------------------
+_KIND_BY_TYPE: dict[type, bool | None] = {}
+_UNKNOWN = object()
+
+
+def _kind_of_type(t: type) -> bool | None:
+    if issubclass(t, (Pytree, Variable)):
+        k: bool | None = True
+    elif issubclass(t, _SCALARS):
+        k = False
+    else:
+        k = None  # a container or another pytree: look inside each time
+    _KIND_BY_TYPE[t] = k
+    return k
+
+
+def is_graph_arg(x) -> bool:
+    """Whether ``x`` is, or contains, a Pytree or Variable."""
+    k = _KIND_BY_TYPE.get(type(x), _UNKNOWN)
+    if k is _UNKNOWN:
+        k = _kind_of_type(type(x))
+    if k is not None:
+        return k
+    leaves = jax.tree.leaves(x, is_leaf=is_graph_node)
+    return any(isinstance(leaf, (Pytree, Variable)) for leaf in leaves)
+
+
+class Static:
+    """A static argument inside a cache key, compared by value (or identity)."""
+
+    __slots__ = ("value", "_hash")
+
+    def __init__(self, value):
+        self.value = value
+        try:
+            self._hash = hash(value)
+        except TypeError:
+            raise TypeError(
+                f"Static arguments must be hashable, got {type(value).__name__}: "
+                f"{_short(value)}. Pass it as a regular argument, or make it hashable "
+                "(a tuple instead of a list)."
+            ) from None
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return type(other) is Static and (self.value is other.value or self.value == other.value)
+
+
+GRAPH, PLAIN_ARG = 1, 0
+
+
+def split_call(args: tuple, kwargs: dict, static_argnums=(), static_argnames=()):
+    """Split a call into ``(layout, graph_nodes, plain_args, plain_kwargs)``.
+
+    ``layout`` (hashable) records, per positional argument and per keyword,
+    whether it is plain (0), graph (1) or static (a :class:`Static`), so that
+    :func:`assemble` can put the call back together inside the transform.
+    """
+    graph: list = []
+    plain: list = []
+    pos: list = []
+    for i, a in enumerate(args):
+        if static_argnums and i in static_argnums:
+            pos.append(Static(a))
+        elif is_graph_arg(a):
+            pos.append(GRAPH)
+            graph.append(a)
+        else:
+            pos.append(PLAIN_ARG)
+            plain.append(a)
+    if kwargs:
+        kw: list = []
+        plain_kw = {}
+        for k in sorted(kwargs):
+            a = kwargs[k]
+            if static_argnames and k in static_argnames:
+                kw.append((k, Static(a)))
+            elif is_graph_arg(a):
+                kw.append((k, GRAPH))
+                graph.append(a)
+            else:
+                kw.append((k, PLAIN_ARG))
+                plain_kw[k] = a
+        return (tuple(pos), tuple(kw)), tuple(graph), tuple(plain), plain_kw
+    return (tuple(pos), ()), tuple(graph), tuple(plain), {}
+
+
+def assemble(layout, graph_objs, plain_args, plain_kwargs) -> tuple[list, dict]:
+    """Inverse of :func:`split_call`."""
+    pos, kw = layout
+    g = iter(graph_objs)
+    p = iter(plain_args)
+    args = []
+    for code in pos:
+        if code is GRAPH:
+            args.append(next(g))
+        elif code is PLAIN_ARG:
+            args.append(next(p))
+        else:
+            args.append(code.value)
+    kwargs = {}
+    for k, code in kw:
+        if code is GRAPH:
+            kwargs[k] = next(g)
+        elif code is PLAIN_ARG:
+            kwargs[k] = plain_kwargs[k]
+        else:
+            kwargs[k] = code.value
+    return args, kwargs
+
+
+def graph_arg_names(f: Callable, layout) -> list[str]:
+    """Human names of the graph arguments (``model``, ``args[2]``), for messages."""
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(f).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    pos, kw = layout
+    names = [
+        (params[i] if i < len(params) else f"args[{i}]")
+        for i, code in enumerate(pos)
+        if code is GRAPH
+    ]
+    names += [k for k, code in kw if code is GRAPH]
+    return names
+
+
+def graph_arg_index(layout) -> list:
+    """For each graph argument, its position (int) or keyword (str)."""
+    pos, kw = layout
+    return [i for i, c in enumerate(pos) if c is GRAPH] + [k for k, c in kw if c is GRAPH]
+
+
+# -- 2. the flat view of the graph arguments -------------------------------------------
+class Prepared:
+    """What the call path needs about one ``FlatGraph``, computed once per FlatGraph.
+
+    Attributes:
+      flat: the FlatGraph (joint flattening of the graph arguments).
+      leaves: its leaves (Variables and raw arrays).
+      all_vars: every leaf is a Variable (the common case: fast paths).
+      slots: per leaf, ``(Variable class, plain VarAux)`` or None for raw arrays;
+        static, used to build plain Variables inside (:func:`enter_values`).
+      plain_idx: indices of plain-mode, mutable Variables (the only ones
+        ``jax.jit`` needs to return).
+    """
+
+    __slots__ = ("flat", "leaves", "all_vars", "all_plain", "slots", "_owners", "_paths", "extra")
+
+    def __init__(self, flat):
+        self.flat = flat
+        leaves = self.leaves = flat.leaves
+        self.all_vars = all(isinstance(x, Variable) for x in leaves)
+        self.all_plain = all(
+            not isinstance(x, Variable) or x._aux.mode == PLAIN for x in leaves
+        )
+        self.slots = tuple(
+            (type(x), _plain_aux(x._aux)) if isinstance(x, Variable) else None for x in leaves
+        )
+        self._owners = None
+        self._paths = None
+        self.extra: dict = {}
+
+    def raw(self) -> list:
+        """Stored values (arrays, Ref trees, hijax cells): what ``jax.jit`` takes."""
+        if self.all_vars:
+            return list(map(_get_raw, self.leaves))
+        return [x.get_raw_value() if isinstance(x, Variable) else x for x in self.leaves]
+
+    def values(self) -> list:
+        """Plain values (refs and cells read): what every JAX transform takes."""
+        return [x.get_value() if isinstance(x, Variable) else x for x in self.leaves]
+
+    @property
+    def paths(self) -> tuple:
+        """Leaf paths; the first component is the graph argument's index."""
+        if self._paths is None:
+            self._paths = self.flat.graphdef.paths
+        return self._paths
+
+    def owners(self, graph_nodes: tuple) -> list[int]:
+        """For each leaf, the index of the graph argument that reaches it first."""
+        if self._owners is None:
+            owners: list[int] = []
+            for k in range(len(graph_nodes)):
+                n = flatten(graph_nodes[: k + 1]).graphdef.num_leaves
+                owners.extend([k] * (n - len(owners)))
+            self._owners = owners
+        return self._owners
+
+
+def _plain_aux(aux):
+    if aux.mode == PLAIN:
+        return aux
+    return aux.replace(mode=PLAIN, mutable=True)
+
+
+class PrepareCache:
+    """A ``FlattenCache`` plus the :class:`Prepared` of its last FlatGraph."""
+
+    __slots__ = ("cache", "_flat", "_prep")
+
+    def __init__(self):
+        from nnx.core import FlattenCache
+
+        self.cache = FlattenCache()
+        self._flat = None
+        self._prep: Prepared | None = None
+
+    def __call__(self, graph_nodes: tuple) -> Prepared:
+        flat = self.cache.flatten(graph_nodes)
+        if flat is not self._flat:
+            self._prep = Prepared(flat)
+            self._flat = flat
+        return self._prep  # type: ignore[return-value]
+
+
+# -- 3. entering: objects around traced leaves ----------------------------------------
+def enter_raw(graphdef, raw_leaves: list):
+    """Objects around stored values (jit): ref and hijax storage stays as it is."""
+    return unflatten(graphdef, raw_leaves)
+
+
+def enter_values(prep: Prepared, values: list):
+    """Objects around plain values: every Variable inside is a plain Variable.
+
+    Returns ``(objects, graphdef)``: the GraphDef of the objects as built
+    (it records plain storage where the caller's Variables had refs or cells),
+    which :func:`collect_updates` compares against.
+    """
+    trace = get_opaque_trace_state(convention="nnx")
+    leaves = [
+        v if s is None else s[0]._from_raw(v, s[1], trace) for s, v in zip(prep.slots, values)
+    ]
+    objs = unflatten(prep.flat.graphdef, leaves)
+    gd = prep.flat.graphdef if prep.all_plain else flatten(objs).graphdef
+    return objs, gd
+
+
+# -- 4. exiting: what changed, and the output -----------------------------------------
+def collect_updates(
+    objs, leaves_in: list, graphdef_in, *, where: str, names: list[str] | None = None,
+    values: bool = False,
+) -> tuple[list[int], list, Any]:
+    """Compare the inner objects with what entered; return ``(indices, new values, flat)``.
+
+    A Variable counts as updated when its stored value is no longer the object
+    that entered (an identity check, no array comparison). ``values=True``
+    returns plain values (``get_value``); otherwise stored values, and only
+    for plain-mode Variables (JAX carries ref and hijax writes itself).
+    """
+    inner = flatten(objs)
+    if inner.graphdef != graphdef_in:
+        raise structure_changed(graphdef_in, inner.graphdef, where, names)
+    idx, new = [], []
+    for i, (x, old) in enumerate(zip(inner.leaves, leaves_in)):
+        if isinstance(x, Variable):
+            raw = x.get_raw_value()
+            if raw is not old:
+                if values:
+                    idx.append(i)
+                    new.append(x.get_value())
+                elif x._aux.mode == PLAIN:
+                    idx.append(i)
+                    new.append(raw)
+        elif x is not old:
+            raise StructureError(
+                f"{where}: the array at {_path_str(graphdef_in.paths[i], names)} was "
+                "replaced inside the transform. Arrays held directly by a Pytree are "
+                "read-only across a transform; hold state that changes in an "
+                "nnx.Variable (`self.x = nnx.Variable(...)`)."
+            )
+    return idx, new, inner
+
+
+def structure_changed(before, after, where: str, names) -> StructureError:
+    old, new = set(before.paths), set(after.paths)
+    added = sorted(new - old, key=repr)
+    removed = sorted(old - new, key=repr)
+    if added:
+        what = f"a new Variable or array appeared at {_path_str(added[0], names)}"
+    elif removed:
+        what = f"the Variable or array at {_path_str(removed[0], names)} was removed"
+    else:
+        what = (
+            "a static attribute, a Variable's kind or its metadata changed (or a "
+            "submodule was replaced)"
+        )
+    return StructureError(
+        f"{where}: the structure of an argument changed inside the transform: {what}. "
+        "Only Variable values propagate out of a transform. Do model surgery (adding, "
+        "removing or replacing attributes) outside it, or create the new objects "
+        "inside and return them."
+    )
+
+
+def _path_str(path: tuple, names) -> str:
+    if not path:
+        return "'<root>'"
+    head = path[0]
+    if names is not None and isinstance(head, int) and head < len(names):
+        head = names[head]
+    return repr("/".join(str(p) for p in (head, *path[1:])))
+
+
+class NodeLeaves:
+    """Pytree node standing where an output held nnx objects: their leaves."""
+
+    __slots__ = ("leaves",)
+
+    def __init__(self, leaves):
+        self.leaves = leaves
+
+
+jax.tree_util.register_pytree_node(
+    NodeLeaves, lambda n: (n.leaves, None), lambda _, c: NodeLeaves(list(c))
+)
+
+
+class OutSpec:
+    """Static description of an output that holds nnx objects (hashable)."""
+
+    __slots__ = ("graphdef", "_hash")
+
+    def __init__(self, graphdef):
+        self.graphdef = graphdef
+        self._hash = hash(graphdef)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return type(other) is OutSpec and self.graphdef == other.graphdef
+
+
+def export_output(out, inner_nodes: list, *, where: str, raw: bool = False):
+    """Replace the nnx objects in ``out`` by :class:`NodeLeaves` of their values.
+
+    Returns ``(converted, spec)``; ``spec`` is None when ``out`` holds no nnx
+    object (then ``converted is out``). Inputs returned (``inner_nodes``)
+    become references that :func:`import_output` resolves to the caller's
+    objects; new Variables leave as values (``raw=True``: plain ones as their
+    stored value), and the mode their VarAux records is restored outside.
+    """
+    tops, treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
+    gpos = [i for i, t in enumerate(tops) if isinstance(t, (Pytree, Variable))]
+    if not gpos:
+        return out, None
+    ref_index = {id(n): i for i, n in enumerate(inner_nodes)}
+    nodes = tuple(tops[i] for i in gpos)
+    flat = flatten(nodes, ref_index=ref_index)
+    trace = get_opaque_trace_state(convention="nnx")
+    values = []
+    for x in flat.leaves:
+        if isinstance(x, Variable):
+            _check_escape(x, trace, where)
+            values.append(x.get_value())
+        else:
+            values.append(x)
+    # attribute the leaves to the top-level objects that reach them first
+    counts, prev = [], 0
+    for k in range(len(nodes)):
+        n = (
+            flatten(nodes[: k + 1], ref_index=ref_index).graphdef.num_leaves
+            if k < len(nodes) - 1
+            else flat.graphdef.num_leaves
+        )
+        counts.append(n - prev)
+        prev = n
+    it = iter(values)
+    for i, c in zip(gpos, counts):
+        tops[i] = NodeLeaves([next(it) for _ in range(c)])
+    return jax.tree.unflatten(treedef, tops), OutSpec(flat.graphdef)
+
+
+def _check_escape(v: Variable, trace, where: str) -> None:
+    raw = v.get_raw_value()
+    if v._aux.mode == PLAIN:
+        created_here = getattr(v, "_trace", trace) == trace
+    else:
+        created_here = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(raw))
+    if not created_here:
+        raise EscapeError(
+            f"{where}: the function returned a {type(v).__name__} that was created outside "
+            "the transform and not passed to it as an argument. Pass the object that "
+            "holds it as an argument (then it comes back as the same object), or return "
+            "its value (`v[...]`) instead."
+        )
+
+
+def import_output(converted, spec: OutSpec | None, index_ref: list | None):
+    """Inverse of :func:`export_output`, outside the transform."""
+    if spec is None:
+        return converted
+    tops, treedef = jax.tree.flatten(converted, is_leaf=lambda x: isinstance(x, NodeLeaves))
+    gpos = [i for i, t in enumerate(tops) if isinstance(t, NodeLeaves)]
+    leaves = [x for i in gpos for x in tops[i].leaves]
+    nodes = unflatten(spec.graphdef, leaves, index_ref=index_ref)
+    for i, n in zip(gpos, nodes):
+        tops[i] = n
+    return jax.tree.unflatten(treedef, tops)
+
+
+# -- 5. applying updates outside -------------------------------------------------------
+def write_back(leaves: list, idx, new, *, values: bool) -> None:
+    """Write changed values into the caller's Variables (after the JAX call returned)."""
+    if not idx:
+        return
+    if not values and at_top_level():
+        for i, x in zip(idx, new):
+            _set_raw(leaves[i], x)
+        return
+    for i, x in zip(idx, new):
+        v = leaves[i]
+        if v._aux.mode == REF and _shape_changed(v, x):
+            v.set_raw_value(jax.tree.map(jax.new_ref, x))
+        else:
+            v.set_value(x)
+
+
+def _shape_changed(v: Variable, new) -> bool:
+    old = jax.tree.map(lambda r: r.shape, v.get_raw_value(), is_leaf=lambda r: isinstance(r, jax.Ref))
+    return old != jax.tree.map(np.shape, new)
+
+
+def state_from_leaves(items) -> State:
+    """A State from ``(path, Variable)`` pairs."""
+    return State.from_flat(items)
+
+
+def _short(value) -> str:
+    r = repr(value)
+    return r if len(r) < 80 else r[:77] + "..."
