@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             d = diff(pkg)
             if d:
                 status = 1
-                print(d + f"\nnx.{pkg}: snapshot is stale; refresh with {REFRESH.format(pkg=pkg)}")
+                print(f"{d}\nnnx.{pkg}: snapshot is stale; refresh with {REFRESH.format(pkg=pkg)}")
         else:
             sys.stdout.write(render(pkg))
     return status

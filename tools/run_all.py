@@ -42,6 +42,7 @@ TEST_STEPS = ("core", "transforms", "layers", "optim", "full")
 
 # pytest's closing line, e.g. "===== 3 failed, 10 passed, 2 skipped in 4.20s ====="
 _SUMMARY = re.compile(r"^=+ (?P<body>.*\d.*) in [\d.]+s(?: \([\d:]+\))? =+$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|deselected)")
 
 
@@ -68,7 +69,7 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[int, dict[s
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
-            match = _SUMMARY.match(line.strip())
+            match = _SUMMARY.match(_ANSI.sub("", line).strip())
             if match:
                 counts = {}
                 for n, what in _COUNT.findall(match["body"]):
