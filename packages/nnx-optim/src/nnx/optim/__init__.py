@@ -8,6 +8,8 @@ Example::
     metrics = nnx.metrics.MultiMetric(loss=nnx.metrics.Average("loss"))
 """
 
+from nnx.optim import metrics
+from nnx.optim._ema import EMA
 from nnx.optim._errors import GradientStructureError, MetricArgumentError, OptimError
 from nnx.optim._optimizer import ModelAndOptimizer, Optimizer, OptState
 from nnx.optim._version import __version__
@@ -16,6 +18,8 @@ __all__ = [
     "Optimizer",
     "ModelAndOptimizer",
     "OptState",
+    "EMA",
+    "metrics",
     "OptimError",
     "GradientStructureError",
     "MetricArgumentError",
