@@ -313,3 +313,13 @@ def test_graph_ref_is_walked_by_split_but_static_for_jax():
 
     step(hm, hh)  # the model reaches jax.jit once, through `model`
     assert int(hh.step[...]) == 1 and float(hm.bias[0]) == 1.0
+
+
+def test_plain_vmap_and_scan_over_hijax_variables_say_what_to_do():
+    v = nnx.Param(jnp.ones((3, 2)), hijax=True)
+    with pytest.raises(nnx.HijaxError, match="Use nnx.vmap / nnx.scan"):
+        jax.vmap(lambda p: p[...].sum())(v)
+    with pytest.raises(nnx.HijaxError, match=r"vars_as\(tree, hijax=False\)"):
+        jax.lax.scan(lambda c, p: (c, None), 0.0, v)
+    stacked = nnx.vars_as(v, hijax=False)  # the conversion the message suggests
+    np.testing.assert_allclose(jax.vmap(lambda p: p[...].sum())(stacked), [2.0, 2.0, 2.0])

@@ -18,6 +18,8 @@ _PRIVATE_META = ("_nnx_prev_mode",)
 
 
 def _array_summary(x) -> str:
+    if type(x).__name__ == "Cell":
+        return _value_repr(x._val, "")
     if isinstance(x, jax.core.Tracer):
         return f"Traced<{x.aval.str_short()}>" if hasattr(x, "aval") else "Traced"
     if isinstance(x, jax.Ref):

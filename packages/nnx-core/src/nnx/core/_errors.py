@@ -27,7 +27,7 @@ class PytreeStaticError(NnxError, TypeError):
     """An array or Variable was put in an attribute declared static."""
 
 
-class HijaxError(NnxError, TypeError):
+class HijaxError(NnxError, ValueError):
     """An operation that JAX forbids on hijax or ref Variables."""
 
 

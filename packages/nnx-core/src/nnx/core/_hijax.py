@@ -137,6 +137,18 @@ class Cell:
     def set(self, value) -> None:
         self._val = value
 
+    # jax.vmap and jax.lax.scan ask their arguments for a shape to map over; a
+    # cell has none, so say what to do instead of "rank 0" or "no leading axis".
+    @property
+    def shape(self):
+        raise HijaxError(
+            "jax.vmap and jax.lax.scan cannot map over hijax Variables (JAX has no "
+            "batching rule for them). Use nnx.vmap / nnx.scan, which accept every "
+            "Variable mode, or convert around the transform: "
+            "`nnx.vars_as(tree, hijax=False)` before it and `nnx.vars_as(out, hijax=True)` "
+            "after it."
+        )
+
     def __repr__(self) -> str:
         return f"Cell({self._val!r})"
 
