@@ -3,8 +3,8 @@
 import functools
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import nnx

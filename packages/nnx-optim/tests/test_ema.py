@@ -1,7 +1,6 @@
 """nnx.EMA: the moving average against an independent computation, eager and under jit."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from optim_helpers import LoRAParam, X, make, pure_params

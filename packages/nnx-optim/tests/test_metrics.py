@@ -39,7 +39,9 @@ def test_reset_starts_over():
 
 
 def test_missing_argument_says_which():
-    with pytest.raises(MetricArgumentError, match=r"needs the keyword argument 'loss'.*\['values'\]"):
+    with pytest.raises(
+        MetricArgumentError, match=r"needs the keyword argument 'loss'.*\['values'\]"
+    ):
         nnx.metrics.Average("loss").update(values=1.0)
 
 
@@ -66,7 +68,9 @@ def test_welford_matches_numpy_mean_and_std():
     stats = w.compute()
     np.testing.assert_allclose(stats.mean, allv.mean(), rtol=1e-6)
     np.testing.assert_allclose(stats.standard_deviation, allv.std(), rtol=1e-5)
-    np.testing.assert_allclose(stats.standard_error_of_mean, allv.std() / np.sqrt(allv.size), rtol=1e-5)
+    np.testing.assert_allclose(
+        stats.standard_error_of_mean, allv.std() / np.sqrt(allv.size), rtol=1e-5
+    )
 
 
 def test_welford_is_stable_for_a_large_offset():
@@ -75,7 +79,9 @@ def test_welford_is_stable_for_a_large_offset():
     chunks = [1e4 + rng.normal(size=50).astype(np.float32) for _ in range(4)]
     for c in chunks:
         w.update(values=c)
-    np.testing.assert_allclose(w.compute().standard_deviation, np.concatenate(chunks).std(), rtol=1e-3)
+    np.testing.assert_allclose(
+        w.compute().standard_deviation, np.concatenate(chunks).std(), rtol=1e-3
+    )
 
 
 def test_multimetric_updates_computes_and_resets_each():
@@ -98,7 +104,9 @@ def test_multimetric_rejects_non_metrics():
 
 
 def test_metrics_update_inside_split_merge_jit():
-    metrics = nnx.metrics.MultiMetric(loss=nnx.metrics.Average("loss"), stats=nnx.metrics.Welford("loss"))
+    metrics = nnx.metrics.MultiMetric(
+        loss=nnx.metrics.Average("loss"), stats=nnx.metrics.Welford("loss")
+    )
     graphdef, state = nnx.split(metrics)
 
     @jax.jit

@@ -32,8 +32,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from nnx.core import FlattenCache, Param, Pytree, State, Variable, flatten, is_data, is_graph_node
-from nnx.core import to_predicate
+from nnx.core import (
+    FlattenCache,
+    Param,
+    Pytree,
+    State,
+    Variable,
+    flatten,
+    is_data,
+    is_graph_node,
+    to_predicate,
+)
 from nnx.optim._errors import GradientStructureError, OptimError
 
 
@@ -260,7 +269,9 @@ def _compute_aux(obj) -> _Aux:
             continue
         (data_keys if is_data(d[k]) else statics).append(k)
     aux = _Aux(
-        type(obj), tuple(data_keys), tuple((k, d[k]) for k in statics),
+        type(obj),
+        tuple(data_keys),
+        tuple((k, d[k]) for k in statics),
         d.get("model") if by_ref else None,
     )
     object.__setattr__(obj, "_nnx_optim_aux", aux)
@@ -296,7 +307,9 @@ def _register(cls) -> None:
         object.__setattr__(obj, "_nnx_optim_aux", aux)
         return obj
 
-    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten_func=flatten_fn)
+    jax.tree_util.register_pytree_with_keys(
+        cls, flatten_with_keys, unflatten, flatten_func=flatten_fn
+    )
 
 
 _MISSING = object()
