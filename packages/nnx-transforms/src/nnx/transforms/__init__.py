@@ -6,11 +6,19 @@ Variables written inside are updated outside; shared objects stay shared.
 """
 
 from nnx.transforms._autodiff import DiffState, grad, value_and_grad
+from nnx.transforms._axes import Carry, StateAxes
 from nnx.transforms._jit import jit
+from nnx.transforms._scan import scan
+from nnx.transforms._vmap import split_rngs, vmap
 
 __all__ = [
     "jit",
     "grad",
     "value_and_grad",
     "DiffState",
+    "vmap",
+    "StateAxes",
+    "split_rngs",
+    "Carry",
+    "scan",
 ]

@@ -1,0 +1,179 @@
+"""Axis markers shared by ``vmap`` and ``scan``: :class:`StateAxes`, :class:`Carry`,
+and the per-leaf axes of a call's nnx arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from nnx.core import AliasingError, Variable, flatten, to_predicate
+from nnx.transforms._errors import AxisError
+
+
+class Carry:
+    """Marks the loop carry in ``nnx.scan``'s ``in_axes``/``out_axes``.
+
+    Example::
+
+        @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+        def forward(layer, x):
+            return layer(x)
+    """
+
+    def __init__(self):
+        raise TypeError("nnx.Carry is a marker: use the class itself, `in_axes=(0, nnx.Carry)`.")
+
+
+class StateAxes:
+    """Different axes for different kinds of state of one argument.
+
+    Example::
+
+        # parameters stacked on axis 0, batch statistics shared (broadcast)
+        state_axes = nnx.StateAxes({nnx.Param: 0, nnx.BatchStat: None})
+        @nnx.vmap(in_axes=(state_axes, 0))
+        def forward(model, x): ...
+
+    Keys are filters (Variable types, path strings, predicates, ``...``),
+    tried in order; values are axes (an int, ``None`` for broadcast, or
+    ``nnx.Carry`` in ``nnx.scan``). Every Variable of the argument must match
+    one filter.
+    """
+
+    __slots__ = ("items", "_preds")
+
+    def __init__(self, mapping: Mapping[Any, Any] | Any):
+        items = tuple(mapping.items()) if isinstance(mapping, Mapping) else tuple(mapping)
+        self.items = items
+        self._preds = tuple((to_predicate(f), axis) for f, axis in items)
+
+    def axis_for(self, path, leaf, where: str):
+        for pred, axis in self._preds:
+            if pred(path, leaf):
+                return axis
+        raise AxisError(
+            f"{where}: no filter of {self!r} matches the {type(leaf).__name__} at "
+            f"{'/'.join(map(str, path)) or '<root>'!r}. Add a filter for it, or `...: axis` "
+            "as the last entry to cover the rest."
+        )
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{getattr(f, '__name__', f)!r}: {a!r}" for f, a in self.items)
+        return f"StateAxes({{{inner}}})"
+
+    def __eq__(self, other):
+        return isinstance(other, StateAxes) and self.items == other.items
+
+    def __hash__(self):
+        return hash(tuple((repr(f), repr(a)) for f, a in self.items))
+
+
+def per_arg_axes(spec, layout, where: str) -> tuple[list, list]:
+    """Split an ``in_axes`` spec into (axes of graph args, axes of plain args).
+
+    Keyword arguments get axis 0, as in ``jax.vmap``.
+    """
+    from nnx.transforms._boundary import GRAPH, PLAIN_ARG
+
+    pos, kw = layout
+    if isinstance(spec, (tuple, list)):
+        if len(spec) != len(pos):
+            raise AxisError(
+                f"{where}: in_axes has {len(spec)} entries but the function was called with "
+                f"{len(pos)} positional arguments. Give one axis per positional argument "
+                "(an int, None, nnx.StateAxes or nnx.Carry), or a single axis for all."
+            )
+        per = list(spec)
+    else:
+        per = [spec] * len(pos)
+    g, p = [], []
+    for code, axis in zip(pos, per):
+        if code is GRAPH:
+            g.append(axis)
+        elif code is PLAIN_ARG:
+            if isinstance(axis, StateAxes):
+                raise AxisError(
+                    f"{where}: nnx.StateAxes was given for an argument that holds no nnx "
+                    "objects; use an int or None for arrays."
+                )
+            p.append(axis)
+    for code in kw:
+        if code[1] is GRAPH:
+            g.append(0)
+    return g, p
+
+
+def leaf_axes(prep, graph: tuple, arg_axes: list, names: list[str], where: str) -> list:
+    """The axis of each leaf of the joint flattening, from its argument's spec.
+
+    A Variable reachable from several arguments must get the same axis from
+    each of them; otherwise it would be mapped in two ways at once.
+    """
+    n = len(prep.leaves)
+    axes: list = [None] * n
+    seen: dict[int, tuple] = {}
+    index = {id(x): i for i, x in enumerate(prep.leaves) if isinstance(x, Variable)}
+    owners = prep.owners(graph)
+    paths = prep.paths
+    for k, (node, spec) in enumerate(zip(graph, arg_axes)):
+        sub = flatten(node, with_paths=True)
+        for path, x in zip(sub.paths, sub.leaves):
+            axis = spec.axis_for(path, x, where) if isinstance(spec, StateAxes) else spec
+            if isinstance(x, Variable):
+                i = index[id(x)]
+                if i in seen and seen[i][0] != axis:
+                    other_k, other_path = seen[i][1], seen[i][2]
+                    raise AliasingError(
+                        f"{where}: the {type(x).__name__} at {_p(names[k], path)} is also "
+                        f"reachable as {_p(names[other_k], other_path)}, with a different "
+                        f"axis ({axis!r} vs {seen[i][0]!r}). A shared Variable can be mapped "
+                        "in one way only: give both arguments the same axis for it "
+                        "(nnx.StateAxes), or pass it once."
+                    )
+                seen.setdefault(i, (axis, k, path))
+                axes[i] = axis
+    for i, x in enumerate(prep.leaves):
+        if not isinstance(x, Variable):
+            k = owners[i]
+            spec = arg_axes[k]
+            axes[i] = (
+                spec.axis_for(paths[i][1:], x, where) if isinstance(spec, StateAxes) else spec
+            )
+    return axes
+
+
+def check_sizes(prep, values, axes, names, where: str, axis_size=None, what="axis") -> int | None:
+    """All mapped leaves must have the same size along their axis; return it."""
+    size, first = axis_size, None
+    for i, (v, a) in enumerate(zip(values, axes)):
+        if not isinstance(a, int):
+            continue
+        shape = np.shape(v)
+        path = prep.paths[i]
+        if not -len(shape) <= a < len(shape) or not shape:
+            raise AxisError(
+                f"{where}: the value at {_p(names[path[0]], path[1:])} has shape {shape}, "
+                f"which has no {what} {a}. Use in_axes=None (or nnx.StateAxes) for state "
+                "that is shared, not stacked."
+            )
+        n = shape[a]
+        if size is None:
+            size, first = n, (i, path)
+        elif n != size:
+            ref = (
+                f"{_p(names[first[1][0]], first[1][1:])} has {size}"
+                if first
+                else f"axis_size is {size}"
+            )
+            raise AxisError(
+                f"{where}: mismatched sizes along the mapped {what}: "
+                f"{_p(names[path[0]], path[1:])} has {n} along axis {a}, but {ref}. "
+                "Every mapped argument must have the same size."
+            )
+    return size
+
+
+def _p(name, path) -> str:
+    return repr("/".join(str(c) for c in (name, *path)))

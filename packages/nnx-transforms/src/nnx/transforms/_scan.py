@@ -1,0 +1,323 @@
+"""``nnx.scan``: ``jax.lax.scan`` with vmap-style axes per argument and a carry anywhere.
+
+The nnx arguments are flattened jointly; each leaf gets an axis from its
+argument's spec:
+
+- an int: the leaf is scanned over that axis (a stack of layers); what the
+  function writes into it comes out stacked again;
+- ``None`` (broadcast) or ``nnx.Carry``: the leaf rides in the ``lax.scan``
+  carry, so writes made in one step are seen by the next and come out at the
+  end.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from nnx.transforms._axes import Carry, check_sizes, leaf_axes, per_arg_axes
+from nnx.transforms._boundary import (
+    GRAPH,
+    PLAIN_ARG,
+    PrepareCache,
+    assemble,
+    collect_updates,
+    enter_values,
+    export_output,
+    graph_arg_names,
+    import_output,
+    split_call,
+    write_back,
+)
+from nnx.transforms._errors import AxisError, CarryError
+
+
+def _positions(spec, n: int, what: str, where: str) -> list:
+    if isinstance(spec, (tuple, list)):
+        if len(spec) != n:
+            raise AxisError(f"{where}: {what} has {len(spec)} entries, expected {n}.")
+        return list(spec)
+    return [spec] * n
+
+
+class ScanWrapped:
+    """A function wrapped by :func:`scan`."""
+
+    def __init__(self, fun, *, length, reverse, unroll, in_axes, out_axes, _split_transpose):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.length = length
+        self.reverse = reverse
+        self.unroll = unroll
+        self.in_axes = in_axes
+        self.out_axes = out_axes
+        self._split_transpose = _split_transpose
+        self._prep = PrepareCache()
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return functools.partial(self, obj)
+
+    def __call__(self, *args, **kwargs):
+        fun = self.fun
+        where = f"nnx.scan({getattr(fun, '__name__', 'f')})"
+        layout, graph, plain, plain_kw = split_call(args, kwargs)
+        pos, _ = layout
+        names = graph_arg_names(fun, layout)
+        arg_axes = _positions(self.in_axes, len(pos), "in_axes", where)
+        carry_pos = [i for i, a in enumerate(arg_axes) if a is Carry]
+        out_is_tuple = isinstance(self.out_axes, (tuple, list))
+        out_carry = (
+            [i for i, a in enumerate(self.out_axes) if a is Carry]
+            if out_is_tuple
+            else ([0] if self.out_axes is Carry else [])
+        )
+        if len(carry_pos) > 1 or len(out_carry) > 1:
+            raise AxisError(f"{where}: nnx.Carry may appear at most once in in_axes and out_axes.")
+        if bool(carry_pos) != bool(out_carry):
+            raise AxisError(
+                f"{where}: nnx.Carry must appear in both in_axes and out_axes (the carry goes "
+                f"in and comes out), got in_axes={self.in_axes!r}, out_axes={self.out_axes!r}."
+            )
+        carry_i = carry_pos[0] if carry_pos else None
+        carry_is_graph = carry_i is not None and pos[carry_i] is GRAPH
+        g_axes, _ = per_arg_axes(arg_axes, layout, where)
+        # plain arguments: their axis (int: scanned, None: broadcast, Carry)
+        plain_axes = [a for code, a in zip(pos, arg_axes) if code is PLAIN_ARG]
+
+        if graph:
+            prep = self._prep(graph)
+            key = ("scan", layout, tuple(map(repr, g_axes)))
+            axes = prep.extra.get(key)
+            if axes is None:
+                axes = prep.extra[key] = leaf_axes(prep, graph, g_axes, names, where)
+            values = prep.values()
+            length = check_sizes(prep, values, axes, names, where, self.length)
+        else:
+            prep, axes, values, length = None, [], [], self.length
+        c_idx = [i for i, a in enumerate(axes) if not isinstance(a, int)]
+        s_idx = [i for i, a in enumerate(axes) if isinstance(a, int)]
+        c_vals = [values[i] for i in c_idx]
+        s_vals = [jnp.moveaxis(values[i], axes[i], 0) for i in s_idx]
+        c_plain = None
+        s_plain, b_plain = [], []
+        for j, (a, ax) in enumerate(zip(plain, plain_axes)):
+            if ax is Carry:
+                c_plain = a
+            elif ax is None:
+                b_plain.append((j, a))
+            else:
+                s_plain.append((j, jax.tree.map(lambda x, ax=ax: jnp.moveaxis(x, ax, 0), a)))
+        s_plain_vals = [a for _, a in s_plain]
+        s_plain_pos = [j for j, _ in s_plain]
+        holder: dict = {}
+        out_axes = list(self.out_axes) if out_is_tuple else [self.out_axes]
+        carry_in_avals = [jax.typeof(v) for v in c_vals] if c_vals else []
+
+        def body(carry, xs):
+            c_leaves, c_pl = carry
+            s_leaves, s_pl = xs
+            leaves: list = [None] * len(values)
+            for i, v in zip(c_idx, c_leaves):
+                leaves[i] = v
+            for i, v in zip(s_idx, s_leaves):
+                leaves[i] = v
+            plain_now: list = [None] * len(plain)
+            for j, a in b_plain:
+                plain_now[j] = a
+            for j, a in zip(s_plain_pos, s_pl):
+                plain_now[j] = a
+            if carry_i is not None and not carry_is_graph:
+                plain_now[plain_axes.index(Carry)] = c_pl
+            objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
+            a, kw = assemble(layout, objs, tuple(plain_now), plain_kw)
+            out = fun(*a, **kw)
+            if gd is not None:
+                idx, new, inner_flat = collect_updates(
+                    objs, leaves, gd, where=where, names=names, values=True
+                )
+                nodes = inner_flat.nodes
+            else:
+                idx, new, nodes = [], [], []
+            changed = dict(zip(idx, new))
+            # split the output into carry and stacked parts
+            outs = list(out) if out_is_tuple else [out]
+            if out_is_tuple and (not isinstance(out, tuple) or len(out) != len(out_axes)):
+                raise AxisError(
+                    f"{where}: out_axes has {len(out_axes)} entries, so the function must "
+                    f"return a tuple of {len(out_axes)}; it returned {_describe(out)}."
+                )
+            carry_out_pl = None
+            ys_user = []
+            for o, ax in zip(outs, out_axes):
+                if ax is Carry:
+                    if carry_is_graph:
+                        inner_carry = a[carry_i]
+                        if o is not inner_carry:
+                            raise CarryError(
+                                f"{where}: the carry holds nnx objects, so the function must "
+                                "return the same carry object it received (update its "
+                                "Variables in place); it returned "
+                                f"{_describe(o)}. Keep arrays that change in Variables."
+                            )
+                    else:
+                        _check_plain_carry(c_pl, o, where)
+                        carry_out_pl = o
+                else:
+                    if not isinstance(ax, int):
+                        raise AxisError(
+                            f"{where}: out_axes entries must be ints or nnx.Carry, got {ax!r}."
+                        )
+                    ys_user.append(o)
+            c_new = [changed.get(i, leaves[i]) for i in c_idx]
+            for i, old_aval, v in zip(c_idx, carry_in_avals, c_new):
+                _check_leaf_carry(prep, names, i, old_aval, v, where)
+            s_changed = [i for i in s_idx if i in changed]
+            s_new = [changed[i] for i in s_changed]
+            ys_conv, spec = export_output(tuple(ys_user), nodes, where=where)
+            holder.update(c_changed=[i for i in c_idx if i in changed], s_changed=s_changed,
+                          spec=spec)
+            return (c_new, carry_out_pl), (s_new, ys_conv)
+
+        xs = (s_vals, s_plain_vals)
+        if not s_vals and not s_plain_vals and length is None:
+            raise AxisError(
+                f"{where}: nothing is scanned over (no argument has an int axis), so the "
+                "number of steps is unknown: pass length=..."
+            )
+        (c_final, c_pl_final), (s_stacked, ys) = jax.lax.scan(
+            body,
+            (c_vals, c_plain),
+            xs,
+            length=length,
+            reverse=self.reverse,
+            unroll=self.unroll,
+            _split_transpose=self._split_transpose,
+        )
+        if prep is not None:
+            pos_c = {i: k for k, i in enumerate(c_idx)}
+            c_changed = holder["c_changed"]
+            write_back(prep.leaves, c_changed, [c_final[pos_c[i]] for i in c_changed], values=True)
+            s_changed = holder["s_changed"]
+            write_back(
+                prep.leaves,
+                s_changed,
+                [jnp.moveaxis(v, 0, axes[i]) for i, v in zip(s_changed, s_stacked)],
+                values=True,
+            )
+        ys = import_output(ys, holder["spec"], prep.flat.nodes if prep is not None else None)
+        ys_iter = iter(ys)
+        results = []
+        for ax in out_axes:
+            if ax is Carry:
+                results.append(args[carry_i] if carry_is_graph else c_pl_final)
+            else:
+                y = next(ys_iter)
+                if ax != 0:
+                    y = _move_out(y, ax)
+                results.append(y)
+        return tuple(results) if out_is_tuple else results[0]
+
+
+def _move_out(y, ax):
+    from nnx.core import Variable, is_graph_node
+
+    def move(x):
+        if isinstance(x, Variable):
+            x.set_value(jnp.moveaxis(x.get_value(), 0, ax))
+            return x
+        return jnp.moveaxis(x, 0, ax) if hasattr(x, "ndim") else x
+
+    if is_graph_node(y):
+        from nnx.core import iter_graph
+
+        for _, v in iter_graph(y):
+            if isinstance(v, Variable):
+                move(v)
+        return y
+    return jax.tree.map(move, y, is_leaf=is_graph_node)
+
+
+def _describe(x) -> str:
+    if isinstance(x, tuple):
+        return f"a tuple of {len(x)}"
+    return f"a {type(x).__name__}"
+
+
+def _check_plain_carry(before, after, where: str) -> None:
+    tb, ta = jax.tree.structure(before), jax.tree.structure(after)
+    if tb != ta:
+        raise CarryError(
+            f"{where}: the carry changed structure in one step: it went in as {tb} and came "
+            f"out as {ta}. The carry must keep the same structure, shapes and dtypes."
+        )
+    lb = jax.tree_util.tree_flatten_with_path(before)[0]
+    la = jax.tree.leaves(after)
+    for (kp, b), a in zip(lb, la):
+        ab, aa = jax.typeof(b), jax.typeof(a)
+        if (ab.shape, ab.dtype) != (aa.shape, aa.dtype):
+            raise CarryError(
+                f"{where}: the carry at {jax.tree_util.keystr(kp) or '<root>'} went in as "
+                f"{ab.str_short()} and came out as {aa.str_short()}. The carry must keep the "
+                "same shapes and dtypes across steps (cast the new value, e.g. "
+                "`.astype(x.dtype)`)."
+            )
+
+
+def _check_leaf_carry(prep, names, i, old_aval, new, where: str) -> None:
+    na = jax.typeof(new)
+    if (old_aval.shape, old_aval.dtype) != (na.shape, na.dtype):
+        path = prep.paths[i]
+        head = names[path[0]] if path[0] < len(names) else path[0]
+        p = "/".join(str(c) for c in (head, *path[1:]))
+        raise CarryError(
+            f"{where}: the Variable at {p!r} is carried from step to step (in_axes None or "
+            f"nnx.Carry) and went in as {old_aval.str_short()} but was set to "
+            f"{na.str_short()}. Keep its shape and dtype (cast the new value), or scan it "
+            "(an int axis) if each step has its own."
+        )
+
+
+def scan(
+    fun: Callable | None = None,
+    *,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    in_axes: Any = (Carry, 0),
+    out_axes: Any = (Carry, 0),
+    _split_transpose: bool = False,
+):
+    """``jax.lax.scan`` with per-argument axes and the carry at any position.
+
+    Example (seed "scan over layers")::
+
+        @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+        def forward(layer, x):        # layer: one member of a stack made by nnx.vmap
+            return layer(x)
+
+        y = forward(stack, x)         # BatchNorm/Dropout state of every layer updated
+
+    ``in_axes`` has one entry per positional argument: ``nnx.Carry`` (at most
+    one), an int (scanned over that axis), ``None`` (the same in every step;
+    writes to its Variables carry over to the next step and come out), or
+    :class:`StateAxes`. ``out_axes`` says where the carry is in the output
+    and the axis along which the other outputs are stacked. The function
+    returns the carry alone when ``out_axes=nnx.Carry``.
+    """
+    options = dict(
+        length=length,
+        reverse=reverse,
+        unroll=unroll,
+        in_axes=in_axes,
+        out_axes=out_axes,
+        _split_transpose=_split_transpose,
+    )
+    if fun is None:
+        return lambda f: ScanWrapped(f, **options)
+    return ScanWrapped(fun, **options)
