@@ -1,0 +1,243 @@
+"""Control flow over nnx objects: ``cond``, ``switch``, ``fori_loop``, ``while_loop``.
+
+JAX's control-flow primitives take plain values, so the state of the nnx
+objects goes in as plain values and every branch or loop step returns the
+current value of every leaf (both branches of a ``cond`` then have the same
+output type, and a loop carry keeps its type). Writes come out afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+from nnx.core import Pytree, Variable, is_graph_node
+from nnx.transforms._boundary import (
+    PrepareCache,
+    collect_updates,
+    enter_values,
+    export_output,
+    import_output,
+    split_call,
+    assemble,
+    write_back,
+)
+from nnx.transforms._errors import CarryError, StructureError
+
+def _prepare(graph):
+    return PrepareCache()(graph) if graph else None
+
+
+# -- cond / switch -------------------------------------------------------------------------
+def _branches_call(select: Callable, branches: Sequence[Callable], operands: tuple, what: str):
+    layout, graph, plain, _ = split_call(operands, {})
+    prep = _prepare(graph)
+    values = prep.values() if prep is not None else []
+    holders: list[dict] = [{} for _ in branches]
+
+    def make(fun, holder):
+        where = f"nnx.{what}({getattr(fun, '__name__', 'branch')})"
+
+        def inner(leaves, plain):
+            objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
+            a, _ = assemble(layout, objs, plain, {})
+            out = fun(*a)
+            if gd is not None:
+                idx, new, inner_flat = collect_updates(objs, leaves, gd, where=where, values=True)
+                changed = dict(zip(idx, new))
+                current = [changed.get(i, v) for i, v in enumerate(leaves)]
+                nodes = inner_flat.nodes
+            else:
+                idx, current, nodes = [], [], []
+            out, spec = export_output(out, nodes, where=where)
+            holder["idx"], holder["spec"] = idx, spec
+            return current, out
+
+        return inner
+
+    inners = [make(f, h) for f, h in zip(branches, holders)]
+    current, out = select(inners, values, plain)
+    specs = {repr(h["spec"].graphdef) if h["spec"] is not None else None for h in holders}
+    if len(specs) > 1:
+        raise StructureError(
+            f"nnx.{what}: the branches return different kinds of nnx objects. Every branch "
+            "must return outputs of the same structure."
+        )
+    if prep is None:
+        return import_output(out, holders[0]["spec"], None)
+    idx = sorted({i for h in holders for i in h["idx"]})
+    write_back(prep.leaves, idx, [current[i] for i in idx], values=True)
+    return import_output(out, holders[0]["spec"], prep.flat.nodes)
+
+
+def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
+    """``jax.lax.cond`` whose operands may hold nnx objects.
+
+    Example::
+
+        def reset(counter):
+            counter.count[...] = 0
+        def step(counter):
+            counter.count[...] += 1
+
+        nnx.cond(counter.count[...] >= 10, reset, step, counter)   # updates counter
+
+    Writes that either branch makes to the operands' Variables come out.
+    """
+    return _branches_call(
+        lambda inners, v, p: jax.lax.cond(pred, inners[0], inners[1], v, p),
+        (true_fun, false_fun),
+        operands,
+        "cond",
+    )
+
+
+def switch(index, branches: Sequence[Callable], *operands):
+    """``jax.lax.switch`` whose operands may hold nnx objects.
+
+    Example::
+
+        y = nnx.switch(i, [model.a, model.b, model.c], x)
+    """
+    return _branches_call(
+        lambda inners, v, p: jax.lax.switch(index, inners, v, p),
+        tuple(branches),
+        operands,
+        "switch",
+    )
+
+
+# -- loops ------------------------------------------------------------------------------
+class _LoopCarry:
+    """A loop value split into nnx objects (carried as leaf values) and plain parts."""
+
+    def __init__(self, init_val, where: str):
+        self.where = where
+        tops, self.treedef = jax.tree.flatten(init_val, is_leaf=is_graph_node)
+        self.is_graph = [isinstance(t, (Pytree, Variable)) for t in tops]
+        self.graph = tuple(t for t, g in zip(tops, self.is_graph) if g)
+        self.plain = [t for t, g in zip(tops, self.is_graph) if not g]
+        self.prep = _prepare(self.graph)
+        self.values = self.prep.values() if self.prep is not None else []
+        self.changed: set[int] = set()
+
+    def init(self):
+        return (self.values, self.plain)
+
+    def build(self, carry):
+        leaves, plain = carry
+        if self.prep is not None:
+            objs, gd = enter_values(self.prep, leaves)
+        else:
+            objs, gd = (), None
+        g, p = iter(objs), iter(plain)
+        tops = [next(g) if isg else next(p) for isg in self.is_graph]
+        return jax.tree.unflatten(self.treedef, tops), (objs, gd, leaves, plain)
+
+    def finish(self, out, state, *, check_out: bool = True):
+        objs, gd, leaves, plain_in = state
+        if gd is not None:
+            idx, new, _ = collect_updates(objs, leaves, gd, where=self.where, values=True)
+            self.changed.update(idx)
+            changed = dict(zip(idx, new))
+            current = [changed.get(i, v) for i, v in enumerate(leaves)]
+        else:
+            current = []
+        if not check_out:
+            return current, plain_in
+        tops, treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
+        if treedef != self.treedef:
+            raise CarryError(
+                f"{self.where}: the loop value changed structure in one step: it went in as "
+                f"{self.treedef} and came out as {treedef}. Return a value of the same "
+                "structure (the same nnx objects, arrays of the same shapes and dtypes)."
+            )
+        g = iter(objs)
+        new_plain = []
+        for t, isg in zip(tops, self.is_graph):
+            if isg:
+                if t is not next(g):
+                    raise CarryError(
+                        f"{self.where}: the loop must return the same nnx objects it received "
+                        f"(it returned a different {type(t).__name__}). Update their "
+                        "Variables in place instead of creating new objects."
+                    )
+            else:
+                new_plain.append(t)
+        for k, (a, b) in enumerate(zip(plain_in, new_plain)):
+            ta, tb = jax.tree.map(jax.typeof, a), jax.tree.map(jax.typeof, b)
+            if jax.tree.structure(ta) != jax.tree.structure(tb) or any(
+                (x.shape, x.dtype) != (y.shape, y.dtype)
+                for x, y in zip(jax.tree.leaves(ta), jax.tree.leaves(tb))
+            ):
+                raise CarryError(
+                    f"{self.where}: a part of the loop value changed type in one step: "
+                    f"{ta} went in, {tb} came out. Keep shapes and dtypes (cast the new "
+                    "value)."
+                )
+        return current, new_plain
+
+    def result(self, carry):
+        leaves, plain = carry
+        if self.prep is not None:
+            idx = sorted(self.changed)
+            write_back(self.prep.leaves, idx, [leaves[i] for i in idx], values=True)
+        g, p = iter(self.graph), iter(plain)
+        tops = [next(g) if isg else next(p) for isg in self.is_graph]
+        return jax.tree.unflatten(self.treedef, tops)
+
+
+def fori_loop(lower, upper, body_fun: Callable, init_val: Any, *, unroll=None):
+    """``jax.lax.fori_loop`` whose loop value may hold nnx objects.
+
+    Example::
+
+        def body(i, val):
+            model, x = val
+            return model, model(x)        # same model object, new x
+
+        model, y = nnx.fori_loop(0, 3, body, (model, x))
+
+    The body must return the same nnx objects it received; what it writes
+    into their Variables carries to the next step and comes out at the end.
+    """
+    lc = _LoopCarry(init_val, f"nnx.fori_loop({getattr(body_fun, '__name__', 'body')})")
+
+    def body(i, carry):
+        val, state = lc.build(carry)
+        out = body_fun(i, val)
+        return lc.finish(out, state)
+
+    kwargs = {} if unroll is None else {"unroll": unroll}
+    return lc.result(jax.lax.fori_loop(lower, upper, body, lc.init(), **kwargs))
+
+
+def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any):
+    """``jax.lax.while_loop`` whose loop value may hold nnx objects.
+
+    Example::
+
+        def cond(val):
+            counter, _ = val
+            return counter.count[...] < 5
+        def body(val):
+            counter, x = val
+            counter.count[...] += 1
+            return counter, x * 2
+
+        counter, x = nnx.while_loop(cond, body, (counter, x))
+    """
+    lc = _LoopCarry(init_val, f"nnx.while_loop({getattr(body_fun, '__name__', 'body')})")
+
+    def cond(carry):
+        val, _ = lc.build(carry)
+        return cond_fun(val)
+
+    def body(carry):
+        val, state = lc.build(carry)
+        out = body_fun(val)
+        return lc.finish(out, state)
+
+    return lc.result(jax.lax.while_loop(cond, body, lc.init()))
