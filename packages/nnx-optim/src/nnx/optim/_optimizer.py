@@ -39,7 +39,7 @@ from nnx.core import (
     State,
     Variable,
     flatten,
-    is_data,
+    graph_ref,
     is_graph_node,
     to_predicate,
 )
@@ -219,103 +219,10 @@ def write_opt_state(wrapped: Any, raw: Any) -> None:
     jax.tree.map(lambda v, x: v.set_value(x), wrapped, raw, is_leaf=_is_variable)
 
 
-# -- JAX pytree registration: the model travels as a reference -------------------
-class _Aux:
-    """Static part of an optimizer as a JAX pytree (hashable, compared by value)."""
-
-    __slots__ = ("cls", "data_keys", "statics", "model", "_hash")
-
-    def __init__(self, cls, data_keys, statics, model):
-        self.cls = cls
-        self.data_keys = data_keys
-        self.statics = statics
-        self.model = model
-        self._hash = hash((cls, data_keys, tuple(k for k, _ in statics), id(model)))
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        if self is other:
-            return True
-        if not (
-            type(other) is _Aux
-            and self._hash == other._hash
-            and self.cls is other.cls
-            and self.model is other.model
-            and self.data_keys == other.data_keys
-            and len(self.statics) == len(other.statics)
-        ):
-            return False
-        for (k1, a), (k2, b) in zip(self.statics, other.statics):
-            if k1 != k2:
-                return False
-            if a is b:
-                continue
-            try:
-                if not bool(a == b):
-                    return False
-            except Exception:
-                return False
-        return True
-
-
-def _compute_aux(obj) -> _Aux:
-    d = obj.__dict__
-    by_ref = type(obj)._model_by_reference
-    data_keys, statics = [], []
-    for k in sorted(d):
-        if by_ref and k == "model":
-            continue
-        (data_keys if is_data(d[k]) else statics).append(k)
-    aux = _Aux(
-        type(obj),
-        tuple(data_keys),
-        tuple((k, d[k]) for k in statics),
-        d.get("model") if by_ref else None,
-    )
-    object.__setattr__(obj, "_nnx_optim_aux", aux)
-    return aux
-
-
-def _get_aux(obj) -> _Aux:
-    try:
-        aux = obj._nnx_optim_aux
-    except AttributeError:
-        aux = None
-    return aux if aux is not None else _compute_aux(obj)
-
-
-def _register(cls) -> None:
-    def flatten_fn(obj):
-        aux = _get_aux(obj)
-        d = obj.__dict__
-        return [d[k] for k in aux.data_keys], aux
-
-    def flatten_with_keys(obj):
-        aux = _get_aux(obj)
-        d = obj.__dict__
-        return [(jax.tree_util.GetAttrKey(k), d[k]) for k in aux.data_keys], aux
-
-    def unflatten(aux, children):
-        obj = aux.cls.__new__(aux.cls)
-        d = obj.__dict__
-        d.update(zip(aux.data_keys, children))
-        d.update(aux.statics)
-        if aux.cls._model_by_reference:
-            d["model"] = aux.model
-        object.__setattr__(obj, "_nnx_optim_aux", aux)
-        return obj
-
-    jax.tree_util.register_pytree_with_keys(
-        cls, flatten_with_keys, unflatten, flatten_func=flatten_fn
-    )
-
-
 _MISSING = object()
 
 
-class Optimizer(Pytree, pytree=False):
+class Optimizer(Pytree):
     """An optax transformation that updates a model's Variables in place.
 
     Example::
@@ -357,15 +264,10 @@ class Optimizer(Pytree, pytree=False):
         only LoRA adapters. Only Variables are updated, never raw arrays.
     """
 
-    __slots__ = ("_nnx_optim_aux", "_nnx_optim_cache")
+    __slots__ = ("_nnx_optim_cache",)
 
     # As a JAX pytree the model is a reference (see the module docstring).
     _model_by_reference = True
-
-    def __init_subclass__(cls, **kwargs):
-        kwargs.pop("pytree", None)
-        super().__init_subclass__(pytree=False, **kwargs)
-        _register(cls)
 
     def __init__(self, model: Any, tx: optax.GradientTransformation, *, wrt: Any = Param):
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
@@ -374,7 +276,7 @@ class Optimizer(Pytree, pytree=False):
                 f"`update`), got {type(tx).__name__}. Example: "
                 f"`nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)`."
             )
-        self.model = model
+        self.model = graph_ref(model) if self._model_by_reference else model
         self.tx = tx
         self.wrt = wrt
         sel = self._selection(model)
@@ -391,14 +293,9 @@ class Optimizer(Pytree, pytree=False):
         self.__dict__["opt_state"] = wrap_opt_state(tx.init(sel.treedef.unflatten(sel.values())))
 
     def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, "_nnx_optim_aux", None)
         if name == "wrt":
             object.__setattr__(self, "_nnx_optim_cache", None)
         super().__setattr__(name, value)
-
-    def __delattr__(self, name: str) -> None:
-        object.__setattr__(self, "_nnx_optim_aux", None)
-        super().__delattr__(name)
 
     def _selection(self, model: Any) -> Selection:
         try:
@@ -472,6 +369,3 @@ class ModelAndOptimizer(Optimizer):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
-
-
-_register(Optimizer)
