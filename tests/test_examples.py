@@ -1,0 +1,59 @@
+"""Every program in examples/ runs with one command; here each runs with a small setting.
+
+Each example is a subprocess (as a newcomer would run it), with the nnx source folders
+this test process imports nnx from on its PYTHONPATH, so the test works both in the
+hatch `full` environment and with a bare PYTHONPATH checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnx
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, *args: str, timeout: int = 240) -> str:
+    src_dirs = [str(Path(p).parent) for p in nnx.__path__]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(src_dirs + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_every_example_is_tested():
+    tested = {n.removeprefix("test_").removesuffix("_example") + ".py"
+              for n in globals() if n.startswith("test_") and n.endswith("_example")}
+    assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
+
+
+def test_train_digits_example(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    out = run_example("train_digits.py", "--epochs", "2", "--no-progress", "--out", str(tmp_path))
+    epochs = re.findall(r"^epoch +(\d+): train loss ([\d.]+) .*test loss ([\d.]+) acc ([\d.]+)$",
+                        out, re.M)
+    assert [int(e[0]) for e in epochs] == [1, 2]
+    assert float(epochs[1][1]) < float(epochs[0][1])  # training loss goes down
+    accuracy = float(re.search(r"^test accuracy: ([\d.]+)", out, re.M)[1])
+    assert accuracy >= 0.85, out  # two epochs; the full demo (10) reaches ~0.98
+    restored = float(re.search(r"^restored checkpoint: test accuracy ([\d.]+)", out, re.M)[1])
+    assert restored == pytest.approx(accuracy, abs=1e-4)
+    assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with np.load(tmp_path / "checkpoint.npz") as ckpt:
+        assert ckpt["conv1/kernel"].shape == (3, 3, 1, 32)
+        assert ckpt["linear2/kernel"].shape == (128, 10)
