@@ -400,7 +400,22 @@ class OutSpec:
         return type(other) is OutSpec and self.graphdef == other.graphdef
 
 
-def export_output(out, inner_nodes: list, *, where: str, raw: bool = False):
+def call_without_cells(fun, args, kwargs):
+    """Call ``fun`` with hijax defaults turned off; return ``(out, hijax_was_on)``.
+
+    JAX's batching and loop primitives cannot create hijax cells, so inside
+    vmap/scan/control flow new Variables are made plain, and
+    :func:`export_output` gives them back hijax storage outside.
+    """
+    from nnx.core import var_defaults
+
+    if not var_defaults().hijax:
+        return fun(*args, **kwargs), False
+    with var_defaults(hijax=False):
+        return fun(*args, **kwargs), True
+
+
+def export_output(out, inner_nodes: list, *, where: str, raw: bool = False, as_hijax=False):
     """Replace the nnx objects in ``out`` by :class:`NodeLeaves` of their values.
 
     Returns ``(converted, spec)``; ``spec`` is None when ``out`` holds no nnx
@@ -424,6 +439,16 @@ def export_output(out, inner_nodes: list, *, where: str, raw: bool = False):
             values.append(x.get_value())
         else:
             values.append(x)
+    graphdef = flat.graphdef
+    if as_hijax:  # new plain Variables were made with hijax defaults turned off
+        swapped = [
+            x._from_raw(val, x._aux.replace(mode=HIJAX), None)
+            if isinstance(x, Variable) and x._aux.mode == PLAIN and x._aux.mutable
+            else x
+            for x, val in zip(flat.leaves, values)
+        ]
+        rebuilt = unflatten(graphdef, swapped, index_ref=list(inner_nodes))
+        graphdef = flatten(rebuilt, ref_index=ref_index).graphdef
     # attribute the leaves to the top-level objects that reach them first
     counts, prev = [], 0
     for k in range(len(nodes)):
@@ -437,7 +462,7 @@ def export_output(out, inner_nodes: list, *, where: str, raw: bool = False):
     it = iter(values)
     for i, c in zip(gpos, counts):
         tops[i] = NodeLeaves([next(it) for _ in range(c)])
-    return jax.tree.unflatten(treedef, tops), OutSpec(flat.graphdef)
+    return jax.tree.unflatten(treedef, tops), OutSpec(graphdef)
 
 
 def _check_escape(v: Variable, trace, where: str) -> None:

@@ -22,6 +22,7 @@ from nnx.transforms._boundary import (
     import_output,
     split_call,
     assemble,
+    call_without_cells,
     write_back,
 )
 from nnx.transforms._errors import CarryError, StructureError
@@ -43,7 +44,7 @@ def _branches_call(select: Callable, branches: Sequence[Callable], operands: tup
         def inner(leaves, plain):
             objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
             a, _ = assemble(layout, objs, plain, {})
-            out = fun(*a)
+            out, as_hijax = call_without_cells(fun, a, {})
             if gd is not None:
                 idx, new, inner_flat = collect_updates(objs, leaves, gd, where=where, values=True)
                 changed = dict(zip(idx, new))
@@ -51,7 +52,7 @@ def _branches_call(select: Callable, branches: Sequence[Callable], operands: tup
                 nodes = inner_flat.nodes
             else:
                 idx, current, nodes = [], [], []
-            out, spec = export_output(out, nodes, where=where)
+            out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
             holder["idx"], holder["spec"] = idx, spec
             return current, out
 

@@ -25,6 +25,7 @@ from nnx.transforms._boundary import (
     PLAIN_ARG,
     PrepareCache,
     assemble,
+    call_without_cells,
     collect_updates,
     enter_values,
     export_output,
@@ -136,7 +137,7 @@ class ScanWrapped:
                 plain_now[plain_axes.index(Carry)] = c_pl
             objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
             a, kw = assemble(layout, objs, tuple(plain_now), plain_kw)
-            out = fun(*a, **kw)
+            out, as_hijax = call_without_cells(fun, a, kw)
             if gd is not None:
                 idx, new, inner_flat = collect_updates(
                     objs, leaves, gd, where=where, names=names, values=True
@@ -179,7 +180,7 @@ class ScanWrapped:
                 _check_leaf_carry(prep, names, i, old_aval, v, where)
             s_changed = [i for i in s_idx if i in changed]
             s_new = [changed[i] for i in s_changed]
-            ys_conv, spec = export_output(tuple(ys_user), nodes, where=where)
+            ys_conv, spec = export_output(tuple(ys_user), nodes, where=where, as_hijax=as_hijax)
             holder.update(c_changed=[i for i in c_idx if i in changed], s_changed=s_changed,
                           spec=spec)
             return (c_new, carry_out_pl), (s_new, ys_conv)

@@ -14,6 +14,7 @@ from nnx.transforms._axes import StateAxes, check_sizes, leaf_axes, per_arg_axes
 from nnx.transforms._boundary import (
     PrepareCache,
     assemble,
+    call_without_cells,
     collect_updates,
     enter_values,
     export_output,
@@ -75,7 +76,7 @@ class VmapWrapped:
             else:
                 objs, gd = (), None
             a, kw = assemble(layout, objs, plain, plain_kw)
-            out = fun(*a, **kw)
+            out, as_hijax = call_without_cells(fun, a, kw)
             if gd is not None:
                 idx, new, inner_flat = collect_updates(
                     objs, leaves, gd, where=where, names=names, values=True
@@ -86,7 +87,7 @@ class VmapWrapped:
             updates: list = [None] * len(leaves)
             for i, v in zip(idx, new):
                 updates[i] = v
-            out, spec = export_output(out, nodes, where=where)
+            out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
             holder["idx"], holder["spec"] = idx, spec
             return updates, out
 

@@ -1,0 +1,106 @@
+"""nnx.grad / nnx.value_and_grad: Params by default, DiffState, State-shaped grads, updates."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from transforms_testlib import MLP, Linear, mlp_reference
+
+import nnx
+
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def _params(model):
+    return jax.tree.map(lambda v: v[...], nnx.state(model, nnx.Param).to_pure_dict())
+
+
+def test_grads_are_a_state_of_params_matching_plain_jax(mode):
+    model = MLP(2, 4, 3, rngs=nnx.Rngs(0))
+    model.dropout.rate = 0.0
+    x = jnp.arange(6.0).reshape(3, 2)
+    mean0 = model.bn.mean[...]
+    params = _params(model)
+
+    def loss_fn(model, x):
+        return jnp.mean(model(x) ** 2)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model, x)
+
+    def ref(p):
+        y, _ = mlp_reference(p, mean0, x)
+        return jnp.mean(y**2)
+
+    ref_loss, ref_g = jax.value_and_grad(ref)(params)
+    np.testing.assert_allclose(loss, ref_loss, **TOL)
+    assert isinstance(grads, nnx.State)
+    assert set(grads.keys()) == {"linear1", "linear2"}  # no BatchStat, no RNG state
+    assert isinstance(grads["linear1"]["w"], nnx.Param)
+    for layer in ("linear1", "linear2"):
+        for name in ("w", "b"):
+            np.testing.assert_allclose(grads[layer][name][...], ref_g[layer][name], **TOL)
+    # non-differentiated state is updated outside
+    _, new_mean = mlp_reference(params, mean0, x)
+    np.testing.assert_allclose(model.bn.mean[...], new_mean, **TOL)
+
+
+def test_diffstate_selects_other_state():
+    class Lora(nnx.Param):
+        pass
+
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    m.a = Lora(jnp.ones((2,)))
+    grads = nnx.grad(lambda m: jnp.sum(m.a[...] ** 2 * m.w[...].sum()),
+                     argnums=nnx.DiffState(0, Lora))(m)
+    assert list(grads.keys()) == ["a"]
+    np.testing.assert_allclose(grads["a"][...], 2 * m.a[...] * m.w[...].sum(), **TOL)
+
+
+def test_several_argnums_and_plain_arguments():
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    x = jnp.ones((1, 2))
+    gm, gx = nnx.grad(lambda m, x: jnp.sum(m(x)), argnums=(0, 1))(m, x)
+    np.testing.assert_allclose(gx, jnp.sum(m.w[...], axis=1)[None], **TOL)
+    np.testing.assert_allclose(gm["w"][...], jnp.ones((2, 2)), **TOL)
+
+
+def test_has_aux_returns_objects():
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    (loss, aux), g = nnx.value_and_grad(lambda m: (jnp.sum(m.w[...]), (m, 3.0)), has_aux=True)(m)
+    assert aux[0] is m and aux[1] == 3.0
+    np.testing.assert_allclose(g["w"][...], np.ones((2, 2)))
+
+
+def test_grad_of_a_state_argument():
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    params = nnx.state(m, nnx.Param)
+    g = nnx.grad(lambda p: jnp.sum(p["w"][...] * 2))(params)
+    np.testing.assert_allclose(g["w"][...], 2 * np.ones((2, 2)))
+
+
+def test_grad_inside_jit_inside_vmap(mode):
+    @nnx.vmap(in_axes=0, out_axes=0)
+    def create(key):
+        return Linear(2, 2, rngs=nnx.Rngs(key))
+
+    stack = create(jax.random.split(jax.random.key(0), 3))
+    x = jnp.ones((4, 2))
+
+    @nnx.vmap(in_axes=(0, None))
+    @nnx.jit
+    def member_grads(m, x):
+        return nnx.grad(lambda m: jnp.mean(m(x) ** 2))(m)
+
+    g = member_grads(stack, x)
+    for i in range(3):
+        w, b = stack.w[i], stack.b[i]
+        ref = jax.grad(lambda w: jnp.mean((x @ w + b) ** 2))(w)
+        np.testing.assert_allclose(g["w"][...][i], ref, **TOL)
+
+
+def test_argnums_errors_are_clear():
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="argnums asks for argument 3"):
+        nnx.grad(lambda m: jnp.sum(m.w[...]), argnums=3)(m)
+    with pytest.raises(TypeError, match="has_aux=True"):
+        nnx.grad(lambda m: jnp.sum(m.w[...]), has_aux=True)(m)
