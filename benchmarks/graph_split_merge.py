@@ -35,19 +35,26 @@ def best(f, number):
     return min(timeit.repeat(f, number=number, repeat=5)) / number * 1e6
 
 
+def measure(depth: int) -> tuple[float, float, float, float]:
+    model = Model(depth)
+    n = max(1, 3000 // depth)
+    t_split = best(lambda: nnx.split(model), n)
+    g, s = nnx.split(model)
+    t_merge = best(lambda: nnx.merge(g, s), n)
+    cache = nnx.FlattenCache()
+    cache.flatten((model,))
+    t_hit = best(lambda: cache.flatten((model,)), 1000)
+    t_tree = best(lambda: jax.tree.flatten(model), n)
+    return t_split, t_merge, t_hit, t_tree
+
+
 def main(depths):
-    print(f"{'depth':>6} {'split':>10} {'merge':>10} {'cache hit':>10} {'tree.flatten':>13} {'split/flatten':>14}")
+    head = ("depth", "split", "merge", "cache hit", "tree.flatten", "split/flatten")
+    print("".join(f"{h:>14}" for h in head))
     for depth in depths:
-        model = Model(depth)
-        n = max(1, 3000 // depth)
-        t_split = best(lambda: nnx.split(model), n)
-        g, s = nnx.split(model)
-        t_merge = best(lambda: nnx.merge(g, s), n)
-        cache = nnx.FlattenCache()
-        cache.flatten((model,))
-        t_hit = best(lambda: cache.flatten((model,)), 1000)
-        t_tree = best(lambda: jax.tree.flatten(model), n)
-        print(f"{depth:>6} {t_split:>10.0f} {t_merge:>10.0f} {t_hit:>10.2f} {t_tree:>13.0f} {t_split / t_tree:>14.2f}")
+        t_split, t_merge, t_hit, t_tree = measure(depth)
+        row = (f"{t_split:.0f}", f"{t_merge:.0f}", f"{t_hit:.2f}", f"{t_tree:.0f}")
+        print(f"{depth:>14}" + "".join(f"{c:>14}" for c in row) + f"{t_split / t_tree:>14.2f}")
 
 
 if __name__ == "__main__":

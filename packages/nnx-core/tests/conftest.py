@@ -20,5 +20,3 @@ def linear():
     from core_helpers import Linear
 
     return Linear(2, 3, rngs=nnx.Rngs(0))
-
-

@@ -26,4 +26,3 @@ class Counter(nnx.Module):
 
     def __call__(self):
         self.count += 1
-

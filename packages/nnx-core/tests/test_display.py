@@ -20,7 +20,9 @@ def test_large_arrays_are_summarized():
 
 
 def test_small_values_are_shown_and_modes_are_marked():
-    assert repr(nnx.Variable(jnp.array([1, 2, 3]))) == "Variable(value=Array([1, 2, 3], dtype=int32))"
+    assert (
+        repr(nnx.Variable(jnp.array([1, 2, 3]))) == "Variable(value=Array([1, 2, 3], dtype=int32))"
+    )
     hi = nnx.Variable(jnp.array(1), hijax=True, tag="t")
     assert repr(hi) == "Variable(value=Array(1, dtype=int32, weak_type=True), hijax=True, tag='t')"
 

@@ -259,7 +259,9 @@ def _identity_pattern(root):
 
 def _values(root):
     return [
-        (p, np.asarray(x[...]).tolist()) for p, x in nnx.iter_graph(root) if isinstance(x, nnx.Variable)
+        (p, np.asarray(x[...]).tolist())
+        for p, x in nnx.iter_graph(root)
+        if isinstance(x, nnx.Variable)
     ]
 
 

@@ -195,6 +195,7 @@ def test_grad_over_frozen_hijax_model_inside_plain_jit():
         return loss
 
     step()
+
     # the same step by hand
     def loss(w, b):
         return jnp.mean((x @ w + b) ** 2)

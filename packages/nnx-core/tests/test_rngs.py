@@ -10,7 +10,9 @@ import nnx
 
 def test_streams_and_default_fallback():
     rngs = nnx.Rngs(params=0, dropout=1)
-    assert not jnp.array_equal(jax.random.key_data(rngs.params()), jax.random.key_data(rngs.dropout()))
+    assert not jnp.array_equal(
+        jax.random.key_data(rngs.params()), jax.random.key_data(rngs.dropout())
+    )
     with pytest.raises(AttributeError, match="no stream 'other' and no 'default'"):
         rngs.other()
     r = nnx.Rngs(0)

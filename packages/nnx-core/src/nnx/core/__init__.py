@@ -77,7 +77,7 @@ from nnx.core._pytree import (
     register_data_type,
     static,
 )
-from nnx.core._rngs import RngStream, Rngs
+from nnx.core._rngs import Rngs, RngStream
 from nnx.core._state import (
     State,
     filter_state,

@@ -53,7 +53,9 @@ def _value_repr(value, indent: str) -> str:
         return "{\n" + inner + f"\n{indent}}}"
     if isinstance(value, (list, tuple)) and not hasattr(value, "shape"):
         body = ", ".join(_value_repr(v, indent) for v in value)
-        return f"[{body}]" if isinstance(value, list) else f"({body}{',' if len(value) == 1 else ''})"
+        return (
+            f"[{body}]" if isinstance(value, list) else f"({body}{',' if len(value) == 1 else ''})"
+        )
     if hasattr(value, "shape") and hasattr(value, "dtype") or isinstance(value, jax.Ref):
         return _array_summary(value)
     if type(value).__name__ == "Cell":
@@ -240,7 +242,9 @@ def _def(d, indent: str) -> str:
 def treescope_variable(v, path, subtree_renderer):
     from treescope import repr_lib
 
-    attrs: dict[str, Any] = {"value": v.get_value() if not isinstance(v._raw, jax.core.Tracer) else v._raw}
+    attrs: dict[str, Any] = {
+        "value": v.get_value() if not isinstance(v._raw, jax.core.Tracer) else v._raw
+    }
     for k, m in v._aux.metadata.items():
         if k not in _PRIVATE_META:
             attrs[k] = m
@@ -257,8 +261,11 @@ def treescope_node(obj, path, subtree_renderer):
     from treescope import repr_lib
 
     return repr_lib.render_object_constructor(
-        type(obj), dict(sorted(obj.__dict__.items())), path=path,
-        subtree_renderer=subtree_renderer, roundtrippable=False,
+        type(obj),
+        dict(sorted(obj.__dict__.items())),
+        path=path,
+        subtree_renderer=subtree_renderer,
+        roundtrippable=False,
     )
 
 
@@ -266,8 +273,11 @@ def treescope_state(state, path, subtree_renderer):
     from treescope import repr_lib
 
     return repr_lib.render_dictionary_wrapper(
-        object_type=type(state), wrapped_dict=dict(state), path=path,
-        subtree_renderer=subtree_renderer, roundtrippable=False,
+        object_type=type(state),
+        wrapped_dict=dict(state),
+        path=path,
+        subtree_renderer=subtree_renderer,
+        roundtrippable=False,
     )
 
 
@@ -275,8 +285,11 @@ def treescope_graphdef(g, path, subtree_renderer):
     from treescope import repr_lib
 
     return repr_lib.render_object_constructor(
-        type(g), {"num_leaves": g.num_leaves, "num_nodes": g.num_nodes},
-        path=path, subtree_renderer=subtree_renderer, roundtrippable=False,
+        type(g),
+        {"num_leaves": g.num_leaves, "num_nodes": g.num_nodes},
+        path=path,
+        subtree_renderer=subtree_renderer,
+        roundtrippable=False,
     )
 
 

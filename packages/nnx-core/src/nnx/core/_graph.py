@@ -22,11 +22,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from nnx.core import _epoch
+from nnx.core import _epoch, _pytree
 from nnx.core._errors import FilterError, StructureError
 from nnx.core._filters import filters_to_predicates, to_predicate
 from nnx.core._hijax import is_cell, new_cell
-from nnx.core import _pytree
 from nnx.core._pytree import (
     Dict,
     List,

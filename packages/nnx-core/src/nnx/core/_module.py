@@ -146,10 +146,14 @@ def _direct_modules(key, value, seen):
             yield key, value
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            yield from _direct_modules((key, i) if not isinstance(key, tuple) else (*key, i), v, seen)
+            yield from _direct_modules(
+                (key, i) if not isinstance(key, tuple) else (*key, i), v, seen
+            )
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _direct_modules((key, k) if not isinstance(key, tuple) else (*key, k), v, seen)
+            yield from _direct_modules(
+                (key, k) if not isinstance(key, tuple) else (*key, k), v, seen
+            )
 
 
 def iter_children(node: Module) -> Iterator[tuple[Any, Module]]:

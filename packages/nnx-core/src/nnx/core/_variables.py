@@ -273,9 +273,7 @@ class Variable(Generic[A]):
             if isinstance(raw, jax.Ref):
                 raw[...] = value
             else:
-                jax.tree.map(
-                    _ref_assign, raw, value, is_leaf=lambda r: isinstance(r, jax.Ref)
-                )
+                jax.tree.map(_ref_assign, raw, value, is_leaf=lambda r: isinstance(r, jax.Ref))
         else:
             cell_set(self._raw, value)
 
@@ -464,7 +462,9 @@ class Variable(Generic[A]):
 
 def _rebuild_variable(cls, value, aux):
     return cls._from_raw(
-        _store(aux.mode, value), aux, get_opaque_trace_state(convention="nnx") if aux.mode == PLAIN else None
+        _store(aux.mode, value),
+        aux,
+        get_opaque_trace_state(convention="nnx") if aux.mode == PLAIN else None,
     )
 
 
