@@ -45,3 +45,10 @@ def test_display_falls_back_to_text(capsys):
     nnx.display(m, nnx.state(m))
     out = capsys.readouterr().out
     assert "Linear(" in out and "State({" in out
+
+
+def test_rng_keys_print_as_key_arrays():
+    r = nnx.Rngs(0)
+    text = repr(r)
+    assert "RngKey(value=key<fry>[]" in text and "RngCount(value=Array(0, dtype=uint32)" in text
+    assert "key<fry>[8]" in repr(r.fork(split=8))

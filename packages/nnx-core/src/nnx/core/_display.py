@@ -23,23 +23,16 @@ def _array_summary(x) -> str:
     if isinstance(x, jax.core.Tracer):
         return f"Traced<{x.aval.str_short()}>" if hasattr(x, "aval") else "Traced"
     if isinstance(x, jax.Ref):
-        return f"Ref({_array_summary(x[...])})" if hasattr(x, "shape") else "Ref"
+        return f"Ref({_array_summary(x[...])})"
     shape = getattr(x, "shape", None)
     dtype = getattr(x, "dtype", None)
     if shape is None or dtype is None:
         return repr(x)
-    try:
-        small = int(np.prod(shape)) <= _SMALL and len(shape) <= 1
-        if small and not jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-            return repr(x) if not isinstance(x, np.ndarray) else f"np.{x!r}"
-    except Exception:
-        pass
-    name = jax.dtypes.canonicalize_dtype(dtype).name if hasattr(dtype, "name") else str(dtype)
-    try:
-        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-            name = str(dtype)
-    except Exception:
-        pass
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return f"{dtype}[{','.join(map(str, shape))}]"
+    if int(np.prod(shape)) <= _SMALL and len(shape) <= 1:
+        return repr(x) if not isinstance(x, np.ndarray) else f"np.{x!r}"
+    name = np.dtype(dtype).name
     return f"{name}[{','.join(map(str, shape))}]"
 
 
