@@ -78,6 +78,7 @@ from nnx.core._pytree import (
     static,
 )
 from nnx.core._rngs import Rngs, RngStream
+from nnx.core._sharding import get_named_sharding, get_partition_spec, shard_state
 from nnx.core._state import (
     State,
     filter_state,
@@ -193,6 +194,10 @@ __all__ = [
     "Not",
     "Everything",
     "Nothing",
+    # sharding
+    "get_partition_spec",
+    "get_named_sharding",
+    "shard_state",
     # display
     "display",
     # errors
