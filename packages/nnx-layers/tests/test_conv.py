@@ -19,8 +19,9 @@ def _ref_conv(x, k, strides, padding, lhs_dil=None, rhs_dil=None, groups=1):
     )
 
 
-@pytest.mark.parametrize("rank", [1, 2, 3])
-@pytest.mark.parametrize("padding", ["SAME", "VALID", 1, [(1, 0)]])
+@pytest.mark.parametrize(
+    "rank, padding", [(1, "SAME"), (2, "VALID"), (3, 1), (2, [(1, 0)]), (1, "VALID"), (2, "SAME")]
+)
 def test_conv_matches_lax_conv_general_dilated(rank, padding):
     ks = (3, 2, 2)[:rank]
     conv = nnx.Conv(2, 4, kernel_size=ks, strides=2 if rank < 3 else 1, padding=padding,

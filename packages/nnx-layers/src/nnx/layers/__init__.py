@@ -44,13 +44,31 @@ from nnx.layers._activations import (
     swish,
     tanh,
 )
+from nnx.layers._attention import (
+    MultiHeadAttention,
+    combine_masks,
+    dot_product_attention,
+    dot_product_attention_weights,
+    make_attention_mask,
+    make_causal_mask,
+)
 from nnx.layers._containers import Sequential
 from nnx.layers._conv import Conv, ConvTranspose
 from nnx.layers._embed import Embed
 from nnx.layers._errors import LayerError, MissingRngsError, ShapeError
 from nnx.layers._linear import Einsum, Linear, LinearGeneral
+from nnx.layers._lora import LoRA, LoRALinear, LoRAParam
 from nnx.layers._normalization import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from nnx.layers._pooling import avg_pool, max_pool, min_pool, pool
+from nnx.layers._recurrent import (
+    RNN,
+    Bidirectional,
+    GRUCell,
+    LSTMCell,
+    RNNCellBase,
+    SimpleCell,
+    flip_sequences,
+)
 from nnx.layers._stochastic import Dropout
 from nnx.layers._version import __version__
 
@@ -72,6 +90,25 @@ __all__ = [
     "InstanceNorm",
     # stochastic
     "Dropout",
+    # attention
+    "MultiHeadAttention",
+    "dot_product_attention",
+    "dot_product_attention_weights",
+    "make_attention_mask",
+    "make_causal_mask",
+    "combine_masks",
+    # recurrent
+    "RNNCellBase",
+    "LSTMCell",
+    "GRUCell",
+    "SimpleCell",
+    "RNN",
+    "Bidirectional",
+    "flip_sequences",
+    # low-rank adaptation
+    "LoRA",
+    "LoRALinear",
+    "LoRAParam",
     # containers
     "Sequential",
     # pooling

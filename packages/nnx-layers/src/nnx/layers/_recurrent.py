@@ -1,0 +1,464 @@
+"""Recurrent layers: ``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``RNN`` over time, ``Bidirectional``.
+
+``RNN`` runs its cell with ``jax.lax.scan`` using only nnx-core: the cell is flattened
+once, its parameters are closed over (gradients flow through them as usual), its other
+Variables (e.g. random streams) travel in the scan carry and are written back after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from nnx.core import Module, Param, Rngs, RngStream, flatten, is_variable, unflatten, vars_as
+
+from nnx.layers import initializers
+from nnx.layers._common import Dtype, Initializer, check_positive, first_from, param_key
+from nnx.layers._errors import LayerError, ShapeError
+from nnx.layers._linear import Linear, default_kernel_init
+
+Carry = Any
+
+
+def _carry_key(cell, rngs) -> jax.Array:
+    if isinstance(rngs, Rngs):
+        return rngs["carry"]() if ("carry" in rngs or "default" in rngs) else rngs["params"]()
+    if isinstance(rngs, RngStream):
+        return rngs()
+    if isinstance(rngs, jax.Array):
+        return rngs
+    if cell.rngs is not None:
+        return cell.rngs()
+    # The default carry_init (zeros) ignores the key; a random carry_init needs rngs.
+    return jax.random.key(0)
+
+
+class RNNCellBase(Module):
+    """Base class of recurrent cells: ``carry, y = cell(carry, x)`` and ``initialize_carry``.
+
+    Example (a custom cell that ``nnx.RNN`` can run)::
+
+        class Accumulate(nnx.RNNCellBase):
+            def __init__(self, features):
+                self.hidden_features, self.param_dtype = features, jnp.float32
+                self.carry_init, self.rngs = nnx.initializers.zeros, None
+
+            def __call__(self, carry, x):
+                return carry + x, carry + x
+
+            def initialize_carry(self, input_shape, rngs=None):
+                return self._zero_state(input_shape, rngs)
+
+    ``num_feature_axes`` (1) is how many trailing input axes are features. A cell built
+    with ``rngs`` that has a ``carry`` stream keeps a fork of it for random ``carry_init``.
+    """
+
+    num_feature_axes = 1
+
+    def _keep(self, rngs, keep_rngs: bool) -> None:
+        # Only an explicit 'carry' stream is kept: a cell without random state is all
+        # Params, which keeps `jax.grad` over the whole cell simple.
+        if keep_rngs and isinstance(rngs, Rngs) and "carry" in rngs:
+            self.rngs = rngs["carry"].fork()
+        else:
+            self.rngs = None
+
+    def _zero_state(self, input_shape, rngs):
+        shape = tuple(input_shape[:-1]) + (self.hidden_features,)
+        return self.carry_init(_carry_key(self, rngs), shape, self.param_dtype)
+
+
+class LSTMCell(RNNCellBase):
+    """A long short-term memory cell; the carry is ``(c, h)``.
+
+    Example::
+
+        cell = nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0))
+        carry = cell.initialize_carry((2, 3))          # (c, h), each (2, 4)
+        carry, y = cell(carry, jnp.ones((2, 3)))        # y is the new h
+
+    Equations (``W`` = ``ii/if_/ig/io`` on the input, no bias; ``U`` = ``hi/hf/hg/ho``
+    on ``h``, with bias)::
+
+        i = gate(W_i x + U_i h + b_i);  f = gate(W_f x + U_f h + b_f)
+        g = act(W_g x + U_g h + b_g);   o = gate(W_o x + U_o h + b_o)
+        c' = f * c + i * g;             h' = o * act(c')
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        gate_fn: Callable[..., Any] = jax.nn.sigmoid,
+        activation_fn: Callable[..., Any] = jax.nn.tanh,
+        kernel_init: Initializer = default_kernel_init,
+        recurrent_kernel_init: Initializer = initializers.orthogonal(),
+        bias_init: Initializer = initializers.zeros,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        carry_init: Initializer = initializers.zeros,
+        keep_rngs: bool = True,
+        rngs: Rngs,
+    ):
+        check_positive("LSTMCell", in_features=in_features, hidden_features=hidden_features)
+        dense_i = lambda: Linear(in_features, hidden_features, use_bias=False, kernel_init=kernel_init,  # noqa: E731
+                                 dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        dense_h = lambda: Linear(hidden_features, hidden_features, kernel_init=recurrent_kernel_init,  # noqa: E731
+                                 bias_init=bias_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.ii, self.if_, self.ig, self.io = dense_i(), dense_i(), dense_i(), dense_i()
+        self.hi, self.hf, self.hg, self.ho = dense_h(), dense_h(), dense_h(), dense_h()
+        self.in_features = in_features
+        self.hidden_features = hidden_features
+        self.gate_fn = gate_fn
+        self.activation_fn = activation_fn
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.carry_init = carry_init
+        self._keep(rngs, keep_rngs)
+
+    def __call__(self, carry: Carry, inputs: jax.Array) -> tuple[Carry, jax.Array]:
+        c, h = carry
+        i = self.gate_fn(self.ii(inputs) + self.hi(h))
+        f = self.gate_fn(self.if_(inputs) + self.hf(h))
+        g = self.activation_fn(self.ig(inputs) + self.hg(h))
+        o = self.gate_fn(self.io(inputs) + self.ho(h))
+        new_c = f * c + i * g
+        new_h = o * self.activation_fn(new_c)
+        return (new_c, new_h), new_h
+
+    def initialize_carry(self, input_shape: tuple[int, ...], rngs: Rngs | None = None) -> Carry:
+        """``(c, h)`` for inputs of ``input_shape`` (batch..., in_features), from ``carry_init``."""
+        return self._zero_state(input_shape, rngs), self._zero_state(input_shape, rngs)
+
+
+class GRUCell(RNNCellBase):
+    """A gated recurrent unit; the carry is ``h``.
+
+    Example::
+
+        cell = nnx.GRUCell(3, 4, rngs=nnx.Rngs(0))
+        h = cell.initialize_carry((2, 3))
+        h, y = cell(h, jnp.ones((2, 3)))
+
+    ``dense_i`` (input -> 3 * hidden, with bias) and ``dense_h`` (hidden -> 3 * hidden,
+    no bias) hold the reset, update and candidate projections, in that order::
+
+        r = gate(x_r + h_r);  z = gate(x_z + h_z)
+        n = act(x_n + r * h_n);  h' = (1 - z) * n + z * h
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        gate_fn: Callable[..., Any] = jax.nn.sigmoid,
+        activation_fn: Callable[..., Any] = jax.nn.tanh,
+        kernel_init: Initializer = default_kernel_init,
+        recurrent_kernel_init: Initializer = initializers.orthogonal(),
+        bias_init: Initializer = initializers.zeros,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        carry_init: Initializer = initializers.zeros,
+        keep_rngs: bool = True,
+        rngs: Rngs,
+    ):
+        check_positive("GRUCell", in_features=in_features, hidden_features=hidden_features)
+        self.dense_i = Linear(in_features, 3 * hidden_features, kernel_init=kernel_init, bias_init=bias_init,
+                              dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.dense_h = Linear(hidden_features, 3 * hidden_features, use_bias=False,
+                              kernel_init=_stacked(recurrent_kernel_init, 3), dtype=dtype,
+                              param_dtype=param_dtype, rngs=rngs)
+        self.in_features = in_features
+        self.hidden_features = hidden_features
+        self.gate_fn = gate_fn
+        self.activation_fn = activation_fn
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.carry_init = carry_init
+        self._keep(rngs, keep_rngs)
+
+    def __call__(self, carry: Carry, inputs: jax.Array) -> tuple[Carry, jax.Array]:
+        h = carry
+        x_r, x_z, x_n = jnp.split(self.dense_i(inputs), 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(self.dense_h(h), 3, axis=-1)
+        r = self.gate_fn(x_r + h_r)
+        z = self.gate_fn(x_z + h_z)
+        n = self.activation_fn(x_n + r * h_n)
+        new_h = (1.0 - z) * n + z * h
+        return new_h, new_h
+
+    def initialize_carry(self, input_shape: tuple[int, ...], rngs: Rngs | None = None) -> Carry:
+        """``h`` for inputs of ``input_shape`` (batch..., in_features), from ``carry_init``."""
+        return self._zero_state(input_shape, rngs)
+
+
+class SimpleCell(RNNCellBase):
+    """An Elman cell: ``h' = act(W x + U h + b)`` (``+ h`` with ``residual=True``); carry ``h``.
+
+    Example::
+
+        cell = nnx.SimpleCell(3, 4, rngs=nnx.Rngs(0))
+        h, y = cell(cell.initialize_carry((2, 3)), jnp.ones((2, 3)))
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        carry_init: Initializer = initializers.zeros,
+        residual: bool = False,
+        activation_fn: Callable[..., Any] = jax.nn.tanh,
+        kernel_init: Initializer = default_kernel_init,
+        recurrent_kernel_init: Initializer = initializers.orthogonal(),
+        bias_init: Initializer = initializers.zeros,
+        keep_rngs: bool = True,
+        rngs: Rngs,
+    ):
+        check_positive("SimpleCell", in_features=in_features, hidden_features=hidden_features)
+        self.dense_i = Linear(in_features, hidden_features, use_bias=False, kernel_init=kernel_init,
+                              dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.dense_h = Linear(hidden_features, hidden_features, kernel_init=recurrent_kernel_init,
+                              bias_init=bias_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.in_features = in_features
+        self.hidden_features = hidden_features
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.carry_init = carry_init
+        self.residual = residual
+        self.activation_fn = activation_fn
+        self._keep(rngs, keep_rngs)
+
+    def __call__(self, carry: Carry, inputs: jax.Array) -> tuple[Carry, jax.Array]:
+        new_h = self.activation_fn(self.dense_i(inputs) + self.dense_h(carry))
+        if self.residual:
+            new_h = new_h + carry
+        return new_h, new_h
+
+    def initialize_carry(self, input_shape: tuple[int, ...], rngs: Rngs | None = None) -> Carry:
+        """``h`` for inputs of ``input_shape`` (batch..., in_features), from ``carry_init``."""
+        return self._zero_state(input_shape, rngs)
+
+
+def _stacked(init: Initializer, n: int) -> Initializer:
+    """Initialize a (d, n * d) kernel as n independent (d, d) blocks (e.g. n orthogonal ones)."""
+
+    def stacked(key, shape, dtype=jnp.float32):
+        d_in, d_out = shape
+        keys = jax.random.split(key, n)
+        return jnp.concatenate([init(k, (d_in, d_out // n), dtype) for k in keys], axis=-1)
+
+    return stacked
+
+
+def flip_sequences(xs: jax.Array, seq_lengths: jax.Array | None, *, time_axis: int = 0) -> jax.Array:
+    """Reverse each sequence within its length; the padding stays after it. Its own inverse."""
+    if seq_lengths is None:
+        return jnp.flip(xs, axis=time_axis)
+    x = jnp.moveaxis(xs, time_axis, 0)
+    steps = x.shape[0]
+    lengths = jnp.asarray(seq_lengths)
+    t = jnp.arange(steps).reshape((steps,) + (1,) * lengths.ndim)
+    src = (lengths - 1 - t) % steps  # (time, batch...): where each output step reads from
+    src = src.reshape(src.shape + (1,) * (x.ndim - src.ndim))
+    out = jnp.take_along_axis(x, jnp.broadcast_to(src, src.shape[: 1 + lengths.ndim] + x.shape[1 + lengths.ndim :]), axis=0)
+    return jnp.moveaxis(out, 0, time_axis)
+
+
+def scan_cell(cell: Module, carry: Carry, xs: jax.Array, *, seq_lengths=None, unroll: int = 1):
+    """Run ``carry, y = cell(carry, x_t)`` over axis 0 of ``xs`` with ``lax.scan``.
+
+    Works in every Variable mode: the cell is rebuilt inside the scan body from plain
+    values (``nnx.unflatten``); non-Param Variables are carried and written back after.
+    Steps at or past ``seq_lengths`` (per batch entry) leave the carry unchanged.
+    """
+    plain = vars_as(cell, hijax=False, ref=False)
+    flat = flatten(plain)
+    originals = flatten(cell).leaves
+    if len(originals) != len(flat.leaves):  # pragma: no cover - guards a core invariant
+        raise LayerError("RNN: the cell's flattened structure changed while converting it.")
+    values = [leaf.get_value() if is_variable(leaf) else leaf for leaf in flat.leaves]
+    carried = [i for i, leaf in enumerate(flat.leaves) if is_variable(leaf) and not isinstance(leaf, Param)]
+    graphdef = flat.graphdef
+    steps = xs.shape[0]
+    if seq_lengths is not None:
+        seq_lengths = jnp.asarray(seq_lengths)
+
+    def body(state, inputs):
+        carried_vals, h = state
+        t, x_t = inputs
+        leaves = list(values)
+        for i, v in zip(carried, carried_vals):
+            leaves[i] = v
+        step_cell = unflatten(graphdef, leaves)
+        new_h, y = step_cell(h, x_t)
+        new_leaves = flatten(step_cell).leaves
+        if len(new_leaves) != len(leaves):
+            raise LayerError(
+                "RNN: the cell added or removed Variables during a step (e.g. with `sow`); "
+                "a cell's structure must stay fixed over time."
+            )
+        for i, leaf in enumerate(new_leaves):
+            if isinstance(leaf, Param) and leaf.get_value() is not values[i]:
+                raise LayerError(
+                    "RNN: the cell wrote to a Param inside the time loop; Params are constant "
+                    "over time. Keep changing state in another Variable kind (e.g. nnx.BatchStat)."
+                )
+        new_carried = [new_leaves[i].get_value() for i in carried]
+        if seq_lengths is not None:
+            valid = t < seq_lengths  # (batch...)
+
+            def keep(n, o):
+                m = jnp.reshape(valid, valid.shape + (1,) * (jnp.ndim(n) - valid.ndim))
+                return jnp.where(m, n, o)
+
+            new_h = jax.tree.map(keep, new_h, h)
+        return (new_carried, new_h), y
+
+    init = ([values[i] for i in carried], carry)
+    (final_vals, final_carry), ys = lax.scan(body, init, (jnp.arange(steps), xs), unroll=unroll)
+    for i, v in zip(carried, final_vals):
+        if originals[i].mutable:
+            originals[i].set_value(v)
+    return final_carry, ys
+
+
+class RNN(Module):
+    """Runs a cell over the time axis of a sequence.
+
+    Example::
+
+        rnn = nnx.RNN(nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0)))
+        ys = rnn(jnp.ones((2, 7, 3)))                       # (batch, time, 4)
+        carry, ys = rnn(x, return_carry=True)
+        ys = rnn(x, seq_lengths=jnp.array([7, 4]))          # carry frozen after each length
+
+    Inputs are ``(*batch, time, features)`` (``time_major=True``: ``(time, *batch,
+    features)``). ``reverse=True`` runs from the end (each sequence reversed within its
+    length); ``keep_order=True`` then puts outputs back in input order. Built on
+    ``jax.lax.scan`` with nnx-core only, so it works under plain ``jax.jit`` in hijax mode.
+    """
+
+    def __init__(
+        self,
+        cell: Module,
+        *,
+        time_major: bool = False,
+        return_carry: bool = False,
+        reverse: bool = False,
+        keep_order: bool = False,
+        unroll: int = 1,
+        rngs: Rngs | None = None,
+    ):
+        if not callable(cell) or not hasattr(cell, "initialize_carry"):
+            raise LayerError(
+                f"RNN needs a cell with __call__(carry, x) and initialize_carry(shape), got {type(cell).__name__}."
+            )
+        self.cell = cell
+        self.time_major = time_major
+        self.return_carry = return_carry
+        self.reverse = reverse
+        self.keep_order = keep_order
+        self.unroll = unroll
+        self.rngs = rngs
+
+    def __call__(
+        self,
+        inputs: jax.Array,
+        *,
+        initial_carry: Carry | None = None,
+        seq_lengths: jax.Array | None = None,
+        return_carry: bool | None = None,
+        time_major: bool | None = None,
+        reverse: bool | None = None,
+        keep_order: bool | None = None,
+        rngs: Rngs | None = None,
+    ):
+        time_major = first_from(time_major, self.time_major)
+        return_carry = first_from(return_carry, self.return_carry)
+        reverse = first_from(reverse, self.reverse)
+        keep_order = first_from(keep_order, self.keep_order)
+        nfeat = getattr(self.cell, "num_feature_axes", 1)
+        time_axis = 0 if time_major else inputs.ndim - (nfeat + 1)
+        if time_axis < 0:
+            raise ShapeError(
+                f"RNN expects inputs (*batch, time, features), got shape {inputs.shape}."
+            )
+        if initial_carry is None:
+            step_shape = inputs.shape[:time_axis] + inputs.shape[time_axis + 1 :]
+            initial_carry = self.cell.initialize_carry(step_shape, rngs or self.rngs)
+        xs = jnp.moveaxis(inputs, time_axis, 0)
+        if reverse:
+            xs = flip_sequences(xs, seq_lengths)
+        carry, ys = scan_cell(self.cell, initial_carry, xs, seq_lengths=seq_lengths, unroll=self.unroll)
+        if reverse and keep_order:
+            ys = jax.tree.map(lambda y: flip_sequences(y, seq_lengths), ys)
+        ys = jax.tree.map(lambda y: jnp.moveaxis(y, 0, time_axis), ys)
+        return (carry, ys) if return_carry else ys
+
+
+def _concatenate(a: jax.Array, b: jax.Array) -> jax.Array:
+    return jnp.concatenate([a, b], axis=-1)
+
+
+class Bidirectional(Module):
+    """Runs one RNN forward and one backward over a sequence and merges their outputs.
+
+    Example::
+
+        bi = nnx.Bidirectional(nnx.RNN(nnx.GRUCell(3, 4, rngs=rngs)),
+                               nnx.RNN(nnx.GRUCell(3, 4, rngs=rngs)))
+        ys = bi(jnp.ones((2, 7, 3)))    # (2, 7, 8): forward and backward concatenated
+
+    The backward RNN sees each sequence reversed (within ``seq_lengths``) and its
+    outputs are put back in input order before ``merge_fn``.
+    """
+
+    def __init__(
+        self,
+        forward_rnn: RNN,
+        backward_rnn: RNN,
+        *,
+        merge_fn: Callable[[Any, Any], Any] = _concatenate,
+        time_major: bool = False,
+        return_carry: bool = False,
+    ):
+        self.forward_rnn = forward_rnn
+        self.backward_rnn = backward_rnn
+        self.merge_fn = merge_fn
+        self.time_major = time_major
+        self.return_carry = return_carry
+
+    def __call__(
+        self,
+        inputs: jax.Array,
+        *,
+        initial_carry: tuple[Carry, Carry] | None = None,
+        rngs: Rngs | None = None,
+        seq_lengths: jax.Array | None = None,
+        return_carry: bool | None = None,
+        time_major: bool | None = None,
+        reverse: bool | None = None,
+        keep_order: bool | None = None,
+    ):
+        time_major = first_from(time_major, self.time_major)
+        return_carry = first_from(return_carry, self.return_carry)
+        fwd_carry, bwd_carry = initial_carry if initial_carry is not None else (None, None)
+        carry_f, out_f = self.forward_rnn(
+            inputs, initial_carry=fwd_carry, seq_lengths=seq_lengths, return_carry=True,
+            time_major=time_major, reverse=False, rngs=rngs,
+        )
+        carry_b, out_b = self.backward_rnn(
+            inputs, initial_carry=bwd_carry, seq_lengths=seq_lengths, return_carry=True,
+            time_major=time_major, reverse=True, keep_order=True, rngs=rngs,
+        )
+        outputs = jax.tree.map(self.merge_fn, out_f, out_b)
+        return ((carry_f, carry_b), outputs) if return_carry else outputs

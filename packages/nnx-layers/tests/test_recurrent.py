@@ -1,0 +1,194 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnx
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _lin(layer, x):
+    out = x @ layer.kernel[...]
+    return out + layer.bias[...] if layer.bias is not None else out
+
+
+def test_lstm_cell_matches_equations():
+    cell = nnx.LSTMCell(3, 4, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    c = jax.random.normal(jax.random.key(2), (2, 4))
+    h = jax.random.normal(jax.random.key(3), (2, 4))
+    sig, tanh = jax.nn.sigmoid, jnp.tanh
+    i = sig(_lin(cell.ii, x) + _lin(cell.hi, h))
+    f = sig(_lin(cell.if_, x) + _lin(cell.hf, h))
+    g = tanh(_lin(cell.ig, x) + _lin(cell.hg, h))
+    o = sig(_lin(cell.io, x) + _lin(cell.ho, h))
+    new_c = f * c + i * g
+    new_h = o * tanh(new_c)
+    (c2, h2), y = cell((c, h), x)
+    np.testing.assert_allclose(c2, new_c, **TOL)
+    np.testing.assert_allclose(h2, new_h, **TOL)
+    np.testing.assert_allclose(y, new_h, **TOL)
+
+
+def test_gru_cell_matches_equations():
+    cell = nnx.GRUCell(3, 4, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    h = jax.random.normal(jax.random.key(2), (2, 4))
+    wi, bi, wh = cell.dense_i.kernel[...], cell.dense_i.bias[...], cell.dense_h.kernel[...]
+    W = lambda j: wi[:, 4 * j : 4 * j + 4]  # noqa: E731
+    U = lambda j: wh[:, 4 * j : 4 * j + 4]  # noqa: E731
+    b = lambda j: bi[4 * j : 4 * j + 4]  # noqa: E731
+    r = jax.nn.sigmoid(x @ W(0) + b(0) + h @ U(0))
+    z = jax.nn.sigmoid(x @ W(1) + b(1) + h @ U(1))
+    n = jnp.tanh(x @ W(2) + b(2) + r * (h @ U(2)))
+    expected = (1 - z) * n + z * h
+    h2, y = cell(h, x)
+    np.testing.assert_allclose(h2, expected, **TOL)
+    np.testing.assert_allclose(y, expected, **TOL)
+
+
+def test_gru_recurrent_kernel_blocks_are_orthogonal():
+    cell = nnx.GRUCell(3, 4, rngs=nnx.Rngs(0))
+    block = cell.dense_h.kernel[...][:, 4:8]
+    np.testing.assert_allclose(block.T @ block, np.eye(4), atol=1e-5)
+
+
+def test_simple_cell_matches_equation_and_residual():
+    cell = nnx.SimpleCell(3, 4, residual=True, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    h = jax.random.normal(jax.random.key(2), (2, 4))
+    expected = jnp.tanh(_lin(cell.dense_i, x) + _lin(cell.dense_h, h)) + h
+    np.testing.assert_allclose(cell(h, x)[0], expected, **TOL)
+
+
+def test_initialize_carry_shapes():
+    assert [a.shape for a in nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0)).initialize_carry((2, 5, 3))] == [(2, 5, 4)] * 2
+    assert nnx.GRUCell(3, 4, rngs=nnx.Rngs(0)).initialize_carry((3,)).shape == (4,)
+
+
+@pytest.mark.parametrize("make", [nnx.LSTMCell, nnx.GRUCell, nnx.SimpleCell])
+def test_rnn_matches_python_loop_of_the_cell(make):
+    cell = make(3, 4, rngs=nnx.Rngs(0))
+    rnn = nnx.RNN(cell)
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    carry = cell.initialize_carry((2, 3))
+    ys = []
+    for t in range(5):
+        carry, y = cell(carry, x[:, t])
+        ys.append(y)
+    final, out = rnn(x, return_carry=True)
+    np.testing.assert_allclose(out, jnp.stack(ys, 1), **TOL)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), final, carry)
+
+
+def test_rnn_time_major_reverse_keep_order():
+    cell = nnx.GRUCell(3, 4, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (5, 2, 3))
+    h = cell.initialize_carry((2, 3))
+    ys = [None] * 5
+    for t in reversed(range(5)):
+        h, ys[t] = cell(h, x[t])
+    out = nnx.RNN(cell, time_major=True, reverse=True, keep_order=True)(x)
+    np.testing.assert_allclose(out, jnp.stack(ys), **TOL)
+    flipped = nnx.RNN(cell, time_major=True, reverse=True)(x)
+    np.testing.assert_allclose(flipped, jnp.stack(ys[::-1]), **TOL)
+
+
+def test_rnn_seq_lengths_freeze_the_carry():
+    cell = nnx.SimpleCell(3, 4, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 6, 3))
+    lengths = jnp.array([6, 3])
+    carry, _ = nnx.RNN(cell)(x, seq_lengths=lengths, return_carry=True)
+    h = cell.initialize_carry((3,))
+    for t in range(3):
+        h, _ = cell(h, x[1, t])
+    np.testing.assert_allclose(carry[1], h, **TOL)
+
+
+def test_rnn_reverse_with_seq_lengths_starts_at_each_end():
+    cell = nnx.SimpleCell(3, 4, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 6, 3))
+    lengths = jnp.array([6, 4])
+    carry, out = nnx.RNN(cell, reverse=True, keep_order=True, return_carry=True)(x, seq_lengths=lengths)
+    h = cell.initialize_carry((3,))
+    ys = {}
+    for t in reversed(range(4)):
+        h, ys[t] = cell(h, x[1, t])
+    np.testing.assert_allclose(carry[1], h, **TOL)
+    for t in range(4):
+        np.testing.assert_allclose(out[1, t], ys[t], **TOL)
+
+
+def test_flip_sequences_is_its_own_inverse():
+    x = jnp.arange(10).reshape(5, 2)
+    lengths = jnp.array([5, 3])
+    f = nnx.flip_sequences(x, lengths)
+    np.testing.assert_array_equal(f[:, 1], [5, 3, 1, 9, 7])  # valid part reversed, padding after
+    np.testing.assert_array_equal(nnx.flip_sequences(f, lengths), x)
+
+
+def test_bidirectional_concatenates_forward_and_backward():
+    rngs = nnx.Rngs(0)
+    fwd, bwd = nnx.RNN(nnx.GRUCell(3, 4, rngs=rngs)), nnx.RNN(nnx.GRUCell(3, 4, rngs=rngs))
+    bi = nnx.Bidirectional(fwd, bwd)
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    out = bi(x)
+    assert out.shape == (2, 5, 8)
+    np.testing.assert_allclose(out[..., :4], fwd(x), **TOL)
+    np.testing.assert_allclose(out[..., 4:], bwd(x, reverse=True, keep_order=True), **TOL)
+
+
+def test_rnn_grad_matches_python_loop_grad():
+    cell = nnx.SimpleCell(2, 3, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (1, 4, 2))
+    graphdef, params = nnx.split(cell)
+
+    def loss_rnn(params):
+        return jnp.sum(nnx.RNN(nnx.merge(graphdef, params))(x) ** 2)
+
+    def loss_loop(params):
+        c = nnx.merge(graphdef, params)
+        h, total = c.initialize_carry((1, 2)), 0.0
+        for t in range(4):
+            h, y = c(h, x[:, t])
+            total = total + jnp.sum(y**2)
+        return total
+
+    frozen = nnx.vars_as(params, mutable=False)
+    g1, g2 = jax.grad(loss_rnn)(frozen), jax.grad(loss_loop)(frozen)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g1, g2)
+
+
+class _NoisyCell(nnx.Module):
+    """A cell with its own random stream: state that must advance through the scan."""
+
+    def __init__(self, rngs):
+        self.cell = nnx.SimpleCell(2, 2, rngs=rngs)
+        self.noise = rngs["noise"].fork()
+        self.num_feature_axes = 1
+
+    def __call__(self, h, x):
+        return self.cell(h, x + jax.random.normal(self.noise(), x.shape))
+
+    def initialize_carry(self, shape, rngs=None):
+        return self.cell.initialize_carry(shape, rngs)
+
+
+@pytest.mark.parametrize("mode", [dict(), dict(hijax=True), dict(ref=True)])
+def test_rnn_carries_cell_state_and_writes_it_back(mode):
+    with nnx.var_defaults(**mode):
+        cell = _NoisyCell(nnx.Rngs(0, noise=1))
+    rnn = nnx.RNN(cell)
+    x = jnp.zeros((1, 4, 2))
+    if mode:
+        out = jax.jit(lambda m, x: m(x))(rnn, x)
+    else:
+        out = rnn(x)
+    assert int(cell.noise.count[...]) == 4
+    assert not np.allclose(out[:, 0], out[:, 1])
+
+
+def test_rnn_rejects_non_cells():
+    with pytest.raises(nnx.layers.LayerError, match="initialize_carry"):
+        nnx.RNN(nnx.Linear(2, 2, rngs=nnx.Rngs(0)))
