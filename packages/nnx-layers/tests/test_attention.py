@@ -27,8 +27,11 @@ def naive_attention(q, k, v, mask=None):
 
 def _qkv(lq=4, lk=5, seed=0):
     ks = jax.random.split(jax.random.key(seed), 3)
-    return (jax.random.normal(ks[0], (2, lq, 3, 4)), jax.random.normal(ks[1], (2, lk, 3, 4)),
-            jax.random.normal(ks[2], (2, lk, 3, 2)))
+    return (
+        jax.random.normal(ks[0], (2, lq, 3, 4)),
+        jax.random.normal(ks[1], (2, lk, 3, 4)),
+        jax.random.normal(ks[2], (2, lk, 3, 2)),
+    )
 
 
 def test_dot_product_attention_matches_naive():
@@ -39,11 +42,13 @@ def test_dot_product_attention_matches_naive():
 def test_dot_product_attention_with_mask_and_bias():
     q, k, v = _qkv(lq=5)
     mask = nnx.make_causal_mask(jnp.ones((2, 5)))
-    np.testing.assert_allclose(nnx.dot_product_attention(q, k, v, mask=mask),
-                               naive_attention(q, k, v, mask), **TOL)
+    np.testing.assert_allclose(
+        nnx.dot_product_attention(q, k, v, mask=mask), naive_attention(q, k, v, mask), **TOL
+    )
     bias = jnp.where(mask, 0.0, -1e9)
-    np.testing.assert_allclose(nnx.dot_product_attention(q, k, v, bias=bias),
-                               naive_attention(q, k, v, mask), **TOL)
+    np.testing.assert_allclose(
+        nnx.dot_product_attention(q, k, v, bias=bias), naive_attention(q, k, v, mask), **TOL
+    )
 
 
 def test_masks_by_hand():

@@ -40,7 +40,9 @@ def test_max_avg_min_pool_by_hand():
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)
     np.testing.assert_array_equal(nnx.max_pool(x, (2, 2), (2, 2))[0, ..., 0], [[5, 7], [13, 15]])
     np.testing.assert_array_equal(nnx.min_pool(x, (2, 2), (2, 2))[0, ..., 0], [[0, 2], [8, 10]])
-    np.testing.assert_array_equal(nnx.avg_pool(x, (2, 2), (2, 2))[0, ..., 0], [[2.5, 4.5], [10.5, 12.5]])
+    np.testing.assert_array_equal(
+        nnx.avg_pool(x, (2, 2), (2, 2))[0, ..., 0], [[2.5, 4.5], [10.5, 12.5]]
+    )
 
 
 def test_avg_pool_count_include_pad():
@@ -65,7 +67,9 @@ def test_max_pool_integer_inputs():
     np.testing.assert_array_equal(nnx.max_pool(x, (2,), (2,))[0, :, 0], [1, 3])
 
 
-@pytest.mark.parametrize("name", ["gelu", "relu", "silu", "tanh", "sigmoid", "softmax", "log_softmax", "elu"])
+@pytest.mark.parametrize(
+    "name", ["gelu", "relu", "silu", "tanh", "sigmoid", "softmax", "log_softmax", "elu"]
+)
 def test_activations_are_jax_nn(name):
     x = jnp.linspace(-3, 3, 7)
     np.testing.assert_allclose(getattr(nnx, name)(x), getattr(jax.nn, name)(x), rtol=1e-6)

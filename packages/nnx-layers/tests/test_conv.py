@@ -12,10 +12,18 @@ TOL = dict(rtol=1e-4, atol=1e-4)
 def _ref_conv(x, k, strides, padding, lhs_dil=None, rhs_dil=None, groups=1):
     nd = x.ndim - 2
     spatial = "DHW"[-nd:] if nd <= 3 else None
-    dn = lax.conv_dimension_numbers(x.shape, k.shape, (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+    dn = lax.conv_dimension_numbers(
+        x.shape, k.shape, (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+    )
     return lax.conv_general_dilated(
-        x, k, strides, padding, lhs_dilation=lhs_dil, rhs_dilation=rhs_dil,
-        dimension_numbers=dn, feature_group_count=groups,
+        x,
+        k,
+        strides,
+        padding,
+        lhs_dilation=lhs_dil,
+        rhs_dilation=rhs_dil,
+        dimension_numbers=dn,
+        feature_group_count=groups,
     )
 
 
@@ -24,8 +32,15 @@ def _ref_conv(x, k, strides, padding, lhs_dil=None, rhs_dil=None, groups=1):
 )
 def test_conv_matches_lax_conv_general_dilated(rank, padding):
     ks = (3, 2, 2)[:rank]
-    conv = nnx.Conv(2, 4, kernel_size=ks, strides=2 if rank < 3 else 1, padding=padding,
-                    bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
+    conv = nnx.Conv(
+        2,
+        4,
+        kernel_size=ks,
+        strides=2 if rank < 3 else 1,
+        padding=padding,
+        bias_init=nnx.initializers.normal(1.0),
+        rngs=nnx.Rngs(0),
+    )
     x = jax.random.normal(jax.random.key(1), (2, *(5,) * rank, 2))
     if isinstance(padding, int):
         pad = [(padding, padding)] * rank
@@ -38,12 +53,22 @@ def test_conv_matches_lax_conv_general_dilated(rank, padding):
 
 
 def test_conv_dilation_and_groups():
-    conv = nnx.Conv(4, 6, kernel_size=(3, 3), padding="VALID", kernel_dilation=2, input_dilation=(1, 2),
-                    feature_group_count=2, rngs=nnx.Rngs(0))
+    conv = nnx.Conv(
+        4,
+        6,
+        kernel_size=(3, 3),
+        padding="VALID",
+        kernel_dilation=2,
+        input_dilation=(1, 2),
+        feature_group_count=2,
+        rngs=nnx.Rngs(0),
+    )
     assert conv.kernel.shape == (3, 3, 2, 6)
     x = jax.random.normal(jax.random.key(1), (1, 9, 9, 4))
     zero = [(0, 0), (0, 0)]
-    expected = _ref_conv(x, conv.kernel[...], (1, 1), zero, (1, 2), (2, 2), groups=2) + conv.bias[...]
+    expected = (
+        _ref_conv(x, conv.kernel[...], (1, 1), zero, (1, 2), (2, 2), groups=2) + conv.bias[...]
+    )
     np.testing.assert_allclose(conv(x), expected, **TOL)
 
 
@@ -75,8 +100,9 @@ def test_conv_circular_2d_equals_conv_of_wrapped_input():
 
 
 def test_conv_causal_output_depends_only_on_the_past():
-    conv = nnx.Conv(1, 1, kernel_size=3, padding="CAUSAL", kernel_dilation=2, use_bias=False,
-                    rngs=nnx.Rngs(0))
+    conv = nnx.Conv(
+        1, 1, kernel_size=3, padding="CAUSAL", kernel_dilation=2, use_bias=False, rngs=nnx.Rngs(0)
+    )
     conv.kernel[...] = jnp.array([1.0, 10.0, 100.0]).reshape(3, 1, 1)
     x = jnp.arange(1.0, 7.0)
     y = conv(x.reshape(1, 6, 1))[0, :, 0]
@@ -95,7 +121,9 @@ def test_conv_unbatched_and_multi_batch_inputs():
 
 def test_conv_mask_multiplies_kernel():
     mask = jnp.array([1.0, 1.0, 0.0]).reshape(3, 1, 1)
-    conv = nnx.Conv(1, 1, kernel_size=3, mask=mask, use_bias=False, padding="VALID", rngs=nnx.Rngs(0))
+    conv = nnx.Conv(
+        1, 1, kernel_size=3, mask=mask, use_bias=False, padding="VALID", rngs=nnx.Rngs(0)
+    )
     x = jax.random.normal(jax.random.key(1), (1, 6, 1))
     expected = _ref_conv(x, conv.kernel[...] * mask, (1,), "VALID")
     np.testing.assert_allclose(conv(x), expected, **TOL)
@@ -115,8 +143,15 @@ def test_conv_errors_name_layer_and_shape():
 
 @pytest.mark.parametrize("padding", ["VALID", "SAME"])
 def test_conv_transpose_matches_dilated_conv(padding):
-    layer = nnx.ConvTranspose(2, 3, kernel_size=(3,), strides=2, padding=padding,
-                              bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
+    layer = nnx.ConvTranspose(
+        2,
+        3,
+        kernel_size=(3,),
+        strides=2,
+        padding=padding,
+        bias_init=nnx.initializers.normal(1.0),
+        rngs=nnx.Rngs(0),
+    )
     x = jax.random.normal(jax.random.key(1), (2, 5, 2))
     k = layer.kernel[...]
     # A transposed convolution is a convolution of the stride-dilated input; for k=3, s=2
@@ -131,10 +166,19 @@ def test_conv_transpose_matches_dilated_conv(padding):
 
 def test_conv_transpose_circular_is_adjoint_of_circular_conv():
     # With transpose_kernel=True, ConvTranspose computes the gradient (adjoint) of Conv.
-    conv = nnx.Conv(2, 3, kernel_size=(3,), strides=2, padding="CIRCULAR", use_bias=False,
-                    rngs=nnx.Rngs(0))
-    convt = nnx.ConvTranspose(3, 2, kernel_size=(3,), strides=2, padding="CIRCULAR",
-                              transpose_kernel=True, use_bias=False, rngs=nnx.Rngs(0))
+    conv = nnx.Conv(
+        2, 3, kernel_size=(3,), strides=2, padding="CIRCULAR", use_bias=False, rngs=nnx.Rngs(0)
+    )
+    convt = nnx.ConvTranspose(
+        3,
+        2,
+        kernel_size=(3,),
+        strides=2,
+        padding="CIRCULAR",
+        transpose_kernel=True,
+        use_bias=False,
+        rngs=nnx.Rngs(0),
+    )
     convt.kernel[...] = conv.kernel[...]
     x = jax.random.normal(jax.random.key(1), (1, 8, 2))
     y, vjp = jax.vjp(conv, x)

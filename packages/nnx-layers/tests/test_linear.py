@@ -51,8 +51,9 @@ def test_linear_params_are_reproducible_from_the_seed():
 
 def test_linear_with_partitioning_sets_sharding_names():
     init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
-    layer = nnx.Linear(2, 8, kernel_init=init, bias_metadata={"sharding_names": ("model",)},
-                       rngs=nnx.Rngs(0))
+    layer = nnx.Linear(
+        2, 8, kernel_init=init, bias_metadata={"sharding_names": ("model",)}, rngs=nnx.Rngs(0)
+    )
     assert layer.kernel.sharding_names == (None, "model")
     assert layer.bias.sharding_names == ("model",)
 
@@ -65,7 +66,9 @@ def test_linear_input_shape_error_names_layer_and_expected_size():
 
 def test_bad_initializer_shape_is_reported():
     bad = lambda key, shape, dtype: jnp.zeros((1,), dtype)  # noqa: E731
-    with pytest.raises(nnx.layers.ShapeError, match=r"Linear: the initializer of `kernel`.*\(3, 4\)"):
+    with pytest.raises(
+        nnx.layers.ShapeError, match=r"Linear: the initializer of `kernel`.*\(3, 4\)"
+    ):
         nnx.Linear(3, 4, kernel_init=bad, rngs=nnx.Rngs(0))
 
 
@@ -91,8 +94,9 @@ def test_linear_grad_matches_hand_formula():
 
 
 def test_linear_general_multi_axis_in_and_out():
-    layer = nnx.LinearGeneral((2, 3), (4, 5), axis=(-2, -1), bias_init=nnx.initializers.normal(1.0),
-                              rngs=nnx.Rngs(0))
+    layer = nnx.LinearGeneral(
+        (2, 3), (4, 5), axis=(-2, -1), bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0)
+    )
     assert layer.kernel.shape == (2, 3, 4, 5) and layer.bias.shape == (4, 5)
     x = jax.random.normal(jax.random.key(1), (7, 2, 3))
     expected = jnp.einsum("bij,ijkl->bkl", x, layer.kernel[...]) + layer.bias[...]
@@ -107,8 +111,9 @@ def test_linear_general_heads_projection():
 
 
 def test_linear_general_batch_axis():
-    layer = nnx.LinearGeneral(3, 4, axis=-1, batch_axis={0: 2}, bias_init=nnx.initializers.ones,
-                              rngs=nnx.Rngs(0))
+    layer = nnx.LinearGeneral(
+        3, 4, axis=-1, batch_axis={0: 2}, bias_init=nnx.initializers.ones, rngs=nnx.Rngs(0)
+    )
     assert layer.kernel.shape == (2, 3, 4)
     x = jax.random.normal(jax.random.key(1), (2, 5, 3))
     expected = jnp.einsum("bti,bio->bto", x, layer.kernel[...]) + 1.0
@@ -124,8 +129,9 @@ def test_linear_general_axis_mismatch_error():
 
 
 def test_einsum_with_bias():
-    layer = nnx.Einsum("nta,hab->nthb", (8, 2, 4), (8, 4), bias_init=nnx.initializers.normal(1.0),
-                       rngs=nnx.Rngs(0))
+    layer = nnx.Einsum(
+        "nta,hab->nthb", (8, 2, 4), (8, 4), bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0)
+    )
     x = jax.random.normal(jax.random.key(1), (3, 5, 2))
     expected = jnp.einsum("nta,hab->nthb", x, layer.kernel[...]) + layer.bias[...]
     y = layer(x)

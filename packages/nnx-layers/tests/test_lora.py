@@ -8,7 +8,9 @@ import nnx
 def test_lora_is_low_rank_update_around_base():
     rngs = nnx.Rngs(0)
     base = nnx.Linear(3, 4, rngs=rngs)
-    lora = nnx.LoRA(3, 2, 4, base_module=base, b_initializer=nnx.initializers.normal(1.0), rngs=rngs)
+    lora = nnx.LoRA(
+        3, 2, 4, base_module=base, b_initializer=nnx.initializers.normal(1.0), rngs=rngs
+    )
     x = jax.random.normal(jax.random.key(1), (5, 3))
     expected = x @ lora.lora_a[...] @ lora.lora_b[...] + base(x)
     np.testing.assert_allclose(lora(x), expected, rtol=1e-5, atol=1e-5)
@@ -40,4 +42,6 @@ def test_lora_gradient_only_wrt_lora_params():
     grads = jax.grad(loss)(nnx.vars_as(lora_params, mutable=False))
     a = layer.lora.lora_a[...]
     # d/dB sum(x A B) = (x A)^T 1
-    np.testing.assert_allclose(grads["lora"]["lora_b"][...], jnp.broadcast_to((x @ a).T, (2, 4)), rtol=1e-5)
+    np.testing.assert_allclose(
+        grads["lora"]["lora_b"][...], jnp.broadcast_to((x @ a).T, (2, 4)), rtol=1e-5
+    )

@@ -118,12 +118,18 @@ def test_batchnorm_dtype():
 
 
 def test_layernorm_matches_hand_formula():
-    ln = nnx.LayerNorm(4, scale_init=nnx.initializers.normal(1.0), bias_init=nnx.initializers.normal(1.0),
-                       rngs=nnx.Rngs(0))
+    ln = nnx.LayerNorm(
+        4,
+        scale_init=nnx.initializers.normal(1.0),
+        bias_init=nnx.initializers.normal(1.0),
+        rngs=nnx.Rngs(0),
+    )
     x = np.asarray(_x((3, 5, 4)))
     mean = x.mean(-1, keepdims=True)
     var = x.var(-1, keepdims=True)
-    expected = (x - mean) / np.sqrt(var + 1e-6) * np.asarray(ln.scale[...]) + np.asarray(ln.bias[...])
+    expected = (x - mean) / np.sqrt(var + 1e-6) * np.asarray(ln.scale[...]) + np.asarray(
+        ln.bias[...]
+    )
     np.testing.assert_allclose(ln(jnp.asarray(x)), expected, rtol=1e-4, atol=1e-4)
 
 
@@ -132,7 +138,9 @@ def test_layernorm_multiple_reduction_axes():
     x = np.asarray(_x((2, 3, 4)))
     mean = x.mean((1, 2), keepdims=True)
     var = x.var((1, 2), keepdims=True)
-    np.testing.assert_allclose(ln(jnp.asarray(x)), (x - mean) / np.sqrt(var + 1e-6), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        ln(jnp.asarray(x)), (x - mean) / np.sqrt(var + 1e-6), rtol=1e-4, atol=1e-4
+    )
     assert ln.scale is None and ln.bias is None
 
 
@@ -167,4 +175,6 @@ def test_instancenorm_matches_hand_formula():
     x = np.asarray(_x((2, 5, 5, 3)))
     mean = x.mean((1, 2), keepdims=True)
     var = x.var((1, 2), keepdims=True)
-    np.testing.assert_allclose(norm(jnp.asarray(x)), (x - mean) / np.sqrt(var + 1e-6), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        norm(jnp.asarray(x)), (x - mean) / np.sqrt(var + 1e-6), rtol=1e-4, atol=1e-4
+    )

@@ -63,7 +63,9 @@ def test_simple_cell_matches_equation_and_residual():
 
 
 def test_initialize_carry_shapes():
-    assert [a.shape for a in nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0)).initialize_carry((2, 5, 3))] == [(2, 5, 4)] * 2
+    assert [a.shape for a in nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0)).initialize_carry((2, 5, 3))] == [
+        (2, 5, 4)
+    ] * 2
     assert nnx.GRUCell(3, 4, rngs=nnx.Rngs(0)).initialize_carry((3,)).shape == (4,)
 
 
@@ -110,7 +112,9 @@ def test_rnn_reverse_with_seq_lengths_starts_at_each_end():
     cell = nnx.SimpleCell(3, 4, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 6, 3))
     lengths = jnp.array([6, 4])
-    carry, out = nnx.RNN(cell, reverse=True, keep_order=True, return_carry=True)(x, seq_lengths=lengths)
+    carry, out = nnx.RNN(cell, reverse=True, keep_order=True, return_carry=True)(
+        x, seq_lengths=lengths
+    )
     h = cell.initialize_carry((3,))
     ys = {}
     for t in reversed(range(4)):

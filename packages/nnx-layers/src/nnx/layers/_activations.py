@@ -44,7 +44,6 @@ from jax.nn import (
 )
 
 from nnx.core import Module, Param
-
 from nnx.layers._common import Dtype
 
 
@@ -59,7 +58,9 @@ class PReLU(Module):
     The slope is a scalar ``Param`` named ``negative_slope``.
     """
 
-    def __init__(self, negative_slope_init: float = 0.01, param_dtype: Dtype = jnp.float32, *, rngs=None):
+    def __init__(
+        self, negative_slope_init: float = 0.01, param_dtype: Dtype = jnp.float32, *, rngs=None
+    ):
         self.negative_slope = Param(jnp.asarray(negative_slope_init, dtype=param_dtype))
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
@@ -67,7 +68,8 @@ class PReLU(Module):
         return jnp.where(inputs >= 0, inputs, slope * inputs)
 
 
-ACTIVATIONS = [
+__all__ = [
+    "PReLU",
     "celu",
     "elu",
     "gelu",

@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from nnx.core import Cache, Intermediate, Module, Rngs, RngStream
-
 from nnx.layers._common import Dtype, Initializer, PrecisionLike, first_from, promote_dtype
 from nnx.layers._errors import LayerError, MissingRngsError, ShapeError
 from nnx.layers._linear import LinearGeneral, default_bias_init, default_kernel_init
@@ -43,7 +42,11 @@ def dot_product_attention_weights(
     """
     query, key = promote_dtype((query, key), dtype=dtype)
     dtype = query.dtype
-    if query.ndim != key.ndim or query.shape[-1] != key.shape[-1] or query.shape[-2] != key.shape[-2]:
+    if (
+        query.ndim != key.ndim
+        or query.shape[-1] != key.shape[-1]
+        or query.shape[-2] != key.shape[-2]
+    ):
         raise ShapeError(
             "dot_product_attention: query (..., q, heads, depth) and key (..., kv, heads, depth) "
             f"must agree on batch, heads and depth; got {query.shape} and {key.shape}."
@@ -106,8 +109,17 @@ def dot_product_attention(
             "axes but the last."
         )
     weights = dot_product_attention_weights(
-        query, key, bias, mask, broadcast_dropout, dropout_rng, dropout_rate,
-        deterministic, query.dtype, precision, module,
+        query,
+        key,
+        bias,
+        mask,
+        broadcast_dropout,
+        dropout_rng,
+        dropout_rate,
+        deterministic,
+        query.dtype,
+        precision,
+        module,
     )
     return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=precision)
 
@@ -132,7 +144,9 @@ def make_attention_mask(
     return mask.astype(dtype)
 
 
-def make_causal_mask(x: jax.Array, extra_batch_dims: int = 0, dtype: Dtype = jnp.float32) -> jax.Array:
+def make_causal_mask(
+    x: jax.Array, extra_batch_dims: int = 0, dtype: Dtype = jnp.float32
+) -> jax.Array:
     """A ``(..., 1, len, len)`` mask where position i attends to positions j <= i.
 
     Example::
@@ -149,7 +163,9 @@ def combine_masks(*masks: jax.Array | None, dtype: Dtype = jnp.float32) -> jax.A
     if not present:
         return None
     if any(m.ndim != present[0].ndim for m in present):
-        raise ShapeError(f"combine_masks: masks must have the same rank, got {[m.shape for m in present]}.")
+        raise ShapeError(
+            f"combine_masks: masks must have the same rank, got {[m.shape for m in present]}."
+        )
     mask = present[0]
     for m in present[1:]:
         mask = jnp.logical_and(mask, m)
@@ -211,23 +227,40 @@ class MultiHeadAttention(Module):
             )
         head_dim = qkv_features // num_heads
         proj = functools.partial(
-            LinearGeneral, out_features=(num_heads, head_dim), dtype=dtype, param_dtype=param_dtype,
-            kernel_init=kernel_init, bias_init=bias_init, use_bias=use_bias, precision=precision,
+            LinearGeneral,
+            out_features=(num_heads, head_dim),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            use_bias=use_bias,
+            precision=precision,
             rngs=rngs,
         )
         self.query = proj(in_features)
         self.key = proj(in_kv_features)
         self.value = proj(in_kv_features)
         if normalize_qk:
-            self.query_ln = LayerNorm(head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-            self.key_ln = LayerNorm(head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+            self.query_ln = LayerNorm(
+                head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+            )
+            self.key_ln = LayerNorm(
+                head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+            )
         else:
             self.query_ln = None
             self.key_ln = None
         self.out = LinearGeneral(
-            (num_heads, head_dim), out_features, axis=(-2, -1), dtype=dtype, param_dtype=param_dtype,
-            kernel_init=out_kernel_init or kernel_init, bias_init=out_bias_init or bias_init,
-            use_bias=use_bias, precision=precision, rngs=rngs,
+            (num_heads, head_dim),
+            out_features,
+            axis=(-2, -1),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            kernel_init=out_kernel_init or kernel_init,
+            bias_init=out_bias_init or bias_init,
+            use_bias=use_bias,
+            precision=precision,
+            rngs=rngs,
         )
         self.rngs = rngs["dropout"].fork() if keep_rngs and dropout_rate > 0 else None
         self.num_heads = num_heads
@@ -277,9 +310,11 @@ class MultiHeadAttention(Module):
             inputs_k = inputs_q
         if inputs_v is None:
             inputs_v = inputs_k
-        for name, x, n in (("inputs_q", inputs_q, self.in_features),
-                           ("inputs_k", inputs_k, self.in_kv_features),
-                           ("inputs_v", inputs_v, self.in_kv_features)):
+        for name, x, n in (
+            ("inputs_q", inputs_q, self.in_features),
+            ("inputs_k", inputs_k, self.in_kv_features),
+            ("inputs_v", inputs_v, self.in_kv_features),
+        ):
             if x.shape[-1] != n:
                 raise ShapeError(
                     f"MultiHeadAttention: {name} must have {n} features on its last axis, got shape {x.shape}."
@@ -299,9 +334,17 @@ class MultiHeadAttention(Module):
         if self.dropout_rate > 0.0 and not deterministic:
             dropout_rng = self._dropout_key(rngs)
         x = self.attention_fn(
-            query, key, value, mask=mask, dropout_rng=dropout_rng, dropout_rate=self.dropout_rate,
-            broadcast_dropout=self.broadcast_dropout, deterministic=deterministic,
-            dtype=self.dtype, precision=self.precision, module=self if sow_weights else None,
+            query,
+            key,
+            value,
+            mask=mask,
+            dropout_rng=dropout_rng,
+            dropout_rate=self.dropout_rate,
+            broadcast_dropout=self.broadcast_dropout,
+            deterministic=deterministic,
+            dtype=self.dtype,
+            precision=self.precision,
+            module=self if sow_weights else None,
         )
         return self.out(x)
 
@@ -323,7 +366,9 @@ class MultiHeadAttention(Module):
         zero = jnp.zeros((), i.dtype)
         where = (zero,) * len(batch) + (i, zero, zero)
         key = lax.dynamic_update_slice(cached_key, key.astype(cached_key.dtype), where)
-        value = lax.dynamic_update_slice(self.cached_value[...], value.astype(cached_key.dtype), where)
+        value = lax.dynamic_update_slice(
+            self.cached_value[...], value.astype(cached_key.dtype), where
+        )
         self.cached_key[...] = key
         self.cached_value[...] = value
         self.cache_index[...] = i + 1

@@ -76,7 +76,9 @@ def make_param(
     return kind(value, **dict(metadata or {}))
 
 
-def canonical_axes(axes: int | Sequence[int], ndim: int, *, layer: str, what: str) -> tuple[int, ...]:
+def canonical_axes(
+    axes: int | Sequence[int], ndim: int, *, layer: str, what: str
+) -> tuple[int, ...]:
     """Non-negative, sorted axes; errors name the layer."""
     if isinstance(axes, int):
         axes = (axes,)
@@ -98,7 +100,9 @@ def as_tuple(x: int | Sequence[int] | None, n: int, *, layer: str, name: str, de
         return (x,) * n
     x = tuple(int(v) for v in x)
     if len(x) != n:
-        raise ShapeError(f"{layer}: `{name}` has {len(x)} entries, expected {n} (one per spatial axis).")
+        raise ShapeError(
+            f"{layer}: `{name}` has {len(x)} entries, expected {n} (one per spatial axis)."
+        )
     return x
 
 

@@ -33,7 +33,9 @@ class Sequential(Module):
         output: Any = None
         for i, f in enumerate(self.layers):
             if not callable(f):
-                raise TypeError(f"Sequential.layers[{i}] is a {type(f).__name__}, which is not callable.")
+                raise TypeError(
+                    f"Sequential.layers[{i}] is a {type(f).__name__}, which is not callable."
+                )
             if i > 0:
                 if isinstance(output, tuple):
                     args, kwargs = output, {}

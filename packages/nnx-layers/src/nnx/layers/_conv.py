@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from nnx.core import Module, Rngs
-
 from nnx.layers._common import (
     Dtype,
     Initializer,
@@ -35,7 +34,9 @@ def _kernel_size(kernel_size: int | Sequence[int], layer: str) -> tuple[int, ...
     return ks
 
 
-def canonicalize_padding(padding: PaddingLike, rank: int, layer: str) -> str | list[tuple[int, int]]:
+def canonicalize_padding(
+    padding: PaddingLike, rank: int, layer: str
+) -> str | list[tuple[int, int]]:
     """'SAME'/'VALID'/'CIRCULAR'/'CAUSAL', or one (low, high) pair per spatial axis."""
     if isinstance(padding, str):
         p = padding.upper()
@@ -130,7 +131,9 @@ class Conv(Module):
         rngs: Rngs,
     ):
         check_positive(
-            "Conv", in_features=in_features, out_features=out_features,
+            "Conv",
+            in_features=in_features,
+            out_features=out_features,
             feature_group_count=feature_group_count,
         )
         ks = _kernel_size(kernel_size, "Conv")
@@ -142,18 +145,32 @@ class Conv(Module):
             )
         pad = canonicalize_padding(padding, rank, "Conv")
         if pad == "CAUSAL" and rank != 1:
-            raise LayerError(f"Conv: padding='CAUSAL' is for 1-D convolutions, got kernel_size {ks}.")
+            raise LayerError(
+                f"Conv: padding='CAUSAL' is for 1-D convolutions, got kernel_size {ks}."
+            )
         kernel_shape = ks + (in_features // feature_group_count, out_features)
         if mask is not None and tuple(jnp.shape(mask)) != kernel_shape:
-            raise ShapeError(f"Conv: `mask` has shape {jnp.shape(mask)}, expected the kernel shape {kernel_shape}.")
+            raise ShapeError(
+                f"Conv: `mask` has shape {jnp.shape(mask)}, expected the kernel shape {kernel_shape}."
+            )
         self.kernel = make_param(
-            kernel_init, param_key(rngs, "Conv"), kernel_shape, param_dtype,
-            layer="Conv", name="kernel", metadata=kernel_metadata,
+            kernel_init,
+            param_key(rngs, "Conv"),
+            kernel_shape,
+            param_dtype,
+            layer="Conv",
+            name="kernel",
+            metadata=kernel_metadata,
         )
         if use_bias:
             self.bias = make_param(
-                bias_init, param_key(rngs, "Conv"), (out_features,), param_dtype,
-                layer="Conv", name="bias", metadata=bias_metadata,
+                bias_init,
+                param_key(rngs, "Conv"),
+                (out_features,),
+                param_dtype,
+                layer="Conv",
+                name="bias",
+                metadata=bias_metadata,
             )
         else:
             self.bias = None
@@ -261,20 +278,32 @@ class ConvTranspose(Module):
         rank = len(ks)
         pad = canonicalize_padding(padding, rank, "ConvTranspose")
         if pad == "CAUSAL":
-            raise LayerError("ConvTranspose: padding='CAUSAL' is not supported; use 'SAME', 'VALID' or 'CIRCULAR'.")
+            raise LayerError(
+                "ConvTranspose: padding='CAUSAL' is not supported; use 'SAME', 'VALID' or 'CIRCULAR'."
+            )
         kernel_shape = ks + (in_features, out_features)
         if mask is not None and tuple(jnp.shape(mask)) != kernel_shape:
             raise ShapeError(
                 f"ConvTranspose: `mask` has shape {jnp.shape(mask)}, expected the kernel shape {kernel_shape}."
             )
         self.kernel = make_param(
-            kernel_init, param_key(rngs, "ConvTranspose"), kernel_shape, param_dtype,
-            layer="ConvTranspose", name="kernel", metadata=kernel_metadata,
+            kernel_init,
+            param_key(rngs, "ConvTranspose"),
+            kernel_shape,
+            param_dtype,
+            layer="ConvTranspose",
+            name="kernel",
+            metadata=kernel_metadata,
         )
         if use_bias:
             self.bias = make_param(
-                bias_init, param_key(rngs, "ConvTranspose"), (out_features,), param_dtype,
-                layer="ConvTranspose", name="bias", metadata=bias_metadata,
+                bias_init,
+                param_key(rngs, "ConvTranspose"),
+                (out_features,),
+                param_dtype,
+                layer="ConvTranspose",
+                name="bias",
+                metadata=bias_metadata,
             )
         else:
             self.bias = None
@@ -284,7 +313,9 @@ class ConvTranspose(Module):
         self.kernel_shape = kernel_shape
         self.strides = as_tuple(strides, rank, layer="ConvTranspose", name="strides")
         self.padding = padding if isinstance(padding, str) else pad
-        self.kernel_dilation = as_tuple(kernel_dilation, rank, layer="ConvTranspose", name="kernel_dilation")
+        self.kernel_dilation = as_tuple(
+            kernel_dilation, rank, layer="ConvTranspose", name="kernel_dilation"
+        )
         self.use_bias = use_bias
         self.mask = mask
         self.dtype = dtype

@@ -9,9 +9,15 @@ import jax
 import jax.numpy as jnp
 
 from nnx.core import Module, Rngs
-
 from nnx.layers import initializers
-from nnx.layers._common import Dtype, Initializer, check_positive, make_param, param_key, promote_dtype
+from nnx.layers._common import (
+    Dtype,
+    Initializer,
+    check_positive,
+    make_param,
+    param_key,
+    promote_dtype,
+)
 from nnx.layers._errors import LayerError
 
 default_embed_init = initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
@@ -43,8 +49,13 @@ class Embed(Module):
     ):
         check_positive("Embed", num_embeddings=num_embeddings, features=features)
         self.embedding = make_param(
-            embedding_init, param_key(rngs, "Embed"), (num_embeddings, features), param_dtype,
-            layer="Embed", name="embedding", metadata=embedding_metadata,
+            embedding_init,
+            param_key(rngs, "Embed"),
+            (num_embeddings, features),
+            param_dtype,
+            layer="Embed",
+            name="embedding",
+            metadata=embedding_metadata,
         )
         self.num_embeddings = num_embeddings
         self.features = features

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from nnx.core import Module, Rngs
-
 from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
@@ -69,13 +68,23 @@ class Linear(Module):
     ):
         check_positive("Linear", in_features=in_features, out_features=out_features)
         self.kernel = make_param(
-            kernel_init, param_key(rngs, "Linear"), (in_features, out_features), param_dtype,
-            layer="Linear", name="kernel", metadata=kernel_metadata,
+            kernel_init,
+            param_key(rngs, "Linear"),
+            (in_features, out_features),
+            param_dtype,
+            layer="Linear",
+            name="kernel",
+            metadata=kernel_metadata,
         )
         if use_bias:
             self.bias = make_param(
-                bias_init, param_key(rngs, "Linear"), (out_features,), param_dtype,
-                layer="Linear", name="bias", metadata=bias_metadata,
+                bias_init,
+                param_key(rngs, "Linear"),
+                (out_features,),
+                param_dtype,
+                layer="Linear",
+                name="bias",
+                metadata=bias_metadata,
             )
         else:
             self.bias = None
@@ -164,20 +173,32 @@ class LinearGeneral(Module):
         kernel_shape = batch_shape + in_features + out_features
         if kernel_init is None:
             kernel_init = initializers.variance_scaling(
-                1.0, "fan_in", "truncated_normal",
+                1.0,
+                "fan_in",
+                "truncated_normal",
                 in_axis=tuple(range(nb, nb + ni)),
                 out_axis=tuple(range(nb + ni, nb + ni + no)),
                 batch_axis=tuple(range(nb)),
             )
         key = param_key(rngs, "LinearGeneral")
         self.kernel = make_param(
-            kernel_init, key, kernel_shape, param_dtype,
-            layer="LinearGeneral", name="kernel", metadata=kernel_metadata,
+            kernel_init,
+            key,
+            kernel_shape,
+            param_dtype,
+            layer="LinearGeneral",
+            name="kernel",
+            metadata=kernel_metadata,
         )
         if use_bias:
             self.bias = make_param(
-                bias_init, param_key(rngs, "LinearGeneral"), batch_shape + out_features,
-                param_dtype, layer="LinearGeneral", name="bias", metadata=bias_metadata,
+                bias_init,
+                param_key(rngs, "LinearGeneral"),
+                batch_shape + out_features,
+                param_dtype,
+                layer="LinearGeneral",
+                name="bias",
+                metadata=bias_metadata,
             )
         else:
             self.bias = None
@@ -260,13 +281,23 @@ class Einsum(Module):
                 f"but kernel_shape {kernel_shape} has {len(kernel_shape)}."
             )
         self.kernel = make_param(
-            kernel_init, param_key(rngs, "Einsum"), kernel_shape, param_dtype,
-            layer="Einsum", name="kernel", metadata=kernel_metadata,
+            kernel_init,
+            param_key(rngs, "Einsum"),
+            kernel_shape,
+            param_dtype,
+            layer="Einsum",
+            name="kernel",
+            metadata=kernel_metadata,
         )
         if bias_shape is not None:
             self.bias = make_param(
-                bias_init, param_key(rngs, "Einsum"), tuple(bias_shape), param_dtype,
-                layer="Einsum", name="bias", metadata=bias_metadata,
+                bias_init,
+                param_key(rngs, "Einsum"),
+                tuple(bias_shape),
+                param_dtype,
+                layer="Einsum",
+                name="bias",
+                metadata=bias_metadata,
             )
         else:
             self.bias = None

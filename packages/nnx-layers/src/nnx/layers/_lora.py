@@ -9,11 +9,19 @@ import jax
 import jax.numpy as jnp
 
 from nnx.core import Module, Param, Rngs
-
 from nnx.layers import initializers
-from nnx.layers._common import Dtype, Initializer, check_positive, make_param, param_key, promote_dtype
+from nnx.layers._common import (
+    Dtype,
+    Initializer,
+    check_positive,
+    make_param,
+    param_key,
+    promote_dtype,
+)
 from nnx.layers._errors import ShapeError
 from nnx.layers._linear import Linear
+
+default_a_initializer = initializers.he_uniform()
 
 
 class LoRAParam(Param):
@@ -43,16 +51,32 @@ class LoRA(Module):
         base_module: Callable[..., Any] | None = None,
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
-        a_initializer: Initializer = initializers.he_uniform(),
+        a_initializer: Initializer = default_a_initializer,
         b_initializer: Initializer = initializers.zeros,
         lora_param_type: type[Param] = LoRAParam,
         rngs: Rngs,
     ):
-        check_positive("LoRA", in_features=in_features, lora_rank=lora_rank, out_features=out_features)
-        self.lora_a = make_param(a_initializer, param_key(rngs, "LoRA"), (in_features, lora_rank), param_dtype,
-                                 layer="LoRA", name="lora_a", kind=lora_param_type)
-        self.lora_b = make_param(b_initializer, param_key(rngs, "LoRA"), (lora_rank, out_features), param_dtype,
-                                 layer="LoRA", name="lora_b", kind=lora_param_type)
+        check_positive(
+            "LoRA", in_features=in_features, lora_rank=lora_rank, out_features=out_features
+        )
+        self.lora_a = make_param(
+            a_initializer,
+            param_key(rngs, "LoRA"),
+            (in_features, lora_rank),
+            param_dtype,
+            layer="LoRA",
+            name="lora_a",
+            kind=lora_param_type,
+        )
+        self.lora_b = make_param(
+            b_initializer,
+            param_key(rngs, "LoRA"),
+            (lora_rank, out_features),
+            param_dtype,
+            layer="LoRA",
+            name="lora_b",
+            kind=lora_param_type,
+        )
         self.base_module = base_module
         self.in_features = in_features
         self.lora_rank = lora_rank
@@ -92,7 +116,7 @@ class LoRALinear(Linear):
         lora_rank: int,
         lora_dtype: Dtype | None = None,
         lora_param_dtype: Dtype = jnp.float32,
-        a_initializer: Initializer = initializers.he_uniform(),
+        a_initializer: Initializer = default_a_initializer,
         b_initializer: Initializer = initializers.zeros,
         lora_param_type: type[Param] = LoRAParam,
         rngs: Rngs,
@@ -100,9 +124,15 @@ class LoRALinear(Linear):
     ):
         super().__init__(in_features, out_features, rngs=rngs, **kwargs)
         self.lora = LoRA(
-            in_features, lora_rank, out_features, dtype=lora_dtype, param_dtype=lora_param_dtype,
-            a_initializer=a_initializer, b_initializer=b_initializer,
-            lora_param_type=lora_param_type, rngs=rngs,
+            in_features,
+            lora_rank,
+            out_features,
+            dtype=lora_dtype,
+            param_dtype=lora_param_dtype,
+            a_initializer=a_initializer,
+            b_initializer=b_initializer,
+            lora_param_type=lora_param_type,
+            rngs=rngs,
         )
 
     def __call__(self, inputs: jax.Array) -> jax.Array:

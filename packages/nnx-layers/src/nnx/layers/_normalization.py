@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from nnx.core import BatchStat, Module, Rngs
-
 from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
@@ -93,21 +92,50 @@ def _normalize(
     return jnp.asarray(y, out_dtype)
 
 
-def _scale_bias(module, num_features, use_scale, use_bias, scale_init, bias_init, param_dtype, rngs,
-                scale_metadata, bias_metadata, layer):
+def _scale_bias(
+    module,
+    num_features,
+    use_scale,
+    use_bias,
+    scale_init,
+    bias_init,
+    param_dtype,
+    rngs,
+    scale_metadata,
+    bias_metadata,
+    layer,
+):
     module.scale = (
-        make_param(scale_init, param_key(rngs, layer), (num_features,), param_dtype,
-                   layer=layer, name="scale", metadata=scale_metadata)
-        if use_scale else None
+        make_param(
+            scale_init,
+            param_key(rngs, layer),
+            (num_features,),
+            param_dtype,
+            layer=layer,
+            name="scale",
+            metadata=scale_metadata,
+        )
+        if use_scale
+        else None
     )
     module.bias = (
-        make_param(bias_init, param_key(rngs, layer), (num_features,), param_dtype,
-                   layer=layer, name="bias", metadata=bias_metadata)
-        if use_bias else None
+        make_param(
+            bias_init,
+            param_key(rngs, layer),
+            (num_features,),
+            param_dtype,
+            layer=layer,
+            name="bias",
+            metadata=bias_metadata,
+        )
+        if use_bias
+        else None
     )
 
 
-def _feature_check(layer: str, x: jax.Array, feature_axes: tuple[int, ...], num_features: int) -> None:
+def _feature_check(
+    layer: str, x: jax.Array, feature_axes: tuple[int, ...], num_features: int
+) -> None:
     size = 1
     for a in feature_axes:
         size *= x.shape[a]
@@ -161,8 +189,19 @@ class BatchNorm(Module):
             raise LayerError(f"BatchNorm: momentum must be in [0, 1], got {momentum}.")
         self.mean = BatchStat(jnp.zeros((num_features,), jnp.float32))
         self.var = BatchStat(jnp.ones((num_features,), jnp.float32))
-        _scale_bias(self, num_features, use_scale, use_bias, scale_init, bias_init, param_dtype,
-                    rngs, scale_metadata, bias_metadata, "BatchNorm")
+        _scale_bias(
+            self,
+            num_features,
+            use_scale,
+            use_bias,
+            scale_init,
+            bias_init,
+            param_dtype,
+            rngs,
+            scale_metadata,
+            bias_metadata,
+            "BatchNorm",
+        )
         self.num_features = num_features
         self.use_running_average = use_running_average
         self.axis = axis
@@ -195,9 +234,13 @@ class BatchNorm(Module):
             var = jnp.reshape(self.var[...], feature_shape)
         else:
             mean, var = _compute_stats(
-                x, reduction_axes, dtype=self.dtype, axis_name=self.axis_name,
+                x,
+                reduction_axes,
+                dtype=self.dtype,
+                axis_name=self.axis_name,
                 axis_index_groups=self.axis_index_groups,
-                use_fast_variance=self.use_fast_variance, mask=mask,
+                use_fast_variance=self.use_fast_variance,
+                mask=mask,
             )
             # Running averages are state, not part of the loss: no gradient flows into them
             # (and a differentiated write to a hijax Variable is an error).
@@ -208,8 +251,17 @@ class BatchNorm(Module):
             self.var[...] = m * self.var[...] + (1 - m) * batch_var
         scale = self.scale[...] if self.scale is not None else None
         bias = self.bias[...] if self.bias is not None else None
-        return _normalize(x, mean, var, scale, bias, reduction_axes, feature_axes,
-                          dtype=self.dtype, epsilon=self.epsilon)
+        return _normalize(
+            x,
+            mean,
+            var,
+            scale,
+            bias,
+            reduction_axes,
+            feature_axes,
+            dtype=self.dtype,
+            epsilon=self.epsilon,
+        )
 
 
 class LayerNorm(Module):
@@ -246,8 +298,19 @@ class LayerNorm(Module):
         rngs: Rngs,
     ):
         check_positive("LayerNorm", num_features=num_features)
-        _scale_bias(self, num_features, use_scale, use_bias, scale_init, bias_init, param_dtype,
-                    rngs, scale_metadata, bias_metadata, "LayerNorm")
+        _scale_bias(
+            self,
+            num_features,
+            use_scale,
+            use_bias,
+            scale_init,
+            bias_init,
+            param_dtype,
+            rngs,
+            scale_metadata,
+            bias_metadata,
+            "LayerNorm",
+        )
         self.num_features = num_features
         self.epsilon = epsilon
         self.dtype = dtype
@@ -256,7 +319,9 @@ class LayerNorm(Module):
         self.use_scale = use_scale
         self.bias_init = bias_init
         self.scale_init = scale_init
-        self.reduction_axes = reduction_axes if isinstance(reduction_axes, int) else tuple(reduction_axes)
+        self.reduction_axes = (
+            reduction_axes if isinstance(reduction_axes, int) else tuple(reduction_axes)
+        )
         self.feature_axes = feature_axes if isinstance(feature_axes, int) else tuple(feature_axes)
         self.axis_name = axis_name
         self.axis_index_groups = axis_index_groups
@@ -267,13 +332,19 @@ class LayerNorm(Module):
         feat = canonical_axes(self.feature_axes, x.ndim, layer="LayerNorm", what="feature")
         _feature_check("LayerNorm", x, feat, self.num_features)
         mean, var = _compute_stats(
-            x, red, dtype=self.dtype, axis_name=self.axis_name,
+            x,
+            red,
+            dtype=self.dtype,
+            axis_name=self.axis_name,
             axis_index_groups=self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance, mask=mask,
+            use_fast_variance=self.use_fast_variance,
+            mask=mask,
         )
         scale = self.scale[...] if self.scale is not None else None
         bias = self.bias[...] if self.bias is not None else None
-        return _normalize(x, mean, var, scale, bias, red, feat, dtype=self.dtype, epsilon=self.epsilon)
+        return _normalize(
+            x, mean, var, scale, bias, red, feat, dtype=self.dtype, epsilon=self.epsilon
+        )
 
 
 class RMSNorm(Module):
@@ -303,8 +374,19 @@ class RMSNorm(Module):
         rngs: Rngs,
     ):
         check_positive("RMSNorm", num_features=num_features)
-        _scale_bias(self, num_features, use_scale, False, scale_init, None, param_dtype,
-                    rngs, scale_metadata, None, "RMSNorm")
+        _scale_bias(
+            self,
+            num_features,
+            use_scale,
+            False,
+            scale_init,
+            None,
+            param_dtype,
+            rngs,
+            scale_metadata,
+            None,
+            "RMSNorm",
+        )
         del self.bias
         self.num_features = num_features
         self.epsilon = epsilon
@@ -312,7 +394,9 @@ class RMSNorm(Module):
         self.param_dtype = param_dtype
         self.use_scale = use_scale
         self.scale_init = scale_init
-        self.reduction_axes = reduction_axes if isinstance(reduction_axes, int) else tuple(reduction_axes)
+        self.reduction_axes = (
+            reduction_axes if isinstance(reduction_axes, int) else tuple(reduction_axes)
+        )
         self.feature_axes = feature_axes if isinstance(feature_axes, int) else tuple(feature_axes)
         self.axis_name = axis_name
         self.axis_index_groups = axis_index_groups
@@ -323,11 +407,18 @@ class RMSNorm(Module):
         feat = canonical_axes(self.feature_axes, x.ndim, layer="RMSNorm", what="feature")
         _feature_check("RMSNorm", x, feat, self.num_features)
         mean, var = _compute_stats(
-            x, red, dtype=self.dtype, axis_name=self.axis_name,
-            axis_index_groups=self.axis_index_groups, use_mean=False, mask=mask,
+            x,
+            red,
+            dtype=self.dtype,
+            axis_name=self.axis_name,
+            axis_index_groups=self.axis_index_groups,
+            use_mean=False,
+            mask=mask,
         )
         scale = self.scale[...] if self.scale is not None else None
-        return _normalize(x, mean, var, scale, None, red, feat, dtype=self.dtype, epsilon=self.epsilon)
+        return _normalize(
+            x, mean, var, scale, None, red, feat, dtype=self.dtype, epsilon=self.epsilon
+        )
 
 
 class GroupNorm(Module):
@@ -382,8 +473,19 @@ class GroupNorm(Module):
                 f"GroupNorm: num_features ({num_features}) must be a positive multiple of "
                 f"num_groups ({num_groups})."
             )
-        _scale_bias(self, num_features, use_scale, use_bias, scale_init, bias_init, param_dtype,
-                    rngs, scale_metadata, bias_metadata, "GroupNorm")
+        _scale_bias(
+            self,
+            num_features,
+            use_scale,
+            use_bias,
+            scale_init,
+            bias_init,
+            param_dtype,
+            rngs,
+            scale_metadata,
+            bias_metadata,
+            "GroupNorm",
+        )
         self.num_features = num_features
         self.num_groups = num_groups
         self.group_size = num_features // num_groups
@@ -395,7 +497,9 @@ class GroupNorm(Module):
         self.bias_init = bias_init
         self.scale_init = scale_init
         self.reduction_axes = (
-            reduction_axes if reduction_axes is None or isinstance(reduction_axes, int) else tuple(reduction_axes)
+            reduction_axes
+            if reduction_axes is None or isinstance(reduction_axes, int)
+            else tuple(reduction_axes)
         )
         self.axis_name = axis_name
         self.axis_index_groups = axis_index_groups
@@ -419,9 +523,13 @@ class GroupNorm(Module):
         if mask is not None:
             mask = jnp.reshape(jnp.broadcast_to(mask, x.shape), xg.shape)
         mean, var = _compute_stats(
-            xg, gred, dtype=self.dtype, axis_name=self.axis_name,
+            xg,
+            gred,
+            dtype=self.dtype,
+            axis_name=self.axis_name,
             axis_index_groups=self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance, mask=mask,
+            use_fast_variance=self.use_fast_variance,
+            mask=mask,
         )
         mean = jnp.expand_dims(mean, gred)
         var = jnp.expand_dims(var, gred)
@@ -468,8 +576,19 @@ class InstanceNorm(Module):
         rngs: Rngs,
     ):
         check_positive("InstanceNorm", num_features=num_features)
-        _scale_bias(self, num_features, use_scale, use_bias, scale_init, bias_init, param_dtype,
-                    rngs, scale_metadata, bias_metadata, "InstanceNorm")
+        _scale_bias(
+            self,
+            num_features,
+            use_scale,
+            use_bias,
+            scale_init,
+            bias_init,
+            param_dtype,
+            rngs,
+            scale_metadata,
+            bias_metadata,
+            "InstanceNorm",
+        )
         self.num_features = num_features
         self.epsilon = epsilon
         self.dtype = dtype
@@ -488,10 +607,16 @@ class InstanceNorm(Module):
         _feature_check("InstanceNorm", x, feat, self.num_features)
         red = tuple(i for i in range(1, x.ndim) if i not in feat)
         mean, var = _compute_stats(
-            x, red, dtype=self.dtype, axis_name=self.axis_name,
+            x,
+            red,
+            dtype=self.dtype,
+            axis_name=self.axis_name,
             axis_index_groups=self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance, mask=mask,
+            use_fast_variance=self.use_fast_variance,
+            mask=mask,
         )
         scale = self.scale[...] if self.scale is not None else None
         bias = self.bias[...] if self.bias is not None else None
-        return _normalize(x, mean, var, scale, bias, red, feat, dtype=self.dtype, epsilon=self.epsilon)
+        return _normalize(
+            x, mean, var, scale, bias, red, feat, dtype=self.dtype, epsilon=self.epsilon
+        )

@@ -47,7 +47,9 @@ def pool(
     if not isinstance(padding, str):
         pads = tuple((int(lo), int(hi)) for lo, hi in padding)
         if len(pads) != rank:
-            raise ShapeError(f"pool: padding {padding} must have one (low, high) pair per window axis.")
+            raise ShapeError(
+                f"pool: padding {padding} must have one (low, high) pair per window axis."
+            )
         padding = ((0, 0), *pads, (0, 0))
     y = lax.reduce_window(x, init, reduce_fn, dims, strides_full, padding)
     return jnp.reshape(y, batch_shape + y.shape[1:])

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from nnx.core import Module, Param, Rngs, RngStream, flatten, is_variable, unflatten, vars_as
-
 from nnx.layers import initializers
-from nnx.layers._common import Dtype, Initializer, check_positive, first_from, param_key
+from nnx.layers._common import Dtype, Initializer, check_positive, first_from
 from nnx.layers._errors import LayerError, ShapeError
 from nnx.layers._linear import Linear, default_kernel_init
 
 Carry = Any
+default_recurrent_kernel_init = initializers.orthogonal()
 
 
 def _carry_key(cell, rngs) -> jax.Array:
@@ -97,7 +97,7 @@ class LSTMCell(RNNCellBase):
         gate_fn: Callable[..., Any] = jax.nn.sigmoid,
         activation_fn: Callable[..., Any] = jax.nn.tanh,
         kernel_init: Initializer = default_kernel_init,
-        recurrent_kernel_init: Initializer = initializers.orthogonal(),
+        recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
         bias_init: Initializer = initializers.zeros,
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
@@ -106,10 +106,24 @@ class LSTMCell(RNNCellBase):
         rngs: Rngs,
     ):
         check_positive("LSTMCell", in_features=in_features, hidden_features=hidden_features)
-        dense_i = lambda: Linear(in_features, hidden_features, use_bias=False, kernel_init=kernel_init,  # noqa: E731
-                                 dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        dense_h = lambda: Linear(hidden_features, hidden_features, kernel_init=recurrent_kernel_init,  # noqa: E731
-                                 bias_init=bias_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        dense_i = lambda: Linear(
+            in_features,
+            hidden_features,
+            use_bias=False,
+            kernel_init=kernel_init,  # noqa: E731
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        dense_h = lambda: Linear(
+            hidden_features,
+            hidden_features,
+            kernel_init=recurrent_kernel_init,  # noqa: E731
+            bias_init=bias_init,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
         self.ii, self.if_, self.ig, self.io = dense_i(), dense_i(), dense_i(), dense_i()
         self.hi, self.hf, self.hg, self.ho = dense_h(), dense_h(), dense_h(), dense_h()
         self.in_features = in_features
@@ -160,7 +174,7 @@ class GRUCell(RNNCellBase):
         gate_fn: Callable[..., Any] = jax.nn.sigmoid,
         activation_fn: Callable[..., Any] = jax.nn.tanh,
         kernel_init: Initializer = default_kernel_init,
-        recurrent_kernel_init: Initializer = initializers.orthogonal(),
+        recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
         bias_init: Initializer = initializers.zeros,
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
@@ -169,11 +183,24 @@ class GRUCell(RNNCellBase):
         rngs: Rngs,
     ):
         check_positive("GRUCell", in_features=in_features, hidden_features=hidden_features)
-        self.dense_i = Linear(in_features, 3 * hidden_features, kernel_init=kernel_init, bias_init=bias_init,
-                              dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.dense_h = Linear(hidden_features, 3 * hidden_features, use_bias=False,
-                              kernel_init=_stacked(recurrent_kernel_init, 3), dtype=dtype,
-                              param_dtype=param_dtype, rngs=rngs)
+        self.dense_i = Linear(
+            in_features,
+            3 * hidden_features,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.dense_h = Linear(
+            hidden_features,
+            3 * hidden_features,
+            use_bias=False,
+            kernel_init=_stacked(recurrent_kernel_init, 3),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
         self.in_features = in_features
         self.hidden_features = hidden_features
         self.gate_fn = gate_fn
@@ -218,16 +245,30 @@ class SimpleCell(RNNCellBase):
         residual: bool = False,
         activation_fn: Callable[..., Any] = jax.nn.tanh,
         kernel_init: Initializer = default_kernel_init,
-        recurrent_kernel_init: Initializer = initializers.orthogonal(),
+        recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
         bias_init: Initializer = initializers.zeros,
         keep_rngs: bool = True,
         rngs: Rngs,
     ):
         check_positive("SimpleCell", in_features=in_features, hidden_features=hidden_features)
-        self.dense_i = Linear(in_features, hidden_features, use_bias=False, kernel_init=kernel_init,
-                              dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.dense_h = Linear(hidden_features, hidden_features, kernel_init=recurrent_kernel_init,
-                              bias_init=bias_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.dense_i = Linear(
+            in_features,
+            hidden_features,
+            use_bias=False,
+            kernel_init=kernel_init,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.dense_h = Linear(
+            hidden_features,
+            hidden_features,
+            kernel_init=recurrent_kernel_init,
+            bias_init=bias_init,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
         self.in_features = in_features
         self.hidden_features = hidden_features
         self.dtype = dtype
@@ -259,7 +300,9 @@ def _stacked(init: Initializer, n: int) -> Initializer:
     return stacked
 
 
-def flip_sequences(xs: jax.Array, seq_lengths: jax.Array | None, *, time_axis: int = 0) -> jax.Array:
+def flip_sequences(
+    xs: jax.Array, seq_lengths: jax.Array | None, *, time_axis: int = 0
+) -> jax.Array:
     """Reverse each sequence within its length; the padding stays after it. Its own inverse."""
     if seq_lengths is None:
         return jnp.flip(xs, axis=time_axis)
@@ -269,7 +312,11 @@ def flip_sequences(xs: jax.Array, seq_lengths: jax.Array | None, *, time_axis: i
     t = jnp.arange(steps).reshape((steps,) + (1,) * lengths.ndim)
     src = (lengths - 1 - t) % steps  # (time, batch...): where each output step reads from
     src = src.reshape(src.shape + (1,) * (x.ndim - src.ndim))
-    out = jnp.take_along_axis(x, jnp.broadcast_to(src, src.shape[: 1 + lengths.ndim] + x.shape[1 + lengths.ndim :]), axis=0)
+    out = jnp.take_along_axis(
+        x,
+        jnp.broadcast_to(src, src.shape[: 1 + lengths.ndim] + x.shape[1 + lengths.ndim :]),
+        axis=0,
+    )
     return jnp.moveaxis(out, 0, time_axis)
 
 
@@ -286,7 +333,9 @@ def scan_cell(cell: Module, carry: Carry, xs: jax.Array, *, seq_lengths=None, un
     if len(originals) != len(flat.leaves):  # pragma: no cover - guards a core invariant
         raise LayerError("RNN: the cell's flattened structure changed while converting it.")
     values = [leaf.get_value() if is_variable(leaf) else leaf for leaf in flat.leaves]
-    carried = [i for i, leaf in enumerate(flat.leaves) if is_variable(leaf) and not isinstance(leaf, Param)]
+    carried = [
+        i for i, leaf in enumerate(flat.leaves) if is_variable(leaf) and not isinstance(leaf, Param)
+    ]
     graphdef = flat.graphdef
     steps = xs.shape[0]
     if seq_lengths is not None:
@@ -398,7 +447,9 @@ class RNN(Module):
         xs = jnp.moveaxis(inputs, time_axis, 0)
         if reverse:
             xs = flip_sequences(xs, seq_lengths)
-        carry, ys = scan_cell(self.cell, initial_carry, xs, seq_lengths=seq_lengths, unroll=self.unroll)
+        carry, ys = scan_cell(
+            self.cell, initial_carry, xs, seq_lengths=seq_lengths, unroll=self.unroll
+        )
         if reverse and keep_order:
             ys = jax.tree.map(lambda y: flip_sequences(y, seq_lengths), ys)
         ys = jax.tree.map(lambda y: jnp.moveaxis(y, 0, time_axis), ys)
@@ -453,12 +504,23 @@ class Bidirectional(Module):
         return_carry = first_from(return_carry, self.return_carry)
         fwd_carry, bwd_carry = initial_carry if initial_carry is not None else (None, None)
         carry_f, out_f = self.forward_rnn(
-            inputs, initial_carry=fwd_carry, seq_lengths=seq_lengths, return_carry=True,
-            time_major=time_major, reverse=False, rngs=rngs,
+            inputs,
+            initial_carry=fwd_carry,
+            seq_lengths=seq_lengths,
+            return_carry=True,
+            time_major=time_major,
+            reverse=False,
+            rngs=rngs,
         )
         carry_b, out_b = self.backward_rnn(
-            inputs, initial_carry=bwd_carry, seq_lengths=seq_lengths, return_carry=True,
-            time_major=time_major, reverse=True, keep_order=True, rngs=rngs,
+            inputs,
+            initial_carry=bwd_carry,
+            seq_lengths=seq_lengths,
+            return_carry=True,
+            time_major=time_major,
+            reverse=True,
+            keep_order=True,
+            rngs=rngs,
         )
         outputs = jax.tree.map(self.merge_fn, out_f, out_b)
         return ((carry_f, carry_b), outputs) if return_carry else outputs

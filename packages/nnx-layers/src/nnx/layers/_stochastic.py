@@ -9,7 +9,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from nnx.core import Module, Rngs, RngStream
-
 from nnx.layers._common import first_from
 from nnx.layers._errors import LayerError, MissingRngsError
 
