@@ -275,15 +275,30 @@ def _lookup(mapping, path):
 
 # -- tangents of nnx arguments ------------------------------------------------------------
 def _zero_tangent(x):
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.inexact):
-        return jnp.zeros_like(x)
-    return np.zeros(x.shape, dtype=jax.dtypes.float0)
+    if isinstance(x, jax.ShapeDtypeStruct):
+        shape, dtype = x.shape, x.dtype
+    else:
+        shape, dtype = np.shape(x), jnp.result_type(x)
+    if jnp.issubdtype(dtype, jnp.inexact):
+        return jnp.zeros(shape, dtype)
+    return np.zeros(shape, dtype=jax.dtypes.float0)
+
+
+class _Abstract:
+    """Paths and abstract values of a node's leaves (no tracers kept)."""
+
+    def __init__(self, node):
+        sub = flatten(node, with_paths=True)
+        self.paths = sub.paths
+        self.leaves = [
+            jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v))
+            for v in (x.get_value() if isinstance(x, Variable) else x for x in sub.leaves)
+        ]
 
 
 def _leaf_tangents(node, tangent, where: str) -> list:
     """Per-leaf tangents of ``node`` from a State/mapping or an object of the same structure."""
-    sub = flatten(node, with_paths=True)
+    sub = node if isinstance(node, _Abstract) else flatten(node, with_paths=True)
     if is_graph_node(tangent) or isinstance(tangent, (list, tuple)) and not isinstance(tangent, State):
         tflat = flatten(tangent, with_paths=True)
         lookup = dict(zip(tflat.paths, tflat.leaves))
@@ -469,6 +484,7 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             for a, f in zip(args, flats)
         )
         diff_pos = [i for i in range(len(args)) if i not in nd]
+        abstract = [_Abstract(a) if g else None for a, g in zip(args, is_g)]
         fun, fwd, bwd = self.fun, self.fwd, self.bwd
 
         def rebuild(per_arg):
@@ -519,7 +535,7 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             out = []
             for ct, i in zip(cts, diff_pos):
                 if preps[i] is not None:
-                    out.append(_leaf_tangents(args[i], ct, where))
+                    out.append(_leaf_tangents(abstract[i], ct, where))
                 else:
                     out.append(ct)
             return tuple(out)

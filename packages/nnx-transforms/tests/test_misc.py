@@ -1,0 +1,155 @@
+"""remat, eval_shape, jvp, vjp, custom_vjp, checkify, shard_map."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from transforms_testlib import MLP, Counter, Linear
+
+import nnx
+
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def test_remat_gradients_match_and_state_updates(mode):
+    m = MLP(2, 4, 2, rngs=nnx.Rngs(0))
+    m.dropout.rate = 0.0
+    x = jnp.arange(6.0).reshape(3, 2)
+
+    @nnx.remat(policy=jax.checkpoint_policies.nothing_saveable)
+    def block(m, x):
+        return m(x)
+
+    g1 = nnx.grad(lambda m: jnp.sum(block(m, x) ** 2))(m)
+    mean_after_remat = m.bn.mean[...]
+    m.bn.mean[...] = jnp.zeros(4)
+    g2 = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(m)
+    np.testing.assert_allclose(g1["linear1"]["w"][...], g2["linear1"]["w"][...], **TOL)
+    np.testing.assert_allclose(mean_after_remat, m.bn.mean[...], **TOL)
+
+
+def test_eval_shape_allocates_nothing(mode):
+    abstract = nnx.eval_shape(lambda: MLP(2, 1024, 3, rngs=nnx.Rngs(0)))
+    w = abstract.linear1.w[...]
+    assert isinstance(w, jax.ShapeDtypeStruct) and w.shape == (2, 1024)
+    assert isinstance(abstract.linear1.w, nnx.Param)
+
+
+def test_jvp_with_state_tangent(mode):
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    x = jnp.ones((1, 2))
+    tw = jnp.full((2, 2), 0.5)
+    y, y_dot = nnx.jvp(lambda m: m(x), (m,), ({"w": tw},))
+    np.testing.assert_allclose(y, m(x), **TOL)
+    np.testing.assert_allclose(y_dot, x @ tw, **TOL)
+
+
+def test_vjp_returns_state_cotangents(mode):
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    x = jnp.arange(2.0)[None] + 1
+    y, pullback = nnx.vjp(lambda m: m(x), m)
+    (ct,) = pullback(jnp.ones_like(y))
+    np.testing.assert_allclose(ct["w"][...], x.T @ jnp.ones_like(y), **TOL)
+    np.testing.assert_allclose(ct["b"][...], jnp.ones(2), **TOL)
+
+
+def test_custom_vjp_uses_the_custom_backward(mode):
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+
+    @nnx.custom_vjp
+    def f(m, x):
+        return jnp.sum(m.w[...] * x)
+
+    def f_fwd(m, x):
+        return f(m, x), (m.w[...], x)
+
+    def f_bwd(res, g):
+        w, x = res
+        return {"w": 3 * g * x}, g * w  # deliberately not the true derivative
+
+    f.defvjp(f_fwd, f_bwd)
+    x = jnp.full((2, 2), 2.0)
+    g = nnx.grad(lambda m: f(m, x))(m)
+    np.testing.assert_allclose(g["w"][...], 3 * x, **TOL)
+    np.testing.assert_allclose(g["b"][...], jnp.zeros(2), **TOL)
+
+
+def test_custom_vjp_rejects_writes():
+    @nnx.custom_vjp
+    def f(c):
+        c()
+        return 1.0
+
+    f.defvjp(lambda c: (f(c), None), lambda r, g: (None,))
+    with pytest.raises(nnx.transforms.TransformError, match="cannot carry state"):
+        f(Counter())
+
+
+def test_checkify_returns_error_and_updates_state():
+    from jax.experimental import checkify
+
+    c = Counter()
+
+    @nnx.checkify
+    def f(c, x):
+        c()
+        checkify.check(jnp.all(x > 0), "x must be positive")
+        return x
+
+    err, _ = f(c, jnp.ones(2))
+    assert err.get() is None and int(c.count[...]) == 1
+    err, _ = f(c, -jnp.ones(2))
+    assert "x must be positive" in err.get()
+
+
+_SHARD_SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    import nnx
+    from jax.sharding import PartitionSpec as P, NamedSharding
+    assert len(jax.devices()) == 8
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+    class Model(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.arange(4.0))
+            self.calls = nnx.BatchStat(jnp.array(0))
+        def __call__(self, x):
+            self.calls[...] += 1
+            return x * self.w
+
+    m = Model()
+    x = jnp.arange(32.0).reshape(8, 4)
+
+    @nnx.shard_map(mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"))
+    def fwd(m, x):
+        return m(x)
+
+    y = nnx.jit(fwd)(m, x)  # shard_map under jit, as it is used in training
+    np.testing.assert_allclose(y, x * jnp.arange(4.0))
+    assert int(m.calls[...]) == 1, m.calls
+
+    # jit with in/out shardings: the model replicated, data split
+    rep, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    @nnx.jit(in_shardings=(rep, split), out_shardings=split)
+    def step(m, x):
+        return m(x)
+    y = step(m, x)
+    assert y.sharding.spec == P("data"), y.sharding
+    assert int(m.calls[...]) == 2
+    print("OK")
+    """
+)
+
+
+def test_shard_map_and_jit_shardings_on_8_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", _SHARD_SCRIPT], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
