@@ -57,3 +57,44 @@ def test_train_digits_example(tmp_path):
     with np.load(tmp_path / "checkpoint.npz") as ckpt:
         assert ckpt["conv1/kernel"].shape == (3, 3, 1, 32)
         assert ckpt["linear2/kernel"].shape == (128, 10)
+
+
+def _number(pattern: str, out: str) -> float:
+    match = re.search(pattern, out, re.M)
+    assert match, f"{pattern!r} not in output:\n{out}"
+    return float(match[1])
+
+
+def test_scan_over_layers_example():
+    out = run_example("scan_over_layers.py", "--layers", "4", "--steps", "60")
+    assert "blocks.linear.kernel: (4, 32, 32)" in out
+    assert _number(r"max \|scan - python loop\| = (\S+)", out) < 1e-4
+    first = _number(r"^loss ([\d.]+) ->", out)
+    last = _number(r"-> ([\d.]+) after 60 steps", out)
+    assert last < 0.5 * first
+
+
+def test_lora_surgery_example():
+    out = run_example("lora_surgery.py", "--pretrain-steps", "100", "--finetune-steps", "100")
+    start = _number(r"fine-tuned LoRA on task B: loss ([\d.]+) ->", out)
+    end = _number(r"fine-tuned LoRA on task B: loss [\d.]+ -> ([\d.]+)", out)
+    assert end < 0.5 * start
+    assert "pretrained weights unchanged: True" in out
+    assert _number(r"surgery: (\d+) LoRA parameters", out) == (4 + 64) * 4 + (64 + 2) * 4
+
+
+def test_hijax_train_example():
+    out = run_example("hijax_train.py", "--steps", "100")
+    assert "model.linear1.kernel.hijax = True" in out
+    assert "optimizer.step = 100;" in out  # written by plain jax.jit, seen outside
+    first = _number(r"^loss ([\d.]+) ->", out)
+    assert _number(r"-> ([\d.]+) \(eval mode\)", out) < 0.5 * first
+
+
+def test_functional_api_example():
+    out = run_example("functional_api.py", "--steps", "80")
+    assert "before update: model.count = 0" in out
+    assert "after update:  model.count = 1" in out
+    assert "params: ['b', 'w'], counts: ['count']" in out
+    assert "model.count = 81;" in out  # the counter went through 80 jitted steps
+    assert _number(r"max \|w - true_w\| = ([\d.]+)", out) < 0.05
