@@ -51,9 +51,11 @@ class MLP(nnx.Module):
         return x
 
 
-def _optimizer_class():
-    """``nnx.Optimizer`` when nnx-optim provides it, else a minimal stand-in."""
+def _optimizer_class(standin: bool = False):
+    """``nnx.Optimizer`` when nnx-optim provides it (unless ``standin``), else a stand-in."""
     try:
+        if standin:
+            raise ImportError
         import nnx.optim as optim
 
         if hasattr(optim, "Optimizer"):
@@ -73,9 +75,7 @@ def _optimizer_class():
             self.wrt = wrt
             self.step = OptState(jnp.array(0, jnp.uint32))
             params = [v[...] for v in nnx.state(model, wrt).leaves()]
-            self.opt_state = nnx.data(
-                jax.tree.map(lambda x: OptState(x), tx.init(params))
-            )
+            self.opt_state = nnx.data(jax.tree.map(lambda x: OptState(x), tx.init(params)))
 
         def update(self, model, grads=None):
             if grads is None:
@@ -96,6 +96,12 @@ def _optimizer_class():
 
 
 Optimizer, USING_NNX_OPTIM = _optimizer_class()
+
+
+def use_standin_optimizer() -> None:
+    """Switch to the stand-in optimizer (one OptState Variable per optax array)."""
+    global Optimizer, USING_NNX_OPTIM
+    Optimizer, USING_NNX_OPTIM = _optimizer_class(standin=True)
 
 
 def _loss(model, x, y):
@@ -183,12 +189,23 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-hijax", action="store_true")
+    parser.add_argument(
+        "--standin-optimizer",
+        action="store_true",
+        help="use the stand-in optimizer even when nnx.Optimizer is available",
+    )
     args = parser.parse_args(argv)
+    if args.standin_optimizer:
+        use_standin_optimizer()
     x = jnp.ones((BATCH, WIDTH))
     y = jnp.zeros((BATCH, WIDTH))
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
-          f"optimizer: {'nnx.Optimizer' if USING_NNX_OPTIM else 'stand-in'}")
-    print(f"{'layers':>6} {'raw us':>9} {'nnx us':>9} {'hijax us':>9} {'nnx/raw':>8} {'hijax/raw':>9}")
+    print(
+        f"jax {jax.__version__}, backend {jax.default_backend()}, "
+        f"optimizer: {'nnx.Optimizer' if USING_NNX_OPTIM else 'stand-in'}"
+    )
+    print(
+        f"{'layers':>6} {'raw us':>9} {'nnx us':>9} {'hijax us':>9} {'nnx/raw':>8} {'hijax/raw':>9}"
+    )
     for depth in args.depths:
         steps = max(20, args.steps // max(1, depth // 10))
         runs = {"raw": make_raw(depth), "nnx": make_nnx(depth)}
@@ -202,8 +219,11 @@ def main(argv=None):
                 best[k] = min(best[k], t)
         raw = best["raw"]
         hij = best.get("hijax", float("nan"))
-        print(f"{depth:>6} {raw:>9.1f} {best['nnx']:>9.1f} {hij:>9.1f} "
-              f"{best['nnx'] / raw:>8.2f} {hij / raw:>9.2f}", flush=True)
+        print(
+            f"{depth:>6} {raw:>9.1f} {best['nnx']:>9.1f} {hij:>9.1f} "
+            f"{best['nnx'] / raw:>8.2f} {hij / raw:>9.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

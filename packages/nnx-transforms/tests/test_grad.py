@@ -50,8 +50,9 @@ def test_diffstate_selects_other_state():
 
     m = Linear(2, 2, rngs=nnx.Rngs(0))
     m.a = Lora(jnp.ones((2,)))
-    grads = nnx.grad(lambda m: jnp.sum(m.a[...] ** 2 * m.w[...].sum()),
-                     argnums=nnx.DiffState(0, Lora))(m)
+    grads = nnx.grad(
+        lambda m: jnp.sum(m.a[...] ** 2 * m.w[...].sum()), argnums=nnx.DiffState(0, Lora)
+    )(m)
     assert list(grads.keys()) == ["a"]
     np.testing.assert_allclose(grads["a"][...], 2 * m.a[...] * m.w[...].sum(), **TOL)
 
@@ -94,7 +95,7 @@ def test_grad_inside_jit_inside_vmap(mode):
     g = member_grads(stack, x)
     for i in range(3):
         w, b = stack.w[i], stack.b[i]
-        ref = jax.grad(lambda w: jnp.mean((x @ w + b) ** 2))(w)
+        ref = jax.grad(lambda w, b: jnp.mean((x @ w + b) ** 2))(w, b)
         np.testing.assert_allclose(g["w"][...][i], ref, **TOL)
 
 

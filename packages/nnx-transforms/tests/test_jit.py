@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transforms_testlib import SGD, Counter, Linear, MLP
+from transforms_testlib import MLP, SGD, Counter, Linear
 
 import nnx
 
@@ -87,7 +87,7 @@ def test_shared_variable_between_arguments_stays_shared():
         b()
         return a.count is b.count
 
-    assert f(a, b)  # noqa: traced bool of a Python identity check
+    assert f(a, b)  # a Python identity check made at trace time
     assert a.count is b.count and int(a.count[...]) == 2
 
 

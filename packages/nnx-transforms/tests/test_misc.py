@@ -148,8 +148,10 @@ _SHARD_SCRIPT = textwrap.dedent(
 
 
 def test_shard_map_and_jit_shardings_on_8_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, "-c", _SHARD_SCRIPT], env=env, capture_output=True,
-                       text=True, timeout=120)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", _SHARD_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]

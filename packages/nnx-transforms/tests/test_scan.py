@@ -12,7 +12,9 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 def _stack(n=4):
-    return nnx.vmap(lambda k: Linear(3, 3, rngs=nnx.Rngs(k)))(jax.random.split(jax.random.key(0), n))
+    return nnx.vmap(lambda k: Linear(3, 3, rngs=nnx.Rngs(k)))(
+        jax.random.split(jax.random.key(0), n)
+    )
 
 
 def test_scan_over_layers_matches_a_python_loop(mode):

@@ -74,7 +74,7 @@ class SGD(nnx.Module):
 
     def update(self, grads):
         params = nnx.state(self.model, nnx.Param)
-        for (path, p), (_, g) in zip(params.flat_state(), grads.flat_state()):
+        for (_path, p), (_, g) in zip(params.flat_state(), grads.flat_state()):
             p[...] = p[...] - self.lr * g[...]
         self.step[...] += 1
 

@@ -193,7 +193,11 @@ class GradWrapped:
                 loss, aux = out, None
             if gd is not None:
                 idx, new, inner_flat = collect_updates(
-                    objs, leaves, gd, where=where, names=graph_arg_names(fun, layout),
+                    objs,
+                    leaves,
+                    gd,
+                    where=where,
+                    names=graph_arg_names(fun, layout),
                     values=True,
                 )
                 nodes = inner_flat.nodes

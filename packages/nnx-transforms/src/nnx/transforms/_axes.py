@@ -138,9 +138,7 @@ def leaf_axes(prep, graph: tuple, arg_axes: list, names: list[str], where: str) 
         if not isinstance(x, Variable):
             k = owners[i]
             spec = arg_axes[k]
-            axes[i] = (
-                spec.axis_for(paths[i][1:], x, where) if isinstance(spec, StateAxes) else spec
-            )
+            axes[i] = spec.axis_for(paths[i][1:], x, where) if isinstance(spec, StateAxes) else spec
     return axes
 
 

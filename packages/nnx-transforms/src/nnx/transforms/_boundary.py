@@ -218,9 +218,7 @@ class Prepared:
         self.flat = flat
         leaves = self.leaves = flat.leaves
         self.all_vars = all(isinstance(x, Variable) for x in leaves)
-        self.all_plain = all(
-            not isinstance(x, Variable) or x._aux.mode == PLAIN for x in leaves
-        )
+        self.all_plain = all(not isinstance(x, Variable) or x._aux.mode == PLAIN for x in leaves)
         self.slots = tuple(
             (type(x), _plain_aux(x._aux)) if isinstance(x, Variable) else None for x in leaves
         )
@@ -306,7 +304,12 @@ def enter_values(prep: Prepared, values: list):
 
 # -- 4. exiting: what changed, and the output -----------------------------------------
 def collect_updates(
-    objs, leaves_in: list, graphdef_in, *, where: str, names: list[str] | None = None,
+    objs,
+    leaves_in: list,
+    graphdef_in,
+    *,
+    where: str,
+    names: list[str] | None = None,
     values: bool = False,
 ) -> tuple[list[int], list, Any]:
     """Compare the inner objects with what entered; return ``(indices, new values, flat)``.
@@ -511,7 +514,9 @@ def write_back(leaves: list, idx, new, *, values: bool) -> None:
 
 
 def _shape_changed(v: Variable, new) -> bool:
-    old = jax.tree.map(lambda r: r.shape, v.get_raw_value(), is_leaf=lambda r: isinstance(r, jax.Ref))
+    old = jax.tree.map(
+        lambda r: r.shape, v.get_raw_value(), is_leaf=lambda r: isinstance(r, jax.Ref)
+    )
     return old != jax.tree.map(np.shape, new)
 
 

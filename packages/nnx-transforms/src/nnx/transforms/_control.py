@@ -16,16 +16,17 @@ import jax
 from nnx.core import Pytree, Variable, is_graph_node
 from nnx.transforms._boundary import (
     PrepareCache,
+    assemble,
+    call_without_cells,
     collect_updates,
     enter_values,
     export_output,
     import_output,
     split_call,
-    assemble,
-    call_without_cells,
     write_back,
 )
 from nnx.transforms._errors import CarryError, StructureError
+
 
 def _prepare(graph):
     return PrepareCache()(graph) if graph else None
@@ -167,7 +168,7 @@ class _LoopCarry:
                     )
             else:
                 new_plain.append(t)
-        for k, (a, b) in enumerate(zip(plain_in, new_plain)):
+        for _k, (a, b) in enumerate(zip(plain_in, new_plain)):
             ta, tb = jax.tree.map(jax.typeof, a), jax.tree.map(jax.typeof, b)
             if jax.tree.structure(ta) != jax.tree.structure(tb) or any(
                 (x.shape, x.dtype) != (y.shape, y.dtype)

@@ -18,8 +18,8 @@ import jax
 
 from nnx.core import Variable
 from nnx.transforms._boundary import (
-    PLAIN,
     GRAPH,
+    PLAIN,
     PLAIN_ARG,
     PrepareCache,
     assemble,
@@ -212,24 +212,21 @@ class JitWrapped:
             return None
         index = graph_arg_index(layout)
         donated_graph = {
-            k for k, where in enumerate(index)
+            k
+            for k, where in enumerate(index)
             if where in self._donate_argnums or where in self._donate_argnames
         }
         if prep is not None:
             owners = prep.owners(graph)
             leaf_mask = tuple(
-                owners[i] in donated_graph
-                and isinstance(x, Variable)
-                and x._aux.mode == PLAIN
+                owners[i] in donated_graph and isinstance(x, Variable) and x._aux.mode == PLAIN
                 for i, x in enumerate(prep.leaves)
             )
         else:
             leaf_mask = ()
         pos, kw = layout
         plain_mask = tuple(i in self._donate_argnums for i, c in enumerate(pos) if c is PLAIN_ARG)
-        kw_mask = frozenset(
-            k for k, c in kw if c is PLAIN_ARG and k in self._donate_argnames
-        )
+        kw_mask = frozenset(k for k, c in kw if c is PLAIN_ARG and k in self._donate_argnames)
         return leaf_mask, plain_mask, kw_mask
 
     def _leaf_shardings(self, layout, prep, graph) -> list:

@@ -81,8 +81,10 @@ def lift(
             return upd, out
         return new, out
 
-    transformed = transform(inner) if in_spec is None else transform(
-        inner, in_spec(prep, layout, graph), out_spec(prep)
+    transformed = (
+        transform(inner)
+        if in_spec is None
+        else transform(inner, in_spec(prep, layout, graph), out_spec(prep))
     )
     new, out = transformed(values, plain, plain_kw)
     if prep is not None:
@@ -120,8 +122,12 @@ def remat(
         def wrapper(*args, **kwargs):
             return lift(
                 lambda g: jax.checkpoint(g, prevent_cse=prevent_cse, policy=policy),
-                f, args, kwargs, where=f"nnx.remat({getattr(f, '__name__', 'f')})",
-                static_argnums=statics, prep_cache=cache,
+                f,
+                args,
+                kwargs,
+                where=f"nnx.remat({getattr(f, '__name__', 'f')})",
+                static_argnums=statics,
+                prep_cache=cache,
             )
 
         return wrapper
@@ -155,7 +161,10 @@ def eval_shape(fun: Callable, *args, **kwargs):
     (there is no array to put in a ref or a hijax cell).
     """
     return lift(
-        lambda g: functools.partial(jax.eval_shape, g), fun, args, kwargs,
+        lambda g: functools.partial(jax.eval_shape, g),
+        fun,
+        args,
+        kwargs,
         where=f"nnx.eval_shape({getattr(fun, '__name__', 'f')})",
         post_out=_plain_vars,
     )
@@ -252,9 +261,15 @@ def shard_map(
                 return jax.shard_map(g, mesh=mesh, in_specs=ins, out_specs=outs, **shard_map_kwargs)
 
             return lift(
-                transform, f, args, kwargs,
+                transform,
+                f,
+                args,
+                kwargs,
                 where=f"nnx.shard_map({getattr(f, '__name__', 'f')})",
-                all_updates=True, prep_cache=cache, in_spec=in_spec, out_spec=out_spec,
+                all_updates=True,
+                prep_cache=cache,
+                in_spec=in_spec,
+                out_spec=out_spec,
             )
 
         return wrapper
@@ -299,7 +314,11 @@ class _Abstract:
 def _leaf_tangents(node, tangent, where: str) -> list:
     """Per-leaf tangents of ``node`` from a State/mapping or an object of the same structure."""
     sub = node if isinstance(node, _Abstract) else flatten(node, with_paths=True)
-    if is_graph_node(tangent) or isinstance(tangent, (list, tuple)) and not isinstance(tangent, State):
+    if (
+        is_graph_node(tangent)
+        or isinstance(tangent, (list, tuple))
+        and not isinstance(tangent, State)
+    ):
         tflat = flatten(tangent, with_paths=True)
         lookup = dict(zip(tflat.paths, tflat.leaves))
     elif isinstance(tangent, Mapping):
@@ -351,7 +370,7 @@ def _values_fn(fun, args, where):
 
     def g(*per_arg):
         objs, state = [], []
-        for p, v, a in zip(preps, per_arg, args):
+        for p, v, _a in zip(preps, per_arg, args):
             if p is None:
                 objs.append(v)
                 continue
@@ -390,9 +409,7 @@ def jvp(fun: Callable, primals: tuple, tangents: tuple):
     """
     where = f"nnx.jvp({getattr(fun, '__name__', 'f')})"
     g, vals, is_g, _, apply = _values_fn(fun, tuple(primals), where)
-    tans = [
-        _leaf_tangents(a, t, where) if isg else t for a, t, isg in zip(primals, tangents, is_g)
-    ]
+    tans = [_leaf_tangents(a, t, where) if isg else t for a, t, isg in zip(primals, tangents, is_g)]
     (out, news), (out_dot, _) = jax.jvp(g, tuple(vals), tuple(tans))
     apply(news)
     return out, out_dot
@@ -474,7 +491,9 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             raise TransformError("nnx.custom_vjp: call defvjp(fwd, bwd) before calling it.")
         where = f"nnx.custom_vjp({getattr(self.fun, '__name__', 'f')})"
         nd = set(self.nondiff_argnums)
-        is_g = [not (i in nd) and (is_graph_node(a) or _contains_graph(a)) for i, a in enumerate(args)]
+        is_g = [
+            i not in nd and (is_graph_node(a) or _contains_graph(a)) for i, a in enumerate(args)
+        ]
         flats = [flatten(a, with_paths=True) if g else None for a, g in zip(args, is_g)]
         from nnx.transforms._boundary import Prepared
 

@@ -181,8 +181,9 @@ class ScanWrapped:
             s_changed = [i for i in s_idx if i in changed]
             s_new = [changed[i] for i in s_changed]
             ys_conv, spec = export_output(tuple(ys_user), nodes, where=where, as_hijax=as_hijax)
-            holder.update(c_changed=[i for i in c_idx if i in changed], s_changed=s_changed,
-                          spec=spec)
+            holder.update(
+                c_changed=[i for i in c_idx if i in changed], s_changed=s_changed, spec=spec
+            )
             return (c_new, carry_out_pl), (s_new, ys_conv)
 
         xs = (s_vals, s_plain_vals)
