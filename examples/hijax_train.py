@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             print(f"step {step:4d}: loss {loss:.4f}")
     model.eval()  # BatchNorm uses the running statistics the steps wrote
     final = float(eval_loss(x, y))
-    print(f"optimizer.step = {int(optimizer.step[...])}; "
-          f"bn.mean[:3] = {jnp.round(model.bn.mean[:3], 3)}")
+    print(
+        f"optimizer.step = {int(optimizer.step[...])}; "
+        f"bn.mean[:3] = {jnp.round(model.bn.mean[:3], 3)}"
+    )
     print(f"loss {first:.4f} -> {final:.4f} (eval mode) after {args.steps} steps")
     return {"first_loss": first, "eval_loss": final}
 

@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     frozen_after = nnx.state(model, nnx.All(nnx.Param, nnx.Not(LoraParam)))
     unchanged = all(
-        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(frozen_before),
-                                             jax.tree.leaves(frozen_after))
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(frozen_before), jax.tree.leaves(frozen_after))
     )
     print(f"pretrained weights unchanged: {unchanged}")
     assert unchanged

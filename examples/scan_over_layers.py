@@ -56,7 +56,7 @@ def loop_forward(model: ScannedMLP, x: jax.Array) -> jax.Array:
     h = model.embed(x)
     num_layers = jax.tree.leaves(state)[0].shape[0]
     for i in range(num_layers):
-        block = nnx.merge(graphdef, jax.tree.map(lambda v: v[i], state))
+        block = nnx.merge(graphdef, jax.tree.map(lambda v, i=i: v[i], state))
         h = block(h)
     return model.head(h)
 

@@ -85,8 +85,9 @@ def load_digits(seed: int = 0):
 
 
 def evaluate(model: CNN, images, labels, batch_size: int = 256) -> dict[str, float]:
-    metrics = nnx.metrics.MultiMetric(loss=nnx.metrics.Average("loss"),
-                                      accuracy=nnx.metrics.Accuracy())
+    metrics = nnx.metrics.MultiMetric(
+        loss=nnx.metrics.Average("loss"), accuracy=nnx.metrics.Accuracy()
+    )
     model.eval()
     for i in range(0, len(images), batch_size):
         eval_step(model, metrics, images[i : i + batch_size], labels[i : i + batch_size])
@@ -157,10 +158,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = CNN(rngs=nnx.Rngs(params=args.seed, dropout=args.seed + 1))
     schedule = optax.cosine_decay_schedule(args.learning_rate, args.epochs * steps_per_epoch)
     optimizer = nnx.Optimizer(model, optax.adamw(schedule, weight_decay=1e-4))
-    metrics = nnx.metrics.MultiMetric(loss=nnx.metrics.Average("loss"),
-                                      accuracy=nnx.metrics.Accuracy())
-    print(f"train {len(x_tr)} / test {len(x_te)} digits; "
-          f"{sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))):,} parameters")
+    metrics = nnx.metrics.MultiMetric(
+        loss=nnx.metrics.Average("loss"), accuracy=nnx.metrics.Accuracy()
+    )
+    print(
+        f"train {len(x_tr)} / test {len(x_te)} digits; "
+        f"{sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))):,} parameters"
+    )
 
     rng = np.random.default_rng(args.seed)
     losses, accuracies = [], []
@@ -177,8 +181,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         metrics.reset()
         test = evaluate(model, x_te, y_te)
         accuracies.append(test["accuracy"])
-        line = (f"epoch {epoch:2d}: train loss {train['loss']:.4f} acc {train['accuracy']:.4f}"
-                f" | test loss {test['loss']:.4f} acc {test['accuracy']:.4f}")
+        line = (
+            f"epoch {epoch:2d}: train loss {train['loss']:.4f} acc {train['accuracy']:.4f}"
+            f" | test loss {test['loss']:.4f} acc {test['accuracy']:.4f}"
+        )
         if bar is not None:
             bar.set_postfix(loss=f"{train['loss']:.3f}", test_acc=f"{test['accuracy']:.3f}")
             bar.write(line)
@@ -196,12 +202,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     load_checkpoint(restored, args.out / "checkpoint.npz")
     restored_acc = evaluate(restored, x_te, y_te)["accuracy"]
 
-    print(f"test accuracy: {accuracies[-1]:.4f} after {args.epochs} epochs "
-          f"in {train_seconds:.1f}s (optimizer step {int(optimizer.step[...])})")
+    print(
+        f"test accuracy: {accuracies[-1]:.4f} after {args.epochs} epochs "
+        f"in {train_seconds:.1f}s (optimizer step {int(optimizer.step[...])})"
+    )
     print(f"saved {args.out / 'checkpoint.npz'} and {args.out / 'loss_curve.png'}")
     print(f"restored checkpoint: test accuracy {restored_acc:.4f}")
-    return {"test_accuracy": accuracies[-1], "restored_accuracy": restored_acc,
-            "seconds": train_seconds}
+    return {
+        "test_accuracy": accuracies[-1],
+        "restored_accuracy": restored_acc,
+        "seconds": train_seconds,
+    }
 
 
 if __name__ == "__main__":

@@ -29,15 +29,22 @@ def run_example(name: str, *args: str, timeout: int = 240) -> str:
     env.setdefault("JAX_PLATFORMS", "cpu")
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
 def test_every_example_is_tested():
-    tested = {n.removeprefix("test_").removesuffix("_example") + ".py"
-              for n in globals() if n.startswith("test_") and n.endswith("_example")}
+    tested = {
+        n.removeprefix("test_").removesuffix("_example") + ".py"
+        for n in globals()
+        if n.startswith("test_") and n.endswith("_example")
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
 
 
@@ -45,8 +52,9 @@ def test_train_digits_example(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     out = run_example("train_digits.py", "--epochs", "2", "--no-progress", "--out", str(tmp_path))
-    epochs = re.findall(r"^epoch +(\d+): train loss ([\d.]+) .*test loss ([\d.]+) acc ([\d.]+)$",
-                        out, re.M)
+    epochs = re.findall(
+        r"^epoch +(\d+): train loss ([\d.]+) .*test loss ([\d.]+) acc ([\d.]+)$", out, re.M
+    )
     assert [int(e[0]) for e in epochs] == [1, 2]
     assert float(epochs[1][1]) < float(epochs[0][1])  # training loss goes down
     accuracy = float(re.search(r"^test accuracy: ([\d.]+)", out, re.M)[1])

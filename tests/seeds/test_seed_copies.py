@@ -36,9 +36,7 @@ def test_uncomment_keeps_code_drops_the_todo():
     assert uncomment(src) == "@jax.vmap\ndef f(x):\n  return x\n\nprint(f)\n"
 
 
-@pytest.mark.parametrize(
-    "name, count", [("000", 16), ("001", 15), ("002", 21), ("003", 14)]
-)
+@pytest.mark.parametrize("name, count", [("000", 16), ("001", 15), ("002", 21), ("003", 14)])
 def test_every_code_cell_is_found(name, count):
     (path,) = COPIED_SEEDS.glob(f"{name}_*.txt")
     assert len(extract_cells(path.read_text())) == count
