@@ -58,8 +58,10 @@ def test_default_wrt_is_param_and_opt_state_mirrors_optax():
     assert optimizer.wrt is nnx.Param
     count = optimizer.opt_state[0].count
     assert isinstance(count, OptState) and count.value == 0
-    mu = optimizer.opt_state[0].mu.value  # one Variable holds the whole param-shaped tree
-    assert isinstance(mu, nnx.State)
+    mu_var = optimizer.opt_state[0].mu  # one Variable holds the whole param-shaped tree
+    # stored as plain dicts (JAX flattens those in C++), seen by optax as a State
+    assert type(mu_var.value) is dict and mu_var.state_tree is True
+    mu = nnx.State(mu_var.value)
     paths = [p for p, _ in nnx.state(model, nnx.Param).flat_state()]
     assert [p for p, _ in mu.flat_state()] == paths
     assert all(float(jnp.abs(x).sum()) == 0 for x in jax.tree.leaves(mu))

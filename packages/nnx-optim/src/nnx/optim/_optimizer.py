@@ -202,21 +202,54 @@ def grad_values(sel: Selection, grads: Any, pred, wrt, params: list) -> list:
 
 
 # -- the optax state in Variables ----------------------------------------------
+def _to_plain(x: Any) -> Any:
+    """A State as nested plain dicts, which JAX flattens in C++ (State takes a Python
+    callback per node on every call). Levels whose keys mix ints and names stay State."""
+    if not isinstance(x, State):
+        return x
+    keys = list(x)
+    if len({type(k) for k in keys}) > 1:
+        return x
+    return {k: _to_plain(dict.__getitem__(x, k)) for k in keys}
+
+
+def _from_plain(x: Any) -> Any:
+    if type(x) is dict:
+        return State({k: _from_plain(v) for k, v in x.items()})
+    return x
+
+
 def _wrap_leaf(x):
-    return OptState(x if isinstance(x, State) else jnp.asarray(x))
+    if isinstance(x, State):
+        return OptState(_to_plain(x), state_tree=True)
+    return OptState(jnp.asarray(x))
 
 
 def wrap_opt_state(raw: Any) -> Any:
-    """The optax state with each param-shaped State and each other array in an OptState."""
+    """The optax state with each param-shaped State and each other array in an OptState.
+
+    Param-shaped States are stored as plain nested dicts (``state_tree=True``) so that
+    ``nnx.jit`` hands them to ``jax.jit`` without per-node Python callbacks; optax
+    sees States again in ``update``.
+    """
     return jax.tree.map(_wrap_leaf, raw, is_leaf=_is_state)
 
 
+def _read(v: Variable) -> Any:
+    value = v.get_value()
+    return _from_plain(value) if v.get_metadata("state_tree") else value
+
+
+def _write(v: Variable, x: Any) -> None:
+    v.set_value(_to_plain(x) if v.get_metadata("state_tree") else x)
+
+
 def read_opt_state(wrapped: Any) -> Any:
-    return jax.tree.map(lambda v: v.get_value(), wrapped, is_leaf=_is_variable)
+    return jax.tree.map(_read, wrapped, is_leaf=_is_variable)
 
 
 def write_opt_state(wrapped: Any, raw: Any) -> None:
-    jax.tree.map(lambda v, x: v.set_value(x), wrapped, raw, is_leaf=_is_variable)
+    jax.tree.map(_write, wrapped, raw, is_leaf=_is_variable)
 
 
 _MISSING = object()
