@@ -4,6 +4,18 @@ The seed sets `nnx.var_defaults(hijax=True)` for the whole guide and restores it
 its last cell; the module-scoped fixture of conftest.py restores it too if a test
 fails half way. One test per cell, run in order in one namespace; the commented-out
 "scan over layers" cell runs as well (uncommented).
+
+Limitations, cell by cell:
+- "Scan Over Layers" (commented out in the seed): raises nnx.HijaxError as written
+  (plain jax.vmap/jax.lax.scan have no batching rule for hijax Variables); the message
+  says to use nnx.vmap/nnx.scan or `vars_as(hijax=False)` around the transform, and both
+  rewrites run. The as-written test is a strict xfail until nnx-core supports it.
+- "Mutable Outputs": raises nnx.HijaxError saying to use nnx.jit or
+  `vars_as(hijax=False)`; the next cell (vars_as round trip) works.
+- "Reference Sharing": one Variable passed as two arguments is not detected (JAX does
+  not check hi-types; nothing to lose there since `f` does not write). One Variable
+  shared inside a Pytree now works: the write propagates. `find_duplicates` and
+  split/merge work.
 """
 
 import jax
