@@ -1,7 +1,7 @@
 """Train a small CNN on scikit-learn's 8x8 digits: the nnx main demo.
 
     hatch run demo                              # or:
-    python examples/train_digits.py [--epochs 10] [--out examples/out/digits]
+    python examples/train_digits.py [--epochs 15] [--out examples/out/digits]
 
 No download: the 1,797 digits ship with scikit-learn. In under a minute on a laptop
 CPU it reaches about 98-99% test accuracy, then writes
@@ -144,7 +144,7 @@ def progress_bar(total: int, disable: bool):
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)

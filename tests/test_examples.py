@@ -58,7 +58,7 @@ def test_train_digits_example(tmp_path):
     assert [int(e[0]) for e in epochs] == [1, 2]
     assert float(epochs[1][1]) < float(epochs[0][1])  # training loss goes down
     accuracy = float(re.search(r"^test accuracy: ([\d.]+)", out, re.M)[1])
-    assert accuracy >= 0.85, out  # two epochs; the full demo (10) reaches ~0.98
+    assert accuracy >= 0.85, out  # two epochs; the full demo (15) reaches 0.98-0.99
     restored = float(re.search(r"^restored checkpoint: test accuracy ([\d.]+)", out, re.M)[1])
     assert restored == pytest.approx(accuracy, abs=1e-4)
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
