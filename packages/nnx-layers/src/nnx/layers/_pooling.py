@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from nnx.layers._errors import ShapeError
@@ -68,11 +69,11 @@ def avg_pool(
 
         y = nnx.avg_pool(x, (2, 2), strides=(2, 2))   # (N, 8, 8, C) -> (N, 4, 4, C)
     """
-    total = pool(inputs, jnp.asarray(0, inputs.dtype), lax.add, window_shape, strides, padding)
+    total = pool(inputs, np.zeros((), inputs.dtype), lax.add, window_shape, strides, padding)
     if count_include_pad:
         return total / jnp.asarray(_prod(window_shape), inputs.dtype)
     ones = jnp.ones(inputs.shape[-len(window_shape) - 1 : -1] + (1,), inputs.dtype)
-    counts = pool(ones, jnp.asarray(0, inputs.dtype), lax.add, window_shape, strides, padding)
+    counts = pool(ones, np.zeros((), inputs.dtype), lax.add, window_shape, strides, padding)
     return total / counts
 
 
@@ -104,7 +105,9 @@ def _prod(xs) -> int:
 
 
 def _extreme(dtype, *, low: bool):
+    # a concrete numpy init, so that under jit lax.reduce_window still recognises the
+    # max/min monoid (a traced init falls back to a generic, non-differentiable window)
     if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.asarray(-jnp.inf if low else jnp.inf, dtype)
+        return np.array(-np.inf if low else np.inf, dtype)
     info = jnp.iinfo(dtype)
-    return jnp.asarray(info.min if low else info.max, dtype)
+    return np.array(info.min if low else info.max, dtype)
