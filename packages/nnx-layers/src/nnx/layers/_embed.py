@@ -13,12 +13,13 @@ from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
     Initializer,
+    PrecisionLike,
     check_positive,
     make_param,
     param_key,
     promote_dtype,
 )
-from nnx.layers._errors import LayerError
+from nnx.layers._errors import LayerError, ShapeError
 
 default_embed_init = initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
 
@@ -32,7 +33,7 @@ class Embed(Module):
         h = embed(jnp.array([[1, 2], [3, 9]]))    # (2, 2, 4)
         logits = embed.attend(h)                   # (2, 2, 10): h @ embedding.T
 
-    Ids outside ``[0, num_embeddings)`` follow ``jnp.take``'s default (clamped on
+    ``precision`` is passed to the matmul of ``attend``. Ids outside ``[0, num_embeddings)`` follow ``jnp.take``'s default (clamped on
     CPU/GPU inside jit); check them yourself if that matters.
     """
 
@@ -44,6 +45,7 @@ class Embed(Module):
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
         embedding_init: Initializer = default_embed_init,
+        precision: PrecisionLike = None,
         embedding_metadata: Mapping[str, Any] | None = None,
         rngs: Rngs,
     ):
@@ -62,6 +64,7 @@ class Embed(Module):
         self.dtype = dtype or param_dtype
         self.param_dtype = param_dtype
         self.embedding_init = embedding_init
+        self.precision = precision
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         if not jnp.issubdtype(jnp.result_type(inputs), jnp.integer):
@@ -77,4 +80,9 @@ class Embed(Module):
     def attend(self, query: jax.Array) -> jax.Array:
         """Scores of ``query`` (..., features) against every embedding: ``query @ embedding.T``."""
         query, embedding = promote_dtype((query, self.embedding[...]), dtype=self.dtype)
-        return jnp.dot(query, embedding.T)
+        if jnp.shape(query)[-1:] != (self.features,):
+            raise ShapeError(
+                f"Embed(features={self.features}).attend expects queries whose last axis has "
+                f"size {self.features}, got shape {jnp.shape(query)}."
+            )
+        return jnp.dot(query, embedding.T, precision=self.precision)

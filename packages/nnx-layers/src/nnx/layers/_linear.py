@@ -290,6 +290,7 @@ class Einsum(Module):
             metadata=kernel_metadata,
         )
         if bias_shape is not None:
+            _check_bias_shape(einsum_str, kernel_shape, tuple(bias_shape))
             self.bias = make_param(
                 bias_init,
                 param_key(rngs, "Einsum"),
@@ -330,3 +331,24 @@ def _check_einsum_str(einsum_str: str) -> None:
             f"Einsum: {einsum_str!r} must name exactly two operands and an output, "
             "like 'btd,dh->bth' (input first, kernel second)."
         )
+
+
+def _check_bias_shape(einsum_str: str, kernel_shape: tuple[int, ...], bias_shape) -> None:
+    """The bias is added to the trailing output axes: its sizes must fit the kernel's."""
+    ins, out = einsum_str.replace(" ", "").split("->")
+    sizes = dict(zip(ins.split(",")[1], kernel_shape))
+    named = out.split("...")[-1]
+    if len(bias_shape) > len(named) and "..." not in out:
+        raise ShapeError(
+            f"Einsum: bias_shape {bias_shape} has {len(bias_shape)} axes but the output "
+            f"{out!r} of {einsum_str!r} has {len(named)}; the bias is added to the trailing "
+            "output axes."
+        )
+    for j in range(1, min(len(bias_shape), len(named)) + 1):
+        letter, size = named[-j], bias_shape[-j]
+        if letter in sizes and size not in (1, sizes[letter]):
+            raise ShapeError(
+                f"Einsum: bias_shape {bias_shape} does not fit the output {out!r} of "
+                f"{einsum_str!r}: axis {letter!r} has size {sizes[letter]} in the kernel, "
+                f"the bias gives it {size} (expected {sizes[letter]} or 1)."
+            )

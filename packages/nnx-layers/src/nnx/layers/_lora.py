@@ -13,6 +13,7 @@ from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
     Initializer,
+    PrecisionLike,
     check_positive,
     make_param,
     param_key,
@@ -54,6 +55,7 @@ class LoRA(Module):
         a_initializer: Initializer = default_a_initializer,
         b_initializer: Initializer = initializers.zeros,
         lora_param_type: type[Param] = LoRAParam,
+        precision: PrecisionLike = None,
         rngs: Rngs,
     ):
         check_positive(
@@ -83,6 +85,7 @@ class LoRA(Module):
         self.out_features = out_features
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.precision = precision
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.shape[-1] != self.in_features:
@@ -91,7 +94,7 @@ class LoRA(Module):
                 f"{self.in_features}, got shape {x.shape}."
             )
         x, a, b = promote_dtype((x, self.lora_a[...], self.lora_b[...]), dtype=self.dtype)
-        out = x @ a @ b
+        out = jnp.matmul(jnp.matmul(x, a, precision=self.precision), b, precision=self.precision)
         if self.base_module is not None:
             out = out + self.base_module(x)
         return out
@@ -105,7 +108,8 @@ class LoRALinear(Linear):
         layer = nnx.LoRALinear(3, 4, lora_rank=2, rngs=nnx.Rngs(0))
         y = layer(jnp.ones((1, 3)))
 
-    Takes every ``Linear`` argument; ``lora_*`` configure the ``lora`` submodule.
+    Takes every ``Linear`` argument; ``lora_*`` configure the ``lora`` submodule, which
+    shares the layer's ``precision``.
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class LoRALinear(Linear):
             a_initializer=a_initializer,
             b_initializer=b_initializer,
             lora_param_type=lora_param_type,
+            precision=self.precision,
             rngs=rngs,
         )
 

@@ -14,9 +14,19 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nnx.core import Module, Param, Rngs, RngStream, flatten, is_variable, unflatten, vars_as
+from nnx.core import (
+    Module,
+    Param,
+    Rngs,
+    RngStream,
+    VariableMetadata,
+    flatten,
+    is_variable,
+    unflatten,
+    vars_as,
+)
 from nnx.layers import initializers
-from nnx.layers._common import Dtype, Initializer, check_positive, first_from
+from nnx.layers._common import Dtype, Initializer, PrecisionLike, check_positive, first_from
 from nnx.layers._errors import LayerError, ShapeError
 from nnx.layers._linear import Linear, default_kernel_init
 
@@ -102,28 +112,27 @@ class LSTMCell(RNNCellBase):
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
         carry_init: Initializer = initializers.zeros,
+        precision: PrecisionLike = None,
         keep_rngs: bool = True,
         rngs: Rngs,
     ):
         check_positive("LSTMCell", in_features=in_features, hidden_features=hidden_features)
-        dense_i = lambda: Linear(
-            in_features,
-            hidden_features,
-            use_bias=False,
-            kernel_init=kernel_init,  # noqa: E731
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
-        dense_h = lambda: Linear(
-            hidden_features,
-            hidden_features,
-            kernel_init=recurrent_kernel_init,  # noqa: E731
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
+        common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision, rngs=rngs)
+
+        def dense_i():
+            return Linear(
+                in_features, hidden_features, use_bias=False, kernel_init=kernel_init, **common
+            )
+
+        def dense_h():
+            return Linear(
+                hidden_features,
+                hidden_features,
+                kernel_init=recurrent_kernel_init,
+                bias_init=bias_init,
+                **common,
+            )
+
         self.ii, self.if_, self.ig, self.io = dense_i(), dense_i(), dense_i(), dense_i()
         self.hi, self.hf, self.hg, self.ho = dense_h(), dense_h(), dense_h(), dense_h()
         self.in_features = in_features
@@ -132,10 +141,12 @@ class LSTMCell(RNNCellBase):
         self.activation_fn = activation_fn
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.precision = precision
         self.carry_init = carry_init
         self._keep(rngs, keep_rngs)
 
     def __call__(self, carry: Carry, inputs: jax.Array) -> tuple[Carry, jax.Array]:
+        _check_step_input(self, inputs)
         c, h = carry
         i = self.gate_fn(self.ii(inputs) + self.hi(h))
         f = self.gate_fn(self.if_(inputs) + self.hf(h))
@@ -179,6 +190,7 @@ class GRUCell(RNNCellBase):
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
         carry_init: Initializer = initializers.zeros,
+        precision: PrecisionLike = None,
         keep_rngs: bool = True,
         rngs: Rngs,
     ):
@@ -190,6 +202,7 @@ class GRUCell(RNNCellBase):
             bias_init=bias_init,
             dtype=dtype,
             param_dtype=param_dtype,
+            precision=precision,
             rngs=rngs,
         )
         self.dense_h = Linear(
@@ -199,6 +212,7 @@ class GRUCell(RNNCellBase):
             kernel_init=_stacked(recurrent_kernel_init, 3),
             dtype=dtype,
             param_dtype=param_dtype,
+            precision=precision,
             rngs=rngs,
         )
         self.in_features = in_features
@@ -207,10 +221,12 @@ class GRUCell(RNNCellBase):
         self.activation_fn = activation_fn
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.precision = precision
         self.carry_init = carry_init
         self._keep(rngs, keep_rngs)
 
     def __call__(self, carry: Carry, inputs: jax.Array) -> tuple[Carry, jax.Array]:
+        _check_step_input(self, inputs)
         h = carry
         x_r, x_z, x_n = jnp.split(self.dense_i(inputs), 3, axis=-1)
         h_r, h_z, h_n = jnp.split(self.dense_h(h), 3, axis=-1)
@@ -247,6 +263,7 @@ class SimpleCell(RNNCellBase):
         kernel_init: Initializer = default_kernel_init,
         recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
         bias_init: Initializer = initializers.zeros,
+        precision: PrecisionLike = None,
         keep_rngs: bool = True,
         rngs: Rngs,
     ):
@@ -258,6 +275,7 @@ class SimpleCell(RNNCellBase):
             kernel_init=kernel_init,
             dtype=dtype,
             param_dtype=param_dtype,
+            precision=precision,
             rngs=rngs,
         )
         self.dense_h = Linear(
@@ -267,18 +285,21 @@ class SimpleCell(RNNCellBase):
             bias_init=bias_init,
             dtype=dtype,
             param_dtype=param_dtype,
+            precision=precision,
             rngs=rngs,
         )
         self.in_features = in_features
         self.hidden_features = hidden_features
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.precision = precision
         self.carry_init = carry_init
         self.residual = residual
         self.activation_fn = activation_fn
         self._keep(rngs, keep_rngs)
 
     def __call__(self, carry: Carry, inputs: jax.Array) -> tuple[Carry, jax.Array]:
+        _check_step_input(self, inputs)
         new_h = self.activation_fn(self.dense_i(inputs) + self.dense_h(carry))
         if self.residual:
             new_h = new_h + carry
@@ -289,13 +310,29 @@ class SimpleCell(RNNCellBase):
         return self._zero_state(input_shape, rngs)
 
 
+def _check_step_input(cell: RNNCellBase, inputs: jax.Array) -> None:
+    n = cell.in_features
+    if jnp.shape(inputs)[-1:] != (n,):
+        raise ShapeError(
+            f"{type(cell).__name__}(in_features={n}) takes one time step of shape "
+            f"(*batch, {n}), got {jnp.shape(inputs)}; run a sequence with nnx.RNN(cell)."
+        )
+
+
 def _stacked(init: Initializer, n: int) -> Initializer:
-    """Initialize a (d, n * d) kernel as n independent (d, d) blocks (e.g. n orthogonal ones)."""
+    """Initialize a (d, n * d) kernel as n independent (d, d) blocks (e.g. n orthogonal ones).
+
+    Metadata from a partitioning-aware ``init`` (``nnx.with_partitioning``) is kept.
+    """
 
     def stacked(key, shape, dtype=jnp.float32):
         d_in, d_out = shape
-        keys = jax.random.split(key, n)
-        return jnp.concatenate([init(k, (d_in, d_out // n), dtype) for k in keys], axis=-1)
+        blocks = [init(k, (d_in, d_out // n), dtype) for k in jax.random.split(key, n)]
+        values = [b.value if isinstance(b, VariableMetadata) else b for b in blocks]
+        out = jnp.concatenate(values, axis=-1)
+        if isinstance(blocks[0], VariableMetadata):
+            return VariableMetadata(out, blocks[0].metadata)
+        return out
 
     return stacked
 
