@@ -13,8 +13,13 @@ Run::
     PYTHONPATH=packages/nnx-core/src:packages/nnx-transforms/src:packages/nnx-optim/src \\
       python benchmarks/jit_overhead.py [--depths 1 10 100 300] [--steps 300]
 
-It prints one row per depth with µs/step and the ratios (b)/(a) and (c)/(a)
-(targets: at most 1.3). Timings are never asserted in tests.
+It prints one row per depth with raw µs/step and each case's ratio to raw
+(targets: (b)/(a) and (c)/(a) at most 1.3). Timings are never asserted in tests.
+
+With Flax and Equinox installed (``hatch run bench:jit``, see hatch.toml) the same
+step written with Flax NNX (``flax_jit``, ``flax_split``) and Equinox (``equinox``)
+runs beside them (``benchmarks/peers.py``); ``--compile`` adds the first-call time
+(trace + compile) of nnx.jit against Flax NNX's.
 """
 
 from __future__ import annotations
@@ -183,6 +188,24 @@ def time_per_step(run, x, y, steps: int, repeats: int) -> float:
     return min(samples), statistics.median(samples)
 
 
+def _peers():
+    """``benchmarks/peers.py`` when Flax and Equinox are installed, else None."""
+    try:
+        import peers
+    except ImportError:
+        return None
+    return peers
+
+
+def first_call_s(make, depth: int, x, y) -> float:
+    """Seconds of the first call of a fresh step (tracing and compiling)."""
+    jax.clear_caches()
+    run = make(depth)
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(x, y))
+    return time.perf_counter() - t0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[1, 10, 100, 300])
@@ -194,23 +217,37 @@ def main(argv=None):
         action="store_true",
         help="use the stand-in optimizer even when nnx.Optimizer is available",
     )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip Flax NNX and Equinox even if installed"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the first call (trace + compile) of nnx.jit against Flax NNX",
+    )
     args = parser.parse_args(argv)
     if args.standin_optimizer:
         use_standin_optimizer()
+    peers = None if args.no_peers else _peers()
     x = jnp.ones((BATCH, WIDTH))
     y = jnp.zeros((BATCH, WIDTH))
+    makers = {"raw": make_raw, "nnx": make_nnx}
+    if not args.skip_hijax:
+        makers["hijax"] = make_hijax
+    if peers is not None:
+        makers.update(peers.MAKERS)
+    versions = (
+        "" if peers is None else ", " + ", ".join(f"{k} {v}" for k, v in peers.VERSIONS.items())
+    )
     print(
-        f"jax {jax.__version__}, backend {jax.default_backend()}, "
+        f"jax {jax.__version__}{versions}, backend {jax.default_backend()}, "
         f"optimizer: {'nnx.Optimizer' if USING_NNX_OPTIM else 'stand-in'}"
     )
-    print(
-        f"{'layers':>6} {'raw us':>9} {'nnx us':>9} {'hijax us':>9} {'nnx/raw':>8} {'hijax/raw':>9}"
-    )
+    others = [k for k in makers if k != "raw"]
+    print(f"{'layers':>6} {'raw us':>9} " + " ".join(f"{k + '/raw':>14}" for k in others))
     for depth in args.depths:
         steps = max(20, args.steps // max(1, depth // 10))
-        runs = {"raw": make_raw(depth), "nnx": make_nnx(depth)}
-        if not args.skip_hijax:
-            runs["hijax"] = make_hijax(depth)
+        runs = {k: make(depth) for k, make in makers.items()}
         # interleave the measurements so that drifts of the machine hit all equally
         best = {k: float("inf") for k in runs}
         for _ in range(args.repeats):
@@ -218,12 +255,27 @@ def main(argv=None):
                 t, _ = time_per_step(run, x, y, steps, 1)
                 best[k] = min(best[k], t)
         raw = best["raw"]
-        hij = best.get("hijax", float("nan"))
         print(
-            f"{depth:>6} {raw:>9.1f} {best['nnx']:>9.1f} {hij:>9.1f} "
-            f"{best['nnx'] / raw:>8.2f} {hij / raw:>9.2f}",
+            f"{depth:>6} {raw:>9.1f} " + " ".join(f"{best[k] / raw:>14.2f}" for k in others),
             flush=True,
         )
+    if args.compile:
+        compiled = {"raw": make_raw, "nnx": make_nnx}
+        if peers is not None:
+            compiled["flax_jit"] = peers.make_flax_jit
+        print("\nfirst call (trace + compile), seconds, best of 3")
+        print(f"{'layers':>6} " + " ".join(f"{k:>10}" for k in compiled) + "   nnx/flax_jit")
+        for depth in args.depths:
+            t = {
+                k: min(first_call_s(m, depth, x, y) for _ in range(3)) for k, m in compiled.items()
+            }
+            ratio = t["nnx"] / t["flax_jit"] if "flax_jit" in t else float("nan")
+            print(
+                f"{depth:>6} "
+                + " ".join(f"{t[k]:>10.3f}" for k in compiled)
+                + f"   {ratio:>12.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
