@@ -11,7 +11,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from nnx.core import Cache, Intermediate, Module, Rngs, RngStream
-from nnx.layers._common import Dtype, Initializer, PrecisionLike, first_from, promote_dtype
+from nnx.layers._common import (
+    Dtype,
+    Initializer,
+    PrecisionLike,
+    first_from,
+    promote_dtype,
+    require_rngs,
+)
 from nnx.layers._errors import LayerError, MissingRngsError, ShapeError
 from nnx.layers._linear import LinearGeneral, default_bias_init, default_kernel_init
 from nnx.layers._normalization import LayerNorm
@@ -217,6 +224,7 @@ class MultiHeadAttention(Module):
         rngs: Rngs,
         keep_rngs: bool = True,
     ):
+        require_rngs(rngs, "MultiHeadAttention")
         qkv_features = qkv_features or in_features
         out_features = out_features or in_features
         in_kv_features = in_kv_features or in_features
@@ -262,7 +270,12 @@ class MultiHeadAttention(Module):
             precision=precision,
             rngs=rngs,
         )
-        self.rngs = rngs["dropout"].fork() if keep_rngs and dropout_rate > 0 else None
+        self.rngs = None
+        if keep_rngs and dropout_rate > 0:
+            if isinstance(rngs, Rngs):
+                self.rngs = rngs["dropout"].fork()
+            elif isinstance(rngs, RngStream):
+                self.rngs = rngs.fork()
         self.num_heads = num_heads
         self.in_features = in_features
         self.qkv_features = qkv_features

@@ -34,18 +34,23 @@ def promote_dtype(arrays: Sequence[Any], *, dtype: Dtype | None = None) -> list[
     return [None if a is None else jnp.asarray(a, dtype) for a in arrays]
 
 
+def require_rngs(rngs: Any, layer: str) -> None:
+    """Raise, naming ``layer``, unless ``rngs`` can make parameter keys."""
+    if not isinstance(rngs, (Rngs, RngStream, jax.Array)):
+        raise LayerError(
+            f"{layer} creates its parameters eagerly and needs `rngs`: "
+            f"`{layer}(..., rngs=nnx.Rngs(0))` (got rngs={rngs!r})."
+        )
+
+
 def param_key(rngs: Rngs | RngStream | jax.Array | None, layer: str) -> jax.Array:
     """A key for parameter initialization from ``rngs`` (the ``params`` stream)."""
+    require_rngs(rngs, layer)
     if isinstance(rngs, Rngs):
         return rngs.params()
     if isinstance(rngs, RngStream):
         return rngs()
-    if isinstance(rngs, jax.Array):
-        return rngs
-    raise LayerError(
-        f"{layer} creates its parameters eagerly and needs `rngs`: "
-        f"`{layer}(..., rngs=nnx.Rngs(0))` (got rngs={rngs!r})."
-    )
+    return rngs
 
 
 def make_param(

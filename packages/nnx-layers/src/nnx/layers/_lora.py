@@ -18,6 +18,7 @@ from nnx.layers._common import (
     make_param,
     param_key,
     promote_dtype,
+    require_rngs,
 )
 from nnx.layers._errors import ShapeError
 from nnx.layers._linear import Linear
@@ -126,6 +127,7 @@ class LoRALinear(Linear):
         rngs: Rngs,
         **kwargs: Any,
     ):
+        require_rngs(rngs, "LoRALinear")
         super().__init__(in_features, out_features, rngs=rngs, **kwargs)
         self.lora = LoRA(
             in_features,

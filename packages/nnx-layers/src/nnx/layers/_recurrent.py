@@ -26,7 +26,14 @@ from nnx.core import (
     vars_as,
 )
 from nnx.layers import initializers
-from nnx.layers._common import Dtype, Initializer, PrecisionLike, check_positive, first_from
+from nnx.layers._common import (
+    Dtype,
+    Initializer,
+    PrecisionLike,
+    check_positive,
+    first_from,
+    require_rngs,
+)
 from nnx.layers._errors import LayerError, ShapeError
 from nnx.layers._linear import Linear, default_kernel_init
 
@@ -117,6 +124,7 @@ class LSTMCell(RNNCellBase):
         rngs: Rngs,
     ):
         check_positive("LSTMCell", in_features=in_features, hidden_features=hidden_features)
+        require_rngs(rngs, "LSTMCell")
         common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision, rngs=rngs)
 
         def dense_i():
@@ -128,7 +136,7 @@ class LSTMCell(RNNCellBase):
             return Linear(
                 hidden_features,
                 hidden_features,
-                kernel_init=recurrent_kernel_init,
+                kernel_init=_in_float32(recurrent_kernel_init),
                 bias_init=bias_init,
                 **common,
             )
@@ -195,6 +203,7 @@ class GRUCell(RNNCellBase):
         rngs: Rngs,
     ):
         check_positive("GRUCell", in_features=in_features, hidden_features=hidden_features)
+        require_rngs(rngs, "GRUCell")
         self.dense_i = Linear(
             in_features,
             3 * hidden_features,
@@ -209,7 +218,7 @@ class GRUCell(RNNCellBase):
             hidden_features,
             3 * hidden_features,
             use_bias=False,
-            kernel_init=_stacked(recurrent_kernel_init, 3),
+            kernel_init=_stacked(_in_float32(recurrent_kernel_init), 3),
             dtype=dtype,
             param_dtype=param_dtype,
             precision=precision,
@@ -268,6 +277,7 @@ class SimpleCell(RNNCellBase):
         rngs: Rngs,
     ):
         check_positive("SimpleCell", in_features=in_features, hidden_features=hidden_features)
+        require_rngs(rngs, "SimpleCell")
         self.dense_i = Linear(
             in_features,
             hidden_features,
@@ -281,7 +291,7 @@ class SimpleCell(RNNCellBase):
         self.dense_h = Linear(
             hidden_features,
             hidden_features,
-            kernel_init=recurrent_kernel_init,
+            kernel_init=_in_float32(recurrent_kernel_init),
             bias_init=bias_init,
             dtype=dtype,
             param_dtype=param_dtype,
@@ -317,6 +327,24 @@ def _check_step_input(cell: RNNCellBase, inputs: jax.Array) -> None:
             f"{type(cell).__name__}(in_features={n}) takes one time step of shape "
             f"(*batch, {n}), got {jnp.shape(inputs)}; run a sequence with nnx.RNN(cell)."
         )
+
+
+def _in_float32(init: Initializer) -> Initializer:
+    """Run ``init`` in float32 for 16-bit float params, then cast.
+
+    The default recurrent initializer is orthogonal, a QR decomposition that LAPACK
+    (the CPU backend) offers only in 32/64 bits; ``param_dtype=jnp.bfloat16`` would fail.
+    """
+
+    def init_any(key, shape, dtype=jnp.float32):
+        if jnp.dtype(dtype) not in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
+            return init(key, shape, dtype)
+        out = init(key, shape, jnp.float32)
+        if isinstance(out, VariableMetadata):
+            return VariableMetadata(jnp.asarray(out.value, dtype), out.metadata)
+        return jnp.asarray(out, dtype)
+
+    return init_any
 
 
 def _stacked(init: Initializer, n: int) -> Initializer:
