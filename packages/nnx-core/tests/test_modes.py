@@ -1,7 +1,5 @@
 """The three storage modes (plain, ref, hijax), var_defaults and vars_as."""
 
-import threading
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,49 +12,6 @@ import nnx
 @jax.jit
 def increment(v):  # no return
     v[...] = v[...] + 1
-
-
-def test_var_defaults_global_setter_returns_previous_and_restores():
-    assert nnx.var_defaults().hijax is False
-    prev = nnx.var_defaults(hijax=True)
-    assert nnx.var_defaults().hijax is True and nnx.Variable(jnp.ones(1)).hijax
-    prev.__exit__(None, None, None)
-    assert nnx.var_defaults().hijax is False
-
-
-def test_var_defaults_context_manager():
-    with nnx.var_defaults(ref=True):
-        assert nnx.Variable(jnp.ones(1)).ref
-        with nnx.var_defaults(hijax=True):
-            v = nnx.Variable(jnp.ones(1))
-            assert v.hijax and not v.ref
-        assert nnx.var_defaults().ref
-    assert not nnx.Variable(jnp.ones(1)).ref
-
-
-def test_var_defaults_context_restores_on_exception():
-    with pytest.raises(RuntimeError):
-        with nnx.var_defaults(hijax=True):
-            raise RuntimeError
-    assert nnx.var_defaults().hijax is False
-
-
-def test_var_defaults_is_per_thread_inside_context():
-    seen = {}
-    barrier = threading.Barrier(2)
-
-    def worker(name, flag):
-        with nnx.var_defaults(hijax=flag):
-            barrier.wait()
-            seen[name] = nnx.Variable(jnp.ones(1)).hijax
-            barrier.wait()
-
-    threads = [threading.Thread(target=worker, args=(n, f)) for n, f in (("a", True), ("b", False))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert seen == {"a": True, "b": False}
 
 
 def test_seed_aliases():

@@ -1,7 +1,23 @@
-"""Default storage mode of new Variables: ``var_defaults`` and its aliases."""
+"""Default storage mode of new Variables: ``var_defaults`` and its aliases.
+
+Two layers of settings:
+
+- the **process default**, changed by a plain call (``nnx.var_defaults(hijax=True)``);
+  every thread that is not inside a ``with`` block sees it at once;
+- a **thread override**, set by ``with nnx.var_defaults(...):`` for the block only;
+  other threads never see it.
+
+One call serves both uses, so it has to know, when it runs, whether a ``with``
+statement is about to enter its result: it looks at the caller's next bytecode
+(``BEFORE_WITH``). Where that is not available (``ExitStack.enter_context``, a
+Python without that opcode) ``__enter__`` moves the change from the process default
+to the thread override instead.
+"""
 
 from __future__ import annotations
 
+import dis
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -13,41 +29,60 @@ class _Mode:
 
 
 _lock = threading.Lock()
-_process_default = _Mode()
-_local = threading.local()
+_process = [_Mode()]  # the process default; a list so that it is replaced in place
+_local = threading.local()  # .mode: this thread's override, or None
+
+_BEFORE_WITH = dis.opmap.get("BEFORE_WITH")
+_CACHE = dis.opmap.get("CACHE", 0)
 
 
 def _current() -> _Mode:
     mode = getattr(_local, "mode", None)
-    if mode is None:
-        mode = _local.mode = _process_default
-    return mode
+    return _process[0] if mode is None else mode
 
 
-def _set(mode: _Mode) -> None:
-    global _process_default
-    with _lock:
-        _process_default = mode
-    _local.mode = mode
+def _opens_with_block(frame) -> bool:
+    """Whether the call running in ``frame`` is the context expression of a ``with``."""
+    if _BEFORE_WITH is None or frame is None:
+        return False
+    code = frame.f_code.co_code
+    i = frame.f_lasti + 2
+    while i < len(code) and code[i] == _CACHE:
+        i += 2
+    return i < len(code) and code[i] == _BEFORE_WITH
 
 
 class VarDefaults:
     """The Variable storage defaults, returned by :func:`var_defaults`.
 
-    Reading: ``nnx.var_defaults().hijax``. The object also works as a context
-    manager that restores the settings that were in force before the call that
-    created it::
+    Example::
 
-        with nnx.var_defaults(hijax=True):
-            v = nnx.Variable(jnp.zeros(3))   # hijax Variable
-        # previous defaults restored here
+        nnx.var_defaults().hijax              # read the current setting
+        with nnx.var_defaults(hijax=True):    # this thread, this block only
+            v = nnx.Variable(jnp.zeros(3))    # a hijax Variable
+        old = nnx.var_defaults(ref=True)      # every thread, until changed again
+        old.previous                          # VarDefaults(hijax=False, ref=False)
+        old.restore()                         # back to the previous setting
+
+    ``hijax`` and ``ref`` are the settings in force after the call that made
+    the object; ``previous`` are those before it.
     """
 
-    __slots__ = ("_mode", "_previous")
+    __slots__ = ("_mode", "_previous", "_prev_local", "_prev_process", "_scoped", "_done")
 
     def __init__(self, mode: _Mode, previous: _Mode):
         self._mode = mode
         self._previous = previous
+        self._prev_local = None
+        self._prev_process = None
+        self._scoped = False
+        self._done = True  # a read: nothing to restore
+
+    @classmethod
+    def _change(cls, mode, previous, prev_local, prev_process, scoped) -> VarDefaults:
+        d = cls(mode, previous)
+        d._prev_local, d._prev_process, d._scoped, d._done = prev_local, prev_process, scoped, False
+        return d
 
     @property
     def hijax(self) -> bool:
@@ -57,11 +92,38 @@ class VarDefaults:
     def ref(self) -> bool:
         return self._mode.ref
 
+    @property
+    def previous(self) -> VarDefaults:
+        """The settings that were in force before the call that made this object."""
+        return VarDefaults(self._previous, self._previous)
+
     def __enter__(self) -> VarDefaults:
+        if not self._scoped and not self._done:
+            # Entered without a `with` statement (ExitStack): keep the change to
+            # this thread, as a `with` block promises.
+            with _lock:
+                if _process[0] is self._mode:
+                    _process[0] = self._prev_process
+            _local.mode = self._mode
+            self._scoped = True
         return self
 
     def __exit__(self, *exc) -> None:
-        _set(self._previous)
+        self.restore()
+
+    def restore(self) -> None:
+        """Put back the settings that were in force before the call that made this object.
+
+        What a ``with`` block does on exit; after a global call
+        (``old = nnx.var_defaults(hijax=True)``), ``old.restore()`` undoes it.
+        """
+        if self._done:
+            return
+        self._done = True
+        if not self._scoped:
+            with _lock:
+                _process[0] = self._prev_process
+        _local.mode = self._prev_local
 
     def __iter__(self):
         yield self.hijax
@@ -71,46 +133,90 @@ class VarDefaults:
         return f"VarDefaults(hijax={self.hijax}, ref={self.ref})"
 
 
+def _change(hijax: bool | None, ref: bool | None, frame) -> VarDefaults:
+    previous = _current()
+    if hijax is None and ref is None:
+        return VarDefaults(previous, previous)
+    if hijax and ref:
+        raise ValueError(
+            "var_defaults(hijax=True, ref=True): a Variable has one storage mode; "
+            "choose hijax=True or ref=True."
+        )
+    if hijax:
+        new = _Mode(hijax=True, ref=False)
+    elif ref:
+        new = _Mode(hijax=False, ref=True)
+    else:
+        new = _Mode(
+            hijax=previous.hijax if hijax is None else False,
+            ref=previous.ref if ref is None else False,
+        )
+    prev_local = getattr(_local, "mode", None)
+    scoped = _opens_with_block(frame)
+    if scoped:
+        _local.mode = new
+        return VarDefaults._change(new, previous, prev_local, _process[0], True)
+    with _lock:
+        prev_process = _process[0]
+        _process[0] = new
+    if prev_local is not None:  # inside a `with` block of this thread: effective here too
+        _local.mode = new
+    return VarDefaults._change(new, previous, prev_local, prev_process, False)
+
+
 def var_defaults(*, hijax: bool | None = None, ref: bool | None = None) -> VarDefaults:
     """Read or change the storage mode of Variables created from now on.
 
-    ``var_defaults()`` returns the current setting. ``var_defaults(hijax=True)``
-    changes it at once (for this thread and for threads started later) and
-    returns an object whose context manager restores the previous setting::
+    Example::
 
-        nnx.var_defaults(hijax=True)          # global setter
-        with nnx.var_defaults(ref=True):      # scoped
-            ...
+        nnx.var_defaults()                    # VarDefaults(hijax=False, ref=False)
+        with nnx.var_defaults(hijax=True):    # scoped: this thread, this block
+            model = MLP(rngs=nnx.Rngs(0))     # hijax Variables
+        old = nnx.var_defaults(ref=True)      # global: every thread from now on
+        old.restore()                         # or nnx.var_defaults(ref=False)
+
+    A ``with`` block changes the setting for the current thread only and
+    restores it on exit, also on an exception; other threads, including
+    threads started inside the block, keep theirs. A plain call changes the
+    process default, seen at once by every thread that is not inside such a
+    block, and returns an object whose ``previous`` and ``restore()`` give
+    back the setting from before.
 
     Args:
       hijax: new Variables are JAX hi-types that plain ``jax.jit`` can mutate.
       ref: new Variables keep their value in a ``jax.Ref``.
     """
-    previous = _current()
-    if hijax is None and ref is None:
-        return VarDefaults(previous, previous)
-    new = _Mode(
-        hijax=previous.hijax if hijax is None else bool(hijax),
-        ref=previous.ref if ref is None else bool(ref),
-    )
-    if hijax and ref is None:
-        new = _Mode(hijax=True, ref=False)
-    if ref and hijax is None:
-        new = _Mode(hijax=False, ref=True)
-    _set(new)
-    return VarDefaults(new, previous)
+    return _change(hijax, ref, sys._getframe(1))
 
 
 def use_refs(flag: bool = True) -> VarDefaults:
-    """Alias of ``var_defaults(ref=flag)`` (the array-refs era name)."""
-    return var_defaults(ref=flag, hijax=False if flag else None)
+    """Alias of ``var_defaults(ref=flag)`` (the array-refs era name).
+
+    Example::
+
+        with nnx.use_refs(True):
+            v = nnx.Variable(jnp.zeros(2))   # v.ref is True
+    """
+    return _change(False if flag else None, flag, sys._getframe(1))
 
 
 def use_hijax(flag: bool = True) -> VarDefaults:
-    """Alias of ``var_defaults(hijax=flag)``."""
-    return var_defaults(hijax=flag, ref=False if flag else None)
+    """Alias of ``var_defaults(hijax=flag)``.
+
+    Example::
+
+        with nnx.use_hijax(True):
+            v = nnx.Variable(jnp.zeros(2))   # v.hijax is True
+    """
+    return _change(flag, False if flag else None, sys._getframe(1))
 
 
 def use_mutable_arrays(flag: bool = True) -> VarDefaults:
-    """Alias of ``var_defaults(ref=flag)`` (the mutable-arrays era name)."""
-    return use_refs(flag)
+    """Alias of ``var_defaults(ref=flag)`` (the mutable-arrays era name).
+
+    Example::
+
+        with nnx.use_mutable_arrays(True):
+            v = nnx.Variable(jnp.zeros(2))   # v.ref is True
+    """
+    return _change(False if flag else None, flag, sys._getframe(1))
