@@ -173,12 +173,95 @@ def test_static_and_keyword_arguments():
     np.testing.assert_allclose(f(m=m, x=x, train=False), m(x), **TOL)
 
 
-def test_donation_updates_state():
+def test_donation_donates_buffers_and_updates_state():
     c = Counter()
+    old_count, x = c.count.get_raw_value(), jnp.ones(3)
     f = nnx.jit(lambda c, x: (c(), x + 1)[1], donate_argnums=(0, 1))
-    out = f(c, jnp.ones(3))
+    out = f(c, x)
+    assert old_count.is_deleted() and x.is_deleted()  # the buffers were donated
     assert int(c.count[...]) == 1
     np.testing.assert_allclose(out, 2 * np.ones(3))
+
+
+@pytest.mark.parametrize("by", ["argnums", "argnames"])
+def test_donated_variable_the_function_only_reads_keeps_its_value(by):
+    m = Linear(3, 3, rngs=nnx.Rngs(0))
+    w0 = np.asarray(m.w[...])
+    opts = dict(donate_argnums=0) if by == "argnums" else dict(donate_argnames="m")
+
+    @nnx.jit(**opts)
+    def double(m):
+        return m.w[...] * 2  # same shape as w: XLA may reuse w's donated buffer
+
+    out = double(m) if by == "argnums" else double(m=m)
+    # without care, XLA reuses w's donated buffer for the output and m.w is left
+    # holding a deleted array
+    np.testing.assert_array_equal(m.w[...], w0)
+    np.testing.assert_allclose(out, 2 * w0, **TOL)
+    np.testing.assert_allclose(double(m), 2 * w0, **TOL)  # and m stays usable
+
+
+def test_donated_argument_in_ref_and_hijax_modes_keeps_working(mode):
+    c = Counter()
+    f = nnx.jit(lambda c: c(), donate_argnums=0)
+    f(c)
+    f(c)
+    assert int(c.count[...]) == 2
+
+
+def test_bare_decorator_and_decorator_with_options():
+    @nnx.jit
+    def bare(m, x):
+        return m(x)
+
+    @nnx.jit()
+    def empty(m, x):
+        return m(x)
+
+    @nnx.jit(static_argnums=(2,), static_argnames=("power",))
+    def options(m, x, k, *, power):
+        return m(x) * k**power
+
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    x = jnp.ones((1, 2))
+    ref = x @ m.w[...] + m.b[...]
+    for f in (bare, empty):
+        assert isinstance(f, nnx.transforms._jit.JitWrapped)
+        np.testing.assert_allclose(f(m, x), ref, **TOL)
+    np.testing.assert_allclose(options(m, x, 3, power=2), ref * 9, **TOL)
+
+
+def test_static_arguments_are_part_of_the_cache_key():
+    traces = []
+
+    @nnx.jit(static_argnums=1)
+    def scale(m, k):
+        traces.append(k)
+        return m.w[...] * k
+
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    for k in (2, 3, 2, 3):
+        np.testing.assert_allclose(scale(m, k), m.w[...] * k, **TOL)
+    assert traces == [2, 3]  # one trace per static value, then cached
+
+
+def test_in_and_out_shardings_on_one_device():
+    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    x = jnp.ones((1, 2))
+
+    @nnx.jit(in_shardings=({"w": dev, "b": dev}, dev), out_shardings=dev)
+    def fwd(m, x):
+        m.b[...] += 1.0
+        return m(x)
+
+    b0 = m.b[...]
+    y = fwd(m, x)
+    assert y.sharding == dev
+    np.testing.assert_allclose(y, x @ m.w[...] + b0 + 1.0, **TOL)
+    np.testing.assert_allclose(m.b[...], b0 + 1.0, **TOL)
+    created = nnx.jit(lambda: Linear(2, 2, rngs=nnx.Rngs(0)), out_shardings=dev)()
+    assert created.w.get_value().sharding == dev
 
 
 def test_exception_inside_leaves_state_untouched():

@@ -158,6 +158,9 @@ class JitWrapped:
         where = f"nnx.jit({getattr(fun, '__name__', 'f')})"
         names = graph_arg_names(fun, layout)
         donate_mask = self._donation(layout, prep, graph)
+        # A donated buffer is gone after the call, so every donated Variable gets
+        # a value back (the same one when the function did not write it).
+        always = [i for i, m in enumerate(donate_mask[0]) if m] if donate_mask else []
 
         def inner(leaves, plain, plain_kw):
             objs = enter_raw(graphdef, leaves) if graphdef is not None else ()
@@ -168,6 +171,12 @@ class JitWrapped:
                     objs, leaves, graphdef, where=where, names=names
                 )
                 nodes = inner_flat.nodes
+                if always:
+                    written = set(idx)
+                    for i in always:
+                        if i not in written:
+                            idx.append(i)
+                            new.append(leaves[i])
             else:
                 idx, new, nodes = [], [], []
             out, spec = export_output(out, nodes, where=where, raw=True)
