@@ -185,3 +185,188 @@ def test_conv_transpose_circular_is_adjoint_of_circular_conv():
     g = jax.random.normal(jax.random.key(2), y.shape)
     (expected,) = vjp(g)
     np.testing.assert_allclose(convt(g), expected, **TOL)
+
+
+def _dn(rank):
+    s = "DHW"[-rank:]
+    return (f"N{s}C", f"{s}IO", f"N{s}C")
+
+
+def _circular_reference(x, k, strides, dilation, groups):
+    """A periodic convolution read off a 3x tiled input (no padding code involved)."""
+    rank = x.ndim - 2
+    ns = x.shape[1:-1]
+    tiled = jnp.tile(x, (1,) + (3,) * rank + (1,))
+    full = lax.conv_general_dilated(
+        tiled,
+        k,
+        (1,) * rank,
+        "VALID",
+        rhs_dilation=dilation,
+        dimension_numbers=_dn(rank),
+        feature_group_count=groups,
+    )
+    for axis, (n, s, ks, d) in enumerate(zip(ns, strides, k.shape[:rank], dilation)):
+        lo = ((ks - 1) * d) // 2  # the window of output t starts at t * s - lo
+        starts = np.array([n + t * s - lo for t in range(-(-n // s))])
+        full = jnp.take(full, starts, axis=axis + 1)
+    return full
+
+
+PADDINGS = ["SAME", "VALID", "CIRCULAR", 1, ((2, 0),)]
+# (strides, kernel_dilation, feature_group_count)
+SETTINGS = [(1, 1, 1), (2, 1, 2), (1, 2, 1), (2, 2, 2)]
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("padding", PADDINGS, ids=str)
+@pytest.mark.parametrize("strides, dilation, groups", SETTINGS)
+def test_conv_grid_matches_lax_conv_general_dilated(rank, padding, strides, dilation, groups):
+    ks = (3, 2, 3)[:rank]
+    conv = nnx.Conv(
+        4,
+        6,
+        kernel_size=ks,
+        strides=strides,
+        padding=padding,
+        kernel_dilation=dilation,
+        feature_group_count=groups,
+        bias_init=nnx.initializers.normal(1.0),
+        rngs=nnx.Rngs(0),
+    )
+    assert conv.kernel.shape == ks + (4 // groups, 6)
+    x = jax.random.normal(jax.random.key(1), (2, *(7, 6, 5)[:rank], 4))
+    k, s, d = conv.kernel[...], (strides,) * rank, (dilation,) * rank
+    if padding == "CIRCULAR":
+        expected = _circular_reference(x, k, s, d, groups)
+        assert expected.shape[1:-1] == tuple(-(-n // strides) for n in x.shape[1:-1])
+    else:
+        pad = padding
+        if isinstance(padding, int):
+            pad = [(padding, padding)] * rank
+        elif isinstance(padding, tuple):
+            pad = list(padding) * rank
+        expected = lax.conv_general_dilated(
+            x,
+            k,
+            s,
+            pad,
+            rhs_dilation=d,
+            dimension_numbers=_dn(rank),
+            feature_group_count=groups,
+        )
+    np.testing.assert_allclose(conv(x), expected + conv.bias[...], **TOL)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_conv_causal_matches_left_padded_lax_conv(strides):
+    conv = nnx.Conv(
+        3, 2, kernel_size=4, strides=strides, padding="CAUSAL", kernel_dilation=2, rngs=nnx.Rngs(0)
+    )
+    x = jax.random.normal(jax.random.key(1), (2, 9, 3))
+    # only the past: pad (kernel extent - 1) zeros at the start, none at the end
+    expected = lax.conv_general_dilated(
+        x, conv.kernel[...], (strides,), [(6, 0)], rhs_dilation=(2,), dimension_numbers=_dn(1)
+    )
+    np.testing.assert_allclose(conv(x), expected + conv.bias[...], **TOL)
+    # changing a future input leaves every earlier output alone
+    y = conv(x)
+    y2 = conv(x.at[:, 5].add(10.0))
+    t_last_unaffected = (5 - 1) // strides
+    np.testing.assert_allclose(y2[:, : t_last_unaffected + 1], y[:, : t_last_unaffected + 1], **TOL)
+
+
+@pytest.mark.parametrize("strides", [1, 2, 3])
+def test_conv_same_with_input_dilation_resolves_on_the_dilated_input(strides):
+    # lax refuses string padding with lhs_dilation; SAME is taken on the dilated length L:
+    # ceil(L / stride) outputs, the missing extent split low = total // 2.
+    conv = nnx.Conv(2, 3, kernel_size=3, strides=strides, input_dilation=2, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (1, 7, 2))
+    L = (7 - 1) * 2 + 1
+    out = -(-L // strides)
+    total = max((out - 1) * strides + 3 - L, 0)
+    pad = [(total // 2, total - total // 2)]
+    expected = lax.conv_general_dilated(
+        x, conv.kernel[...], (strides,), pad, lhs_dilation=(2,), dimension_numbers=_dn(1)
+    )
+    y = conv(x)
+    assert y.shape == (1, out, 3)
+    np.testing.assert_allclose(y, expected + conv.bias[...], **TOL)
+
+
+def _transpose_pads(k, s, padding):
+    """Padding of the stride-dilated input that a transposed convolution convolves."""
+    if padding == "SAME":  # output length = input length * stride
+        total = k + s - 2
+        lo = k - 1 if s > k - 1 else -(-total // 2)
+    else:  # VALID: every position any kernel tap reaches
+        total = k + s - 2 + max(k - s, 0)
+        lo = k - 1
+    return (lo, total - lo)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("padding", ["SAME", "VALID", ((1, 2),)], ids=str)
+@pytest.mark.parametrize("strides, dilation", [(1, 1), (2, 1), (3, 2)])
+def test_conv_transpose_grid_matches_dilated_lax_conv(rank, padding, strides, dilation):
+    ks = (3, 4)[:rank]
+    layer = nnx.ConvTranspose(
+        3,
+        2,
+        kernel_size=ks,
+        strides=strides,
+        padding=padding,
+        kernel_dilation=dilation,
+        bias_init=nnx.initializers.normal(1.0),
+        rngs=nnx.Rngs(0),
+    )
+    x = jax.random.normal(jax.random.key(1), (2, *(5, 4)[:rank], 3))
+    if isinstance(padding, str):
+        pad = [_transpose_pads((k - 1) * dilation + 1, strides, padding) for k in ks]
+    else:
+        pad = list(padding) * rank
+    expected = lax.conv_general_dilated(
+        x,
+        layer.kernel[...],
+        (1,) * rank,
+        pad,
+        lhs_dilation=(strides,) * rank,
+        rhs_dilation=(dilation,) * rank,
+        dimension_numbers=_dn(rank),
+    )
+    y = layer(x)
+    if padding == "SAME":
+        assert y.shape[1:-1] == tuple(n * strides for n in x.shape[1:-1])
+    np.testing.assert_allclose(y, expected + layer.bias[...], **TOL)
+
+
+def test_conv_transpose_circular_output_is_input_times_stride():
+    layer = nnx.ConvTranspose(
+        2, 3, kernel_size=(3, 5), strides=(2, 3), padding="CIRCULAR", rngs=nnx.Rngs(0)
+    )
+    y = layer(jnp.ones((1, 4, 3, 2)))
+    assert y.shape == (1, 8, 9, 3)
+
+
+def test_conv_dtype_param_dtype_and_partitioned_kernel():
+    init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, None, "in", "out"))
+    conv = nnx.Conv(
+        2,
+        4,
+        (3, 3),
+        kernel_init=init,
+        dtype=jnp.bfloat16,
+        param_dtype=jnp.float16,
+        rngs=nnx.Rngs(0),
+    )
+    assert conv.kernel.dtype == jnp.float16 and conv.kernel.sharding_names == (
+        None,
+        None,
+        "in",
+        "out",
+    )
+    x = jax.random.normal(jax.random.key(1), (1, 5, 5, 2))
+    y = conv(x)
+    assert y.dtype == jnp.bfloat16
+    expected = _ref_conv(x, conv.kernel[...].astype(jnp.float32), (1, 1), "SAME") + conv.bias[...]
+    np.testing.assert_allclose(np.asarray(y, np.float32), expected, rtol=5e-2, atol=5e-2)
