@@ -17,7 +17,7 @@ from typing import Any
 import jax
 from jax.extend.core import get_opaque_trace_state
 
-from nnx.core import Param, State, Variable, flatten, to_predicate
+from nnx.core import AliasingError, Param, State, Variable, flatten, to_predicate
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN_ARG,
@@ -86,7 +86,7 @@ class _Plan:
 
     __slots__ = ("diff_idx", "rest_idx", "plain_diff", "per_arg")
 
-    def __init__(self, prep, graph, layout, diffs):
+    def __init__(self, prep, graph, layout, diffs, where="nnx.grad", names=()):
         pos, _ = layout
         gindex = {}  # argnum -> graph arg index
         pindex = {}  # argnum -> plain arg index
@@ -99,7 +99,7 @@ class _Plan:
                 pindex[i] = p
                 p += 1
         leaf_pos = {id(x): i for i, x in enumerate(prep.leaves) if isinstance(x, Variable)}
-        chosen: dict[int, int] = {}  # leaf index -> position in self.per_arg
+        chosen: dict[int, tuple] = {}  # leaf index -> (argnum, path) that selected it
         self.per_arg: list = []  # (argnum, kind, payload)
         for d in diffs:
             if d.argnum in gindex:
@@ -110,9 +110,10 @@ class _Plan:
                 for path, x in zip(sub.paths, sub.leaves):
                     if isinstance(x, Variable) and pred(path, x):
                         i = leaf_pos[id(x)]
-                        if i not in chosen:
-                            chosen[i] = len(self.per_arg)
-                            items.append((path, i))
+                        if i in chosen:
+                            raise _twice(where, x, names, (d.argnum, path), chosen[i])
+                        chosen[i] = (d.argnum, path)
+                        items.append((path, i))
                 self.per_arg.append((d.argnum, "graph", items))
             elif d.argnum in pindex:
                 self.per_arg.append((d.argnum, "plain", pindex[d.argnum]))
@@ -126,6 +127,20 @@ class _Plan:
         diff_set = set(self.diff_idx)
         self.rest_idx = [i for i in range(len(prep.leaves)) if i not in diff_set]
         self.plain_diff = [payload for _, kind, payload in self.per_arg if kind == "plain"]
+
+
+def _twice(where, x, names, second, first) -> AliasingError:
+    def p(argnum, path):
+        head = names[argnum] if argnum < len(names) else f"args[{argnum}]"
+        return repr("/".join(str(c) for c in (head, *path)))
+
+    return AliasingError(
+        f"{where}: the {type(x).__name__} at {p(*second)} is the same Variable as "
+        f"{p(*first)}, and both arguments are differentiated (argnums {first[0]} and "
+        f"{second[0]}). One Variable cannot have a gradient in two places: differentiate "
+        "it through one argument only (an nnx.DiffState filter that leaves it out of the "
+        "other, e.g. nnx.Not(...)), or pass the object that holds it once."
+    )
 
 
 class GradWrapped:
@@ -154,7 +169,8 @@ class GradWrapped:
             prep = self._prep(graph)
             plan = prep.extra.get(("grad", self._diffs, layout))
             if plan is None:
-                plan = _Plan(prep, graph, layout, self._diffs)
+                names = _positional_names(fun, layout)
+                plan = _Plan(prep, graph, layout, self._diffs, where, names)
                 prep.extra[("grad", self._diffs, layout)] = plan
             values = prep.values()
         else:
@@ -233,6 +249,21 @@ class GradWrapped:
                 items.append((path, cls._from_raw(by_leaf[i], aux, trace)))
             out.append(State.from_flat(items))
         return tuple(out)
+
+
+def _positional_names(fun, layout) -> list[str]:
+    """The parameter name of each positional argument (``args[i]`` when unknown)."""
+    import inspect
+
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(fun).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    return [params[i] if i < len(params) else f"args[{i}]" for i in range(len(layout[0]))]
 
 
 class _NoGraphPrep:

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from nnx.core import AliasingError, Variable, flatten, to_predicate
+import jax
+
+from nnx.core import AliasingError, Variable, flatten, is_graph_node, iter_graph, to_predicate
 from nnx.transforms._errors import AxisError
 
 
@@ -175,3 +177,48 @@ def check_sizes(prep, values, axes, names, where: str, axis_size=None, what="axi
 
 def _p(name, path) -> str:
     return repr("/".join(str(c) for c in (name, *path)))
+
+
+def check_returned_axes(out, out_axes, inner_leaves, axes, paths, names, where: str) -> None:
+    """An input Variable that is returned must come out on the axis it went in with.
+
+    It comes back as the caller's own object, unchanged in shape, so returning
+    it on another axis (or stacking state that went in shared) would say one
+    thing and do another.
+    """
+    axis_of = None
+
+    def check(ax, sub):
+        nonlocal axis_of
+        for top in jax.tree.leaves(sub, is_leaf=is_graph_node):
+            if not is_graph_node(top):
+                continue
+            if axis_of is None:
+                axis_of = {
+                    id(x): (i, a)
+                    for i, (x, a) in enumerate(zip(inner_leaves, axes))
+                    if isinstance(x, Variable)
+                }
+            for _, x in iter_graph(top):
+                hit = axis_of.get(id(x)) if isinstance(x, Variable) else None
+                if hit is None or hit[1] == ax:
+                    continue
+                i, a = hit
+                path = paths[i]
+                went = "nnx.Carry" if a is not None and not isinstance(a, int) else repr(a)
+                raise AliasingError(
+                    f"{where}: the function returned the {type(x).__name__} at "
+                    f"{_p(names[path[0]], path[1:])}, an input that went in with axis {went}, "
+                    f"at out_axes {ax!r}. A returned input comes back as the caller's own "
+                    f"object, unchanged, so it must come out on the axis it went in with: "
+                    f"return it where out_axes is {went}, or do not return it (the caller "
+                    "holds it, and its updates come out anyway), or return a new object "
+                    "(`nnx.clone(...)`) to get a stacked copy."
+                )
+
+    try:
+        jax.tree.map(check, out_axes, out, is_leaf=lambda x: x is None)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, AliasingError):
+            raise
+        # out_axes does not fit the output: the JAX transform reports it

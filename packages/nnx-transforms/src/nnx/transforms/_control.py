@@ -54,6 +54,14 @@ def _branches_call(select: Callable, branches: Sequence[Callable], operands: tup
             else:
                 idx, current, nodes = [], [], []
             out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
+            for other in holders:  # JAX compares only the leaves: check the objects first
+                if "spec" in other and other["spec"] != spec:
+                    raise StructureError(
+                        f"{where}: the branches return different nnx objects (or one returns "
+                        "nnx objects and another does not). Every branch must return outputs "
+                        "of the same structure: the same classes, attributes and Variable "
+                        "kinds."
+                    )
             holder["idx"], holder["spec"] = idx, spec
             return current, out
 
@@ -61,12 +69,6 @@ def _branches_call(select: Callable, branches: Sequence[Callable], operands: tup
 
     inners = [make(f, h) for f, h in zip(branches, holders)]
     current, out = select(inners, values, plain)
-    specs = {repr(h["spec"].graphdef) if h["spec"] is not None else None for h in holders}
-    if len(specs) > 1:
-        raise StructureError(
-            f"nnx.{what}: the branches return different kinds of nnx objects. Every branch "
-            "must return outputs of the same structure."
-        )
     if prep is None:
         return import_output(out, holders[0]["spec"], None)
     idx = sorted({i for h in holders for i in h["idx"]})

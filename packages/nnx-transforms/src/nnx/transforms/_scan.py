@@ -19,7 +19,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from nnx.transforms._axes import Carry, check_sizes, leaf_axes, per_arg_axes
+from nnx.transforms._axes import (
+    Carry,
+    check_returned_axes,
+    check_sizes,
+    leaf_axes,
+    per_arg_axes,
+)
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN_ARG,
@@ -147,12 +153,12 @@ class ScanWrapped:
                 idx, new, nodes = [], [], []
             changed = dict(zip(idx, new))
             # split the output into carry and stacked parts
-            outs = list(out) if out_is_tuple else [out]
             if out_is_tuple and (not isinstance(out, tuple) or len(out) != len(out_axes)):
                 raise AxisError(
                     f"{where}: out_axes has {len(out_axes)} entries, so the function must "
                     f"return a tuple of {len(out_axes)}; it returned {_describe(out)}."
                 )
+            outs = list(out) if out_is_tuple else [out]
             carry_out_pl = None
             ys_user = []
             for o, ax in zip(outs, out_axes):
@@ -173,6 +179,10 @@ class ScanWrapped:
                     if not isinstance(ax, int):
                         raise AxisError(
                             f"{where}: out_axes entries must be ints or nnx.Carry, got {ax!r}."
+                        )
+                    if gd is not None:
+                        check_returned_axes(
+                            o, ax, inner_flat.leaves, axes, prep.paths, names, where
                         )
                     ys_user.append(o)
             c_new = [changed.get(i, leaves[i]) for i in c_idx]

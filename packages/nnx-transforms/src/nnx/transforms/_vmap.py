@@ -9,8 +9,14 @@ from typing import Any
 
 import jax
 
-from nnx.core import RngStream, Variable, iter_graph, to_predicate
-from nnx.transforms._axes import StateAxes, check_sizes, leaf_axes, per_arg_axes
+from nnx.core import RngStream, TraceContextError, Variable, iter_graph, to_predicate
+from nnx.transforms._axes import (
+    StateAxes,
+    check_returned_axes,
+    check_sizes,
+    leaf_axes,
+    per_arg_axes,
+)
 from nnx.transforms._boundary import (
     PrepareCache,
     assemble,
@@ -82,6 +88,9 @@ class VmapWrapped:
                     objs, leaves, gd, where=where, names=names, values=True
                 )
                 nodes = inner_flat.nodes
+                check_returned_axes(
+                    out, self.out_axes, inner_flat.leaves, axes, prep.paths, names, where
+                )
             else:
                 idx, new, nodes = [], [], []
             updates: list = [None] * len(leaves)
@@ -101,8 +110,11 @@ class VmapWrapped:
         )
         try:
             updates, out = vmapped(values, plain, plain_kw)
-        except ValueError as e:
-            raise _explain(e, prep, names, where) from e
+        except Exception as e:
+            better = _explain(e, prep, names, where)
+            if better is e:
+                raise
+            raise better from e
         if prep is not None:
             idx = holder["idx"]
             write_back(prep.leaves, idx, [updates[i] for i in idx], values=True)
@@ -115,9 +127,20 @@ def _axis_key(a):
 
 
 _OUT_AXES_MSG = re.compile(r"out_axes\[0\]\[(\d+)\], got axis spec None but output was batched")
+_CAPTURED_REF_MSG = "set/swap operation with vmapped value on an unbatched array reference"
 
 
-def _explain(e: ValueError, prep, names, where):
+def _explain(e: Exception, prep, names, where):
+    if _CAPTURED_REF_MSG in str(e):
+        return TraceContextError(
+            f"{where}: a ref Variable (or jax.Ref) created outside the transform was written "
+            "inside it. Every member would write its own value into one shared array, "
+            "which JAX cannot do. Pass the object that holds it as an argument of nnx.vmap "
+            "(in_axes None to share it, 0 to give each member its own), or return the new "
+            "value and write it outside."
+        )
+    if not isinstance(e, ValueError):
+        return e
     m = _OUT_AXES_MSG.search(str(e))
     if m and prep is not None:
         path = prep.paths[int(m.group(1))]
