@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,7 +105,100 @@ def test_batchnorm_axis_name_gives_global_statistics_under_vmap():
     flat = x.reshape(-1, 2)
     expected = (x - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(means[0], flat.mean(0), **TOL)
+    np.testing.assert_allclose(means, np.broadcast_to(flat.mean(0), (3, 2)), **TOL)
+
+
+def test_batchnorm_without_axis_name_uses_each_mapped_slice_alone():
+    # the counterpart of the test above: per-slice statistics differ from global ones
+    bn = nnx.BatchNorm(2, momentum=0.0, rngs=nnx.Rngs(0))
+    x = np.asarray(_x((3, 4, 2)))
+    graphdef, state = nnx.split(bn)
+    y = jax.vmap(lambda xs: nnx.merge(graphdef, state, copy=True)(xs))(jnp.asarray(x))
+    expected = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+_SHARD_MAP_SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import PartitionSpec as P
+    import nnx
+
+    assert jax.device_count() == 8, jax.devices()
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    bn = nnx.BatchNorm(3, axis_name="data", momentum=0.5, epsilon=1e-3, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(bn)
+    x = np.random.RandomState(0).normal(size=(8 * 4, 3)) * 2.0 + 1.0
+
+    def step(state, x):
+        model = nnx.merge(graphdef, state, copy=True)
+        y = model(x)
+        return y, model.mean[...], model.var[...]
+
+    f = jax.jit(jax.shard_map(
+        step, mesh=mesh, in_specs=(P(), P("data")), out_specs=(P("data"), P(), P())
+    ))
+    y, mean, var = f(state, jnp.asarray(x, jnp.float32))
+    # statistics over the global batch of 32, not over each device's 4 rows
+    np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(mean, 0.5 * x.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(var, 0.5 + 0.5 * x.var(0), rtol=1e-5, atol=1e-5)
+    print("OK")
+    """
+)
+
+
+def test_batchnorm_axis_name_gives_global_statistics_under_shard_map_on_8_devices():
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", _SHARD_MAP_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
+def test_batchnorm_momentum_epsilon_scale_and_bias_step_by_step():
+    bn = nnx.BatchNorm(
+        3,
+        momentum=0.5,
+        epsilon=0.5,
+        scale_init=nnx.initializers.normal(1.0),
+        bias_init=nnx.initializers.normal(1.0),
+        rngs=nnx.Rngs(0),
+    )
+    scale, bias = np.asarray(bn.scale[...]), np.asarray(bn.bias[...])
+    ra_mean, ra_var = np.zeros(3), np.ones(3)
+    for step in range(3):
+        x = np.asarray(_x((6, 3), seed=10 + step))
+        y = bn(jnp.asarray(x))
+        expected = (x - x.mean(0)) / np.sqrt(x.var(0) + 0.5) * scale + bias
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+        ra_mean, ra_var = 0.5 * ra_mean + 0.5 * x.mean(0), 0.5 * ra_var + 0.5 * x.var(0)
+        np.testing.assert_allclose(bn.mean[...], ra_mean, **TOL)
+        np.testing.assert_allclose(bn.var[...], ra_var, **TOL)
+    bn.eval()
+    x = np.asarray(_x((2, 3), seed=20))
+    expected = (x - ra_mean) / np.sqrt(ra_var + 0.5) * scale + bias
+    np.testing.assert_allclose(bn(jnp.asarray(x)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_use_running_average_through_set_attributes():
+    model = nnx.Sequential(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), nnx.BatchNorm(3, rngs=nnx.Rngs(0)))
+    model.set_attributes(use_running_average=True)
+    bn = model.layers[1]
+    assert bn.use_running_average is True
+    x = _x((4, 2))
+    h = model.layers[0](x)
+    np.testing.assert_allclose(model(x), h / np.sqrt(1.0 + 1e-5), **TOL)
+    np.testing.assert_array_equal(bn.mean[...], 0.0)
+    model.set_attributes(use_running_average=False)
+    model(x)
+    np.testing.assert_allclose(bn.mean[...], 0.01 * np.asarray(h).mean(0), **TOL)
 
 
 def test_batchnorm_errors():
