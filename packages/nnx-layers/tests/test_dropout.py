@@ -86,3 +86,37 @@ def test_dropout_in_model_train_eval():
     np.testing.assert_array_equal(a, b)
     model.train()
     assert not np.array_equal(model(x), model(x))
+
+
+def test_own_stream_masks_are_bernoulli_draws_of_the_forked_stream():
+    drop = nnx.Dropout(0.3, rngs=nnx.Rngs(dropout=5))
+    twin = nnx.Rngs(dropout=5)["dropout"].fork()  # what the layer keeps
+    x = jax.random.normal(jax.random.key(1), (4, 50))
+    for _ in range(3):
+        keep = jax.random.bernoulli(twin(), 0.7, x.shape)
+        np.testing.assert_allclose(drop(x), np.where(keep, x / 0.7, 0.0), rtol=1e-6)
+
+
+def test_two_layers_from_equal_seeds_drop_the_same_entries():
+    x = jnp.ones((100,))
+    a = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=2))
+    b = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=2))
+    np.testing.assert_array_equal(a(x), b(x))
+    assert not np.array_equal(a(x), nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=3))(x))
+
+
+def test_rngs_given_per_call_take_precedence_over_the_own_stream():
+    drop = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=0))
+    count = int(drop.rngs.count[...])
+    x = jnp.ones((64,))
+    key = nnx.Rngs(dropout=9)["dropout"]()
+    expected = jnp.where(jax.random.bernoulli(key, 0.5, x.shape), 2.0, 0.0)
+    np.testing.assert_array_equal(drop(x, rngs=nnx.Rngs(dropout=9)), expected)
+    assert int(drop.rngs.count[...]) == count  # own stream untouched
+
+
+def test_dropout_expectation_is_preserved():
+    # E[y] = x: kept entries are scaled by 1 / keep
+    drop = nnx.Dropout(0.4, rngs=nnx.Rngs(dropout=0))
+    x = jnp.full((400, 250), 3.0)
+    assert abs(float(jnp.mean(drop(x))) - 3.0) < 0.03

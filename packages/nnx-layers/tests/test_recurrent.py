@@ -196,3 +196,93 @@ def test_rnn_carries_cell_state_and_writes_it_back(mode):
 def test_rnn_rejects_non_cells():
     with pytest.raises(nnx.layers.LayerError, match="initialize_carry"):
         nnx.RNN(nnx.Linear(2, 2, rngs=nnx.Rngs(0)))
+
+
+def _loop(cell, xs, length, *, backward=False):
+    """Outputs at each valid step and the final carry, by a Python loop of the cell."""
+    h = cell.initialize_carry(xs.shape[1:])
+    ys = {}
+    steps = range(length - 1, -1, -1) if backward else range(length)
+    for t in steps:
+        h, ys[t] = cell(h, xs[t])
+    return ys, h
+
+
+def test_bidirectional_matches_forward_and_backward_python_loops_with_lengths():
+    rngs = nnx.Rngs(0)
+    fwd_cell, bwd_cell = nnx.LSTMCell(3, 4, rngs=rngs), nnx.GRUCell(3, 2, rngs=rngs)
+    bi = nnx.Bidirectional(nnx.RNN(fwd_cell), nnx.RNN(bwd_cell))
+    x = jax.random.normal(jax.random.key(1), (2, 6, 3))
+    lengths = jnp.array([6, 4])
+    (carry_f, carry_b), out = bi(x, seq_lengths=lengths, return_carry=True)
+    assert out.shape == (2, 6, 6)
+    for b, n in enumerate([6, 4]):
+        ys_f, h_f = _loop(fwd_cell, x[b], n)
+        ys_b, h_b = _loop(bwd_cell, x[b], n, backward=True)
+        for t in range(n):
+            np.testing.assert_allclose(out[b, t], jnp.concatenate([ys_f[t], ys_b[t]]), **TOL)
+        jax.tree.map(lambda a, e: np.testing.assert_allclose(a[b], e, **TOL), carry_f, h_f)
+        np.testing.assert_allclose(carry_b[b], h_b, **TOL)
+
+
+def test_bidirectional_time_major_and_merge_fn():
+    rngs = nnx.Rngs(0)
+    fwd_cell, bwd_cell = nnx.SimpleCell(3, 4, rngs=rngs), nnx.SimpleCell(3, 4, rngs=rngs)
+    bi = nnx.Bidirectional(nnx.RNN(fwd_cell), nnx.RNN(bwd_cell), merge_fn=jnp.add, time_major=True)
+    x = jax.random.normal(jax.random.key(1), (5, 2, 3))  # (time, batch, features)
+    ys_f, _ = _loop(fwd_cell, x, 5)
+    ys_b, _ = _loop(bwd_cell, x, 5, backward=True)
+    expected = jnp.stack([ys_f[t] + ys_b[t] for t in range(5)])
+    np.testing.assert_allclose(bi(x), expected, **TOL)
+
+
+def test_rnn_with_initial_carry_and_unroll_matches_loop():
+    cell = nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    c0 = (
+        jax.random.normal(jax.random.key(2), (2, 4)),
+        jax.random.normal(jax.random.key(3), (2, 4)),
+    )
+    carry, ys = c0, []
+    for t in range(5):
+        carry, y = cell(carry, x[:, t])
+        ys.append(y)
+    out = nnx.RNN(cell, unroll=2)(x, initial_carry=c0)
+    np.testing.assert_allclose(out, jnp.stack(ys, 1), **TOL)
+
+
+def test_lstm_custom_gate_and_activation_functions_are_used():
+    cell = nnx.LSTMCell(
+        2, 3, gate_fn=jax.nn.hard_sigmoid, activation_fn=jax.nn.relu, rngs=nnx.Rngs(0)
+    )
+    x = jax.random.normal(jax.random.key(1), (4, 2))
+    c, h = (
+        jax.random.normal(jax.random.key(2), (4, 3)),
+        jax.random.normal(jax.random.key(3), (4, 3)),
+    )
+    hs, relu = jax.nn.hard_sigmoid, jax.nn.relu
+    i = hs(_lin(cell.ii, x) + _lin(cell.hi, h))
+    f = hs(_lin(cell.if_, x) + _lin(cell.hf, h))
+    g = relu(_lin(cell.ig, x) + _lin(cell.hg, h))
+    o = hs(_lin(cell.io, x) + _lin(cell.ho, h))
+    new_c = f * c + i * g
+    (c2, h2), _ = cell((c, h), x)
+    np.testing.assert_allclose(c2, new_c, **TOL)
+    np.testing.assert_allclose(h2, o * relu(new_c), **TOL)
+
+
+def test_gru_cell_partitioned_recurrent_kernel_keeps_orthogonal_blocks():
+    init = nnx.with_partitioning(nnx.initializers.orthogonal(), ("model", None))
+    cell = nnx.GRUCell(3, 4, recurrent_kernel_init=init, rngs=nnx.Rngs(0))
+    k = cell.dense_h.kernel
+    assert k.shape == (4, 12) and k.sharding_names == ("model", None)
+    for j in range(3):
+        block = k[...][:, 4 * j : 4 * j + 4]
+        np.testing.assert_allclose(block.T @ block, np.eye(4), atol=1e-5)
+
+
+def test_cells_with_bfloat16_params_run_and_keep_orthogonal_recurrent_kernels():
+    cell = nnx.SimpleCell(3, 4, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    k = np.asarray(cell.dense_h.kernel[...], np.float32)
+    assert cell.dense_h.kernel.dtype == jnp.bfloat16
+    np.testing.assert_allclose(k.T @ k, np.eye(4), atol=3e-2)
