@@ -111,3 +111,119 @@ def test_state_pytree_order_is_sorted_paths():
     leaves = jax.tree.leaves(state)
     assert len(leaves) == 7
     np.testing.assert_array_equal(leaves[0], np.zeros(2))  # bn/mean first
+
+
+def test_ellipsis_not_last_is_a_filter_error():
+    with pytest.raises(nnx.FilterError, match="it is filter 0 of 2"):
+        nnx.state(Model(), ..., nnx.Param)
+
+
+def test_filter_error_names_a_nested_path_and_the_filters():
+    class Outer(nnx.Module):
+        def __init__(self):
+            self.blocks = [Model()]
+
+    with pytest.raises(
+        nnx.FilterError,
+        match=r"No filter matched the BatchStat at path 'blocks/0/bn/mean'.*add `\.\.\.`",
+    ):
+        nnx.split(Outer(), nnx.Param, Count, nnx.WithTag("dropout"))
+
+
+@pytest.mark.parametrize(
+    "filter_, expected",
+    [
+        (nnx.PathContains(0), [("layers", "0")]),
+        (nnx.All(nnx.Param, nnx.Not("layers")), [("linear", "bias"), ("linear", "kernel")]),
+        ((nnx.BatchStat, "count"), [("bn", "mean"), ("count",)]),
+        (nnx.Any(), []),
+        (nnx.All(), None),
+        (lambda path, x: path[-1] == "bias", [("linear", "bias")]),
+    ],
+)
+def test_more_filter_forms(filter_, expected):
+    if expected is None:  # All() of nothing matches everything
+        assert len(nnx.state(Model(), filter_).flat_state()) == 7
+    else:
+        assert paths(nnx.state(Model(), filter_)) == expected
+
+
+def test_to_predicate_forms_and_combinator_equality():
+    x = nnx.Param(jnp.ones(1))
+    assert nnx.to_predicate(nnx.Param)(("a",), x) is True
+    assert nnx.to_predicate("a")(("a", "b"), x) is True
+    assert nnx.to_predicate("c")(("a", "b"), x) is False
+    assert nnx.to_predicate(...) is nnx.Everything and nnx.to_predicate(True) is nnx.Everything
+    assert nnx.to_predicate(False) is nnx.Nothing and nnx.to_predicate(None) is nnx.Nothing
+    assert nnx.to_predicate(nnx.Param) == nnx.OfType(nnx.Param)
+    assert nnx.Not(nnx.Param) == nnx.Not(nnx.Param) and nnx.All("a") != nnx.Any("a")
+    assert hash(nnx.PathContains("a")) == hash(nnx.PathContains("a"))
+    assert repr(nnx.All(nnx.Param, "a")) == "All(<class 'nnx.core._variables.Param'>, 'a')"
+
+
+def test_every_filter_form_splits_exhaustively_with_ellipsis():
+    for f in (nnx.Param, "bn", nnx.WithTag("dropout"), nnx.Not(nnx.Param), [Count]):
+        g, chosen, rest = nnx.split(Model(), f, ...)
+        assert len(chosen.flat_state()) + len(rest.flat_state()) == 7
+        assert nnx.merge(g, chosen, rest).count.value == 0
+
+
+def test_from_flat_rejects_an_empty_path():
+    with pytest.raises(nnx.StructureError, match="needs a non-empty path"):
+        nnx.State.from_flat([((), jnp.ones(1))])
+
+
+def test_state_merge_later_states_win_and_functional_aliases():
+    _, state = nnx.split(Model())
+    override = nnx.State({"count": Count(jnp.array(9))})
+    merged = nnx.merge_state(state, override)
+    assert int(merged["count"][...]) == 9 and len(merged.flat_state()) == 7
+    assert (state | override)["count"] is override["count"]
+    assert nnx.to_flat_state(state) == state.flat_state()
+    assert nnx.from_flat_state(state.flat_state()) == state
+    assert paths(nnx.filter_state(state, nnx.BatchStat)) == [("bn", "mean")]
+    params, rest = nnx.split_state(state, nnx.Param, ...)
+    assert len(params.flat_state()) == 4 and len(rest.flat_state()) == 3
+
+
+def test_state_equality_checks_kinds_paths_and_shapes():
+    _, a = nnx.split(Model())
+    _, b = nnx.split(Model())
+    b["count"] = nnx.Param(jnp.array(0))  # same value, other kind
+    assert a != b
+    _, c = nnx.split(Model())
+    c["tagged"] = nnx.Variable(jnp.ones(2))  # other shape
+    assert a != c
+    _, d = nnx.split(Model())
+    del d["count"]
+    assert a != d
+    assert a != 3
+
+
+@pytest.mark.parametrize("mode", [{"ref": True}, {"hijax": True}])
+def test_pure_dicts_with_ref_and_hijax_variables(mode):
+    with nnx.var_defaults(**mode):
+        m = Model()
+    _, state = nnx.split(m)
+    pure = state.to_pure_dict()
+    assert isinstance(pure["count"], jax.Array)
+    pure["count"] = jnp.array(4)
+    nnx.replace_by_pure_dict(state, pure)
+    assert int(m.count[...]) == 4  # written into the model's own Variable
+    assert m.count.ref or m.count.hijax
+
+
+def test_replace_by_pure_dict_not_strict_keeps_missing_values():
+    _, state = nnx.split(Model())
+    state.replace_by_pure_dict({"count": jnp.array(2)}, strict=False)
+    assert int(state["count"][...]) == 2
+    np.testing.assert_array_equal(state["linear"]["kernel"][...], np.ones((2, 2)))
+
+
+def test_state_repr_summarizes_large_arrays_and_nests():
+    _, state = nnx.split(Model())
+    state["big"] = nnx.Param(jnp.zeros((512, 512)))
+    text = repr(state)
+    assert "'big': Param(value=float32[512,512])" in text
+    assert "'bn': {\n    'mean': BatchStat(value=Array([0., 0.], dtype=float32))" in text
+    assert "0.0, 0.0, 0.0" not in text and len(text) < 2000

@@ -179,20 +179,41 @@ def test_plain_variable_created_inside_jit_converts_outside():
     assert model.kernel.hijax and model.kernel.shape == (2, 3)
 
 
-def test_ref_returned_from_jit_is_jax_error():
+def test_ref_returned_from_jit_is_jax_error_naming_the_output_path():
+    # JAX's own rule and message (nnx cannot intercept a plain jax.jit); what to do
+    # instead is the next test: create plain, convert outside.
     @jax.jit
     def create():
-        return nnx.Variable(jnp.ones(2), ref=True)
+        return {"w": nnx.Variable(jnp.ones(2), ref=True)}
 
-    with pytest.raises(Exception, match="mutable array references cannot be returned"):
+    with pytest.raises(ValueError, match=r"at output tree path result\['w'\]\.value, but mutable"):
         create()
 
 
-def test_ref_aliasing_is_reported_by_jax():
+def test_ref_created_plain_inside_jit_and_converted_outside():
+    @jax.jit
+    def create():
+        return {"w": nnx.Variable(jnp.ones(2))}
+
+    out = nnx.to_refs(create())
+    assert out["w"].ref
+    np.testing.assert_array_equal(out["w"][...], [1.0, 1.0])
+
+
+def test_ref_aliasing_is_reported_by_jax_with_both_argument_names():
     with nnx.var_defaults(ref=True):
         x = nnx.Variable(jnp.array(0))
-    with pytest.raises(Exception, match="only one reference to a mutable array"):
+    with pytest.raises(ValueError, match=r"appeared at both a\.value and b\.value"):
         jax.jit(lambda a, b: None)(x, x)
+    # sharing inside one argument is fine: the pytree view lists each Variable once
+    jax.jit(lambda pair: pair.a.__setitem__(..., 3))(_Pair(x))
+    assert int(x[...]) == 3
+
+
+class _Pair(nnx.Pytree):
+    def __init__(self, v):
+        self.a = v
+        self.b = v
 
 
 def test_ref_mode_lax_scan_over_stacked_variables():

@@ -1,5 +1,8 @@
 """Pytree data/static rules and Module utilities."""
 
+import collections
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -160,3 +163,100 @@ def test_pickle_and_deepcopy_module():
     for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
         assert c.tied is c.kernel and c.kernel is not m.kernel
         np.testing.assert_array_equal(c.kernel[...], m.kernel[...])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class _Config:
+    scale: jax.Array
+    name: str = dataclasses.field(default="cfg", metadata={"static": True})
+
+
+def test_registered_pytree_holding_arrays_is_data():
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.cfg = _Config(jnp.ones(3))
+            self.opts = _Config(None)  # a pytree without arrays: static
+
+    m = M()
+    assert nnx.is_data(m.cfg) and not nnx.is_data(m.opts)
+    leaves = jax.tree.leaves(m)
+    assert len(leaves) == 1
+    np.testing.assert_array_equal(leaves[0], np.ones(3))
+    _, state = nnx.split(m)
+    assert [p for p, _ in state.flat_state()] == [("cfg", "scale")]
+    doubled = jax.jit(lambda m: jax.tree.map(lambda x: 2 * x, m))(m)
+    assert isinstance(doubled.cfg, _Config) and doubled.cfg.name == "cfg"
+    np.testing.assert_array_equal(doubled.cfg.scale, np.full(3, 2.0))
+
+
+def test_state_and_dict_subclasses_holding_variables_are_data():
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.state = nnx.State({"w": nnx.Param(jnp.ones(2))})
+            self.ordered = collections.OrderedDict(b=jnp.zeros(1))
+
+    m = M()
+    _, state = nnx.split(m)
+    assert [p for p, _ in state.flat_state()] == [("ordered", "b"), ("state", "w")]
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        lambda: jnp.ones(3),
+        lambda: {"a": [jnp.ones(3)]},
+        lambda: (1, nnx.Param(jnp.ones(1))),
+        lambda: _Config(jnp.ones(3)),
+    ],
+    ids=["array", "nested-container", "variable-in-tuple", "registered-dataclass"],
+)
+def test_arrays_hidden_in_a_static_attribute_are_an_error(hidden):
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.table = nnx.static(hidden())
+
+    with pytest.raises(nnx.PytreeStaticError, match=r"M\.table is declared static .*nnx\.data"):
+        M()
+
+
+def test_assigning_an_array_to_an_attribute_declared_static_later_is_an_error():
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.table = nnx.static(None)
+
+    m = M()
+    m.table = (1, 2)  # still static, no arrays: fine
+    with pytest.raises(nnx.PytreeStaticError, match="M.table is declared static"):
+        m.table = jnp.ones(2)
+    assert m.table == (1, 2)
+
+
+def test_static_attributes_are_part_of_the_structure_not_leaves():
+    class M(nnx.Pytree):
+        def __init__(self, sizes):
+            self.sizes = nnx.static(list(sizes))
+            self.w = nnx.Param(jnp.ones(1))
+
+    a, b = M([1, 2]), M([1, 3])
+    assert jax.tree.leaves(a) == jax.tree.leaves(b)
+    assert jax.tree.structure(a) != jax.tree.structure(b)
+    assert nnx.graphdef(a) != nnx.graphdef(b)
+    assert nnx.graphdef(a) == nnx.graphdef(M([1, 2]))
+
+
+def test_data_marker_makes_a_python_scalar_a_traced_leaf():
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.scale = nnx.data(2.0)
+            self.label = "fixed"
+
+    traced = []
+
+    @jax.jit
+    def f(m):
+        traced.append(type(m.scale))
+        return m.scale * 3
+
+    assert float(f(M())) == 6.0
+    assert issubclass(traced[0], jax.core.Tracer)

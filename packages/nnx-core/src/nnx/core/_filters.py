@@ -24,6 +24,8 @@ import builtins
 from collections.abc import Callable
 from typing import Any as _Any
 
+from nnx.core._errors import FilterError
+
 Path = tuple
 Predicate = Callable[[Path, _Any], bool]
 Filter = _Any
@@ -202,7 +204,7 @@ def filters_to_predicates(filters: tuple) -> tuple[Predicate, ...]:
     """Predicates for a list of filters where ``...`` may only come last."""
     for i, f in enumerate(filters[:-1]):
         if f is Ellipsis:
-            raise ValueError(
+            raise FilterError(
                 f"`...` matches everything, so it must be the last filter; it is "
                 f"filter {i} of {len(filters)}: {filters!r}"
             )

@@ -100,18 +100,48 @@ def _contains_data(x) -> bool:
         return any(_contains_data(y) for y in x)
     if isinstance(x, dict):
         return any(_contains_data(y) for y in x.values())
-    return False
+    return _pytree_holds_data(x)
+
+
+# Values that are never JAX pytree nodes; skipping them keeps `self.din = 2` cheap.
+_PLAIN_STATIC = (str, bytes, int, float, complex, bool, type, type(None))
+
+
+def _pytree_holds_data(x) -> bool:
+    """A registered JAX pytree node (a dataclass, a custom class) holding arrays or Variables."""
+    if isinstance(x, _PLAIN_STATIC):
+        return False
+    try:
+        leaves, treedef = jax.tree_util.tree_flatten(
+            x, is_leaf=lambda y: y is not x and _is_data_leaf(y)
+        )
+    except Exception:  # a half-built object; its own methods will say what is wrong
+        return False
+    if jax.tree_util.treedef_is_leaf(treedef):
+        return False
+    return any(_is_data_leaf(y) for y in leaves)
 
 
 def is_data(x) -> bool:
-    """Whether an attribute holding ``x`` is data by default."""
+    """Whether an attribute holding ``x`` is data (a pytree child) by default.
+
+    Example::
+
+        nnx.is_data(jnp.ones(3))           # True: arrays
+        nnx.is_data([nnx.Param(...)])      # True: containers of Variables, Pytrees, arrays
+        nnx.is_data([])                    # True: an empty list or dict (it may grow)
+        nnx.is_data(MyDataclass(jnp.ones(3)))  # True: a registered JAX pytree holding arrays
+        nnx.is_data(3), nnx.is_data("relu"), nnx.is_data(jax.nn.relu)   # False: static
+    """
     if _is_data_leaf(x):
         return True
     if type(x) in (list, dict, List, Dict):
         return len(x) == 0 or _contains_data(x)
     if isinstance(x, tuple):
         return _contains_data(x)
-    return False
+    if isinstance(x, (list, dict)):
+        return _contains_data(x)
+    return _pytree_holds_data(x)
 
 
 class _Static:
@@ -151,7 +181,7 @@ def _split_items(items):
     """(data positions, static (position, value) pairs) of a sequence of values."""
     data_idx, static_items = [], []
     for i, v in items:
-        if is_data(v) or v is None and False:
+        if is_data(v):
             data_idx.append(i)
         else:
             static_items.append((i, _Static(v)))

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nnx.core._filters import to_predicate
 from nnx.core._pytree import Pytree
@@ -20,8 +21,13 @@ from nnx.core._variables import RngCount, RngKey
 
 
 def _as_key(value) -> jax.Array:
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return jax.random.key(value)
+    if not isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        raise TypeError(
+            f"An Rngs stream needs an int seed or a JAX key, got {type(value).__name__} "
+            f"{value!r}. Pass e.g. nnx.Rngs(0) or nnx.Rngs(params=jax.random.key(0))."
+        )
     value = jnp.asarray(value) if not isinstance(value, jax.Array) else value
     if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
         return value
@@ -95,6 +101,12 @@ class Rngs(Pytree):
         if default is not None:
             streams = {"default": default, **streams}
         for name, value in streams.items():
+            if name.startswith("_") or name in _RESERVED:
+                raise ValueError(
+                    f"Rngs: {name!r} cannot name a stream: it is "
+                    + ("private" if name.startswith("_") else f"the Rngs method rngs.{name}")
+                    + ". Choose another name, e.g. nnx.Rngs(params=0, dropout=1)."
+                )
             if isinstance(value, RngStream):
                 setattr(self, name, value)
             else:
@@ -139,7 +151,14 @@ class Rngs(Pytree):
     def fork(
         self, *, split: int | tuple[int, ...] | Mapping[Any, int | tuple | None] | None = None
     ) -> Rngs:
-        """New independent streams (one per stream), without touching these.
+        """New independent streams, one per stream; each of these advances by one key.
+
+        Example::
+
+            rngs = nnx.Rngs(params=0, dropout=1)
+            child = rngs.fork()                # independent of `rngs` from now on
+            stacked = rngs.fork(split=8)       # stacked.params() has shape (8,)
+            some = rngs.fork(split={"dropout": 4})   # only dropout is split
 
         ``split=n`` gives every new stream keys of shape ``(n,)``, to be used
         with ``nnx.vmap`` (one member per key). ``split={filter: n, ...}``
@@ -209,6 +228,9 @@ class Rngs(Pytree):
     def bits(self, shape=(), dtype=None):
         """``jax.random.bits`` with a key from the default stream."""
         return jax.random.bits(self._key(), shape, dtype)
+
+
+_RESERVED = frozenset(n for n in dir(Rngs) if not n.startswith("_"))
 
 
 def split_rngs_keys(rngs: Rngs, n: int) -> Rngs:

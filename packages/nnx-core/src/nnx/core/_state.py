@@ -186,6 +186,10 @@ class State(dict):
                     return False
         return True
 
+    def __ne__(self, other) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
     __hash__ = None  # type: ignore[assignment]
 
 
