@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transforms_testlib import MLP, Counter, Linear
+from transforms_testlib import MLP, Counter, Linear, mlp_reference
 
 import nnx
 
@@ -38,6 +38,21 @@ def test_eval_shape_allocates_nothing(mode):
     w = abstract.linear1.w[...]
     assert isinstance(w, jax.ShapeDtypeStruct) and w.shape == (2, 1024)
     assert isinstance(abstract.linear1.w, nnx.Param)
+    # 4 TB of float32 parameters: only an abstract evaluation can return this
+    huge = nnx.eval_shape(lambda: Linear(10**6, 10**6, rngs=nnx.Rngs(0)))
+    assert huge.w[...].shape == (10**6, 10**6) and huge.w[...].dtype == jnp.float32
+
+
+def test_eval_shape_of_a_call_leaves_the_arguments_concrete(mode):
+    m = MLP(2, 8, 3, rngs=nnx.Rngs(0))
+    mean0, count0 = np.asarray(m.bn.mean[...]), int(m.dropout.rngs.count[...])
+    out = nnx.eval_shape(lambda m, x: m(x), m, jnp.ones((4, 2)))
+    assert out == jax.ShapeDtypeStruct((4, 3), jnp.float32)
+    # the writes of an abstract run are abstract: none reaches the caller's model
+    assert isinstance(m.bn.mean.get_value(), jax.Array)
+    np.testing.assert_array_equal(m.bn.mean[...], mean0)
+    assert int(m.dropout.rngs.count[...]) == count0
+    m(jnp.ones((4, 2)))  # still a working model
 
 
 def test_jvp_with_state_tangent(mode):
@@ -47,6 +62,20 @@ def test_jvp_with_state_tangent(mode):
     y, y_dot = nnx.jvp(lambda m: m(x), (m,), ({"w": tw},))
     np.testing.assert_allclose(y, m(x), **TOL)
     np.testing.assert_allclose(y_dot, x @ tw, **TOL)
+
+
+def test_jvp_of_a_stateful_module_matches_plain_jax_and_updates_state(mode):
+    m = MLP(2, 4, 3, rngs=nnx.Rngs(0))
+    m.dropout.rate = 0.0
+    x = jnp.arange(6.0).reshape(3, 2)
+    params = jax.tree.map(lambda v: v[...], nnx.state(m, nnx.Param).to_pure_dict())
+    mean0 = m.bn.mean[...]
+    tangent = jax.tree.map(jnp.ones_like, params)
+    y, y_dot = nnx.jvp(lambda m: m(x), (m,), (tangent,))
+    ref = jax.jvp(lambda p: mlp_reference(p, mean0, x)[0], (params,), (tangent,))
+    np.testing.assert_allclose(y, ref[0], **TOL)
+    np.testing.assert_allclose(y_dot, ref[1], **TOL)
+    np.testing.assert_allclose(m.bn.mean[...], mlp_reference(params, mean0, x)[1], **TOL)
 
 
 def test_vjp_returns_state_cotangents(mode):
@@ -90,7 +119,7 @@ def test_custom_vjp_rejects_writes():
         f(Counter())
 
 
-def test_checkify_returns_error_and_updates_state():
+def test_checkify_returns_error_and_updates_state(mode):
     from jax.experimental import checkify
 
     c = Counter()
@@ -142,6 +171,35 @@ _SHARD_SCRIPT = textwrap.dedent(
     y = step(m, x)
     assert y.sharding.spec == P("data"), y.sharding
     assert int(m.calls[...]) == 2
+
+    # per-path in_shardings (a dict of the model's paths): w split, calls replicated
+    class Wide(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.arange(16.0))
+            self.calls = nnx.BatchStat(jnp.array(0))
+
+    wide = Wide()
+    @nnx.jit(in_shardings=({"w": split, "calls": rep},), out_shardings=rep)
+    def total(m):
+        m.calls[...] += 1
+        return jnp.sum(m.w[...])
+    compiled = total.lower(wide).compile()
+    specs = [s.spec for s in jax.tree.leaves(compiled.input_shardings[0])]
+    assert P("data") in specs, specs
+    np.testing.assert_allclose(total(wide), 120.0)
+    assert int(wide.calls[...]) == 1
+
+    # shard_map in every Variable mode, state written inside comes out (a ref is
+    # committed to the device it was made on, so under jit it would first have to be
+    # placed on the mesh; shard_map itself takes values)
+    for kw in (dict(ref=True), dict(hijax=True)):
+        with nnx.var_defaults(**kw):
+            mm = Model()
+        y = fwd(mm, x)
+        np.testing.assert_allclose(y, x * jnp.arange(4.0))
+        y = fwd(mm, x)
+        assert int(mm.calls[...]) == 2, (kw, mm.calls)
+        assert mm.calls.ref == kw.get("ref", False) and mm.calls.hijax == kw.get("hijax", False)
     print("OK")
     """
 )

@@ -505,19 +505,32 @@ def write_back(leaves: list, idx, new, *, values: bool) -> None:
         for i, x in zip(idx, new):
             _set_raw(leaves[i], x)
         return
+    top = None
     for i, x in zip(idx, new):
         v = leaves[i]
-        if v._aux.mode == REF and _shape_changed(v, x):
-            v.set_raw_value(jax.tree.map(jax.new_ref, x))
-        else:
-            v.set_value(x)
+        if v._aux.mode == REF:
+            if top is None:
+                top = at_top_level()
+            if _layout_changed(v, x, top):
+                # a ref keeps its shape and device: a value that changed them (a
+                # vmapped stack, a result of shard_map) gets a new ref, as a plain
+                # Variable would get the new array
+                v.set_raw_value(jax.tree.map(jax.new_ref, x))
+                continue
+        v.set_value(x)
 
 
-def _shape_changed(v: Variable, new) -> bool:
-    old = jax.tree.map(
-        lambda r: r.shape, v.get_raw_value(), is_leaf=lambda r: isinstance(r, jax.Ref)
-    )
-    return old != jax.tree.map(np.shape, new)
+def _layout_changed(v: Variable, new, top: bool) -> bool:
+    refs = jax.tree.leaves(v.get_raw_value(), is_leaf=lambda r: isinstance(r, jax.Ref))
+    vals = jax.tree.leaves(new)
+    if len(refs) != len(vals):
+        return True
+    for r, x in zip(refs, vals):
+        if r.shape != np.shape(x):
+            return True
+        if top and isinstance(x, jax.Array) and r.sharding != x.sharding:
+            return True
+    return False
 
 
 def state_from_leaves(items) -> State:

@@ -22,6 +22,7 @@ from nnx.transforms._boundary import (
     REF,
     PrepareCache,
     assemble,
+    at_top_level,
     collect_updates,
     enter_values,
     export_output,
@@ -42,6 +43,7 @@ def lift(
     where: str,
     static_argnums=(),
     all_updates: bool = False,
+    write: bool = True,
     prep_cache: PrepareCache | None = None,
     post_out: Callable | None = None,
     in_spec: Callable | None = None,
@@ -52,6 +54,8 @@ def lift(
     ``all_updates=True`` returns a value (or None) for every leaf, for
     transforms that need the output structure before tracing (shard_map).
     ``in_spec``/``out_spec`` build per-leaf specs for such transforms.
+    ``write=False`` leaves the arguments as they are (eval_shape: the new
+    values are abstract).
     """
     layout, graph, plain, plain_kw = split_call(args, kwargs, static_argnums)
     names = graph_arg_names(fun, layout)
@@ -87,7 +91,7 @@ def lift(
         else transform(inner, in_spec(prep, layout, graph), out_spec(prep))
     )
     new, out = transformed(values, plain, plain_kw)
-    if prep is not None:
+    if prep is not None and write:
         idx = holder["idx"]
         if all_updates:
             new = [new[i] for i in idx]
@@ -158,7 +162,8 @@ def eval_shape(fun: Callable, *args, **kwargs):
 
     Variables of the abstract output are plain Variables holding
     ``ShapeDtypeStruct`` values, whatever their mode would have been
-    (there is no array to put in a ref or a hijax cell).
+    (there is no array to put in a ref or a hijax cell). Writes the function
+    makes to its arguments' Variables are not applied: they would be abstract.
     """
     return lift(
         lambda g: functools.partial(jax.eval_shape, g),
@@ -167,6 +172,7 @@ def eval_shape(fun: Callable, *args, **kwargs):
         kwargs,
         where=f"nnx.eval_shape({getattr(fun, '__name__', 'f')})",
         post_out=_plain_vars,
+        write=False,
     )
 
 
@@ -258,7 +264,20 @@ def shard_map(
                 return (list(leaf_specs), out_specs)
 
             def transform(g, ins, outs):
-                return jax.shard_map(g, mesh=mesh, in_specs=ins, out_specs=outs, **shard_map_kwargs)
+                sm = jax.shard_map(g, mesh=mesh, in_specs=ins, out_specs=outs, **shard_map_kwargs)
+                if not (at_top_level() and isinstance(mesh, jax.sharding.Mesh)):
+                    return sm
+
+                def call(values, plain, plain_kw):
+                    # values read from refs and hijax cells are committed to the device
+                    # they live on: place them on the mesh as their specs say
+                    values = [
+                        jax.device_put(v, jax.sharding.NamedSharding(mesh, s))
+                        for v, s in zip(values, ins[0])
+                    ]
+                    return sm(values, plain, plain_kw)
+
+                return call
 
             return lift(
                 transform,
