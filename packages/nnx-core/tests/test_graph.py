@@ -1,5 +1,7 @@
 """split / merge / update / state and the graph utilities."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -284,3 +286,242 @@ def test_random_graphs_update_writes_every_variable_once(root):
     nnx.update(root, plus)
     for p, v in nnx.state(root).flat_state():
         np.testing.assert_array_equal(v[...], before[p] + 10)
+
+
+# -- richer random graphs: cycles, tuples, nested containers, kinds, modes, raw arrays ----
+KINDS = [nnx.Param, nnx.BatchStat, Count]
+MODE_KW = [{}, {"ref": True}, {"hijax": True}]
+
+
+@st.composite
+def rich_graphs(draw):
+    n_vars = draw(st.integers(1, 5))
+    variables = [
+        draw(st.sampled_from(KINDS))(jnp.full((2,), float(i)), **draw(st.sampled_from(MODE_KW)))
+        for i in range(n_vars)
+    ]
+    nodes = [Node() for _ in range(draw(st.integers(1, 4)))]
+
+    def value(depth):
+        kind = draw(st.sampled_from(["var", "node", "array", "list", "tuple", "dict", "static"]))
+        if kind == "var":
+            return draw(st.sampled_from(variables))
+        if kind == "node":  # any node, earlier ones too: cycles and sharing
+            return draw(st.sampled_from(nodes))
+        if kind == "array":
+            return jnp.full((1,), float(draw(st.integers(0, 9))))
+        if kind == "static" or depth > 1:
+            return draw(st.sampled_from([3, "name", None]))
+        items = [value(depth + 1) for _ in range(draw(st.integers(1, 2)))]
+        if kind == "list":
+            return items
+        if kind == "tuple":
+            return tuple(items)
+        return {f"k{i}": x for i, x in enumerate(items)}
+
+    for node in nodes:
+        for j in range(draw(st.integers(0, 3))):
+            setattr(node, f"a{j}", value(0))
+    return nodes[0]
+
+
+def _leaf_values(root):
+    out = []
+    for p, x in nnx.iter_graph(root):
+        if isinstance(x, nnx.Variable):
+            out.append((p, type(x).__name__, x.hijax, x.ref, np.asarray(x[...]).tolist()))
+        elif isinstance(x, jax.Array):
+            out.append((p, "array", np.asarray(x).tolist()))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(rich_graphs())
+def test_rich_random_graphs_round_trip_through_split_merge_clone_and_to_tree(root):
+    graphdef, state = nnx.split(root)
+    for copy in (
+        nnx.merge(graphdef, state, copy=True),
+        nnx.clone(root),
+        nnx.from_tree(nnx.to_tree(root)),
+        jax.tree.map(lambda x: x, root),  # the JAX pytree view is the same flattening
+    ):
+        assert _identity_pattern(copy) == _identity_pattern(root)
+        assert _leaf_values(copy) == _leaf_values(root)
+        assert nnx.graphdef(copy) == graphdef
+    assert nnx.merge(graphdef, state) is not root
+
+
+@settings(max_examples=40, deadline=None)
+@given(rich_graphs())
+def test_rich_random_graphs_update_in_place_keeps_every_object(root):
+    ids_before = _identity_pattern(root)
+    objects_before = [id(x) for _, x in nnx.iter_graph(root) if not isinstance(x, jax.Array)]
+    _, state = nnx.split(root)
+    expected = {p: np.asarray(v[...] if isinstance(v, nnx.Variable) else v) + 1 for p, v in state.flat_state()}
+    plus = nnx.State.from_flat(
+        (p, (v[...] if isinstance(v, nnx.Variable) else v) + 1) for p, v in state.flat_state()
+    )
+    nnx.update(root, plus)
+    assert _identity_pattern(root) == ids_before
+    assert [id(x) for _, x in nnx.iter_graph(root) if not isinstance(x, jax.Array)] == objects_before
+    for p, v in nnx.state(root).flat_state():
+        np.testing.assert_array_equal(v[...] if isinstance(v, nnx.Variable) else v, expected[p])
+
+
+# -- the graph API, point by point ------------------------------------------------------
+def test_graphdef_is_a_static_argument_of_jit_and_equal_graphdefs_hit_the_cache():
+    traces = []
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def f(graphdef, state):
+        traces.append(1)
+        return nnx.merge(graphdef, state)(jnp.ones((1, 2)))
+
+    a, b = Linear(2, 3, rngs=nnx.Rngs(0)), Linear(2, 3, rngs=nnx.Rngs(1))
+    ga, sa = nnx.split(a)
+    gb, sb = nnx.split(b)
+    np.testing.assert_allclose(f(ga, sa), a(jnp.ones((1, 2))), rtol=1e-6)
+    np.testing.assert_allclose(f(gb, sb), b(jnp.ones((1, 2))), rtol=1e-6)
+    assert len(traces) == 1
+    assert len({ga, gb}) == 1
+
+
+def test_graphdef_differs_for_other_sharing_kinds_and_modes():
+    def pair(shared, kind=nnx.Param, **kw):
+        p = nnx.List([kind(jnp.ones(1), **kw)])
+        p.append(p[0] if shared else kind(jnp.ones(1), **kw))
+        return nnx.graphdef(p)
+
+    assert pair(True) != pair(False)
+    assert pair(False) != pair(False, nnx.BatchStat)
+    assert pair(False) != pair(False, ref=True)
+    assert pair(False) == pair(False)
+
+
+def test_cycles_work_in_split_merge_update_clone_and_the_pytree_view():
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    m.child = Linear(2, 2, rngs=nnx.Rngs(1))
+    m.child.parent = m
+    g, s = nnx.split(m)
+    m2 = nnx.merge(g, s, copy=True)
+    assert m2.child.parent is m2
+    nnx.update(m, jax.tree.map(lambda x: x * 0, s))
+    np.testing.assert_array_equal(m.child.kernel[...], np.zeros((2, 2)))
+    c = nnx.clone(m)
+    assert c.child.parent is c and c.kernel is not m.kernel
+    doubled = jax.jit(lambda m: jax.tree.map(lambda x: x + 1, m))(m)
+    assert doubled.child.parent is doubled
+    np.testing.assert_array_equal(doubled.child.kernel[...], np.ones((2, 2)))
+    assert [p for p, _ in nnx.iter_graph(m)][-1] == ()
+    assert nnx.find_duplicates(m) == [[(), ("child", "parent")]]
+
+
+def test_pop_with_several_filters_and_from_containers():
+    class M(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(1))
+            self.stats = {"mean": nnx.BatchStat(jnp.zeros(1))}
+            self.cache = [nnx.Cache(jnp.zeros(1))]
+
+    m = M()
+    stats, caches = nnx.pop(m, nnx.BatchStat, nnx.Cache)
+    assert [p for p, _ in stats.flat_state()] == [("stats", "mean")]
+    assert [p for p, _ in caches.flat_state()] == [("cache", 0)]
+    assert m.stats == {} and m.cache == [] and [p for p, _ in nnx.state(m).flat_state()] == [("w",)]
+
+
+def test_iter_graph_yields_variables_arrays_and_nodes_each_once():
+    class M(nnx.Module):
+        def __init__(self):
+            self.table = jnp.arange(2.0)
+            self.layers = [Linear(1, 1, rngs=nnx.Rngs(0))]
+            self.again = self.layers[0]
+
+    m = M()
+    items = list(nnx.iter_graph(m))
+    # attributes in sorted order: the shared Linear is first reached through `again`
+    assert [p for p, _ in items] == [
+        ("again", "bias"),
+        ("again", "kernel"),
+        ("again",),
+        ("table",),
+        (),
+    ]
+    assert items[2][1] is m.layers[0] and items[-1][1] is m
+
+
+def test_find_duplicates_reports_shared_variables_and_modules():
+    model = Tied()
+    model.extra = model.block1.scale
+    assert nnx.find_duplicates(model) == [
+        [("block1", "linear"), ("block2", "linear")],
+        [("block1", "scale"), ("extra",)],
+    ]
+    assert nnx.find_duplicates(Linear(1, 1, rngs=nnx.Rngs(0))) == []
+
+
+def test_merge_rejects_states_with_paths_the_graphdef_lacks():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    g, s = nnx.split(model)
+    s["extra"] = nnx.Param(jnp.ones(1))
+    with pytest.raises(nnx.StructureError, match="the States have paths the GraphDef does not: 'extra'"):
+        nnx.merge(g, s)
+
+
+def test_merge_accepts_several_states_in_any_order_and_plain_mappings():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    g, params, counts = nnx.split(model, nnx.Param, ...)
+    m2 = nnx.merge(g, counts, dict(params))
+    assert m2.w is model.w and m2.count is model.count
+
+
+def test_update_writes_into_ref_and_hijax_variables_and_refuses_immutable_ones():
+    for mode in ({"ref": True}, {"hijax": True}):
+        with nnx.var_defaults(**mode):
+            m = StatefulLinear(2, 2, rngs=nnx.Rngs(0))
+        raw = m.b.get_raw_value()
+        nnx.update(m, nnx.State({"b": jnp.full(2, 3.0)}))
+        assert m.b.get_raw_value() is raw  # the same ref / cell, written in place
+        np.testing.assert_array_equal(m.b[...], [3.0, 3.0])
+    frozen = nnx.vars_as(StatefulLinear(2, 2, rngs=nnx.Rngs(0)), mutable=False)
+    with pytest.raises(nnx.ImmutableVariableError, match="Cannot write to an immutable Param"):
+        nnx.update(frozen, nnx.State({"b": jnp.ones(2)}))
+
+
+def test_model_surgery_is_seen_by_merge_and_the_pytree_view():
+    model = Tied()
+    old = model.block1.linear
+    before = nnx.graphdef(model)
+
+    class Scaled(nnx.Module):
+        def __init__(self, inner):
+            self.inner = inner
+            self.alpha = nnx.Param(jnp.full((2,), 2.0))
+
+        def __call__(self, x):
+            return self.alpha * self.inner(x)
+
+    model.block1.linear = Scaled(old)
+    assert nnx.graphdef(model) != before
+    g, s = nnx.split(model)
+    m2 = nnx.merge(g, s, copy=True)
+    assert isinstance(m2.block1.linear, Scaled) and m2.block1.linear.inner is m2.block2.linear
+    x = jnp.ones((1, 2))
+    y = jax.jit(lambda m, x: m.block1.linear(x))(model, x)
+    np.testing.assert_allclose(y, 2.0 * old(x), rtol=1e-6)
+
+
+def test_state_filter_form_of_split_and_state_helpers():
+    model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
+    assert nnx.variables is nnx.state
+    g = nnx.graphdef(model)
+    assert g == nnx.split(model)[0] and g.num_leaves == 3
+    assert g.paths == (("b",), ("count",), ("w",))
+    assert nnx.is_graph_node(model) and nnx.is_graph_node(model.w)
+    assert not nnx.is_graph_node(jnp.ones(1))
+
+
+def test_unflatten_with_the_wrong_number_of_leaves():
+    flat = nnx.flatten(Linear(2, 2, rngs=nnx.Rngs(0)))
+    with pytest.raises(nnx.StructureError, match="the GraphDef has 2 leaves, got 1"):
+        nnx.unflatten(flat.graphdef, flat.leaves[:1])
