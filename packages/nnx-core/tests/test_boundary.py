@@ -92,3 +92,71 @@ def test_filter_leaves():
     flat = nnx.flatten(model, with_paths=True)
     assert nnx.filter_leaves(flat, nnx.Param) == [True, False, True]
     assert nnx.filter_leaves(flat, "count") == [False, True, False]
+
+
+def test_unflatten_reuses_variables_or_copies_them():
+    model = Linear(2, 3, rngs=nnx.Rngs(0))
+    flat = nnx.flatten(model)
+    again = nnx.unflatten(flat.graphdef, flat.leaves)
+    assert again is not model and again.kernel is model.kernel
+    fresh = nnx.unflatten(flat.graphdef, flat.leaves, copy_variables=True)
+    assert fresh.kernel is not model.kernel
+    np.testing.assert_array_equal(fresh.kernel[...], model.kernel[...])
+    assert [type(v).__name__ for v in flat.variables] == ["Param", "Param"]
+    assert flat.graphdef.num_leaves == len(flat.leaves) == 2
+
+
+def test_flatten_leaves_hold_raw_arrays_after_the_variables_order_is_sorted_paths():
+    class M(nnx.Module):
+        def __init__(self):
+            self.z = nnx.Param(jnp.ones(1))
+            self.a = jnp.zeros(2)  # a raw array attribute is a leaf too
+
+    flat = nnx.flatten(M(), with_paths=True)
+    assert flat.paths == [("a",), ("z",)]
+    assert isinstance(flat.leaves[0], jax.Array) and isinstance(flat.leaves[1], nnx.Param)
+    raws = [x.get_raw_value() if isinstance(x, nnx.Variable) else x for x in flat.leaves]
+    m2 = nnx.unflatten(flat.graphdef, raws)
+    np.testing.assert_array_equal(m2.a, [0.0, 0.0])
+
+
+def test_graph_epoch_moves_on_structure_changes_only():
+    model = Linear(2, 3, rngs=nnx.Rngs(0))
+    e = nnx.graph_epoch()
+    model.kernel[...] += 1.0
+    model.kernel += 1.0  # `self.x += 1` re-assigns the same object: no structural change
+    model.bias.value = jnp.ones(3)
+    assert nnx.graph_epoch() == e
+    for change in (
+        lambda: setattr(model, "extra", nnx.Param(jnp.ones(1))),
+        lambda: delattr(model, "extra"),
+        lambda: setattr(model.kernel, "tag", "k"),
+        lambda: setattr(model, "din", 5),
+    ):
+        before = nnx.graph_epoch()
+        change()
+        assert nnx.graph_epoch() != before
+
+
+def test_flatten_cache_sees_metadata_changes_other_objects_and_arity():
+    model = Linear(2, 3, rngs=nnx.Rngs(0))
+    cache = nnx.FlattenCache()
+    a = cache.flatten((model,))
+    model.kernel.tag = "k"
+    b = cache.flatten((model,))
+    assert b is not a and b.graphdef != a.graphdef
+    assert cache.flatten((model,)) is b
+    c = cache.flatten((model, model))  # another arity
+    assert c is not b and len(c.leaves) == 2
+    x = jnp.ones(2)  # arrays are passed through too (held strongly)
+    d = cache.flatten((model, x))
+    assert cache.flatten((model, x)) is d
+    assert cache.flatten((model, jnp.ones(2))) is not d
+
+
+def test_filter_leaves_without_paths_uses_the_graphdef_paths():
+    model = Linear(2, 3, rngs=nnx.Rngs(0))
+    flat = nnx.FlattenCache().flatten((model,))
+    assert flat.paths is None
+    assert nnx.filter_leaves(flat, "kernel") == [False, True]
+    assert nnx.filter_leaves(flat, lambda path, x: path == (0, "bias")) == [True, False]

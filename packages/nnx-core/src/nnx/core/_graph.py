@@ -114,6 +114,12 @@ def _collect_paths(d, path, out) -> None:
 class FlatGraph:
     """What :func:`flatten` returns.
 
+    Example::
+
+        flat = nnx.flatten(model)
+        flat.graphdef.num_leaves == len(flat.leaves)
+        [type(v).__name__ for v in flat.variables]   # ['Param', 'Param']
+
     Attributes:
       graphdef: the static structure.
       leaves: Variables (each once) and raw arrays, in the fixed order.
@@ -240,10 +246,12 @@ def flatten(
 
     Example::
 
-        flat = nnx.flatten((model, optimizer))
-        flat.graphdef            # hashable static structure
-        flat.leaves              # each Variable once, in a fixed order
-        same = nnx.unflatten(flat.graphdef, [v.get_raw_value() for v in flat.leaves])
+        flat = nnx.flatten((model, optimizer), with_paths=True)
+        flat.graphdef            # hashable static structure (a jax.jit cache key)
+        flat.leaves              # each Variable once (shared ones too), then raw arrays
+        flat.paths               # e.g. [(0, "linear", "kernel"), ...]
+        raws = [x.get_raw_value() if isinstance(x, nnx.Variable) else x for x in flat.leaves]
+        model2, opt2 = nnx.unflatten(flat.graphdef, raws)   # new objects, same sharing
 
     Args:
       node: any object graph or pytree of them.
@@ -360,6 +368,15 @@ def unflatten(
 ) -> Any:
     """Build an object graph from a :class:`GraphDef` and its leaves.
 
+    Example::
+
+        flat = nnx.flatten(model)
+        values = [v.get_value() * 0 for v in flat.leaves]     # raw values: new Variables
+        zeros = nnx.unflatten(flat.graphdef, values)          # same kinds and metadata
+        again = nnx.unflatten(flat.graphdef, flat.leaves)     # Variables: reused as they are
+        again.linear.kernel is model.linear.kernel            # True
+        fresh = nnx.unflatten(flat.graphdef, flat.leaves, copy_variables=True)
+
     ``leaves`` holds, for each Variable slot, either a Variable (used as is,
     or copied with ``copy_variables=True``) or its raw stored value (a new
     Variable of the recorded kind, mode and metadata is made around it).
@@ -379,6 +396,16 @@ def unflatten(
 
 class FlattenCache:
     """Remembers :func:`flatten` of the last arguments while nothing changed shape.
+
+    Example::
+
+        cache = nnx.FlattenCache()            # one per call site (a transform keeps one)
+        flat = cache.flatten((model, opt))    # walks the graphs
+        cache.flatten((model, opt)) is flat   # True: same objects, no structural change
+        model.kernel[...] = 0                 # values may change: leaves are Variables
+        cache.flatten((model, opt)) is flat   # still True
+        model.extra = nnx.Param(jnp.ones(1))  # a structural change moves graph_epoch()
+        cache.flatten((model, opt)) is flat   # False: flattened again
 
     ``cache.flatten(args)`` returns the previous :class:`FlatGraph` when
     ``args`` holds the same objects as last time and no object graph changed
@@ -426,7 +453,19 @@ def _weak(obj):
 
 
 def graph_epoch() -> int:
-    """The structure epoch: it changes whenever any object graph may have changed shape."""
+    """The structure epoch: it changes whenever any object graph may have changed shape.
+
+    Example::
+
+        e = nnx.graph_epoch()
+        model.kernel[...] += 1        # a value write: the epoch stays
+        assert nnx.graph_epoch() == e
+        model.layers.append(layer)    # attribute set/delete, List/Dict mutation,
+        assert nnx.graph_epoch() != e # Variable metadata write: the epoch moves
+
+    A cached :class:`FlatGraph` (see :class:`FlattenCache`) is valid while the
+    epoch is the one it was made at.
+    """
     return _epoch._counter[0]
 
 
@@ -727,7 +766,17 @@ def is_graph_node(x) -> bool:
 
 
 def filter_leaves(flat: FlatGraph, filter) -> list[bool]:
-    """For each leaf of ``flat`` (which needs paths), whether ``filter`` matches it."""
+    """For each leaf of ``flat``, whether ``filter`` matches it (a list of bools).
+
+    Example::
+
+        flat = nnx.flatten(model, with_paths=True)
+        diff = nnx.filter_leaves(flat, nnx.Param)     # e.g. [True, False, True]
+        params = [x for x, d in zip(flat.leaves, diff) if d]
+
+    Paths come from ``flat.paths``, or from ``flat.graphdef.paths`` when ``flat``
+    was made without them (as :class:`FlattenCache` does).
+    """
     pred = to_predicate(filter)
     paths = flat.paths if flat.paths is not None else flat.graphdef.paths
     return [bool(pred(p, x)) for p, x in zip(paths, flat.leaves)]
