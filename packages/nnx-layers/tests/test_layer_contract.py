@@ -18,6 +18,14 @@ def wp(initializer, names):
     return nnx.with_partitioning(initializer, names)
 
 
+def _norm_builder(cls):
+    return lambda **kw: cls(4, rngs=nnx.Rngs(0), **kw)
+
+
+def _cell_builder(cls):
+    return lambda d, p: cls(3, 4, dtype=d, param_dtype=p, rngs=nnx.Rngs(0))
+
+
 # (id, build(**init kwargs), {init kwarg: (plain initializer, path to the param, names)})
 SHARDING_CASES = [
     (
@@ -68,7 +76,7 @@ SHARDING_CASES = [
     *[
         (
             cls.__name__,
-            (lambda cls: lambda **kw: cls(4, rngs=nnx.Rngs(0), **kw))(cls),
+            _norm_builder(cls),
             {
                 "scale_init": (init.normal(1.0), ("scale",), ("model",)),
                 "bias_init": (init.normal(1.0), ("bias",), ("model",)),
@@ -144,7 +152,7 @@ def _get(module, path):
 def test_partitioned_initializer_gives_sharding_names_and_the_same_values(build, inits):
     plain = build(**{k: v[0] for k, v in inits.items()})
     sharded = build(**{k: wp(v[0], v[2]) for k, v in inits.items()})
-    for plain_init, path, names in inits.values():
+    for _, path, names in inits.values():
         param = _get(sharded, path)
         assert isinstance(param, nnx.Param)
         assert param.sharding_names == names
@@ -210,7 +218,7 @@ DTYPE_CASES = [
     *[
         (
             cls.__name__,
-            (lambda cls: lambda d, p: cls(3, 4, dtype=d, param_dtype=p, rngs=nnx.Rngs(0)))(cls),
+            _cell_builder(cls),
             (2, 3),
         )
         for cls in (nnx.LSTMCell, nnx.GRUCell, nnx.SimpleCell)

@@ -221,7 +221,8 @@ def test_bidirectional_matches_forward_and_backward_python_loops_with_lengths():
         ys_b, h_b = _loop(bwd_cell, x[b], n, backward=True)
         for t in range(n):
             np.testing.assert_allclose(out[b, t], jnp.concatenate([ys_f[t], ys_b[t]]), **TOL)
-        jax.tree.map(lambda a, e: np.testing.assert_allclose(a[b], e, **TOL), carry_f, h_f)
+        for got, want in zip(carry_f, h_f):
+            np.testing.assert_allclose(got[b], want, **TOL)
         np.testing.assert_allclose(carry_b[b], h_b, **TOL)
 
 
