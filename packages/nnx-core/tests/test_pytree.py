@@ -260,3 +260,94 @@ def test_data_marker_makes_a_python_scalar_a_traced_leaf():
 
     assert float(f(M())) == 6.0
     assert issubclass(traced[0], jax.core.Tracer)
+
+
+class _Drop(nnx.Module):
+    def __init__(self):
+        self.deterministic = False
+        self.rate = 0.5
+
+
+class _Norm(nnx.Module):
+    def __init__(self):
+        self.use_running_average = False
+
+
+def test_train_eval_reach_submodules_in_lists_dicts_tuples_and_shared_ones():
+    shared = _Drop()
+    root = nnx.Module()
+    root.layers = [_Drop(), {"n": _Norm()}, (shared, _Norm())]
+    root.again = shared
+    root.eval()
+    drops = [root.layers[0], shared]
+    norms = [root.layers[1]["n"], root.layers[2][1]]
+    assert all(d.deterministic for d in drops) and all(n.use_running_average for n in norms)
+    assert not hasattr(root, "deterministic")  # only modules that have the attribute
+    root.train()
+    assert not any(d.deterministic for d in drops)
+    assert not any(n.use_running_average for n in norms)
+
+
+def test_set_attributes_with_type_and_predicate_filters():
+    root = nnx.Module()
+    root.a, root.b, root.n = _Drop(), _Drop(), _Norm()
+    root.set_attributes(_Drop, rate=0.1)
+    assert root.a.rate == root.b.rate == 0.1
+    root.set_attributes(lambda m: m is root.b, rate=0.9)
+    assert (root.a.rate, root.b.rate) == (0.1, 0.9)
+    root.set_attributes(_Norm, rate=1.0, raise_if_not_found=False)
+    assert not hasattr(root.n, "rate")
+    with pytest.raises(AttributeError, match=r"no module in Module has \['rate'\].*raise_if_not_found"):
+        root.set_attributes(_Norm, rate=1.0)
+
+
+def test_iter_children_lists_direct_submodules_once():
+    shared = _Drop()
+    root = nnx.Module()
+    root.x, root.y = shared, shared
+    root.inner = nnx.Module()
+    root.inner.deep = _Norm()
+    root.group = [_Norm()]
+    children = list(nnx.iter_children(root))
+    assert [k for k, _ in children] == [("group", 0), "inner", "x"]
+    assert children[2][1] is shared
+    assert [p for p, _ in nnx.iter_modules(root)] == [("group", 0), ("inner", "deep"), ("inner",), ("x",), ()]
+
+
+def test_sow_custom_reduce_and_kind_mismatch_error():
+    class M(nnx.Module):
+        def __call__(self, x):
+            self.sow(nnx.Intermediate, "total", x, reduce_fn=lambda a, b: a + b, init_fn=lambda: 0.0)
+            return x
+
+    m = M()
+    m(jnp.array(2.0))
+    m(jnp.array(3.0))
+    assert float(m.total[...]) == 5.0 and type(m.total) is nnx.Intermediate
+    m.w = nnx.Param(jnp.ones(1))
+    with pytest.raises(ValueError, match=r"sow: M\.w holds a Param, not a Intermediate"):
+        m.sow(nnx.Intermediate, "w", jnp.ones(1))
+
+
+def test_sow_inside_jit_via_split_merge_returns_the_intermediates():
+    class M(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.full((2,), 3.0))
+
+        def __call__(self, x):
+            y = x * self.w
+            self.sow(nnx.Intermediate, "y", y)
+            return y.sum()
+
+    m = M()
+    g, s = nnx.split(m)
+
+    @jax.jit
+    def f(s, x):
+        model = nnx.merge(g, s, copy=True)
+        out = model(x)
+        return out, nnx.pop(model, nnx.Intermediate)
+
+    out, inter = f(s, jnp.ones(2))
+    assert float(out) == 6.0
+    np.testing.assert_array_equal(inter["y"][...][0], [3.0, 3.0])
