@@ -357,13 +357,18 @@ def test_rich_random_graphs_update_in_place_keeps_every_object(root):
     ids_before = _identity_pattern(root)
     objects_before = [id(x) for _, x in nnx.iter_graph(root) if not isinstance(x, jax.Array)]
     _, state = nnx.split(root)
-    expected = {p: np.asarray(v[...] if isinstance(v, nnx.Variable) else v) + 1 for p, v in state.flat_state()}
+    expected = {
+        p: np.asarray(v[...] if isinstance(v, nnx.Variable) else v) + 1
+        for p, v in state.flat_state()
+    }
     plus = nnx.State.from_flat(
         (p, (v[...] if isinstance(v, nnx.Variable) else v) + 1) for p, v in state.flat_state()
     )
     nnx.update(root, plus)
     assert _identity_pattern(root) == ids_before
-    assert [id(x) for _, x in nnx.iter_graph(root) if not isinstance(x, jax.Array)] == objects_before
+    assert [
+        id(x) for _, x in nnx.iter_graph(root) if not isinstance(x, jax.Array)
+    ] == objects_before
     for p, v in nnx.state(root).flat_state():
         np.testing.assert_array_equal(v[...] if isinstance(v, nnx.Variable) else v, expected[p])
 
@@ -464,7 +469,9 @@ def test_merge_rejects_states_with_paths_the_graphdef_lacks():
     model = StatefulLinear(3, 5, rngs=nnx.Rngs(0))
     g, s = nnx.split(model)
     s["extra"] = nnx.Param(jnp.ones(1))
-    with pytest.raises(nnx.StructureError, match="the States have paths the GraphDef does not: 'extra'"):
+    with pytest.raises(
+        nnx.StructureError, match="the States have paths the GraphDef does not: 'extra'"
+    ):
         nnx.merge(g, s)
 
 

@@ -297,7 +297,9 @@ def test_set_attributes_with_type_and_predicate_filters():
     assert (root.a.rate, root.b.rate) == (0.1, 0.9)
     root.set_attributes(_Norm, rate=1.0, raise_if_not_found=False)
     assert not hasattr(root.n, "rate")
-    with pytest.raises(AttributeError, match=r"no module in Module has \['rate'\].*raise_if_not_found"):
+    with pytest.raises(
+        AttributeError, match=r"no module in Module has \['rate'\].*raise_if_not_found"
+    ):
         root.set_attributes(_Norm, rate=1.0)
 
 
@@ -311,13 +313,21 @@ def test_iter_children_lists_direct_submodules_once():
     children = list(nnx.iter_children(root))
     assert [k for k, _ in children] == [("group", 0), "inner", "x"]
     assert children[2][1] is shared
-    assert [p for p, _ in nnx.iter_modules(root)] == [("group", 0), ("inner", "deep"), ("inner",), ("x",), ()]
+    assert [p for p, _ in nnx.iter_modules(root)] == [
+        ("group", 0),
+        ("inner", "deep"),
+        ("inner",),
+        ("x",),
+        (),
+    ]
 
 
 def test_sow_custom_reduce_and_kind_mismatch_error():
     class M(nnx.Module):
         def __call__(self, x):
-            self.sow(nnx.Intermediate, "total", x, reduce_fn=lambda a, b: a + b, init_fn=lambda: 0.0)
+            self.sow(
+                nnx.Intermediate, "total", x, reduce_fn=lambda a, b: a + b, init_fn=lambda: 0.0
+            )
             return x
 
     m = M()
