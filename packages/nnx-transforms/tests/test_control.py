@@ -86,3 +86,37 @@ def test_outer_variable_written_in_loop_raises_trace_context_error():
     with pytest.raises(nnx.TraceContextError):
         jax.jit(lambda: captured())()
     assert int(captured.count[...]) == 0
+
+
+def test_switch_writes_of_the_taken_branch_come_out(mode):
+    c = Counter()
+    branches = [
+        lambda c, x: x,
+        lambda c, x: (c(), x * 2)[1],
+        lambda c, x: (c.count.set_value(jnp.array(7)), x * 3)[1],
+    ]
+    for i, (count, scale) in enumerate([(0, 1), (1, 2), (7, 3)]):
+        out = nnx.switch(i, branches, c, jnp.ones(2))
+        assert int(c.count[...]) == count
+        np.testing.assert_allclose(out, scale * np.ones(2))
+
+
+@pytest.mark.parametrize("pred", [True, False])
+def test_cond_returns_new_modules_in_every_mode(mode, pred):
+    out = nnx.cond(
+        pred, lambda: Linear(2, 2, rngs=nnx.Rngs(0)), lambda: Linear(2, 2, rngs=nnx.Rngs(1))
+    )
+    expected = Linear(2, 2, rngs=nnx.Rngs(0 if pred else 1))
+    assert isinstance(out, Linear)
+    d = nnx.var_defaults()
+    assert (out.w.ref, out.w.hijax) == (d.ref, d.hijax)
+    np.testing.assert_allclose(out.w[...], expected.w[...], rtol=1e-6)
+    out.b[...] = out.b[...] + 1  # an ordinary, writable module
+
+
+def test_fori_loop_unroll_matches_lax_fori_loop(mode):
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    x = jnp.ones((1, 2))
+    _, y = nnx.fori_loop(0, 4, lambda i, v: (v[0], jnp.tanh(v[0](v[1]))), (m, x), unroll=2)
+    ref = jax.lax.fori_loop(0, 4, lambda i, h: jnp.tanh(h @ m.w[...] + m.b[...]), x)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)

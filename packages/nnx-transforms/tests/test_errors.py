@@ -16,9 +16,11 @@ import nnx
         lambda f: nnx.vmap(f, in_axes=0),
         lambda f: nnx.grad(lambda x: (f(x), jnp.sum(x))[1]),
         lambda f: nnx.remat(f),
-        lambda f: lambda x: nnx.scan(
-            lambda c, x: (c, f(x)), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0)
-        )(jnp.zeros(()), x),
+        lambda f: (
+            lambda x: nnx.scan(
+                lambda c, x: (c, f(x)), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0)
+            )(jnp.zeros(()), x)
+        ),
         lambda f: lambda x: nnx.cond(True, f, f, x),
         lambda f: lambda x: nnx.switch(0, [f, f], x),
         lambda f: lambda x: nnx.fori_loop(0, 2, lambda i, x: f(x), x),
@@ -29,8 +31,19 @@ import nnx
         lambda f: lambda x: nnx.vjp(f, x),
     ],
     ids=[
-        "jit", "vmap", "grad", "remat", "scan", "cond", "switch", "fori_loop", "while_loop",
-        "eval_shape", "checkify", "jvp", "vjp",
+        "jit",
+        "vmap",
+        "grad",
+        "remat",
+        "scan",
+        "cond",
+        "switch",
+        "fori_loop",
+        "while_loop",
+        "eval_shape",
+        "checkify",
+        "jvp",
+        "vjp",
     ],
 )
 def test_writing_a_captured_plain_variable_raises_trace_context_error(transform):
@@ -158,9 +171,7 @@ def test_same_variable_differentiated_through_two_arguments_is_an_aliasing_error
     with pytest.raises(nnx.AliasingError, match="'b/w' is the same Variable as 'a/w'"):
         nnx.grad(loss, argnums=(0, 1))(a, b)
     # leaving it out of one argument is the fix the message gives
-    ga, gb = nnx.grad(
-        loss, argnums=(0, nnx.DiffState(1, nnx.All(nnx.Param, nnx.Not("w"))))
-    )(a, b)
+    ga, gb = nnx.grad(loss, argnums=(0, nnx.DiffState(1, nnx.All(nnx.Param, nnx.Not("w")))))(a, b)
     np.testing.assert_allclose(ga["w"][...], np.full((2, 2), 3.0))  # both uses of a.w
     assert set(gb.keys()) == {"b"}
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transforms_testlib import MLP, Linear, mlp_reference
+from transforms_testlib import MLP, SGD, Linear, mlp_reference
 
 import nnx
 
@@ -105,3 +105,86 @@ def test_argnums_errors_are_clear():
         nnx.grad(lambda m: jnp.sum(m.w[...]), argnums=3)(m)
     with pytest.raises(TypeError, match="has_aux=True"):
         nnx.grad(lambda m: jnp.sum(m.w[...]), has_aux=True)(m)
+
+
+def test_rng_counts_and_dropout_state_update_outside(mode):
+    model = MLP(2, 4, 3, rngs=nnx.Rngs(0))
+    count0 = int(model.dropout.rngs.count[...])
+    key0 = model.dropout.rngs.key[...]
+    x = jnp.ones((3, 2))
+
+    def loss_fn(model):
+        return jnp.sum(model(x))
+
+    nnx.grad(loss_fn)(model)
+    nnx.value_and_grad(loss_fn)(model)
+    assert int(model.dropout.rngs.count[...]) == count0 + 2
+    np.testing.assert_array_equal(
+        jax.random.key_data(model.dropout.rngs.key[...]), jax.random.key_data(key0)
+    )
+
+
+def test_model_and_optimizer_that_holds_it_stay_shared(mode):
+    model = Linear(2, 2, rngs=nnx.Rngs(0))
+    opt = SGD(model)
+    x = jnp.ones((1, 2))
+    seen = []
+
+    def loss_fn(model, opt):
+        seen.append(opt.model is model)
+        opt.step[...] += 1  # non-differentiated state of the second argument
+        return jnp.sum(model(x) ** 2)
+
+    w0, b0 = model.w[...], model.b[...]
+    grads = nnx.grad(loss_fn)(model, opt)
+    assert seen == [True] and opt.model is model and int(opt.step[...]) == 1
+    gw, gb = jax.grad(lambda w, b: jnp.sum((x @ w + b) ** 2), argnums=(0, 1))(w0, b0)
+    np.testing.assert_allclose(grads["w"][...], gw, **TOL)
+    np.testing.assert_allclose(grads["b"][...], gb, **TOL)
+
+
+def test_diffstate_on_a_later_argument_with_aux(mode):
+    m = Linear(2, 2, rngs=nnx.Rngs(0))
+    x = jnp.arange(2.0)[None] + 1
+
+    def loss_fn(x, m):
+        y = m(x)
+        return jnp.sum(y**2), y
+
+    (loss, y), (gx, gm) = nnx.value_and_grad(
+        loss_fn, argnums=(0, nnx.DiffState(1, "b")), has_aux=True
+    )(x, m)
+    ref_l, (rgx, rgb) = jax.value_and_grad(
+        lambda x, b: jnp.sum((x @ m.w[...] + b) ** 2), argnums=(0, 1)
+    )(x, m.b[...])
+    np.testing.assert_allclose(loss, ref_l, **TOL)
+    np.testing.assert_allclose(y, x @ m.w[...] + m.b[...], **TOL)
+    np.testing.assert_allclose(gx, rgx, **TOL)
+    assert list(gm.keys()) == ["b"]
+    np.testing.assert_allclose(gm["b"][...], rgb, **TOL)
+
+
+def test_jit_of_vmap_of_grad_updates_batch_stats_like_plain_jax(mode):
+    stack = nnx.vmap(lambda k: MLP(2, 4, 2, rngs=nnx.Rngs(k)))(
+        jax.random.split(jax.random.key(0), 3)
+    )
+    stack.dropout.rate = 0.0
+    x = jnp.arange(8.0).reshape(4, 2)
+    params = jax.tree.map(lambda v: v[...], nnx.state(stack, nnx.Param).to_pure_dict())
+    mean0 = stack.bn.mean[...]
+
+    @nnx.jit
+    @nnx.vmap(in_axes=(0, None))
+    def member_grads(m, x):
+        return nnx.grad(lambda m: jnp.mean(m(x) ** 2))(m)
+
+    g = member_grads(stack, x)
+
+    def ref(p, mean):
+        y, new_mean = mlp_reference(p, mean, x)
+        return jnp.mean(y**2), new_mean
+
+    ref_g, ref_mean = jax.vmap(jax.grad(ref, has_aux=True))(params, mean0)
+    np.testing.assert_allclose(g["linear1"]["w"][...], ref_g["linear1"]["w"], **TOL)
+    np.testing.assert_allclose(g["linear2"]["b"][...], ref_g["linear2"]["b"], **TOL)
+    np.testing.assert_allclose(stack.bn.mean[...], ref_mean, **TOL)

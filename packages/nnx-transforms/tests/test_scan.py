@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transforms_testlib import MLP, Counter, Linear
+from transforms_testlib import MLP, BatchNorm, Counter, Linear
 
 import nnx
 
@@ -166,3 +166,82 @@ def test_scan_inside_jit_with_grad(mode):
 
     gw = jax.grad(ref)(stack.w[...], stack.b[...])
     np.testing.assert_allclose(g["w"][...], gw, **TOL)
+
+
+@pytest.mark.parametrize("unroll", [1, 2, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_reverse_and_unroll_over_a_stack_match_lax_scan(mode, reverse, unroll):
+    stack = _stack(4)
+    x = jnp.full((2, 3), 0.5)
+
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=(0, nnx.Carry), reverse=reverse, unroll=unroll)
+    def forward(layer, h):
+        h = jnp.tanh(layer(h))
+        return jnp.sum(h), h
+
+    sums, y = forward(stack, x)
+
+    def body(h, wb):
+        h = jnp.tanh(h @ wb[0] + wb[1])
+        return h, jnp.sum(h)
+
+    ref_y, ref_sums = jax.lax.scan(body, x, (stack.w[...], stack.b[...]), reverse=reverse)
+    np.testing.assert_allclose(y, ref_y, **TOL)
+    np.testing.assert_allclose(sums, ref_sums, **TOL)
+
+
+def test_length_without_scanned_inputs_and_carry_in_the_middle(mode):
+    counter = Counter()
+
+    @nnx.scan(in_axes=(None, nnx.Carry, None), out_axes=(0, nnx.Carry), length=5)
+    def f(c, h, scale):
+        c()
+        return c.count[...] * scale, h * scale
+
+    ys, h = f(counter, jnp.ones(()), 2.0)
+    np.testing.assert_allclose(ys, 2.0 * np.arange(1, 6), **TOL)
+    np.testing.assert_allclose(h, 2.0**5, **TOL)
+    assert int(counter.count[...]) == 5
+
+
+def test_batchnorm_statistics_of_every_scanned_layer_match_a_loop(mode):
+    class Block(nnx.Module):
+        def __init__(self, rngs):
+            self.linear = Linear(3, 3, rngs=rngs)
+            self.bn = BatchNorm(3)
+
+        def __call__(self, x):
+            return jnp.tanh(self.bn(self.linear(x)))
+
+    stack = nnx.vmap(lambda k: Block(nnx.Rngs(k)))(jax.random.split(jax.random.key(0), 4))
+    x = jnp.arange(6.0).reshape(2, 3)
+    ws, bs = stack.linear.w[...], stack.linear.b[...]
+
+    y = nnx.scan(lambda blk, h: blk(h), in_axes=(0, nnx.Carry), out_axes=nnx.Carry)(stack, x)
+
+    h, means = x, []
+    for i in range(4):
+        z = h @ ws[i] + bs[i]
+        means.append(0.1 * z.mean(0))
+        h = jnp.tanh(z - z.mean(0))
+    np.testing.assert_allclose(y, h, **TOL)
+    np.testing.assert_allclose(stack.bn.mean[...], jnp.stack(means), **TOL)
+
+
+def test_state_axes_scan_params_and_carry_a_step_counter(mode):
+    stack = _stack(3)
+    stack.steps = nnx.BatchStat(jnp.array(0))
+    axes = nnx.StateAxes({nnx.Param: 0, nnx.BatchStat: nnx.Carry})
+
+    @nnx.scan(in_axes=(axes, nnx.Carry), out_axes=nnx.Carry)
+    def forward(layer, h):
+        layer.steps[...] += 1
+        return layer(h)
+
+    x = jnp.ones((1, 3))
+    y = forward(stack, x)
+    ref = x
+    for i in range(3):
+        ref = ref @ stack.w[i] + stack.b[i]
+    np.testing.assert_allclose(y, ref, **TOL)
+    assert int(stack.steps[...]) == 3

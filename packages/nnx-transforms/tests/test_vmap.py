@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transforms_testlib import MLP, Counter, Linear
+from transforms_testlib import MLP, SGD, Counter, Linear
 
 import nnx
 
@@ -134,3 +134,81 @@ def test_shared_variable_with_two_axes_is_an_aliasing_error():
     stack = create_stack(jax.random.split(jax.random.key(0), 3))
     with pytest.raises(nnx.AliasingError, match="different axis"):
         nnx.vmap(lambda a, b: 0, in_axes=(0, None))(stack, stack)
+
+
+def test_axis_name_collectives_match_plain_jax(mode):
+    stack = create_stack(jax.random.split(jax.random.key(0), 4))
+    x = jnp.arange(12.0).reshape(4, 3)
+
+    @nnx.vmap(in_axes=(0, 0), axis_name="members")
+    def centered(m, x):
+        y = m(x)
+        return y - jax.lax.pmean(y, "members")
+
+    ws, bs = stack.w[...], stack.b[...]
+    ref = jax.vmap(lambda w, b, x: (x @ w + b) - jax.lax.pmean(x @ w + b, "i"), axis_name="i")(
+        ws, bs, x
+    )
+    np.testing.assert_allclose(centered(stack, x), ref, **TOL)
+
+
+def test_axis_size_with_only_broadcast_arguments(mode):
+    m = Linear(3, 3, rngs=nnx.Rngs(0))
+    counter = Counter()
+
+    @nnx.vmap(in_axes=(None, None), axis_size=5)
+    def f(m, c):
+        c.count[...] = c.count[...] + 1  # the same value in every member
+        return m(jnp.ones((1, 3)))
+
+    y = f(m, counter)
+    assert y.shape == (5, 1, 3)
+    np.testing.assert_allclose(y[3], jnp.ones((1, 3)) @ m.w[...] + m.b[...], **TOL)
+    assert int(counter.count[...]) == 1
+    with pytest.raises(
+        nnx.transforms.AxisError, match="(?s)mismatched sizes.*axis_size. argument was 5"
+    ):
+        nnx.vmap(lambda m, x: x, in_axes=(None, 0), axis_size=5)(m, jnp.ones(4))
+    stack = create_stack(jax.random.split(jax.random.key(0), 3))
+    with pytest.raises(nnx.transforms.AxisError, match="(?s)mismatched sizes.*had size 4"):
+        nnx.vmap(lambda m, x: m(x))(stack, jnp.ones((4, 3)))
+
+
+def test_nonzero_in_axes_writes_come_back_on_that_axis(mode):
+    c = Counter()
+    c.count = nnx.BatchStat(jnp.zeros((2, 3), jnp.int32))  # members on axis 1
+
+    @nnx.vmap(in_axes=(1, 0))
+    def add(c, k):
+        c.count[...] = c.count[...] + k
+
+    add(c, jnp.arange(3, dtype=jnp.int32))
+    np.testing.assert_array_equal(c.count[...], np.tile(np.arange(3), (2, 1)))
+
+
+def test_module_shared_between_arguments_stays_shared_inside_and_out(mode):
+    stack = create_stack(jax.random.split(jax.random.key(0), 3))
+    opt = SGD(stack)  # holds the stack, passed alongside it
+    seen = []
+
+    # the step counter is one for the whole stack: shared (None)
+    @nnx.vmap(in_axes=(0, nnx.StateAxes({nnx.Param: 0, ...: None}), 0))
+    def f(m, opt, x):
+        seen.append(opt.model is m)
+        grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(m)
+        opt.update(grads)
+
+    x = jnp.ones((3, 2, 3))
+    w0, b0 = stack.w[...], stack.b[...]
+    f(stack, opt, x)
+    assert seen == [True] and opt.model is stack
+    g = jax.vmap(jax.grad(lambda w, b, x: jnp.sum((x @ w + b) ** 2)))(w0, b0, x)
+    np.testing.assert_allclose(stack.w[...], w0 - 0.1 * g, **TOL)
+    assert int(opt.step[...]) == 1
+
+
+def test_nested_vmap_makes_a_grid_of_modules(mode):
+    keys = jax.random.split(jax.random.key(0), 6).reshape(2, 3)
+    grid = nnx.vmap(nnx.vmap(lambda k: Linear(2, 2, rngs=nnx.Rngs(k))))(keys)
+    assert grid.w.shape == (2, 3, 2, 2)
+    np.testing.assert_allclose(grid.w[1, 2], Linear(2, 2, rngs=nnx.Rngs(keys[1, 2])).w[...], **TOL)

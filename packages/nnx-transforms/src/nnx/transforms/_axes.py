@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 import jax
+import numpy as np
 
 from nnx.core import AliasingError, Variable, flatten, is_graph_node, iter_graph, to_predicate
 from nnx.transforms._errors import AxisError

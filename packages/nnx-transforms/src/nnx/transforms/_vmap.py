@@ -141,6 +141,13 @@ def _explain(e: Exception, prep, names, where):
         )
     if not isinstance(e, ValueError):
         return e
+    if str(e).startswith("vmap got inconsistent sizes"):
+        detail = str(e).split("\n-----", 1)[0].split(":", 1)[1].strip()
+        return AxisError(
+            f"{where}: mismatched sizes along the mapped axis ('leaves' are the nnx "
+            f"arguments' Variables, 'plain' the other arguments): {detail} Every mapped "
+            "argument must have the same size; use in_axes None for what is shared."
+        )
     m = _OUT_AXES_MSG.search(str(e))
     if m and prep is not None:
         path = prep.paths[int(m.group(1))]
