@@ -532,3 +532,25 @@ def test_unflatten_with_the_wrong_number_of_leaves():
     flat = nnx.flatten(Linear(2, 2, rngs=nnx.Rngs(0)))
     with pytest.raises(nnx.StructureError, match="the GraphDef has 2 leaves, got 1"):
         nnx.unflatten(flat.graphdef, flat.leaves[:1])
+
+
+def test_update_writes_raw_arrays_inside_tuples_and_namedtuples():
+    import collections
+
+    Pair = collections.namedtuple("Pair", "a b")
+
+    class M(nnx.Module):
+        def __init__(self):
+            self.t = (jnp.zeros(1), [jnp.zeros(1)])
+            self.p = Pair(jnp.zeros(1), 3)
+
+    m = M()
+    inner_list = m.t[1]
+    nnx.update(
+        m, nnx.State({"t": {0: jnp.ones(1), 1: {0: jnp.full(1, 2.0)}}, "p": {"a": jnp.ones(1)}})
+    )
+    assert isinstance(m.t, tuple) and m.t[1] is inner_list
+    np.testing.assert_array_equal(m.t[0], [1.0])
+    np.testing.assert_array_equal(m.t[1][0], [2.0])
+    assert isinstance(m.p, Pair) and m.p.b == 3
+    np.testing.assert_array_equal(m.p.a, [1.0])

@@ -581,14 +581,32 @@ def _write_variable(target: Variable, value, path) -> None:
 
 
 def _set_path(node, path, value) -> None:
-    parent = node
-    for k in path[:-1]:
-        parent = getattr(parent, k) if isinstance(parent, Pytree) else parent[k]
-    k = path[-1]
-    if isinstance(parent, Pytree):
-        setattr(parent, k, value)
+    _replace_at(node, path, value)
+
+
+def _child(container, k):
+    if isinstance(container, dict) or not isinstance(k, str):
+        return container[k]
+    return getattr(container, k)  # Pytree, namedtuple, dataclass attributes
+
+
+def _replace_at(container, path, value):
+    """``container`` with ``value`` at ``path``: written in place, except that tuples
+    (immutable) on the way are rebuilt and assigned to their parent."""
+    k = path[0]
+    old = _child(container, k)
+    new = value if len(path) == 1 else _replace_at(old, path[1:], value)
+    if new is old:
+        return container
+    if isinstance(container, tuple):
+        items = list(container)
+        items[container._fields.index(k) if isinstance(k, str) else k] = new
+        return type(container)(*items) if hasattr(container, "_fields") else type(container)(items)
+    if isinstance(container, Pytree) or (isinstance(k, str) and not isinstance(container, dict)):
+        setattr(container, k, new)
     else:
-        parent[k] = value
+        container[k] = new
+    return container
 
 
 def state(node: Any, *filters) -> State | tuple[State, ...]:
