@@ -149,3 +149,44 @@ def test_mha_normalize_qk_builds_layernorms():
     mha = nnx.MultiHeadAttention(2, 4, normalize_qk=True, rngs=nnx.Rngs(0))
     assert isinstance(mha.query_ln, nnx.LayerNorm) and mha.query_ln.bias is None
     assert mha(jnp.ones((1, 3, 4))).shape == (1, 3, 4)
+
+
+def _naive_weights(q, k):
+    q, k = np.asarray(q), np.asarray(k)
+    s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    w = np.exp(s - s.max(-1, keepdims=True))
+    return w / w.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_attention_dropout_matches_masked_naive_weights(broadcast):
+    q, k, v = _qkv()
+    key = jax.random.key(3)
+    w = _naive_weights(q, k)
+    shape = (1, 1) + w.shape[2:] if broadcast else w.shape
+    kept = np.asarray(jax.random.bernoulli(key, 0.75, shape))
+    expected = np.einsum("bhqk,bkhd->bqhd", w * kept / 0.75, np.asarray(v))
+    out = nnx.dot_product_attention(
+        q, k, v, dropout_rng=key, dropout_rate=0.25, broadcast_dropout=broadcast
+    )
+    np.testing.assert_allclose(out, expected, **TOL)
+
+
+def test_attention_dropout_without_a_key_says_what_is_missing():
+    q, k, v = _qkv()
+    with pytest.raises(nnx.layers.MissingRngsError, match="dropout_rng"):
+        nnx.dot_product_attention(q, k, v, dropout_rate=0.5)
+
+
+def test_mha_keeps_a_fork_of_an_rng_stream_and_takes_rngs_per_call():
+    stream = nnx.Rngs(params=0, dropout=4)["dropout"]
+    mha = nnx.MultiHeadAttention(2, 4, dropout_rate=0.5, rngs=stream)
+    assert isinstance(mha.rngs, nnx.RngStream)
+    x = jax.random.normal(jax.random.key(1), (1, 3, 4))
+    a = mha(x, rngs=nnx.Rngs(dropout=7))
+    b = mha(x, rngs=nnx.Rngs(dropout=7))
+    np.testing.assert_allclose(a, b)
+    no_keep = nnx.MultiHeadAttention(2, 4, dropout_rate=0.5, keep_rngs=False, rngs=nnx.Rngs(0))
+    with pytest.raises(nnx.layers.MissingRngsError, match="pass `rngs=` per call"):
+        no_keep(x)
+    np.testing.assert_allclose(no_keep(x, deterministic=True), _mha_reference(no_keep, x, x), **TOL)

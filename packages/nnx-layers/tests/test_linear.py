@@ -144,3 +144,14 @@ def test_einsum_errors():
         nnx.Einsum("ab->b", (2,), rngs=nnx.Rngs(0))
     with pytest.raises(nnx.layers.ShapeError, match="kernel_shape"):
         nnx.Einsum("ab,bc->ac", (2, 3, 4), rngs=nnx.Rngs(0))
+
+
+def test_einsum_string_per_call_and_broadcast_bias():
+    layer = nnx.Einsum(
+        "ab,bc->ac", (3, 4), (1, 4), bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0)
+    )
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    k, b = layer.kernel[...], layer.bias[...]
+    np.testing.assert_allclose(layer(x), x @ k + b, **TOL)
+    # the same kernel contracted another way, chosen at call time: x given transposed
+    np.testing.assert_allclose(layer(x.T, "ba,bc->ac"), x @ k + b, **TOL)
