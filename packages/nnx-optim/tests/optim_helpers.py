@@ -82,8 +82,11 @@ def _deep_merge(a, b):
     return out
 
 
-def reference_loop(model, tx, steps, wrt=nnx.Param, **extra):
-    """Plain optax on pure dicts: the numbers nnx.Optimizer must reproduce."""
+def reference_loop(model, tx, steps, wrt=nnx.Param, *, return_state=False, **extra):
+    """Plain optax on pure dicts: the numbers nnx.Optimizer must reproduce.
+
+    Returns the parameters after ``steps`` steps (and the optax state if
+    ``return_state``)."""
     everything = pure_params(model, nnx.Param)
     params = pure_params(model, wrt)
 
@@ -99,7 +102,7 @@ def reference_loop(model, tx, steps, wrt=nnx.Param, **extra):
     opt_state = tx.init(params)
     for _ in range(steps):
         params, opt_state = step(params, opt_state)
-    return params
+    return (params, opt_state) if return_state else params
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -115,6 +118,18 @@ def frozen_grads(model, wrt=nnx.Param):
 
 def assert_params_close(model, expected, wrt=nnx.Param, tol=1e-6):
     got = nnx.state(model, wrt).to_pure_dict()
+    assert jax.tree.structure(got) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def pure_value_fn(p):
+    """The loss on a pure dict of parameters (what a line search re-evaluates)."""
+    return jnp.mean((forward(p, X) - Y) ** 2)
+
+
+def assert_trees_close(got, expected, tol=1e-6):
+    """Same structure and leaves within ``tol`` (States compare as pure dicts)."""
     assert jax.tree.structure(got) == jax.tree.structure(expected)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

@@ -137,3 +137,73 @@ def test_metrics_update_and_reset_inside_plain_jit(mode):
     np.testing.assert_allclose(avg.compute(), 13 / 4)
     jax.jit(lambda a: a.reset())(avg)
     assert int(avg.count.value) == 0
+
+
+def test_welford_by_hand():
+    # values 1, 2, 3 then 4: mean 2.5, population variance (2.25+0.25+0.25+2.25)/4 = 1.25
+    w = nnx.metrics.Welford("loss")
+    w.update(loss=jnp.array([1.0, 2.0, 3.0]))
+    w.update(loss=jnp.array([4.0]))
+    stats = w.compute()
+    np.testing.assert_allclose(stats.mean, 2.5, rtol=1e-7)
+    np.testing.assert_allclose(stats.standard_deviation, np.sqrt(1.25), rtol=1e-6)
+    np.testing.assert_allclose(stats.standard_error_of_mean, np.sqrt(1.25) / 2, rtol=1e-6)
+    w.reset()
+    w.update(loss=jnp.array([7.0, 9.0]))
+    np.testing.assert_allclose(w.compute().mean, 8.0)
+    np.testing.assert_allclose(w.compute().standard_deviation, 1.0)
+
+
+def test_average_by_hand_counts_every_element():
+    # (1 + 2) + 3 + (4 + 5 + 6 + 7) = 28 over 7 values = 4
+    avg = nnx.metrics.Average()
+    avg.update(values=jnp.array([1.0, 2.0]))
+    avg.update(values=3.0)
+    avg.update(values=jnp.array([[4.0, 5.0], [6.0, 7.0]]))
+    np.testing.assert_allclose(avg.compute(), 4.0)
+    assert int(avg.count.value) == 7 and float(avg.total.value) == 28.0
+
+
+def test_multimetric_names_that_shadow_its_methods_are_rejected():
+    with pytest.raises(ValueError, match=r"'update' is taken by MultiMetric"):
+        nnx.metrics.MultiMetric(update=nnx.metrics.Average())
+    with pytest.raises(ValueError, match=r"'_names' is taken"):
+        nnx.metrics.MultiMetric(_names=nnx.metrics.Average())
+
+
+@pytest.mark.parametrize("mode", ["hijax", "ref"])
+def test_multimetric_update_compute_reset_inside_plain_jit(mode):
+    nnx.var_defaults(**{mode: True})
+    metrics = nnx.metrics.MultiMetric(
+        accuracy=nnx.metrics.Accuracy(),
+        loss=nnx.metrics.Average("loss"),
+        stats=nnx.metrics.Welford("loss"),
+    )
+    traces = []
+
+    @jax.jit
+    def step(metrics, logits, labels, loss):
+        traces.append(1)
+        metrics.update(logits=logits, labels=labels, loss=loss)
+        return metrics.compute()
+
+    # batch 1: argmax [1, 0] vs labels [1, 1] -> 1/2; batch 2: argmax [0, 0] vs [0, 1] -> 1/2
+    step(metrics, jnp.array([[0.0, 1.0], [1.0, 0.0]]), jnp.array([1, 1]), jnp.array([1.0, 3.0]))
+    out = step(
+        metrics, jnp.array([[2.0, 1.0], [1.0, 0.0]]), jnp.array([0, 1]), jnp.array([5.0, 7.0])
+    )
+    np.testing.assert_allclose(out["accuracy"], 0.5)
+    np.testing.assert_allclose(out["loss"], 4.0)  # (1 + 3 + 5 + 7) / 4
+    np.testing.assert_allclose(out["stats"].standard_deviation, np.sqrt(5.0), rtol=1e-6)
+    assert len(traces) == 1
+
+    @jax.jit
+    def reset(metrics):
+        metrics.reset()
+
+    reset(metrics)
+    assert int(metrics.accuracy.count.value) == 0 and float(metrics.loss.total.value) == 0.0
+    assert float(metrics.stats.count.value) == 0.0
+    step(metrics, jnp.array([[0.0, 1.0]]), jnp.array([1]), jnp.array([2.0]))
+    np.testing.assert_allclose(metrics.compute()["accuracy"], 1.0)
+    np.testing.assert_allclose(metrics.compute()["loss"], 2.0)

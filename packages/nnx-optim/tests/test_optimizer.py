@@ -11,11 +11,13 @@ from optim_helpers import (
     X,
     Y,
     assert_params_close,
+    assert_trees_close,
     forward,
     frozen_grads,
     loss_of,
     make,
     pure_params,
+    pure_value_fn,
     reference_loop,
 )
 
@@ -194,6 +196,82 @@ def test_as_a_jax_pytree_the_optimizer_carries_only_its_own_state():
     assert rebuilt.model is model and rebuilt.tx is optimizer.tx
 
 
+def test_optimizer_state_follows_the_model_mode_not_the_defaults():
+    model = make("hijax")  # defaults stay plain here
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2))
+    opt_vars = jax.tree.leaves(nnx.state(optimizer, OptState), is_leaf=nnx.is_variable)
+    assert len(opt_vars) == 4 and all(v.hijax for v in opt_vars)
+    expected = reference_loop(make("hijax"), optax.adam(1e-2), STEPS)
+
+    @jax.jit
+    def train_step(model, optimizer):
+        optimizer.update(model, jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
+
+    for _ in range(STEPS):
+        train_step(model, optimizer)
+    assert_params_close(model, expected, tol=1e-5)
+    assert optimizer.step.value == STEPS
+    assert nnx.Optimizer(make("ref"), optax.sgd(0.1)).step.ref
+    assert not nnx.Optimizer(make(), optax.sgd(0.1)).step.hijax
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_optax_state_after_k_jitted_steps_equals_optax_own(mode):
+    model = make(mode)
+    expected, expected_state = reference_loop(
+        make(mode), optax.adam(1e-2), STEPS, return_state=True
+    )
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2))
+    if mode == "plain":  # plain Variables cross jax.jit through split/merge
+        graphdef, state = nnx.split(optimizer)
+
+        @jax.jit
+        def split_step(state):
+            optimizer = nnx.merge(graphdef, state)
+            optimizer.update(jax.grad(loss_of)(nnx.vars_as(optimizer.model, mutable=False)))
+            return nnx.state(optimizer)
+
+        for _ in range(STEPS):
+            state = split_step(state)
+        nnx.update(optimizer, state)
+    else:
+
+        @jax.jit
+        def step(model, optimizer):
+            grads = nnx.split(nnx.vars_as(model, mutable=False), nnx.Param, ...)[1]
+            graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+            grads = jax.grad(lambda p: loss_of(nnx.merge(graphdef, p, rest)))(grads)
+            optimizer.update(model, grads)
+
+        for _ in range(STEPS):
+            step(model, optimizer)
+    assert_params_close(model, expected, tol=1e-5)
+    got_state = jax.tree.map(lambda v: v.get_value(), optimizer.opt_state, is_leaf=nnx.is_variable)
+    assert int(got_state[0].count) == STEPS
+    assert_trees_close(got_state, expected_state, tol=1e-5)
+
+
+def test_model_and_optimizer_under_plain_jit_and_split_merge():
+    nnx.var_defaults(hijax=True)
+    model = make("hijax")
+    expected = reference_loop(make("hijax"), optax.adam(1e-2), 2 * STEPS)
+    state = nnx.ModelAndOptimizer(model, optax.adam(1e-2))
+
+    @jax.jit
+    def train_step(state):  # the model travels inside `state`: pass nothing else
+        state.update(jax.grad(loss_of)(nnx.vars_as(state.model, mutable=False)))
+
+    for _ in range(STEPS):
+        train_step(state)
+    graphdef, flat = nnx.split(state)
+    copy = nnx.merge(graphdef, nnx.vars_as(flat, hijax=True))  # new hijax cells
+    assert copy.model is not model and int(copy.step.value) == STEPS
+    for _ in range(STEPS):
+        train_step(copy)
+    assert_params_close(copy.model, expected, tol=1e-5)
+    assert_params_close(model, reference_loop(make("hijax"), optax.adam(1e-2), STEPS), tol=1e-5)
+
+
 # -- optax features --------------------------------------------------------------
 @pytest.mark.parametrize(
     "make_tx",
@@ -267,6 +345,153 @@ def test_extra_arguments_reach_a_line_search():
     assert_params_close(model, p, tol=1e-5)
 
 
+def _sgd_with_lr_sequence(params, lrs):
+    """p <- p - lr_k * grad(p_k): what SGD with a changed learning rate must do."""
+    for lr in lrs:
+        g = jax.grad(pure_value_fn)(params)
+        params = jax.tree.map(lambda p, g, lr=lr: p - lr * g, params, g)
+    return params
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_inject_hyperparams_changed_between_jitted_steps_without_retracing(mode):
+    model = make(mode)
+    lrs = [0.3, 0.0, 0.5, 0.25]  # the first step uses the initial 0.3
+    expected = _sgd_with_lr_sequence(pure_params(model), lrs)
+    optimizer = nnx.Optimizer(model, optax.inject_hyperparams(optax.sgd)(learning_rate=0.3))
+    traces = []
+
+    def update(model, optimizer):
+        traces.append(1)
+        optimizer.update(model, jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
+
+    if mode == "plain":
+        graphdef, state = nnx.split(optimizer)
+
+        @jax.jit
+        def split_step(state):
+            optimizer = nnx.merge(graphdef, state)
+            update(optimizer.model, optimizer)
+            return nnx.state(optimizer)
+
+        for k, lr in enumerate(lrs):
+            if k:  # a Python float: stored as float32, so no new trace
+                optimizer.opt_state.hyperparams["learning_rate"][...] = lr
+            state = split_step(nnx.state(optimizer))
+            nnx.update(optimizer, state)
+    else:
+        step = jax.jit(update)
+        for k, lr in enumerate(lrs):
+            if k:
+                optimizer.opt_state.hyperparams["learning_rate"][...] = lr
+            step(model, optimizer)
+    assert_params_close(model, expected, tol=1e-5)
+    assert len(traces) == 1
+    np.testing.assert_allclose(optimizer.opt_state.hyperparams["learning_rate"].value, 0.25)
+
+
+def test_inject_hyperparams_of_adam_inside_a_chain_match_optax():
+    def make_tx():
+        return optax.chain(
+            optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
+        )
+
+    model = make()
+    params = pure_params(model)
+    tx = make_tx()
+    opt_state = tx.init(params)
+    optimizer = nnx.Optimizer(model, make_tx())
+    for lr in [1e-2, 3e-2, 1e-3]:
+        opt_state[1].hyperparams["learning_rate"] = jnp.asarray(lr)  # optax's own recipe
+        updates, opt_state = tx.update(jax.grad(pure_value_fn)(params), opt_state, params)
+        params = optax.apply_updates(params, updates)
+        optimizer.opt_state[1].hyperparams["learning_rate"].value = lr
+        optimizer.update(frozen_grads(model))
+    assert_params_close(model, params, tol=1e-6)
+    assert float(optimizer.opt_state[1].hyperparams["b1"].value) == pytest.approx(0.9)
+
+
+def test_a_python_number_written_into_opt_state_keeps_its_dtype():
+    optimizer = nnx.Optimizer(make(), optax.inject_hyperparams(optax.sgd)(learning_rate=0.1))
+    lr = optimizer.opt_state.hyperparams["learning_rate"]
+    lr[...] = 1
+    assert lr.value.dtype == jnp.float32 and float(lr.value) == 1.0
+    optimizer.step.value = 7
+    assert optimizer.step.value.dtype == jnp.uint32 and int(optimizer.step.value) == 7
+
+
+def test_lbfgs_with_value_fn_matches_a_plain_optax_loop():
+    steps = 4
+
+    @jax.jit
+    def reference(p, state):
+        value, grad = jax.value_and_grad(pure_value_fn)(p)
+        updates, state = tx.update(grad, state, p, value=value, grad=grad, value_fn=pure_value_fn)
+        return optax.apply_updates(p, updates), state
+
+    tx = optax.lbfgs()
+    model = make()
+    p = pure_params(model)
+    state = tx.init(p)
+    for _ in range(steps):
+        p, state = reference(p, state)
+    assert float(pure_value_fn(p)) < 0.2 * float(loss_of(model))  # it did optimize
+
+    optimizer = nnx.Optimizer(model, optax.lbfgs())
+
+    def value_fn(params):  # optax calls it with the parameters as a State of arrays
+        return pure_value_fn(params.to_pure_dict())
+
+    graphdef, opt_state = nnx.split(optimizer)
+
+    @jax.jit
+    def train_step(opt_state):
+        optimizer = nnx.merge(graphdef, opt_state)
+        params = nnx.State(nnx.state(optimizer.model, nnx.Param).to_pure_dict())
+        value, grad = jax.value_and_grad(value_fn)(params)
+        optimizer.update(grad, value=value, grad=grad, value_fn=value_fn)  # update(grads) form
+        return nnx.state(optimizer)
+
+    for _ in range(steps):
+        opt_state = train_step(opt_state)
+    nnx.update(optimizer, opt_state)
+    assert_params_close(model, p, tol=1e-5)
+    memory = optimizer.opt_state[0].diff_params_memory.value  # (memory_size, *shape) per param
+    np.testing.assert_allclose(
+        memory["l1"]["kernel"], state[0].diff_params_memory["l1"]["kernel"], rtol=1e-5, atol=1e-6
+    )
+
+
+def _scale_by_keyword():
+    """A transformation reading a required keyword of update: -scale * g."""
+
+    def init(params):
+        return optax.EmptyState()
+
+    def update(updates, state, params=None, *, scale, **extra):
+        return jax.tree.map(lambda g: -scale * g, updates), state
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+@pytest.mark.parametrize("form", ["update(grads)", "update(model, grads)", "keywords"])
+def test_extra_keyword_arguments_reach_tx_update(form):
+    model = make()
+    before = pure_params(model)
+    grads = frozen_grads(model)
+    optimizer = nnx.Optimizer(model, _scale_by_keyword())
+    if form == "update(grads)":
+        optimizer.update(grads, scale=0.5)
+    elif form == "update(model, grads)":
+        optimizer.update(model, grads, scale=0.5)
+    else:
+        optimizer.update(model=model, grads=grads, scale=0.5)
+    expected = jax.tree.map(lambda p, g: p - 0.5 * g, before, grads.to_pure_dict())
+    assert_params_close(model, expected)
+    with pytest.raises(TypeError, match="scale"):
+        optimizer.update(grads)  # without the keyword optax's update fails
+
+
 def test_wrt_selects_only_lora_params():  # seed 003's LoRA fine-tuning
     model = make(lora=True)
     base = pure_params(model, nnx.Not(LoRAParam))
@@ -284,6 +509,19 @@ def test_module_shaped_gradients_are_filtered_by_wrt():
     optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=LoRAParam)
     optimizer.update(jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
     assert_params_close(model, expected, wrt=LoRAParam)
+
+
+def test_wrt_accepts_a_path_filter():
+    wrt = nnx.All(nnx.Param, nnx.PathContains("l2"))
+    model = make()
+    frozen = pure_params(model, nnx.Not(wrt))
+    expected = reference_loop(make(), optax.adam(1e-2), STEPS, wrt=wrt)
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=wrt)
+    assert list(optimizer.opt_state[0].mu.value) == ["l2"]
+    for _ in range(STEPS):
+        optimizer.update(jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
+    assert_params_close(model, expected, wrt=wrt)
+    assert_params_close(model, frozen, wrt=nnx.Not(wrt))
 
 
 def test_model_and_optimizer_is_one_object():
@@ -324,6 +562,36 @@ def test_gradient_of_the_wrong_shape_names_the_path():
     grads["l1"]["kernel"] = jnp.ones((3, 3))
     with pytest.raises(GradientStructureError, match=r"'l1/kernel' has shape \(3, 3\).*\(2, 8\)"):
         optimizer.update(grads)
+
+
+def test_the_first_mismatched_path_is_named():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+    grads = frozen_grads(model).to_pure_dict()
+    del grads["l2"]["kernel"]
+    del grads["l1"]["bias"]
+    with pytest.raises(GradientStructureError, match=r"no entry at 'l1/bias'") as info:
+        optimizer.update(grads)
+    assert "l2" not in str(info.value)
+    before = pure_params(model)
+    assert_params_close(model, before)  # nothing was written
+    assert optimizer.step.value == 0
+
+
+def test_structure_error_is_raised_while_tracing_a_jitted_step():
+    nnx.var_defaults(hijax=True)
+    model = make("hijax")
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+
+    @jax.jit
+    def step(model, optimizer):
+        grads = jax.grad(loss_of)(nnx.vars_as(model, mutable=False))
+        grads = nnx.state(grads, nnx.Param).to_pure_dict()
+        grads["l1"]["extra"] = jnp.ones(())
+        optimizer.update(model, grads)
+
+    with pytest.raises(GradientStructureError, match=r"entry at 'l1/extra'"):
+        step(model, optimizer)
 
 
 def test_structure_errors_are_nnx_structure_errors():

@@ -9,12 +9,25 @@ import jax.numpy as jnp
 
 from nnx.core import Param, Pytree, State, Variable, data, merge, split, to_predicate
 from nnx.optim._errors import GradientStructureError, OptimError
-from nnx.optim._optimizer import Selection, _filter_name, _keystr, _path_key, select
+from nnx.optim._optimizer import (
+    OptState,
+    Selection,
+    _filter_name,
+    _keystr,
+    _path_key,
+    select,
+    storage_mode,
+)
 
 
 def _fresh_copy(v: Variable) -> Variable:
-    """A new Variable of ``v``'s kind and metadata, in the current default mode."""
-    return type(v)(jax.tree.map(lambda x: jnp.array(x, copy=True), v.get_value()), **v.metadata)
+    """A new Variable of ``v``'s kind, metadata and mode, holding a copy of its value."""
+    return v.replace(jax.tree.map(lambda x: jnp.array(x, copy=True), v.get_value()))
+
+
+def _check_decay(decay: Any, where: str) -> None:
+    if isinstance(decay, (int, float)) and not 0.0 <= decay <= 1.0:
+        raise ValueError(f"{where}: decay must be in [0, 1], got {decay}.")
 
 
 class EMA(Pytree):
@@ -29,13 +42,17 @@ class EMA(Pytree):
         eval_model = ema.apply_to(model)         # model's structure, EMA parameters
         eval_model(x)
 
+        ema.decay[...] = 0.9999                  # change it between (jitted) steps
+        ema.update(model, decay=d)               # or per call, d may be traced
+
     ``update`` writes through ``v[...] = ...``, so it works inside ``nnx.jit``
     and, with ref or hijax Variables, inside a plain ``jax.jit``.
 
     Attributes:
-      params: a State of the averaged Variables (same kinds and metadata as the
-        model's, created in the current ``nnx.var_defaults()`` mode).
-      decay: the decay ``d`` (static).
+      params: a State of the averaged Variables (same kinds, metadata and
+        storage mode as the model's; copies, not the model's own).
+      decay: an ``OptState`` float32 scalar, stored like the model's Variables,
+        so writing it (eagerly or inside a jit) does not retrace.
       wrt: the filter (static).
 
     Args:
@@ -45,14 +62,13 @@ class EMA(Pytree):
     """
 
     def __init__(self, model: Any, decay: float = 0.999, *, wrt: Any = Param):
-        if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"EMA: decay must be in [0, 1], got {decay}.")
+        _check_decay(decay, "EMA")
         sel = select(model, to_predicate(wrt))
         if not sel.variables:
             raise OptimError(
                 f"EMA: {type(model).__name__} has no Variable matching wrt={_filter_name(wrt)}."
             )
-        self.decay = decay
+        self.decay = OptState(jnp.asarray(decay, dtype=jnp.float32), **storage_mode(sel.variables))
         self.wrt = wrt
         self.params = data(
             State.from_flat((p, _fresh_copy(v)) for p, v in zip(sel.paths, sel.variables))
@@ -80,9 +96,19 @@ class EMA(Pytree):
             )
         return [(v, new[p]) for p, v in mine]
 
-    def update(self, source: Any) -> None:
-        """``ema = decay * ema + (1 - decay) * source`` for every averaged Variable."""
-        d = self.decay
+    def update(self, source: Any, *, decay: Any = None) -> None:
+        """``ema = decay * ema + (1 - decay) * source`` for every averaged Variable.
+
+        Args:
+          source: the model (or a State of its selected Variables or arrays).
+          decay: the decay for this call only (a number or a traced scalar);
+            default ``self.decay``.
+        """
+        if decay is None:
+            d = self.decay[...]
+        else:
+            _check_decay(decay, "EMA.update")
+            d = decay
         for ema_v, x in self._pairs(source):
             if isinstance(x, Variable):
                 x = x.get_value()

@@ -199,6 +199,11 @@ class MultiMetric(Metric):
                     f"MultiMetric: {name}={type(metric).__name__} is not an nnx metric "
                     "(Average, Accuracy, Welford, or a Metric subclass)."
                 )
+            if name.startswith("_") or hasattr(MultiMetric, name):
+                raise ValueError(
+                    f"MultiMetric: the name {name!r} is taken by MultiMetric itself (its "
+                    f"methods and private attributes); pick another, e.g. `{name}_metric=...`."
+                )
         self._names = tuple(metrics)
         for name, metric in metrics.items():
             setattr(self, name, metric)

@@ -53,7 +53,30 @@ class OptState(Variable):
 
         optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
         nnx.state(optimizer, nnx.optim.OptState)   # step and Adam's count/mu/nu
+
+        lr = optimizer.opt_state.hyperparams["learning_rate"]  # inject_hyperparams
+        lr[...] = 1e-4          # stays a float32 array: a jitted step does not retrace
+
+    A Python number written into a scalar array keeps that array's dtype (a
+    bare ``0.5`` would otherwise be stored as a Python float, which ``jax.jit``
+    sees as a new, weakly typed argument and traces again).
     """
+
+    def set_value(self, value: Any) -> None:
+        """Replace the value; a Python number keeps a scalar array's dtype.
+
+        Example::
+
+            step = nnx.optim.OptState(jnp.array(0, dtype=jnp.uint32))
+            step.set_value(7)      # or step[...] = 7
+            step.value             # Array(7, dtype=uint32)
+        """
+        if isinstance(value, (bool, int, float, complex)):
+            current = self.get_value()
+            dtype = getattr(current, "dtype", None)
+            if dtype is not None and jnp.ndim(current) == 0:
+                value = jnp.asarray(value, dtype=dtype)
+        super().set_value(value)
 
 
 # -- paths ---------------------------------------------------------------------
@@ -219,20 +242,35 @@ def _from_plain(x: Any) -> Any:
     return x
 
 
-def _wrap_leaf(x):
-    if isinstance(x, State):
-        return OptState(_to_plain(x), state_tree=True)
-    return OptState(jnp.asarray(x))
+def storage_mode(variables) -> dict:
+    """``hijax=``/``ref=`` keywords for new Variables stored like ``variables``.
+
+    The optimizer's state must cross the same boundaries as the model (a plain
+    ``jax.jit`` carries writes only to ref or hijax Variables), so it follows the
+    model's mode even when ``nnx.var_defaults()`` says otherwise; models mixing
+    modes get the defaults.
+    """
+    modes = {(v.hijax, v.ref) for v in variables}
+    if len(modes) != 1:
+        return {}
+    hijax, ref = modes.pop()
+    return {"hijax": hijax, "ref": ref}
 
 
-def wrap_opt_state(raw: Any) -> Any:
+def wrap_opt_state(raw: Any, mode: dict) -> Any:
     """The optax state with each param-shaped State and each other array in an OptState.
 
     Param-shaped States are stored as plain nested dicts (``state_tree=True``) so that
     ``nnx.jit`` hands them to ``jax.jit`` without per-node Python callbacks; optax
-    sees States again in ``update``.
+    sees States again in ``update``. ``mode`` is what :func:`storage_mode` returns.
     """
-    return jax.tree.map(_wrap_leaf, raw, is_leaf=_is_state)
+
+    def wrap(x):
+        if isinstance(x, State):
+            return OptState(_to_plain(x), state_tree=True, **mode)
+        return OptState(jnp.asarray(x), **mode)
+
+    return jax.tree.map(wrap, raw, is_leaf=_is_state)
 
 
 def _read(v: Variable) -> Any:
@@ -285,9 +323,16 @@ class Optimizer(Pytree):
       tx: the optax transformation (static).
       wrt: the filter selecting the updated Variables (static).
       step: ``OptState`` uint32 count of updates.
-      opt_state: the optax state; its arrays live in ``OptState`` Variables, so
+      opt_state: the optax state, with optax's own structure (namedtuples,
+        tuples for chains); its arrays live in ``OptState`` Variables, so
         ``optimizer.opt_state.hyperparams['learning_rate'][...] = 1e-4`` changes
-        an ``optax.inject_hyperparams`` hyperparameter between steps.
+        an ``optax.inject_hyperparams`` hyperparameter between steps (inside a
+        chain: ``opt_state[i].hyperparams``), also between jitted steps without
+        retracing.
+
+    The ``OptState`` Variables are stored like the model's selected Variables
+    (plain, ref or hijax), whatever ``nnx.var_defaults()`` says, so the
+    optimizer crosses the same JAX boundaries as its model.
 
     Args:
       model: the object graph holding the Variables to optimize.
@@ -319,11 +364,13 @@ class Optimizer(Pytree):
                 f"wrt={_filter_name(wrt)}, so there is nothing to optimize. Check the filter "
                 f"(e.g. `wrt=nnx.Param`)."
             )
-        self.step = OptState(jnp.array(0, dtype=jnp.uint32))
+        mode = storage_mode(sel.variables)
+        self.step = OptState(jnp.array(0, dtype=jnp.uint32), **mode)
         # Bypass the tracking of plain dicts/lists in data attributes: the optax
         # state must keep its exact node types for tx.update.
         Pytree.__setattr__(self, "opt_state", None)
-        self.__dict__["opt_state"] = wrap_opt_state(tx.init(sel.treedef.unflatten(sel.values())))
+        raw = tx.init(sel.treedef.unflatten(sel.values()))
+        self.__dict__["opt_state"] = wrap_opt_state(raw, mode)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "wrt":
@@ -353,6 +400,11 @@ class Optimizer(Pytree):
             optimizer.update(grads)               # the model given to the constructor
             optimizer.update(model, grads)        # an explicit (e.g. traced) model
             optimizer.update(model, grads, value=loss, grad=grads_state, value_fn=f)
+
+        Inside a plain ``jax.jit`` that takes the model as an argument, use
+        ``update(model, grads)`` with that traced model: ``update(grads)`` writes
+        into the caller's model, which the trace also receives, and JAX rejects
+        that for ref Variables and drops the write for hijax ones.
 
         Raises:
           GradientStructureError: the gradients miss a selected path, have one
