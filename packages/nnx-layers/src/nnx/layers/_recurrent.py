@@ -125,7 +125,9 @@ class LSTMCell(RNNCellBase):
     ):
         check_positive("LSTMCell", in_features=in_features, hidden_features=hidden_features)
         require_rngs(rngs, "LSTMCell")
-        common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision, rngs=rngs)
+        common: dict[str, Any] = dict(
+            dtype=dtype, param_dtype=param_dtype, precision=precision, rngs=rngs
+        )
 
         def dense_i():
             return Linear(
@@ -320,7 +322,7 @@ class SimpleCell(RNNCellBase):
         return self._zero_state(input_shape, rngs)
 
 
-def _check_step_input(cell: RNNCellBase, inputs: jax.Array) -> None:
+def _check_step_input(cell: Any, inputs: jax.Array) -> None:
     n = cell.in_features
     if jnp.shape(inputs)[-1:] != (n,):
         raise ShapeError(
