@@ -226,8 +226,12 @@ def test_grad_with_respect_to_a_ref_variable_is_refused_by_jax():
 
 def test_grad_with_respect_to_a_hijax_variable_is_an_nnx_error():
     w = make(jnp.array([1.0, 2.0]), "hijax", nnx.Param)
-    with pytest.raises(nnx.HijaxError, match="cannot be transposed"):
+    with pytest.raises(nnx.HijaxError, match="cannot be transposed") as err:
         jax.grad(lambda p: jnp.sum(p[...] ** 3))(w)
+    # the message names both ways that work; the first is checked here
+    assert "nnx.vars_as(tree, mutable=False)" in str(err.value) and "nnx.grad" in str(err.value)
+    g = jax.grad(lambda p: jnp.sum(p[...] ** 3))(nnx.vars_as(w, mutable=False))
+    np.testing.assert_allclose(g[...], [3.0, 12.0])
 
 
 @pytest.mark.parametrize("mode", ["plain", "ref"])

@@ -7,17 +7,15 @@ Two layers of settings:
 - a **thread override**, set by ``with nnx.var_defaults(...):`` for the block only;
   other threads never see it.
 
-One call serves both uses, so it has to know, when it runs, whether a ``with``
-statement is about to enter its result: it looks at the caller's next bytecode
-(``BEFORE_WITH``). Where that is not available (``ExitStack.enter_context``, a
-Python without that opcode) ``__enter__`` moves the change from the process default
-to the thread override instead.
+One call serves both uses: the call changes the process default, and
+``__enter__`` (the start of a ``with`` block) moves the change from the process
+default to the thread override before the block's body runs. Between those two
+steps (the same statement) another thread may briefly see the new setting; no
+thread ever sees a block's setting once its body runs, nor after it.
 """
 
 from __future__ import annotations
 
-import dis
-import sys
 import threading
 from dataclasses import dataclass
 
@@ -32,24 +30,10 @@ _lock = threading.Lock()
 _process = [_Mode()]  # the process default; a list so that it is replaced in place
 _local = threading.local()  # .mode: this thread's override, or None
 
-_BEFORE_WITH = dis.opmap.get("BEFORE_WITH")
-_CACHE = dis.opmap.get("CACHE", 0)
-
 
 def _current() -> _Mode:
     mode = getattr(_local, "mode", None)
     return _process[0] if mode is None else mode
-
-
-def _opens_with_block(frame) -> bool:
-    """Whether the call running in ``frame`` is the context expression of a ``with``."""
-    if _BEFORE_WITH is None or frame is None:
-        return False
-    code = frame.f_code.co_code
-    i = frame.f_lasti + 2
-    while i < len(code) and code[i] == _CACHE:
-        i += 2
-    return i < len(code) and code[i] == _BEFORE_WITH
 
 
 class VarDefaults:
@@ -99,8 +83,7 @@ class VarDefaults:
 
     def __enter__(self) -> VarDefaults:
         if not self._scoped and not self._done:
-            # Entered without a `with` statement (ExitStack): keep the change to
-            # this thread, as a `with` block promises.
+            # A `with` block: keep the change to this thread, as the block promises.
             with _lock:
                 if _process[0] is self._mode:
                     _process[0] = self._prev_process
@@ -133,7 +116,7 @@ class VarDefaults:
         return f"VarDefaults(hijax={self.hijax}, ref={self.ref})"
 
 
-def _change(hijax: bool | None, ref: bool | None, frame) -> VarDefaults:
+def _change(hijax: bool | None, ref: bool | None) -> VarDefaults:
     previous = _current()
     if hijax is None and ref is None:
         return VarDefaults(previous, previous)
@@ -152,10 +135,6 @@ def _change(hijax: bool | None, ref: bool | None, frame) -> VarDefaults:
             ref=previous.ref if ref is None else False,
         )
     prev_local = getattr(_local, "mode", None)
-    scoped = _opens_with_block(frame)
-    if scoped:
-        _local.mode = new
-        return VarDefaults._change(new, previous, prev_local, _process[0], True)
     with _lock:
         prev_process = _process[0]
         _process[0] = new
@@ -186,7 +165,7 @@ def var_defaults(*, hijax: bool | None = None, ref: bool | None = None) -> VarDe
       hijax: new Variables are JAX hi-types that plain ``jax.jit`` can mutate.
       ref: new Variables keep their value in a ``jax.Ref``.
     """
-    return _change(hijax, ref, sys._getframe(1))
+    return _change(hijax, ref)
 
 
 def use_refs(flag: bool = True) -> VarDefaults:
@@ -197,7 +176,7 @@ def use_refs(flag: bool = True) -> VarDefaults:
         with nnx.use_refs(True):
             v = nnx.Variable(jnp.zeros(2))   # v.ref is True
     """
-    return _change(False if flag else None, flag, sys._getframe(1))
+    return _change(False if flag else None, flag)
 
 
 def use_hijax(flag: bool = True) -> VarDefaults:
@@ -208,7 +187,7 @@ def use_hijax(flag: bool = True) -> VarDefaults:
         with nnx.use_hijax(True):
             v = nnx.Variable(jnp.zeros(2))   # v.hijax is True
     """
-    return _change(flag, False if flag else None, sys._getframe(1))
+    return _change(flag, False if flag else None)
 
 
 def use_mutable_arrays(flag: bool = True) -> VarDefaults:
@@ -219,4 +198,4 @@ def use_mutable_arrays(flag: bool = True) -> VarDefaults:
         with nnx.use_mutable_arrays(True):
             v = nnx.Variable(jnp.zeros(2))   # v.ref is True
     """
-    return _change(False if flag else None, flag, sys._getframe(1))
+    return _change(False if flag else None, flag)

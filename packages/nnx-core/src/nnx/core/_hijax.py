@@ -217,7 +217,11 @@ class _CellSet(HiPrimitive):
         return [], []
 
     def transpose(self, *args, treedef):
-        raise HijaxError("Writes to hijax Variables cannot be transposed.")
+        raise HijaxError(
+            "jax.grad/jax.vjp cannot transpose a write to a hijax Variable. Differentiate "
+            "an immutable copy instead: `jax.grad(f)(nnx.vars_as(tree, mutable=False))`, "
+            "or use nnx.grad, which accepts every Variable mode."
+        )
 
 
 class _CellGet(HiPrimitive):
@@ -237,7 +241,12 @@ class _CellGet(HiPrimitive):
         )
 
     def transpose(self, *args, avals):
-        raise HijaxError("Reads of hijax Variables cannot be transposed.")
+        raise HijaxError(
+            "jax.grad cannot differentiate with respect to a mutable hijax Variable (reads "
+            "of its cell cannot be transposed). Differentiate an immutable copy instead: "
+            "`jax.grad(f)(nnx.vars_as(tree, mutable=False))` (seed 002's train step), or "
+            "use nnx.grad, which accepts every Variable mode."
+        )
 
 
 new_cell_p = _NewCell("new_variable")
