@@ -283,13 +283,22 @@ def test_model_and_optimizer_under_plain_jit_and_split_merge():
     ],
     ids=["chain", "schedule", "multisteps", "masked"],
 )
-def test_composite_transformations_match_optax(make_tx):
-    model = make()
-    expected = reference_loop(make(), make_tx(), 4)
+@pytest.mark.parametrize("where", ["eager", "hijax plain jit"])
+def test_composite_transformations_match_optax(make_tx, where):
+    mode = "hijax" if where == "hijax plain jit" else "plain"
+    model = make(mode)
+    expected = reference_loop(make(mode), make_tx(), 5)
     optimizer = nnx.Optimizer(model, make_tx())
-    for _ in range(4):
-        optimizer.update(frozen_grads(model))
-    assert_params_close(model, expected)
+
+    def step(model, optimizer):
+        optimizer.update(model, jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
+
+    if where != "eager":
+        step = jax.jit(step)
+    for _ in range(5):
+        step(model, optimizer)
+    assert_params_close(model, expected, tol=1e-5)
+    assert int(optimizer.step.value) == 5
 
 
 def test_inject_hyperparams_can_be_read_and_changed_between_steps():
@@ -460,6 +469,26 @@ def test_lbfgs_with_value_fn_matches_a_plain_optax_loop():
     np.testing.assert_allclose(
         memory["l1"]["kernel"], state[0].diff_params_memory["l1"]["kernel"], rtol=1e-5, atol=1e-6
     )
+
+
+def test_contrib_reduce_on_plateau_reads_the_value_argument():
+    def make_tx():
+        plateau = optax.contrib.reduce_on_plateau(factor=0.5, patience=1, atol=1e-3)
+        return optax.chain(optax.sgd(0.5), plateau)
+
+    values = [3.0, 2.0, 2.0, 2.0, 2.0, 2.0]  # improves once, then plateaus: the scale halves
+    model = make()
+    params = pure_params(model)
+    tx = make_tx()
+    state = tx.init(params)
+    optimizer = nnx.Optimizer(model, make_tx())
+    for value in values:
+        updates, state = tx.update(jax.grad(pure_value_fn)(params), state, params, value=value)
+        params = optax.apply_updates(params, updates)
+        optimizer.update(frozen_grads(model), value=jnp.asarray(value))
+    assert_params_close(model, params, tol=1e-6)
+    scale = float(optimizer.opt_state[1].scale.value)
+    assert scale == pytest.approx(float(state[1].scale)) and scale < 1.0
 
 
 def _scale_by_keyword():
