@@ -633,6 +633,18 @@ def test_gradients_of_the_wrong_type_are_rejected():
         optimizer.update([jnp.ones(3)])
 
 
+def test_passing_the_model_instead_of_gradients_is_an_error():
+    model = make()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1))
+    before = pure_params(model)
+    with pytest.raises(TypeError, match=r"got the model where the gradients go"):
+        optimizer.update(model)
+    with pytest.raises(TypeError, match=r"optimizer.update\(model, grads\)"):
+        optimizer.update(model, model)
+    assert_params_close(model, before)
+    assert optimizer.step.value == 0
+
+
 def test_wrt_that_selects_nothing_is_an_error():
     with pytest.raises(OptimError, match="no Variable matching wrt=LoRAParam"):
         nnx.Optimizer(make(), optax.sgd(0.1), wrt=LoRAParam)

@@ -424,6 +424,12 @@ class Optimizer(Pytree):
                 f"Optimizer.update takes `(grads)` or `(model, grads)`, got {len(args)} "
                 "positional arguments."
             )
+        if grads is model or grads is self.model:
+            raise TypeError(
+                "Optimizer.update got the model where the gradients go (a model's own "
+                "Variables would be applied as gradients). Call `optimizer.update(grads)` or "
+                "`optimizer.update(model, grads)` with the gradients of the loss."
+            )
         sel = self._selection(model)
         cache = self._nnx_optim_cache
         values = sel.values()
