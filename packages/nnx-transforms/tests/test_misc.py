@@ -87,6 +87,32 @@ def test_vjp_returns_state_cotangents(mode):
     np.testing.assert_allclose(ct["b"][...], jnp.ones(2), **TOL)
 
 
+def test_vjp_with_aux_returns_it_undifferentiated_and_updates_state(mode):
+    m = Counter()
+    lin = Linear(2, 2, rngs=nnx.Rngs(0))
+    x = jnp.array([[1.0, 3.0]])
+
+    def f(lin, m):
+        m.count[...] += 1
+        y = lin(x)
+        return y, {"count": m.count[...], "norm": jnp.sum(y**2)}
+
+    y, pullback, aux = nnx.vjp(f, lin, m, has_aux=True)
+    np.testing.assert_allclose(y, x @ lin.w[...] + lin.b[...], **TOL)
+    assert int(aux["count"]) == 1 and int(m.count[...]) == 1  # the write came out once
+    np.testing.assert_allclose(aux["norm"], jnp.sum(y**2), **TOL)
+    ct_lin, _ = pullback(2.0 * y)
+    # the cotangent 2y pulled back through y = x @ w + b
+    np.testing.assert_allclose(ct_lin["w"][...], x.T @ (2.0 * y), **TOL)
+    np.testing.assert_allclose(ct_lin["b"][...], (2.0 * y)[0], **TOL)
+
+
+def test_vjp_with_aux_needs_a_pair():
+    lin = Linear(2, 2, rngs=nnx.Rngs(0))
+    with pytest.raises(nnx.TransformError, match=r"has_aux=True .* pair \(output, aux\)"):
+        nnx.vjp(lambda m: m(jnp.ones((1, 2))), lin, has_aux=True)
+
+
 def test_custom_vjp_uses_the_custom_backward(mode):
     m = Linear(2, 2, rngs=nnx.Rngs(0))
 

@@ -166,12 +166,21 @@ def test_axis_size_with_only_broadcast_arguments(mode):
     np.testing.assert_allclose(y[3], jnp.ones((1, 3)) @ m.w[...] + m.b[...], **TOL)
     assert int(counter.count[...]) == 1
     with pytest.raises(
-        nnx.transforms.AxisError, match="(?s)mismatched sizes.*axis_size. argument was 5"
+        nnx.transforms.AxisError,
+        match=r"mismatched sizes.*'x' has 4 along axis 0, but axis_size is 5",
     ):
         nnx.vmap(lambda m, x: x, in_axes=(None, 0), axis_size=5)(m, jnp.ones(4))
     stack = create_stack(jax.random.split(jax.random.key(0), 3))
-    with pytest.raises(nnx.transforms.AxisError, match="(?s)mismatched sizes.*had size 4"):
-        nnx.vmap(lambda m, x: m(x))(stack, jnp.ones((4, 3)))
+    # a plain argument against the model's stack: both named by path
+    with pytest.raises(
+        nnx.transforms.AxisError,
+        match=r"mismatched sizes.*'x/in' has 4 along axis 0, but 'm/(w|b)' has 3",
+    ):
+        nnx.vmap(lambda m, x: m(x["in"]))(stack, {"in": jnp.ones((4, 3))})
+    with pytest.raises(
+        nnx.transforms.AxisError, match=r"'args\[1\]' has shape \(\), which has no axis 0"
+    ):
+        nnx.vmap(lambda m, *args: m(args[0]))(stack, 1.0)
 
 
 def test_nonzero_in_axes_writes_come_back_on_that_axis(mode):

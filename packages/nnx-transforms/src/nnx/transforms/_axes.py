@@ -174,6 +174,58 @@ def check_sizes(prep, values, axes, names, where: str, axis_size=None, what="axi
     return size
 
 
+def size_source(prep, values, axes, names, axis_size) -> str | None:
+    """What fixed the mapped size, for messages: ``axis_size`` or the first mapped path."""
+    if axis_size is not None:
+        return f"axis_size is {axis_size}"
+    for i, (v, a) in enumerate(zip(values, axes)):
+        if isinstance(a, int):
+            path = prep.paths[i]
+            return f"{_p(names[path[0]], path[1:])} has {np.shape(v)[a]}"
+    return None
+
+
+def check_plain_sizes(
+    fun, layout, plain, p_axes, size, first: str | None, where: str, what="axis"
+) -> None:
+    """Plain positional arguments mapped on an int axis must match ``size`` too.
+
+    ``first`` names what set ``size`` (a Variable's path, or ``axis_size``). Only
+    arguments whose axis is a single int are checked here; nested axis specs are
+    left to JAX. The message names the argument and the path inside it.
+    """
+    from nnx.transforms._boundary import plain_arg_names
+
+    names = plain_arg_names(fun, layout)
+    for name, arg, a in zip(names, plain, p_axes):
+        if not isinstance(a, int):
+            continue
+        for kp, leaf in jax.tree_util.tree_flatten_with_path(arg)[0]:
+            shape = np.shape(leaf)
+            where_leaf = _p(name, [_key_name(k) for k in kp])
+            if not -len(shape) <= a < len(shape):
+                raise AxisError(
+                    f"{where}: the argument {where_leaf} has shape {shape}, which has no "
+                    f"{what} {a}. Use in_axes None for an argument that is shared."
+                )
+            n = shape[a]
+            if size is None:
+                size, first = n, f"{where_leaf} has {n}"
+            elif n != size:
+                raise AxisError(
+                    f"{where}: mismatched sizes along the mapped {what}: {where_leaf} has "
+                    f"{n} along axis {a}, but {first}. Every mapped argument must have the "
+                    "same size; use in_axes None for what is shared."
+                )
+
+
+def _key_name(k):
+    for attr in ("key", "idx", "name"):
+        if hasattr(k, attr):
+            return getattr(k, attr)
+    return k
+
+
 def _p(name, path) -> str:
     return repr("/".join(str(c) for c in (name, *path)))
 

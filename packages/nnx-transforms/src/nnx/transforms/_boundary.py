@@ -192,6 +192,24 @@ def graph_arg_names(f: Callable, layout) -> list[str]:
     return names
 
 
+def plain_arg_names(f: Callable, layout) -> list[str]:
+    """Human names of the plain positional arguments (``x``, ``args[1]``), for messages."""
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(f).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    pos, _ = layout
+    return [
+        (params[i] if i < len(params) else f"args[{i}]")
+        for i, code in enumerate(pos)
+        if code is PLAIN_ARG
+    ]
+
+
 def graph_arg_index(layout) -> list:
     """For each graph argument, its position (int) or keyword (str)."""
     pos, kw = layout

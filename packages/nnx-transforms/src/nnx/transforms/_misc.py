@@ -442,14 +442,29 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
         y, vjp_fn = nnx.vjp(lambda m: m(x), model)
         (grads,) = vjp_fn(jnp.ones_like(y))      # a State of the model's Variables
 
+        y, vjp_fn, aux = nnx.vjp(lambda m: (m(x), m.count[...]), model, has_aux=True)
+
     The cotangent of an nnx primal is a State of all its Variables (integer
-    ones get ``float0`` zeros, as in JAX).
+    ones get ``float0`` zeros, as in JAX). With ``has_aux=True`` the function
+    returns ``(output, aux)``; ``aux`` (arrays) is returned third, not
+    differentiated.
     """
     where = f"nnx.vjp({getattr(fun, '__name__', 'f')})"
-    if has_aux:
-        raise NotImplementedError("nnx.vjp(has_aux=True) is not supported yet.")
     g, vals, is_g, preps, apply = _values_fn(fun, tuple(primals), where)
-    (out, news), vjp_fn = jax.vjp(g, *vals)
+    if has_aux:
+
+        def g_aux(*vals):
+            out, news = g(*vals)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TransformError(
+                    f"{where}: with has_aux=True the function must return a pair "
+                    f"(output, aux), got {type(out).__name__}."
+                )
+            return (out[0], news), out[1]
+
+        (out, news), vjp_fn, aux = jax.vjp(g_aux, *vals, has_aux=True)
+    else:
+        (out, news), vjp_fn = jax.vjp(g, *vals)
     apply(news)
 
     def pullback(ct):
@@ -467,6 +482,8 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
             result.append(State.from_flat(items))
         return tuple(result)
 
+    if has_aux:
+        return out, pullback, aux
     return out, pullback
 
 

@@ -12,10 +12,12 @@ import jax
 from nnx.core import RngStream, TraceContextError, Variable, iter_graph, to_predicate
 from nnx.transforms._axes import (
     StateAxes,
+    check_plain_sizes,
     check_returned_axes,
     check_sizes,
     leaf_axes,
     per_arg_axes,
+    size_source,
 )
 from nnx.transforms._boundary import (
     PrepareCache,
@@ -71,9 +73,18 @@ class VmapWrapped:
             if axes is None:
                 axes = prep.extra[key] = leaf_axes(prep, graph, g_axes, names, where)
             values = prep.values()
-            check_sizes(prep, values, axes, names, where, self.axis_size)
+            size = check_sizes(prep, values, axes, names, where, self.axis_size)
         else:
-            prep, axes, values = None, [], []
+            prep, axes, values, size = None, [], [], self.axis_size
+        check_plain_sizes(
+            fun,
+            layout,
+            plain,
+            p_axes,
+            size,
+            size_source(prep, values, axes, names, self.axis_size),
+            where,
+        )
         holder: dict = {}
 
         def inner(leaves, plain, plain_kw):
