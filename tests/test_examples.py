@@ -106,3 +106,18 @@ def test_functional_api_example():
     assert "params: ['b', 'w'], counts: ['count']" in out
     assert "model.count = 81;" in out  # the counter went through 80 jitted steps
     assert _number(r"max \|w - true_w\| = ([\d.]+)", out) < 0.05
+
+
+def test_sharded_training_example():
+    out = run_example("sharded_training.py", "--devices", "8", "--steps", "30")
+    assert "8 devices, mesh {'data': 2, 'model': 4}" in out
+    # each kernel split over `model` as its sharding_names say, and still so after training
+    assert "linear1.kernel: (16, 64) as P(None, 'model'), per-device shard (16, 16)" in out
+    assert "linear2.kernel: (64, 4) as P('model', None), per-device shard (16, 4)" in out
+    assert "after training, linear1.kernel: (16, 64) as P(None, 'model')" in out
+    assert "optimizer moments of linear1.kernel: 2, sharded as P(None, 'model')" in out
+    # the partitioned program computes what one device computes
+    assert _number(r"max \|sharded - one device\| over the parameters = (\S+)", out) < 1e-5
+    assert _number(r"max \|loss difference\| = (\S+)", out) < 1e-5
+    first = _number(r"^loss ([\d.]+) ->", out)
+    assert _number(r"-> ([\d.]+) after 30 steps", out) < 0.5 * first
