@@ -17,7 +17,8 @@ Immutable Variables (``mutable=False``) hold plain values and reject writes.
 from __future__ import annotations
 
 import operator
-from typing import Any, Generic, TypeVar
+from types import EllipsisType
+from typing import Any, Generic, TypeVar, cast, overload
 
 import jax
 import jax.numpy as jnp
@@ -114,7 +115,7 @@ def with_partitioning(initializer, sharding_names, **metadata):
         value = initializer(*args, **kwargs)
         return VariableMetadata(value, {"sharding_names": tuple(sharding_names), **metadata})
 
-    init.__wrapped__ = initializer
+    cast(Any, init).__wrapped__ = initializer  # like functools.wraps, without copying the name
     return init
 
 
@@ -306,19 +307,26 @@ class Variable(Generic[A]):
         """Replace the stored object without checks (for transforms and tools)."""
         _set_raw(self, raw)
 
-    def __getitem__(self, key):
+    # `v[...]` is the value; `v[key]` indexes into it, whatever its type. `A` is
+    # unconstrained, so the locals that hold the value are declared Any.
+    @overload
+    def __getitem__(self, key: EllipsisType) -> A: ...
+    @overload
+    def __getitem__(self, key: Any) -> Any: ...
+    def __getitem__(self, key: Any) -> Any:
         if key is Ellipsis:
             if self._aux.mode == REF and isinstance(self._raw, jax.Ref):
                 return self._raw[...]
             return self.get_value()
-        value = self.get_value()
+        value: Any = self.get_value()
         return value[key]
 
-    def __setitem__(self, key, item) -> None:
+    def __setitem__(self, key: Any, item: Any) -> None:
         if key is Ellipsis:
             self.set_value(item)
             return
-        value = self.get_value()
+        value: Any = self.get_value()
+        new: Any
         if isinstance(value, dict):
             if self._aux.mode == REF and key in self._raw:
                 self._raw[key][...] = item
@@ -340,7 +348,8 @@ class Variable(Generic[A]):
                 self.set_value(item)  # raises
             self._raw[key] = item
         else:
-            self.set_value(jnp.asarray(value).at[key].set(item))
+            new = jnp.asarray(value).at[key].set(item)
+            self.set_value(new)
 
     # -- metadata as attributes ------------------------------------------------
     def __getattr__(self, name: str):
@@ -418,10 +427,12 @@ class Variable(Generic[A]):
         return np.asarray(self.get_value(), dtype=dtype)
 
     def __len__(self) -> int:
-        return len(self.get_value())
+        value: Any = self.get_value()
+        return len(value)
 
     def __iter__(self):
-        return iter(self.get_value())
+        value: Any = self.get_value()
+        return iter(value)
 
     def __bool__(self) -> bool:
         return bool(self.get_value())
