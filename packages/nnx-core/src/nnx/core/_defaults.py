@@ -57,8 +57,8 @@ class VarDefaults:
     def __init__(self, mode: _Mode, previous: _Mode):
         self._mode = mode
         self._previous = previous
-        self._prev_local = None
-        self._prev_process = None
+        self._prev_local: _Mode | None = None
+        self._prev_process: _Mode | None = None
         self._scoped = False
         self._done = True  # a read: nothing to restore
 
@@ -84,9 +84,11 @@ class VarDefaults:
     def __enter__(self) -> VarDefaults:
         if not self._scoped and not self._done:
             # A `with` block: keep the change to this thread, as the block promises.
+            prev_process = self._prev_process
+            assert prev_process is not None  # set by _change whenever _done is False
             with _lock:
                 if _process[0] is self._mode:
-                    _process[0] = self._prev_process
+                    _process[0] = prev_process
             _local.mode = self._mode
             self._scoped = True
         return self
@@ -104,8 +106,10 @@ class VarDefaults:
             return
         self._done = True
         if not self._scoped:
+            prev_process = self._prev_process
+            assert prev_process is not None  # set by _change whenever _done is False
             with _lock:
-                _process[0] = self._prev_process
+                _process[0] = prev_process
         _local.mode = self._prev_local
 
     def __iter__(self):

@@ -11,6 +11,8 @@ import sys
 from typing import Any
 
 import jax
+import jax.core  # Tracer; jax does not list `core` among its attributes for type checkers
+import jax.numpy as jnp
 import numpy as np
 
 _SMALL = 8  # vectors with at most this many elements are shown by value
@@ -28,7 +30,7 @@ def _array_summary(x) -> str:
     dtype = getattr(x, "dtype", None)
     if shape is None or dtype is None:
         return repr(x)
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
         return f"{dtype}[{','.join(map(str, shape))}]"
     if int(np.prod(shape)) <= _SMALL and len(shape) <= 1:
         return repr(x) if not isinstance(x, np.ndarray) else f"np.{x!r}"
@@ -36,7 +38,9 @@ def _array_summary(x) -> str:
     return f"{name}[{','.join(map(str, shape))}]"
 
 
-def _value_repr(value, indent: str) -> str:
+def _value_repr(value: Any, indent: str) -> str:
+    if type(value).__name__ == "Cell":  # before the container checks, which narrow `value`
+        return _value_repr(value._val, indent)
     if isinstance(value, dict):
         if not value:
             return "{}"
@@ -51,8 +55,6 @@ def _value_repr(value, indent: str) -> str:
         )
     if hasattr(value, "shape") and hasattr(value, "dtype") or isinstance(value, jax.Ref):
         return _array_summary(value)
-    if type(value).__name__ == "Cell":
-        return _value_repr(value._val, indent)
     return repr(value)
 
 
@@ -116,7 +118,7 @@ def _counts(obj) -> str:
     return " # " + ", ".join(f"{k}: {n:,} ({_bytes(b)})" for k, (n, b) in totals.items())
 
 
-def _bytes(b: int) -> str:
+def _bytes(b: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if b < 1024 or unit == "GB":
             return f"{b:.1f} {unit}" if unit != "B" else f"{b} B"

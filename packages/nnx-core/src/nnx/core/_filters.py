@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from typing import Any as _Any
+from typing import cast
 
 from nnx.core._errors import FilterError
 
@@ -192,7 +193,7 @@ def to_predicate(filter: Filter) -> Predicate:
     if isinstance(filter, (list, tuple)):
         return Any(*filter)
     if callable(filter):
-        return filter
+        return cast(Predicate, filter)  # a user predicate; its signature is its contract
     raise TypeError(
         f"Invalid filter {filter!r}: use a Variable type, a string, a predicate "
         "(path, value) -> bool, `...`, True/False, a list of filters, or a combinator "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -221,15 +221,11 @@ class _Flattener:
             defs = tuple(self.visit(c, (*path, k)) for k, c in zip(keys, children))
         return (_PYTREE, treedef, keys, defs)
 
-
-def _leaf(self, x, path):
-    self.leaves.append(x)
-    if self.paths is not None:
-        self.paths.append(path)
-    return (_LEAF,)
-
-
-_Flattener.leaf = _leaf  # type: ignore[attr-defined]
+    def leaf(self, x, path):
+        self.leaves.append(x)
+        if self.paths is not None:
+            self.paths.append(path)
+        return (_LEAF,)
 
 
 def _key_name(k):
@@ -600,7 +596,9 @@ def _replace_at(container, path, value):
         return container
     if isinstance(container, tuple):
         items = list(container)
-        items[container._fields.index(k) if isinstance(k, str) else k] = new
+        if isinstance(k, str):  # a namedtuple field
+            k = cast(Any, container)._fields.index(k)
+        items[k] = new
         return type(container)(*items) if hasattr(container, "_fields") else type(container)(items)
     if isinstance(container, Pytree) or (isinstance(k, str) and not isinstance(container, dict)):
         setattr(container, k, new)

@@ -28,6 +28,7 @@ from jax.experimental.hijax import (
     AvalQDD,
     HiPrimitive,
     MutableHiType,
+    Zero,
     aval_method,
     register_hitype,
 )
@@ -65,32 +66,36 @@ def _raise_leaves(state: CellState, lo_vals) -> list:
 class CellTy(MutableHiType):
     """Abstract value of a :class:`Cell`."""
 
+    # The override ignores here and in the primitives below: JAX's base methods are
+    # `assert False` stubs (pyright infers NoReturn), take the generic QDD where JAX hands
+    # back the CellState this type made, and type to_tangent_aval as an immutable HiType.
+
     has_qdd = True
 
-    def __hash__(self):
+    def __hash__(self):  # pyright: ignore[reportIncompatibleMethodOverride]
         return hash(CellTy)
 
-    def __eq__(self, other):
+    def __eq__(self, other):  # pyright: ignore[reportIncompatibleMethodOverride]
         return isinstance(other, CellTy)
 
-    def str_short(self, short_dtypes=False, **_) -> str:
+    def str_short(self, short_dtypes=False, mesh_axis_types=False, **_) -> str:
         return "Variable"
 
     # -- lowering to immutable JAX values ------------------------------------
-    def lo_ty_qdd(self, state: CellState):
+    def lo_ty_qdd(self, state: CellState):  # pyright: ignore[reportIncompatibleMethodOverride]
         return [lo for a in state.leaf_avals for lo in a.lo_ty()]
 
-    def new_from_loval(self, state: CellState, *lo_vals):
+    def new_from_loval(self, state: CellState, *lo_vals):  # pyright: ignore[reportIncompatibleMethodOverride]
         return Cell._new(_unflatten(state.treedef, _raise_leaves(state, lo_vals)))
 
-    def read_loval(self, state: CellState, cell) -> list:
+    def read_loval(self, state: CellState, cell) -> list:  # pyright: ignore[reportIncompatibleMethodOverride]
         leaves, treedef = _flatten(cell_get(cell))
         return [lo for a, x in zip(state.leaf_avals, leaves) for lo in a.lower_val(x)]
 
-    def update_from_loval(self, state: CellState, cell, *lo_vals) -> None:
+    def update_from_loval(self, state: CellState, cell, *lo_vals) -> None:  # pyright: ignore[reportIncompatibleMethodOverride]
         cell_set(cell, _unflatten(state.treedef, _raise_leaves(state, lo_vals)))
 
-    def to_tangent_aval(self):
+    def to_tangent_aval(self):  # pyright: ignore[reportIncompatibleMethodOverride]
         return CellTy()
 
     # JAX asks an output hi-value to lower itself; a cell made inside the trace
@@ -176,13 +181,13 @@ class _NewCell(HiPrimitive):
     def is_high(self, *, treedef) -> bool:
         return True
 
-    def abstract_eval(self, *, treedef):
+    def abstract_eval(self, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
         return AvalQDD(CellTy(), CellState((), treedef)), {cell_effect}
 
-    def to_lojax(self, *, treedef):
+    def to_lojax(self, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
         return Cell._new(_unflatten(treedef, []))
 
-    def jvp(self, primals, tangents, *, treedef):
+    def jvp(self, primals, tangents, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
         raise HijaxError("hijax Variables cannot be created inside jax.jvp/jax.grad.")
 
     def transpose(self, *args, treedef):
@@ -195,18 +200,18 @@ class _CellSet(HiPrimitive):
     def is_high(self, *avals, treedef) -> bool:
         return True
 
-    def abstract_eval(self, cell_ty, *leaf_avals, treedef):
+    def abstract_eval(self, cell_ty, *leaf_avals, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
         cell_ty.mutable_qdd.update(CellState(leaf_avals, treedef))
         return [], {cell_effect}
 
-    def to_lojax(self, cell, *leaves, treedef):
+    def to_lojax(self, cell, *leaves, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
         cell._val = _unflatten(treedef, leaves)
         return []
 
-    def jvp(self, primals, tangents, *, treedef):
+    def jvp(self, primals, tangents, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
         cell, *vals = primals
         cell_dot, *val_dots = tangents
-        if type(cell_dot) is jax.experimental.hijax.Zero:
+        if type(cell_dot) is Zero:
             raise HijaxError(
                 "Cannot differentiate a write to a hijax Variable. Convert the "
                 "differentiated state with `nnx.vars_as(tree, mutable=False)` first, "
@@ -227,13 +232,13 @@ class _CellSet(HiPrimitive):
 class _CellGet(HiPrimitive):
     multiple_results = True
 
-    def abstract_eval(self, cell_ty, *, avals):
+    def abstract_eval(self, cell_ty, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]
         return avals, {cell_effect}
 
-    def to_lojax(self, cell, *, avals):
+    def to_lojax(self, cell, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]
         return jax.tree_util.tree_leaves(cell._val)
 
-    def jvp(self, primals, tangents, *, avals):
+    def jvp(self, primals, tangents, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]
         (cell,), (cell_dot,) = primals, tangents
         return (
             cell_get_p.bind(cell, avals=avals),

@@ -13,7 +13,7 @@ that cached flattenings of a model notice ``model.layers.append(...)``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsIndex
 
 import jax
 import numpy as np
@@ -219,7 +219,7 @@ class List(list):
         super().insert(i, _track(v))
         _epoch.bump()
 
-    def pop(self, i=-1):
+    def pop(self, i: SupportsIndex = -1):
         _epoch.bump()
         return super().pop(i)
 

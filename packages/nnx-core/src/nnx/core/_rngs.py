@@ -166,7 +166,7 @@ class Rngs(Pytree):
         """
         out = Rngs.__new__(Rngs)
         for name, stream in self.items():
-            n = split
+            n: int | tuple[int, ...] | None
             if isinstance(split, Mapping):
                 n = None
                 for f, size in split.items():
@@ -174,6 +174,8 @@ class Rngs(Pytree):
                     if pred((name,), name):
                         n = size
                         break
+            else:
+                n = split
             setattr(out, name, stream.fork(split=n))
         return out
 

@@ -7,7 +7,7 @@ ordinary arguments) and nested dicts (so checkpoint libraries read them).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 
@@ -148,7 +148,8 @@ class State(dict):
         """A State with ``f(path, leaf)`` at every path."""
         return State.from_flat((p, f(p, v)) for p, v in self.flat_state())
 
-    def __or__(self, other: State) -> State:
+    # dict's `|` takes any dict; a State merges only with States (by path).
+    def __or__(self, other: State) -> State:  # pyright: ignore[reportIncompatibleMethodOverride]
         return State.merge(self, other)
 
     def __repr__(self) -> str:
@@ -235,8 +236,8 @@ def _replace_by_pure(node: State, pure: Mapping, prefix: Path, strict: bool) -> 
                     f"{_keystr((*prefix, k))!r}. Pass strict=False to keep the current value."
                 ) from None
             continue
-        if isinstance(v, Mapping):
-            _replace_by_pure(v, new, (*prefix, k), strict)
+        if isinstance(v, Mapping):  # the inner levels of a State are States
+            _replace_by_pure(cast(State, v), new, (*prefix, k), strict)
         elif isinstance(v, Variable):
             v.set_raw_value(new) if v._aux.mode == 0 else v.set_value(new)
         else:
