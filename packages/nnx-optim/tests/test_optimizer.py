@@ -61,9 +61,13 @@ def test_default_wrt_is_param_and_opt_state_mirrors_optax():
     count = optimizer.opt_state[0].count
     assert isinstance(count, OptState) and count.value == 0
     mu_var = optimizer.opt_state[0].mu  # one Variable holds the whole param-shaped tree
-    # stored as plain dicts (JAX flattens those in C++), seen by optax as a State
-    assert type(mu_var.value) is dict and mu_var.state_tree is True
-    mu = nnx.State(mu_var.value)
+    # stored as the flat list of its arrays (cheapest for jax.jit to flatten), the
+    # structure in metadata; optax (and `.tree`) see a State
+    assert type(mu_var.value) is list and len(mu_var.value) == 4
+    assert repr(mu_var.state_tree) == "<4 arrays in the parameters' structure>"
+    mu = mu_var.tree
+    assert isinstance(mu, nnx.State)
+    assert count.tree is count.value
     paths = [p for p, _ in nnx.state(model, nnx.Param).flat_state()]
     assert [p for p, _ in mu.flat_state()] == paths
     assert all(float(jnp.abs(x).sum()) == 0 for x in jax.tree.leaves(mu))
@@ -246,7 +250,12 @@ def test_optax_state_after_k_jitted_steps_equals_optax_own(mode):
         for _ in range(STEPS):
             step(model, optimizer)
     assert_params_close(model, expected, tol=1e-5)
-    got_state = jax.tree.map(lambda v: v.get_value(), optimizer.opt_state, is_leaf=nnx.is_variable)
+    got_state = jax.tree.map(lambda v: v.tree, optimizer.opt_state, is_leaf=nnx.is_variable)
+    got_state = jax.tree.map(  # States as pure dicts, like the reference's
+        lambda x: x.to_pure_dict() if isinstance(x, nnx.State) else x,
+        got_state,
+        is_leaf=lambda x: isinstance(x, nnx.State),
+    )
     assert int(got_state[0].count) == STEPS
     assert_trees_close(got_state, expected_state, tol=1e-5)
 
@@ -465,7 +474,7 @@ def test_lbfgs_with_value_fn_matches_a_plain_optax_loop():
         opt_state = train_step(opt_state)
     nnx.update(optimizer, opt_state)
     assert_params_close(model, p, tol=1e-5)
-    memory = optimizer.opt_state[0].diff_params_memory.value  # (memory_size, *shape) per param
+    memory = optimizer.opt_state[0].diff_params_memory.tree  # (memory_size, *shape) per param
     np.testing.assert_allclose(
         memory["l1"]["kernel"], state[0].diff_params_memory["l1"]["kernel"], rtol=1e-5, atol=1e-6
     )
@@ -546,7 +555,7 @@ def test_wrt_accepts_a_path_filter():
     frozen = pure_params(model, nnx.Not(wrt))
     expected = reference_loop(make(), optax.adam(1e-2), STEPS, wrt=wrt)
     optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=wrt)
-    assert list(optimizer.opt_state[0].mu.value) == ["l2"]
+    assert list(optimizer.opt_state[0].mu.tree) == ["l2"]
     for _ in range(STEPS):
         optimizer.update(jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
     assert_params_close(model, expected, wrt=wrt)

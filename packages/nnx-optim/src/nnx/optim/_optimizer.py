@@ -16,11 +16,15 @@ reference to the model:
 
 Storage of the optax state: the optax state pytree keeps its structure
 (namedtuples, tuples); every subtree shaped like the parameters (Adam's
-moments, accumulated gradients) is held by one ``OptState`` Variable, every
+moments, accumulated gradients) is held by one ``OptState`` Variable as the
+flat list of its arrays (``OptState.tree`` gives the ``State`` back), every
 other array (counts, injected hyperparameters) by its own. The number of
 Variables therefore does not grow with the model: with hijax Variables each
 one is a separate argument of ``jax.jit`` (about 10 µs of dispatch each on
-CPU), and in every mode each is an object on the ``nnx.jit`` fast path.
+CPU), and in every mode each is an object on the ``nnx.jit`` fast path. A flat
+list rather than nested dicts, because ``jax.jit`` flattens dicts key by key
+on every call (measured: about 4x the cost of a list of the same arrays, ~1 µs
+per call for one layer, ~100 µs for 300).
 """
 
 from __future__ import annotations
@@ -77,6 +81,19 @@ class OptState(Variable):
             if dtype is not None and jnp.ndim(current) == 0:
                 value = jnp.asarray(value, dtype=dtype)
         super().set_value(value)
+
+    @property
+    def tree(self) -> Any:
+        """The value as optax sees it: a param-shaped subtree as an ``nnx.State``.
+
+        Example::
+
+            optimizer = nnx.Optimizer(model, optax.adam(1e-3))
+            optimizer.opt_state[0].mu.value           # [Array, ...]: the flat storage
+            optimizer.opt_state[0].mu.tree["l1"]      # State({'bias': ..., 'kernel': ...})
+            optimizer.opt_state[0].count.tree         # Array(0, dtype=int32): other arrays as is
+        """
+        return _read(self)
 
 
 # -- paths ---------------------------------------------------------------------
@@ -225,21 +242,28 @@ def grad_values(sel: Selection, grads: Any, pred, wrt, params: list) -> list:
 
 
 # -- the optax state in Variables ----------------------------------------------
-def _to_plain(x: Any) -> Any:
-    """A State as nested plain dicts, which JAX flattens in C++ (State takes a Python
-    callback per node on every call). Levels whose keys mix ints and names stay State."""
-    if not isinstance(x, State):
-        return x
-    keys = list(x)
-    if len({type(k) for k in keys}) > 1:
-        return x
-    return {k: _to_plain(dict.__getitem__(x, k)) for k in keys}
+class StateStructure:
+    """The pytree structure of one param-shaped optax subtree (``OptState`` metadata).
 
+    Such a subtree is stored as the flat list of its arrays: ``jax.jit`` flattens a
+    list several times faster than nested dicts (which it sorts key by key), and
+    this structure rebuilds the ``State`` optax expects. It is hashable (part of
+    a GraphDef) and prints briefly.
+    """
 
-def _from_plain(x: Any) -> Any:
-    if type(x) is dict:
-        return State({k: _from_plain(v) for k, v in x.items()})
-    return x
+    __slots__ = ("treedef",)
+
+    def __init__(self, treedef: Any):
+        self.treedef = treedef
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is StateStructure and self.treedef == other.treedef
+
+    def __hash__(self) -> int:
+        return hash(self.treedef)
+
+    def __repr__(self) -> str:
+        return f"<{self.treedef.num_leaves} arrays in the parameters' structure>"
 
 
 def storage_mode(variables) -> dict:
@@ -260,14 +284,15 @@ def storage_mode(variables) -> dict:
 def wrap_opt_state(raw: Any, mode: dict) -> Any:
     """The optax state with each param-shaped State and each other array in an OptState.
 
-    Param-shaped States are stored as plain nested dicts (``state_tree=True``) so that
-    ``nnx.jit`` hands them to ``jax.jit`` without per-node Python callbacks; optax
-    sees States again in ``update``. ``mode`` is what :func:`storage_mode` returns.
+    A param-shaped State is stored as the list of its arrays, with its structure
+    in the ``state_tree`` metadata (see :class:`StateStructure`); optax sees the
+    State again in ``update``. ``mode`` is what :func:`storage_mode` returns.
     """
 
     def wrap(x):
         if isinstance(x, State):
-            return OptState(_to_plain(x), state_tree=True, **mode)
+            leaves, treedef = jax.tree.flatten(x)
+            return OptState(leaves, state_tree=StateStructure(treedef), **mode)
         return OptState(jnp.asarray(x), **mode)
 
     return jax.tree.map(wrap, raw, is_leaf=_is_state)
@@ -275,11 +300,13 @@ def wrap_opt_state(raw: Any, mode: dict) -> Any:
 
 def _read(v: Variable) -> Any:
     value = v.get_value()
-    return _from_plain(value) if v.get_metadata("state_tree") else value
+    structure = v.get_metadata("state_tree")
+    return value if structure is None else structure.treedef.unflatten(value)
 
 
 def _write(v: Variable, x: Any) -> None:
-    v.set_value(_to_plain(x) if v.get_metadata("state_tree") else x)
+    structure = v.get_metadata("state_tree")
+    v.set_value(x if structure is None else structure.treedef.flatten_up_to(x))
 
 
 def read_opt_state(wrapped: Any) -> Any:
