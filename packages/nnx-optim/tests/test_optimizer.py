@@ -191,6 +191,23 @@ def test_state_survives_split_merge_and_training_continues_identically():
     assert opt_c.step.value == 3
 
 
+def test_state_survives_a_pure_dict_round_trip_like_a_checkpoint():
+    a, b = make(), make()
+    opt_a = nnx.Optimizer(a, optax.adam(1e-2))
+    for _ in range(2):
+        opt_a.update(frozen_grads(a))
+    saved = jax.tree.map(np.asarray, nnx.state(opt_a).to_pure_dict())  # what a checkpoint holds
+    assert [x.shape for x in saved["opt_state"][0]["mu"]] == [(8,), (2, 8), (3,), (8, 3)]
+    opt_b = nnx.Optimizer(b, optax.adam(1e-2))
+    state = nnx.state(opt_b)
+    state.replace_by_pure_dict(saved)
+    nnx.update(opt_b, state)
+    assert int(opt_b.step.value) == 2
+    opt_a.update(frozen_grads(a))
+    opt_b.update(frozen_grads(b))
+    assert_params_close(b, pure_params(a))
+
+
 def test_as_a_jax_pytree_the_optimizer_carries_only_its_own_state():
     model = make()
     optimizer = nnx.Optimizer(model, optax.adam(1e-3))
