@@ -336,6 +336,7 @@ class MultiHeadAttention(Module):
         key = self.key(inputs_k)
         value = self.value(inputs_v)
         if self.normalize_qk:
+            assert self.query_ln is not None and self.key_ln is not None  # built with them
             query = self.query_ln(query)
             key = self.key_ln(key)
 

@@ -46,6 +46,7 @@ def require_rngs(rngs: Any, layer: str) -> None:
 def param_key(rngs: Rngs | RngStream | jax.Array | None, layer: str) -> jax.Array:
     """A key for parameter initialization from ``rngs`` (the ``params`` stream)."""
     require_rngs(rngs, layer)
+    assert rngs is not None  # require_rngs raised otherwise
     if isinstance(rngs, Rngs):
         return rngs.params()
     if isinstance(rngs, RngStream):

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nnx.core import BatchStat, Module, Rngs
+from nnx.core import BatchStat, Module, Param, Rngs
 from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
@@ -163,6 +163,9 @@ class BatchNorm(Module):
     to the input) selects the entries that count towards the statistics.
     """
 
+    scale: Param | None  # set by _scale_bias (None when not used)
+    bias: Param | None
+
     def __init__(
         self,
         num_features: int,
@@ -277,6 +280,9 @@ class LayerNorm(Module):
     sizes multiply to ``num_features``).
     """
 
+    scale: Param | None  # set by _scale_bias (None when not used)
+    bias: Param | None
+
     def __init__(
         self,
         num_features: int,
@@ -356,6 +362,8 @@ class RMSNorm(Module):
         y = norm(jnp.ones((2, 4)))
     """
 
+    scale: Param | None  # set by _scale_bias (None when not used)
+
     def __init__(
         self,
         num_features: int,
@@ -433,6 +441,9 @@ class GroupNorm(Module):
     batch; statistics cover every other axis (``reduction_axes`` to change that; the
     feature axis must be last).
     """
+
+    scale: Param | None  # set by _scale_bias (None when not used)
+    bias: Param | None
 
     def __init__(
         self,
@@ -555,6 +566,9 @@ class InstanceNorm(Module):
 
     The first axis is the batch; ``feature_axes`` (default the last) are kept.
     """
+
+    scale: Param | None  # set by _scale_bias (None when not used)
+    bias: Param | None
 
     def __init__(
         self,

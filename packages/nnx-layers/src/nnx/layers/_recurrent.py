@@ -8,7 +8,7 @@ Variables (e.g. random streams) travel in the scan carry and are written back af
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +75,11 @@ class RNNCellBase(Module):
     """
 
     num_feature_axes = 1
+    # Set by each subclass's __init__; read by _zero_state and _carry_key.
+    hidden_features: int
+    param_dtype: Dtype
+    carry_init: Initializer
+    rngs: RngStream | None
 
     def _keep(self, rngs, keep_rngs: bool) -> None:
         # Only an explicit 'carry' stream is kept: a cell without random state is all
@@ -447,6 +452,12 @@ def scan_cell(cell: Module, carry: Carry, xs: jax.Array, *, seq_lengths=None, un
     return final_carry, ys
 
 
+class _InitializesCarry(Protocol):
+    """What ``RNN`` needs of a cell beyond ``__call__`` (checked in ``RNN.__init__``)."""
+
+    def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None) -> Carry: ...
+
+
 class RNN(Module):
     """Runs a cell over the time axis of a sequence.
 
@@ -510,7 +521,8 @@ class RNN(Module):
             )
         if initial_carry is None:
             step_shape = inputs.shape[:time_axis] + inputs.shape[time_axis + 1 :]
-            initial_carry = self.cell.initialize_carry(step_shape, rngs or self.rngs)
+            cell = cast(_InitializesCarry, self.cell)
+            initial_carry = cell.initialize_carry(step_shape, rngs or self.rngs)
         xs = jnp.moveaxis(inputs, time_axis, 0)
         if reverse:
             xs = flip_sequences(xs, seq_lengths)
