@@ -22,11 +22,11 @@ Run::
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import per_call_us
 
 import nnx
 
@@ -34,19 +34,6 @@ import nnx
 class Bag(nnx.Module):
     def __init__(self, n: int):
         self.params = nnx.List([nnx.Param(jnp.full((2,), float(i))) for i in range(n)])
-
-
-def per_call_us(f, *args, calls: int = 100, repeats: int = 5) -> float:
-    for _ in range(3):
-        jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            out = f(*args)
-        jax.block_until_ready(out)
-        best = min(best, (time.perf_counter() - t0) / calls * 1e6)
-    return best
 
 
 def slope(ns, ts) -> float:

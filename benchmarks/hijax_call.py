@@ -19,25 +19,12 @@ Run::
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
+from _timing import per_call_us
 
 import nnx
-
-
-def per_call_us(f, *args, calls: int = 300, repeats: int = 5) -> float:
-    for _ in range(5):
-        jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            out = f(*args)
-        jax.block_until_ready(out)
-        best = min(best, (time.perf_counter() - t0) / calls * 1e6)
-    return best
 
 
 @jax.jit

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.core  # Tracer; jax does not list `core` among its attributes for type checkers
 import numpy as np
 from jax.extend.core import get_opaque_trace_state
 
@@ -61,7 +62,7 @@ def at_top_level() -> bool:
 
 # -- 1. splitting a call ------------------------------------------------------------
 _KIND_BY_TYPE: dict[type, bool | None] = {}
-_UNKNOWN = object()
+_UNKNOWN: Any = object()  # a sentinel: Any so that `k is _UNKNOWN` leaves k a bool | None
 
 
 def _kind_of_type(t: type) -> bool | None:
@@ -172,16 +173,20 @@ def assemble(layout, graph_objs, plain_args, plain_kwargs) -> tuple[list, dict]:
     return args, kwargs
 
 
-def graph_arg_names(f: Callable, layout) -> list[str]:
-    """Human names of the graph arguments (``model``, ``args[2]``), for messages."""
+def _positional_names(f: Callable) -> list[str]:
     try:
-        params = [
+        return [
             p.name
             for p in inspect.signature(f).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
     except (TypeError, ValueError):
-        params = []
+        return []
+
+
+def graph_arg_names(f: Callable, layout) -> list[str]:
+    """Human names of the graph arguments (``model``, ``args[2]``), for messages."""
+    params = _positional_names(f)
     pos, kw = layout
     names = [
         (params[i] if i < len(params) else f"args[{i}]")
@@ -194,14 +199,7 @@ def graph_arg_names(f: Callable, layout) -> list[str]:
 
 def plain_arg_names(f: Callable, layout) -> list[str]:
     """Human names of the plain positional arguments (``x``, ``args[1]``), for messages."""
-    try:
-        params = [
-            p.name
-            for p in inspect.signature(f).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        params = []
+    params = _positional_names(f)
     pos, _ = layout
     return [
         (params[i] if i < len(params) else f"args[{i}]")
