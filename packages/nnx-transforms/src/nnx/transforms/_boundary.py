@@ -62,7 +62,7 @@ def at_top_level() -> bool:
 
 # -- 1. splitting a call ------------------------------------------------------------
 _KIND_BY_TYPE: dict[type, bool | None] = {}
-_UNKNOWN: Any = object()  # a sentinel: Any so that `k is _UNKNOWN` leaves k a bool | None
+_UNKNOWN: Any = object()  # a sentinel; Any keeps is_graph_arg's lookup typed bool | None
 
 
 def _kind_of_type(t: type) -> bool | None:

@@ -35,7 +35,7 @@ from nnx.transforms._errors import TransformError
 
 
 def lift(
-    transform: Callable[[Callable], Callable],
+    transform: Callable[..., Callable],
     fun: Callable,
     args: tuple,
     kwargs: dict,
@@ -85,11 +85,11 @@ def lift(
             return upd, out
         return new, out
 
-    transformed = (
-        transform(inner)
-        if in_spec is None
-        else transform(inner, in_spec(prep, layout, graph), out_spec(prep))
-    )
+    if in_spec is None:
+        transformed = transform(inner)
+    else:
+        assert out_spec is not None  # in_spec and out_spec are given together
+        transformed = transform(inner, in_spec(prep, layout, graph), out_spec(prep))
     new, out = transformed(values, plain, plain_kw)
     if prep is not None and write:
         idx = holder["idx"]
@@ -465,6 +465,7 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
         (out, news), vjp_fn, aux = jax.vjp(g_aux, *vals, has_aux=True)
     else:
         (out, news), vjp_fn = jax.vjp(g, *vals)
+        aux = None
     apply(news)
 
     def pullback(ct):

@@ -79,11 +79,8 @@ class ScanWrapped:
         arg_axes = _positions(self.in_axes, len(pos), "in_axes", where)
         carry_pos = [i for i, a in enumerate(arg_axes) if a is Carry]
         out_is_tuple = isinstance(self.out_axes, (tuple, list))
-        out_carry = (
-            [i for i, a in enumerate(self.out_axes) if a is Carry]
-            if out_is_tuple
-            else ([0] if self.out_axes is Carry else [])
-        )
+        out_axes = list(self.out_axes) if out_is_tuple else [self.out_axes]
+        out_carry = [i for i, a in enumerate(out_axes) if a is Carry]
         if len(carry_pos) > 1 or len(out_carry) > 1:
             raise AxisError(f"{where}: nnx.Carry may appear at most once in in_axes and out_axes.")
         if bool(carry_pos) != bool(out_carry):
@@ -123,7 +120,6 @@ class ScanWrapped:
         s_plain_vals = [a for _, a in s_plain]
         s_plain_pos = [j for j, _ in s_plain]
         holder: dict = {}
-        out_axes = list(self.out_axes) if out_is_tuple else [self.out_axes]
         carry_in_avals = [jax.typeof(v) for v in c_vals] if c_vals else []
 
         def body(carry, xs):
@@ -150,7 +146,7 @@ class ScanWrapped:
                 )
                 nodes = inner_flat.nodes
             else:
-                idx, new, nodes = [], [], []
+                idx, new, nodes, inner_flat = [], [], [], None
             changed = dict(zip(idx, new))
             # split the output into carry and stacked parts
             if out_is_tuple and (not isinstance(out, tuple) or len(out) != len(out_axes)):
@@ -164,6 +160,7 @@ class ScanWrapped:
             for o, ax in zip(outs, out_axes):
                 if ax is Carry:
                     if carry_is_graph:
+                        assert carry_i is not None  # carry_is_graph implies it
                         inner_carry = a[carry_i]
                         if o is not inner_carry:
                             raise CarryError(
@@ -181,6 +178,7 @@ class ScanWrapped:
                             f"{where}: out_axes entries must be ints or nnx.Carry, got {ax!r}."
                         )
                     if gd is not None:
+                        assert prep is not None and inner_flat is not None  # set with gd
                         check_returned_axes(
                             o, ax, inner_flat.leaves, axes, prep.paths, names, where
                         )
@@ -227,7 +225,11 @@ class ScanWrapped:
         results = []
         for ax in out_axes:
             if ax is Carry:
-                results.append(args[carry_i] if carry_is_graph else c_pl_final)
+                if carry_is_graph:
+                    assert carry_i is not None  # carry_is_graph implies it
+                    results.append(args[carry_i])
+                else:
+                    results.append(c_pl_final)
             else:
                 y = next(ys_iter)
                 if ax != 0:

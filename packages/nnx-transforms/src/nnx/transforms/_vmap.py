@@ -99,6 +99,7 @@ class VmapWrapped:
                     objs, leaves, gd, where=where, names=names, values=True
                 )
                 nodes = inner_flat.nodes
+                assert prep is not None  # gd comes from prep
                 check_returned_axes(
                     out, self.out_axes, inner_flat.leaves, axes, prep.paths, names, where
                 )
