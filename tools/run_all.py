@@ -5,7 +5,9 @@ Steps (each in its own hatch environment; the run stops at the first failure):
 1. lint:      ruff check, and the import contracts (import-linter) of pyproject.toml
 2. packaging: build the four wheels, install them one by one into fresh virtual
               environments (and the monorepo editable), check the ``nnx`` namespace
-3. tests:     each package's tests with only that package and its dependencies
+3. typecheck: pyright resolves every ``nnx.<name>`` of the siblings, and the four
+              source trees have no pyright errors
+4. tests:     each package's tests with only that package and its dependencies
               installed (envs core, transforms, layers, optim), then the cross-package
               tests in tests/ with everything installed (env full)
 
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS: dict[str, list[str]] = {
     "lint": ["full:lint"],
     "packaging": [],  # runs tools/check_packaging.py in this interpreter
-    "typecheck": ["full:typecheck"],
+    "typecheck": ["full:typecheck", "full:pyright"],
     "core": ["core:test"],
     "transforms": ["transforms:test"],
     "layers": ["layers:test"],

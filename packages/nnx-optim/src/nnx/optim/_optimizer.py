@@ -143,7 +143,7 @@ class Selection:
         """The current values, in order."""
         return [v.get_value() for v in self.variables]
 
-    def write(self, new: State) -> None:
+    def write(self, new: Any) -> None:
         for v, x in zip(self.variables, self.treedef.flatten_up_to(new)):
             v.set_value(x)
 
@@ -370,6 +370,8 @@ class Optimizer(Pytree):
     """
 
     __slots__ = ("_nnx_optim_cache",)
+
+    opt_state: Any  # set in __init__ through __dict__ (keeps optax's node types)
 
     # As a JAX pytree the model is a reference (see the module docstring).
     _model_by_reference = True
