@@ -6,10 +6,13 @@ fails half way. One test per cell, run in order in one namespace; the commented-
 "scan over layers" cell runs as well (uncommented).
 
 Limitations, cell by cell:
-- "Scan Over Layers" (commented out in the seed): raises nnx.HijaxError as written
-  (plain jax.vmap/jax.lax.scan have no batching rule for hijax Variables); the message
-  says to use nnx.vmap/nnx.scan or `vars_as(hijax=False)` around the transform, and both
-  rewrites run. The as-written test is a strict xfail until nnx-core supports it.
+- "Scan Over Layers" (commented out in the seed, "does not work with hijax yet"): works
+  as written. Under hijax defaults `Rngs.fork(split=n)` stores its streams as refs
+  (which plain jax.vmap maps over), Variables created inside jax.vmap from the defaults
+  are plain (JAX cannot make cells there), and `as_mutable_vars` gives them back as
+  refs, which jax.lax.scan slices, writing each layer's BatchNorm statistics in place.
+  It computes exactly what the two rewrites the seed's era needed compute (nnx.vmap /
+  nnx.scan, and vars_as around plain JAX), which run too.
 - "Mutable Outputs": raises nnx.HijaxError saying to use nnx.jit or
   `vars_as(hijax=False)`; the next cell (vars_as round trip) works.
 - "Reference Sharing": one Variable passed as two arguments is not detected (JAX does
@@ -179,32 +182,23 @@ print("y = ", y)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="nnx-core: plain jax.vmap/jax.lax.scan cannot map over hijax Variables, and a "
-    "hijax Variable cannot be created inside jax.vmap (no batching rule for the hijax "
-    "cell); the next tests show the error and the two ways it suggests. When this "
-    "passes, drop the xfail.",
-)
 def test_scan_over_layers_commented_out_cell_runs_as_written(nb):
-    # The seed leaves this cell commented out ("does not work with hijax yet"); the goal is
-    # that it runs, uncommented, as it is.
+    # The seed leaves this cell commented out ("does not work with hijax yet"); it runs,
+    # uncommented, as it is.
     r = nb.exec(nb.find(SCAN_CELL), uncomment(nb.find(SCAN_CELL).source)).ok()
     stack = r.ns["block_stack"]
-    assert stack.linear.kernel.shape == (8, 2, 64)
-    assert r.ns["y"].shape == (3, 2) and r.out.startswith("y = ")
-
-
-def test_scan_over_layers_commented_out_cell_error_says_what_to_do(nb):
-    r = nb.run_source(SCAN_CELL, uncomment(nb.find(SCAN_CELL).source))
-    if r.error is None:  # fixed in nnx-core: the xfail above now fails, remove both
-        return
-    # Limitation, raises: the message names the two ways that work (the next tests).
-    assert isinstance(r.error, nnx.HijaxError), r.tb
-    message = str(r.error)
-    assert "nnx.vmap" in message and "nnx.scan" in message
-    assert "nnx.vars_as(tree, hijax=False)" in message
+    assert stack.linear.kernel.shape == (8, 2, 64) and stack.linear_out.kernel.shape == (8, 64, 2)
+    assert stack.linear.kernel.ref and stack.linear.kernel.mutable  # as_mutable_vars: refs
+    y = r.ns["y"]
+    assert y.shape == (3, 2) and np.isfinite(np.asarray(y)).all() and r.out.startswith("y = ")
+    # jax.lax.scan wrote every layer's BatchNorm statistics into its slice of the refs
+    mean = np.asarray(stack.bn.mean[...])
+    assert mean.shape == (8, 64) and not np.allclose(mean, 0.0)
+    assert not np.allclose(mean[0], mean[1])
+    # the same numbers as the rewrite with plain Variables around plain JAX (same keys)
+    nb.run_index(nb.find(SCAN_CELL).index)
+    rewrite = nb.exec(nb.find(SCAN_CELL), SCAN_WITH_VARS_AS).ok()
+    np.testing.assert_allclose(y, rewrite.ns["y"], rtol=1e-5, atol=1e-6)
 
 
 def test_scan_over_layers_with_nnx_vmap_and_scan(nb):

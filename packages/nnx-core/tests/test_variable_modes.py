@@ -248,6 +248,73 @@ def test_vmap_over_a_variable(mode):
     np.testing.assert_allclose(v[...], factor * np.arange(6.0).reshape(3, 2))
 
 
+def test_hijax_defaults_make_plain_variables_inside_jax_vmap_and_grad():
+    # JAX has no batching or differentiation rule for a cell: there the defaults give
+    # plain Variables (as inside nnx transforms); under jax.jit they stay hijax.
+    seen = {}
+
+    def make_and_use(x, where):
+        v = nnx.Variable(x * 2.0)
+        seen[where] = (v.hijax, v.ref)
+        v[...] += 1.0
+        return v[...].sum()
+
+    with nnx.var_defaults(hijax=True):
+        np.testing.assert_allclose(
+            jax.vmap(lambda x: make_and_use(x, "vmap"))(jnp.arange(3.0)), [1.0, 3.0, 5.0]
+        )
+        assert float(jax.grad(lambda x: make_and_use(x, "grad"))(3.0)) == 2.0
+        jax.jit(lambda x: make_and_use(x, "jit"))(1.0)
+        eager = nnx.Variable(jnp.zeros(()))
+    assert seen == {"vmap": (False, False), "grad": (False, False), "jit": (True, False)}
+    assert eager.hijax
+
+
+def test_explicit_hijax_variable_of_a_vmapped_value_is_a_clear_error():
+    def make(x):
+        return nnx.Variable(x, hijax=True)[...]
+
+    with pytest.raises(nnx.HijaxError, match="cannot be created here") as err:
+        jax.vmap(make)(jnp.arange(3.0))
+    assert "hijax=False" in str(err.value) and "nnx.vmap" in str(err.value)
+    # a concrete value is fine: an ordinary cell, as outside
+    const = jax.vmap(lambda x: x + nnx.Variable(jnp.ones(()), hijax=True)[...])(jnp.zeros(2))
+    np.testing.assert_allclose(const, [1.0, 1.0])
+
+
+def test_writing_a_vmapped_value_into_a_captured_hijax_variable_is_a_clear_error():
+    v = nnx.Variable(jnp.zeros(()), hijax=True)
+
+    def write(x):
+        v[...] = x
+
+    with pytest.raises(nnx.HijaxError, match="cannot be written here"):
+        jax.vmap(write)(jnp.arange(3.0))
+    np.testing.assert_array_equal(v[...], 0.0)  # nothing written
+
+    def write_unbatched(x):  # a value that does not depend on the mapped axis is fine
+        v[...] = v[...] + 1.0
+        return x
+
+    jax.vmap(write_unbatched)(jnp.arange(3.0))
+    assert float(v[...]) == 1.0
+
+
+def test_split_streams_under_hijax_defaults_are_refs_that_jax_vmap_maps_over():
+    with nnx.var_defaults(hijax=True):
+        rngs = nnx.Rngs(0).fork(split=4)
+        unsplit = nnx.Rngs(0).fork()
+    assert rngs.default.key.ref and rngs.default.count.ref  # not hijax cells
+    assert unsplit.default.key.hijax  # only split streams change storage
+    keys = jax.vmap(lambda r: jax.random.key_data(r()))(rngs)
+    assert keys.shape[0] == 4 and len({tuple(np.asarray(k).ravel()) for k in keys}) == 4
+    np.testing.assert_array_equal(rngs.default.count[...], [1, 1, 1, 1])  # written back
+    same = nnx.Rngs(0).fork(split=4)  # the same keys as under plain defaults
+    np.testing.assert_array_equal(
+        jax.random.key_data(rngs.default.key[...]), jax.random.key_data(same.default.key[...])
+    )
+
+
 @pytest.mark.parametrize("mode", ["ref", "hijax"])
 def test_immutable_copies_of_every_mode_reject_every_write_form(mode):
     v = nnx.vars_as(make({"a": jnp.ones(2)}, mode), mutable=False)

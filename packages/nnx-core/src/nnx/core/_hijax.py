@@ -24,6 +24,7 @@ from typing import Any
 import jax
 from jax._src import core as _jcore  # private: cur_qdd and the QDD base class
 from jax._src import effects as _jeffects  # private: effect registries
+from jax._src.interpreters import partial_eval as _jpe  # private: the jit tracer's type
 from jax.experimental.hijax import (
     AvalQDD,
     HiPrimitive,
@@ -263,9 +264,33 @@ def _eager() -> bool:
     return isinstance(_jcore.trace_ctx.trace, _jcore.EvalTrace)
 
 
+def cells_allowed() -> bool:
+    """Whether a cell can be made here: eagerly, or while tracing for ``jax.jit``.
+
+    Inside ``jax.vmap``, ``jax.grad`` and the like the innermost trace has no rule
+    for cells; Variables that ask for hijax storage only through the defaults are
+    made plain there (see ``_variables._resolve_mode``).
+    """
+    return isinstance(_jcore.trace_ctx.trace, (_jcore.EvalTrace, _jpe.DynamicJaxprTrace))
+
+
+_NO_CELL_HERE = (
+    "JAX has no batching or differentiation rule for a hijax Variable's cell, so it "
+    "cannot take a value traced by jax.vmap, jax.grad or another transform that is not "
+    "jax.jit. Inside such a transform use plain Variables (`hijax=False`, or leave the "
+    "mode to nnx.var_defaults, which makes them plain there) and convert outside with "
+    "`nnx.vars_as(tree, hijax=True)`; or use nnx.vmap / nnx.grad, which accept every "
+    "Variable mode."
+)
+
+
 def new_cell(value) -> Cell:
     """A new cell holding ``value``; a traced cell when called inside a trace."""
     if not _eager():
+        if not cells_allowed():
+            if any(isinstance(x, _jcore.Tracer) for x in jax.tree_util.tree_leaves(value)):
+                raise HijaxError("A hijax Variable cannot be created here. " + _NO_CELL_HERE)
+            return Cell(value)  # a concrete value: an ordinary cell, as outside
         _, treedef = _flatten(None)
         cell = new_cell_p.bind(treedef=treedef)
         cell_set(cell, value)
@@ -288,7 +313,10 @@ def cell_set(cell, value) -> None:
         cell._val = value
         return
     leaves, treedef = _flatten(value)
-    cell_set_p.bind(cell, *leaves, treedef=treedef)
+    try:
+        cell_set_p.bind(cell, *leaves, treedef=treedef)
+    except NotImplementedError as e:  # no batching rule: a vmapped value
+        raise HijaxError("A hijax Variable cannot be written here. " + _NO_CELL_HERE) from e
 
 
 def is_cell(x) -> bool:

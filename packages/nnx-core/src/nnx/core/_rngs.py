@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nnx.core._defaults import _current, var_defaults
 from nnx.core._filters import to_predicate
 from nnx.core._pytree import Pytree
 from nnx.core._variables import RngCount, RngKey
@@ -73,11 +74,21 @@ class RngStream(Pytree):
         return key
 
     def fork(self, *, split: int | tuple[int, ...] | None = None) -> RngStream:
-        """A new independent stream; with ``split=n`` its key has shape ``(n,)``."""
+        """A new independent stream; with ``split=n`` its key has shape ``(n,)``.
+
+        A split stream exists to be mapped over. Under hijax defaults its key and
+        count are stored as refs instead of hijax cells: a plain ``jax.vmap`` or
+        ``jax.lax.scan`` maps over refs (and carries their writes), not over cells,
+        and a plain ``jax.jit`` carries writes to both.
+        """
         key = self()
-        if split is not None:
-            key = jax.random.split(key, split)
-        return RngStream(key, tag=self.tag)
+        if split is None:
+            return RngStream(key, tag=self.tag)
+        key = jax.random.split(key, split)
+        if not _current().hijax:
+            return RngStream(key, tag=self.tag)
+        with var_defaults(ref=True):
+            return RngStream(key, tag=self.tag)
 
 
 class Rngs(Pytree):

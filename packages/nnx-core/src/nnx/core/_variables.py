@@ -28,7 +28,7 @@ from jax.extend.core import get_opaque_trace_state
 from nnx.core import _epoch
 from nnx.core._defaults import _current
 from nnx.core._errors import HijaxError, ImmutableVariableError, TraceContextError
-from nnx.core._hijax import cell_get, cell_set, is_cell, new_cell
+from nnx.core._hijax import cell_get, cell_set, cells_allowed, is_cell, new_cell
 
 A = TypeVar("A")
 
@@ -131,11 +131,13 @@ def _resolve_mode(hijax, ref, mutable) -> tuple[int, bool]:
     if mutable is False:
         return PLAIN, False
     if hijax is None and ref is None:
-        if mutable is True:  # the mutable-arrays era: mutable means ref-backed
-            defaults = _current()
-            return (HIJAX if defaults.hijax else REF), True
+        # From the defaults: where JAX cannot make a cell (inside jax.vmap, jax.grad,
+        # ...), hijax means plain, as inside the nnx transforms.
         defaults = _current()
-        hijax, ref = defaults.hijax, defaults.ref
+        hijax = defaults.hijax and cells_allowed()
+        if mutable is True:  # the mutable-arrays era: mutable means ref-backed
+            return (HIJAX if hijax else REF), True
+        ref = defaults.ref
     if hijax:
         return HIJAX, True
     if ref:
