@@ -554,3 +554,45 @@ def test_update_writes_raw_arrays_inside_tuples_and_namedtuples():
     np.testing.assert_array_equal(m.t[1][0], [2.0])
     assert isinstance(m.p, Pair) and m.p.b == 3
     np.testing.assert_array_equal(m.p.a, [1.0])
+
+
+def test_pop_from_tuples_and_several_items_of_one_list():
+    class M(nnx.Module):
+        def __init__(self):
+            self.pair = (nnx.Param(jnp.ones(2)), nnx.BatchStat(jnp.zeros(2)))
+            self.caches = [nnx.Cache(jnp.full(1, float(i))) for i in range(4)]
+            self.caches.insert(2, nnx.Param(jnp.full(1, 9.0)))
+
+    m = M()
+    keep = m.pair[0]
+    stats, caches = nnx.pop(m, nnx.BatchStat, nnx.Cache)
+    assert [p for p, _ in stats.flat_state()] == [("pair", 1)]
+    assert [p for p, _ in caches.flat_state()] == [("caches", i) for i in (0, 1, 3, 4)]
+    # the tuple is rebuilt without the item; list items go without shifting the others
+    assert isinstance(m.pair, tuple) and len(m.pair) == 1 and m.pair[0] is keep
+    assert len(m.caches) == 1 and float(m.caches[0][...][0]) == 9.0
+    np.testing.assert_array_equal([c[...][0] for _, c in caches.flat_state()], [0, 1, 2, 3])
+
+
+def test_pop_refuses_what_cannot_lose_an_item():
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "a b")
+
+    class M(nnx.Module):
+        def __init__(self):
+            self.pair = Pair(nnx.Param(jnp.ones(1)), nnx.BatchStat(jnp.zeros(1)))
+
+    class Two(nnx.Module):
+        def __init__(self):
+            self.cache = nnx.Cache(jnp.zeros(1))  # popped first if pop were not atomic
+            self.pair = Pair(nnx.Param(jnp.ones(1)), nnx.Cache(jnp.zeros(1)))
+
+    with pytest.raises(nnx.StructureError, match="field of the namedtuple Pair"):
+        nnx.pop(M(), nnx.BatchStat)
+    two = Two()
+    with pytest.raises(nnx.StructureError, match="field of the namedtuple Pair"):
+        nnx.pop(two, nnx.Cache)
+    assert isinstance(two.cache, nnx.Cache)  # nothing was removed
+    with pytest.raises(nnx.StructureError, match="tuple passed as the root"):
+        nnx.pop((nnx.Param(jnp.ones(1)), nnx.BatchStat(jnp.zeros(1))), nnx.BatchStat)

@@ -646,17 +646,51 @@ def pop(node: Any, *filters) -> State | tuple[State, ...]:
     """
     flat = flatten(node, with_paths=True)
     groups = _group(flat, filters, exhaustive=False)
-    for g in groups:
-        for path, _ in g:
-            parent = node
-            for k in path[:-1]:
-                parent = getattr(parent, k) if isinstance(parent, Pytree) else parent[k]
-            if isinstance(parent, Pytree):
-                delattr(parent, path[-1])
-            else:
-                del parent[path[-1]]
+    # Later siblings first, so that removing an item of a list does not shift the
+    # index of another one still to be removed.
+    order = {path: i for i, path in enumerate(flat.paths)}
+    doomed = sorted((path for g in groups for path, _ in g), key=order.__getitem__)
+    for path in doomed:  # check all before removing any: nothing half-popped
+        _check_removable(node, path)
+    for path in reversed(doomed):
+        _remove_at(node, path)
     states = tuple(State.from_flat(g) for g in groups)
     return states[0] if len(states) == 1 else states
+
+
+def _check_removable(node, path) -> None:
+    parent = node
+    for k in path[:-1]:
+        parent = _child(parent, k)
+    if parent is node and isinstance(node, tuple):
+        raise StructureError(
+            f"nnx.pop: the Variable at {_keystr(path)} is an item of the tuple passed as "
+            "the root, which cannot lose an item in place. Pass the objects that hold the "
+            "Variables (or a list of them) instead."
+        )
+    if isinstance(parent, tuple) and hasattr(parent, "_fields"):
+        raise StructureError(
+            f"nnx.pop: the Variable at {_keystr(path)} is a field of the namedtuple "
+            f"{type(parent).__name__}, which cannot be removed. Hold it in a dict, a list "
+            "or a Module attribute to pop it."
+        )
+
+
+def _remove_at(container, path):
+    """``container`` without the item at ``path``: removed in place, except that tuples
+    (immutable) on the way are rebuilt without it and assigned to their parent."""
+    k = path[0]
+    if len(path) > 1:
+        old = _child(container, k)
+        new = _remove_at(old, path[1:])
+        return container if new is old else _replace_at(container, (k,), new)
+    if isinstance(container, tuple):  # not a namedtuple: _check_removable
+        return type(container)(x for i, x in enumerate(container) if i != k)
+    if isinstance(container, Pytree) or (isinstance(k, str) and not isinstance(container, dict)):
+        delattr(container, k)
+    else:
+        del container[k]
+    return container
 
 
 def _children(x) -> Iterator[tuple[Any, Any]]:
