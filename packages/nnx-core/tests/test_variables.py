@@ -144,7 +144,9 @@ def test_writing_a_captured_variable_inside_jit_raises_trace_context_error():
     def f():
         v[...] = v[...] + 1
 
-    with pytest.raises(nnx.TraceContextError, match="created outside this JAX transform"):
+    with pytest.raises(
+        nnx.TraceContextError, match=r"A Variable \(int32\[\]\) created outside this JAX transform"
+    ):
         f()
     assert int(v[...]) == 0
 

@@ -153,6 +153,13 @@ def _store(mode: int, value):
     return new_cell(value)
 
 
+def _describe(value) -> str:
+    """``float32[2,3]`` for an array, the leaf types for a pytree (for messages)."""
+    leaves = jax.tree_util.tree_leaves(value)
+    parts = [f"{getattr(x, 'dtype', type(x).__name__)}{list(np.shape(x))}" for x in leaves[:3]]
+    return ", ".join(parts) + (", ..." if len(leaves) > 3 else "") or "empty"
+
+
 class Variable(Generic[A]):
     """A mutable box around a value, with metadata.
 
@@ -286,8 +293,8 @@ class Variable(Generic[A]):
             return
         if trace != get_opaque_trace_state(convention="nnx"):
             raise TraceContextError(
-                f"A {type(self).__name__} created outside this JAX transform was written "
-                "inside it. Pass the object that holds it as an argument of the nnx "
+                f"A {type(self).__name__} ({_describe(self._raw)}) created outside this JAX "
+                "transform was written inside it. Pass the object that holds it as an argument of the nnx "
                 "transform (`nnx.jit(f)(model)`), or use a ref or hijax Variable "
                 "(`nnx.var_defaults(hijax=True)`) so that plain JAX can carry the write."
             )
