@@ -121,3 +121,20 @@ def test_sharded_training_example():
     assert _number(r"max \|loss difference\| = (\S+)", out) < 1e-5
     first = _number(r"^loss ([\d.]+) ->", out)
     assert _number(r"-> ([\d.]+) after 30 steps", out) < 0.5 * first
+
+
+def test_multihost_training_example():
+    out = run_example("multihost_training.py", "--processes", "2", "--steps", "20")
+    for i in (0, 1):
+        assert (
+            f"[{i}] 2 processes, 8 devices, mesh {{'data': 2, 'model': 4}}, 4 devices here" in out
+        )
+        # each process holds its 4 of the 8 shards of a kernel split over `model`
+        assert (
+            f"[{i}] linear1.kernel (16, 64) as P(None, 'model'), 4 shards here of (16, 16)" in out
+        )
+        assert _number(rf"^\[{i}\] .*max \|parameters - one device\| = (\S+);", out) < 1e-5
+        assert _number(rf"^\[{i}\] .*max \|loss - one device\| = (\S+)$", out) < 1e-5
+        first = _number(rf"^\[{i}\] loss ([\d.]+) ->", out)
+        assert _number(rf"^\[{i}\] loss [\d.]+ -> ([\d.]+);", out) < 0.2 * first
+    assert "all 2 processes report the same final loss: True" in out
