@@ -300,6 +300,24 @@ def test_writing_a_vmapped_value_into_a_captured_hijax_variable_is_a_clear_error
     assert float(v[...]) == 1.0
 
 
+def test_hijax_module_broadcast_by_plain_jax_vmap_reads_its_variables():
+    class Affine(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.array([[1.0, 2.0], [3.0, 4.0]]))
+            self.b = nnx.Param(jnp.array([0.5, -0.5]))
+
+        def __call__(self, x):
+            return x @ self.w + self.b
+
+    with nnx.var_defaults(hijax=True):
+        m = Affine()
+    xs = jnp.arange(6.0).reshape(3, 2)
+    expected = np.asarray(xs) @ np.array([[1.0, 2.0], [3.0, 4.0]]) + [0.5, -0.5]
+    for f in (jax.vmap, lambda g, **kw: jax.jit(jax.vmap(g, **kw))):
+        ys = f(lambda m, x: m(x), in_axes=(None, 0))(m, xs)
+        np.testing.assert_allclose(ys, expected, rtol=1e-6)
+
+
 def test_split_streams_under_hijax_defaults_are_refs_that_jax_vmap_maps_over():
     with nnx.var_defaults(hijax=True):
         rngs = nnx.Rngs(0).fork(split=4)
