@@ -227,3 +227,66 @@ def test_state_repr_summarizes_large_arrays_and_nests():
     assert "'big': Param(value=float32[512,512])" in text
     assert "'bn': {\n    'mean': BatchStat(value=Array([0., 0.], dtype=float32))" in text
     assert "0.0, 0.0, 0.0" not in text and len(text) < 2000
+
+
+def test_pure_dict_with_key_data_round_trips_rng_keys_through_numpy(tmp_path):
+    class M(nnx.Module):
+        def __init__(self, rngs):
+            self.w = nnx.Param(jnp.arange(4.0).reshape(2, 2))
+            self.rngs = rngs
+
+    m = M(nnx.Rngs(params=0, dropout=1))
+    m.rngs.dropout()  # advance one stream
+    pure = nnx.state(m).to_pure_dict(key_data=True)
+    key = pure["rngs"]["dropout"]["key"]
+    assert key.dtype == jnp.uint32 and key.shape == (2,)  # plain data, not key<fry>
+    # through a format that knows only arrays and string keys
+    flat = {"/".join(map(str, p)): np.asarray(v) for p, v in _flat_pure(pure)}
+    np.savez(tmp_path / "ckpt.npz", **flat)
+    with np.load(tmp_path / "ckpt.npz") as f:
+        restored = _unflat_pure({k: f[k] for k in f.files})
+    fresh = M(nnx.Rngs(params=5, dropout=6))
+    nnx.state(fresh).replace_by_pure_dict(restored)
+    assert jax.dtypes.issubdtype(fresh.rngs.dropout.key[...].dtype, jax.dtypes.prng_key)
+    assert jax.random.key_impl(fresh.rngs.dropout.key[...]) == jax.random.key_impl(
+        m.rngs.dropout.key[...]
+    )
+    np.testing.assert_array_equal(fresh.w[...], m.w[...])
+    # the restored stream continues exactly where the saved one was
+    np.testing.assert_array_equal(
+        jax.random.key_data(fresh.rngs.dropout()), jax.random.key_data(m.rngs.dropout())
+    )
+    # without key_data the typed keys stay keys (for use inside JAX)
+    assert jax.dtypes.issubdtype(
+        nnx.state(m).to_pure_dict()["rngs"]["dropout"]["key"].dtype, jax.dtypes.prng_key
+    )
+
+
+def test_replace_by_pure_dict_checks_shapes_before_writing_anything():
+    state = nnx.State({"a": nnx.Param(jnp.zeros(2)), "b": nnx.Param(jnp.zeros((2, 3)))})
+    with pytest.raises(
+        nnx.StructureError, match=r"'b' has shape \(3, 2\), but the Variable holds \(2, 3\)"
+    ):
+        state.replace_by_pure_dict({"a": jnp.ones(2), "b": jnp.ones((3, 2))})
+    np.testing.assert_array_equal(state["a"][...], [0.0, 0.0])  # 'a' was not written either
+    state.replace_by_pure_dict({"a": jnp.ones(2), "b": jnp.ones((3, 2))}, strict=False)
+    assert state["b"][...].shape == (3, 2)
+
+
+def _flat_pure(d, prefix=()):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flat_pure(v, (*prefix, k))
+        else:
+            yield (*prefix, k), v
+
+
+def _unflat_pure(flat):
+    out: dict = {}
+    for path, v in flat.items():
+        *parents, last = path.split("/")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = v
+    return out

@@ -128,20 +128,37 @@ class State(dict):
         return State.from_flat(sorted(items.items(), key=lambda kv: [_sort_key(k) for k in kv[0]]))
 
     # -- pure dicts ------------------------------------------------------------
-    def to_pure_dict(self) -> dict:
+    def to_pure_dict(self, *, key_data: bool = False) -> dict:
         """Nested plain dicts of raw values (Variables replaced by their values).
 
-        Integer keys (layers held in lists) stay integers.
+        Example::
+
+            pure = nnx.state(model).to_pure_dict(key_data=True)
+            np.savez("ckpt.npz", **flatten_dict(pure))   # any format of plain arrays
+            nnx.state(fresh).replace_by_pure_dict(pure)  # fresh: a model of the same shape
+
+        Integer keys (layers held in lists) stay integers. ``key_data=True``
+        gives typed PRNG keys (the ``Rngs`` streams, ``key<fry>``) as their
+        ``uint32`` data (``jax.random.key_data``), which NumPy and checkpoint
+        formats can store; :meth:`replace_by_pure_dict` turns them back into keys.
         """
-        return _to_pure(self)
+        return _to_pure(self, key_data)
 
     def replace_by_pure_dict(self, pure: Mapping, *, strict: bool = True) -> None:
         """Write the values of a pure dict into this State's Variables, in place.
 
         Keys that arrive as strings (``"0"``, as some checkpoint formats write
-        integer keys) are matched to integer keys.
+        integer keys) are matched to integer keys; key data (``uint32``) given for
+        a PRNG key Variable becomes a key of the same implementation again. With
+        ``strict`` (the default) a missing entry, or a value whose shape differs
+        from the Variable's, is a ``StructureError`` naming the path, raised
+        before anything is written; ``strict=False`` keeps what is missing and
+        writes any shape.
         """
-        _replace_by_pure(self, pure, (), strict)
+        writes: list = []
+        _replace_by_pure(self, pure, (), strict, writes)
+        for write in writes:
+            write()
 
     # -- misc ------------------------------------------------------------------
     def map(self, f) -> State:
@@ -203,16 +220,21 @@ def _flat_into(node: Mapping, prefix: Path, out: list) -> None:
             out.append(((*prefix, k), v))
 
 
-def _to_pure(node):
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_pure(node, key_data: bool = False):
     out = {}
     for k in sorted(node, key=_sort_key):
         v = dict.__getitem__(node, k)
         if isinstance(v, Mapping):
-            out[k] = _to_pure(v)
-        elif isinstance(v, Variable):
-            out[k] = v.get_value()
-        else:
-            out[k] = v
+            out[k] = _to_pure(v, key_data)
+            continue
+        value = v.get_value() if isinstance(v, Variable) else v
+        if key_data:
+            value = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, value)
+        out[k] = value
     return out
 
 
@@ -224,24 +246,45 @@ def _lookup(mapping: Mapping, key):
     raise KeyError(key)
 
 
-def _replace_by_pure(node: State, pure: Mapping, prefix: Path, strict: bool) -> None:
+def _restore_leaf(old, new, path: Path, strict: bool):
+    """``new`` as the value for ``old``: key data back to keys, shapes checked."""
+    if _is_key(old) and not _is_key(new) and hasattr(new, "dtype"):
+        new = jax.random.wrap_key_data(jax.numpy.asarray(new), impl=jax.random.key_impl(old))
+    if strict and hasattr(old, "shape") and hasattr(new, "shape") and old.shape != new.shape:
+        raise StructureError(
+            f"replace_by_pure_dict: the value for {_keystr(path)!r} has shape "
+            f"{tuple(new.shape)}, but the Variable holds {tuple(old.shape)}. Restore into a "
+            "model built with the same configuration, or pass strict=False to write it anyway."
+        )
+    return new
+
+
+def _replace_by_pure(node: State, pure: Mapping, prefix: Path, strict: bool, writes: list) -> None:
     for k in list(node):
         v = dict.__getitem__(node, k)
+        path = (*prefix, k)
         try:
             new = _lookup(pure, k)
         except KeyError:
             if strict:
                 raise StructureError(
                     f"replace_by_pure_dict: the pure dict has no entry for "
-                    f"{_keystr((*prefix, k))!r}. Pass strict=False to keep the current value."
+                    f"{_keystr(path)!r}. Pass strict=False to keep the current value."
                 ) from None
             continue
         if isinstance(v, Mapping):  # the inner levels of a State are States
-            _replace_by_pure(cast(State, v), new, (*prefix, k), strict)
-        elif isinstance(v, Variable):
-            v.set_raw_value(new) if v._aux.mode == 0 else v.set_value(new)
+            _replace_by_pure(cast(State, v), new, path, strict, writes)
+            continue
+        old = v.get_value() if isinstance(v, Variable) else v
+        if jax.tree.structure(old) == jax.tree.structure(new):
+            new = jax.tree.map(lambda a, b: _restore_leaf(a, b, path, strict), old, new)
+        if isinstance(v, Variable):
+            if v._aux.mode == 0:
+                writes.append(lambda v=v, new=new: v.set_raw_value(new))
+            else:
+                writes.append(lambda v=v, new=new: v.set_value(new))
         else:
-            dict.__setitem__(node, k, new)
+            writes.append(lambda node=node, k=k, new=new: dict.__setitem__(node, k, new))
 
 
 def _state_flatten_with_keys(s: State):
@@ -287,9 +330,10 @@ def merge_state(state: State, *states: State) -> State:
     return State.merge(state, *states)
 
 
-def to_pure_dict(state: State) -> dict:
+def to_pure_dict(state: State, *, key_data: bool = False) -> dict:
     """Nested plain dicts of raw values; see :meth:`State.to_pure_dict`."""
-    return State(state).to_pure_dict() if not isinstance(state, State) else state.to_pure_dict()
+    state = state if isinstance(state, State) else State(state)
+    return state.to_pure_dict(key_data=key_data)
 
 
 def replace_by_pure_dict(state: State, pure: Mapping, *, strict: bool = True) -> None:
