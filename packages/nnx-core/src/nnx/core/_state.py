@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import jax
+import jax.numpy as jnp
 
 from nnx.core._errors import FilterError, StructureError
 from nnx.core._filters import filters_to_predicates
@@ -221,7 +222,7 @@ def _flat_into(node: Mapping, prefix: Path, out: list) -> None:
 
 
 def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _to_pure(node, key_data: bool = False):
@@ -249,7 +250,7 @@ def _lookup(mapping: Mapping, key):
 def _restore_leaf(old, new, path: Path, strict: bool):
     """``new`` as the value for ``old``: key data back to keys, shapes checked."""
     if _is_key(old) and not _is_key(new) and hasattr(new, "dtype"):
-        new = jax.random.wrap_key_data(jax.numpy.asarray(new), impl=jax.random.key_impl(old))
+        new = jax.random.wrap_key_data(jnp.asarray(new), impl=jax.random.key_impl(old))
     if strict and hasattr(old, "shape") and hasattr(new, "shape") and old.shape != new.shape:
         raise StructureError(
             f"replace_by_pure_dict: the value for {_keystr(path)!r} has shape "
@@ -277,7 +278,7 @@ def _replace_by_pure(node: State, pure: Mapping, prefix: Path, strict: bool, wri
             continue
         old = v.get_value() if isinstance(v, Variable) else v
         if jax.tree.structure(old) == jax.tree.structure(new):
-            new = jax.tree.map(lambda a, b: _restore_leaf(a, b, path, strict), old, new)
+            new = jax.tree.map(lambda a, b, p=path: _restore_leaf(a, b, p, strict), old, new)
         if isinstance(v, Variable):
             if v._aux.mode == 0:
                 writes.append(lambda v=v, new=new: v.set_raw_value(new))
