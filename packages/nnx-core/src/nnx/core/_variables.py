@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 from types import EllipsisType
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -110,13 +110,36 @@ def with_partitioning(initializer, sharding_names, **metadata):
         # nnx.Linear(2, 8, kernel_init=kernel_init, rngs=rngs).kernel.sharding_names
         # == (None, "model")
     """
+    return _Partitioned(initializer, tuple(sharding_names), metadata)
 
-    def init(*args, **kwargs):
-        value = initializer(*args, **kwargs)
-        return VariableMetadata(value, {"sharding_names": tuple(sharding_names), **metadata})
 
-    cast(Any, init).__wrapped__ = initializer  # like functools.wraps, without copying the name
-    return init
+class _Partitioned:
+    """What :func:`with_partitioning` returns: an object, not a closure, so that it (and
+    a model holding it) pickles, and two made alike compare equal."""
+
+    __slots__ = ("__wrapped__", "sharding_names", "metadata")
+
+    def __init__(self, initializer, sharding_names: tuple, metadata: dict):
+        self.__wrapped__ = initializer  # like functools.wraps
+        self.sharding_names = sharding_names
+        self.metadata = metadata
+
+    def __call__(self, *args, **kwargs) -> VariableMetadata:
+        value = self.__wrapped__(*args, **kwargs)
+        return VariableMetadata(value, {"sharding_names": self.sharding_names, **self.metadata})
+
+    def __eq__(self, other):
+        return type(other) is _Partitioned and (
+            self.__wrapped__ == other.__wrapped__
+            and self.sharding_names == other.sharding_names
+            and self.metadata == other.metadata
+        )
+
+    def __hash__(self):
+        return hash((self.__wrapped__, self.sharding_names))
+
+    def __repr__(self) -> str:
+        return f"nnx.with_partitioning({self.__wrapped__!r}, {self.sharding_names!r})"
 
 
 def _to_ref(value):

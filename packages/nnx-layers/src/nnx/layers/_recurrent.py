@@ -7,6 +7,7 @@ Variables (e.g. random streams) travel in the scan carry and are written back af
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -39,6 +40,17 @@ from nnx.layers._linear import Linear, default_kernel_init
 
 Carry = Any
 default_recurrent_kernel_init = initializers.orthogonal()
+
+
+def sigmoid(x):
+    """``jax.nn.sigmoid``, as a module function: cells keep their gate function as an
+    attribute, and JAX's jitted ``jax.nn.sigmoid`` does not pickle (this does)."""
+    return jax.nn.sigmoid(x)
+
+
+def tanh(x):
+    """``jax.nn.tanh`` as a module function (see :func:`sigmoid`)."""
+    return jnp.tanh(x)
 
 
 def _carry_key(cell, rngs) -> jax.Array:
@@ -116,8 +128,8 @@ class LSTMCell(RNNCellBase):
         in_features: int,
         hidden_features: int,
         *,
-        gate_fn: Callable[..., Any] = jax.nn.sigmoid,
-        activation_fn: Callable[..., Any] = jax.nn.tanh,
+        gate_fn: Callable[..., Any] = sigmoid,
+        activation_fn: Callable[..., Any] = tanh,
         kernel_init: Initializer = default_kernel_init,
         recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
         bias_init: Initializer = initializers.zeros,
@@ -197,8 +209,8 @@ class GRUCell(RNNCellBase):
         in_features: int,
         hidden_features: int,
         *,
-        gate_fn: Callable[..., Any] = jax.nn.sigmoid,
-        activation_fn: Callable[..., Any] = jax.nn.tanh,
+        gate_fn: Callable[..., Any] = sigmoid,
+        activation_fn: Callable[..., Any] = tanh,
         kernel_init: Initializer = default_kernel_init,
         recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
         bias_init: Initializer = initializers.zeros,
@@ -275,7 +287,7 @@ class SimpleCell(RNNCellBase):
         param_dtype: Dtype = jnp.float32,
         carry_init: Initializer = initializers.zeros,
         residual: bool = False,
-        activation_fn: Callable[..., Any] = jax.nn.tanh,
+        activation_fn: Callable[..., Any] = tanh,
         kernel_init: Initializer = default_kernel_init,
         recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
         bias_init: Initializer = initializers.zeros,
@@ -341,17 +353,18 @@ def _in_float32(init: Initializer) -> Initializer:
 
     The default recurrent initializer is orthogonal, a QR decomposition that LAPACK
     (the CPU backend) offers only in 32/64 bits; ``param_dtype=jnp.bfloat16`` would fail.
+    A partial of a module function, not a closure, so that cells pickle.
     """
+    return functools.partial(_init_in_float32, init)
 
-    def init_any(key, shape, dtype=jnp.float32):
-        if jnp.dtype(dtype) not in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
-            return init(key, shape, dtype)
-        out = init(key, shape, jnp.float32)
-        if isinstance(out, VariableMetadata):
-            return VariableMetadata(jnp.asarray(out.value, dtype), out.metadata)
-        return jnp.asarray(out, dtype)
 
-    return init_any
+def _init_in_float32(init: Initializer, key, shape, dtype=jnp.float32):
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
+        return init(key, shape, dtype)
+    out = init(key, shape, jnp.float32)
+    if isinstance(out, VariableMetadata):
+        return VariableMetadata(jnp.asarray(out.value, dtype), out.metadata)
+    return jnp.asarray(out, dtype)
 
 
 def _stacked(init: Initializer, n: int) -> Initializer:
@@ -359,17 +372,17 @@ def _stacked(init: Initializer, n: int) -> Initializer:
 
     Metadata from a partitioning-aware ``init`` (``nnx.with_partitioning``) is kept.
     """
+    return functools.partial(_init_stacked, init, n)
 
-    def stacked(key, shape, dtype=jnp.float32):
-        d_in, d_out = shape
-        blocks = [init(k, (d_in, d_out // n), dtype) for k in jax.random.split(key, n)]
-        values = [b.value if isinstance(b, VariableMetadata) else b for b in blocks]
-        out = jnp.concatenate(values, axis=-1)
-        if isinstance(blocks[0], VariableMetadata):
-            return VariableMetadata(out, blocks[0].metadata)
-        return out
 
-    return stacked
+def _init_stacked(init: Initializer, n: int, key, shape, dtype=jnp.float32):
+    d_in, d_out = shape
+    blocks = [init(k, (d_in, d_out // n), dtype) for k in jax.random.split(key, n)]
+    values = [b.value if isinstance(b, VariableMetadata) else b for b in blocks]
+    out = jnp.concatenate(values, axis=-1)
+    if isinstance(blocks[0], VariableMetadata):
+        return VariableMetadata(out, blocks[0].metadata)
+    return out
 
 
 def flip_sequences(
