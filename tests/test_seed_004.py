@@ -19,10 +19,6 @@ import pytest
 
 import nnx
 
-for _name in ("Linear", "BatchNorm", "relu", "jit", "grad"):
-    if not hasattr(nnx, _name):  # while nnx-layers / nnx-transforms land
-        pytest.skip(f"nnx.{_name} is not available yet", allow_module_level=True)
-
 LR = 0.1
 EPS = 1e-5
 

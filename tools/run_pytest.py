@@ -1,7 +1,8 @@
-"""Run pytest, treating "no tests collected" (exit code 5) as success.
+"""Run pytest for one hatch ``test`` script; "no tests collected" is a failure.
 
-A package that has no tests yet must not fail CI; every other pytest outcome passes
-through unchanged. Used by the ``test`` scripts of hatch.toml.
+Every package has tests, so pytest's exit code 5 (nothing collected) means a wrong path
+or a broken collection, and fails like any other error. Used by the ``test`` scripts of
+hatch.toml.
 """
 
 import sys
@@ -13,6 +14,5 @@ NO_TESTS_COLLECTED = 5
 if __name__ == "__main__":
     code = pytest.main(sys.argv[1:])
     if code == NO_TESTS_COLLECTED:
-        print(f"note: no tests collected in {' '.join(sys.argv[1:])}; not a failure")
-        code = 0
+        print(f"error: no tests collected in {' '.join(sys.argv[1:])}")
     sys.exit(int(code))

@@ -117,15 +117,16 @@ def _missing(result: Result) -> str | None:
     return None
 
 
-def skip_if_waiting_for_package(result: Result, earlier: list[Result]) -> None:
+def fail_if_package_missing(result: Result, earlier: list[Result]) -> None:
+    """The root tests run with every package installed: a missing one is a failure."""
     import pytest
 
     if (why := _missing(result)) is not None:
-        pytest.skip(f"waiting for a sibling package: {why}")
+        pytest.fail(f"a sibling package is missing in the full environment: {why}")
     if result.error is not None:
         for prev in earlier:
             if prev.cell.index < result.cell.index and (why := _missing(prev)):
-                pytest.skip(f"an earlier cell waits for a sibling package: {why}")
+                pytest.fail(f"an earlier cell found a sibling package missing: {why}")
 
 
 @dataclass
@@ -149,15 +150,14 @@ class Notebook:
     def run(self, marker: str) -> Result:
         """Run every cell up to the one containing `marker` (each at most once).
 
-        While a sibling distribution has not landed, a cell that needs one of its names
-        (``nnx.BatchNorm`` raising ``MissingPackageError``, here or in an earlier cell the
-        target depends on) makes the test skip, naming the distribution; once every
-        package is installed this never happens and every cell runs for real.
+        The root tests run with every distribution installed, so a cell that meets a
+        ``MissingPackageError`` (here or in an earlier cell the target depends on) fails
+        the test, naming the distribution.
         """
         target = self.find(marker)
         result = self.run_index(target.index)
         assert result is not None, f"cell {target.index} of {self.name} is skip-execution"
-        skip_if_waiting_for_package(result, [self.results[i] for i in sorted(self.results)])
+        fail_if_package_missing(result, [self.results[i] for i in sorted(self.results)])
         return result
 
     def exec(self, cell: Cell, source: str) -> Result:
