@@ -1,0 +1,76 @@
+"""A user's training file, as an editor (pyright/Pylance) sees it.
+
+Checked by tools/check_typing.py: no error on ordinary lines, an error on each line
+marked ``# error``, and each ``reveal_type(...)  # reveal: TEXT`` shows a type that
+contains TEXT.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from typing_extensions import reveal_type
+
+import nnx
+
+
+class Model(nnx.Module):
+    def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(din, dout, rngs=rngs)
+        self.bn = nnx.BatchNorm(dout, rngs=rngs)
+        self.dropout = nnx.Dropout(0.1, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.dropout(self.bn(self.linear(x)))
+
+
+model = Model(2, 3, rngs=nnx.Rngs(0))
+optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+
+
+def loss_fn(model: Model, x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean((model(x) - y) ** 2)
+
+
+@nnx.jit
+def train_step(model: Model, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+    loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+    optimizer.update(model, grads)
+    return loss
+
+
+@nnx.jit(donate_argnums=(0,))
+def eval_step(model: Model, x: jax.Array) -> jax.Array:
+    return model(x)
+
+
+x, y = jnp.ones((4, 2)), jnp.ones((4, 3))
+loss = train_step(model, optimizer, x, y)
+reveal_type(train_step)  # reveal: Model
+reveal_type(loss)  # reveal: Array
+reveal_type(eval_step(model, x))  # reveal: Array
+
+grad_fn = nnx.grad(loss_fn)
+reveal_type(grad_fn)  # reveal: Model
+
+(loss2, aux), grads2 = nnx.value_and_grad(lambda m: (loss_fn(m, x, y), 1), has_aux=True)(model)
+
+params = nnx.state(model, nnx.Param)
+reveal_type(params)  # reveal: State
+rest_a, rest_b = nnx.state(model, nnx.Param, nnx.BatchStat)
+graphdef, state = nnx.split(model)
+graphdef2, p, rest = nnx.split(model, nnx.Param, ...)
+merged = nnx.merge(graphdef, state)
+
+kernel = model.linear.kernel
+shifted = kernel + 1.0
+scaled = 2.0 * kernel
+reveal_type(kernel[...])  # reveal: Array
+count = nnx.Param(jnp.zeros(3))
+reveal_type(count)  # reveal: Param[Array]
+
+# The lines below must be flagged.
+train_step(model, x)  # error
+bad: int = model.linear  # error
+text: str = kernel[...]  # error
