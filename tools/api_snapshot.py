@@ -57,13 +57,52 @@ def _unquote(annotation: object) -> object:
     return _Source(annotation) if isinstance(annotation, str) else annotation
 
 
+def _public_name(obj: object) -> str | None:
+    """``nnx.Param`` for an object that the flat namespace exports, else its public
+    module path with private module parts dropped (``nnx.core._variables.X`` -> ``nnx.core.X``)."""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    module = getattr(obj, "__module__", None)
+    if not isinstance(name, str) or not isinstance(module, str):
+        return None
+    if module.split(".")[0] != "nnx":
+        return f"{module}.{name}"
+    import nnx
+
+    if getattr(nnx, name.split(".")[0], None) is obj:
+        return f"nnx.{name}"
+    public = ".".join(part for part in module.split(".") if not part.startswith("_"))
+    return f"{public}.{name}"
+
+
+def _public_default(default: object) -> object:
+    """Defaults that are classes or functions render by public name, not by repr, so
+    that moving a class between private modules does not change the snapshot."""
+    if default is inspect.Parameter.empty:
+        return default
+    if type(default) in (tuple, list) and any(
+        inspect.isclass(d) or inspect.isfunction(d) for d in default
+    ):
+        items = [repr(_public_default(d)) for d in default]
+        if type(default) is tuple:
+            return _Source(f"({', '.join(items)}{',' if len(items) == 1 else ''})")
+        return _Source(f"[{', '.join(items)}]")
+    if inspect.isclass(default) or inspect.isfunction(default):
+        name = _public_name(default)
+        if name is not None:
+            return _Source(name)
+    return default
+
+
 def _signature(obj: object, *, drop_first: bool = False) -> str:
     try:
         sig = inspect.signature(obj)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return "(...)"
     params = list(sig.parameters.values())[1:] if drop_first else list(sig.parameters.values())
-    params = [p.replace(annotation=_unquote(p.annotation)) for p in params]
+    params = [
+        p.replace(annotation=_unquote(p.annotation), default=_public_default(p.default))
+        for p in params
+    ]
     sig = sig.replace(parameters=params, return_annotation=_unquote(sig.return_annotation))
     return _clean(str(sig))
 
