@@ -10,6 +10,7 @@ from nnx.transforms._autodiff import DiffState, grad, value_and_grad
 from nnx.transforms._axes import Carry, StateAxes
 from nnx.transforms._control import cond, fori_loop, switch, while_loop
 from nnx.transforms._errors import AxisError, CarryError, EscapeError, TransformError
+from nnx.transforms._jaxpr import PARTITION_NAME, make_jaxpr
 from nnx.transforms._jit import jit
 from nnx.transforms._misc import (
     checkify,
@@ -20,6 +21,7 @@ from nnx.transforms._misc import (
     shard_map,
     vjp,
 )
+from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
 from nnx.transforms._vmap import split_rngs, vmap
 
@@ -48,4 +50,8 @@ __all__ = [
     "AxisError",
     "CarryError",
     "EscapeError",
+    "jit_partial",
+    "cached_partial",
+    "make_jaxpr",
+    "PARTITION_NAME",
 ]
