@@ -23,6 +23,7 @@ from nnx.transforms._misc import (
 )
 from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
+from nnx.transforms._summary import CallInfo, filter_rng_streams, tabulate
 from nnx.transforms._vmap import split_rngs, vmap
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "cached_partial",
     "make_jaxpr",
     "PARTITION_NAME",
+    "tabulate",
 ]
