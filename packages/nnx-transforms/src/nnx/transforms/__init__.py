@@ -57,3 +57,18 @@ __all__ = [
     "PARTITION_NAME",
     "tabulate",
 ]
+
+# Flax's module paths under `nnx` that hold transform names (nnx/__init__.py turns
+# each entry into a module: `import nnx.compat`, `nnx.summary.tabulate`). Values are
+# names of attributes of this package (`alias=target` renames).
+# `nnx.compat` keeps the older graph-mode spellings; here they are the transforms
+# themselves (graph mode is how every nnx transform treats objects).
+_COMPAT = (
+    "jit shard_map grad value_and_grad custom_vjp vjp jvp remat vmap scan pmap "
+    "while_loop fori_loop eval_shape cond switch checkify"
+)
+__nnx_paths__ = {
+    "compat": " ".join(n for n in _COMPAT.split() if n in globals()),
+    "summary": "tabulate CallInfo filter_rng_streams",
+}
+
