@@ -74,7 +74,9 @@ def test_sharing_between_arguments_is_refused_with_the_fix():
     b = Linear(2, 2, rngs=nnx.Rngs(1))
     b.w = a.w
     f = split_inputs(jax.jit(merge_inputs(lambda a, b, x: b(a(x)))))
-    with pytest.raises(nnx.StructureError, match=r"arguments 0 and 1 share a Param.*in one argument"):
+    with pytest.raises(
+        nnx.StructureError, match=r"arguments 0 and 1 share a Param.*in one argument"
+    ):
         f(a, b, X)
     y = split_inputs(jax.jit(merge_inputs(lambda ab, x: ab[1](ab[0](x)))))((a, b), X)
     np.testing.assert_allclose(y, b(a(X)), rtol=1e-6)

@@ -71,4 +71,3 @@ __nnx_paths__ = {
     "compat": " ".join(n for n in _COMPAT.split() if n in globals()),
     "summary": "tabulate CallInfo filter_rng_streams",
 }
-

@@ -52,7 +52,7 @@ class JitPartial:
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.partial_args = partial_args
-        self._jitted = jit(fun, **options)
+        self._jitted: Any = jit(fun, **options)
 
     def __call__(self, *args, **kwargs):
         return self._jitted(*self.partial_args, *args, **kwargs)

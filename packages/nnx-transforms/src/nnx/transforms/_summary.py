@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from nnx.core import (
@@ -101,8 +102,9 @@ def _describe(x):
         return type(x)(_describe(y) for y in x)
     if type(x) is dict:
         return {k: _describe(v) for k, v in x.items()}
-    if isinstance(x, tuple) and hasattr(x, "_fields"):  # namedtuple
-        return {k: _describe(v) for k, v in zip(x._fields, x)}
+    fields = getattr(x, "_fields", None)
+    if isinstance(x, tuple) and fields is not None:  # namedtuple
+        return {k: _describe(v) for k, v in zip(fields, x)}
     return x
 
 
@@ -163,7 +165,7 @@ def _sizes(value) -> tuple[int, int]:
             continue
         n = math.prod(x.shape)
         size += n
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
             nbytes += n * _key_bytes(x.dtype)  # the key data (two uint32 for threefry)
         else:
             nbytes += n * np.dtype(x.dtype).itemsize
@@ -255,7 +257,7 @@ class _Recorder:
     def __init__(self, infos_by_id: dict[int, _NodeInfo]):
         self.infos_by_id = infos_by_id
         self.rows: list[CallInfo] = []
-        self.abstract: list[tuple[Any, Any]] = []
+        self.abstract: list[tuple[str, Any, Any]] = []
         self.seen: set = set()
 
     def wrap(self, name: str, f: Callable) -> Callable:
@@ -264,10 +266,11 @@ class _Recorder:
         @functools.wraps(f)
         def recorded(obj, *args, **kwargs):
             tid = getattr(obj, _ID_ATTR, None)
-            info = recorder.infos_by_id.get(tid) if tid is not None else None
-            if info is None:  # not an object of the model being tabulated
+            if tid is None or tid not in recorder.infos_by_id:  # not of the model tabulated
                 return f(obj, *args, **kwargs)
-            ins, kws = _describe(args), _describe(kwargs)
+            info = recorder.infos_by_id[tid]
+            ins: Any = _describe(args)
+            kws: Any = _describe(kwargs)
             key = (tid, name, repr(ins), repr(kws))
             if key in recorder.seen:
                 return f(obj, *args, **kwargs)
@@ -295,7 +298,8 @@ def _cost(lowered) -> int:
 def _flops(module, name: str, args, kwargs) -> int:
     method = getattr(type(module), name)
     plain = vars_as(module, ref=False, hijax=False)
-    return _cost(jit(lambda m, *a, **k: method(m, *a, **k)).lower(plain, *args, **kwargs))
+    jitted: Any = jit(lambda m, *a, **k: method(m, *a, **k))
+    return _cost(jitted.lower(plain, *args, **kwargs))
 
 
 def _vjp_flops(module, name: str, args, kwargs) -> int:
@@ -491,9 +495,7 @@ def tabulate(
         try:
             for (klass, name), f in methods.items():
                 setattr(klass, name, recorder.wrap(name, f))
-            eval_shape(
-                lambda m, a, k: getattr(m, method)(*a, **k), model, input_args, input_kwargs
-            )
+            eval_shape(lambda m, a, k: getattr(m, method)(*a, **k), model, input_args, input_kwargs)
         finally:
             for (klass, name), f in methods.items():
                 setattr(klass, name, f)

@@ -152,9 +152,7 @@ def split_inputs(f: Callable | None = None, *, ctxtag: str = "split_merge_inputs
                 return args[p.origin]
             return _from_pure(p)
 
-        return jax.tree.map(
-            lambda x: back(x) if _is_pure(x) else x, pure_out, is_leaf=_is_pure
-        )
+        return jax.tree.map(lambda x: back(x) if _is_pure(x) else x, pure_out, is_leaf=_is_pure)
 
     return split_inputs_wrapper
 
@@ -202,8 +200,9 @@ def merge_inputs(f: Callable | None = None, *, ctxtag: str = "split_merge_inputs
         args = tuple(build(a) if _is_pure(a) else a for a in pure_args)
         out = fun(*args)
         by_id = {id(obj): k for k, obj in inner.items()}
-        args_out = tuple(_to_pure(inner[a.origin], a.origin) if _is_pure(a) else None
-                         for a in pure_args)
+        args_out = tuple(
+            _to_pure(inner[a.origin], a.origin) if _is_pure(a) else None for a in pure_args
+        )
         pure_out = jax.tree.map(
             lambda x: _to_pure(x, by_id.get(id(x))) if is_graph_node(x) else x,
             out,
