@@ -38,11 +38,17 @@ def make_jaxpr(
 ):
     """``jax.make_jaxpr`` for functions that take nnx objects.
 
-    Example::
+    Example:
 
-        model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
-        jaxpr = nnx.make_jaxpr(lambda m, x: m(x))(model, jnp.ones((1, 2)))
-        jaxpr.jaxpr.invars      # the model's arrays (kernel, bias), then x
+    >>> import jax.numpy as jnp, nnx
+    >>> class Scale(nnx.Module):
+    ...     def __init__(self):
+    ...         self.w = nnx.Param(jnp.ones((3,)))
+    >>> closed = nnx.make_jaxpr(lambda m, x: m.w * x)(Scale(), jnp.ones((3,)))
+    >>> [str(v.aval) for v in closed.jaxpr.invars]   # the model's arrays, then x
+    ['float32[3]', 'float32[3]']
+    >>> [e.primitive.name for e in closed.jaxpr.eqns]
+    ['mul']
 
     The jaxpr's inputs are the arrays of the nnx arguments (each Variable once,
     shared ones too, in ``nnx.flatten`` order) followed by the leaves of the

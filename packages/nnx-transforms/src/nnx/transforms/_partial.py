@@ -81,15 +81,19 @@ def jit_partial(
 ) -> JitPartial:
     """JIT-compile ``fun`` with its first arguments bound.
 
-    Example::
+    Example:
 
-        def train_step(model, optimizer, x, y):
-            loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
-            optimizer.update(model, grads)
-            return loss
-
-        step = nnx.jit_partial(train_step, model, optimizer)
-        loss = step(x, y)          # model and optimizer are updated in place
+    >>> import jax.numpy as jnp, nnx
+    >>> class Count(nnx.Module):
+    ...     def __init__(self):
+    ...         self.n = nnx.Variable(jnp.array(0))
+    >>> def step(counter, x):
+    ...     counter.n[...] += 1
+    ...     return x * counter.n[...]
+    >>> counter = Count()
+    >>> fast_step = nnx.jit_partial(step, counter)
+    >>> float(fast_step(2.0)), float(fast_step(2.0)), int(counter.n[...])
+    (2.0, 4.0, 2)
 
     The bound objects are passed to ``fun`` as its first positional arguments
     on every call. Their Variables may change between calls (no recompilation)
@@ -264,17 +268,23 @@ class CachedPartial:
 def cached_partial(f: Callable, *cached_args: Any) -> CachedPartial:
     """Bind ``cached_args`` to ``f`` (usually an :func:`jit`-compiled step) once.
 
-    Example::
+    Example:
 
-        @nnx.jit
-        def train_step(model, optimizer, x, y):
-            loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
-            optimizer.update(model, grads)
-            return loss
+    >>> import jax.numpy as jnp, nnx
+    >>> class Count(nnx.Module):
+    ...     def __init__(self):
+    ...         self.n = nnx.Variable(jnp.array(0))
+    >>> @nnx.jit
+    ... def step(counter, x):
+    ...     counter.n[...] += 1
+    ...     return x * counter.n[...]
+    >>> counter = Count()
+    >>> cached_step = nnx.cached_partial(step, counter)
+    >>> float(cached_step(2.0)), float(cached_step(2.0)), int(counter.n[...])
+    (2.0, 4.0, 2)
 
-        cached_train_step = nnx.cached_partial(train_step, model, optimizer)
-        for x, y in batches:
-            loss = cached_train_step(x, y)
+    (A training step is the usual case:
+    ``nnx.cached_partial(train_step, model, optimizer)(x, y)``.)
 
     As in Flax, ``f`` receives clones of the cached objects that share their
     Variables, so every write reaches the originals, and the clones must keep

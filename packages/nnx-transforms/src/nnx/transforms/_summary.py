@@ -440,9 +440,17 @@ def tabulate(
 ) -> str:
     """A summary table of ``obj``: one row per module method call, with shapes and sizes.
 
-    Example::
+    Example:
 
-        print(nnx.tabulate(model, jnp.ones((1, 32)), depth=2))
+    >>> import jax.numpy as jnp, nnx
+    >>> class Dense(nnx.Module):
+    ...     def __init__(self):
+    ...         self.kernel = nnx.Param(jnp.ones((2, 3)))
+    ...     def __call__(self, x):
+    ...         return x @ self.kernel
+    >>> table = nnx.tabulate(Dense(), jnp.ones((1, 2)))
+    >>> "Total Parameters: 6 (24 B)" in table
+    True
 
     The columns are the module's path in the model, its type, the inputs and
     outputs of the call (shapes and dtypes), then one column per Variable kind

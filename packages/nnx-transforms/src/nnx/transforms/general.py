@@ -1,17 +1,7 @@
 """``nnx.transforms.general``: lift any JAX transform by hand (Flax's ``split_inputs``/``merge_inputs``).
 
 ``split_inputs`` goes around a JAX transform, ``merge_inputs`` around the
-function it transforms::
-
-    @split_inputs
-    @jax.jit
-    @merge_inputs
-    def forward_and_zero(model, x):
-        y = model(x)
-        model.kernel[...] *= 0      # reaches the caller's model
-        return y
-
-Between the two, every nnx object is a pytree of arrays (:class:`PureNode`),
+function it transforms (see :func:`split_inputs` for an example). Between the two, every nnx object is a pytree of arrays (:class:`PureNode`),
 so the transform only ever sees arrays: each argument that holds nnx objects
 crosses as one :class:`PureNode` (objects that share state must come in one
 argument, e.g. a tuple). ``merge_inputs`` returns ``(inputs, output)`` where
@@ -116,6 +106,24 @@ def split_inputs(f: Callable | None = None, *, ctxtag: str = "split_merge_inputs
     values (and arrays) are written into the caller's objects, and the output
     comes back with nnx objects rebuilt (an input returned as it is comes back
     as the caller's own object).
+
+    Example:
+
+    >>> import jax, jax.numpy as jnp, nnx
+    >>> from nnx.transforms.general import merge_inputs, split_inputs
+    >>> class Scale(nnx.Module):
+    ...     def __init__(self):
+    ...         self.w = nnx.Param(jnp.full((2,), 3.0))
+    >>> @split_inputs
+    ... @jax.jit
+    ... @merge_inputs
+    ... def forward_and_zero(model, x):
+    ...     y = model.w * x
+    ...     model.w[...] *= 0           # reaches the caller's model
+    ...     return y
+    >>> model = Scale()
+    >>> forward_and_zero(model, jnp.ones((2,))).tolist(), model.w[...].tolist()
+    ([3.0, 3.0], [0.0, 0.0])
 
     Args:
       f: the transformed function (or use ``@split_inputs(ctxtag=...)``).
