@@ -10,6 +10,7 @@ from nnx.transforms._autodiff import DiffState, grad, value_and_grad
 from nnx.transforms._axes import Carry, StateAxes
 from nnx.transforms._control import cond, fori_loop, switch, while_loop
 from nnx.transforms._errors import AxisError, CarryError, EscapeError, TransformError
+from nnx.transforms._jaxpr import PARTITION_NAME, make_jaxpr
 from nnx.transforms._jit import jit
 from nnx.transforms._misc import (
     checkify,
@@ -20,7 +21,9 @@ from nnx.transforms._misc import (
     shard_map,
     vjp,
 )
+from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
+from nnx.transforms._summary import CallInfo, filter_rng_streams, tabulate
 from nnx.transforms._vmap import split_rngs, vmap
 
 __all__ = [
@@ -48,4 +51,23 @@ __all__ = [
     "AxisError",
     "CarryError",
     "EscapeError",
+    "jit_partial",
+    "cached_partial",
+    "make_jaxpr",
+    "PARTITION_NAME",
+    "tabulate",
 ]
+
+# Flax's module paths under `nnx` that hold transform names (nnx/__init__.py turns
+# each entry into a module: `import nnx.compat`, `nnx.summary.tabulate`). Values are
+# names of attributes of this package (`alias=target` renames).
+# `nnx.compat` keeps the older graph-mode spellings; here they are the transforms
+# themselves (graph mode is how every nnx transform treats objects).
+_COMPAT = (
+    "jit shard_map grad value_and_grad custom_vjp vjp jvp remat vmap scan pmap "
+    "while_loop fori_loop eval_shape cond switch checkify"
+)
+__nnx_paths__ = {
+    "compat": " ".join(n for n in _COMPAT.split() if n in globals()),
+    "summary": "tabulate CallInfo filter_rng_streams",
+}
