@@ -161,6 +161,14 @@ def test_jit_partial_accepts_flax_options_and_lowers():
     np.testing.assert_allclose(step(X), _expected(m.w[...], m.b[...], X), rtol=1e-6)
 
 
+def test_jit_partial_eval_shape_writes_nothing():
+    m = Linear(2, 3, rngs=nnx.Rngs(0))
+    w0 = np.asarray(m.w[...])
+    out = nnx.jit_partial(_step, m).eval_shape(jnp.ones((5, 2)))
+    assert out.shape == (5, 3) and out.dtype == jnp.float32
+    np.testing.assert_allclose(m.w[...], w0)
+
+
 def test_jit_partial_donates_the_bound_model_by_position():
     m = Linear(2, 3, rngs=nnx.Rngs(0))
     w0 = np.asarray(m.w[...])

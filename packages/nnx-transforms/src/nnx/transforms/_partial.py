@@ -29,6 +29,7 @@ from nnx.core import (
     update,
 )
 from nnx.transforms._jit import jit
+from nnx.transforms._misc import eval_shape
 
 __all__ = ["jit_partial", "cached_partial", "JitPartial", "CachedPartial"]
 
@@ -60,6 +61,10 @@ class JitPartial:
     def lower(self, *args, **kwargs):
         """``jax.jit(...).lower`` for the bound and the given arguments."""
         return self._jitted.lower(*self.partial_args, *args, **kwargs)
+
+    def eval_shape(self, *args, **kwargs):
+        """The output's shapes and dtypes (:func:`nnx.eval_shape`; nothing is written)."""
+        return eval_shape(self.fun, *self.partial_args, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"nnx.jit_partial({_fn_name(self.fun)!r}, {len(self.partial_args)} bound)"
