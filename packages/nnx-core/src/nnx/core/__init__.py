@@ -77,7 +77,15 @@ from nnx.core._pytree import (
     register_data_type,
     static,
 )
-from nnx.core._rngs import Rngs, RngStream
+from nnx.core._rngs import (
+    Rngs,
+    RngStream,
+    SplitBackups,
+    fork_rngs,
+    reseed,
+    restore_rngs,
+    with_rngs,
+)
 from nnx.core._sharding import get_named_sharding, get_partition_spec, shard_state
 from nnx.core._state import (
     State,
@@ -153,6 +161,11 @@ __all__ = [
     # rngs
     "Rngs",
     "RngStream",
+    "reseed",
+    "fork_rngs",
+    "restore_rngs",
+    "with_rngs",
+    "SplitBackups",
     # graph
     "GraphDef",
     "FlatGraph",

@@ -316,8 +316,9 @@ class Variable(Generic[A]):
             return
         if trace != get_opaque_trace_state(convention="nnx"):
             raise TraceContextError(
-                f"A {type(self).__name__} ({_describe(self._raw)}) created outside this JAX "
-                "transform was written inside it. Pass the object that holds it as an argument of the nnx "
+                f"Cannot mutate {type(self).__name__} from a different trace level: this "
+                f"{type(self).__name__} ({_describe(self._raw)}) was created outside this JAX "
+                "transform and written inside it. Pass the object that holds it as an argument of the nnx "
                 "transform (`nnx.jit(f)(model)`), or use a ref or hijax Variable "
                 "(`nnx.var_defaults(hijax=True)`) so that plain JAX can carry the write."
             )
