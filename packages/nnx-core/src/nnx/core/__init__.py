@@ -109,6 +109,11 @@ from nnx.core._variables import (
     Variable,
     VariableMetadata,
     is_variable,
+    register_variable_name,
+    set_metadata,
+    variable_name_from_type,
+    variable_type_from_name,
+    with_metadata,
     with_partitioning,
 )
 from nnx.core._version import __version__
@@ -126,7 +131,12 @@ __all__ = [
     "RngCount",
     "VariableMetadata",
     "with_partitioning",
+    "with_metadata",
+    "set_metadata",
     "is_variable",
+    "register_variable_name",
+    "variable_name_from_type",
+    "variable_type_from_name",
     # storage modes
     "var_defaults",
     "VarDefaults",
