@@ -40,6 +40,8 @@ from nnx.core._filters import (
     OfType,
     PathContains,
     WithTag,
+    Filter,
+    Predicate,
     to_predicate,
 )
 from nnx.core._graph import (
@@ -67,11 +69,16 @@ from nnx.core._graph import (
 )
 from nnx.core._module import Module, iter_children, iter_modules
 from nnx.core._pytree import (
+    Data,
     Dict,
     List,
     Object,
     Pytree,
+    Static,
+    check_pytree,
     data,
+    dataclass,
+    has_data,
     graph_ref,
     is_data,
     register_data_type,
@@ -116,9 +123,14 @@ from nnx.core._variables import (
     with_metadata,
     with_partitioning,
 )
+from nnx.core._typing import A, M, VariableState
 from nnx.core._version import __version__
 
 __all__ = [
+    # type names for annotations
+    "A",
+    "M",
+    "VariableState",
     # Variables
     "Variable",
     "Param",
@@ -161,6 +173,11 @@ __all__ = [
     "Module",
     "data",
     "static",
+    "Data",
+    "Static",
+    "dataclass",
+    "check_pytree",
+    "has_data",
     "graph_ref",
     "is_data",
     "register_data_type",
@@ -208,6 +225,8 @@ __all__ = [
     "to_pure_dict",
     "replace_by_pure_dict",
     # filters
+    "Filter",
+    "Predicate",
     "to_predicate",
     "OfType",
     "PathContains",
