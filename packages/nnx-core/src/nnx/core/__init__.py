@@ -123,6 +123,13 @@ from nnx.core._variables import (
     with_metadata,
     with_partitioning,
 )
+from nnx.core._ids import UUID, UUIDManager, uuid
+from nnx.core._traversals import (
+    empty_node,
+    flatten_mapping,
+    flatten_to_sequence,
+    unflatten_mapping,
+)
 from nnx.core._typing import A, M, VariableState
 from nnx.core._version import __version__
 
@@ -242,6 +249,14 @@ __all__ = [
     "shard_state",
     # display
     "display",
+    # nested mappings, ids (Flax's nnx.traversals, nnx.ids)
+    "flatten_mapping",
+    "unflatten_mapping",
+    "flatten_to_sequence",
+    "empty_node",
+    "UUID",
+    "UUIDManager",
+    "uuid",
     # errors
     "NnxError",
     "ImmutableVariableError",
@@ -252,3 +267,43 @@ __all__ = [
     "HijaxError",
     "AliasingError",
 ]
+
+# Flax NNX's module paths served by this package (see nnx/__init__.py): dotted path
+# under `nnx` -> names of nnx.core it exposes ("alias=attribute" to rename). The
+# siblings declare theirs (nn.*, helpers, compat.jit, summary, ...) the same way.
+__nnx_paths__: dict[str, str] = {
+    "graph": (
+        "GraphDef FlatGraph GraphTree FlattenCache split merge update state graphdef clone "
+        "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
+        "is_graph_node variables to_tree from_tree set_metadata graph_epoch"
+    ),
+    "filterlib": (
+        "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing"
+    ),
+    "statelib": (
+        "State to_flat_state from_flat_state filter_state split_state merge_state "
+        "to_pure_dict replace_by_pure_dict"
+    ),
+    "variablelib": (
+        "A Variable VariableState VariableMetadata Param BatchStat Cache Intermediate "
+        "Perturbation RngState RngKey RngCount with_metadata with_partitioning is_variable "
+        "register_variable_name variable_name_from_type variable_type_from_name use_hijax "
+        "var_defaults"
+    ),
+    "rnglib": (
+        "Rngs RngStream RngState RngKey RngCount SplitBackups reseed fork_rngs restore_rngs "
+        "with_rngs"
+    ),
+    "pytreelib": (
+        "Pytree Object Data Static dataclass data static register_data_type is_data "
+        "check_pytree has_data"
+    ),
+    "object": "Pytree Object Data Static dataclass data static register_data_type is_data",
+    "module": "M Module iter_modules iter_children",
+    "spmd": "get_partition_spec get_named_sharding with_partitioning",
+    "traversals": "flatten_mapping unflatten_mapping flatten_to_sequence empty_node",
+    "ids": "UUID UUIDManager uuid",
+    "visualization": "display",
+    # graph-mode spellings (Flax's nnx.compat); nnx's graph API is graph mode already
+    "compat": "split state clone graphdef flatten iter_graph iter_modules iter_children reseed fork_rngs",
+}
