@@ -73,18 +73,20 @@ def render() -> str:
         "",
         "# flat name -> sibling subpackage (from packages/nnx-<pkg>/api.txt)",
         "NAMES: dict[str, str] = {",
-        *(f"    {k!r}: {v!r}," for k, v in sorted(names.items())),
+        *(f'    "{k}": "{v}",' for k, v in sorted(names.items())),
         "}",
         "",
         "# module path -> {name: sibling subpackage} (from each sibling's __nnx_paths__)",
         "PATHS: dict[str, dict[str, str]] = {",
     ]
     for path in sorted(paths):
-        lines.append(f"    {path!r}: {{")
-        lines.extend(f"        {k!r}: {v!r}," for k, v in sorted(paths[path].items()))
+        lines.append(f'    "{path}": {{')
+        lines.extend(f'        "{k}": "{v}",' for k, v in sorted(paths[path].items()))
         lines.append("    },")
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    # an empty dict literal as `ruff format` writes it
+    return text.replace("] = {\n}\n", "] = {}\n")
 
 
 def main() -> int:

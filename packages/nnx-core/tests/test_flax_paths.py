@@ -152,11 +152,15 @@ def test_an_uninstalled_sibling_is_named(monkeypatch):
     monkeypatch.setattr(nnx, "_KNOWN_NAMES", nnx._known.NAMES)
     nnx._reset_paths()
     try:
-        with pytest.raises(nnx.MissingPackageError, match=r"nnx.ghostnn .*'nnx-ghost'.*pip install nnx-ghost"):
+        with pytest.raises(
+            nnx.MissingPackageError, match=r"nnx.ghostnn .*'nnx-ghost'.*pip install nnx-ghost"
+        ):
             nnx.ghostnn
         with pytest.raises(ModuleNotFoundError, match=r"nnx.ghostnn .*pip install nnx-ghost"):
             importlib.import_module("nnx.ghostnn.layers")
-        with pytest.raises(nnx.MissingPackageError, match=r"nnx.GhostThing .*pip install nnx-ghost"):
+        with pytest.raises(
+            nnx.MissingPackageError, match=r"nnx.GhostThing .*pip install nnx-ghost"
+        ):
             nnx.GhostThing
         # a name known to come from the missing sibling, asked on a path that exists
         with pytest.raises(nnx.MissingPackageError, match=r"nnx.compat.GhostThing .*nnx-ghost"):

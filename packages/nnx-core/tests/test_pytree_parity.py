@@ -51,7 +51,9 @@ def test_static_annotation_rejects_arrays_with_a_value_error():
             self.table = table
 
     M([1, 2])
-    with pytest.raises(ValueError, match=r"M\.table is declared static \(nnx\.static or nnx\.Static"):
+    with pytest.raises(
+        ValueError, match=r"M\.table is declared static \(nnx\.static or nnx\.Static"
+    ):
         M([jnp.ones(2)])
     with pytest.raises(nnx.PytreeStaticError):
         M([jnp.ones(2)])
@@ -112,7 +114,9 @@ def test_check_pytree_finds_static_values_changed_in_place():
     m = M()
     nnx.check_pytree(m)  # fine
     m.cfg.append(jnp.ones(3))
-    with pytest.raises(nnx.PytreeStaticError, match=r"Found arrays in attribute M\.cfg, which is declared static"):
+    with pytest.raises(
+        nnx.PytreeStaticError, match=r"Found arrays in attribute M\.cfg, which is declared static"
+    ):
         nnx.check_pytree(m)
     with pytest.raises(TypeError, match="expects a Pytree, got dict"):
         nnx.check_pytree({"a": 1})

@@ -41,12 +41,8 @@ def test_stream_samplers_use_their_own_stream():
     np.testing.assert_array_equal(
         rngs.params.randint((4,), 0, 10), jax.random.randint(_k(1, 2), (4,), 0, 10)
     )
-    np.testing.assert_allclose(
-        rngs.params.laplace((2,)), jax.random.laplace(_k(1, 3), (2,))
-    )
-    np.testing.assert_array_equal(
-        rngs.params.permutation(5), jax.random.permutation(_k(1, 4), 5)
-    )
+    np.testing.assert_allclose(rngs.params.laplace((2,)), jax.random.laplace(_k(1, 3), (2,)))
+    np.testing.assert_array_equal(rngs.params.permutation(5), jax.random.permutation(_k(1, 4), 5))
     np.testing.assert_allclose(rngs.params.orthogonal(3), jax.random.orthogonal(_k(1, 5), 3))
     assert int(rngs.params.count[...]) == 6 and int(rngs.default.count[...]) == 0
 
@@ -125,9 +121,7 @@ def test_reseed_policies_for_split_streams():
     with pytest.raises(ValueError, match=r"at path \('params',\) has a key of shape \(3,\)"):
         nnx.reseed(stacked, params=5)
     nnx.reseed(stacked, params=5, policy="match_shape")
-    np.testing.assert_array_equal(
-        _kd(stacked.params.key[...]), _kd(jax.random.split(_k(5, 0), 3))
-    )
+    np.testing.assert_array_equal(_kd(stacked.params.key[...]), _kd(jax.random.split(_k(5, 0), 3)))
     np.testing.assert_array_equal(stacked.params.count[...], np.zeros(3))
     nnx.reseed(stacked, params=6, policy=lambda path, k, shape: jax.random.split(k, shape)[::-1])
     np.testing.assert_array_equal(
@@ -145,9 +139,7 @@ def test_fork_rngs_and_restore_rngs(mode):
     backups = nnx.fork_rngs(rngs, split={"params": 4, "dropout": None})
     assert rngs.params.key.shape == (4,) and rngs.dropout.key.shape == ()
     # the fork drew one key from each stream: params' keys are split(fold_in(key(0), 0))
-    np.testing.assert_array_equal(
-        _kd(rngs.params.key[...]), _kd(jax.random.split(_k(0, 0), 4))
-    )
+    np.testing.assert_array_equal(_kd(rngs.params.key[...]), _kd(jax.random.split(_k(0, 0), 4)))
     np.testing.assert_array_equal(_kd(rngs.dropout.key[...]), _kd(_k(1, 0)))
     nnx.restore_rngs(backups)
     assert rngs.params.key is key_var and rngs.params.key.shape == ()

@@ -38,7 +38,7 @@ import typing as _typing
 # with every ``nnx/`` folder found on ``sys.path``.
 __path__ = _pkgutil.extend_path(__path__, __name__)
 
-from nnx import _known  # noqa: E402
+import nnx._known as _known  # noqa: E402
 from nnx import core as core  # noqa: E402
 from nnx.core import *  # noqa: E402,F403
 from nnx.core import __all__ as _core_all  # noqa: E402

@@ -35,13 +35,13 @@ from nnx.core._filters import (
     All,
     Any,
     Everything,
+    Filter,
     Not,
     Nothing,
     OfType,
     PathContains,
-    WithTag,
-    Filter,
     Predicate,
+    WithTag,
     to_predicate,
 )
 from nnx.core._graph import (
@@ -67,6 +67,7 @@ from nnx.core._graph import (
     update,
     variables,
 )
+from nnx.core._ids import UUID, UUIDManager, uuid
 from nnx.core._module import Module, iter_children, iter_modules
 from nnx.core._pytree import (
     Data,
@@ -78,8 +79,8 @@ from nnx.core._pytree import (
     check_pytree,
     data,
     dataclass,
-    has_data,
     graph_ref,
+    has_data,
     is_data,
     register_data_type,
     static,
@@ -104,6 +105,13 @@ from nnx.core._state import (
     to_flat_state,
     to_pure_dict,
 )
+from nnx.core._traversals import (
+    empty_node,
+    flatten_mapping,
+    flatten_to_sequence,
+    unflatten_mapping,
+)
+from nnx.core._typing import A, M, VariableState
 from nnx.core._variables import (
     BatchStat,
     Cache,
@@ -123,14 +131,6 @@ from nnx.core._variables import (
     with_metadata,
     with_partitioning,
 )
-from nnx.core._ids import UUID, UUIDManager, uuid
-from nnx.core._traversals import (
-    empty_node,
-    flatten_mapping,
-    flatten_to_sequence,
-    unflatten_mapping,
-)
-from nnx.core._typing import A, M, VariableState
 from nnx.core._version import __version__
 
 __all__ = [

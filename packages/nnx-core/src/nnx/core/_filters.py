@@ -70,15 +70,15 @@ class PathContains:
         return builtins.any(key in str(p) for p in path)
 
     def __repr__(self):
-        return f"PathContains({self.key!r})" if self.exact else (
-            f"PathContains({self.key!r}, exact=False)"
+        return (
+            f"PathContains({self.key!r})"
+            if self.exact
+            else (f"PathContains({self.key!r}, exact=False)")
         )
 
     def __eq__(self, other):
         return (
-            isinstance(other, PathContains)
-            and self.key == other.key
-            and self.exact == other.exact
+            isinstance(other, PathContains) and self.key == other.key and self.exact == other.exact
         )
 
     def __hash__(self):

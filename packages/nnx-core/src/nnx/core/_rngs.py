@@ -209,6 +209,7 @@ class Rngs(Pytree):
         """Same as ``fork(split=n)``."""
         return self.fork(split=n)
 
+
 # -- jax.random samplers and jax.nn initializers as methods -----------------------
 # jax.random functions whose first argument is a key; `rngs.normal(...)` is
 # `jax.random.normal(rngs.default(), ...)`, `rngs.params.normal(...)` uses 'params'.
@@ -290,13 +291,16 @@ def _rngs_initializer(name: str):
     return method
 
 
-for _name in SAMPLERS:
-    setattr(RngStream, _name, _stream_sampler(_name))
-    setattr(Rngs, _name, _rngs_sampler(_name))
-for _name in INITIALIZERS:
-    setattr(RngStream, _name, _stream_initializer(_name))
-    setattr(Rngs, _name, _rngs_initializer(_name))
-del _name
+def _install_methods() -> None:
+    for name in SAMPLERS:
+        setattr(RngStream, name, _stream_sampler(name))
+        setattr(Rngs, name, _rngs_sampler(name))
+    for name in INITIALIZERS:
+        setattr(RngStream, name, _stream_initializer(name))
+        setattr(Rngs, name, _rngs_initializer(name))
+
+
+_install_methods()
 
 _RESERVED = frozenset(n for n in dir(Rngs) if not n.startswith("_"))
 
@@ -318,8 +322,8 @@ def _replace_state(stream: RngStream, key, count) -> None:
         stream.key[...] = key
         stream.count[...] = count
     else:  # a new shape: new Variables of the same kind and storage mode
-        stream.key = stream.key.replace(key)
-        stream.count = stream.count.replace(count)
+        stream.key = stream.key.replace(key)  # pyright: ignore[reportAttributeAccessIssue]
+        stream.count = stream.count.replace(count)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def _scalars_only(path, key, shape):
@@ -370,7 +374,7 @@ def reseed(node: Any, /, *, policy: Any = "scalars_only", **stream_keys: Any) ->
     fresh = Rngs(**stream_keys)
     for path, stream in _streams(node):
         if stream.tag in stream_keys:
-            key = policy(path, fresh[stream.tag](), tuple(stream.key.shape))
+            key: Any = policy(path, fresh[stream.tag](), tuple(stream.key.shape))
             _replace_state(stream, key, jnp.zeros(key.shape, jnp.uint32))
 
 
@@ -539,7 +543,11 @@ def with_rngs(
         if not only_pred(path, stream):
             continue
         hits = {}
-        for kind, rules in (("split", split_rules), ("broadcast", bcast_rules), ("fork", fork_rules)):
+        for kind, rules in (
+            ("split", split_rules),
+            ("broadcast", bcast_rules),
+            ("fork", fork_rules),
+        ):
             for f, pred, n in rules:
                 if pred(path, stream):
                     hits[kind] = (f, n)

@@ -490,7 +490,8 @@ class Variable(Generic[A]):
             _set_aux(self, VarAux(aux.mode, aux.mutable, new))
         elif len(args) == 2:
             name, value = args
-            _set_aux(self, aux.replace(**{_METADATA_ALIASES.get(name, name): value}))
+            key = str(name)
+            _set_aux(self, aux.replace(**{_METADATA_ALIASES.get(key, key): value}))
         elif metadata and not args:
             _set_aux(self, aux.replace(**_canonical_metadata(metadata)))
         else:
@@ -516,9 +517,7 @@ class Variable(Generic[A]):
         meta = dict(self._aux.metadata)
         name = _METADATA_ALIASES.get(name, name)
         if name not in meta:
-            raise KeyError(
-                f"{type(self).__name__} has no metadata {name!r}; it has {sorted(meta)}"
-            )
+            raise KeyError(f"{type(self).__name__} has no metadata {name!r}; it has {sorted(meta)}")
         del meta[name]
         _set_aux(self, VarAux(self._aux.mode, self._aux.mutable, meta))
         _epoch.bump()
