@@ -142,7 +142,8 @@ def test_metadata_read_set_delete_and_survive_split_merge(mode):
     v = make(jnp.ones(2), mode, nnx.Param, sharding_names=(None,))
     v.tag = "w"
     v.set_metadata(lr_scale=0.5, note=[1, 2])
-    assert v.sharding_names == (None,) and v.sharding == (None,) and v.out_sharding == (None,)
+    assert v.sharding_names == (None,) and v.out_sharding == (None,)
+    assert v.sharding == v[...].sharding  # the array's sharding, as Flax NNX
     assert v.get_metadata("lr_scale") == 0.5 and v.get_metadata("missing", 7) == 7
     assert v.metadata == {"sharding_names": (None,), "tag": "w", "lr_scale": 0.5, "note": [1, 2]}
     del v.note

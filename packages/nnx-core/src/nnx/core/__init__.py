@@ -35,10 +35,12 @@ from nnx.core._filters import (
     All,
     Any,
     Everything,
+    Filter,
     Not,
     Nothing,
     OfType,
     PathContains,
+    Predicate,
     WithTag,
     to_predicate,
 )
@@ -65,19 +67,33 @@ from nnx.core._graph import (
     update,
     variables,
 )
+from nnx.core._ids import UUID, UUIDManager, uuid
 from nnx.core._module import Module, iter_children, iter_modules
 from nnx.core._pytree import (
+    Data,
     Dict,
     List,
     Object,
     Pytree,
+    Static,
+    check_pytree,
     data,
+    dataclass,
     graph_ref,
+    has_data,
     is_data,
     register_data_type,
     static,
 )
-from nnx.core._rngs import Rngs, RngStream
+from nnx.core._rngs import (
+    Rngs,
+    RngStream,
+    SplitBackups,
+    fork_rngs,
+    reseed,
+    restore_rngs,
+    with_rngs,
+)
 from nnx.core._sharding import get_named_sharding, get_partition_spec, shard_state
 from nnx.core._state import (
     State,
@@ -89,6 +105,13 @@ from nnx.core._state import (
     to_flat_state,
     to_pure_dict,
 )
+from nnx.core._traversals import (
+    empty_node,
+    flatten_mapping,
+    flatten_to_sequence,
+    unflatten_mapping,
+)
+from nnx.core._typing import A, M, VariableState
 from nnx.core._variables import (
     BatchStat,
     Cache,
@@ -101,11 +124,20 @@ from nnx.core._variables import (
     Variable,
     VariableMetadata,
     is_variable,
+    register_variable_name,
+    set_metadata,
+    variable_name_from_type,
+    variable_type_from_name,
+    with_metadata,
     with_partitioning,
 )
 from nnx.core._version import __version__
 
 __all__ = [
+    # type names for annotations
+    "A",
+    "M",
+    "VariableState",
     # Variables
     "Variable",
     "Param",
@@ -118,7 +150,12 @@ __all__ = [
     "RngCount",
     "VariableMetadata",
     "with_partitioning",
+    "with_metadata",
+    "set_metadata",
     "is_variable",
+    "register_variable_name",
+    "variable_name_from_type",
+    "variable_type_from_name",
     # storage modes
     "var_defaults",
     "VarDefaults",
@@ -143,6 +180,11 @@ __all__ = [
     "Module",
     "data",
     "static",
+    "Data",
+    "Static",
+    "dataclass",
+    "check_pytree",
+    "has_data",
     "graph_ref",
     "is_data",
     "register_data_type",
@@ -153,6 +195,11 @@ __all__ = [
     # rngs
     "Rngs",
     "RngStream",
+    "reseed",
+    "fork_rngs",
+    "restore_rngs",
+    "with_rngs",
+    "SplitBackups",
     # graph
     "GraphDef",
     "FlatGraph",
@@ -185,6 +232,8 @@ __all__ = [
     "to_pure_dict",
     "replace_by_pure_dict",
     # filters
+    "Filter",
+    "Predicate",
     "to_predicate",
     "OfType",
     "PathContains",
@@ -200,6 +249,14 @@ __all__ = [
     "shard_state",
     # display
     "display",
+    # nested mappings, ids (Flax's nnx.traversals, nnx.ids)
+    "flatten_mapping",
+    "unflatten_mapping",
+    "flatten_to_sequence",
+    "empty_node",
+    "UUID",
+    "UUIDManager",
+    "uuid",
     # errors
     "NnxError",
     "ImmutableVariableError",
@@ -210,3 +267,43 @@ __all__ = [
     "HijaxError",
     "AliasingError",
 ]
+
+# Flax NNX's module paths served by this package (see nnx/__init__.py): dotted path
+# under `nnx` -> names of nnx.core it exposes ("alias=attribute" to rename). The
+# siblings declare theirs (nn.*, helpers, compat.jit, summary, ...) the same way.
+__nnx_paths__: dict[str, str] = {
+    "graph": (
+        "GraphDef FlatGraph GraphTree FlattenCache split merge update state graphdef clone "
+        "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
+        "is_graph_node variables to_tree from_tree set_metadata graph_epoch"
+    ),
+    "filterlib": (
+        "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing"
+    ),
+    "statelib": (
+        "State to_flat_state from_flat_state filter_state split_state merge_state "
+        "to_pure_dict replace_by_pure_dict"
+    ),
+    "variablelib": (
+        "A Variable VariableState VariableMetadata Param BatchStat Cache Intermediate "
+        "Perturbation RngState RngKey RngCount with_metadata with_partitioning is_variable "
+        "register_variable_name variable_name_from_type variable_type_from_name use_hijax "
+        "var_defaults"
+    ),
+    "rnglib": (
+        "Rngs RngStream RngState RngKey RngCount SplitBackups reseed fork_rngs restore_rngs "
+        "with_rngs"
+    ),
+    "pytreelib": (
+        "Pytree Object Data Static dataclass data static register_data_type is_data "
+        "check_pytree has_data"
+    ),
+    "object": "Pytree Object Data Static dataclass data static register_data_type is_data",
+    "module": "M Module iter_modules iter_children",
+    "spmd": "get_partition_spec get_named_sharding with_partitioning",
+    "traversals": "flatten_mapping unflatten_mapping flatten_to_sequence empty_node",
+    "ids": "UUID UUIDManager uuid",
+    "visualization": "display",
+    # graph-mode spellings (Flax's nnx.compat); nnx's graph API is graph mode already
+    "compat": "split state clone graphdef flatten iter_graph iter_modules iter_children reseed fork_rngs",
+}

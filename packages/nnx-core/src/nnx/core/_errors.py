@@ -23,8 +23,12 @@ class StructureError(NnxError, ValueError):
     """A State does not match the structure of the graph it is applied to."""
 
 
-class PytreeStaticError(NnxError, TypeError):
-    """An array or Variable was put in an attribute declared static."""
+class PytreeStaticError(NnxError, TypeError, ValueError):
+    """An array or Variable was put in an attribute declared static.
+
+    It is a ``ValueError`` (what Flax NNX raises, and what its guides catch) and,
+    as in earlier nnx releases, a ``TypeError``.
+    """
 
 
 class HijaxError(NnxError, ValueError):

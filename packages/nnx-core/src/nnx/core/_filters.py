@@ -52,22 +52,37 @@ class OfType:
 
 
 class PathContains:
-    """Paths that contain ``key`` as one of their components."""
+    """Paths that contain ``key`` as one of their components.
 
-    def __init__(self, key):
+    With ``exact=False`` a component matches when ``str(key)`` is a substring of
+    ``str(component)``: ``PathContains("attn", exact=False)`` matches
+    ``("layers", 0, "self_attn", "kernel")``.
+    """
+
+    def __init__(self, key, exact: bool = True):
         self.key = key
+        self.exact = exact
 
     def __call__(self, path, x) -> bool:
-        return self.key in path
+        if self.exact:
+            return self.key in path
+        key = str(self.key)
+        return builtins.any(key in str(p) for p in path)
 
     def __repr__(self):
-        return f"PathContains({self.key!r})"
+        return (
+            f"PathContains({self.key!r})"
+            if self.exact
+            else (f"PathContains({self.key!r}, exact=False)")
+        )
 
     def __eq__(self, other):
-        return isinstance(other, PathContains) and self.key == other.key
+        return (
+            isinstance(other, PathContains) and self.key == other.key and self.exact == other.exact
+        )
 
     def __hash__(self):
-        return hash((PathContains, self.key))
+        return hash((PathContains, self.key, self.exact))
 
 
 class WithTag:

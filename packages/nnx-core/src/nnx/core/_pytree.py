@@ -13,7 +13,9 @@ that cached flattenings of a model notice ``model.layers.append(...)``.
 
 from __future__ import annotations
 
-from typing import Any, SupportsIndex
+import dataclasses
+import re
+from typing import Annotated, Any, SupportsIndex, TypeVar
 
 import jax
 import numpy as np
@@ -34,6 +36,72 @@ class _Marker:
 
 
 GRAPH = "graph"
+
+A = TypeVar("A")
+_DATA_TAG = "__nnx_data__"
+_STATIC_TAG = "__nnx_static__"
+
+Data = Annotated[A, _DATA_TAG]
+Data.__doc__ = """Annotation that marks a class attribute as data (a pytree child).
+
+``x: nnx.Data[int]`` on a Pytree subclass makes ``self.x = 3`` data, as
+``self.x = nnx.data(3)`` would, for every instance::
+
+    @dataclasses.dataclass
+    class Foo(nnx.Pytree):
+        a: nnx.Data[int]   # data: jax.tree.leaves(Foo(1, "x")) == [1]
+        b: str             # static
+"""
+
+Static = Annotated[A, _STATIC_TAG]
+Static.__doc__ = """Annotation that marks a class attribute as static (part of the tree structure).
+
+``cfg: nnx.Static[dict]`` makes ``self.cfg = {...}`` static, as ``nnx.static(...)``
+would, for every instance; a value holding arrays is a :class:`PytreeStaticError`.
+"""
+
+# `from __future__ import annotations` keeps annotations as strings.
+_STR_TAG = re.compile(r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*\.)*(Data|Static)\s*(\[|$)")
+
+
+def _annotation_status(ann) -> bool | None:
+    """True for ``Data[...]``, False for ``Static[...]``, None for other annotations."""
+    meta = getattr(ann, "__metadata__", None)
+    if meta:
+        if _DATA_TAG in meta:
+            return True
+        if _STATIC_TAG in meta:
+            return False
+        return None
+    if ann is Data:
+        return True
+    if ann is Static:
+        return False
+    if isinstance(ann, str):
+        m = _STR_TAG.match(ann)
+        if m:
+            return m.group(1) == "Data"
+    return None
+
+
+def _class_annotations(cls: type, *, all_data: bool = False) -> dict[str, bool]:
+    """``{name: is_data}`` for the attributes the class (and its bases) annotate."""
+    out: dict[str, bool] = {}
+    for base in reversed(cls.__mro__):
+        out.update(base.__dict__.get("_nnx_annotated", {}) if base is not cls else {})
+    for name, ann in cls.__dict__.get("__annotations__", {}).items():
+        status = _annotation_status(ann)
+        if status is None and all_data and not _is_classvar(ann):
+            status = True
+        if status is not None:
+            out[name] = status
+    return out
+
+
+def _is_classvar(ann) -> bool:
+    if isinstance(ann, str):
+        return bool(re.match(r"^\s*(?:typing\.|tp\.)?ClassVar\b", ann))
+    return getattr(ann, "__origin__", None) is __import__("typing").ClassVar
 
 
 def data(value: Any) -> Any:
@@ -384,10 +452,13 @@ class Layout:
 def compute_layout(obj: Pytree) -> Layout:
     d = obj.__dict__
     forced = _get_forced(obj)
+    annotated = type(obj)._nnx_annotated
     data_keys, graph_keys, static_items, scalar_keys = [], [], [], []
     for k in sorted(d):
         v = d[k]
         f = forced.get(k) if forced else None
+        if f is None and annotated:
+            f = annotated.get(k)
         if f is GRAPH:
             graph_keys.append(k)
         elif f is True or (f is None and is_data(v)):
@@ -421,8 +492,11 @@ class Pytree:
 
     __slots__ = ("__dict__", "__weakref__", "_nnx_layout", "_nnx_forced", "_nnx_flat")
 
+    _nnx_annotated: dict = {}  # {attribute: is_data} from nnx.Data/nnx.Static annotations
+
     def __init_subclass__(cls, *, pytree: bool = True, **kwargs):
         super().__init_subclass__(**kwargs)
+        cls._nnx_annotated = _class_annotations(cls)
         if pytree:
             _register_pytree_type(cls)
 
@@ -449,6 +523,8 @@ class Pytree:
         else:
             f = _get_forced(self)
             forced = f.get(name) if f else None
+            if forced is None:
+                forced = type(self)._nnx_annotated.get(name)
         if forced is GRAPH:
             object.__setattr__(self, name, value)
             _set_layout(self, None)
@@ -456,7 +532,8 @@ class Pytree:
             return
         if forced is False and _contains_data(value):
             raise PytreeStaticError(
-                f"{type(self).__name__}.{name} is declared static (nnx.static) but its "
+                f"{type(self).__name__}.{name} is declared static (nnx.static or "
+                f"nnx.Static[...]) but its "
                 f"value holds arrays or Variables: {_short(value)}. Static attributes are "
                 "baked into the compiled program; hold arrays in a data attribute "
                 f"(`self.{name} = nnx.data(...)`) or in an nnx.Variable."
@@ -582,3 +659,98 @@ _register_pytree_type(Pytree)
 
 Object = Pytree
 """Alias of :class:`Pytree` (the name used by earlier releases)."""
+
+
+def has_data(value: Any) -> bool:
+    """Whether ``value`` is or holds data: an array, a Variable, a Pytree or a registered
+    data type, directly or inside lists, dicts, tuples and registered JAX pytrees.
+
+    >>> import jax.numpy as jnp, nnx
+    >>> nnx.has_data([1, "relu", jnp.ones(2)]), nnx.has_data((1, 2.0, "x")), nnx.has_data([])
+    (True, False, False)
+    """
+    return _contains_data(value)
+
+
+def check_pytree(pytree: Any) -> None:
+    """Check that no static attribute of ``pytree`` holds arrays or Variables.
+
+    Assignments are checked as they happen; this also finds a static value that
+    was changed in place afterwards (``self.cfg.append(jnp.ones(2))`` on a static
+    list) and ``nnx.data(...)``/``nnx.static(...)`` markers stored inside
+    containers instead of being assigned directly. Raises :class:`PytreeStaticError`
+    (a ``ValueError``) naming the attribute, or ``TypeError`` for a non-Pytree.
+    """
+    if not isinstance(pytree, Pytree):
+        raise TypeError(f"nnx.check_pytree expects a Pytree, got {type(pytree).__name__}")
+    layout = compute_layout(pytree)
+    static_names = {k for k, _ in layout.static_items}
+    cls = type(pytree).__name__
+    for name, value in pytree.__dict__.items():
+        if name in static_names and _contains_data(value):
+            how = (
+                "declared static (nnx.static or nnx.Static[...])"
+                if (_get_forced(pytree) or {}).get(name) is False
+                or type(pytree)._nnx_annotated.get(name) is False
+                else "static"
+            )
+            raise PytreeStaticError(
+                f"Found arrays in attribute {cls}.{name}, which is {how}: {_short(value)}. "
+                "Static attributes are baked into the compiled program; hold arrays in a "
+                f"data attribute (`self.{name} = nnx.data(...)`) or in an nnx.Variable."
+            )
+        if _holds_marker(value):
+            raise PytreeStaticError(
+                f"Found an nnx.data(...) or nnx.static(...) marker inside {cls}.{name}: "
+                "markers only work when assigned directly to an attribute "
+                f"(`self.{name} = nnx.data([...])`), not inside lists, dicts or tuples."
+            )
+
+
+def _holds_marker(x, depth: int = 0) -> bool:
+    if type(x) is _Marker:
+        return True
+    if depth > 20:
+        return False
+    if isinstance(x, (list, tuple)):
+        return any(_holds_marker(y, depth + 1) for y in x)
+    if isinstance(x, dict):
+        return any(_holds_marker(y, depth + 1) for y in x.values())
+    return False
+
+
+def dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
+    """Make a Pytree subclass a dataclass whose fields are data unless ``nnx.Static``.
+
+    >>> import jax, jax.numpy as jnp, nnx
+    >>> @nnx.dataclass
+    ... class Foo(nnx.Pytree):
+    ...     a: int
+    ...     b: jax.Array
+    ...     c: nnx.Static[int]
+    >>> len(jax.tree.leaves(Foo(a=1, b=jnp.ones(2), c=3)))
+    2
+
+    Keyword arguments are those of :func:`dataclasses.dataclass` (``init``, ``eq``,
+    ``order``, ``unsafe_hash``, ``match_args``, ``kw_only``); ``repr`` stays the
+    Pytree's, and ``frozen``/``slots`` are not accepted (a Pytree records its
+    attribute writes).
+    """
+    for bad in ("repr", "frozen", "slots"):
+        if kwargs.get(bad):
+            raise TypeError(
+                f"nnx.dataclass does not accept {bad}=True: a Pytree keeps its own repr and "
+                "records its attribute writes"
+            )
+        kwargs.pop(bad, None)
+
+    def wrap(c):
+        if not (isinstance(c, type) and issubclass(c, Pytree)):
+            raise ValueError(
+                f"nnx.dataclass can only be used with a subclass of nnx.Pytree (nnx.Module, "
+                f"nnx.Object), got {c!r}"
+            )
+        c._nnx_annotated = _class_annotations(c, all_data=True)
+        return dataclasses.dataclass(c, repr=False, **kwargs)
+
+    return wrap if cls is None else wrap(cls)

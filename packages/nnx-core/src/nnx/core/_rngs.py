@@ -7,9 +7,9 @@ inside transforms exactly like any other state.
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Mapping
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -39,10 +39,6 @@ def _as_key(value) -> jax.Array:
     raise TypeError(
         f"An Rngs stream needs an int seed or a JAX key, got {value.dtype}{list(value.shape)}."
     )
-
-
-def _stream_salt(name: str) -> int:
-    return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
 def _fold_in(key, data):
@@ -104,12 +100,22 @@ class Rngs(Pytree):
         x = rngs.normal((2, 3))                 # sample with the default stream
         stacked = nnx.Rngs(0).fork(split=8)     # keys of shape (8,), for nnx.vmap
 
-    A stream that does not exist falls back to ``default``. Streams fold their
-    name into the seed, so two streams never hand out the same key.
+    A stream that does not exist falls back to ``default``. A stream's first key
+    is ``jax.random.fold_in(seed_key, 0)``, its next ``fold_in(seed_key, 1)``, as
+    in Flax NNX, so ``nnx.Rngs(params=0)`` and ``nnx.Rngs(dropout=0)`` hand out the
+    same keys: give streams different seeds.
+
+    Every ``jax.random`` sampler is a method that draws from the default stream
+    (``rngs.normal((2, 3))``, ``rngs.bernoulli(0.5, (4,))``), and every keyed
+    ``jax.nn.initializers`` factory returns that initializer bound to a fresh key
+    (``rngs.lecun_normal()((4, 8))``); streams have the same methods
+    (``rngs.params.uniform((3,))``).
     """
 
     def __init__(self, default: Any = None, /, **streams: Any):
-        if default is not None:
+        if isinstance(default, Mapping):
+            streams = {**default, **streams}
+        elif default is not None:
             streams = {"default": default, **streams}
         for name, value in streams.items():
             if name.startswith("_") or name in _RESERVED:
@@ -121,8 +127,7 @@ class Rngs(Pytree):
             if isinstance(value, RngStream):
                 setattr(self, name, value)
             else:
-                key = _fold_in(_as_key(value), _stream_salt(name))
-                setattr(self, name, RngStream(key, tag=name))
+                setattr(self, name, RngStream(value, tag=name))
 
     # -- stream access ---------------------------------------------------------
     def _stream(self, name: str) -> RngStream:
@@ -134,8 +139,9 @@ class Rngs(Pytree):
         if isinstance(s, RngStream):
             return s
         raise AttributeError(
-            f"Rngs has no stream {name!r} and no 'default' stream to fall back to. "
-            f"Streams: {self.stream_names()}. Create it: nnx.Rngs({name}=0, ...)."
+            f"No RngStream named {name!r} found in Rngs, and it has no 'default' stream to "
+            f"fall back to. Streams: {self.stream_names()}. Create it: "
+            f"nnx.Rngs({name}=0, ...), or give a default: nnx.Rngs(0, ...)."
         )
 
     def __getattr__(self, name: str) -> RngStream:
@@ -144,7 +150,16 @@ class Rngs(Pytree):
         return self._stream(name)
 
     def __getitem__(self, name: str) -> RngStream:
-        return self._stream(name)
+        try:
+            return self._stream(name)
+        except AttributeError as e:
+            raise KeyError(str(e)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stream_names())
+
+    def __len__(self) -> int:
+        return len(self.stream_names())
 
     def __call__(self) -> jax.Array:
         return self._stream("default")()
@@ -194,56 +209,375 @@ class Rngs(Pytree):
         """Same as ``fork(split=n)``."""
         return self.fork(split=n)
 
-    # -- sampling with the default stream --------------------------------------
-    def _key(self):
-        return self._stream("default")()
 
-    def normal(self, shape=(), dtype=jnp.float32, **kw):
-        """``jax.random.normal`` with a key from the default stream."""
-        return jax.random.normal(self._key(), shape, dtype, **kw)
+# -- jax.random samplers and jax.nn initializers as methods -----------------------
+# jax.random functions whose first argument is a key; `rngs.normal(...)` is
+# `jax.random.normal(rngs.default(), ...)`, `rngs.params.normal(...)` uses 'params'.
+SAMPLERS = (
+    "ball bernoulli beta binomial bits categorical cauchy chisquare choice dirichlet "
+    "double_sided_maxwell exponential f gamma generalized_normal geometric gumbel laplace "
+    "loggamma logistic lognormal maxwell multinomial multivariate_normal normal orthogonal "
+    "pareto permutation poisson rademacher randint rayleigh t triangular truncated_normal "
+    "uniform wald weibull_min"
+).split()
+# jax.nn.initializers factories of keyed initializers. The names that are also samplers
+# (normal, uniform, truncated_normal, orthogonal) are samplers, as in Flax NNX.
+INITIALIZERS = (
+    "delta_orthogonal glorot_normal glorot_uniform he_normal he_uniform kaiming_normal "
+    "kaiming_uniform lecun_normal lecun_uniform variance_scaling xavier_normal xavier_uniform"
+).split()
 
-    def uniform(self, shape=(), dtype=jnp.float32, minval=0.0, maxval=1.0, **kw):
-        """``jax.random.uniform`` with a key from the default stream."""
-        return jax.random.uniform(self._key(), shape, dtype, minval, maxval, **kw)
 
-    def bernoulli(self, p=0.5, shape=None, **kw):
-        """``jax.random.bernoulli`` with a key from the default stream."""
-        return jax.random.bernoulli(self._key(), p, shape, **kw)
+def _stream_sampler(name: str):
+    fn = getattr(jax.random, name)
 
-    def randint(self, shape, minval, maxval, dtype=jnp.int32, **kw):
-        """``jax.random.randint`` with a key from the default stream."""
-        return jax.random.randint(self._key(), shape, minval, maxval, dtype, **kw)
+    def method(self: RngStream, *args, **kwargs):
+        return fn(self(), *args, **kwargs)
 
-    def categorical(self, logits, axis=-1, shape=None, **kw):
-        """``jax.random.categorical`` with a key from the default stream."""
-        return jax.random.categorical(self._key(), logits, axis, shape, **kw)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"``jax.random.{name}`` with a new key from this stream."
+    return method
 
-    def truncated_normal(self, lower, upper, shape=None, dtype=jnp.float32, **kw):
-        """``jax.random.truncated_normal`` with a key from the default stream."""
-        return jax.random.truncated_normal(self._key(), lower, upper, shape, dtype, **kw)
 
-    def permutation(self, x, axis=0, independent=False):
-        """``jax.random.permutation`` with a key from the default stream."""
-        return jax.random.permutation(self._key(), x, axis, independent)
+def _rngs_sampler(name: str):
+    def method(self: Rngs, *args, **kwargs):
+        return getattr(self._stream("default"), name)(*args, **kwargs)
 
-    def choice(self, a, shape=(), replace=True, p=None, axis=0):
-        """``jax.random.choice`` with a key from the default stream."""
-        return jax.random.choice(self._key(), a, shape, replace, p, axis)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"``jax.random.{name}`` with a new key from the ``default`` stream."
+    return method
 
-    def gumbel(self, shape=(), dtype=jnp.float32, **kw):
-        """``jax.random.gumbel`` with a key from the default stream."""
-        return jax.random.gumbel(self._key(), shape, dtype, **kw)
 
-    def exponential(self, shape=(), dtype=jnp.float32):
-        """``jax.random.exponential`` with a key from the default stream."""
-        return jax.random.exponential(self._key(), shape, dtype)
+class _BoundInitializer:
+    """A ``jax.nn.initializers`` initializer bound to one key: call it with ``(shape, dtype)``."""
 
-    def bits(self, shape=(), dtype=None):
-        """``jax.random.bits`` with a key from the default stream."""
-        return jax.random.bits(self._key(), shape, dtype)
+    __slots__ = ("init", "key", "name")
 
+    def __init__(self, name: str, init, key):
+        self.name = name
+        self.init = init
+        self.key = key
+
+    def __call__(self, shape, dtype=jnp.float32):
+        return self.init(self.key, shape, dtype)
+
+    def __repr__(self):
+        return f"<jax.nn.initializers.{self.name} bound to a key>"
+
+
+def _stream_initializer(name: str):
+    factory = getattr(jax.nn.initializers, name)
+
+    def method(self: RngStream, *args, **kwargs) -> Callable:
+        return _BoundInitializer(name, factory(*args, **kwargs), self())
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = (
+        f"``jax.nn.initializers.{name}(*args, **kwargs)`` bound to a new key from this "
+        "stream: call the result with ``(shape, dtype=float32)``."
+    )
+    return method
+
+
+def _rngs_initializer(name: str):
+    def method(self: Rngs, *args, **kwargs) -> Callable:
+        return getattr(self._stream("default"), name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = (
+        f"``jax.nn.initializers.{name}(*args, **kwargs)`` bound to a new key from the "
+        "``default`` stream: call the result with ``(shape, dtype=float32)``."
+    )
+    return method
+
+
+def _install_methods() -> None:
+    for name in SAMPLERS:
+        setattr(RngStream, name, _stream_sampler(name))
+        setattr(Rngs, name, _rngs_sampler(name))
+    for name in INITIALIZERS:
+        setattr(RngStream, name, _stream_initializer(name))
+        setattr(Rngs, name, _rngs_initializer(name))
+
+
+_install_methods()
 
 _RESERVED = frozenset(n for n in dir(Rngs) if not n.startswith("_"))
+
+
+# -- rewriting the random streams of a graph --------------------------------------
+F = TypeVar("F", bound=Callable[..., Any])
+_MISSING: Any = object()
+
+
+def _streams(node) -> list[tuple[tuple, RngStream]]:
+    from nnx.core._graph import iter_graph
+
+    return [(path, x) for path, x in iter_graph(node) if isinstance(x, RngStream)]
+
+
+def _replace_state(stream: RngStream, key, count) -> None:
+    """Give ``stream`` a new key and count, in place when the shapes allow it."""
+    if stream.key.shape == key.shape:
+        stream.key[...] = key
+        stream.count[...] = count
+    else:  # a new shape: new Variables of the same kind and storage mode
+        stream.key = stream.key.replace(key)  # pyright: ignore[reportAttributeAccessIssue]
+        stream.count = stream.count.replace(count)  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def _scalars_only(path, key, shape):
+    if shape != ():
+        raise ValueError(
+            f"nnx.reseed: the stream at path {path!r} has a key of shape {shape}, not a "
+            "scalar key. Pass policy='match_shape' to split the new key to that shape, or "
+            "a callable (path, scalar_key, shape) -> key."
+        )
+    return key
+
+
+def _match_shape(path, key, shape):
+    return key if shape == () else jax.random.split(key, shape)
+
+
+def reseed(node: Any, /, *, policy: Any = "scalars_only", **stream_keys: Any) -> None:
+    """Give the random streams of ``node`` new seeds, in place, and reset their counts.
+
+    Each stream whose tag (its name in the ``Rngs`` it came from) is a keyword gets the
+    key that a fresh ``nnx.Rngs(**stream_keys)`` would hand out for that tag, so a
+    model reseeded with the seed it was built with draws its first keys again:
+
+    >>> import jax, jax.numpy as jnp, nnx
+    >>> rngs = nnx.Rngs(dropout=42)
+    >>> stream = rngs.dropout.fork()   # e.g. what a Dropout layer keeps
+    >>> k1 = stream()
+    >>> nnx.reseed(stream, dropout=42)
+    >>> bool(jnp.all(jax.random.key_data(stream()) == jax.random.key_data(k1)))
+    True
+
+    Args:
+      node: any graph (a module, an ``Rngs``, a list of them).
+      policy: what to do with streams whose key is not a scalar (split ones):
+        ``'scalars_only'`` (raise), ``'match_shape'`` (split the new key to the
+        stream's shape), or a callable ``(path, scalar_key, shape) -> key``.
+      **stream_keys: stream tag -> int seed or key.
+    """
+    if policy == "scalars_only":
+        policy = _scalars_only
+    elif policy == "match_shape":
+        policy = _match_shape
+    elif not callable(policy):
+        raise ValueError(
+            f"nnx.reseed: policy must be 'scalars_only', 'match_shape' or a callable "
+            f"(path, scalar_key, shape) -> key, got {policy!r}"
+        )
+    fresh = Rngs(**stream_keys)
+    for path, stream in _streams(node):
+        if stream.tag in stream_keys:
+            key: Any = policy(path, fresh[stream.tag](), tuple(stream.key.shape))
+            _replace_state(stream, key, jnp.zeros(key.shape, jnp.uint32))
+
+
+class SplitBackups:
+    """What :func:`fork_rngs` returns: the streams' previous state, for :func:`restore_rngs`.
+
+    It is also a context manager that restores on exit::
+
+        with nnx.fork_rngs(model, split={"params": 4}):
+            ...                    # params streams hold 4 keys here
+        # ... and their previous key and count again here
+    """
+
+    def __init__(self, backups: list):
+        self.backups = backups
+
+    def __iter__(self):
+        return iter(self.backups)
+
+    def __len__(self) -> int:
+        return len(self.backups)
+
+    def __enter__(self) -> SplitBackups:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        restore_rngs(self)
+
+
+def _split_rule(split) -> list[tuple[Any, Any]]:
+    if split is None:
+        return []
+    if isinstance(split, (int, tuple)):
+        return [(to_predicate(...), split)]
+    if isinstance(split, Mapping):
+        return [(to_predicate(f), n) for f, n in split.items()]
+    raise TypeError(
+        f"split must be an int, a tuple of ints, or a mapping filter -> int | tuple | None, "
+        f"got {split!r}"
+    )
+
+
+def _first(rules, path, x):
+    for pred, value in rules:
+        if pred(path, x):
+            return True, value
+    return False, None
+
+
+def fork_rngs(node: Any = _MISSING, /, *, split: Any = None) -> Any:
+    """Fork the random streams of ``node`` in place; return backups to undo it.
+
+    Each stream matched by ``split`` (``None``: every stream, unsplit; ``n`` or a shape:
+    every stream, split; a mapping ``{filter: n | shape | None}``: the first filter that
+    matches the stream, by its path and value, decides) is replaced by its fork:
+    ``stream.fork(split=...)``, a new key drawn from it (the stream's count advances),
+    split to that shape. Without ``node`` it is a decorator that forks the streams in
+    the function's arguments for the call and restores them afterwards.
+
+    >>> import nnx
+    >>> rngs = nnx.Rngs(params=0, dropout=1)
+    >>> with nnx.fork_rngs(rngs, split={"params": 4}):
+    ...     rngs.params.key.shape, rngs.dropout.key.shape
+    ((4,), ())
+    >>> rngs.params.key.shape
+    ()
+    """
+    if node is _MISSING:
+
+        def decorator(f: F) -> F:
+            @functools.wraps(f)
+            def wrapper(*args, **kwargs):
+                with fork_rngs((args, kwargs), split=split):
+                    return f(*args, **kwargs)
+
+            return wrapper  # type: ignore[return-value]
+
+        return decorator
+    rules = _split_rule(split) if split is not None else [(to_predicate(...), None)]
+    backups = []
+    for path, stream in _streams(node):
+        matched, n = _first(rules, path, stream)
+        if matched:
+            forked = stream.fork(split=n)
+            backups.append((stream, stream.key, stream.count))
+            stream.key = forked.key
+            stream.count = forked.count
+    return SplitBackups(backups)
+
+
+def restore_rngs(backups: Any, /) -> None:
+    """Put back the streams' key and count saved by :func:`fork_rngs` (or a transform)."""
+    for backup in backups:
+        stream, key, count = backup[0], backup[1], backup[2] if len(backup) > 2 else None
+        stream.key = key
+        if count is not None:
+            stream.count = count
+
+
+def _broadcast_stream(stream: RngStream, shape) -> RngStream:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    key = stream()
+    return RngStream(jnp.broadcast_to(key, (*shape, *key.shape)), tag=stream.tag)
+
+
+def with_rngs(
+    node: Any = _MISSING,
+    /,
+    *,
+    split: Any = None,
+    fork: Any = None,
+    broadcast: Any = None,
+    only: Any = True,
+) -> Any:
+    """A copy of ``node`` whose random streams are split, forked or broadcast.
+
+    ``node`` is not changed, except that each rewritten stream draws one key (its count
+    advances). Rules, each matched against the stream's path and value:
+
+    - ``split``: ``n``, a shape, or ``{filter: n | shape}``: the stream becomes
+      ``stream.fork(split=...)``, keys of that shape, one per member of a ``vmap``;
+    - ``broadcast``: same forms: one new key repeated to that shape;
+    - ``fork``: a filter or list of filters: the stream becomes ``stream.fork()``;
+    - ``only``: the streams considered at all.
+
+    Streams that match no rule are copied unchanged. Two rules with specific filters
+    (not ``...``/``True``) matching one stream are an error. Without ``node`` it is a
+    decorator that rewrites the function's arguments.
+
+    >>> import nnx
+    >>> rngs = nnx.Rngs(params=0, dropout=1)
+    >>> new = nnx.with_rngs(rngs, split={"params": 4}, fork=...)
+    >>> new.params.key.shape, new.dropout.key.shape, rngs.params.key.shape
+    ((4,), (), ())
+    """
+    if node is _MISSING:
+
+        def decorator(f: F) -> F:
+            @functools.wraps(f)
+            def wrapper(*args, **kwargs):
+                args, kwargs = with_rngs(
+                    (args, kwargs), split=split, fork=fork, broadcast=broadcast, only=only
+                )
+                return f(*args, **kwargs)
+
+            return wrapper  # type: ignore[return-value]
+
+        return decorator
+    from nnx.core._graph import clone
+
+    split_rules = [(f, to_predicate(f), n) for f, n in _rule_items(split)]
+    bcast_rules = [(f, to_predicate(f), n) for f, n in _rule_items(broadcast)]
+    if fork is None:
+        forks: list = []
+    elif isinstance(fork, (list, tuple)):
+        forks = list(fork)
+    else:
+        forks = [fork]
+    fork_rules = [(f, to_predicate(f), None) for f in forks]
+    only_pred = to_predicate(only)
+
+    copy = clone(node)
+    originals = _streams(node)
+    copies = _streams(copy)
+    for (path, stream), (_, new) in zip(originals, copies):
+        if not only_pred(path, stream):
+            continue
+        hits = {}
+        for kind, rules in (
+            ("split", split_rules),
+            ("broadcast", bcast_rules),
+            ("fork", fork_rules),
+        ):
+            for f, pred, n in rules:
+                if pred(path, stream):
+                    hits[kind] = (f, n)
+                    break
+        specific = [k for k, (f, _) in hits.items() if f is not Ellipsis and f is not True]
+        if len(hits) > 1 and len(specific) > 1:
+            detail = "; ".join(f"{k} matches {f!r}" for k, (f, _) in hits.items())
+            raise ValueError(
+                f"nnx.with_rngs: the RngStream at path {path!r} matches several rules ({detail}). "
+                "Make the filters disjoint, or use `...` for the catch-all rule."
+            )
+        if "split" in hits:
+            made = stream.fork(split=hits["split"][1])
+        elif "broadcast" in hits:
+            made = _broadcast_stream(stream, hits["broadcast"][1])
+        elif "fork" in hits:
+            made = stream.fork()
+        else:
+            continue
+        new.key = made.key
+        new.count = made.count
+    return copy
+
+
+def _rule_items(rule) -> list[tuple[Any, Any]]:
+    if rule is None:
+        return []
+    if isinstance(rule, (int, tuple)):
+        return [(..., rule)]
+    return list(rule.items())
 
 
 def split_rngs_keys(rngs: Rngs, n: int) -> Rngs:

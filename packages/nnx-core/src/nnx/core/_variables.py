@@ -142,6 +142,51 @@ class _Partitioned:
         return f"nnx.with_partitioning({self.__wrapped__!r}, {self.sharding_names!r})"
 
 
+def with_metadata(initializer, **metadata):
+    """Wrap an initializer so that the Variable it initializes carries ``metadata``.
+
+    The wrapped initializer returns a :class:`VariableMetadata`, which every Variable
+    constructor unpacks (layers pass their initializers' results to ``nnx.Param``):
+
+    >>> import jax, nnx
+    >>> init = nnx.with_metadata(jax.nn.initializers.ones, lr_scale=0.1)
+    >>> p = nnx.Param(init(jax.random.key(0), (2,)))
+    >>> p.lr_scale, p[...].tolist()
+    (0.1, [1.0, 1.0])
+    """
+    return _WithMetadata(initializer, _canonical_metadata(metadata))
+
+
+class _WithMetadata:
+    """What :func:`with_metadata` returns: an object (picklable, equal when made alike)."""
+
+    __slots__ = ("__wrapped__", "metadata")
+
+    def __init__(self, initializer, metadata: dict):
+        self.__wrapped__ = initializer
+        self.metadata = metadata
+
+    def __call__(self, *args, **kwargs) -> VariableMetadata:
+        value = self.__wrapped__(*args, **kwargs)
+        if isinstance(value, VariableMetadata):  # nested wrappers: inner metadata first
+            return VariableMetadata(value.value, {**value.metadata, **self.metadata})
+        return VariableMetadata(value, self.metadata)
+
+    def __eq__(self, other):
+        return (
+            type(other) is _WithMetadata
+            and self.__wrapped__ == other.__wrapped__
+            and _freeze(self.metadata) == _freeze(other.metadata)
+        )
+
+    def __hash__(self):
+        return hash((self.__wrapped__, _freeze(self.metadata)))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.metadata.items())
+        return f"nnx.with_metadata({self.__wrapped__!r}, {args})"
+
+
 def _to_ref(value):
     return jax.tree.map(jax.new_ref, value)
 
@@ -316,8 +361,9 @@ class Variable(Generic[A]):
             return
         if trace != get_opaque_trace_state(convention="nnx"):
             raise TraceContextError(
-                f"A {type(self).__name__} ({_describe(self._raw)}) created outside this JAX "
-                "transform was written inside it. Pass the object that holds it as an argument of the nnx "
+                f"Cannot mutate {type(self).__name__} from a different trace level: this "
+                f"{type(self).__name__} ({_describe(self._raw)}) was created outside this JAX "
+                "transform and written inside it. Pass the object that holds it as an argument of the nnx "
                 "transform (`nnx.jit(f)(model)`), or use a ref or hijax Variable "
                 "(`nnx.var_defaults(hijax=True)`) so that plain JAX can carry the write."
             )
@@ -391,6 +437,12 @@ class Variable(Generic[A]):
             aux = object.__getattribute__(self, "_aux")
         except AttributeError:
             raise AttributeError(name) from None
+        if name == "sharding":  # the property found no array sharding
+            raise AttributeError(
+                f"{type(self).__name__}.sharding: its value ({_describe(self.get_value())}) "
+                "has no sharding (only jax.Array values have one). The sharding names are "
+                "`.sharding_names`."
+            )
         name = _METADATA_ALIASES.get(name, name)
         if name in aux.metadata:
             return aux.metadata[name]
@@ -403,7 +455,9 @@ class Variable(Generic[A]):
             ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SLOT_NAMES or hasattr(type(self), name):
+        if name == "sharding":  # the metadata alias; reading it gives the array's sharding
+            name = "sharding_names"
+        elif name in _SLOT_NAMES or hasattr(type(self), name):
             object.__setattr__(self, name, value)
             return
         name = _METADATA_ALIASES.get(name, name)
@@ -418,13 +472,182 @@ class Variable(Generic[A]):
         _set_aux(self, VarAux(self._aux.mode, self._aux.mutable, meta))
         _epoch.bump()
 
-    def set_metadata(self, **metadata) -> None:
-        """Set several metadata entries at once."""
-        _set_aux(self, self._aux.replace(**metadata))
+    def set_metadata(self, *args, **metadata) -> None:
+        """Set metadata, in one of three forms (as Flax NNX):
+
+        - ``v.set_metadata(name=value, ...)``: set or replace those entries;
+        - ``v.set_metadata("name", value)``: set one entry;
+        - ``v.set_metadata({...})``: replace the whole metadata dict.
+        """
+        if args and metadata:
+            raise TypeError(
+                f"{type(self).__name__}.set_metadata: pass either keywords, a (name, value) "
+                "pair or one dict, not positional and keyword arguments together"
+            )
+        aux = self._aux
+        if len(args) == 1:
+            new = _canonical_metadata(dict(args[0]))
+            _set_aux(self, VarAux(aux.mode, aux.mutable, new))
+        elif len(args) == 2:
+            name, value = args
+            key = str(name)
+            _set_aux(self, aux.replace(**{_METADATA_ALIASES.get(key, key): value}))
+        elif metadata and not args:
+            _set_aux(self, aux.replace(**_canonical_metadata(metadata)))
+        else:
+            raise TypeError(
+                f"{type(self).__name__}.set_metadata takes keywords, a (name, value) pair or "
+                f"one dict, got {len(args)} positional arguments"
+            )
         _epoch.bump()
 
-    def get_metadata(self, key: str, default: Any = None) -> Any:
+    @overload
+    def get_metadata(self) -> dict[str, Any]: ...
+    @overload
+    def get_metadata(self, key: str, default: Any = None) -> Any: ...
+    def get_metadata(self, key: str | None = None, default: Any = None) -> Any:
+        """The metadata entry ``key`` (``default`` when absent), or with no key a copy
+        of the whole metadata dict."""
+        if key is None:
+            return dict(self._aux.metadata)
         return self._aux.metadata.get(_METADATA_ALIASES.get(key, key), default)
+
+    def del_metadata(self, name: str) -> None:
+        """Delete the metadata entry ``name`` (``KeyError`` when absent)."""
+        meta = dict(self._aux.metadata)
+        name = _METADATA_ALIASES.get(name, name)
+        if name not in meta:
+            raise KeyError(f"{type(self).__name__} has no metadata {name!r}; it has {sorted(meta)}")
+        del meta[name]
+        _set_aux(self, VarAux(self._aux.mode, self._aux.mutable, meta))
+        _epoch.bump()
+
+    @property
+    def sharding(self):
+        """The sharding of the value (``v[...].sharding``), as ``.shape`` and ``.dtype``
+        read the value's. The sharding *names* metadata is ``v.sharding_names``."""
+        value = self.get_value()
+        try:
+            return value.sharding  # type: ignore[attr-defined]
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__}.sharding: its value ({_describe(value)}) has no "
+                "sharding (only jax.Array values have one). The sharding names are "
+                "`.sharding_names`."
+            ) from None
+
+    @property
+    def raw_value(self):
+        """The stored object; same as :meth:`get_raw_value` (assigning calls
+        :meth:`set_raw_value`)."""
+        return self._raw
+
+    @raw_value.setter
+    def raw_value(self, raw) -> None:
+        self.set_raw_value(raw)
+
+    # -- copying state between Variables (Flax NNX's API) -------------------------
+    def _check_same_kind(self, other, what: str) -> None:
+        if not isinstance(other, Variable):
+            raise TypeError(
+                f"{type(self).__name__}.{what} needs a Variable, got {type(other).__name__}"
+            )
+        if type(other) is not type(self):
+            raise ValueError(
+                f"Cannot copy from incompatible container: {type(self).__name__}.{what} got "
+                f"a {type(other).__name__}, expected a {type(self).__name__}"
+            )
+
+    def copy_from(self, other: Variable) -> None:
+        """Take the value and metadata of ``other`` (a Variable of the same type) in place.
+
+        This Variable keeps its own storage mode (plain, ref or hijax) and identity:
+        the value is written into its storage, as ``v[...] = other[...]`` would.
+        """
+        self._check_same_kind(other, "copy_from")
+        if other is self:
+            return
+        value = other.get_value()
+        meta = dict(other._aux.metadata)
+        self._write_whole(value)
+        _set_aux(self, VarAux(self._aux.mode, self._aux.mutable, meta))
+        _epoch.bump()
+
+    def update_from_state(self, state: Variable) -> None:
+        """Take the value and metadata of ``state`` (a Variable of a State), in place.
+
+        Same as :meth:`copy_from`, but ``state`` may be of another Variable type (a
+        State leaf built elsewhere); this Variable keeps its type, mode and identity.
+        """
+        if not isinstance(state, Variable):
+            raise TypeError(
+                f"{type(self).__name__}.update_from_state needs a Variable, got "
+                f"{type(state).__name__}"
+            )
+        if state is self:
+            return
+        self._write_whole(state.get_value())
+        if state._aux.metadata != self._aux.metadata:
+            meta = dict(state._aux.metadata)
+            _set_aux(self, VarAux(self._aux.mode, self._aux.mutable, meta))
+            _epoch.bump()
+
+    def _write_whole(self, value) -> None:
+        """Replace the value, whatever its structure (a ref Variable gets new refs)."""
+        if self._aux.mode == REF:
+            if not self._aux.mutable:
+                self.set_value(value)  # raises
+            old = jax.tree_util.tree_structure(_from_ref(self._raw))
+            if jax.tree_util.tree_structure(value) == old and all(
+                np.shape(a) == np.shape(b)
+                for a, b in zip(jax.tree.leaves(value), jax.tree.leaves(_from_ref(self._raw)))
+            ):
+                self.set_value(value)
+            else:
+                _set_raw(self, _to_ref(value))
+        else:
+            self.set_value(value)
+
+    def to_state(self) -> Variable:
+        """A copy of this Variable (Flax NNX's spelling of :meth:`copy`)."""
+        return self.copy()
+
+    def add_axis(self, axis_index: int, axis_name: Any) -> None:
+        """Record that a transform added axis ``axis_index`` named ``axis_name``.
+
+        ``nnx.vmap``/``nnx.scan`` call it on the Variables they stack. With an
+        ``on_add_axis`` metadata hook, the hook is called ``(variable, axis_index,
+        axis_name)``; otherwise ``axis_name`` is inserted into ``sharding_names``
+        at ``axis_index`` when the Variable has sharding names.
+        """
+        hook = self._aux.metadata.get("on_add_axis")
+        if hook is not None:
+            hook(self, axis_index, axis_name)
+            return
+        names = self._aux.metadata.get("sharding_names")
+        if names is not None:
+            names = list(names)
+            index = axis_index if axis_index >= 0 else len(names) + axis_index + 1
+            names.insert(index, axis_name)
+            self.set_metadata(sharding_names=tuple(names))
+
+    def remove_axis(self, axis_index: int, axis_name: Any) -> None:
+        """Undo :meth:`add_axis`: call the ``on_remove_axis`` hook, or drop the entry at
+        ``axis_index`` from ``sharding_names`` (it must be ``axis_name``)."""
+        hook = self._aux.metadata.get("on_remove_axis")
+        if hook is not None:
+            hook(self, axis_index, axis_name)
+            return
+        names = self._aux.metadata.get("sharding_names")
+        if names is not None:
+            names = list(names)
+            if not -len(names) <= axis_index < len(names) or names[axis_index] != axis_name:
+                raise ValueError(
+                    f"{type(self).__name__}.remove_axis({axis_index}, {axis_name!r}): its "
+                    f"sharding_names {tuple(names)} have no {axis_name!r} at {axis_index}"
+                )
+            del names[axis_index]
+            self.set_metadata(sharding_names=tuple(names))
 
     # -- copies ----------------------------------------------------------------
     def replace(self, value: Any = None, **metadata) -> Variable:
@@ -551,6 +774,10 @@ class Variable(Generic[A]):
         def __pos__(self) -> Any: ...
         def __abs__(self) -> Any: ...
         def __invert__(self) -> Any: ...
+
+
+def _canonical_metadata(metadata: dict) -> dict:
+    return {_METADATA_ALIASES.get(k, k): v for k, v in metadata.items()}
 
 
 def _rebuild_variable(cls, value, aux):
@@ -717,3 +944,107 @@ def is_variable(x) -> bool:
 
 def _is_cell_like(x) -> bool:
     return is_cell(x)
+
+
+def set_metadata(node: Any, *args: Any, only: Any = ..., **metadata: Any) -> None:
+    """Set metadata on every Variable of ``node`` that the filter ``only`` matches.
+
+    The metadata forms are those of :meth:`Variable.set_metadata`: keywords, a
+    ``(name, value)`` pair, or one dict that replaces the whole metadata.
+
+    >>> import jax.numpy as jnp, nnx
+    >>> class M(nnx.Module):
+    ...     def __init__(self):
+    ...         self.w = nnx.Param(jnp.ones(2))
+    ...         self.s = nnx.BatchStat(jnp.zeros(2))
+    >>> m = M()
+    >>> nnx.set_metadata(m, only=nnx.Param, frozen=True)
+    >>> m.w.frozen, m.s.get_metadata("frozen")
+    (True, None)
+    """
+    from nnx.core._filters import to_predicate
+    from nnx.core._graph import iter_graph
+
+    pred = to_predicate(only)
+    for path, x in iter_graph(node):
+        if isinstance(x, Variable) and pred(path, x):
+            x.set_metadata(*args, **metadata)
+
+
+# -- Linen collection names <-> Variable types (Flax NNX's registry) --------------
+_NAME_TO_TYPE: dict[str, type[Variable]] = {}
+
+
+def register_variable_name(name: str, typ: Any = None, *, overwrite: bool = False) -> Any:
+    """Map the Linen collection name ``name`` to the Variable type ``typ``.
+
+    Without ``typ`` it is a class decorator: ``@nnx.register_variable_name("counts")``.
+    Mapping a name that is already mapped needs ``overwrite=True``.
+    """
+    if typ is None:
+        return lambda cls: register_variable_name(name, cls, overwrite=overwrite)
+    if not (isinstance(typ, type) and issubclass(typ, Variable)):
+        raise TypeError(f"register_variable_name({name!r}, ...) needs a Variable type, got {typ!r}")
+    if not overwrite and name in _NAME_TO_TYPE and _NAME_TO_TYPE[name] is not typ:
+        raise ValueError(
+            f"Name {name!r} is already mapped to {_NAME_TO_TYPE[name].__name__}. To map it to "
+            f"{typ.__name__}, call register_variable_name({name!r}, ..., overwrite=True)."
+        )
+    _NAME_TO_TYPE[name] = typ
+    return typ
+
+
+def variable_type_from_name(
+    name: str, /, *, base: type[Variable] = Variable, allow_register: bool = False
+) -> type[Variable]:
+    """The Variable type of the Linen collection ``name`` (``'params'`` -> ``Param``).
+
+    An unknown name is a ``ValueError``, or with ``allow_register=True`` a new
+    subclass of ``base`` named ``name``, registered.
+    """
+    typ = _NAME_TO_TYPE.get(name)
+    if typ is not None:
+        return typ
+    if not allow_register:
+        raise ValueError(
+            f"Name {name!r} is not registered; registered: {sorted(_NAME_TO_TYPE)}. "
+            "Register it with nnx.register_variable_name(name, VariableType), or pass "
+            "allow_register=True to create one."
+        )
+    typ = type(name, (base,), {"__module__": __name__})
+    _NAME_TO_TYPE[name] = typ
+    return typ
+
+
+def variable_name_from_type(typ: type[Variable], /, *, allow_register: bool = False) -> str:
+    """The Linen collection name of the Variable type ``typ`` (``Param`` -> ``'params'``).
+
+    An unregistered type is a ``ValueError``, or with ``allow_register=True`` it is
+    registered under its class name.
+    """
+    for name, t in _NAME_TO_TYPE.items():
+        if t is typ:
+            return name
+    if not allow_register:
+        raise ValueError(
+            f"Type {typ.__name__} is not registered. Register it with "
+            f"nnx.register_variable_name('<name>', {typ.__name__}), or pass allow_register=True."
+        )
+    name = typ.__name__
+    if name in _NAME_TO_TYPE:
+        raise ValueError(
+            f"Name {name!r} is already mapped to {_NAME_TO_TYPE[name].__name__}, so "
+            f"{typ.__name__} cannot take it; register it under another name."
+        )
+    _NAME_TO_TYPE[name] = typ
+    return name
+
+
+for _n, _t in (
+    ("params", Param),
+    ("batch_stats", BatchStat),
+    ("cache", Cache),
+    ("intermediates", Intermediate),
+    ("perturbations", Perturbation),
+):
+    register_variable_name(_n, _t)

@@ -1,0 +1,171 @@
+"""Flax NNX 0.12 parity of Pytree: nnx.Data / nnx.Static annotations, nnx.dataclass,
+check_pytree, has_data, PytreeStaticError as a ValueError, PathContains(exact=...),
+and the type names for annotations (nnx.A, nnx.M)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnx
+
+
+def test_data_annotation_makes_a_scalar_data_for_every_instance():
+    @dataclasses.dataclass
+    class Foo(nnx.Pytree):
+        a: nnx.Data[int]  # a string annotation here (from __future__ import annotations)
+        b: str
+
+    foo = Foo(a=42, b="hello")
+    assert jax.tree.leaves(foo) == [42]
+    out = jax.jit(lambda f: f.a * 2)(foo)  # traced, not baked in
+    assert int(out) == 84
+
+
+def test_annotation_objects_work_too():
+    ns = {"nnx": nnx}
+    exec(  # annotations evaluated (no __future__ import in this snippet)
+        "class Bar(nnx.Pytree):\n"
+        "    x: nnx.Data[float]\n"
+        "    cfg: nnx.Static[dict]\n"
+        "    def __init__(self):\n"
+        "        self.x = 1.5\n"
+        "        self.cfg = {'k': 1}\n",
+        ns,
+    )
+    bar = ns["Bar"]()
+    assert jax.tree.leaves(bar) == [1.5]
+    treedef = jax.tree.structure(bar)
+    assert jax.tree.unflatten(treedef, [2.5]).cfg == {"k": 1}
+
+
+def test_static_annotation_rejects_arrays_with_a_value_error():
+    class M(nnx.Module):
+        table: nnx.Static[list]
+
+        def __init__(self, table):
+            self.table = table
+
+    M([1, 2])
+    with pytest.raises(
+        ValueError, match=r"M\.table is declared static \(nnx\.static or nnx\.Static"
+    ):
+        M([jnp.ones(2)])
+    with pytest.raises(nnx.PytreeStaticError):
+        M([jnp.ones(2)])
+    assert issubclass(nnx.PytreeStaticError, (ValueError, TypeError, nnx.NnxError))
+
+
+def test_subclasses_inherit_annotations():
+    class Base(nnx.Pytree):
+        n: nnx.Data[int]
+
+    class Child(Base):
+        def __init__(self):
+            self.n = 3
+            self.name = "c"
+
+    assert jax.tree.leaves(Child()) == [3]
+
+
+def test_nnx_dataclass_fields_are_data_unless_static():
+    @nnx.dataclass
+    class Foo(nnx.Pytree):
+        a: int
+        b: jax.Array
+        c: nnx.Static[int]
+
+    foo = Foo(a=1, b=jnp.ones(2), c=3)
+    leaves = jax.tree.leaves(foo)
+    assert len(leaves) == 2
+    assert sorted(np.shape(x) for x in leaves) == [(), (2,)]
+    g, state = nnx.split(foo)
+    back = nnx.merge(g, state)
+    assert back.c == 3 and back.a == 1
+    y = jax.jit(lambda f: f.b * f.a + f.c)(foo)
+    np.testing.assert_array_equal(y, [4.0, 4.0])
+    assert "Foo" in repr(foo)  # the Pytree repr is kept
+
+
+def test_nnx_dataclass_with_options_and_errors():
+    @nnx.dataclass(kw_only=True)
+    class K(nnx.Pytree):
+        w: jax.Array
+        tag: nnx.Static[str] = "t"
+
+    k = K(w=jnp.zeros(1))
+    assert k.tag == "t" and len(jax.tree.leaves(k)) == 1
+    with pytest.raises(ValueError, match="only be used with a subclass of nnx.Pytree"):
+        nnx.dataclass(type("Plain", (), {"__annotations__": {"x": "int"}}))
+    with pytest.raises(TypeError, match="does not accept frozen=True"):
+        nnx.dataclass(frozen=True)
+
+
+def test_check_pytree_finds_static_values_changed_in_place():
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.cfg = nnx.static([1, 2])
+            self.w = nnx.Param(jnp.ones(2))
+
+    m = M()
+    nnx.check_pytree(m)  # fine
+    m.cfg.append(jnp.ones(3))
+    with pytest.raises(
+        nnx.PytreeStaticError, match=r"Found arrays in attribute M\.cfg, which is declared static"
+    ):
+        nnx.check_pytree(m)
+    with pytest.raises(TypeError, match="expects a Pytree, got dict"):
+        nnx.check_pytree({"a": 1})
+
+
+def test_check_pytree_finds_markers_inside_containers():
+    class M(nnx.Pytree):
+        def __init__(self):
+            self.xs = [nnx.data(1)]
+
+    with pytest.raises(ValueError, match=r"marker inside M\.xs"):
+        nnx.check_pytree(M())
+
+
+def test_has_data():
+    assert nnx.has_data(jnp.ones(2)) and nnx.has_data(nnx.Param(1.0))
+    assert nnx.has_data([1, "relu", jnp.ones(2)]) and nnx.has_data({"a": (nnx.Rngs(0),)})
+    assert not nnx.has_data([1, 2.0, "x"]) and not nnx.has_data([]) and not nnx.has_data(3)
+
+
+def test_path_contains_exact():
+    path = ("layers", 0, "self_attn", "kernel")
+    assert not nnx.PathContains("attn")(path, None)
+    assert nnx.PathContains("attn", exact=False)(path, None)
+    assert nnx.PathContains("kernel", exact=True)(path, None)
+    assert nnx.PathContains(0)(path, None) and nnx.PathContains(0, exact=False)(path, None)
+    assert nnx.PathContains("a", exact=False) != nnx.PathContains("a")
+    assert repr(nnx.PathContains("a", exact=False)) == "PathContains('a', exact=False)"
+
+    class Block(nnx.Module):
+        def __init__(self):
+            self.self_attn = nnx.Param(jnp.ones(2))
+            self.mlp = nnx.Param(jnp.zeros(2))
+
+    attn = nnx.state(Block(), nnx.PathContains("attn", exact=False))
+    assert list(dict(attn)) == ["self_attn"]
+
+
+def test_type_names_for_annotations():
+    class Count(nnx.Variable[nnx.A]):
+        pass
+
+    c = Count(jnp.array(0))
+    c[...] += 1
+    assert int(c[...]) == 1 and isinstance(nnx.A, type(nnx.M))
+    assert nnx.M.__bound__ is nnx.Module
+    assert nnx.VariableState is nnx.Variable
+
+    def ident(m: nnx.M) -> nnx.M:
+        return m
+
+    assert ident(nnx.Module()) is not None

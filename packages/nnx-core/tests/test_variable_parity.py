@@ -1,0 +1,193 @@
+"""Flax NNX 0.12 parity of Variables: metadata API, sharding, copy_from,
+update_from_state, to_state, add_axis/remove_axis, raw_value, with_metadata,
+set_metadata and the collection-name registry; in every storage mode."""
+
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnx
+
+MODES = {"plain": {}, "ref": {"ref": True}, "hijax": {"hijax": True}}
+
+
+def make(value, mode, cls=nnx.Param, **meta):
+    return cls(value, **MODES[mode], **meta)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_get_metadata_without_a_key_is_the_whole_dict(mode):
+    v = make(jnp.ones(2), mode, tag="w", sharding_names=(None,))
+    md = v.get_metadata()
+    assert md == {"tag": "w", "sharding_names": (None,)}
+    md["tag"] = "changed"  # a copy
+    assert v.tag == "w"
+    assert v.get_metadata("tag") == "w" and v.get_metadata("nope", 3) == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_set_metadata_forms(mode):
+    v = make(jnp.ones(2), mode, a=1)
+    v.set_metadata("b", 2)
+    v.set_metadata(c=3, sharding=("x",))
+    assert v.get_metadata() == {"a": 1, "b": 2, "c": 3, "sharding_names": ("x",)}
+    v.set_metadata({"only": True})
+    assert v.get_metadata() == {"only": True}
+    with pytest.raises(TypeError, match="not positional and keyword arguments together"):
+        v.set_metadata("a", 1, b=2)
+    with pytest.raises(TypeError, match="got 3 positional arguments"):
+        v.set_metadata("a", 1, 2)
+    v.del_metadata("only")
+    with pytest.raises(KeyError, match="has no metadata 'only'"):
+        v.del_metadata("only")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sharding_is_the_arrays_sharding(mode):
+    x = jnp.arange(4.0)
+    v = make(x, mode, sharding_names=("data",))
+    assert v.sharding == x.sharding
+    assert v.sharding_names == ("data",)
+    w = make({"a": jnp.ones(2)}, mode)
+    with pytest.raises(AttributeError, match=r"\.sharding: its value .* has no sharding"):
+        w.sharding
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_copy_from_keeps_identity_and_mode(mode):
+    v = make(jnp.zeros(3), mode, tag="a")
+    other = nnx.Param(jnp.arange(3.0), tag="b", lr=0.1)
+    raw_type = type(v.get_raw_value())
+    v.copy_from(other)
+    np.testing.assert_array_equal(v[...], np.arange(3.0))
+    assert v.get_metadata() == {"tag": "b", "lr": 0.1}
+    assert type(v.get_raw_value()) is raw_type and (v.ref, v.hijax) == (
+        mode == "ref",
+        mode == "hijax",
+    )
+    other[...] = jnp.ones(3)  # no aliasing
+    np.testing.assert_array_equal(v[...], np.arange(3.0))
+    with pytest.raises(ValueError, match="Cannot copy from incompatible container.*BatchStat"):
+        v.copy_from(nnx.BatchStat(jnp.zeros(3)))
+    v.copy_from(make(jnp.ones((2, 2)), "plain"))  # a new shape is fine
+    assert v.shape == (2, 2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_update_from_state_takes_value_and_metadata(mode):
+    model_var = make(jnp.zeros(2), mode, tag="w")
+    state_leaf = nnx.Variable(jnp.full(2, 5.0), tag="w2")
+    model_var.update_from_state(state_leaf)
+    assert type(model_var) is nnx.Param
+    np.testing.assert_array_equal(model_var[...], [5.0, 5.0])
+    assert model_var.tag == "w2"
+    with pytest.raises(TypeError, match="needs a Variable, got ndarray"):
+        model_var.update_from_state(np.ones(2))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_to_state_is_a_copy(mode):
+    v = make(jnp.ones(2), mode, tag="t")
+    s = v.to_state()
+    assert type(s) is nnx.Param and s is not v and s.tag == "t"
+    s[...] = jnp.zeros(2)
+    np.testing.assert_array_equal(v[...], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_add_and_remove_axis_update_sharding_names(mode):
+    v = make(jnp.ones((2, 3)), mode, sharding_names=("a", "b"))
+    v.add_axis(0, "layers")
+    assert v.sharding_names == ("layers", "a", "b")
+    v.add_axis(-1, "last")
+    assert v.sharding_names == ("layers", "a", "b", "last")
+    v.remove_axis(0, "layers")
+    assert v.sharding_names == ("a", "b", "last")
+    with pytest.raises(ValueError, match=r"have no 'zzz' at 1"):
+        v.remove_axis(1, "zzz")
+    plain = make(jnp.ones(2), mode)
+    plain.add_axis(0, "x")  # no sharding names: nothing to record
+    assert plain.get_metadata() == {}
+
+
+def test_add_axis_calls_the_metadata_hook():
+    calls = []
+    v = nnx.Param(
+        jnp.ones(2),
+        on_add_axis=lambda var, i, name: calls.append(("add", i, name)),
+        on_remove_axis=lambda var, i, name: calls.append(("remove", i, name)),
+    )
+    v.add_axis(1, "x")
+    v.remove_axis(1, "x")
+    assert calls == [("add", 1, "x"), ("remove", 1, "x")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_raw_value_reads_and_writes_the_stored_object(mode):
+    v = make(jnp.ones(2), mode)
+    assert v.raw_value is v.get_raw_value()
+    if mode == "plain":
+        v.raw_value = jnp.zeros(2)
+        np.testing.assert_array_equal(v[...], [0.0, 0.0])
+
+
+def test_with_metadata_wraps_an_initializer():
+    init = nnx.with_metadata(jax.nn.initializers.lecun_normal(), lr_scale=0.5, sharding=(None, "m"))
+    key = jax.random.key(0)
+    p = nnx.Param(init(key, (3, 4)))
+    np.testing.assert_allclose(p[...], jax.nn.initializers.lecun_normal()(key, (3, 4)))
+    assert p.get_metadata() == {"lr_scale": 0.5, "sharding_names": (None, "m")}
+    both = nnx.with_metadata(nnx.with_partitioning(jax.nn.initializers.ones, ("a",)), note=1)
+    q = nnx.Param(both(key, (2,)))
+    assert q.sharding_names == ("a",) and q.note == 1
+    ones = nnx.with_metadata(jax.nn.initializers.ones, tag="o")  # a module function
+    assert pickle.loads(pickle.dumps(ones)) == ones
+
+
+def test_module_level_set_metadata_uses_the_filter():
+    class M(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(2))
+            self.b = nnx.Param(jnp.zeros(2))
+            self.s = nnx.BatchStat(jnp.zeros(2))
+
+    m = M()
+    nnx.set_metadata(m, only=nnx.Param, frozen=True)
+    assert m.w.frozen and m.b.frozen and m.s.get_metadata("frozen") is None
+    nnx.set_metadata(m, "group", 2, only=nnx.All(nnx.Param, nnx.PathContains("w")))
+    assert m.w.group == 2 and m.b.get_metadata("group") is None
+    nnx.set_metadata(m, note="all")
+    assert m.s.note == "all"
+
+
+def test_collection_name_registry():
+    assert nnx.variable_type_from_name("params") is nnx.Param
+    assert nnx.variable_type_from_name("batch_stats") is nnx.BatchStat
+    assert nnx.variable_name_from_type(nnx.Cache) == "cache"
+    assert nnx.variable_name_from_type(nnx.Intermediate) == "intermediates"
+    with pytest.raises(ValueError, match="Name 'zz_counts' is not registered"):
+        nnx.variable_type_from_name("zz_counts")
+    made = nnx.variable_type_from_name("zz_counts", allow_register=True)
+    assert issubclass(made, nnx.Variable) and made.__name__ == "zz_counts"
+    assert nnx.variable_type_from_name("zz_counts") is made
+    assert nnx.variable_name_from_type(made) == "zz_counts"
+
+    @nnx.register_variable_name("zz_mine")
+    class Mine(nnx.Variable):
+        pass
+
+    assert nnx.variable_type_from_name("zz_mine") is Mine
+    assert nnx.variable_name_from_type(Mine) == "zz_mine"
+    with pytest.raises(ValueError, match="'zz_mine' is already mapped to Mine.*overwrite=True"):
+        nnx.register_variable_name("zz_mine", nnx.Param)
+
+    class Other(nnx.Variable):
+        pass
+
+    with pytest.raises(ValueError, match="Type Other is not registered"):
+        nnx.variable_name_from_type(Other)
+    assert nnx.variable_name_from_type(Other, allow_register=True) == "Other"
+    assert nnx.variable_type_from_name("Other") is Other
