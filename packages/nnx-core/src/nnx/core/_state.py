@@ -27,6 +27,100 @@ def _keystr(path: Path) -> str:
     return "/".join(str(p) for p in path) or "<root>"
 
 
+class FlatState(list):
+    """A State as a flat, sorted sequence of ``(path, leaf)`` pairs (``State.flat_state()``).
+
+    Example::
+
+        flat = nnx.state(model).flat_state()
+        for path, leaf in flat: ...
+        flat.paths                # (("linear", "bias"), ("linear", "kernel"))
+        flat.leaves               # [Param(...), Param(...)]
+        params = flat.filter(nnx.Param)
+        state = flat.to_nested_state()
+
+    It is a list (indexing, ``len``, iteration, ``dict(flat)`` work as for any list
+    of pairs) and a JAX pytree whose leaves are the State's leaves.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, items: Iterable[tuple[Path, Any]] = (), /, *, sort: bool = False):
+        items = list(items)
+        if sort:
+            items.sort(key=lambda kv: [_sort_key(k) for k in kv[0]])
+        super().__init__(items)
+
+    @staticmethod
+    def from_sorted_keys_values(keys: Iterable[Path], values: Iterable[Any], /) -> FlatState:
+        """A FlatState of ``zip(keys, values)``, already in order."""
+        return FlatState(zip(keys, values))
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """The path of each leaf."""
+        return tuple(p for p, _ in self)
+
+    @property
+    def leaves(self) -> list:
+        """The leaves, in path order."""
+        return [v for _, v in self]
+
+    def to_nested_state(self) -> State:
+        """The nested :class:`State` of these pairs."""
+        return State.from_flat(self)
+
+    def _groups(self, filters) -> list[FlatState]:
+        preds = filters_to_predicates(filters)
+        groups = [FlatState() for _ in range(len(preds) + 1)]
+        for path, leaf in self:
+            for i, p in enumerate(preds):
+                if p(path, leaf):
+                    groups[i].append((path, leaf))
+                    break
+            else:
+                groups[-1].append((path, leaf))
+        return groups
+
+    def filter(self, first, /, *filters) -> FlatState | tuple[FlatState, ...]:
+        """The pairs each filter matches (need not be exhaustive)."""
+        groups = self._groups((first, *filters))[:-1]
+        return groups[0] if len(groups) == 1 else tuple(groups)
+
+    def split(self, first, /, *filters) -> FlatState | tuple[FlatState, ...]:
+        """One FlatState per filter; every pair must match one (``FilterError``)."""
+        *groups, rest = self._groups((first, *filters))
+        if rest:
+            path, leaf = next(iter(rest))
+            raise FilterError(
+                f"No filter matched {type(leaf).__name__} at path {_keystr(path)!r}. "
+                "Filters must be exhaustive; add `...` as the last filter to collect the rest."
+            )
+        return groups[0] if len(groups) == 1 else tuple(groups)
+
+    @staticmethod
+    def merge(flat_state: Iterable, /, *flat_states: Iterable) -> FlatState:
+        """The pairs of all, sorted by path; later ones win on equal paths."""
+        items: dict = {}
+        for f in (flat_state, *flat_states):
+            items.update(f)
+        return FlatState(items.items(), sort=True)
+
+    def __getitem__(self, index):  # pyright: ignore[reportIncompatibleMethodOverride]
+        out = list.__getitem__(self, index)
+        return FlatState(out) if isinstance(index, slice) else out
+
+    def __repr__(self) -> str:
+        return "FlatState(" + list.__repr__(self) + ")"
+
+
+jax.tree_util.register_pytree_node(
+    FlatState,
+    lambda f: ([v for _, v in f], tuple(p for p, _ in f)),
+    lambda paths, leaves: FlatState(zip(paths, leaves)),
+)
+
+
 class State(dict):
     """A nested mapping of Variables (or raw arrays), keyed by path components.
 
@@ -58,14 +152,30 @@ class State(dict):
         self[name] = value
 
     # -- flat views ------------------------------------------------------------
-    def flat_state(self) -> list[tuple[Path, Any]]:
-        """``[(path, leaf), ...]`` in sorted path order."""
-        out: list[tuple[Path, Any]] = []
+    def flat_state(self) -> FlatState:
+        """``[(path, leaf), ...]`` in sorted path order, as a :class:`FlatState`."""
+        out = FlatState()
         _flat_into(self, (), out)
         return out
 
-    def to_flat(self) -> list[tuple[Path, Any]]:
+    def to_flat(self) -> FlatState:
         return self.flat_state()
+
+    @property
+    def raw_mapping(self) -> Mapping:
+        """The nested mapping itself (Flax's name; a State is its own mapping here)."""
+        return self
+
+    @classmethod
+    def from_flat_path(cls, flat_state: Mapping | Iterable, /) -> State:
+        """Build a nested State from ``{path: leaf}`` or ``(path, leaf)`` pairs (Flax's name)."""
+        items = flat_state.items() if isinstance(flat_state, Mapping) else flat_state
+        return cls.from_flat(items)
+
+    def __sub__(self, other: Mapping) -> State:
+        """The leaves of this State whose paths ``other`` does not have."""
+        drop = {p for p, _ in State(other).flat_state()} if other else set()
+        return State.from_flat((p, v) for p, v in self.flat_state() if p not in drop)
 
     @classmethod
     def from_flat(cls, items: Iterable[tuple[Path, Any]]) -> State:
@@ -372,12 +482,45 @@ jax.tree_util.register_pytree_with_keys(
 
 
 # Functional aliases (Flax spells these as free functions).
-def to_flat_state(state: State) -> list[tuple[Path, Any]]:
+def to_flat_state(state: State) -> FlatState:
+    """The :class:`FlatState` of ``state`` (``state.flat_state()``)."""
     return state.flat_state()
 
 
-def from_flat_state(items) -> State:
-    return State.from_flat(items)
+def from_flat_state(items, *, cls: type[State] | None = None) -> State:
+    """The nested State of ``(path, leaf)`` pairs or a ``{path: leaf}`` mapping."""
+    return (cls or State).from_flat_path(items)
+
+
+def map_state(f: Callable[[Path, Any], Any], state: State) -> State:
+    """A new State with ``f(path, leaf)`` at every path.
+
+    Example::
+
+        doubled = nnx.map_state(lambda path, v: v[...] * 2, nnx.state(model))
+    """
+    return State.from_flat((p, f(p, v)) for p, v in state.flat_state())
+
+
+def restore_int_paths(pure_dict: Mapping) -> dict:
+    """``pure_dict`` with every key that spells an integer (``"0"``) turned into that int.
+
+    Checkpoint formats (orbax) store the integer keys of layers held in lists as
+    strings; this gives the pure dict back the keys ``nnx.to_pure_dict`` made.
+
+    Example::
+
+        nnx.restore_int_paths({"layers": {"0": {"w": 1}}})   # {'layers': {0: {'w': 1}}}
+    """
+    out: dict = {}
+    for k, v in pure_dict.items():
+        if isinstance(k, str):
+            try:
+                k = int(k)
+            except ValueError:
+                pass
+        out[k] = restore_int_paths(v) if isinstance(v, Mapping) else v
+    return out
 
 
 def filter_state(state: State, *filters):
