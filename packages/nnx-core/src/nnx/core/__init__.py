@@ -73,7 +73,14 @@ from nnx.core._graph_tools import (
     pure,
     recursive_map,
 )
-from nnx.core._module import Module, iter_children, iter_modules
+from nnx.core._module import (
+    Module,
+    iter_children,
+    iter_modules,
+    view,
+    view_info,
+    with_attributes,
+)
 from nnx.core._pytree import (
     Dict,
     List,
@@ -161,6 +168,9 @@ __all__ = [
     "Dict",
     "iter_modules",
     "iter_children",
+    "view",
+    "view_info",
+    "with_attributes",
     # rngs
     "Rngs",
     "RngStream",

@@ -100,7 +100,9 @@ def _node_items(node) -> list[tuple[Any, Any]]:
     return []
 
 
-def recursive_map(f: Callable[[tuple, Any], Any], node: Any, /) -> Any:
+def recursive_map(
+    f: Callable[[tuple, Any], Any], node: Any, /, *, graph: bool | None = None
+) -> Any:
     """Apply ``f(path, value)`` to every node and leaf of a graph, children first.
 
     Example::
@@ -120,7 +122,9 @@ def recursive_map(f: Callable[[tuple, Any], Any], node: Any, /) -> Any:
     is mapped once and its result is shared; a reference cycle is a
     ``ValueError`` naming the path. Replace layers with it (model surgery):
     ``nnx.recursive_map(lambda p, x: LoRA(x) if isinstance(x, nnx.Linear) else x, m)``.
+    ``graph`` is accepted for Flax's signature (the result is the same in both modes).
     """
+    del graph
     flat = flatten(node)
     node = unflatten(flat.graphdef, flat.leaves)  # new nodes, the same Variables
     return _map(f, node, (), set(), {})

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+from nnx.core._filters import to_predicate
 from nnx.core._graph import _children, iter_graph
+from nnx.core._graph_tools import recursive_map
 from nnx.core._pytree import Pytree
 from nnx.core._variables import Intermediate, Variable
 
 _missing = object()
+N = TypeVar("N")
 
 
 class Module(Pytree):
@@ -164,3 +168,167 @@ def iter_children(node: Module) -> Iterator[tuple[Any, Module]]:
 def iter_modules(node: Module) -> Iterator[tuple[tuple, Module]]:
     """Functional form of :meth:`Module.iter_modules`."""
     return node.iter_modules()
+
+
+def with_attributes(
+    node: N,
+    /,
+    *,
+    only: Any = ...,
+    raise_if_not_found: bool = True,
+    graph: bool | None = None,
+    **attributes: Any,
+) -> N:
+    """A new graph whose Modules (those ``only`` selects) have ``attributes`` set.
+
+    Example::
+
+        eval_model = nnx.with_attributes(model, deterministic=True, use_running_average=True)
+        model.dropout.deterministic        # False: the original is unchanged
+        eval_model.linear.kernel is model.linear.kernel   # True: Variables are shared
+
+    Unlike :meth:`Module.set_attributes`, the original graph is left alone: the
+    structure is copied and the Variables (and arrays) are shared. Only Modules
+    that already have an attribute get it. With ``raise_if_not_found`` (the
+    default) an attribute that no selected Module has is a ``ValueError``.
+    ``only`` is a filter over ``(path, module)``.
+    """
+    pred = to_predicate(only)
+    remaining = set(attributes)
+
+    def set_on(path, x):
+        if isinstance(x, Module) and pred(path, x):
+            for name, value in attributes.items():
+                if hasattr(x, name):
+                    setattr(x, name, value)
+                    remaining.discard(name)
+        return x
+
+    out = recursive_map(set_on, node, graph=graph)
+    if remaining and raise_if_not_found:
+        raise ValueError(
+            f"with_attributes: no selected Module has {sorted(remaining)}. Check the "
+            "names, or pass raise_if_not_found=False."
+        )
+    return out
+
+
+def _view_params(method) -> tuple[set[str], bool]:
+    params = inspect.signature(method).parameters.values()
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    named = {
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return named, var_kw
+
+
+def view(
+    node: N,
+    /,
+    *,
+    only: Any = ...,
+    raise_if_not_found: bool = True,
+    graph: bool | None = None,
+    **kwargs: Any,
+) -> N:
+    """A new graph in another mode: each Module's ``set_view`` gets the kwargs it takes.
+
+    Example::
+
+        train_model = nnx.view(model, deterministic=False, use_running_average=False)
+        eval_model = nnx.view(model, deterministic=True, use_running_average=True)
+        train_model.layers[0].kernel is eval_model.layers[0].kernel   # shared
+
+    The structure is copied and the Variables are shared, so both views train
+    the same parameters. Every Module that ``only`` selects and that defines
+    ``set_view(self, ...)`` is called with the kwargs its signature names (all
+    of them if it takes ``**kwargs``). A kwarg that no ``set_view`` takes is a
+    ``ValueError`` (unless ``raise_if_not_found=False``). :func:`view_info`
+    lists what each Module accepts.
+    """
+    pred = to_predicate(only)
+    remaining = set(kwargs)
+
+    def apply(path, x):
+        set_view = getattr(x, "set_view", None)
+        if isinstance(x, Module) and callable(set_view) and pred(path, x):
+            named, var_kw = _view_params(set_view)
+            if var_kw:
+                set_view(**kwargs)
+                remaining.clear()
+            else:
+                set_view(**{k: v for k, v in kwargs.items() if k in named})
+                remaining.difference_update(named)
+        return x
+
+    out = recursive_map(apply, node, graph=graph)
+    if raise_if_not_found and remaining:
+        raise ValueError(
+            f"nnx.view: no Module's set_view takes {sorted(remaining)}. "
+            "nnx.view_info(model) lists the arguments each Module accepts."
+        )
+    return out
+
+
+def view_info(node: Module, /, *, only: Any = ..., graph: bool | None = None) -> str:
+    """What :func:`view` accepts for ``node``: each Module class with a ``set_view``,
+    its arguments (name, annotation, default) and their documentation.
+
+    Example::
+
+        print(nnx.view_info(model))
+        # Dropout:
+        #   deterministic: bool | None = None
+        #     if True, disables dropout masking.
+    """
+    pred = to_predicate(only)
+    classes: set[type] = set()
+    del graph
+    for path, x in iter_graph(node):
+        if isinstance(x, Module) and callable(getattr(x, "set_view", None)) and pred(path, x):
+            classes.add(type(x))
+    lines: list[str] = []
+    for cls in sorted(classes, key=lambda c: c.__qualname__):
+        lines.append(f"{cls.__qualname__}:")
+        method = cls.set_view  # type: ignore[attr-defined]
+        sig = inspect.signature(method)
+        docs = _arg_docs(inspect.getdoc(method))
+        if docs is None:
+            lines.append(f"  set_view{sig}")
+            continue
+        for name, p in sig.parameters.items():
+            if name in ("self", "args", "kwargs"):
+                continue
+            annotation = p.annotation if p.annotation is not inspect.Parameter.empty else ""
+            head = f"  {name}: {annotation}" if annotation != "" else f"  {name}"
+            if p.default is not inspect.Parameter.empty:
+                head += f" = {p.default}"
+            lines.append(head)
+            if name in docs:
+                lines.append(docs[name])
+    return "\n".join(lines)
+
+
+def _arg_docs(doc: str | None) -> dict[str, str] | None:
+    """The ``Args:`` entries of a Google-style docstring, each indented by four spaces."""
+    if not doc:
+        return None
+    start = doc.find("Args:\n")
+    if start == -1:
+        return {}
+    body = doc[start + len("Args:\n") :]
+    end = body.find("Returns:\n")
+    if end != -1:
+        body = body[:end]
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in body.split("\n"):
+        if line.startswith("  ") and not line.startswith("    ") and ":" in line:
+            name, _, rest = line.strip().partition(":")
+            current = name.strip()
+            out[current] = ["    " + rest.strip()]
+        elif current is not None and line.strip():
+            out[current].append("    " + line.strip())
+    return {k: "\n".join(v) for k, v in out.items()}
