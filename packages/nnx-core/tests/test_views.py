@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from core_helpers import Linear
 
@@ -112,3 +114,58 @@ def test_with_attributes_sets_existing_attributes_on_a_copy():
     with pytest.raises(ValueError, match=r"no selected Module has \['missing'\]"):
         nnx.with_attributes(block, missing=1)
     assert nnx.with_attributes(block, missing=1, raise_if_not_found=False) is not block
+
+
+# -- Module.perturb -------------------------------------------------------------------
+class Perturbed(nnx.Module):
+    def __init__(self):
+        self.linear1 = Linear(2, 3, rngs=nnx.Rngs(0))
+        self.linear2 = Linear(3, 4, rngs=nnx.Rngs(1))
+
+    def __call__(self, x):
+        h = self.linear1(x)
+        h = self.perturb("xgrad", h)
+        return self.linear2(h)
+
+
+def test_perturb_needs_a_sample_run_then_holds_zeros_of_the_intermediate_shape():
+    model = Perturbed()
+    x = jnp.ones((1, 2))
+    assert not hasattr(model, "xgrad")
+    y0 = model(x)
+    assert isinstance(model.xgrad, nnx.Perturbation) and model.xgrad.shape == (1, 3)
+    np.testing.assert_array_equal(model.xgrad[...], np.zeros((1, 3)))
+    np.testing.assert_allclose(y0, model.linear2(model.linear1(x)), rtol=1e-6)
+
+
+def test_the_gradient_of_a_perturbation_is_the_gradient_of_the_intermediate():
+    model = Perturbed()
+    x = jnp.array([[0.5, -1.0]])
+    target = jnp.ones((1, 4))
+    model(x)
+    graphdef, perturbations, rest = nnx.split(model, nnx.Perturbation, ...)
+
+    def loss(perturbations):
+        m = nnx.merge(graphdef, perturbations, rest)
+        return jnp.mean((m(x) - target) ** 2)
+
+    grads = jax.grad(loss)(perturbations)
+
+    def downstream(h):  # the same loss as a function of the intermediate itself
+        return jnp.mean((model.linear2(h) - target) ** 2)
+
+    expected = jax.grad(downstream)(model.linear1(x))
+    np.testing.assert_allclose(grads["xgrad"][...], expected, rtol=1e-5)
+    assert not np.allclose(expected, 0)
+
+
+def test_perturb_refuses_a_name_holding_another_variable_kind():
+    class M(nnx.Module):
+        def __init__(self):
+            self.h = nnx.Param(jnp.zeros(2))
+
+        def __call__(self, x):
+            return self.perturb("h", x)
+
+    with pytest.raises(ValueError, match="M.h holds a Param, not a Perturbation"):
+        M()(jnp.ones(2))

@@ -6,11 +6,14 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import jax
+import jax.numpy as jnp
+
 from nnx.core._filters import to_predicate
 from nnx.core._graph import _children, iter_graph
 from nnx.core._graph_tools import recursive_map
 from nnx.core._pytree import Pytree
-from nnx.core._variables import Intermediate, Variable
+from nnx.core._variables import Intermediate, Perturbation, Variable
 
 _missing = object()
 N = TypeVar("N")
@@ -141,6 +144,43 @@ class Module(Pytree):
                 f"not a {variable_type.__name__}; choose another name."
             )
         current.set_value(reduce_fn(current.get_value(), value))
+
+    def perturb(
+        self, name: str, value: Any, variable_type: type[Variable] | str = Perturbation
+    ) -> Any:
+        """Add a zero-valued Variable ``name`` to an intermediate value, to get its gradient.
+
+        Example::
+
+            class Model(nnx.Module):
+                def __call__(self, x):
+                    h = self.linear1(x)
+                    h = self.perturb("h_grad", h)   # h + 0 on the first call
+                    return self.linear2(h)
+
+            model(x)                      # a sample run creates model.h_grad (zeros)
+            # the gradient with respect to model.h_grad (an nnx.Perturbation) is the
+            # gradient with respect to the intermediate h
+
+        The first call creates ``variable_type(zeros_like(value))`` (shape and
+        dtype of ``value``) and returns ``value`` plus it; differentiate with
+        respect to the Perturbation Variables (``nnx.DiffState(0, nnx.Any(nnx.Param,
+        nnx.Perturbation))``) to read intermediate gradients. A Variable of another
+        kind already at ``name`` is a ``ValueError``. It costs memory of the size
+        of ``value``: use it to debug gradients.
+        """
+        if isinstance(variable_type, str):
+            variable_type = Perturbation
+        current = self.__dict__.get(name, _missing)
+        if current is _missing:
+            current = variable_type(jax.tree.map(jnp.zeros_like, value))
+            setattr(self, name, current)
+        if not isinstance(current, variable_type):
+            raise ValueError(
+                f"perturb: {type(self).__name__}.{name} holds a {type(current).__name__}, "
+                f"not a {variable_type.__name__}; choose another name."
+            )
+        return jax.tree.map(lambda p, v: p + v, current.get_value(), value)
 
 
 def _direct_modules(key, value, seen):
