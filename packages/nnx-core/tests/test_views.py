@@ -169,3 +169,75 @@ def test_perturb_refuses_a_name_holding_another_variable_kind():
 
     with pytest.raises(ValueError, match="M.h holds a Param, not a Perturbation"):
         M()(jnp.ones(2))
+
+
+# -- capture ---------------------------------------------------------------------------
+class Sower(nnx.Module):
+    def __init__(self):
+        self.linear = Linear(2, 2, rngs=nnx.Rngs(0))
+
+    def features(self, x):
+        return self.linear(x)
+
+    def __call__(self, x):
+        h = self.features(x)
+        self.sow(nnx.Intermediate, "hidden", h)
+        h = self.perturb("h_grad", h)
+        return 2 * h
+
+
+def test_capture_returns_what_was_sown_during_the_call_and_leaves_the_model_clean():
+    model = Sower()
+    x = jnp.ones((1, 2))
+    y, inter = nnx.capture(model, nnx.Intermediate)(x)
+    np.testing.assert_allclose(y, 2 * model.linear(x), rtol=1e-6)
+    assert [p for p, _ in inter.flat_state()] == [("hidden",)]
+    (h,) = inter["hidden"][...]
+    np.testing.assert_allclose(h, model.linear(x), rtol=1e-6)
+    assert not hasattr(model, "hidden")  # taken out of the model
+    assert isinstance(model.h_grad, nnx.Perturbation)  # not asked for: left in place
+    y2, inter2 = nnx.capture(model, nnx.Intermediate)(x)  # a second call: only its own
+    assert len(inter2["hidden"][...]) == 1
+
+
+def test_capture_of_several_types_bound_methods_functions_and_the_decorator_form():
+    model = Sower()
+    x = jnp.ones((1, 2))
+    y, inter, perturbs = nnx.capture(lambda m, x: m(x), nnx.Intermediate, nnx.Perturbation)(
+        model, x
+    )
+    assert [p for p, _ in inter.flat_state()] == [("hidden",)]  # exact types
+    assert [p for p, _ in perturbs.flat_state()] == [("h_grad",)]
+    assert not hasattr(model, "h_grad")
+    out = nnx.capture(model.features)(x)  # no types: the result only
+    np.testing.assert_allclose(out, model.linear(x), rtol=1e-6)
+    decorated = nnx.capture(nnx.Intermediate)(model)
+    assert [p for p, _ in decorated(x)[1].flat_state()] == [("hidden",)]
+
+
+def test_capture_with_init_differentiates_perturbations():
+    model = Sower()
+    x = jnp.array([[1.0, -2.0]])
+    _, _, perturbs = nnx.capture(model, nnx.Intermediate, nnx.Perturbation)(x)
+    assert not hasattr(model, "hidden") and not hasattr(model, "h_grad")
+
+    def loss(perturbs):  # the model keeps no value made under the trace
+        y, _, _ = nnx.capture(model, nnx.Intermediate, nnx.Perturbation, init=perturbs)(x)
+        return jnp.sum(y**2)
+
+    grads = jax.grad(loss)(perturbs)
+    h = model.linear(x)
+    np.testing.assert_allclose(grads["h_grad"][...], 2 * 2 * (2 * h), rtol=1e-5)
+
+
+def test_capture_method_outputs_records_every_method_under_its_name():
+    model = Sower()
+    x = jnp.ones((1, 2))
+    y, inter = nnx.capture(model, nnx.Cache, method_outputs=nnx.Cache)(x)
+    assert [p for p, _ in inter.flat_state()] == [
+        ("__call__",),
+        ("features",),
+        ("linear", "__call__"),
+    ]
+    np.testing.assert_allclose(inter["__call__"][...][0], y)
+    assert Sower.features.__name__ == "features" and "wrapped" not in repr(Sower.__call__)

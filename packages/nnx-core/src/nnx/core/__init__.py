@@ -75,6 +75,7 @@ from nnx.core._graph_tools import (
 )
 from nnx.core._module import (
     Module,
+    capture,
     iter_children,
     iter_modules,
     view,
@@ -170,6 +171,7 @@ __all__ = [
     "iter_children",
     "view",
     "view_info",
+    "capture",
     "with_attributes",
     # rngs
     "Rngs",

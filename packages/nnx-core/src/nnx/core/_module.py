@@ -372,3 +372,120 @@ def _arg_docs(doc: str | None) -> dict[str, str] | None:
         elif current is not None and line.strip():
             out[current].append("    " + line.strip())
     return {k: "\n".join(v) for k, v in out.items()}
+
+
+def capture(
+    fn: Any,
+    *var_types: type[Variable],
+    init: Any = None,
+    method_outputs: type[Variable] | None = None,
+) -> Callable:
+    """Wrap ``fn`` so that it also returns the intermediates sown during the call.
+
+    Example::
+
+        class Foo(nnx.Module):
+            def __call__(self, x):
+                self.sow(nnx.Intermediate, "features", x)
+                return 2 * x
+
+        forward = nnx.capture(Foo(), nnx.Intermediate)
+        y, intermediates = forward(x)      # intermediates["features"]: Intermediate((x,))
+
+    ``fn`` is a Module (its ``__call__``), a bound method of a Module, or a
+    function whose first argument is the Module. Each of ``var_types`` gives one
+    State in the result, ``(result, state)`` for one type and ``(result,
+    *states)`` for several (only ``result`` for none); values of those types
+    sown (``Module.sow``) or perturbed (``Module.perturb``) during the call are
+    taken out of the model and returned, keyed by module path and name, so the
+    model holds none of them afterwards (those it held before are put back).
+    ``init`` (a State, such as one a previous capture returned) provides the
+    starting values, e.g. the Perturbation values to differentiate.
+    ``method_outputs`` (a Variable type) also records the output of every
+    public method and ``__call__`` of every Module, under the method's name.
+    Called with a Variable type first (``nnx.capture(nnx.Intermediate)``), it
+    returns a decorator.
+    """
+    if isinstance(fn, type) and issubclass(fn, Variable):
+        types = (fn, *var_types)
+
+        def decorator(actual):
+            return capture(actual, *types, init=init, method_outputs=method_outputs)
+
+        return decorator
+    bound = None
+    if isinstance(fn, Module):
+        bound = fn
+    elif inspect.ismethod(fn) and isinstance(fn.__self__, Module):
+        bound = fn.__self__
+    kinds = tuple(var_types) + ((method_outputs,) if method_outputs is not None else ())
+
+    def wrapper(*args, **kwargs):
+        from nnx.core._graph import pop
+        from nnx.core._state import State
+
+        module = bound if bound is not None else args[0]
+        exact = [_exactly(t) for t in kinds]
+        held = pop(module, *exact) if kinds else ()  # put back afterwards
+        held = (held,) if isinstance(held, State) else held
+        if init is not None:
+            _plant(module, init)
+        recorded: dict[tuple, list] = {}
+        patched = _record_methods(module, recorded) if method_outputs is not None else []
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            for cls, name, original in patched:
+                setattr(cls, name, original)
+        for (path, name), outputs in recorded.items():
+            assert method_outputs is not None
+            _plant(module, State.from_flat([((*path, name), method_outputs(tuple(outputs)))]))
+        taken = pop(module, *exact) if kinds else ()
+        taken = (taken,) if isinstance(taken, State) else taken
+        for state in held:
+            _plant(module, state)
+        if not var_types:
+            return result
+        states = taken[: len(var_types)]
+        return (result, states[0]) if len(var_types) == 1 else (result, *states)
+
+    return wrapper
+
+
+def _plant(module: Module, state) -> None:
+    """Put each Variable of ``state`` at its path (the Modules on the way must exist)."""
+    from nnx.core._state import State
+
+    state = state if isinstance(state, State) else State(state)
+    for path, leaf in state.flat_state():
+        owner: Any = module
+        for k in path[:-1]:
+            owner = owner[k] if isinstance(owner, (list, tuple, dict)) else getattr(owner, k)
+        setattr(owner, path[-1], leaf.copy() if isinstance(leaf, Variable) else Intermediate(leaf))
+
+
+def _exactly(t: type) -> Callable:
+    return lambda path, x: type(x) is t
+
+
+def _record_methods(module: Module, recorded: dict) -> list:
+    modules = list(module.iter_modules())
+    paths = {id(m): p for p, m in modules}
+    patched = []
+    for cls in {type(m) for _, m in modules}:
+        for name, method in list(vars(cls).items()):
+            if not callable(method) or isinstance(method, type):
+                continue
+            if name.startswith("_") and name != "__call__":
+                continue
+
+            def wrapped(self, *a, _method=method, _name=name, **k):
+                out = _method(self, *a, **k)
+                path = paths.get(id(self))
+                if path is not None:
+                    recorded.setdefault((path, _name), []).append(out)
+                return out
+
+            patched.append((cls, name, method))
+            setattr(cls, name, wrapped)
+    return patched
