@@ -208,8 +208,13 @@ def test_pure_dicts_with_ref_and_hijax_variables(mode):
     pure = state.to_pure_dict()
     assert isinstance(pure["count"], jax.Array)
     pure["count"] = jnp.array(4)
+    count = m.count
     nnx.replace_by_pure_dict(state, pure)
-    assert int(m.count[...]) == 4  # written into the model's own Variable
+    assert int(m.count[...]) == 0  # as in Flax: the State gets new Variables, not the model
+    assert int(state["count"][...]) == 4 and state["count"] is not count
+    assert state["count"].ref == count.ref and state["count"].hijax == count.hijax
+    nnx.update(m, state)  # applies them
+    assert m.count is count and int(m.count[...]) == 4
     assert m.count.ref or m.count.hijax
 
 
@@ -246,7 +251,9 @@ def test_pure_dict_with_key_data_round_trips_rng_keys_through_numpy(tmp_path):
     with np.load(tmp_path / "ckpt.npz") as f:
         restored = _unflat_pure({k: f[k] for k in f.files})
     fresh = M(nnx.Rngs(params=5, dropout=6))
-    nnx.state(fresh).replace_by_pure_dict(restored)
+    state = nnx.state(fresh)
+    state.replace_by_pure_dict(restored)
+    nnx.update(fresh, state)
     assert jax.dtypes.issubdtype(fresh.rngs.dropout.key[...].dtype, jax.dtypes.prng_key)
     assert jax.random.key_impl(fresh.rngs.dropout.key[...]) == jax.random.key_impl(
         m.rngs.dropout.key[...]

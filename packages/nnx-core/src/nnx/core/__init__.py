@@ -68,7 +68,23 @@ from nnx.core._graph import (
     variables,
 )
 from nnx.core._ids import UUID, UUIDManager, uuid
-from nnx.core._module import Module, iter_children, iter_modules
+from nnx.core._graph_tools import (
+    GraphState,
+    PureState,
+    call,
+    iter_module_children,
+    pure,
+    recursive_map,
+)
+from nnx.core._module import (
+    Module,
+    capture,
+    iter_children,
+    iter_modules,
+    view,
+    view_info,
+    with_attributes,
+)
 from nnx.core._pytree import (
     Data,
     Dict,
@@ -96,11 +112,14 @@ from nnx.core._rngs import (
 )
 from nnx.core._sharding import get_named_sharding, get_partition_spec, shard_state
 from nnx.core._state import (
+    FlatState,
     State,
     filter_state,
     from_flat_state,
+    map_state,
     merge_state,
     replace_by_pure_dict,
+    restore_int_paths,
     split_state,
     to_flat_state,
     to_pure_dict,
@@ -192,6 +211,10 @@ __all__ = [
     "Dict",
     "iter_modules",
     "iter_children",
+    "view",
+    "view_info",
+    "capture",
+    "with_attributes",
     # rngs
     "Rngs",
     "RngStream",
@@ -222,6 +245,12 @@ __all__ = [
     "find_duplicates",
     "to_tree",
     "from_tree",
+    "call",
+    "recursive_map",
+    "pure",
+    "iter_module_children",
+    "GraphState",
+    "PureState",
     # state
     "State",
     "to_flat_state",
@@ -231,6 +260,9 @@ __all__ = [
     "merge_state",
     "to_pure_dict",
     "replace_by_pure_dict",
+    "FlatState",
+    "map_state",
+    "restore_int_paths",
     # filters
     "Filter",
     "Predicate",

@@ -545,35 +545,117 @@ def update(node: Any, *states) -> None:
 
         y, state = forward(graphdef, state, x)   # a jax.jit'd function
         nnx.update(model, state)                 # model's Variables now hold the new values
+
+    All or nothing: every path, every shape and every target's mutability is
+    checked before the first write, so an error leaves ``node`` exactly as it
+    was. A path the graph lacks (a State of another model, an extra key) or a
+    value whose shape differs from the one it replaces is a ``StructureError``
+    naming the path (and both shapes); change a shape by assigning a new
+    Variable instead (``model.linear.kernel = nnx.Param(new_value)``). The
+    dtype may change: ``nnx.update(model, jax.tree.map(lambda x:
+    x.astype(jnp.bfloat16), state))`` casts a model, as in Flax. Raw array
+    attributes (and arrays in a Pytree's lists and dicts) are written back by
+    assignment.
     """
     flat = flatten(node, with_paths=True)
     by_path = dict(zip(flat.paths, flat.leaves))
+    plan: list[tuple[tuple, Any, Any]] = []
     for path, value in _flat_items(states).items():
-        if path not in by_path:
+        target = by_path.get(path, _MISSING)
+        if target is _MISSING:
             raise StructureError(
                 f"update: {type(node).__name__} has no Variable or array at "
-                f"{_keystr(path)!r}. The State comes from a graph of another structure."
+                f"{_keystr(path)!r}. The State comes from a graph of another structure; "
+                "nothing was written."
             )
-        target = by_path[path]
         if isinstance(target, Variable):
-            _write_variable(target, value, path)
+            if value is target:
+                continue
+            if not target._aux.mutable:
+                target.set_value(value)  # raises ImmutableVariableError, before any write
+            new = value.get_value() if isinstance(value, Variable) else value
+            _check_shapes(target.get_value(), new, path, type(target).__name__)
         else:
-            _set_path(node, path, value.get_value() if isinstance(value, Variable) else value)
+            new = value.get_value() if isinstance(value, Variable) else value
+            _check_shapes(target, new, path, "array")
+        plan.append((path, target, new))
+    done: list[tuple[tuple, Any, Any]] = []
+    try:
+        for path, target, new in plan:
+            if isinstance(target, Variable):
+                old = target._raw if target._aux.mode == PLAIN else target.get_value()
+                _write_variable(target, new, path)
+            else:
+                old = target
+                _set_path(node, path, new)
+            done.append((path, target, old))
+    except BaseException:
+        for path, target, old in reversed(done):  # undo: nothing half-written
+            if isinstance(target, Variable):
+                if target._aux.mode == PLAIN:
+                    target.set_raw_value(old)
+                else:
+                    target.set_value(old)
+            else:
+                _set_path(node, path, old)
+        raise
+
+
+_MISSING = object()
+
+
+def _shape_of(x):
+    shape = getattr(x, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def _check_shapes(old, new, path, what: str) -> None:
+    """A StructureError naming ``path`` and both shapes where an array would change shape."""
+    a, b = _shape_of(old), _shape_of(new)
+    if a is not None and b is not None:
+        if a != b:
+            _shape_error(path, what, b, a)
+        return
+    old_keyed, old_tree = jax.tree_util.tree_flatten_with_path(old)
+    new_leaves, new_tree = jax.tree.flatten(new)
+    if old_tree != new_tree:
+        return  # a value of another structure (a sow accumulator) is written as given
+    for (kp, x), y in zip(old_keyed, new_leaves):
+        a, b = _shape_of(x), _shape_of(y)
+        if a is not None and b is not None and a != b:
+            _shape_error((*path, *(_key_name(k) for k in kp)), what, b, a)
+
+
+def _shape_error(path, what, new_shape, old_shape):
+    raise StructureError(
+        f"update: the value for {_keystr(path)!r} has shape {new_shape}, but the {what} "
+        f"there holds {old_shape}. nnx.update writes values into the existing Variables; "
+        "to change a shape (model surgery), assign a new Variable instead, e.g. "
+        "`model.layer.kernel = nnx.Param(new_value)`. Nothing was written."
+    )
 
 
 def _write_variable(target: Variable, value, path) -> None:
-    if isinstance(value, Variable):
+    if isinstance(value, Variable):  # kinds may differ after vars_as; the value is what counts
         if value is target:
             return
-        if type(value) is not type(target) and not isinstance(value, type(target)):
-            pass  # kinds may differ after vars_as; the value is what counts
         value = value.get_value()
     if target._aux.mode == PLAIN:
         if not target._aux.mutable:
             target.set_value(value)  # raises with the standard message
         target.set_raw_value(value)
+    elif target._aux.mode == REF and _dtypes(target.get_raw_value()) != _dtypes(value):
+        target.set_raw_value(_to_ref(value))  # a jax.Ref has a fixed dtype: a new one
     else:
         target.set_value(value)
+
+
+def _dtypes(x) -> list:
+    return [getattr(y, "dtype", None) for y in jax.tree.leaves(x, is_leaf=_is_ref)]
+
+
+def _is_ref(x) -> bool:
+    return isinstance(x, jax.Ref)
 
 
 def _set_path(node, path, value) -> None:
@@ -693,24 +775,29 @@ def _remove_at(container, path):
     return container
 
 
-def _children(x) -> Iterator[tuple[Any, Any]]:
+def _children(x) -> list[tuple[Any, Any]]:
+    """The ``(key, child)`` pairs of a node, as a list (a snapshot: callers may mutate)."""
     if isinstance(x, Pytree):
         d = x.__dict__
-        for k in get_layout(x).keys:
-            yield k, d[k]
-    elif isinstance(x, (list, tuple)):
-        yield from enumerate(x)
-    elif isinstance(x, dict):
-        for k in sorted(x, key=_sort_key):
-            yield k, x[k]
+        return [(k, d[k]) for k in get_layout(x).keys]
+    if isinstance(x, (list, tuple)):
+        return list(enumerate(x))
+    if isinstance(x, dict):
+        return [(k, x[k]) for k in sorted(x, key=_sort_key)]
+    return []
 
 
 def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
     """Yield ``(path, value)`` for every Pytree, Variable and array in the graph, once each.
 
     Children come before their parent; the root comes last with path ``()``.
+    The walk is a snapshot taken when iteration starts: the loop body may
+    change the graph (delete or replace attributes, append to lists) and the
+    iteration still yields the graph as it was, never a ``KeyError`` or a mix
+    of old and new.
     """
     seen: set[int] = set()
+    out: list[tuple[tuple, Any]] = []
 
     def walk(x, path):
         if isinstance(x, (Variable, Pytree)):
@@ -718,14 +805,15 @@ def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
                 return
             seen.add(id(x))
         if isinstance(x, Variable):
-            yield path, x
+            out.append((path, x))
             return
         for k, c in _children(x):
-            yield from walk(c, (*path, k))
+            walk(c, (*path, k))
         if isinstance(x, Pytree) or isinstance(x, _ARRAY_TYPES):
-            yield path, x
+            out.append((path, x))
 
-    yield from walk(node, ())
+    walk(node, ())
+    return iter(out)
 
 
 def iter_modules(node: Any) -> Iterator[tuple[tuple, Any]]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+import jax
+import jax.numpy as jnp
+
+from nnx.core._filters import to_predicate
 from nnx.core._graph import _children, iter_graph
+from nnx.core._graph_tools import recursive_map
 from nnx.core._pytree import Pytree
-from nnx.core._variables import Intermediate, Variable
+from nnx.core._variables import Intermediate, Perturbation, Variable
 
 _missing = object()
+N = TypeVar("N")
 
 
 class Module(Pytree):
@@ -138,6 +145,43 @@ class Module(Pytree):
             )
         current.set_value(reduce_fn(current.get_value(), value))
 
+    def perturb(
+        self, name: str, value: Any, variable_type: type[Variable] | str = Perturbation
+    ) -> Any:
+        """Add a zero-valued Variable ``name`` to an intermediate value, to get its gradient.
+
+        Example::
+
+            class Model(nnx.Module):
+                def __call__(self, x):
+                    h = self.linear1(x)
+                    h = self.perturb("h_grad", h)   # h + 0 on the first call
+                    return self.linear2(h)
+
+            model(x)                      # a sample run creates model.h_grad (zeros)
+            # the gradient with respect to model.h_grad (an nnx.Perturbation) is the
+            # gradient with respect to the intermediate h
+
+        The first call creates ``variable_type(zeros_like(value))`` (shape and
+        dtype of ``value``) and returns ``value`` plus it; differentiate with
+        respect to the Perturbation Variables (``nnx.DiffState(0, nnx.Any(nnx.Param,
+        nnx.Perturbation))``) to read intermediate gradients. A Variable of another
+        kind already at ``name`` is a ``ValueError``. It costs memory of the size
+        of ``value``: use it to debug gradients.
+        """
+        if isinstance(variable_type, str):
+            variable_type = Perturbation
+        current = self.__dict__.get(name, _missing)
+        if current is _missing:
+            current = variable_type(jax.tree.map(jnp.zeros_like, value))
+            setattr(self, name, current)
+        if not isinstance(current, variable_type):
+            raise ValueError(
+                f"perturb: {type(self).__name__}.{name} holds a {type(current).__name__}, "
+                f"not a {variable_type.__name__}; choose another name."
+            )
+        return jax.tree.map(lambda p, v: p + v, current.get_value(), value)
+
 
 def _direct_modules(key, value, seen):
     if isinstance(value, Module):
@@ -164,3 +208,284 @@ def iter_children(node: Module) -> Iterator[tuple[Any, Module]]:
 def iter_modules(node: Module) -> Iterator[tuple[tuple, Module]]:
     """Functional form of :meth:`Module.iter_modules`."""
     return node.iter_modules()
+
+
+def with_attributes(
+    node: N,
+    /,
+    *,
+    only: Any = ...,
+    raise_if_not_found: bool = True,
+    graph: bool | None = None,
+    **attributes: Any,
+) -> N:
+    """A new graph whose Modules (those ``only`` selects) have ``attributes`` set.
+
+    Example::
+
+        eval_model = nnx.with_attributes(model, deterministic=True, use_running_average=True)
+        model.dropout.deterministic        # False: the original is unchanged
+        eval_model.linear.kernel is model.linear.kernel   # True: Variables are shared
+
+    Unlike :meth:`Module.set_attributes`, the original graph is left alone: the
+    structure is copied and the Variables (and arrays) are shared. Only Modules
+    that already have an attribute get it. With ``raise_if_not_found`` (the
+    default) an attribute that no selected Module has is a ``ValueError``.
+    ``only`` is a filter over ``(path, module)``.
+    """
+    pred = to_predicate(only)
+    remaining = set(attributes)
+
+    def set_on(path, x):
+        if isinstance(x, Module) and pred(path, x):
+            for name, value in attributes.items():
+                if hasattr(x, name):
+                    setattr(x, name, value)
+                    remaining.discard(name)
+        return x
+
+    out = recursive_map(set_on, node, graph=graph)
+    if remaining and raise_if_not_found:
+        raise ValueError(
+            f"with_attributes: no selected Module has {sorted(remaining)}. Check the "
+            "names, or pass raise_if_not_found=False."
+        )
+    return out
+
+
+def _view_params(method) -> tuple[set[str], bool]:
+    params = inspect.signature(method).parameters.values()
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    named = {
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return named, var_kw
+
+
+def view(
+    node: N,
+    /,
+    *,
+    only: Any = ...,
+    raise_if_not_found: bool = True,
+    graph: bool | None = None,
+    **kwargs: Any,
+) -> N:
+    """A new graph in another mode: each Module's ``set_view`` gets the kwargs it takes.
+
+    Example::
+
+        train_model = nnx.view(model, deterministic=False, use_running_average=False)
+        eval_model = nnx.view(model, deterministic=True, use_running_average=True)
+        train_model.layers[0].kernel is eval_model.layers[0].kernel   # shared
+
+    The structure is copied and the Variables are shared, so both views train
+    the same parameters. Every Module that ``only`` selects and that defines
+    ``set_view(self, ...)`` is called with the kwargs its signature names (all
+    of them if it takes ``**kwargs``). A kwarg that no ``set_view`` takes is a
+    ``ValueError`` (unless ``raise_if_not_found=False``). :func:`view_info`
+    lists what each Module accepts.
+    """
+    pred = to_predicate(only)
+    remaining = set(kwargs)
+
+    def apply(path, x):
+        set_view = getattr(x, "set_view", None)
+        if isinstance(x, Module) and callable(set_view) and pred(path, x):
+            named, var_kw = _view_params(set_view)
+            if var_kw:
+                set_view(**kwargs)
+                remaining.clear()
+            else:
+                set_view(**{k: v for k, v in kwargs.items() if k in named})
+                remaining.difference_update(named)
+        return x
+
+    out = recursive_map(apply, node, graph=graph)
+    if raise_if_not_found and remaining:
+        raise ValueError(
+            f"nnx.view: no Module's set_view takes {sorted(remaining)}. "
+            "nnx.view_info(model) lists the arguments each Module accepts."
+        )
+    return out
+
+
+def view_info(node: Module, /, *, only: Any = ..., graph: bool | None = None) -> str:
+    """What :func:`view` accepts for ``node``: each Module class with a ``set_view``,
+    its arguments (name, annotation, default) and their documentation.
+
+    Example::
+
+        print(nnx.view_info(model))
+        # Dropout:
+        #   deterministic: bool | None = None
+        #     if True, disables dropout masking.
+    """
+    pred = to_predicate(only)
+    classes: set[type] = set()
+    del graph
+    for path, x in iter_graph(node):
+        if isinstance(x, Module) and callable(getattr(x, "set_view", None)) and pred(path, x):
+            classes.add(type(x))
+    lines: list[str] = []
+    for cls in sorted(classes, key=lambda c: c.__qualname__):
+        lines.append(f"{cls.__qualname__}:")
+        method = cls.set_view  # type: ignore[attr-defined]
+        sig = inspect.signature(method)
+        docs = _arg_docs(inspect.getdoc(method))
+        if docs is None:
+            lines.append(f"  set_view{sig}")
+            continue
+        for name, p in sig.parameters.items():
+            if name in ("self", "args", "kwargs"):
+                continue
+            annotation = p.annotation if p.annotation is not inspect.Parameter.empty else ""
+            head = f"  {name}: {annotation}" if annotation != "" else f"  {name}"
+            if p.default is not inspect.Parameter.empty:
+                head += f" = {p.default}"
+            lines.append(head)
+            if name in docs:
+                lines.append(docs[name])
+    return "\n".join(lines)
+
+
+def _arg_docs(doc: str | None) -> dict[str, str] | None:
+    """The ``Args:`` entries of a Google-style docstring, each indented by four spaces."""
+    if not doc:
+        return None
+    start = doc.find("Args:\n")
+    if start == -1:
+        return {}
+    body = doc[start + len("Args:\n") :]
+    end = body.find("Returns:\n")
+    if end != -1:
+        body = body[:end]
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in body.split("\n"):
+        if line.startswith("  ") and not line.startswith("    ") and ":" in line:
+            name, _, rest = line.strip().partition(":")
+            current = name.strip()
+            out[current] = ["    " + rest.strip()]
+        elif current is not None and line.strip():
+            out[current].append("    " + line.strip())
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def capture(
+    fn: Any,
+    *var_types: type[Variable],
+    init: Any = None,
+    method_outputs: type[Variable] | None = None,
+) -> Callable:
+    """Wrap ``fn`` so that it also returns the intermediates sown during the call.
+
+    Example::
+
+        class Foo(nnx.Module):
+            def __call__(self, x):
+                self.sow(nnx.Intermediate, "features", x)
+                return 2 * x
+
+        forward = nnx.capture(Foo(), nnx.Intermediate)
+        y, intermediates = forward(x)      # intermediates["features"]: Intermediate((x,))
+
+    ``fn`` is a Module (its ``__call__``), a bound method of a Module, or a
+    function whose first argument is the Module. Each of ``var_types`` gives one
+    State in the result, ``(result, state)`` for one type and ``(result,
+    *states)`` for several (only ``result`` for none); values of those types
+    sown (``Module.sow``) or perturbed (``Module.perturb``) during the call are
+    taken out of the model and returned, keyed by module path and name, so the
+    model holds none of them afterwards (those it held before are put back).
+    ``init`` (a State, such as one a previous capture returned) provides the
+    starting values, e.g. the Perturbation values to differentiate.
+    ``method_outputs`` (a Variable type) also records the output of every
+    public method and ``__call__`` of every Module, under the method's name.
+    Called with a Variable type first (``nnx.capture(nnx.Intermediate)``), it
+    returns a decorator.
+    """
+    if isinstance(fn, type) and issubclass(fn, Variable):
+        types = (fn, *var_types)
+
+        def decorator(actual):
+            return capture(actual, *types, init=init, method_outputs=method_outputs)
+
+        return decorator
+    bound = None
+    if isinstance(fn, Module):
+        bound = fn
+    elif inspect.ismethod(fn) and isinstance(fn.__self__, Module):
+        bound = fn.__self__
+    kinds = tuple(var_types) + ((method_outputs,) if method_outputs is not None else ())
+
+    def wrapper(*args, **kwargs):
+        from nnx.core._graph import pop
+        from nnx.core._state import State
+
+        module = bound if bound is not None else args[0]
+        exact = [_exactly(t) for t in kinds]
+        held = pop(module, *exact) if kinds else ()  # put back afterwards
+        held = (held,) if isinstance(held, State) else held
+        if init is not None:
+            _plant(module, init)
+        recorded: dict[tuple, list] = {}
+        patched = _record_methods(module, recorded) if method_outputs is not None else []
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            for cls, name, original in patched:
+                setattr(cls, name, original)
+        for (path, name), outputs in recorded.items():
+            assert method_outputs is not None
+            _plant(module, State.from_flat([((*path, name), method_outputs(tuple(outputs)))]))
+        taken = pop(module, *exact) if kinds else ()
+        taken = (taken,) if isinstance(taken, State) else taken
+        for state in held:
+            _plant(module, state)
+        if not var_types:
+            return result
+        states = taken[: len(var_types)]
+        return (result, states[0]) if len(var_types) == 1 else (result, *states)
+
+    return wrapper
+
+
+def _plant(module: Module, state) -> None:
+    """Put each Variable of ``state`` at its path (the Modules on the way must exist)."""
+    from nnx.core._state import State
+
+    state = state if isinstance(state, State) else State(state)
+    for path, leaf in state.flat_state():
+        owner: Any = module
+        for k in path[:-1]:
+            owner = owner[k] if isinstance(owner, (list, tuple, dict)) else getattr(owner, k)
+        setattr(owner, path[-1], leaf.copy() if isinstance(leaf, Variable) else Intermediate(leaf))
+
+
+def _exactly(t: type) -> Callable:
+    return lambda path, x: type(x) is t
+
+
+def _record_methods(module: Module, recorded: dict) -> list:
+    modules = list(module.iter_modules())
+    paths = {id(m): p for p, m in modules}
+    patched = []
+    for cls in {type(m) for _, m in modules}:
+        for name, method in list(vars(cls).items()):
+            if not callable(method) or isinstance(method, type):
+                continue
+            if name.startswith("_") and name != "__call__":
+                continue
+
+            def wrapped(self, *a, _method=method, _name=name, **k):
+                out = _method(self, *a, **k)
+                path = paths.get(id(self))
+                if path is not None:
+                    recorded.setdefault((path, _name), []).append(out)
+                return out
+
+            patched.append((cls, name, method))
+            setattr(cls, name, wrapped)
+    return patched

@@ -6,7 +6,7 @@ ordinary arguments) and nested dicts (so checkpoint libraries read them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import jax
@@ -25,6 +25,100 @@ def _sort_key(k):
 
 def _keystr(path: Path) -> str:
     return "/".join(str(p) for p in path) or "<root>"
+
+
+class FlatState(list):
+    """A State as a flat, sorted sequence of ``(path, leaf)`` pairs (``State.flat_state()``).
+
+    Example::
+
+        flat = nnx.state(model).flat_state()
+        for path, leaf in flat: ...
+        flat.paths                # (("linear", "bias"), ("linear", "kernel"))
+        flat.leaves               # [Param(...), Param(...)]
+        params = flat.filter(nnx.Param)
+        state = flat.to_nested_state()
+
+    It is a list (indexing, ``len``, iteration, ``dict(flat)`` work as for any list
+    of pairs) and a JAX pytree whose leaves are the State's leaves.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, items: Iterable[tuple[Path, Any]] = (), /, *, sort: bool = False):
+        items = list(items)
+        if sort:
+            items.sort(key=lambda kv: [_sort_key(k) for k in kv[0]])
+        super().__init__(items)
+
+    @staticmethod
+    def from_sorted_keys_values(keys: Iterable[Path], values: Iterable[Any], /) -> FlatState:
+        """A FlatState of ``zip(keys, values)``, already in order."""
+        return FlatState(zip(keys, values))
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """The path of each leaf."""
+        return tuple(p for p, _ in self)
+
+    @property
+    def leaves(self) -> list:
+        """The leaves, in path order."""
+        return [v for _, v in self]
+
+    def to_nested_state(self) -> State:
+        """The nested :class:`State` of these pairs."""
+        return State.from_flat(self)
+
+    def _groups(self, filters) -> list[FlatState]:
+        preds = filters_to_predicates(filters)
+        groups = [FlatState() for _ in range(len(preds) + 1)]
+        for path, leaf in self:
+            for i, p in enumerate(preds):
+                if p(path, leaf):
+                    groups[i].append((path, leaf))
+                    break
+            else:
+                groups[-1].append((path, leaf))
+        return groups
+
+    def filter(self, first, /, *filters) -> FlatState | tuple[FlatState, ...]:
+        """The pairs each filter matches (need not be exhaustive)."""
+        groups = self._groups((first, *filters))[:-1]
+        return groups[0] if len(groups) == 1 else tuple(groups)
+
+    def split(self, first, /, *filters) -> FlatState | tuple[FlatState, ...]:
+        """One FlatState per filter; every pair must match one (``FilterError``)."""
+        *groups, rest = self._groups((first, *filters))
+        if rest:
+            path, leaf = next(iter(rest))
+            raise FilterError(
+                f"No filter matched {type(leaf).__name__} at path {_keystr(path)!r}. "
+                "Filters must be exhaustive; add `...` as the last filter to collect the rest."
+            )
+        return groups[0] if len(groups) == 1 else tuple(groups)
+
+    @staticmethod
+    def merge(flat_state: Iterable, /, *flat_states: Iterable) -> FlatState:
+        """The pairs of all, sorted by path; later ones win on equal paths."""
+        items: dict = {}
+        for f in (flat_state, *flat_states):
+            items.update(f)
+        return FlatState(items.items(), sort=True)
+
+    def __getitem__(self, index):  # pyright: ignore[reportIncompatibleMethodOverride]
+        out = list.__getitem__(self, index)
+        return FlatState(out) if isinstance(index, slice) else out
+
+    def __repr__(self) -> str:
+        return "FlatState(" + list.__repr__(self) + ")"
+
+
+jax.tree_util.register_pytree_node(
+    FlatState,
+    lambda f: ([v for _, v in f], tuple(p for p, _ in f)),
+    lambda paths, leaves: FlatState(zip(paths, leaves)),
+)
 
 
 class State(dict):
@@ -58,14 +152,30 @@ class State(dict):
         self[name] = value
 
     # -- flat views ------------------------------------------------------------
-    def flat_state(self) -> list[tuple[Path, Any]]:
-        """``[(path, leaf), ...]`` in sorted path order."""
-        out: list[tuple[Path, Any]] = []
+    def flat_state(self) -> FlatState:
+        """``[(path, leaf), ...]`` in sorted path order, as a :class:`FlatState`."""
+        out = FlatState()
         _flat_into(self, (), out)
         return out
 
-    def to_flat(self) -> list[tuple[Path, Any]]:
+    def to_flat(self) -> FlatState:
         return self.flat_state()
+
+    @property
+    def raw_mapping(self) -> Mapping:
+        """The nested mapping itself (Flax's name; a State is its own mapping here)."""
+        return self
+
+    @classmethod
+    def from_flat_path(cls, flat_state: Mapping | Iterable, /) -> State:
+        """Build a nested State from ``{path: leaf}`` or ``(path, leaf)`` pairs (Flax's name)."""
+        items = flat_state.items() if isinstance(flat_state, Mapping) else flat_state
+        return cls.from_flat(items)
+
+    def __sub__(self, other: Mapping) -> State:
+        """The leaves of this State whose paths ``other`` does not have."""
+        drop = {p for p, _ in State(other).flat_state()} if other else set()
+        return State.from_flat((p, v) for p, v in self.flat_state() if p not in drop)
 
     @classmethod
     def from_flat(cls, items: Iterable[tuple[Path, Any]]) -> State:
@@ -129,7 +239,7 @@ class State(dict):
         return State.from_flat(sorted(items.items(), key=lambda kv: [_sort_key(k) for k in kv[0]]))
 
     # -- pure dicts ------------------------------------------------------------
-    def to_pure_dict(self, *, key_data: bool = False) -> dict:
+    def to_pure_dict(self, extract_fn: Callable | None = None, *, key_data: bool = False) -> dict:
         """Nested plain dicts of raw values (Variables replaced by their values).
 
         Example::
@@ -142,24 +252,45 @@ class State(dict):
         gives typed PRNG keys (the ``Rngs`` streams, ``key<fry>``) as their
         ``uint32`` data (``jax.random.key_data``), which NumPy and checkpoint
         formats can store; :meth:`replace_by_pure_dict` turns them back into keys.
+        Abstract keys (``ShapeDtypeStruct`` of a key type, from ``nnx.eval_shape``)
+        become abstract ``uint32`` data of the key data's shape, so the result is a
+        valid restore target for the pure dict of a concrete model.
+        ``extract_fn(leaf)`` (Flax's argument), when given, makes each value
+        instead of ``leaf.get_value()``.
         """
-        return _to_pure(self, key_data)
+        return _to_pure(self, key_data, extract_fn)
 
-    def replace_by_pure_dict(self, pure: Mapping, *, strict: bool = True) -> None:
-        """Write the values of a pure dict into this State's Variables, in place.
+    def replace_by_pure_dict(
+        self, pure: Mapping, replace_fn: Callable | None = None, *, strict: bool = True
+    ) -> None:
+        """Replace this State's leaves by the values of a pure dict (Flax semantics).
+
+        Example::
+
+            state = nnx.state(model)
+            state.replace_by_pure_dict(restored)   # the State holds new Variables
+            nnx.update(model, state)               # now the model gets the values
+
+        As in Flax, the State gets new Variables (of the same kind, mode and
+        metadata) holding the new values, and the objects the State came from
+        are left alone: ``nnx.update(model, state)`` or ``nnx.merge(graphdef,
+        state)`` applies them. So a State closed over inside ``jax.jit`` never
+        leaks a tracer into the model. ``replace_fn(old_leaf, value)``, when
+        given, makes each new leaf instead (Flax's argument).
 
         Keys that arrive as strings (``"0"``, as some checkpoint formats write
         integer keys) are matched to integer keys; key data (``uint32``) given for
-        a PRNG key Variable becomes a key of the same implementation again. With
-        ``strict`` (the default) a missing entry, or a value whose shape differs
-        from the Variable's, is a ``StructureError`` naming the path, raised
-        before anything is written; ``strict=False`` keeps what is missing and
-        writes any shape.
+        a PRNG key Variable becomes a key of the same implementation again. A key
+        of the pure dict that the State lacks is a ``StructureError`` naming it.
+        With ``strict`` (the default) a missing entry, or a value whose shape
+        differs from the Variable's, is a ``StructureError`` naming the path;
+        ``strict=False`` keeps what is missing and writes any shape. Every check
+        runs before the first replacement: an error leaves the State as it was.
         """
         writes: list = []
-        _replace_by_pure(self, pure, (), strict, writes)
-        for write in writes:
-            write()
+        _replace_by_pure(self, pure, (), strict, writes, replace_fn)
+        for node, k, new in writes:
+            dict.__setitem__(node, k, new)
 
     # -- misc ------------------------------------------------------------------
     def map(self, f) -> State:
@@ -222,35 +353,58 @@ def _flat_into(node: Mapping, prefix: Path, out: list) -> None:
 
 
 def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+    """A typed PRNG key: an array or an abstract ``ShapeDtypeStruct`` of one."""
+    if not isinstance(x, (jax.Array, jax.ShapeDtypeStruct)):
+        return False
+    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _to_pure(node, key_data: bool = False):
+def _key_data(x):
+    if isinstance(x, jax.ShapeDtypeStruct):  # an abstract key: the shape of its data
+        out = jax.eval_shape(jax.random.key_data, x)
+        return jax.ShapeDtypeStruct(out.shape, out.dtype)
+    return jax.random.key_data(x)
+
+
+def _key_impl(x):
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return getattr(x.dtype, "_impl", None)
+    return jax.random.key_impl(x)
+
+
+def _to_pure(node, key_data: bool = False, extract_fn=None):
     out = {}
     for k in sorted(node, key=_sort_key):
         v = dict.__getitem__(node, k)
         if isinstance(v, Mapping):
-            out[k] = _to_pure(v, key_data)
+            out[k] = _to_pure(v, key_data, extract_fn)
             continue
-        value = v.get_value() if isinstance(v, Variable) else v
+        if extract_fn is not None:
+            value = extract_fn(v)
+        else:
+            value = v.get_value() if isinstance(v, Variable) else v
         if key_data:
-            value = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, value)
+            value = jax.tree.map(lambda x: _key_data(x) if _is_key(x) else x, value)
         out[k] = value
     return out
 
 
-def _lookup(mapping: Mapping, key):
+def _lookup(mapping: Mapping, key) -> tuple[Any, Any]:
+    """The entry for ``key`` and the key it is stored under (``"0"`` for ``0``)."""
     if key in mapping:
-        return mapping[key]
+        return mapping[key], key
     if isinstance(key, int) and str(key) in mapping:
-        return mapping[str(key)]
+        return mapping[str(key)], str(key)
     raise KeyError(key)
 
 
 def _restore_leaf(old, new, path: Path, strict: bool):
     """``new`` as the value for ``old``: key data back to keys, shapes checked."""
     if _is_key(old) and not _is_key(new) and hasattr(new, "dtype"):
-        new = jax.random.wrap_key_data(jnp.asarray(new), impl=jax.random.key_impl(old))
+        if isinstance(new, jax.ShapeDtypeStruct):  # abstract key data: an abstract key
+            new = jax.ShapeDtypeStruct(old.shape, old.dtype)
+        else:
+            new = jax.random.wrap_key_data(jnp.asarray(new), impl=_key_impl(old))
     if strict and hasattr(old, "shape") and hasattr(new, "shape") and old.shape != new.shape:
         raise StructureError(
             f"replace_by_pure_dict: the value for {_keystr(path)!r} has shape "
@@ -260,12 +414,20 @@ def _restore_leaf(old, new, path: Path, strict: bool):
     return new
 
 
-def _replace_by_pure(node: State, pure: Mapping, prefix: Path, strict: bool, writes: list) -> None:
+def _replace_by_pure(
+    node: State, pure: Mapping, prefix: Path, strict: bool, writes: list, replace_fn
+) -> None:
+    if not isinstance(pure, Mapping):
+        raise StructureError(
+            f"replace_by_pure_dict: the pure dict holds a leaf ({type(pure).__name__}) at "
+            f"{_keystr(prefix)!r}, where the State has the entries {sorted(map(str, node))}."
+        )
+    matched: set = set()
     for k in list(node):
         v = dict.__getitem__(node, k)
         path = (*prefix, k)
         try:
-            new = _lookup(pure, k)
+            new, key = _lookup(pure, k)
         except KeyError:
             if strict:
                 raise StructureError(
@@ -273,19 +435,28 @@ def _replace_by_pure(node: State, pure: Mapping, prefix: Path, strict: bool, wri
                     f"{_keystr(path)!r}. Pass strict=False to keep the current value."
                 ) from None
             continue
+        matched.add(key)
         if isinstance(v, Mapping):  # the inner levels of a State are States
-            _replace_by_pure(cast(State, v), new, path, strict, writes)
+            _replace_by_pure(cast(State, v), new, path, strict, writes, replace_fn)
             continue
         old = v.get_value() if isinstance(v, Variable) else v
         if jax.tree.structure(old) == jax.tree.structure(new):
             new = jax.tree.map(lambda a, b, p=path: _restore_leaf(a, b, p, strict), old, new)
-        if isinstance(v, Variable):
-            if v._aux.mode == 0:
-                writes.append(lambda v=v, new=new: v.set_raw_value(new))
-            else:
-                writes.append(lambda v=v, new=new: v.set_value(new))
+        if replace_fn is not None:
+            leaf = replace_fn(v, new)
+        elif isinstance(v, Variable):
+            leaf = v.replace(new)
         else:
-            writes.append(lambda node=node, k=k, new=new: dict.__setitem__(node, k, new))
+            leaf = new
+        writes.append((node, k, leaf))
+    extra = [k for k in pure if k not in matched]
+    if extra:
+        names = ", ".join(repr(_keystr((*prefix, k))) for k in extra[:5])
+        raise StructureError(
+            f"replace_by_pure_dict: the pure dict has {names}, but the State has no such "
+            "entry (a checkpoint of another model, or a renamed attribute). Remove the "
+            "entry, or restore into a State that has it."
+        )
 
 
 def _state_flatten_with_keys(s: State):
@@ -311,12 +482,45 @@ jax.tree_util.register_pytree_with_keys(
 
 
 # Functional aliases (Flax spells these as free functions).
-def to_flat_state(state: State) -> list[tuple[Path, Any]]:
+def to_flat_state(state: State) -> FlatState:
+    """The :class:`FlatState` of ``state`` (``state.flat_state()``)."""
     return state.flat_state()
 
 
-def from_flat_state(items) -> State:
-    return State.from_flat(items)
+def from_flat_state(items, *, cls: type[State] | None = None) -> State:
+    """The nested State of ``(path, leaf)`` pairs or a ``{path: leaf}`` mapping."""
+    return (cls or State).from_flat_path(items)
+
+
+def map_state(f: Callable[[Path, Any], Any], state: State) -> State:
+    """A new State with ``f(path, leaf)`` at every path.
+
+    Example::
+
+        doubled = nnx.map_state(lambda path, v: v[...] * 2, nnx.state(model))
+    """
+    return State.from_flat((p, f(p, v)) for p, v in state.flat_state())
+
+
+def restore_int_paths(pure_dict: Mapping) -> dict:
+    """``pure_dict`` with every key that spells an integer (``"0"``) turned into that int.
+
+    Checkpoint formats (orbax) store the integer keys of layers held in lists as
+    strings; this gives the pure dict back the keys ``nnx.to_pure_dict`` made.
+
+    Example::
+
+        nnx.restore_int_paths({"layers": {"0": {"w": 1}}})   # {'layers': {0: {'w': 1}}}
+    """
+    out: dict = {}
+    for k, v in pure_dict.items():
+        if isinstance(k, str):
+            try:
+                k = int(k)
+            except ValueError:
+                pass
+        out[k] = restore_int_paths(v) if isinstance(v, Mapping) else v
+    return out
 
 
 def filter_state(state: State, *filters):
@@ -331,12 +535,17 @@ def merge_state(state: State, *states: State) -> State:
     return State.merge(state, *states)
 
 
-def to_pure_dict(state: State, *, key_data: bool = False) -> dict:
+def to_pure_dict(
+    state: State, extract_fn: Callable | None = None, *, key_data: bool = False
+) -> dict:
     """Nested plain dicts of raw values; see :meth:`State.to_pure_dict`."""
     state = state if isinstance(state, State) else State(state)
-    return state.to_pure_dict(key_data=key_data)
+    return state.to_pure_dict(extract_fn, key_data=key_data)
 
 
-def replace_by_pure_dict(state: State, pure: Mapping, *, strict: bool = True) -> None:
-    """Write a pure dict into a State in place; see :meth:`State.replace_by_pure_dict`."""
-    state.replace_by_pure_dict(pure, strict=strict)
+def replace_by_pure_dict(
+    state: State, pure: Mapping, replace_fn: Callable | None = None, *, strict: bool = True
+) -> None:
+    """Replace a State's leaves by a pure dict's values (the model is left alone);
+    see :meth:`State.replace_by_pure_dict`."""
+    state.replace_by_pure_dict(pure, replace_fn, strict=strict)
