@@ -34,6 +34,7 @@ NAMES: dict[str, str] = {
     "OptState": "optim",
     "OptimError": "optim",
     "Optimizer": "optim",
+    "PARTITION_NAME": "transforms",
     "PReLU": "layers",
     "RMSNorm": "layers",
     "RNN": "layers",
@@ -44,6 +45,7 @@ NAMES: dict[str, str] = {
     "StateAxes": "transforms",
     "TransformError": "transforms",
     "avg_pool": "layers",
+    "cached_partial": "transforms",
     "celu": "layers",
     "checkify": "transforms",
     "combine_masks": "layers",
@@ -65,6 +67,7 @@ NAMES: dict[str, str] = {
     "identity": "layers",
     "initializers": "layers",
     "jit": "transforms",
+    "jit_partial": "transforms",
     "jvp": "transforms",
     "leaky_relu": "layers",
     "log1mexp": "layers",
@@ -74,6 +77,7 @@ NAMES: dict[str, str] = {
     "logsumexp": "layers",
     "make_attention_mask": "layers",
     "make_causal_mask": "layers",
+    "make_jaxpr": "transforms",
     "max_pool": "layers",
     "metrics": "optim",
     "min_pool": "layers",
@@ -98,6 +102,7 @@ NAMES: dict[str, str] = {
     "standardize": "layers",
     "swish": "layers",
     "switch": "transforms",
+    "tabulate": "transforms",
     "tanh": "layers",
     "value_and_grad": "transforms",
     "vjp": "transforms",
@@ -106,4 +111,28 @@ NAMES: dict[str, str] = {
 }
 
 # module path -> {name: sibling subpackage} (from each sibling's __nnx_paths__)
-PATHS: dict[str, dict[str, str]] = {}
+PATHS: dict[str, dict[str, str]] = {
+    "compat": {
+        "checkify": "transforms",
+        "cond": "transforms",
+        "custom_vjp": "transforms",
+        "eval_shape": "transforms",
+        "fori_loop": "transforms",
+        "grad": "transforms",
+        "jit": "transforms",
+        "jvp": "transforms",
+        "remat": "transforms",
+        "scan": "transforms",
+        "shard_map": "transforms",
+        "switch": "transforms",
+        "value_and_grad": "transforms",
+        "vjp": "transforms",
+        "vmap": "transforms",
+        "while_loop": "transforms",
+    },
+    "summary": {
+        "CallInfo": "transforms",
+        "filter_rng_streams": "transforms",
+        "tabulate": "transforms",
+    },
+}

@@ -63,11 +63,10 @@ __all__ = [
 # names of attributes of this package (`alias=target` renames).
 # `nnx.compat` keeps the older graph-mode spellings; here they are the transforms
 # themselves (graph mode is how every nnx transform treats objects).
-_COMPAT = (
-    "jit shard_map grad value_and_grad custom_vjp vjp jvp remat vmap scan pmap "
-    "while_loop fori_loop eval_shape cond switch checkify"
-)
 __nnx_paths__ = {
-    "compat": " ".join(n for n in _COMPAT.split() if n in globals()),
+    "compat": (
+        "jit shard_map grad value_and_grad custom_vjp vjp jvp remat vmap scan "
+        "while_loop fori_loop eval_shape cond switch checkify"
+    ),
     "summary": "tabulate CallInfo filter_rng_streams",
 }
