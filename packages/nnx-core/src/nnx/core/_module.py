@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -419,29 +419,27 @@ def capture(
     elif inspect.ismethod(fn) and isinstance(fn.__self__, Module):
         bound = fn.__self__
     kinds = tuple(var_types) + ((method_outputs,) if method_outputs is not None else ())
+    call = cast(Callable, fn)
 
     def wrapper(*args, **kwargs):
-        from nnx.core._graph import pop
         from nnx.core._state import State
 
         module = bound if bound is not None else args[0]
         exact = [_exactly(t) for t in kinds]
-        held = pop(module, *exact) if kinds else ()  # put back afterwards
-        held = (held,) if isinstance(held, State) else held
+        held = _pop_all(module, exact)  # put back afterwards
         if init is not None:
             _plant(module, init)
         recorded: dict[tuple, list] = {}
         patched = _record_methods(module, recorded) if method_outputs is not None else []
         try:
-            result = fn(*args, **kwargs)
+            result = call(*args, **kwargs)
         finally:
             for cls, name, original in patched:
                 setattr(cls, name, original)
         for (path, name), outputs in recorded.items():
             assert method_outputs is not None
             _plant(module, State.from_flat([((*path, name), method_outputs(tuple(outputs)))]))
-        taken = pop(module, *exact) if kinds else ()
-        taken = (taken,) if isinstance(taken, State) else taken
+        taken = _pop_all(module, exact)
         for state in held:
             _plant(module, state)
         if not var_types:
@@ -450,6 +448,17 @@ def capture(
         return (result, states[0]) if len(var_types) == 1 else (result, *states)
 
     return wrapper
+
+
+def _pop_all(module: Module, filters: list) -> tuple:
+    """``nnx.pop`` with one State per filter, always as a tuple."""
+    from nnx.core._graph import pop
+    from nnx.core._state import State
+
+    if not filters:
+        return ()
+    out = pop(module, *filters)
+    return (out,) if isinstance(out, State) else tuple(out)
 
 
 def _plant(module: Module, state) -> None:
