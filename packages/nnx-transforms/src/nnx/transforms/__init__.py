@@ -9,7 +9,13 @@ All of them are built on one mechanism (``_boundary.py``).
 from nnx.transforms._autodiff import DiffState, grad, value_and_grad
 from nnx.transforms._axes import Carry, StateAxes
 from nnx.transforms._control import cond, fori_loop, switch, while_loop
-from nnx.transforms._errors import AxisError, CarryError, EscapeError, TransformError
+from nnx.transforms._errors import (
+    AxisError,
+    CarryError,
+    DonatedBufferError,
+    EscapeError,
+    TransformError,
+)
 from nnx.transforms._jit import jit
 from nnx.transforms._misc import (
     checkify,
@@ -47,5 +53,6 @@ __all__ = [
     "TransformError",
     "AxisError",
     "CarryError",
+    "DonatedBufferError",
     "EscapeError",
 ]

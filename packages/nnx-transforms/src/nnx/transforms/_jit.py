@@ -24,7 +24,9 @@ from nnx.transforms._boundary import (
     PrepareCache,
     assemble,
     collect_updates,
+    donated_note,
     enter_raw,
+    explain_call_error,
     export_output,
     graph_arg_index,
     graph_arg_names,
@@ -126,15 +128,31 @@ class JitWrapped:
         if entry is None:
             entry = self._compiled[key] = self._make(key, prep, graph)
         fn, donate_mask = entry
-        if donate_mask is None:
-            updates, out, meta = fn(leaves, plain, plain_kw)
-        else:
-            updates, out, meta = fn(*_split_donated(donate_mask, leaves, plain, plain_kw))
+        try:
+            if donate_mask is None:
+                updates, out, meta = fn(leaves, plain, plain_kw)
+            else:
+                updates, out, meta = fn(*_split_donated(donate_mask, leaves, plain, plain_kw))
+        except Exception as e:
+            self._explain(e, prep, layout, donate_mask)
+            raise
         if meta.idx:
             write_back(prep.leaves, meta.idx, updates, values=False)  # type: ignore[union-attr]
         if meta.spec is None:
             return out
         return import_output(out, meta.spec, prep.flat.nodes if prep is not None else None)
+
+    def _explain(self, e: Exception, prep, layout, donate_mask) -> None:
+        """On the error path only: name the Variable at fault, or say what donation did."""
+        fun = self.fun
+        where = f"nnx.jit({getattr(fun, '__name__', 'f')})"
+        names = graph_arg_names(fun, layout)
+        better = explain_call_error(prep, names, where, e)
+        if better is not None:
+            raise better from e
+        note = donated_note(prep, donate_mask[0] if donate_mask else None, names)
+        if note is not None:
+            e.add_note(note)
 
     def lower(self, *args, **kwargs):
         """``jax.jit(...).lower`` for these arguments (to inspect HLO or compile ahead)."""
@@ -342,7 +360,13 @@ def jit(
       static_argnums, static_argnames: static arguments (hashable), part of
         the compilation cache key.
       donate_argnums, donate_argnames: donate the buffers of these arguments
-        (for nnx arguments: of their plain-mode Variables).
+        (for nnx arguments: of their plain-mode Variables). JAX deletes donated
+        arrays when the compiled call starts, so when the call then fails (an
+        error at run time, e.g. from a callback) the donated Variables have no
+        arrays any more; nnx adds a note naming them to the error, and the next
+        transform that receives them raises ``nnx.DonatedBufferError`` naming
+        the path. Keep a copy of the state (``nnx.state(model)`` saved or
+        checkpointed) if a failed step must be recoverable.
       **jit_kwargs: passed to ``jax.jit`` (``keep_unused``, ``compiler_options``...).
     """
     options = dict(
