@@ -89,6 +89,15 @@ from nnx.core._state import (
     to_flat_state,
     to_pure_dict,
 )
+from nnx.core._storage import (
+    StorageMode,
+    VariableRecord,
+    is_storage_cell,
+    storage_mode,
+    variable_from_stored,
+    variable_record,
+    variable_trace,
+)
 from nnx.core._variables import (
     BatchStat,
     Cache,
@@ -119,6 +128,14 @@ __all__ = [
     "VariableMetadata",
     "with_partitioning",
     "is_variable",
+    # storage (what transforms build on)
+    "StorageMode",
+    "VariableRecord",
+    "storage_mode",
+    "variable_record",
+    "variable_trace",
+    "variable_from_stored",
+    "is_storage_cell",
     # storage modes
     "var_defaults",
     "VarDefaults",
