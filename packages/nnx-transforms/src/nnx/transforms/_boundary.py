@@ -35,19 +35,21 @@ from jax.extend.core import get_opaque_trace_state
 from nnx.core import (
     Pytree,
     State,
+    StorageMode,
     StructureError,
     Variable,
     flatten,
     is_graph_node,
+    storage_mode,
     unflatten,
+    variable_from_stored,
+    variable_record,
+    variable_trace,
 )
 from nnx.transforms._errors import EscapeError
 
-# Storage modes as nnx-core numbers them (read from instances: core does not
-# export the constants).
-PLAIN = Variable(0, hijax=False, ref=False)._aux.mode
-REF = Variable(np.zeros(()), ref=True)._aux.mode
-HIJAX = Variable(0, hijax=True)._aux.mode
+PLAIN, REF, HIJAX = StorageMode.PLAIN, StorageMode.REF, StorageMode.HIJAX
+_record = variable_record
 
 _get_raw = Variable.get_raw_value
 _set_raw = Variable.set_raw_value
@@ -234,9 +236,11 @@ class Prepared:
         self.flat = flat
         leaves = self.leaves = flat.leaves
         self.all_vars = all(isinstance(x, Variable) for x in leaves)
-        self.all_plain = all(not isinstance(x, Variable) or x._aux.mode == PLAIN for x in leaves)
+        self.all_plain = all(
+            not isinstance(x, Variable) or _record(x).mode == PLAIN for x in leaves
+        )
         self.slots = tuple(
-            (type(x), _plain_aux(x._aux)) if isinstance(x, Variable) else None for x in leaves
+            (type(x), _plain_aux(_record(x))) if isinstance(x, Variable) else None for x in leaves
         )
         self._owners = None
         self._paths = None
@@ -311,7 +315,8 @@ def enter_values(prep: Prepared, values: list):
     """
     trace = get_opaque_trace_state(convention="nnx")
     leaves = [
-        v if s is None else s[0]._from_raw(v, s[1], trace) for s, v in zip(prep.slots, values)
+        v if s is None else variable_from_stored(s[0], v, s[1], trace)
+        for s, v in zip(prep.slots, values)
     ]
     objs = unflatten(prep.flat.graphdef, leaves)
     gd = prep.flat.graphdef if prep.all_plain else flatten(objs).graphdef
@@ -346,7 +351,7 @@ def collect_updates(
                 if values:
                     idx.append(i)
                     new.append(x.get_value())
-                elif x._aux.mode == PLAIN:
+                elif _record(x).mode == PLAIN:
                     idx.append(i)
                     new.append(raw)
         elif x is not old:
@@ -461,8 +466,8 @@ def export_output(out, inner_nodes: list, *, where: str, raw: bool = False, as_h
     graphdef = flat.graphdef
     if as_hijax:  # new plain Variables were made with hijax defaults turned off
         swapped = [
-            x._from_raw(val, x._aux.replace(mode=HIJAX), None)
-            if isinstance(x, Variable) and x._aux.mode == PLAIN and x._aux.mutable
+            variable_from_stored(type(x), val, _record(x).replace(mode=HIJAX), None)
+            if isinstance(x, Variable) and _record(x).mode == PLAIN and _record(x).mutable
             else x
             for x, val in zip(flat.leaves, values)
         ]
@@ -486,8 +491,8 @@ def export_output(out, inner_nodes: list, *, where: str, raw: bool = False, as_h
 
 def _check_escape(v: Variable, trace, where: str) -> None:
     raw = v.get_raw_value()
-    if v._aux.mode == PLAIN:
-        created_here = getattr(v, "_trace", trace) == trace
+    if storage_mode(v) == PLAIN:
+        created_here = variable_trace(v) == trace
     else:
         created_here = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(raw))
     if not created_here:
@@ -524,7 +529,7 @@ def write_back(leaves: list, idx, new, *, values: bool) -> None:
     top = None
     for i, x in zip(idx, new):
         v = leaves[i]
-        if v._aux.mode == REF:
+        if storage_mode(v) == REF:
             if top is None:
                 top = at_top_level()
             if _layout_changed(v, x, top):

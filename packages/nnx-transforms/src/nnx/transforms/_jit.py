@@ -16,13 +16,14 @@ from typing import Any
 
 import jax
 
-from nnx.core import Variable
+from nnx.core import Variable, storage_mode
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN,
     PLAIN_ARG,
     PrepareCache,
     assemble,
+    call_without_cells,
     collect_updates,
     donated_note,
     enter_raw,
@@ -183,7 +184,9 @@ class JitWrapped:
         def inner(leaves, plain, plain_kw):
             objs = enter_raw(graphdef, leaves) if graphdef is not None else ()
             args, kwargs = assemble(layout, objs, plain, plain_kw)
-            out = fun(*args, **kwargs)
+            # the cell rule: Variables created inside are plain (a jitted program cannot
+            # lower hijax cells it creates); new ones returned get their mode back outside
+            out, as_hijax = call_without_cells(fun, args, kwargs)
             if graphdef is not None:
                 idx, new, inner_flat = collect_updates(
                     objs, leaves, graphdef, where=where, names=names
@@ -197,7 +200,7 @@ class JitWrapped:
                             new.append(leaves[i])
             else:
                 idx, new, nodes = [], [], []
-            out, spec = export_output(out, nodes, where=where, raw=True)
+            out, spec = export_output(out, nodes, where=where, raw=True, as_hijax=as_hijax)
             return new, out, _Meta(tuple(idx), spec)
 
         jit_kwargs = dict(self._jit_kwargs)
@@ -246,7 +249,7 @@ class JitWrapped:
         if prep is not None:
             owners = prep.owners(graph)
             leaf_mask = tuple(
-                owners[i] in donated_graph and isinstance(x, Variable) and x._aux.mode == PLAIN
+                owners[i] in donated_graph and isinstance(x, Variable) and storage_mode(x) == PLAIN
                 for i, x in enumerate(prep.leaves)
             )
         else:
@@ -276,7 +279,7 @@ class JitWrapped:
             s = per_arg[owners[i]]
             if isinstance(s, Mapping):
                 s = _lookup_path(s, paths[i][1:])
-            if isinstance(x, Variable) and x._aux.mode != PLAIN:
+            if isinstance(x, Variable) and storage_mode(x) != PLAIN:
                 s = None
             out.append(s)
         return out
