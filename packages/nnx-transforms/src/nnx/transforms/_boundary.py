@@ -332,6 +332,7 @@ def collect_updates(
     where: str,
     names: list[str] | None = None,
     values: bool = False,
+    raw_arrays: bool = False,
 ) -> tuple[list[int], list, Any]:
     """Compare the inner objects with what entered; return ``(indices, new values, flat)``.
 
@@ -354,6 +355,11 @@ def collect_updates(
                 elif _record(x).mode == PLAIN:
                     idx.append(i)
                     new.append(raw)
+        elif x is not old and raw_arrays:
+            # a raw array attribute replaced inside (`self.count += 1`): a state leaf
+            # whose new value comes out and is assigned at its path outside
+            idx.append(i)
+            new.append(x)
         elif x is not old:
             raise StructureError(
                 f"{where}: the array at {_path_str(graphdef_in.paths[i], names)} was "
@@ -518,10 +524,31 @@ def import_output(converted, spec: OutSpec | None, index_ref: list | None):
 
 
 # -- 5. applying updates outside -------------------------------------------------------
-def write_back(leaves: list, idx, new, *, values: bool) -> None:
-    """Write changed values into the caller's Variables (after the JAX call returned)."""
+def write_back(
+    leaves: list, idx, new, *, values: bool, prep: Prepared | None = None, graph=()
+) -> None:
+    """Write changed values into the caller's Variables (after the JAX call returned).
+
+    Raw array leaves (``prep`` and ``graph`` given) are assigned at their paths in the
+    caller's objects (``graph``: the graph arguments), after the Variables.
+    """
     if not idx:
         return
+    if prep is not None and not prep.all_vars:
+        arrays = [(i, x) for i, x in zip(idx, new) if not isinstance(leaves[i], Variable)]
+        if arrays:
+            # resolve every target first: an array that cannot be assigned raises
+            # before anything is written
+            targets = [(_owner_at(graph, prep.paths[i]), i, x) for i, x in arrays]
+            keep = [(i, x) for i, x in zip(idx, new) if isinstance(leaves[i], Variable)]
+            write_back(leaves, [i for i, _ in keep], [x for _, x in keep], values=values)
+            for (node, last), i, x in targets:
+                if isinstance(node, Pytree):
+                    setattr(node, last, x)
+                else:
+                    node[last] = x
+                leaves[i] = x
+            return
     if not values and at_top_level():
         for i, x in zip(idx, new):
             _set_raw(leaves[i], x)
@@ -539,6 +566,20 @@ def write_back(leaves: list, idx, new, *, values: bool) -> None:
                 v.set_raw_value(jax.tree.map(jax.new_ref, x))
                 continue
         v.set_value(x)
+
+
+def _owner_at(root, path: tuple):
+    """``(node, key)`` such that ``node.<key>`` / ``node[key]`` holds the leaf at ``path``."""
+    node = root
+    for k in path[:-1]:
+        node = getattr(node, k) if isinstance(node, Pytree) else node[k]
+    if not isinstance(node, (Pytree, list, dict)):
+        raise StructureError(
+            f"cannot write the new value of the array at {_path_str(path, None)}: it is held "
+            f"by a {type(node).__name__}, which cannot be changed in place. Hold it in a "
+            "Pytree attribute, a list or a dict, or in an nnx.Variable. Nothing was written."
+        )
+    return node, path[-1]
 
 
 def _layout_changed(v: Variable, new, top: bool) -> bool:

@@ -138,7 +138,7 @@ class JitWrapped:
             self._explain(e, prep, layout, donate_mask)
             raise
         if meta.idx:
-            write_back(prep.leaves, meta.idx, updates, values=False)  # type: ignore[union-attr]
+            write_back(prep.leaves, meta.idx, updates, values=False, prep=prep, graph=graph)  # type: ignore[union-attr]
         if meta.spec is None:
             return out
         return import_output(out, meta.spec, prep.flat.nodes if prep is not None else None)
@@ -189,7 +189,7 @@ class JitWrapped:
             out, as_hijax = call_without_cells(fun, args, kwargs)
             if graphdef is not None:
                 idx, new, inner_flat = collect_updates(
-                    objs, leaves, graphdef, where=where, names=names
+                    objs, leaves, graphdef, where=where, names=names, raw_arrays=True
                 )
                 nodes = inner_flat.nodes
                 if always:
