@@ -50,6 +50,7 @@ def lift(
     post_out: Callable | None = None,
     in_spec: Callable | None = None,
     out_spec: Callable | None = None,
+    restore_modes: bool = True,
 ):
     """Call ``transform(inner)(values, plain, plain_kw)`` with nnx state crossing as values.
 
@@ -78,7 +79,7 @@ def lift(
             idx, new, nodes = [], [], []
         if post_out is not None:
             out = post_out(out)
-        out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
+        out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax and restore_modes)
         holder["idx"], holder["spec"] = idx, spec
         if all_updates:
             upd: list = [None] * len(leaves)
@@ -175,6 +176,7 @@ def eval_shape(fun: Callable, *args, **kwargs):
         where=f"nnx.eval_shape({getattr(fun, '__name__', 'f')})",
         post_out=_plain_vars,
         write=False,
+        restore_modes=False,  # abstract values: no array to put in a cell
     )
 
 
