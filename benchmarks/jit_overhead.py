@@ -6,6 +6,8 @@ arguments, the cache lookup, dispatch, writing results back.
 
   (a) raw   ``jax.jit`` over a dict of arrays with optax (the floor);
   (b) nnx   ``nnx.jit`` over the model and an optimizer that holds it;
+  (b') nnx_ref, (b'') nnx_hijax: ``nnx.jit`` over the same model and optimizer
+       built under ``var_defaults(ref=True)`` / ``var_defaults(hijax=True)``;
   (c) hijax plain ``jax.jit`` over a module and optimizer in hijax mode.
 
 Run::
@@ -156,6 +158,30 @@ def make_nnx(depth: int):
     return lambda x, y: step(model, optimizer, x, y)
 
 
+def _make_nnx_in_mode(depth: int, **mode):
+    with nnx.var_defaults(**mode):
+        model = MLP(depth, rngs=nnx.Rngs(0))
+        optimizer = Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer, x, y):
+        loss, grads = nnx.value_and_grad(_loss)(model, x, y)
+        optimizer.update(model, grads)
+        return loss
+
+    return lambda x, y: step(model, optimizer, x, y)
+
+
+def make_nnx_ref(depth: int):
+    """(b') ``nnx.jit`` over the model and optimizer built under ``var_defaults(ref=True)``."""
+    return _make_nnx_in_mode(depth, ref=True)
+
+
+def make_nnx_hijax(depth: int):
+    """(b'') ``nnx.jit`` over the model and optimizer built under ``var_defaults(hijax=True)``."""
+    return _make_nnx_in_mode(depth, hijax=True)
+
+
 def make_hijax(depth: int):
     with nnx.var_defaults(hijax=True):
         model = MLP(depth, rngs=nnx.Rngs(0))
@@ -213,6 +239,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-hijax", action="store_true")
     parser.add_argument(
+        "--skip-modes", action="store_true", help="skip nnx.jit over ref and hijax models"
+    )
+    parser.add_argument(
         "--standin-optimizer",
         action="store_true",
         help="use the stand-in optimizer even when nnx.Optimizer is available",
@@ -232,6 +261,9 @@ def main(argv=None):
     x = jnp.ones((BATCH, WIDTH))
     y = jnp.zeros((BATCH, WIDTH))
     makers = {"raw": make_raw, "nnx": make_nnx}
+    if not args.skip_modes:
+        makers["nnx_ref"] = make_nnx_ref
+        makers["nnx_hijax"] = make_nnx_hijax
     if not args.skip_hijax:
         makers["hijax"] = make_hijax
     if peers is not None:

@@ -3,6 +3,8 @@
 Steps (each in its own hatch environment; the run stops at the first failure):
 
 1. lint:      ruff check, and the import contracts (import-linter) of pyproject.toml
+   private:   no sibling package reads private attributes of nnx-core objects
+              (tools/check_private_access.py)
 2. packaging: build the four wheels, install them one by one into fresh virtual
               environments (and the monorepo editable), check the ``nnx`` namespace
 3. typecheck: pyright resolves every ``nnx.<name>`` of the siblings, and the four
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 STEPS: dict[str, list[str]] = {
     "lint": ["full:lint"],
+    "private": [],  # runs tools/check_private_access.py in this interpreter
     "packaging": [],  # runs tools/check_packaging.py in this interpreter
     "typecheck": ["full:typecheck", "full:pyright"],
     "core": ["core:test"],
@@ -101,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         if step == "packaging":
             cmd = [sys.executable, str(ROOT / "tools" / "check_packaging.py")]
+            code, _ = _run(cmd, env=dict(os.environ))
+        elif step == "private":
+            cmd = [sys.executable, str(ROOT / "tools" / "check_private_access.py")]
             code, _ = _run(cmd, env=dict(os.environ))
         else:
             code = 0

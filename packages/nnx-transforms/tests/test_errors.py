@@ -71,6 +71,8 @@ def test_structure_change_inside_names_the_path():
 
 
 def test_replacing_a_raw_array_attribute_inside_is_an_error():
+    # nnx.jit writes a replaced raw array back (raw arrays as state, #20: see
+    # test_raw_arrays.py); the transforms that do not yet still say so clearly
     class HoldsArray(nnx.Module):
         def __init__(self):
             self.a = jnp.zeros(2)
@@ -81,7 +83,9 @@ def test_replacing_a_raw_array_attribute_inside_is_an_error():
         h.a = h.a + 1
 
     with pytest.raises(nnx.StructureError, match="'h/a' was replaced.*nnx.Variable"):
-        nnx.jit(f)(h)
+        nnx.remat(f)(h)
+    nnx.jit(f)(h)
+    assert float(h.a[0]) == 1.0
 
 
 def test_returning_a_captured_variable_is_an_escape_error():

@@ -131,6 +131,15 @@ from nnx.core._traversals import (
     unflatten_mapping,
 )
 from nnx.core._typing import A, M, VariableState
+from nnx.core._storage import (
+    StorageMode,
+    VariableRecord,
+    is_storage_cell,
+    storage_mode,
+    variable_from_stored,
+    variable_record,
+    variable_trace,
+)
 from nnx.core._variables import (
     BatchStat,
     Cache,
@@ -175,6 +184,14 @@ __all__ = [
     "register_variable_name",
     "variable_name_from_type",
     "variable_type_from_name",
+    # storage (what transforms build on)
+    "StorageMode",
+    "VariableRecord",
+    "storage_mode",
+    "variable_record",
+    "variable_trace",
+    "variable_from_stored",
+    "is_storage_cell",
     # storage modes
     "var_defaults",
     "VarDefaults",

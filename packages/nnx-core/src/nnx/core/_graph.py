@@ -31,6 +31,7 @@ from nnx.core._pytree import (
     List,
     Pytree,
     _Static,
+    compute_layout,
     get_flat_cache_raw,
     get_layout,
     new_node,
@@ -142,14 +143,17 @@ class FlatGraph:
 
 
 class _Flattener:
-    __slots__ = ("ids", "nodes", "leaves", "paths", "pytree_view")
+    __slots__ = ("ids", "nodes", "leaves", "paths", "pytree_view", "watch")
 
-    def __init__(self, ref_index, with_paths, pytree_view=False):
+    def __init__(self, ref_index, with_paths, pytree_view=False, watch=None):
         self.ids = {} if ref_index is None else dict(ref_index)
         self.nodes: list = []
         self.leaves: list = []
         self.paths = [] if with_paths else None
         self.pytree_view = pytree_view
+        # what a cached flattening must re-check (FlattenCache): untracked
+        # containers and mutable static values, see _Watch
+        self.watch: _Watch | None = watch
 
     def visit(self, x, path):
         if isinstance(x, Variable):
@@ -169,6 +173,11 @@ class _Flattener:
             self.ids[id(x)] = len(self.ids)
             self.nodes.append(x)
             layout = get_layout(x)
+            if layout.mutable_statics:  # a static dict/list edited in place
+                if any(st.stale() for st in layout.mutable_statics):
+                    layout = compute_layout(x)
+                if self.watch is not None:
+                    self.watch.statics.extend(layout.mutable_statics)
             d = x.__dict__
             if self.paths is None:
                 children = tuple(self.visit(d[k], None) for k in layout.data_keys)
@@ -190,6 +199,8 @@ class _Flattener:
                     children += tuple(self.visit(d[k], (*path, k)) for k in layout.graph_keys)
             return (_NODE, type(x), layout, children)
         t = type(x)
+        if self.watch is not None and (t is list or t is dict or t is State):
+            return self.watched(x, t)
         if t is list or t is List or t is tuple:
             if self.paths is None:
                 children = tuple(self.visit(y, None) for y in x)
@@ -215,11 +226,32 @@ class _Flattener:
             return (_STATIC, _Static(x))
         keyed, _ = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)
         keys = tuple(_key_name(kp[0]) for kp, _ in keyed)
-        if self.paths is None:
+        if self.watch is not None:
+            defs = self.watched_children(x, treedef, children)
+        elif self.paths is None:
             defs = tuple(self.visit(c, None) for c in children)
         else:
             defs = tuple(self.visit(c, (*path, k)) for k, c in zip(keys, children))
         return (_PYTREE, treedef, keys, defs)
+
+    def watched(self, x, t):
+        """A plain list or dict reached by a FlattenCache's flattening (no paths)."""
+        if t is list:
+            return (_LIST, t, self.watched_children(x, None, list(x)))
+        keys = tuple(sorted(x, key=_sort_key))
+        return (_DICT, t, keys, self.watched_children(x, keys, [x[k] for k in keys]))
+
+    def watched_children(self, x, keys, kids: list) -> tuple:
+        arrays = None
+        defs = []
+        for i, y in enumerate(kids):
+            if isinstance(y, _ARRAY_TYPES):
+                if arrays is None:
+                    arrays = {}
+                arrays[i] = len(self.leaves)
+            defs.append(self.visit(y, None))
+        self.watch.items.append((x, keys, kids, arrays))  # type: ignore[union-attr]
+        return tuple(defs)
 
     def leaf(self, x, path):
         self.leaves.append(x)
@@ -391,7 +423,7 @@ def unflatten(
 
 
 class FlattenCache:
-    """Remembers :func:`flatten` of the last arguments while nothing changed shape.
+    """Remembers :func:`flatten` of the last arguments while nothing changed.
 
     Example::
 
@@ -404,18 +436,27 @@ class FlattenCache:
         cache.flatten((model, opt)) is flat   # False: flattened again
 
     ``cache.flatten(args)`` returns the previous :class:`FlatGraph` when
-    ``args`` holds the same objects as last time and no object graph changed
-    structure since (see :func:`graph_epoch`); otherwise it flattens again.
+    ``args`` holds the same objects as last time and nothing reachable from
+    them changed structure since; otherwise it flattens again. Changes to
+    nnx objects move :func:`graph_epoch` (one integer comparison). What the
+    epoch cannot see is re-checked on every hit, at a cost proportional to its
+    size only: the plain lists, dicts and other pytree nodes reached (compared
+    item by item, by identity: ``c["m"] = other_module`` is seen) and static
+    values of Pytrees that can change in place (``m.cfg["scale"] = 3.0``). An
+    array replaced in a plain container (``c["x"] = 2 * x``) does not cost a
+    re-flatten: the cached FlatGraph's leaves list is updated in place. A graph
+    of modules only (the common case) has nothing to re-check.
     Leaves are Variables, so their current values are read by the caller at
     each use.
     """
 
-    __slots__ = ("_refs", "_epoch", "_flat")
+    __slots__ = ("_refs", "_epoch", "_flat", "_watch")
 
     def __init__(self):
         self._refs: tuple = ()
         self._epoch = -1
         self._flat: FlatGraph | None = None
+        self._watch: _Watch | None = None
 
     def flatten(self, nodes: tuple) -> FlatGraph:
         if self._epoch == _epoch._counter[0] and len(nodes) == len(self._refs):
@@ -423,12 +464,74 @@ class FlattenCache:
                 if r() is not n:
                     break
             else:
-                return self._flat  # type: ignore[return-value]
-        flat = flatten(nodes)
+                w = self._watch
+                if w is None or w.still_valid(self._flat.leaves):  # type: ignore[union-attr]
+                    return self._flat  # type: ignore[return-value]
+        watch = _Watch()
+        f = _Flattener(None, False, watch=watch)
+        tree = f.visit(nodes, ())
+        flat = FlatGraph(GraphDef(tree, len(f.leaves), len(f.ids)), f.leaves, f.nodes, None)
         self._refs = tuple(_weak(n) for n in nodes)
         self._epoch = _epoch._counter[0]
         self._flat = flat
+        self._watch = watch if (watch.items or watch.statics) else None
         return flat
+
+
+class _Watch:
+    """What the structure epoch does not see, recorded during one flattening.
+
+    ``items``: per untracked container reached (a plain list or dict, a State,
+    another registered pytree node), ``(container, keys, children, arrays)``:
+    the children as they were (by identity) and, for raw array children, their
+    leaf index (``arrays``: position -> leaf index), so that a replaced array
+    updates the cached leaves instead of forcing a re-flatten. ``statics``:
+    the mutable static values of the Pytrees reached.
+    """
+
+    __slots__ = ("items", "statics")
+
+    def __init__(self):
+        self.items: list = []
+        self.statics: list = []
+
+    def still_valid(self, leaves: list) -> bool:
+        for st in self.statics:
+            if st.stale():
+                return False
+        moved = None
+        for x, keys, kids, arrays in self.items:
+            if keys is None:  # a plain list
+                if len(x) != len(kids):
+                    return False
+                now = x
+            elif type(keys) is tuple:  # a dict or State
+                if len(x) != len(keys):
+                    return False
+                try:
+                    now = [x[k] for k in keys]
+                except KeyError:
+                    return False
+            else:  # another pytree node: its children and treedef
+                try:
+                    now, treedef = jax.tree_util.tree_flatten(x, is_leaf=lambda y, x=x: y is not x)
+                except Exception:
+                    return False
+                if treedef != keys or len(now) != len(kids):
+                    return False
+            for i, (a, b) in enumerate(zip(now, kids)):
+                if a is not b:
+                    j = None if arrays is None else arrays.get(i)
+                    if j is None or not isinstance(a, _ARRAY_TYPES):
+                        return False
+                    if moved is None:
+                        moved = []
+                    moved.append((kids, i, j, a))
+        if moved:
+            for kids, i, j, a in moved:
+                kids[i] = a
+                leaves[j] = a
+        return True
 
 
 class _Strong:
@@ -948,11 +1051,14 @@ def _pytree_flatten(obj) -> FlatGraph:
     cached = get_flat_cache_raw(obj)
     epoch = _epoch._counter[0]
     if cached is not None and cached[0] == epoch:
-        return cached[1]
-    f = _Flattener(None, False, pytree_view=True)
+        w = cached[2]
+        if w is None or w.still_valid(cached[1].leaves):
+            return cached[1]
+    watch = _Watch()
+    f = _Flattener(None, False, pytree_view=True, watch=watch)
     tree = f.visit(obj, ())
     flat = FlatGraph(GraphDef(tree, len(f.leaves), len(f.ids)), f.leaves, f.nodes, None)
-    set_flat_cache(obj, (epoch, flat))
+    set_flat_cache(obj, (epoch, flat, watch if (watch.items or watch.statics) else None))
     return flat
 
 

@@ -215,21 +215,39 @@ def is_data(x) -> bool:
 class _Static:
     """A static value inside a hashable structure; compared by its frozen form."""
 
-    __slots__ = ("value", "_key", "_hash")
+    __slots__ = ("value", "_key", "_hash", "mutable")
 
     def __init__(self, value):
         self.value = value
         self._key = _freeze(value)
         self._hash = hash(self._key)
+        # a list/dict/set (or a tuple holding one) can change in place: compared by
+        # its frozen form only, and re-checked by the flattening (`stale`)
+        self.mutable = _is_mutable(value)
+
+    def stale(self) -> bool:
+        """Whether a mutable value changed in place since this record was made."""
+        return self.mutable and _freeze(self.value) != self._key
 
     def __hash__(self):
         return self._hash
 
     def __eq__(self, other):
-        return type(other) is _Static and (self.value is other.value or self._key == other._key)
+        return type(other) is _Static and (
+            (self.value is other.value and not self.mutable) or self._key == other._key
+        )
 
     def __repr__(self):
         return repr(self.value)
+
+
+def _is_mutable(x) -> bool:
+    t = type(x)
+    if t is list or t is dict or t is set or t is bytearray:
+        return True
+    if t is tuple:
+        return any(_is_mutable(y) for y in x)
+    return False
 
 
 def _track(x):
@@ -426,7 +444,16 @@ class Layout:
     structure.
     """
 
-    __slots__ = ("data_keys", "graph_keys", "keys", "static_items", "scalar_keys", "_key", "_hash")
+    __slots__ = (
+        "data_keys",
+        "graph_keys",
+        "keys",
+        "static_items",
+        "scalar_keys",
+        "mutable_statics",
+        "_key",
+        "_hash",
+    )
 
     def __init__(
         self, data_keys: tuple[str, ...], static_items: tuple, graph_keys=(), scalar_keys=()
@@ -436,6 +463,9 @@ class Layout:
         self.graph_keys = graph_keys
         self.keys = data_keys + graph_keys  # what the graph walk visits, in order
         self.static_items = static_items  # ((name, _Static), ...)
+        # static values that can change in place (a config dict): the flattening
+        # re-checks them, so an in-place edit is seen as a structural change
+        self.mutable_statics = tuple(s for _, s in static_items if s.mutable)
         self._key = (data_keys, graph_keys, static_items, self.scalar_keys)
         self._hash = hash(self._key)
 

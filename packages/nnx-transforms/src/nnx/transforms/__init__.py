@@ -11,6 +11,13 @@ from nnx.transforms._axes import Carry, StateAxes
 from nnx.transforms._control import cond, fori_loop, switch, while_loop
 from nnx.transforms._errors import AxisError, CarryError, EscapeError, TransformError
 from nnx.transforms._jaxpr import PARTITION_NAME, make_jaxpr
+from nnx.transforms._errors import (
+    AxisError,
+    CarryError,
+    DonatedBufferError,
+    EscapeError,
+    TransformError,
+)
 from nnx.transforms._jit import jit
 from nnx.transforms._misc import (
     checkify,
@@ -50,6 +57,7 @@ __all__ = [
     "TransformError",
     "AxisError",
     "CarryError",
+    "DonatedBufferError",
     "EscapeError",
     "jit_partial",
     "cached_partial",

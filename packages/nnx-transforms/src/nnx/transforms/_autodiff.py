@@ -17,7 +17,15 @@ from typing import Any
 import jax
 from jax.extend.core import get_opaque_trace_state
 
-from nnx.core import AliasingError, Param, State, Variable, flatten, to_predicate
+from nnx.core import (
+    AliasingError,
+    Param,
+    State,
+    Variable,
+    flatten,
+    to_predicate,
+    variable_from_stored,
+)
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN_ARG,
@@ -246,7 +254,7 @@ class GradWrapped:
             items = []
             for path, i in payload:
                 cls, aux = prep.slots[i]
-                items.append((path, cls._from_raw(by_leaf[i], aux, trace)))
+                items.append((path, variable_from_stored(cls, by_leaf[i], aux, trace)))
             out.append(State.from_flat(items))
         return tuple(out)
 

@@ -35,19 +35,21 @@ from jax.extend.core import get_opaque_trace_state
 from nnx.core import (
     Pytree,
     State,
+    StorageMode,
     StructureError,
     Variable,
     flatten,
     is_graph_node,
+    storage_mode,
     unflatten,
+    variable_from_stored,
+    variable_record,
+    variable_trace,
 )
 from nnx.transforms._errors import EscapeError
 
-# Storage modes as nnx-core numbers them (read from instances: core does not
-# export the constants).
-PLAIN = Variable(0, hijax=False, ref=False)._aux.mode
-REF = Variable(np.zeros(()), ref=True)._aux.mode
-HIJAX = Variable(0, hijax=True)._aux.mode
+PLAIN, REF, HIJAX = StorageMode.PLAIN, StorageMode.REF, StorageMode.HIJAX
+_record = variable_record
 
 _get_raw = Variable.get_raw_value
 _set_raw = Variable.set_raw_value
@@ -234,9 +236,11 @@ class Prepared:
         self.flat = flat
         leaves = self.leaves = flat.leaves
         self.all_vars = all(isinstance(x, Variable) for x in leaves)
-        self.all_plain = all(not isinstance(x, Variable) or x._aux.mode == PLAIN for x in leaves)
+        self.all_plain = all(
+            not isinstance(x, Variable) or _record(x).mode == PLAIN for x in leaves
+        )
         self.slots = tuple(
-            (type(x), _plain_aux(x._aux)) if isinstance(x, Variable) else None for x in leaves
+            (type(x), _plain_aux(_record(x))) if isinstance(x, Variable) else None for x in leaves
         )
         self._owners = None
         self._paths = None
@@ -311,7 +315,8 @@ def enter_values(prep: Prepared, values: list):
     """
     trace = get_opaque_trace_state(convention="nnx")
     leaves = [
-        v if s is None else s[0]._from_raw(v, s[1], trace) for s, v in zip(prep.slots, values)
+        v if s is None else variable_from_stored(s[0], v, s[1], trace)
+        for s, v in zip(prep.slots, values)
     ]
     objs = unflatten(prep.flat.graphdef, leaves)
     gd = prep.flat.graphdef if prep.all_plain else flatten(objs).graphdef
@@ -327,6 +332,7 @@ def collect_updates(
     where: str,
     names: list[str] | None = None,
     values: bool = False,
+    raw_arrays: bool = False,
 ) -> tuple[list[int], list, Any]:
     """Compare the inner objects with what entered; return ``(indices, new values, flat)``.
 
@@ -346,9 +352,14 @@ def collect_updates(
                 if values:
                     idx.append(i)
                     new.append(x.get_value())
-                elif x._aux.mode == PLAIN:
+                elif _record(x).mode == PLAIN:
                     idx.append(i)
                     new.append(raw)
+        elif x is not old and raw_arrays:
+            # a raw array attribute replaced inside (`self.count += 1`): a state leaf
+            # whose new value comes out and is assigned at its path outside
+            idx.append(i)
+            new.append(x)
         elif x is not old:
             raise StructureError(
                 f"{where}: the array at {_path_str(graphdef_in.paths[i], names)} was "
@@ -461,8 +472,8 @@ def export_output(out, inner_nodes: list, *, where: str, raw: bool = False, as_h
     graphdef = flat.graphdef
     if as_hijax:  # new plain Variables were made with hijax defaults turned off
         swapped = [
-            x._from_raw(val, x._aux.replace(mode=HIJAX), None)
-            if isinstance(x, Variable) and x._aux.mode == PLAIN and x._aux.mutable
+            variable_from_stored(type(x), val, _record(x).replace(mode=HIJAX), None)
+            if isinstance(x, Variable) and _record(x).mode == PLAIN and _record(x).mutable
             else x
             for x, val in zip(flat.leaves, values)
         ]
@@ -486,8 +497,8 @@ def export_output(out, inner_nodes: list, *, where: str, raw: bool = False, as_h
 
 def _check_escape(v: Variable, trace, where: str) -> None:
     raw = v.get_raw_value()
-    if v._aux.mode == PLAIN:
-        created_here = getattr(v, "_trace", trace) == trace
+    if storage_mode(v) == PLAIN:
+        created_here = variable_trace(v) == trace
     else:
         created_here = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(raw))
     if not created_here:
@@ -513,10 +524,31 @@ def import_output(converted, spec: OutSpec | None, index_ref: list | None):
 
 
 # -- 5. applying updates outside -------------------------------------------------------
-def write_back(leaves: list, idx, new, *, values: bool) -> None:
-    """Write changed values into the caller's Variables (after the JAX call returned)."""
+def write_back(
+    leaves: list, idx, new, *, values: bool, prep: Prepared | None = None, graph=()
+) -> None:
+    """Write changed values into the caller's Variables (after the JAX call returned).
+
+    Raw array leaves (``prep`` and ``graph`` given) are assigned at their paths in the
+    caller's objects (``graph``: the graph arguments), after the Variables.
+    """
     if not idx:
         return
+    if prep is not None and not prep.all_vars:
+        arrays = [(i, x) for i, x in zip(idx, new) if not isinstance(leaves[i], Variable)]
+        if arrays:
+            # resolve every target first: an array that cannot be assigned raises
+            # before anything is written
+            targets = [(_owner_at(graph, prep.paths[i]), i, x) for i, x in arrays]
+            keep = [(i, x) for i, x in zip(idx, new) if isinstance(leaves[i], Variable)]
+            write_back(leaves, [i for i, _ in keep], [x for _, x in keep], values=values)
+            for (node, last), i, x in targets:
+                if isinstance(node, Pytree):
+                    setattr(node, last, x)
+                else:
+                    node[last] = x
+                leaves[i] = x
+            return
     if not values and at_top_level():
         for i, x in zip(idx, new):
             _set_raw(leaves[i], x)
@@ -524,7 +556,7 @@ def write_back(leaves: list, idx, new, *, values: bool) -> None:
     top = None
     for i, x in zip(idx, new):
         v = leaves[i]
-        if v._aux.mode == REF:
+        if storage_mode(v) == REF:
             if top is None:
                 top = at_top_level()
             if _layout_changed(v, x, top):
@@ -534,6 +566,20 @@ def write_back(leaves: list, idx, new, *, values: bool) -> None:
                 v.set_raw_value(jax.tree.map(jax.new_ref, x))
                 continue
         v.set_value(x)
+
+
+def _owner_at(root, path: tuple):
+    """``(node, key)`` such that ``node.<key>`` / ``node[key]`` holds the leaf at ``path``."""
+    node = root
+    for k in path[:-1]:
+        node = getattr(node, k) if isinstance(node, Pytree) else node[k]
+    if not isinstance(node, (Pytree, list, dict)):
+        raise StructureError(
+            f"cannot write the new value of the array at {_path_str(path, None)}: it is held "
+            f"by a {type(node).__name__}, which cannot be changed in place. Hold it in a "
+            "Pytree attribute, a list or a dict, or in an nnx.Variable. Nothing was written."
+        )
+    return node, path[-1]
 
 
 def _layout_changed(v: Variable, new, top: bool) -> bool:
@@ -552,6 +598,78 @@ def _layout_changed(v: Variable, new, top: bool) -> bool:
 def state_from_leaves(items) -> State:
     """A State from ``(path, Variable)`` pairs."""
     return State.from_flat(items)
+
+
+# -- errors of the JAX call, explained in nnx terms ------------------------------------
+_JAX_LEAF_TYPES = (jax.Array, np.ndarray, np.generic, int, float, bool, complex, jax.Ref)
+
+
+def explain_call_error(prep: Prepared | None, names, where: str, e: Exception) -> Exception | None:
+    """After the JAX call raised ``e``: an error naming the leaf at fault, or None.
+
+    Looked at only on the error path (no cost per call). Two causes are
+    recognised: a Variable whose array was deleted before the call (donated to
+    a call that failed, :class:`DonatedBufferError`; JAX says "deleted") and a
+    Variable or raw leaf holding a value JAX cannot take (a string, an
+    arbitrary object: ``TypeError``).
+    """
+    if prep is None:
+        return None
+    input_deleted = "deleted" in str(e)
+    from nnx.transforms._errors import DonatedBufferError
+
+    paths = prep.paths
+    for i, x in enumerate(prep.leaves):
+        raw = x.get_raw_value() if isinstance(x, Variable) else x
+        what = type(x).__name__ if isinstance(x, Variable) else "array"
+        for a in jax.tree.leaves(raw, is_leaf=lambda r: isinstance(r, jax.Ref)):
+            if (
+                input_deleted
+                and isinstance(a, jax.Array)
+                and not isinstance(a, jax.core.Tracer)
+                and a.is_deleted()
+            ):
+                return DonatedBufferError(
+                    f"{where}: the {what} at {_path_str(paths[i], names)} has no array any "
+                    "more: its buffer was donated (donate_argnums/donate_argnames) to an "
+                    "nnx.jit call that failed, and JAX deleted it. Restore the model from "
+                    "a checkpoint or rebuild it (e.g. `nnx.update(model, saved_state)` "
+                    "from a copy taken before the step); to keep the buffers when a step "
+                    "may fail, call it without donation."
+                )
+            stored = isinstance(x, Variable) and (x.hijax or x.ref)  # cells and refs
+            if not (stored or isinstance(a, _JAX_LEAF_TYPES)):
+                return TypeError(
+                    f"{where}: the {what} at {_path_str(paths[i], names)} holds a value of "
+                    f"type {type(a).__name__} ({_short(a)}), which JAX cannot take as an "
+                    "argument. Variables passed to a transform hold arrays; keep other "
+                    "values in a plain (static) attribute, e.g. `self.name = 'abc'`, "
+                    "or convert it with jnp.asarray."
+                )
+    return None
+
+
+def donated_note(prep: Prepared | None, mask, names) -> str | None:
+    """A note for an error of a donating call: which Variables lost their arrays."""
+    if prep is None or not mask:
+        return None
+    lost = []
+    for i, (x, m) in enumerate(zip(prep.leaves, mask)):
+        if m and isinstance(x, Variable):
+            raw = x.get_raw_value()
+            if any(
+                isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer) and a.is_deleted()
+                for a in jax.tree.leaves(raw)
+            ):
+                lost.append(_path_str(prep.paths[i], names))
+    if not lost:
+        return None
+    more = f" (and {len(lost) - 5} more)" if len(lost) > 5 else ""
+    return (
+        f"nnx.jit: this call donated the buffers of {', '.join(lost[:5])}{more}; JAX "
+        "deleted them, so these Variables cannot be used again. Restore them from a "
+        "checkpoint, or call without donate_argnums while debugging."
+    )
 
 
 def _short(value) -> str:

@@ -211,7 +211,7 @@ def fori_loop(lower, upper, body_fun: Callable, init_val: Any, *, unroll=None):
 
     def body(i, carry):
         val, state = lc.build(carry)
-        out = body_fun(i, val)
+        out, _ = call_without_cells(body_fun, (i, val), {})  # the cell rule: temporaries plain
         return lc.finish(out, state)
 
     kwargs = {} if unroll is None else {"unroll": unroll}
@@ -237,11 +237,11 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any):
 
     def cond(carry):
         val, _ = lc.build(carry)
-        return cond_fun(val)
+        return call_without_cells(cond_fun, (val,), {})[0]
 
     def body(carry):
         val, state = lc.build(carry)
-        out = body_fun(val)
+        out, _ = call_without_cells(body_fun, (val,), {})  # the cell rule: temporaries plain
         return lc.finish(out, state)
 
     return lc.result(jax.lax.while_loop(cond, body, lc.init()))

@@ -27,7 +27,17 @@ class EscapeError(TransformError, ValueError):
     """An object created outside a transform was returned from inside it."""
 
 
+class DonatedBufferError(TransformError, RuntimeError):
+    """A Variable's array was deleted: its buffer was donated to a call that did not finish.
+
+    With ``nnx.jit(..., donate_argnums=...)`` JAX hands the donated arrays to
+    the compiled program; when that call fails, they are gone and the Variables
+    that held them cannot be used again.
+    """
+
+
 __all__ = [
+    "DonatedBufferError",
     "AliasingError",
     "AxisError",
     "CarryError",

@@ -16,15 +16,18 @@ from typing import Any
 
 import jax
 
-from nnx.core import Variable
+from nnx.core import Variable, storage_mode
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN,
     PLAIN_ARG,
     PrepareCache,
     assemble,
+    call_without_cells,
     collect_updates,
+    donated_note,
     enter_raw,
+    explain_call_error,
     export_output,
     graph_arg_index,
     graph_arg_names,
@@ -126,15 +129,31 @@ class JitWrapped:
         if entry is None:
             entry = self._compiled[key] = self._make(key, prep, graph)
         fn, donate_mask = entry
-        if donate_mask is None:
-            updates, out, meta = fn(leaves, plain, plain_kw)
-        else:
-            updates, out, meta = fn(*_split_donated(donate_mask, leaves, plain, plain_kw))
+        try:
+            if donate_mask is None:
+                updates, out, meta = fn(leaves, plain, plain_kw)
+            else:
+                updates, out, meta = fn(*_split_donated(donate_mask, leaves, plain, plain_kw))
+        except Exception as e:
+            self._explain(e, prep, layout, donate_mask)
+            raise
         if meta.idx:
-            write_back(prep.leaves, meta.idx, updates, values=False)  # type: ignore[union-attr]
+            write_back(prep.leaves, meta.idx, updates, values=False, prep=prep, graph=graph)  # type: ignore[union-attr]
         if meta.spec is None:
             return out
         return import_output(out, meta.spec, prep.flat.nodes if prep is not None else None)
+
+    def _explain(self, e: Exception, prep, layout, donate_mask) -> None:
+        """On the error path only: name the Variable at fault, or say what donation did."""
+        fun = self.fun
+        where = f"nnx.jit({getattr(fun, '__name__', 'f')})"
+        names = graph_arg_names(fun, layout)
+        better = explain_call_error(prep, names, where, e)
+        if better is not None:
+            raise better from e
+        note = donated_note(prep, donate_mask[0] if donate_mask else None, names)
+        if note is not None:
+            e.add_note(note)
 
     def lower(self, *args, **kwargs):
         """``jax.jit(...).lower`` for these arguments (to inspect HLO or compile ahead)."""
@@ -165,10 +184,12 @@ class JitWrapped:
         def inner(leaves, plain, plain_kw):
             objs = enter_raw(graphdef, leaves) if graphdef is not None else ()
             args, kwargs = assemble(layout, objs, plain, plain_kw)
-            out = fun(*args, **kwargs)
+            # the cell rule: Variables created inside are plain (a jitted program cannot
+            # lower hijax cells it creates); new ones returned get their mode back outside
+            out, as_hijax = call_without_cells(fun, args, kwargs)
             if graphdef is not None:
                 idx, new, inner_flat = collect_updates(
-                    objs, leaves, graphdef, where=where, names=names
+                    objs, leaves, graphdef, where=where, names=names, raw_arrays=True
                 )
                 nodes = inner_flat.nodes
                 if always:
@@ -179,7 +200,7 @@ class JitWrapped:
                             new.append(leaves[i])
             else:
                 idx, new, nodes = [], [], []
-            out, spec = export_output(out, nodes, where=where, raw=True)
+            out, spec = export_output(out, nodes, where=where, raw=True, as_hijax=as_hijax)
             return new, out, _Meta(tuple(idx), spec)
 
         jit_kwargs = dict(self._jit_kwargs)
@@ -228,7 +249,7 @@ class JitWrapped:
         if prep is not None:
             owners = prep.owners(graph)
             leaf_mask = tuple(
-                owners[i] in donated_graph and isinstance(x, Variable) and x._aux.mode == PLAIN
+                owners[i] in donated_graph and isinstance(x, Variable) and storage_mode(x) == PLAIN
                 for i, x in enumerate(prep.leaves)
             )
         else:
@@ -258,7 +279,7 @@ class JitWrapped:
             s = per_arg[owners[i]]
             if isinstance(s, Mapping):
                 s = _lookup_path(s, paths[i][1:])
-            if isinstance(x, Variable) and x._aux.mode != PLAIN:
+            if isinstance(x, Variable) and storage_mode(x) != PLAIN:
                 s = None
             out.append(s)
         return out
@@ -342,7 +363,13 @@ def jit(
       static_argnums, static_argnames: static arguments (hashable), part of
         the compilation cache key.
       donate_argnums, donate_argnames: donate the buffers of these arguments
-        (for nnx arguments: of their plain-mode Variables).
+        (for nnx arguments: of their plain-mode Variables). JAX deletes donated
+        arrays when the compiled call starts, so when the call then fails (an
+        error at run time, e.g. from a callback) the donated Variables have no
+        arrays any more; nnx adds a note naming them to the error, and the next
+        transform that receives them raises ``nnx.DonatedBufferError`` naming
+        the path. Keep a copy of the state (``nnx.state(model)`` saved or
+        checkpointed) if a failed step must be recoverable.
       **jit_kwargs: passed to ``jax.jit`` (``keep_unused``, ``compiler_options``...).
     """
     options = dict(

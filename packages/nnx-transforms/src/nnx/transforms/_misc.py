@@ -16,13 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnx.core import State, Variable, flatten, is_graph_node, vars_as
+from nnx.core import State, Variable, flatten, is_graph_node, storage_mode, vars_as
 from nnx.transforms._boundary import (
     HIJAX,
     REF,
     PrepareCache,
+    Prepared,
     assemble,
     at_top_level,
+    call_without_cells,
     collect_updates,
     enter_values,
     export_output,
@@ -48,6 +50,7 @@ def lift(
     post_out: Callable | None = None,
     in_spec: Callable | None = None,
     out_spec: Callable | None = None,
+    restore_modes: bool = True,
 ):
     """Call ``transform(inner)(values, plain, plain_kw)`` with nnx state crossing as values.
 
@@ -66,7 +69,7 @@ def lift(
     def inner(leaves, plain, plain_kw):
         objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
         a, kw = assemble(layout, objs, plain, plain_kw)
-        out = fun(*a, **kw)
+        out, as_hijax = call_without_cells(fun, a, kw)  # the cell rule: temporaries plain
         if gd is not None:
             idx, new, inner_flat = collect_updates(
                 objs, leaves, gd, where=where, names=names, values=True
@@ -76,7 +79,7 @@ def lift(
             idx, new, nodes = [], [], []
         if post_out is not None:
             out = post_out(out)
-        out, spec = export_output(out, nodes, where=where)
+        out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax and restore_modes)
         holder["idx"], holder["spec"] = idx, spec
         if all_updates:
             upd: list = [None] * len(leaves)
@@ -145,7 +148,7 @@ checkpoint = remat
 # -- eval_shape ---------------------------------------------------------------------------
 def _plain_vars(out):
     has_storage = any(
-        isinstance(x, Variable) and x._aux.mode in (REF, HIJAX)
+        isinstance(x, Variable) and storage_mode(x) in (REF, HIJAX)
         for x in flatten(out).leaves
         if is_graph_node(x)
     )
@@ -173,6 +176,7 @@ def eval_shape(fun: Callable, *args, **kwargs):
         where=f"nnx.eval_shape({getattr(fun, '__name__', 'f')})",
         post_out=_plain_vars,
         write=False,
+        restore_modes=False,  # abstract values: no array to put in a cell
     )
 
 
@@ -333,6 +337,11 @@ class _Abstract:
 def _leaf_tangents(node, tangent, where: str) -> list:
     """Per-leaf tangents of ``node`` from a State/mapping or an object of the same structure."""
     sub = node if isinstance(node, _Abstract) else flatten(node, with_paths=True)
+    return _tangents_at(sub.paths, sub.leaves, tangent, where)
+
+
+def _tangents_at(paths, leaves, tangent, where: str) -> list:
+    """Tangents for the leaves at ``paths`` from a State/mapping or an object like the primal."""
     if (
         is_graph_node(tangent)
         or isinstance(tangent, (list, tuple))
@@ -351,7 +360,7 @@ def _leaf_tangents(node, tangent, where: str) -> list:
             f"{type(tangent).__name__}."
         )
     out = []
-    for path, x in zip(sub.paths, sub.leaves):
+    for path, x in zip(paths, leaves):
         value = x.get_value() if isinstance(x, Variable) else x
         t = lookup.get(path)
         if isinstance(t, Variable):
@@ -370,49 +379,65 @@ def _contains_graph(x) -> bool:
 
 
 def _values_fn(fun, args, where):
-    """``(g, per-arg leaf values, per-arg nodes)``: ``g(*per_arg_values)`` calls ``fun``."""
-    is_g = _split_graph_plain(args)
-    flats = [flatten(a) if g else None for a, g in zip(args, is_g)]
-    vals = [
-        [x.get_value() if isinstance(x, Variable) else x for x in f.leaves] if f else a
-        for a, f in zip(args, flats)
-    ]
-    preps = []
-    for f in flats:
-        if f is None:
-            preps.append(None)
-            continue
-        from nnx.transforms._boundary import Prepared
+    """``(g, per-arg values, is_graph, slices, apply)``: ``g(*per_arg_values)`` calls ``fun``.
 
-        preps.append(Prepared(f))
+    The graph arguments are flattened *jointly* (sharing kept: ``f(m, m)`` sees one
+    object inside, as with jit); each graph argument's values are the leaves it
+    reaches first (``slices[k]`` gives their range, paths and Variables), so a
+    Variable reached through two arguments crosses once, with the first.
+    """
+    is_g = _split_graph_plain(args)
+    graph = tuple(a for a, g in zip(args, is_g) if g)
+    prep = Prepared(flatten(graph)) if graph else None
+    joint = prep.values() if prep is not None else []
+    owners = prep.owners(graph) if prep is not None else []
+    slices = []
+    vals = []
+    k = 0
+    for a, isg in zip(args, is_g):
+        if not isg:
+            slices.append(None)
+            vals.append(a)
+            continue
+        idx = [i for i, o in enumerate(owners) if o == k]
+        lo, hi = (idx[0], idx[-1] + 1) if idx else (0, 0)
+        assert prep is not None
+        slices.append((lo, hi, [prep.paths[i][1:] for i in range(lo, hi)], prep.leaves[lo:hi]))
+        vals.append(joint[lo:hi])
+        k += 1
     holder: dict = {}
 
     def g(*per_arg):
-        objs, state = [], []
-        for p, v, _a in zip(preps, per_arg, args):
-            if p is None:
-                objs.append(v)
-                continue
-            o, gd = enter_values(p, list(v))
-            objs.append(o)
-            state.append((p, o, gd, list(v)))
-        out = fun(*objs)
-        updates = []
-        for p, o, gd, leaves in state:
-            idx, new, _ = collect_updates(o, leaves, gd, where=where, values=True)
-            updates.append((p, idx, new))
-        holder["updates"] = [(p, idx) for p, idx, _ in updates]
+        leaves: list = []
+        plain = []
+        for sl, v in zip(slices, per_arg):
+            if sl is None:
+                plain.append(v)
+            else:
+                leaves.extend(v)
+        if prep is not None:
+            objs, gd = enter_values(prep, leaves)
+        else:
+            objs, gd = (), None
+        oi, pi = iter(objs), iter(plain)
+        call = [next(oi) if isg else next(pi) for isg in is_g]
+        out, _ = call_without_cells(fun, call, {})
+        if gd is not None:
+            idx, new, _ = collect_updates(objs, leaves, gd, where=where, values=True)
+        else:
+            idx, new = [], []
+        holder["idx"] = idx
         if _contains_graph(out):
             raise TransformError(
                 f"{where}: the function must return arrays (pytrees of them), not nnx objects."
             )
-        return out, [new for _, _, new in updates]
+        return out, new
 
-    def apply(news):
-        for (p, idx), new in zip(holder["updates"], news):
-            write_back(p.leaves, idx, new, values=True)
+    def apply(new):
+        if prep is not None:
+            write_back(prep.leaves, holder["idx"], new, values=True)
 
-    return g, vals, is_g, preps, apply
+    return g, vals, is_g, slices, apply
 
 
 def jvp(fun: Callable, primals: tuple, tangents: tuple):
@@ -427,8 +452,11 @@ def jvp(fun: Callable, primals: tuple, tangents: tuple):
     structure); Variables it leaves out get zero tangents.
     """
     where = f"nnx.jvp({getattr(fun, '__name__', 'f')})"
-    g, vals, is_g, _, apply = _values_fn(fun, tuple(primals), where)
-    tans = [_leaf_tangents(a, t, where) if isg else t for a, t, isg in zip(primals, tangents, is_g)]
+    g, vals, is_g, slices, apply = _values_fn(fun, tuple(primals), where)
+    tans = [
+        _tangents_at(sl[2], sl[3], t, where) if sl is not None else t
+        for sl, t in zip(slices, tangents)
+    ]
     (out, news), (out_dot, _) = jax.jvp(g, tuple(vals), tuple(tans))
     apply(news)
     return out, out_dot
@@ -450,7 +478,7 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
     differentiated.
     """
     where = f"nnx.vjp({getattr(fun, '__name__', 'f')})"
-    g, vals, is_g, preps, apply = _values_fn(fun, tuple(primals), where)
+    g, vals, is_g, slices, apply = _values_fn(fun, tuple(primals), where)
     if has_aux:
 
         def g_aux(*vals):
@@ -472,13 +500,13 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
         zeros_news = jax.tree.map(_zero_tangent, news)
         cts = vjp_fn((ct, zeros_news))
         result = []
-        for c, p, isg in zip(cts, preps, is_g):
-            if not isg:
+        for c, sl in zip(cts, slices):
+            if sl is None:
                 result.append(c)
                 continue
             items = [
-                (path[0:], (x.replace(t) if isinstance(x, Variable) else t))
-                for path, x, t in zip(p.flat.graphdef.paths, p.leaves, c)
+                (path, (x.replace(t) if isinstance(x, Variable) else t))
+                for path, x, t in zip(sl[2], sl[3], c)
             ]
             result.append(State.from_flat(items))
         return tuple(result)
