@@ -15,6 +15,7 @@ from nnx.layers._common import (
     Dtype,
     Initializer,
     PrecisionLike,
+    PromoteDtypeFn,
     check_positive,
     make_param,
     param_key,
@@ -55,6 +56,7 @@ class Embed(Module):
         param_dtype: Dtype = jnp.float32,
         embedding_init: Initializer = default_embed_init,
         precision: PrecisionLike = None,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         embedding_metadata: Mapping[str, Any] | None = None,
         rngs: Rngs,
     ):
@@ -74,28 +76,36 @@ class Embed(Module):
         self.param_dtype = param_dtype
         self.embedding_init = embedding_init
         self.precision = precision
+        self.promote_dtype = promote_dtype
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
         if not jnp.issubdtype(jnp.result_type(inputs), jnp.integer):
             raise LayerError(
                 f"Embed expects integer ids, got dtype {jnp.result_type(inputs)}; "
                 "cast them with `ids.astype(jnp.int32)`."
             )
         _check_ids(inputs, self.num_embeddings)
-        (embedding,) = promote_dtype((self.embedding[...],), dtype=self.dtype)
+        (embedding,) = self.promote_dtype(
+            (self.embedding[...],), dtype=self.dtype, inexact=False
+        )
         if self.num_embeddings == 1:
             return jnp.broadcast_to(embedding, jnp.shape(inputs) + (self.features,))
+        if out_sharding is not None:
+            return embedding.at[inputs].get(mode="fill", out_sharding=out_sharding)
         return jnp.take(embedding, inputs, axis=0)
 
-    def attend(self, query: jax.Array) -> jax.Array:
+    def attend(self, query: jax.Array, out_sharding: Any = None) -> jax.Array:
         """Scores of ``query`` (..., features) against every embedding: ``query @ embedding.T``."""
-        query, embedding = promote_dtype((query, self.embedding[...]), dtype=self.dtype)
+        query, embedding = self.promote_dtype(
+            (query, self.embedding[...]), dtype=self.dtype, inexact=False
+        )
         if jnp.shape(query)[-1:] != (self.features,):
             raise ShapeError(
                 f"Embed(features={self.features}).attend expects queries whose last axis has "
                 f"size {self.features}, got shape {jnp.shape(query)}."
             )
-        return jnp.dot(query, embedding.T, precision=self.precision)
+        kw = {} if out_sharding is None else {"out_sharding": out_sharding}
+        return jnp.dot(query, embedding.T, precision=self.precision, **kw)
 
 
 def _check_ids(ids: Any, num_embeddings: int) -> None:
