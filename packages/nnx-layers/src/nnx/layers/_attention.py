@@ -245,6 +245,13 @@ class MultiHeadAttention(Module):
     and ``out`` (back to ``out_features``). Attention dropout (``dropout_rate``) uses the
     layer's own stream (``rngs['dropout'].fork()``) or ``rngs`` given per call, and is
     off when ``deterministic`` (``eval()``).
+
+    ``num_kv_heads`` (default ``num_heads``) gives key and value fewer heads
+    (grouped-query attention). ``kernel_metadata`` / ``bias_metadata`` go to the query,
+    key and value projections, ``out_kernel_metadata`` / ``out_bias_metadata`` (default:
+    the shared ones) to ``out``, ``query_ln_scale_metadata`` / ``key_ln_scale_metadata``
+    to the QK-norm scales. A mask must broadcast to ``(batch..., num_heads, q_length,
+    kv_length)``; ``is_causal=True`` adds a causal mask.
     """
 
     def __init__(
@@ -472,7 +479,7 @@ class MultiHeadAttention(Module):
                 "`attn.init_cache((batch, max_length, in_features))` first."
             )
         cached_key = self.cached_key[...]
-        *batch, max_length, heads, depth = cached_key.shape
+        *batch, max_length, _kv_heads, depth = cached_key.shape
         expected = (*batch, 1, self.num_heads, depth)
         if query.shape != expected:
             raise ShapeError(

@@ -85,9 +85,7 @@ class Embed(Module):
                 "cast them with `ids.astype(jnp.int32)`."
             )
         _check_ids(inputs, self.num_embeddings)
-        (embedding,) = self.promote_dtype(
-            (self.embedding[...],), dtype=self.dtype, inexact=False
-        )
+        (embedding,) = self.promote_dtype((self.embedding[...],), dtype=self.dtype, inexact=False)
         if self.num_embeddings == 1:
             return jnp.broadcast_to(embedding, jnp.shape(inputs) + (self.features,))
         if out_sharding is not None:

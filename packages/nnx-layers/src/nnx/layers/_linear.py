@@ -47,6 +47,9 @@ class Linear(Module):
       kernel_init, bias_init: initializers; wrap them in ``nnx.with_partitioning``
         to give the parameters ``sharding_names``.
       dot_general: the contraction, ``jax.lax.dot_general`` by default.
+      promote_dtype: ``promote_dtype((x, kernel, bias), dtype=dtype)`` casts before the
+        product (``nnx.promote_dtype`` by default).
+      preferred_element_type: the accumulation / output type of the contraction.
       kernel_metadata, bias_metadata: extra metadata for the parameters.
       rngs: random streams; parameters use ``rngs.params()``.
     """
@@ -143,6 +146,8 @@ class LinearGeneral(Module):
     The kernel has shape ``batch + in_features + out_features`` where ``batch`` are the
     sizes in ``batch_axis`` (a mapping input axis -> size). The default kernel
     initializer is LeCun normal with the fan-in taken over all ``in_features``.
+    ``preferred_element_type`` is passed to the contraction, ``promote_dtype`` casts the
+    input and parameters first; calls take ``out_sharding``.
     """
 
     def __init__(

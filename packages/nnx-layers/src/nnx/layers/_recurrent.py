@@ -612,9 +612,37 @@ def _init_stacked(init: Initializer, n: int, key, shape, dtype=jnp.float32):
 
 
 def flip_sequences(
-    xs: jax.Array, seq_lengths: jax.Array | None, *, time_axis: int = 0
+    inputs: jax.Array,
+    seq_lengths: jax.Array | None,
+    num_batch_dims: int | None = None,
+    time_major: bool | None = None,
+    *,
+    time_axis: int | None = None,
 ) -> jax.Array:
-    """Reverse each sequence within its length; the padding stays after it. Its own inverse."""
+    """Reverse each sequence within its length; the padding stays after it. Its own inverse.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> x = jnp.array([[1, 0, 0], [2, 3, 0], [4, 5, 6]])
+    >>> nnx.flip_sequences(x, jnp.array([1, 2, 3]), 1, False)    # Flax's arguments
+    Array([[1, 0, 0],
+           [3, 2, 0],
+           [6, 5, 4]], dtype=int32)
+
+    The time axis is ``0`` when ``time_major`` else ``num_batch_dims`` (Flax's
+    spelling); or give ``time_axis`` directly (default 0 when neither is given).
+    """
+    if time_axis is None:
+        if time_major is None or time_major:
+            time_axis = 0
+        elif num_batch_dims is None:
+            raise LayerError(
+                "flip_sequences: time_major=False needs num_batch_dims (the time axis "
+                "follows the batch axes), or pass time_axis=."
+            )
+        else:
+            time_axis = num_batch_dims
+    xs = inputs
     if seq_lengths is None:
         return jnp.flip(xs, axis=time_axis)
     x = jnp.moveaxis(xs, time_axis, 0)

@@ -13,12 +13,23 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nnx.core import BatchStat, Module, Param, PathContains, Rngs, data, state, to_flat_state
-from nnx.core import to_predicate
+from nnx.core import (
+    BatchStat,
+    Module,
+    Param,
+    PathContains,
+    Rngs,
+    data,
+    state,
+    to_flat_state,
+    to_predicate,
+)
 from nnx.layers import initializers
 from nnx.layers._common import Dtype, Initializer, PromoteDtypeFn, first_from, param_key
 from nnx.layers._dtypes import canonicalize_dtype, promote_dtype
 from nnx.layers._errors import LayerError
+
+_KERNELS = PathContains("kernel")
 
 
 def _l2_normalize(x: jax.Array, axis: Any = None, eps: float = 1e-12) -> jax.Array:
@@ -148,7 +159,7 @@ class WeightNorm(Module):
         epsilon: float = 1e-12,
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
-        variable_filter: Any = PathContains("kernel"),
+        variable_filter: Any = _KERNELS,
         promote_dtype: PromoteDtypeFn = promote_dtype,
         rngs: Rngs,
     ):
