@@ -288,7 +288,7 @@ def test_every_name_of_the_nn_path_table_resolves_on_nnx_layers():
 @pytest.mark.parametrize(
     ("path", "name", "expected"),
     [
-        ("nn.linear", "default_kernel_init", lambda: L._linear.default_kernel_init),
+        ("nn.linear", "default_kernel_init", lambda: L.default_kernel_init),
         ("nn.linear", "Linear", lambda: nnx.Linear),
         ("nn.attention", "combine_masks", lambda: nnx.combine_masks),
         (

@@ -202,9 +202,8 @@ __all__ = [
 # table: a dotted module path under ``nnx`` -> the names it holds, each an attribute of
 # nnx.layers (``alias=target`` exposes attribute ``target`` as ``alias``). nnx/__init__.py
 # turns it into importable modules; nothing here is a second implementation.
-for _name in initializers.__all__:  # targets for nn.initializers (e.g. _init_lecun_normal)
-    globals()["_init_" + _name] = getattr(initializers, _name)
-del _name
+# targets for nn.initializers (e.g. _init_lecun_normal)
+globals().update({"_init_" + n: getattr(initializers, n) for n in initializers.__all__})
 
 _ACTIVATIONS = (
     "celu elu gelu glu hard_sigmoid hard_silu hard_swish hard_tanh leaky_relu log_sigmoid "

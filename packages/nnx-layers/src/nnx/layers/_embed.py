@@ -108,9 +108,10 @@ class Embed(Module):
 
 def _check_ids(ids: Any, num_embeddings: int) -> None:
     """Raise an IndexError for concrete ids out of range; traced ids pass through."""
-    if isinstance(ids, jax.core.Tracer):
-        return
-    values = np.asarray(ids)
+    try:
+        values = np.asarray(ids)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return  # traced ids: not known here (see the class docstring)
     if values.size == 0:
         return
     bad = (values >= num_embeddings) | (values < -num_embeddings)

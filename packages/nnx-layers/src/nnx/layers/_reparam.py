@@ -7,7 +7,7 @@ normalized values at every call, then the layer runs as usual.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ from nnx.core import (
     Param,
     PathContains,
     Rngs,
+    State,
     data,
     state,
     to_flat_state,
@@ -30,6 +31,11 @@ from nnx.layers._dtypes import canonicalize_dtype, promote_dtype
 from nnx.layers._errors import LayerError
 
 _KERNELS = PathContains("kernel")
+
+
+def _flat_params(node: Module) -> list:
+    """``(path, Param)`` for every Param of ``node``."""
+    return list(to_flat_state(cast(State, state(node, Param))))
 
 
 def _l2_normalize(x: jax.Array, axis: Any = None, eps: float = 1e-12) -> jax.Array:
@@ -86,7 +92,7 @@ class SpectralNorm(Module):
         # train()/eval() set use_running_average; update_stats is its opposite.
         self.use_running_average = not update_stats
         stats: dict[tuple, BatchStat] = {}
-        for path, param in to_flat_state(state(layer_instance, Param)):
+        for path, param in _flat_params(layer_instance):
             value = param[...]
             if value.ndim <= 1 or n_steps < 1:
                 continue
@@ -99,9 +105,9 @@ class SpectralNorm(Module):
 
     def __call__(self, x: Any, update_stats: bool | None = None) -> Any:
         update = first_from(update_stats, not self.use_running_average)
-        for path, param in to_flat_state(state(self.layer_instance, Param)):
+        for path, param in _flat_params(self.layer_instance):
             self._normalize_in_place(tuple(path), param, bool(update))
-        return self.layer_instance(x)
+        return cast(Any, self.layer_instance)(x)
 
     def _normalize_in_place(self, path: tuple, param: Param, update: bool) -> None:
         value = param[...]
@@ -175,7 +181,7 @@ class WeightNorm(Module):
         self.scales: dict | None = None
         if use_scale:
             scales = {}
-            for path, param in to_flat_state(state(layer_instance, Param)):
+            for path, param in _flat_params(layer_instance):
                 if not self.variable_filter(path, param):
                     continue
                 feat = self._feature_axes(param[...].ndim)
@@ -189,10 +195,10 @@ class WeightNorm(Module):
         return tuple(sorted(a % ndim for a in axes))
 
     def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        for path, variable in to_flat_state(state(self.layer_instance)):
+        for path, variable in to_flat_state(cast(State, state(self.layer_instance))):
             if self.variable_filter(path, variable):
                 self._normalize_in_place(tuple(path), variable)
-        return self.layer_instance(x, *args, **kwargs)
+        return cast(Any, self.layer_instance)(x, *args, **kwargs)
 
     def _normalize_in_place(self, path: tuple, variable: Any) -> None:
         value = variable[...]
