@@ -32,3 +32,36 @@ def test_embed_gradient_accumulates_on_used_rows():
     ids = jnp.array([1, 1, 3])
     g = jax.grad(lambda t: jnp.sum(jnp.take(t, ids, axis=0)))(embed.embedding[...])
     np.testing.assert_array_equal(g, [[0, 0], [2, 2], [0, 0], [1, 1]])
+
+
+def test_embed_concrete_id_out_of_range_raises_index_error_naming_num_embeddings():
+    embed = nnx.Embed(5, 4, rngs=nnx.Rngs(0))
+    with pytest.raises(IndexError, match=r"num_embeddings=5\): id 5 at position \(1,\)"):
+        embed(jnp.array([0, 5]))
+    with pytest.raises(IndexError, match=r"id -6 .*\[0, 5\)"):
+        embed(jnp.array([[0], [-6]]))
+
+
+def test_embed_negative_ids_in_range_count_from_the_end_like_take():
+    embed = nnx.Embed(5, 4, rngs=nnx.Rngs(0))
+    table = np.asarray(embed.embedding[...])
+    np.testing.assert_array_equal(embed(jnp.array([-1, 0])), table[[4, 0]])
+
+
+def test_embed_traced_out_of_range_keeps_jax_fill_and_checkify_catches_it():
+    from jax.experimental import checkify
+
+    embed = nnx.Embed(5, 4, rngs=nnx.Rngs(0))
+    table = np.asarray(embed.embedding[...])
+    out = jax.jit(lambda ids: embed(ids))(jnp.array([0, 5]))
+    np.testing.assert_array_equal(out[0], table[0])
+    assert np.isnan(np.asarray(out[1])).all()
+
+    graphdef, state = nnx.split(embed)
+    checked = checkify.checkify(
+        jax.jit(lambda s, ids: nnx.merge(graphdef, s)(ids)), errors=checkify.index_checks
+    )
+    err, _ = checked(state, jnp.array([0, 5]))
+    assert err.get() is not None and "index 5 is out of bounds" in err.get()
+    err, _ = checked(state, jnp.array([0, 4]))
+    assert err.get() is None

@@ -566,7 +566,7 @@ CALL_ERRORS = [
         lambda: nnx.dot_product_attention(
             jnp.ones((1, 2, 2, 4)), jnp.ones((1, 3, 2, 3)), jnp.ones((1, 3, 2, 3))
         ),
-        r"dot_product_attention: query .* must agree on batch, heads and depth; got \(1, 2, 2, 4\) and \(1, 3, 2, 3\)",
+        r"dot_product_attention: query .* must agree on batch and depth; got \(1, 2, 2, 4\) and \(1, 3, 2, 3\)",
     ),
 ]
 

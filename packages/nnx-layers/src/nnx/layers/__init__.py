@@ -48,6 +48,7 @@ from nnx.layers._activations import (
 )
 from nnx.layers._attention import (
     MultiHeadAttention,
+    check_mask_shape,
     combine_masks,
     dot_product_attention,
     dot_product_attention_weights,
@@ -55,11 +56,24 @@ from nnx.layers._attention import (
     make_causal_mask,
 )
 from nnx.layers._containers import Sequential
-from nnx.layers._conv import Conv, ConvTranspose
-from nnx.layers._embed import Embed
+from nnx.layers._conv import Conv, ConvTranspose, canonicalize_padding
+from nnx.layers._dtypes import canonicalize_dtype, promote_dtype
+from nnx.layers._embed import Embed, default_embed_init
 from nnx.layers._errors import LayerError, MissingRngsError, ShapeError
-from nnx.layers._linear import Einsum, Linear, LinearGeneral
-from nnx.layers._lora import LoRA, LoRALinear, LoRAParam
+from nnx.layers._linear import (
+    Einsum,
+    Linear,
+    LinearGeneral,
+    default_bias_init,
+    default_kernel_init,
+)
+from nnx.layers._lora import (
+    LoRA,
+    LoRALinear,
+    LoRAParam,
+    default_a_initializer,
+    default_b_initializer,
+)
 from nnx.layers._normalization import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from nnx.layers._pooling import avg_pool, max_pool, min_pool, pool
 from nnx.layers._recurrent import (
@@ -67,11 +81,28 @@ from nnx.layers._recurrent import (
     Bidirectional,
     GRUCell,
     LSTMCell,
+    OptimizedLSTMCell,
     RNNCellBase,
     SimpleCell,
     flip_sequences,
+    modified_orthogonal,
 )
+from nnx.layers._reparam import SpectralNorm, WeightNorm
 from nnx.layers._stochastic import Dropout
+from nnx.layers._typing import (
+    Array,
+    Axes,
+    ConvGeneralDilatedT,
+    DotGeneralT,
+    Dtype,
+    EinsumT,
+    Initializer,
+    LaxPadding,
+    PaddingLike,
+    PrecisionLike,
+    PromoteDtypeFn,
+    Shape,
+)
 from nnx.layers._version import __version__
 
 __all__ = [
@@ -90,6 +121,8 @@ __all__ = [
     "RMSNorm",
     "GroupNorm",
     "InstanceNorm",
+    "SpectralNorm",
+    "WeightNorm",
     # stochastic
     "Dropout",
     # attention
@@ -102,11 +135,13 @@ __all__ = [
     # recurrent
     "RNNCellBase",
     "LSTMCell",
+    "OptimizedLSTMCell",
     "GRUCell",
     "SimpleCell",
     "RNN",
     "Bidirectional",
     "flip_sequences",
+    "modified_orthogonal",
     # low-rank adaptation
     "LoRA",
     "LoRALinear",
@@ -151,10 +186,61 @@ __all__ = [
     "standardize",
     "swish",
     "tanh",
-    # initializers
+    # initializers, dtypes and types
     "initializers",
+    "Initializer",
+    "canonicalize_dtype",
+    "promote_dtype",
+    "canonicalize_padding",
     # errors
     "LayerError",
     "ShapeError",
     "MissingRngsError",
 ]
+
+# Flax's module paths (``from flax.nnx.nn.linear import default_kernel_init``), as one
+# table: a dotted module path under ``nnx`` -> the names it holds, each an attribute of
+# nnx.layers (``alias=target`` exposes attribute ``target`` as ``alias``). nnx/__init__.py
+# turns it into importable modules; nothing here is a second implementation.
+# targets for nn.initializers (e.g. _init_lecun_normal)
+globals().update({"_init_" + n: getattr(initializers, n) for n in initializers.__all__})
+
+_ACTIVATIONS = (
+    "celu elu gelu glu hard_sigmoid hard_silu hard_swish hard_tanh leaky_relu log_sigmoid "
+    "log_softmax logsumexp one_hot relu identity relu6 selu sigmoid silu soft_sign softmax "
+    "softplus standardize swish tanh PReLU"
+)
+__nnx_paths__ = {
+    "nn.activations": _ACTIVATIONS + " Array Dtype PromoteDtypeFn",
+    "nn.attention": (
+        "dot_product_attention_weights dot_product_attention MultiHeadAttention "
+        "make_attention_mask make_causal_mask combine_masks LinearGeneral LayerNorm "
+        "default_kernel_init initializers "
+        "Array Dtype PromoteDtypeFn Shape Initializer PrecisionLike DotGeneralT"
+    ),
+    "nn.dtypes": "canonicalize_dtype promote_dtype Dtype",
+    "nn.initializers": " ".join(
+        f"{n}=_init_{n}" for n in initializers.__all__ if n != "Initializer"
+    )
+    + " Initializer",
+    "nn.linear": (
+        "LinearGeneral Linear Einsum Conv ConvTranspose Embed canonicalize_padding "
+        "default_kernel_init default_bias_init default_embed_init initializers "
+        "Array Dtype Shape Initializer PrecisionLike DotGeneralT ConvGeneralDilatedT "
+        "PaddingLike LaxPadding PromoteDtypeFn EinsumT"
+    ),
+    "nn.lora": (
+        "LoRAParam LoRA LoRALinear Linear default_a_initializer default_b_initializer "
+        "initializers Array Dtype Initializer PromoteDtypeFn"
+    ),
+    "nn.normalization": (
+        "BatchNorm LayerNorm RMSNorm GroupNorm WeightNorm InstanceNorm SpectralNorm "
+        "initializers Array Dtype Initializer Axes PromoteDtypeFn"
+    ),
+    "nn.recurrent": (
+        "RNNCellBase LSTMCell OptimizedLSTMCell SimpleCell GRUCell RNN Bidirectional "
+        "flip_sequences modified_orthogonal default_kernel_init Linear sigmoid tanh "
+        "initializers Dtype Initializer PromoteDtypeFn Shape Array"
+    ),
+    "nn.stochastic": "Dropout",
+}

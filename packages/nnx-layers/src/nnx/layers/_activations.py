@@ -9,6 +9,9 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax.nn import (
@@ -47,6 +50,7 @@ from jax.nn import (
 
 from nnx.core import Module, Param
 from nnx.layers._common import Dtype
+from nnx.layers._dtypes import promote_dtype
 
 
 class PReLU(Module):
@@ -57,16 +61,36 @@ class PReLU(Module):
         act = nnx.PReLU(negative_slope_init=0.1)
         act(jnp.array([-1.0, 2.0]))   # [-0.1, 2.0]
 
-    The slope is a scalar ``Param`` named ``negative_slope``.
+    The slope is a scalar ``Param`` named ``negative_slope`` (with
+    ``negative_slope_metadata``). With ``dtype`` the input and slope are cast by
+    ``promote_dtype``; without, the slope takes the input's dtype. ``rngs`` is accepted
+    and unused (the slope is a constant).
     """
 
     def __init__(
-        self, negative_slope_init: float = 0.01, param_dtype: Dtype = jnp.float32, *, rngs=None
+        self,
+        negative_slope_init: float = 0.01,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype = jnp.float32,
+        promote_dtype: Callable[..., Any] = promote_dtype,
+        negative_slope_metadata: Mapping[str, Any] | None = None,
+        *,
+        rngs: Any = None,
     ):
-        self.negative_slope = Param(jnp.asarray(negative_slope_init, dtype=param_dtype))
+        self.negative_slope = Param(
+            jnp.asarray(negative_slope_init, dtype=param_dtype),
+            **dict(negative_slope_metadata or {}),
+        )
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.promote_dtype = promote_dtype
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
-        slope = jnp.asarray(self.negative_slope[...], inputs.dtype)
+        slope = self.negative_slope[...]
+        if self.dtype is not None:
+            inputs, slope = self.promote_dtype((inputs, slope), dtype=self.dtype)
+        else:
+            slope = jnp.asarray(slope, jnp.result_type(inputs))
         return jnp.where(inputs >= 0, inputs, slope * inputs)
 
 

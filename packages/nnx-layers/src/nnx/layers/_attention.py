@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -36,6 +36,8 @@ def dot_product_attention_weights(
     dtype: Dtype | None = None,
     precision: PrecisionLike = None,
     module: Module | None = None,
+    promote_dtype: Callable[..., Any] = promote_dtype,
+    is_causal: bool = False,
 ) -> jax.Array:
     """``softmax(q k^T / sqrt(depth) + bias)`` with masked entries removed, shape ``(..., heads, q, kv)``.
 
@@ -45,23 +47,33 @@ def dot_product_attention_weights(
 
     ``mask`` is boolean (True = attend), broadcastable to ``(..., heads, q, kv)``.
     With ``module`` the weights are sown as ``module.attention_weights``
-    (an ``nnx.Intermediate``).
+    (an ``nnx.Intermediate``). ``is_causal=True`` also masks every key position after
+    the query position. When key has fewer heads than query (grouped-query attention),
+    query head ``j`` attends with key head ``j // (q_heads // kv_heads)``.
+    ``promote_dtype(arrays, dtype=...)`` casts ``(query, key)`` before the product.
     """
     query, key = promote_dtype((query, key), dtype=dtype)
     dtype = query.dtype
     if (
         query.ndim != key.ndim
         or query.shape[-1] != key.shape[-1]
-        or query.shape[-2] != key.shape[-2]
+        or query.shape[:-3] != key.shape[:-3]
     ):
         raise ShapeError(
             "dot_product_attention: query (..., q, heads, depth) and key (..., kv, heads, depth) "
-            f"must agree on batch, heads and depth; got {query.shape} and {key.shape}."
+            f"must agree on batch and depth; got {query.shape} and {key.shape}."
         )
+    key = _repeat_kv_heads(key, query.shape[-2], "key")
     query = query / jnp.sqrt(jnp.asarray(query.shape[-1], dtype))
     weights = jnp.einsum("...qhd,...khd->...hqk", query, key, precision=precision)
     if bias is not None:
         weights = weights + bias
+    if mask is not None:
+        check_mask_shape(mask, weights.shape, "dot_product_attention")
+    if is_causal:
+        q_len, kv_len = weights.shape[-2:]
+        causal = jnp.tril(jnp.ones((q_len, kv_len), jnp.bool_))
+        mask = causal if mask is None else jnp.logical_and(mask, causal)
     if mask is not None:
         weights = jnp.where(mask, weights, jnp.finfo(dtype).min)
     weights = jax.nn.softmax(weights).astype(dtype)
@@ -96,6 +108,8 @@ def dot_product_attention(
     dtype: Dtype | None = None,
     precision: PrecisionLike = None,
     module: Module | None = None,
+    promote_dtype: Callable[..., Any] = promote_dtype,
+    is_causal: bool = False,
 ) -> jax.Array:
     """Scaled dot-product attention: ``softmax(q k^T / sqrt(d)) v`` per head.
 
@@ -107,7 +121,10 @@ def dot_product_attention(
         out = nnx.dot_product_attention(q, k, v, mask=causal)
 
     Shapes: query ``(..., q, heads, depth)``, key ``(..., kv, heads, depth)``, value
-    ``(..., kv, heads, v_depth)``; the output is ``(..., q, heads, v_depth)``.
+    ``(..., kv, heads, v_depth)``; the output is ``(..., q, heads, v_depth)``. Key and
+    value may have fewer heads than query (grouped-query attention; ``q_heads`` must be
+    a multiple); ``mask`` is boolean, broadcastable to ``(..., heads, q, kv)``;
+    ``is_causal=True`` adds a causal mask.
     """
     query, key, value = promote_dtype((query, key, value), dtype=dtype)
     if key.shape[:-1] != value.shape[:-1]:
@@ -127,8 +144,39 @@ def dot_product_attention(
         query.dtype,
         precision,
         module,
+        promote_dtype,
+        is_causal,
     )
+    value = _repeat_kv_heads(value, query.shape[-2], "value")
     return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=precision)
+
+
+def _repeat_kv_heads(x: jax.Array, q_heads: int, name: str) -> jax.Array:
+    """Grouped-query attention: repeat each of the kv heads for its group of query heads."""
+    kv_heads = x.shape[-2]
+    if kv_heads == q_heads:
+        return x
+    if q_heads % kv_heads:
+        raise ShapeError(
+            f"dot_product_attention: query has {q_heads} heads and {name} has {kv_heads}; for "
+            f"grouped-query attention the query heads must be a multiple of the {name} heads."
+        )
+    return jnp.repeat(x, q_heads // kv_heads, axis=-2)
+
+
+def check_mask_shape(mask: Any, weights_shape: tuple[int, ...], who: str) -> None:
+    """Raise, naming ``who``, unless ``mask`` broadcasts to the attention weights' shape."""
+    mshape = tuple(jnp.shape(mask))
+    fits = len(mshape) <= len(weights_shape) and all(
+        m in (1, w) for m, w in zip(mshape[::-1], weights_shape[::-1])
+    )
+    if not fits:
+        raise ShapeError(
+            f"{who}: the attention mask has shape {mshape}, which does not broadcast to the "
+            f"attention weights' shape {weights_shape} (batch..., num_heads, q_length, "
+            "kv_length). Build it with nnx.make_attention_mask / nnx.make_causal_mask, "
+            "which give (batch..., 1, q_length, kv_length)."
+        )
 
 
 def make_attention_mask(
@@ -197,6 +245,13 @@ class MultiHeadAttention(Module):
     and ``out`` (back to ``out_features``). Attention dropout (``dropout_rate``) uses the
     layer's own stream (``rngs['dropout'].fork()``) or ``rngs`` given per call, and is
     off when ``deterministic`` (``eval()``).
+
+    ``num_kv_heads`` (default ``num_heads``) gives key and value fewer heads
+    (grouped-query attention). ``kernel_metadata`` / ``bias_metadata`` go to the query,
+    key and value projections, ``out_kernel_metadata`` / ``out_bias_metadata`` (default:
+    the shared ones) to ``out``, ``query_ln_scale_metadata`` / ``key_ln_scale_metadata``
+    to the QK-norm scales. A mask must broadcast to ``(batch..., num_heads, q_length,
+    kv_length)``; ``is_causal=True`` adds a causal mask.
     """
 
     def __init__(
@@ -205,6 +260,7 @@ class MultiHeadAttention(Module):
         in_features: int,
         qkv_features: int | None = None,
         out_features: int | None = None,
+        num_kv_heads: int | None = None,
         in_kv_features: int | None = None,
         *,
         dtype: Dtype | None = None,
@@ -221,39 +277,74 @@ class MultiHeadAttention(Module):
         attention_fn: Callable[..., jax.Array] = dot_product_attention,
         decode: bool | None = None,
         normalize_qk: bool = False,
+        qkv_promote_dtype: Callable[..., Any] = promote_dtype,
+        out_promote_dtype: Callable[..., Any] = promote_dtype,
+        ln_promote_dtype: Callable[..., Any] = promote_dtype,
+        qkv_dot_general: Callable[..., jax.Array] | None = None,
+        out_dot_general: Callable[..., jax.Array] | None = None,
+        qkv_dot_general_cls: Any = None,
+        out_dot_general_cls: Any = None,
         rngs: Rngs,
         keep_rngs: bool = True,
+        kernel_metadata: Mapping[str, Any] | None = None,
+        out_kernel_metadata: Mapping[str, Any] | None = None,
+        bias_metadata: Mapping[str, Any] | None = None,
+        out_bias_metadata: Mapping[str, Any] | None = None,
+        query_ln_scale_metadata: Mapping[str, Any] | None = None,
+        key_ln_scale_metadata: Mapping[str, Any] | None = None,
     ):
         require_rngs(rngs, "MultiHeadAttention")
         qkv_features = qkv_features or in_features
         out_features = out_features or in_features
         in_kv_features = in_kv_features or in_features
+        num_kv_heads = num_kv_heads or num_heads
         if qkv_features % num_heads:
             raise ShapeError(
                 f"MultiHeadAttention: qkv_features ({qkv_features}) must be divisible by "
                 f"num_heads ({num_heads})."
             )
+        if num_heads % num_kv_heads:
+            raise ShapeError(
+                f"MultiHeadAttention: num_heads ({num_heads}) must be divisible by "
+                f"num_kv_heads ({num_kv_heads}) (grouped-query attention)."
+            )
         head_dim = qkv_features // num_heads
         proj = functools.partial(
             LinearGeneral,
-            out_features=(num_heads, head_dim),
             dtype=dtype,
             param_dtype=param_dtype,
             kernel_init=kernel_init,
             bias_init=bias_init,
             use_bias=use_bias,
             precision=precision,
+            promote_dtype=qkv_promote_dtype,
+            dot_general=qkv_dot_general,
+            dot_general_cls=qkv_dot_general_cls,
+            kernel_metadata=kernel_metadata,
+            bias_metadata=bias_metadata,
             rngs=rngs,
         )
-        self.query = proj(in_features)
-        self.key = proj(in_kv_features)
-        self.value = proj(in_kv_features)
+        self.query = proj(in_features, (num_heads, head_dim))
+        self.key = proj(in_kv_features, (num_kv_heads, head_dim))
+        self.value = proj(in_kv_features, (num_kv_heads, head_dim))
         if normalize_qk:
             self.query_ln = LayerNorm(
-                head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+                head_dim,
+                use_bias=False,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                promote_dtype=ln_promote_dtype,
+                scale_metadata=query_ln_scale_metadata,
+                rngs=rngs,
             )
             self.key_ln = LayerNorm(
-                head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+                head_dim,
+                use_bias=False,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                promote_dtype=ln_promote_dtype,
+                scale_metadata=key_ln_scale_metadata,
+                rngs=rngs,
             )
         else:
             self.query_ln = None
@@ -268,8 +359,18 @@ class MultiHeadAttention(Module):
             bias_init=out_bias_init or bias_init,
             use_bias=use_bias,
             precision=precision,
+            promote_dtype=out_promote_dtype,
+            dot_general=out_dot_general,
+            dot_general_cls=out_dot_general_cls,
+            kernel_metadata=out_kernel_metadata or kernel_metadata,
+            bias_metadata=out_bias_metadata or bias_metadata,
             rngs=rngs,
         )
+        self.num_kv_heads = num_kv_heads
+        self.qkv_promote_dtype = qkv_promote_dtype
+        self.out_promote_dtype = out_promote_dtype
+        self.ln_promote_dtype = ln_promote_dtype
+        self.use_bias = use_bias
         self.rngs = None
         if keep_rngs and dropout_rate > 0:
             if isinstance(rngs, Rngs):
@@ -297,7 +398,7 @@ class MultiHeadAttention(Module):
 
     def init_cache(self, input_shape: tuple[int, ...], dtype: Dtype = jnp.float32) -> None:
         """Create zeroed ``Cache`` Variables for decoding inputs of ``input_shape`` (batch, max_len, features)."""
-        shape = tuple(input_shape[:-1]) + (self.num_heads, self.head_dim)
+        shape = tuple(input_shape[:-1]) + (self.num_kv_heads, self.head_dim)
         self.cached_key = Cache(jnp.zeros(shape, dtype))
         self.cached_value = Cache(jnp.zeros(shape, dtype))
         self.cache_index = Cache(jnp.array(0, dtype=jnp.int32))
@@ -313,6 +414,9 @@ class MultiHeadAttention(Module):
         rngs: Rngs | RngStream | jax.Array | None = None,
         sow_weights: bool = False,
         decode: bool | None = None,
+        is_causal: bool = False,
+        out_sharding: Any = None,
+        qkv_sharding: Any = None,
     ) -> jax.Array:
         if inputs_k is None:
             if inputs_v is not None:
@@ -332,15 +436,20 @@ class MultiHeadAttention(Module):
                 raise ShapeError(
                     f"MultiHeadAttention: {name} must have {n} features on its last axis, got shape {x.shape}."
                 )
-        query = self.query(inputs_q)
-        key = self.key(inputs_k)
-        value = self.value(inputs_v)
+        query = self.query(inputs_q, out_sharding=qkv_sharding)
+        key = self.key(inputs_k, out_sharding=qkv_sharding)
+        value = self.value(inputs_v, out_sharding=qkv_sharding)
+        decoding = first_from(decode, self.decode, default=False)
+        if mask is not None and not decoding:
+            # (batch..., heads, q_length, kv_length), the shape of the attention weights
+            expected = query.shape[:-3] + (self.num_heads, query.shape[-3], key.shape[-3])
+            check_mask_shape(mask, expected, "MultiHeadAttention")
         if self.normalize_qk:
             assert self.query_ln is not None and self.key_ln is not None  # built with them
             query = self.query_ln(query)
             key = self.key_ln(key)
 
-        if first_from(decode, self.decode, default=False):
+        if decoding:
             key, value, mask = self._decode_step(query, key, value, mask)
 
         deterministic = first_from(deterministic, self.deterministic, default=False)
@@ -359,8 +468,9 @@ class MultiHeadAttention(Module):
             dtype=self.dtype,
             precision=self.precision,
             module=self if sow_weights else None,
+            **({"is_causal": True} if is_causal else {}),
         )
-        return self.out(x)
+        return self.out(x, out_sharding=out_sharding)
 
     def _decode_step(self, query, key, value, mask):
         if self.cached_key is None or self.cached_value is None or self.cache_index is None:
@@ -369,8 +479,8 @@ class MultiHeadAttention(Module):
                 "`attn.init_cache((batch, max_length, in_features))` first."
             )
         cached_key = self.cached_key[...]
-        *batch, max_length, heads, depth = cached_key.shape
-        expected = (*batch, 1, heads, depth)
+        *batch, max_length, _kv_heads, depth = cached_key.shape
+        expected = (*batch, 1, self.num_heads, depth)
         if query.shape != expected:
             raise ShapeError(
                 f"MultiHeadAttention: decoding takes one step at a time; the projected query "

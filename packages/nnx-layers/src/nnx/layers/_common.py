@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from nnx.core import Param, Rngs, RngStream, VariableMetadata
+from nnx.layers._dtypes import promote_dtype as promote_dtype
 from nnx.layers._errors import LayerError, ShapeError
 
 Array = jax.Array
@@ -16,6 +17,20 @@ Dtype = Any
 Shape = tuple[int, ...]
 Initializer = Callable[..., Any]
 PrecisionLike = Any
+PromoteDtypeFn = Callable[..., Any]
+
+
+def contraction_kwargs(preferred_element_type: Any, out_sharding: Any) -> dict[str, Any]:
+    """The optional keyword arguments of a dot/einsum/conv, only those that are set.
+
+    Left out when None so that a user's own ``dot_general`` without them still works.
+    """
+    kw: dict[str, Any] = {}
+    if preferred_element_type is not None:
+        kw["preferred_element_type"] = preferred_element_type
+    if out_sharding is not None:
+        kw["out_sharding"] = out_sharding
+    return kw
 
 
 def first_from(*values: Any, default: Any = None) -> Any:
@@ -24,14 +39,6 @@ def first_from(*values: Any, default: Any = None) -> Any:
         if v is not None:
             return v
     return default
-
-
-def promote_dtype(arrays: Sequence[Any], *, dtype: Dtype | None = None) -> list[Any]:
-    """Cast every array (None stays None) to ``dtype``, or to their common type if None."""
-    present = [jnp.asarray(a) for a in arrays if a is not None]
-    if dtype is None:
-        dtype = jnp.result_type(*present) if present else None
-    return [None if a is None else jnp.asarray(a, dtype) for a in arrays]
 
 
 def require_rngs(rngs: Any, layer: str) -> None:

@@ -15,8 +15,10 @@ from nnx.layers._common import (
     Dtype,
     Initializer,
     PrecisionLike,
+    PromoteDtypeFn,
     as_tuple,
     check_positive,
+    contraction_kwargs,
     make_param,
     param_key,
     promote_dtype,
@@ -35,9 +37,20 @@ def _kernel_size(kernel_size: int | Sequence[int], layer: str) -> tuple[int, ...
 
 
 def canonicalize_padding(
-    padding: PaddingLike, rank: int, layer: str
+    padding: PaddingLike, rank: int, layer: str = "canonicalize_padding"
 ) -> str | list[tuple[int, int]]:
-    """'SAME'/'VALID'/'CIRCULAR'/'CAUSAL', or one (low, high) pair per spatial axis."""
+    """Padding in a form ``lax`` takes: a string, or one ``(low, high)`` pair per spatial axis.
+
+    >>> from nnx.layers import canonicalize_padding
+    >>> canonicalize_padding(1, 2)
+    [(1, 1), (1, 1)]
+    >>> canonicalize_padding([(0, 1), 2], 2)
+    [(0, 1), (2, 2)]
+    >>> canonicalize_padding("same", 2)
+    'SAME'
+
+    Strings: 'SAME', 'SAME_LOWER', 'VALID', 'CIRCULAR', 'CAUSAL' (case-insensitive).
+    """
     if isinstance(padding, str):
         p = padding.upper()
         if p not in ("SAME", "SAME_LOWER", "VALID", "CIRCULAR", "CAUSAL"):
@@ -127,6 +140,8 @@ class Conv(Module):
         kernel_init: Initializer = default_kernel_init,
         bias_init: Initializer = default_bias_init,
         conv_general_dilated: Callable[..., jax.Array] = lax.conv_general_dilated,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
+        preferred_element_type: Dtype | None = None,
         kernel_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
         rngs: Rngs,
@@ -192,8 +207,10 @@ class Conv(Module):
         self.kernel_init = kernel_init
         self.bias_init = bias_init
         self.conv_general_dilated = conv_general_dilated
+        self.promote_dtype = promote_dtype
+        self.preferred_element_type = preferred_element_type
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
         rank = len(self.kernel_size)
         shape = jnp.shape(inputs)
         if len(shape) < rank + 1 or shape[-1] != self.in_features:
@@ -205,7 +222,7 @@ class Conv(Module):
         if self.mask is not None:
             kernel = kernel * self.mask
         bias = self.bias[...] if self.bias is not None else None
-        inputs, kernel, bias = promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
         x, batch_shape = _flatten_batch(inputs, rank)
         pad = canonicalize_padding(self.padding, rank, "Conv")
         if pad == "CIRCULAR":
@@ -232,6 +249,7 @@ class Conv(Module):
             dimension_numbers=_dimension_numbers(x.ndim),
             feature_group_count=self.feature_group_count,
             precision=self.precision,
+            **contraction_kwargs(self.preferred_element_type, out_sharding),
         )
         if bias is not None:
             y = y + bias
@@ -270,6 +288,8 @@ class ConvTranspose(Module):
         kernel_init: Initializer = default_kernel_init,
         bias_init: Initializer = default_bias_init,
         transpose_kernel: bool = False,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
+        preferred_element_type: Dtype | None = None,
         kernel_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
         rngs: Rngs,
@@ -325,6 +345,8 @@ class ConvTranspose(Module):
         self.kernel_init = kernel_init
         self.bias_init = bias_init
         self.transpose_kernel = transpose_kernel
+        self.promote_dtype = promote_dtype
+        self.preferred_element_type = preferred_element_type
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         rank = len(self.kernel_size)
@@ -338,7 +360,7 @@ class ConvTranspose(Module):
         if self.mask is not None:
             kernel = kernel * self.mask
         bias = self.bias[...] if self.bias is not None else None
-        inputs, kernel, bias = promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
         x, batch_shape = _flatten_batch(inputs, rank)
         pad = canonicalize_padding(self.padding, rank, "ConvTranspose")
         circular = pad == "CIRCULAR"
@@ -351,6 +373,7 @@ class ConvTranspose(Module):
             dimension_numbers=_dimension_numbers(x.ndim),
             transpose_kernel=self.transpose_kernel,
             precision=self.precision,
+            **contraction_kwargs(self.preferred_element_type, None),
         )
         if circular:
             y = _wrap_around(y, x.shape[1:-1], self.strides, self.transpose_kernel)

@@ -15,7 +15,9 @@ from nnx.layers._common import (
     Dtype,
     Initializer,
     PrecisionLike,
+    PromoteDtypeFn,
     check_positive,
+    contraction_kwargs,
     make_param,
     param_key,
     promote_dtype,
@@ -45,6 +47,9 @@ class Linear(Module):
       kernel_init, bias_init: initializers; wrap them in ``nnx.with_partitioning``
         to give the parameters ``sharding_names``.
       dot_general: the contraction, ``jax.lax.dot_general`` by default.
+      promote_dtype: ``promote_dtype((x, kernel, bias), dtype=dtype)`` casts before the
+        product (``nnx.promote_dtype`` by default).
+      preferred_element_type: the accumulation / output type of the contraction.
       kernel_metadata, bias_metadata: extra metadata for the parameters.
       rngs: random streams; parameters use ``rngs.params()``.
     """
@@ -61,6 +66,7 @@ class Linear(Module):
         kernel_init: Initializer = default_kernel_init,
         bias_init: Initializer = default_bias_init,
         dot_general: Callable[..., jax.Array] = lax.dot_general,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         preferred_element_type: Dtype | None = None,
         kernel_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
@@ -97,9 +103,10 @@ class Linear(Module):
         self.kernel_init = kernel_init
         self.bias_init = bias_init
         self.dot_general = dot_general
+        self.promote_dtype = promote_dtype
         self.preferred_element_type = preferred_element_type
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
         if jnp.shape(inputs)[-1:] != (self.in_features,):
             raise ShapeError(
                 f"Linear(in_features={self.in_features}) expects inputs whose last axis has size "
@@ -107,12 +114,13 @@ class Linear(Module):
             )
         kernel = self.kernel[...]
         bias = self.bias[...] if self.bias is not None else None
-        x, kernel, bias = promote_dtype((inputs, kernel, bias), dtype=self.dtype)
-        kw = {}
-        if self.preferred_element_type is not None:
-            kw["preferred_element_type"] = self.preferred_element_type
+        x, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
         y = self.dot_general(
-            x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=self.precision, **kw
+            x,
+            kernel,
+            (((x.ndim - 1,), (0,)), ((), ())),
+            precision=self.precision,
+            **contraction_kwargs(self.preferred_element_type, out_sharding),
         )
         if bias is not None:
             y = y + bias
@@ -138,6 +146,8 @@ class LinearGeneral(Module):
     The kernel has shape ``batch + in_features + out_features`` where ``batch`` are the
     sizes in ``batch_axis`` (a mapping input axis -> size). The default kernel
     initializer is LeCun normal with the fan-in taken over all ``in_features``.
+    ``preferred_element_type`` is passed to the contraction, ``promote_dtype`` casts the
+    input and parameters first; calls take ``out_sharding``.
     """
 
     def __init__(
@@ -153,7 +163,10 @@ class LinearGeneral(Module):
         kernel_init: Initializer | None = None,
         bias_init: Initializer = default_bias_init,
         precision: PrecisionLike = None,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         dot_general: Callable[..., jax.Array] | None = None,
+        dot_general_cls: Any = None,
+        preferred_element_type: Dtype | None = None,
         kernel_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
         rngs: Rngs,
@@ -212,9 +225,12 @@ class LinearGeneral(Module):
         self.kernel_init = kernel_init
         self.bias_init = bias_init
         self.precision = precision
+        self.promote_dtype = promote_dtype
         self.dot_general = dot_general
+        self.dot_general_cls = dot_general_cls
+        self.preferred_element_type = preferred_element_type
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
         ndim = jnp.ndim(inputs)
         axis = _normalize(self.axis, ndim)
         batch_axis = dict(self.batch_axis)
@@ -228,13 +244,17 @@ class LinearGeneral(Module):
         nb, ni = len(batch_dims), len(axis)
         kernel = self.kernel[...]
         bias = self.bias[...] if self.bias is not None else None
-        x, kernel, bias = promote_dtype((inputs, kernel, bias), dtype=self.dtype)
-        dot_general = self.dot_general or lax.dot_general
+        x, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        if self.dot_general_cls is not None:  # Flax's older spelling: a class to instantiate
+            dot_general = self.dot_general_cls()
+        else:
+            dot_general = self.dot_general or lax.dot_general
         y = dot_general(
             x,
             kernel,
             ((axis, tuple(range(nb, nb + ni))), (batch_dims, tuple(range(nb)))),
             precision=self.precision,
+            **contraction_kwargs(self.preferred_element_type, out_sharding),
         )
         if bias is not None:
             # dot_general puts batch axes first, then the free input axes, then the outputs.
@@ -267,7 +287,9 @@ class Einsum(Module):
         precision: PrecisionLike = None,
         kernel_init: Initializer = default_kernel_init,
         bias_init: Initializer = default_bias_init,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         einsum_op: Callable[..., jax.Array] = jnp.einsum,
+        preferred_element_type: Dtype | None = None,
         kernel_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
         rngs: Rngs,
@@ -310,15 +332,25 @@ class Einsum(Module):
         self.precision = precision
         self.kernel_init = kernel_init
         self.bias_init = bias_init
+        self.promote_dtype = promote_dtype
         self.einsum_op = einsum_op
+        self.preferred_element_type = preferred_element_type
 
-    def __call__(self, inputs: jax.Array, einsum_str: str | None = None) -> jax.Array:
+    def __call__(
+        self, inputs: jax.Array, einsum_str: str | None = None, out_sharding: Any = None
+    ) -> jax.Array:
         einsum_str = einsum_str or self.einsum_str
         _check_einsum_str(einsum_str)
         kernel = self.kernel[...]
         bias = self.bias[...] if self.bias is not None else None
-        x, kernel, bias = promote_dtype((inputs, kernel, bias), dtype=self.dtype)
-        y = self.einsum_op(einsum_str, x, kernel, precision=self.precision)
+        x, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        y = self.einsum_op(
+            einsum_str,
+            x,
+            kernel,
+            precision=self.precision,
+            **contraction_kwargs(self.preferred_element_type, out_sharding),
+        )
         if bias is not None:
             y = y + bias
         return y

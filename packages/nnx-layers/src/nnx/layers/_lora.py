@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -14,6 +14,7 @@ from nnx.layers._common import (
     Dtype,
     Initializer,
     PrecisionLike,
+    PromoteDtypeFn,
     check_positive,
     make_param,
     param_key,
@@ -24,6 +25,7 @@ from nnx.layers._errors import ShapeError
 from nnx.layers._linear import Linear
 
 default_a_initializer = initializers.he_uniform()
+default_b_initializer = initializers.zeros
 
 
 class LoRAParam(Param):
@@ -54,10 +56,13 @@ class LoRA(Module):
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
         a_initializer: Initializer = default_a_initializer,
-        b_initializer: Initializer = initializers.zeros,
+        b_initializer: Initializer = default_b_initializer,
         lora_param_type: type[Param] = LoRAParam,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         precision: PrecisionLike = None,
         rngs: Rngs,
+        a_metadata: Mapping[str, Any] | None = None,
+        b_metadata: Mapping[str, Any] | None = None,
     ):
         check_positive(
             "LoRA", in_features=in_features, lora_rank=lora_rank, out_features=out_features
@@ -69,6 +74,7 @@ class LoRA(Module):
             param_dtype,
             layer="LoRA",
             name="lora_a",
+            metadata=a_metadata,
             kind=lora_param_type,
         )
         self.lora_b = make_param(
@@ -78,6 +84,7 @@ class LoRA(Module):
             param_dtype,
             layer="LoRA",
             name="lora_b",
+            metadata=b_metadata,
             kind=lora_param_type,
         )
         self.base_module = base_module
@@ -87,17 +94,18 @@ class LoRA(Module):
         self.dtype = dtype
         self.param_dtype = param_dtype
         self.precision = precision
+        self.promote_dtype = promote_dtype
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, **kwargs: Any) -> jax.Array:
         if x.shape[-1] != self.in_features:
             raise ShapeError(
                 f"LoRA(in_features={self.in_features}) expects inputs whose last axis has size "
                 f"{self.in_features}, got shape {x.shape}."
             )
-        x, a, b = promote_dtype((x, self.lora_a[...], self.lora_b[...]), dtype=self.dtype)
+        x, a, b = self.promote_dtype((x, self.lora_a[...], self.lora_b[...]), dtype=self.dtype)
         out = jnp.matmul(jnp.matmul(x, a, precision=self.precision), b, precision=self.precision)
         if self.base_module is not None:
-            out = out + self.base_module(x)
+            out = out + self.base_module(x, **kwargs)
         return out
 
 
@@ -122,9 +130,12 @@ class LoRALinear(Linear):
         lora_dtype: Dtype | None = None,
         lora_param_dtype: Dtype = jnp.float32,
         a_initializer: Initializer = default_a_initializer,
-        b_initializer: Initializer = initializers.zeros,
+        b_initializer: Initializer = default_b_initializer,
         lora_param_type: type[Param] = LoRAParam,
+        lora_promote_dtype: PromoteDtypeFn = promote_dtype,
         rngs: Rngs,
+        a_metadata: Mapping[str, Any] | None = None,
+        b_metadata: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
         require_rngs(rngs, "LoRALinear")
@@ -138,9 +149,12 @@ class LoRALinear(Linear):
             a_initializer=a_initializer,
             b_initializer=b_initializer,
             lora_param_type=lora_param_type,
+            promote_dtype=lora_promote_dtype,
             precision=self.precision,
             rngs=rngs,
+            a_metadata=a_metadata,
+            b_metadata=b_metadata,
         )
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
-        return super().__call__(inputs) + self.lora(inputs)
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
+        return super().__call__(inputs, out_sharding=out_sharding) + self.lora(inputs)

@@ -14,11 +14,13 @@ from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
     Initializer,
+    PromoteDtypeFn,
     canonical_axes,
     check_positive,
     first_from,
     make_param,
     param_key,
+    promote_dtype,
 )
 from nnx.layers._errors import LayerError, ShapeError
 
@@ -185,6 +187,7 @@ class BatchNorm(Module):
         use_fast_variance: bool = True,
         scale_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         rngs: Rngs,
     ):
         check_positive("BatchNorm", num_features=num_features)
@@ -212,6 +215,7 @@ class BatchNorm(Module):
         self.epsilon = epsilon
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.promote_dtype = promote_dtype
         self.use_bias = use_bias
         self.use_scale = use_scale
         self.bias_init = bias_init
@@ -228,6 +232,9 @@ class BatchNorm(Module):
         mask: jax.Array | None = None,
     ) -> jax.Array:
         use_ra = first_from(use_running_average, self.use_running_average, default=False)
+        scale = self.scale[...] if self.scale is not None else None
+        bias = self.bias[...] if self.bias is not None else None
+        x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
         feature_axes = canonical_axes(self.axis, x.ndim, layer="BatchNorm", what="feature")
         _feature_check("BatchNorm", x, feature_axes, self.num_features)
         reduction_axes = tuple(i for i in range(x.ndim) if i not in feature_axes)
@@ -252,8 +259,6 @@ class BatchNorm(Module):
             batch_var = lax.stop_gradient(jnp.reshape(var, (-1,)))
             self.mean[...] = m * self.mean[...] + (1 - m) * batch_mean
             self.var[...] = m * self.var[...] + (1 - m) * batch_var
-        scale = self.scale[...] if self.scale is not None else None
-        bias = self.bias[...] if self.bias is not None else None
         return _normalize(
             x,
             mean,
@@ -301,6 +306,7 @@ class LayerNorm(Module):
         use_fast_variance: bool = True,
         scale_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         rngs: Rngs,
     ):
         check_positive("LayerNorm", num_features=num_features)
@@ -321,6 +327,7 @@ class LayerNorm(Module):
         self.epsilon = epsilon
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.promote_dtype = promote_dtype
         self.use_bias = use_bias
         self.use_scale = use_scale
         self.bias_init = bias_init
@@ -337,6 +344,9 @@ class LayerNorm(Module):
         red = canonical_axes(self.reduction_axes, x.ndim, layer="LayerNorm", what="reduction")
         feat = canonical_axes(self.feature_axes, x.ndim, layer="LayerNorm", what="feature")
         _feature_check("LayerNorm", x, feat, self.num_features)
+        scale = self.scale[...] if self.scale is not None else None
+        bias = self.bias[...] if self.bias is not None else None
+        x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
         mean, var = _compute_stats(
             x,
             red,
@@ -346,8 +356,6 @@ class LayerNorm(Module):
             use_fast_variance=self.use_fast_variance,
             mask=mask,
         )
-        scale = self.scale[...] if self.scale is not None else None
-        bias = self.bias[...] if self.bias is not None else None
         return _normalize(
             x, mean, var, scale, bias, red, feat, dtype=self.dtype, epsilon=self.epsilon
         )
@@ -379,6 +387,7 @@ class RMSNorm(Module):
         axis_index_groups: Any = None,
         use_fast_variance: bool = True,
         scale_metadata: Mapping[str, Any] | None = None,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         rngs: Rngs,
     ):
         check_positive("RMSNorm", num_features=num_features)
@@ -400,6 +409,7 @@ class RMSNorm(Module):
         self.epsilon = epsilon
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.promote_dtype = promote_dtype
         self.use_scale = use_scale
         self.scale_init = scale_init
         self.reduction_axes = (
@@ -414,6 +424,8 @@ class RMSNorm(Module):
         red = canonical_axes(self.reduction_axes, x.ndim, layer="RMSNorm", what="reduction")
         feat = canonical_axes(self.feature_axes, x.ndim, layer="RMSNorm", what="feature")
         _feature_check("RMSNorm", x, feat, self.num_features)
+        scale = self.scale[...] if self.scale is not None else None
+        x, scale = self.promote_dtype((x, scale), dtype=self.dtype)
         mean, var = _compute_stats(
             x,
             red,
@@ -423,7 +435,6 @@ class RMSNorm(Module):
             use_mean=False,
             mask=mask,
         )
-        scale = self.scale[...] if self.scale is not None else None
         return _normalize(
             x, mean, var, scale, None, red, feat, dtype=self.dtype, epsilon=self.epsilon
         )
@@ -464,6 +475,7 @@ class GroupNorm(Module):
         use_fast_variance: bool = True,
         scale_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         rngs: Rngs,
     ):
         check_positive("GroupNorm", num_features=num_features)
@@ -503,6 +515,7 @@ class GroupNorm(Module):
         self.epsilon = epsilon
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.promote_dtype = promote_dtype
         self.use_bias = use_bias
         self.use_scale = use_scale
         self.bias_init = bias_init
@@ -528,6 +541,9 @@ class GroupNorm(Module):
             red = canonical_axes(self.reduction_axes, x.ndim, layer="GroupNorm", what="reduction")
         if x.ndim - 1 not in red:
             raise LayerError("GroupNorm: reduction_axes must include the feature (last) axis.")
+        scale = self.scale[...] if self.scale is not None else None
+        bias = self.bias[...] if self.bias is not None else None
+        x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
         # Split the features into (groups, size): stats over `red` with the group axis kept.
         xg = jnp.reshape(x, x.shape[:-1] + (self.num_groups, self.group_size))
         gred = tuple(a for a in red if a != x.ndim - 1) + (x.ndim,)
@@ -546,13 +562,11 @@ class GroupNorm(Module):
         var = jnp.expand_dims(var, gred)
         y = (xg - mean) * lax.rsqrt(var + self.epsilon)
         y = jnp.reshape(y, x.shape)
-        if self.scale is not None:
-            y = y * self.scale[...]
-        if self.bias is not None:
-            y = y + self.bias[...]
-        dtype = self.dtype or jnp.result_type(
-            x, *(p[...] for p in (self.scale, self.bias) if p is not None)
-        )
+        if scale is not None:
+            y = y * scale
+        if bias is not None:
+            y = y + bias
+        dtype = self.dtype or jnp.result_type(x, *(p for p in (scale, bias) if p is not None))
         return jnp.asarray(y, dtype)
 
 
@@ -587,6 +601,7 @@ class InstanceNorm(Module):
         use_fast_variance: bool = True,
         scale_metadata: Mapping[str, Any] | None = None,
         bias_metadata: Mapping[str, Any] | None = None,
+        promote_dtype: PromoteDtypeFn = promote_dtype,
         rngs: Rngs,
     ):
         check_positive("InstanceNorm", num_features=num_features)
@@ -607,6 +622,7 @@ class InstanceNorm(Module):
         self.epsilon = epsilon
         self.dtype = dtype
         self.param_dtype = param_dtype
+        self.promote_dtype = promote_dtype
         self.use_bias = use_bias
         self.use_scale = use_scale
         self.bias_init = bias_init
@@ -620,6 +636,9 @@ class InstanceNorm(Module):
         feat = canonical_axes(self.feature_axes, x.ndim, layer="InstanceNorm", what="feature")
         _feature_check("InstanceNorm", x, feat, self.num_features)
         red = tuple(i for i in range(1, x.ndim) if i not in feat)
+        scale = self.scale[...] if self.scale is not None else None
+        bias = self.bias[...] if self.bias is not None else None
+        x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
         mean, var = _compute_stats(
             x,
             red,
@@ -629,8 +648,6 @@ class InstanceNorm(Module):
             use_fast_variance=self.use_fast_variance,
             mask=mask,
         )
-        scale = self.scale[...] if self.scale is not None else None
-        bias = self.bias[...] if self.bias is not None else None
         return _normalize(
             x, mean, var, scale, bias, red, feat, dtype=self.dtype, epsilon=self.epsilon
         )
