@@ -11,13 +11,15 @@ Example::
 from nnx.optim import metrics
 from nnx.optim._ema import EMA
 from nnx.optim._errors import GradientStructureError, MetricArgumentError, OptimError
-from nnx.optim._optimizer import ModelAndOptimizer, Optimizer, OptState
+from nnx.optim._optimizer import ModelAndOptimizer, OptArray, Optimizer, OptState, OptVariable
 from nnx.optim._version import __version__
 
 __all__ = [
     "Optimizer",
     "ModelAndOptimizer",
     "OptState",
+    "OptArray",
+    "OptVariable",
     "EMA",
     "metrics",
     "OptimError",
