@@ -10,6 +10,7 @@ Example::
 
 from nnx.optim import metrics
 from nnx.optim._ema import EMA
+from nnx.optim._metrics import Accuracy, Average, Metric, MultiMetric, Welford
 from nnx.optim._errors import GradientStructureError, MetricArgumentError, OptimError
 from nnx.optim._optimizer import ModelAndOptimizer, OptArray, Optimizer, OptState, OptVariable
 from nnx.optim._version import __version__
@@ -22,6 +23,11 @@ __all__ = [
     "OptVariable",
     "EMA",
     "metrics",
+    "Metric",
+    "MultiMetric",
+    "Average",
+    "Accuracy",
+    "Welford",
     "OptimError",
     "GradientStructureError",
     "MetricArgumentError",
