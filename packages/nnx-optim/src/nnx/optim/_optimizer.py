@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from nnx.core import (
@@ -46,6 +47,7 @@ from nnx.core import (
     static,
     to_predicate,
 )
+from nnx.core import update as update_graph
 from nnx.optim._errors import GradientStructureError, OptimError
 
 
@@ -134,38 +136,42 @@ def _is_state(x) -> bool:
 
 
 # -- the Variables an optimizer updates ----------------------------------------
-class Selection:
-    """The Variables of one model graph that ``wrt`` selects, in State path order.
+def _is_array(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray))
 
-    ``treedef`` is the pytree structure of the State that optax sees (one leaf
-    per Variable), so values go in and out with ``treedef.unflatten`` and
-    ``treedef.flatten_up_to`` (C++ calls, no Python loop over the tree).
+
+class Selection:
+    """The state leaves of one model graph that ``wrt`` selects, in State path order.
+
+    A leaf is a Variable or a raw array attribute (``self.w = jnp.zeros(3)``,
+    state as in Flax NNX). ``treedef`` is the pytree structure of the State
+    that optax sees (one leaf per entry), so values go in and out with
+    ``treedef.unflatten`` and ``treedef.flatten_up_to`` (C++ calls, no Python
+    loop over the tree).
     """
 
-    __slots__ = ("paths", "variables", "treedef")
+    __slots__ = ("paths", "variables", "treedef", "raw_paths")
 
-    def __init__(self, items: list[tuple[tuple, Variable]]):
+    def __init__(self, items: list[tuple[tuple, Any]]):
         items.sort(key=lambda item: _path_key(item[0]))
         self.paths = tuple(p for p, _ in items)
         self.variables = tuple(v for _, v in items)
         self.treedef = jax.tree.structure(State.from_flat((p, 0) for p in self.paths))
+        # positions of raw arrays (written back with nnx.update, not set_value)
+        self.raw_paths = tuple(i for i, v in enumerate(self.variables) if not _is_variable(v))
 
     def values(self) -> list:
         """The current values, in order."""
-        return [v.get_value() for v in self.variables]
-
-    def write(self, new: Any) -> None:
-        for v, x in zip(self.variables, self.treedef.flatten_up_to(new)):
-            v.set_value(x)
+        return [v.get_value() if isinstance(v, Variable) else v for v in self.variables]
 
 
 def select(model: Any, pred, flat=None) -> Selection:
-    """The Variables of ``model`` matched by the predicate ``pred``."""
+    """The Variables and raw arrays of ``model`` matched by the predicate ``pred``."""
     if flat is None:
         flat = flatten((model,))
     items = []
     for path, x in zip(flat.graphdef.paths, flat.leaves):
-        if isinstance(x, Variable):
+        if isinstance(x, Variable) or _is_array(x):
             p = path[1:]  # drop the index of the (model,) tuple
             if pred(p, x):
                 items.append((p, x))
@@ -526,9 +532,9 @@ class Optimizer(Pytree):
         sel = self._selection(model)
         if not sel.variables:
             raise OptimError(
-                f"Optimizer: {type(model).__name__} has no Variable matching "
+                f"Optimizer: {type(model).__name__} has no Variable or array attribute matching "
                 f"wrt={_filter_name(wrt)}, so there is nothing to optimize. Check the filter "
-                f"(e.g. `wrt=nnx.Param`)."
+                f"(e.g. `wrt=nnx.Param`, or a predicate `lambda path, value: ...`)."
             )
         values = sel.values()
         self.param_spec = static(ParamSpec(sel, values))
@@ -639,13 +645,22 @@ class Optimizer(Pytree):
                 f"{detail}... Nothing was written. A transformation must keep its state's "
                 f"structure from step to step."
             ) from None
-        write_all(
-            [
-                *zip(sel.variables, new_params),
-                *zip(opt_vars, new_opt),
-                (self.step, self.step.get_value() + 1),
-            ]
-        )
+        pairs = [
+            *((v, x) for v, x in zip(sel.variables, new_params) if isinstance(v, Variable)),
+            *zip(opt_vars, new_opt),
+            (self.step, self.step.get_value() + 1),
+        ]
+        if not sel.raw_paths:
+            write_all(pairs)
+            return
+        # raw array attributes: written by nnx.update (which checks before it writes)
+        raw = [(sel.paths[i], new_params[i]) for i in sel.raw_paths]
+        update_graph(model, State.from_flat(raw))
+        try:
+            write_all(pairs)
+        except BaseException:
+            update_graph(model, State.from_flat((sel.paths[i], values[i]) for i in sel.raw_paths))
+            raise
 
 
 class ModelAndOptimizer(Optimizer):
