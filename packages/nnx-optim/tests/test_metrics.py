@@ -79,9 +79,7 @@ def test_binary_accuracy_by_hand_uses_greater_or_equal_and_positive_labels():
     # scores >= 0.5 predict "positive"; labels > 0 are positive (2 counts as positive)
     # predictions: T F T T F ; truth: T F F T T -> correct: T T F T F = 3 of 5
     acc = nnx.metrics.Accuracy(threshold=0.5)
-    acc.update(
-        logits=jnp.array([0.9, 0.2, 0.5, 0.7, 0.49]), labels=jnp.array([1, 0, 0, 2, 1])
-    )
+    acc.update(logits=jnp.array([0.9, 0.2, 0.5, 0.7, 0.49]), labels=jnp.array([1, 0, 0, 2, 1]))
     np.testing.assert_allclose(acc.compute(), 3 / 5)
     assert acc.argname == "values" and acc.threshold == 0.5
 
@@ -127,9 +125,7 @@ def test_top_level_names_and_the_mnist_tutorial_line():
     for name in ("Metric", "MultiMetric", "Average", "Accuracy", "Welford"):
         assert getattr(nnx, name) is getattr(nnx.metrics, name)
         assert name in nnx.optim.__all__
-    metrics = nnx.MultiMetric(
-        accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss")
-    )
+    metrics = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss"))
     metrics.update(
         logits=jnp.array([[0.2, 0.8], [0.6, 0.4]]), labels=jnp.array([1, 1]), loss=jnp.array(0.7)
     )

@@ -494,7 +494,10 @@ def test_lbfgs_with_value_fn_matches_a_plain_optax_loop():
     assert_params_close(model, p, tol=1e-5)
     memory = optimizer.opt_state[0].diff_params_memory  # (memory_size, *shape) per param
     np.testing.assert_allclose(
-        memory["l1"]["kernel"][...], state[0].diff_params_memory["l1"]["kernel"], rtol=1e-5, atol=1e-6
+        memory["l1"]["kernel"][...],
+        state[0].diff_params_memory["l1"]["kernel"],
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from optim_helpers import X, Y, forward, frozen_grads, loss_of, make, pure_params
+from optim_helpers import X, Y, forward, frozen_grads, make, pure_params
 
 import nnx
 from nnx.optim import GradientStructureError, OptimError
@@ -367,7 +367,7 @@ def test_flax_lbfgs_recipe_matches_optax_lbfgs_by_hand(grads_kind):
             loss, grads = jax.value_and_grad(loss_fn)(nnx.vars_as(m, mutable=False))
         else:
             graphdef_, params = nnx.split(m)
-            loss, grads = jax.value_and_grad(lambda p: loss_fn(nnx.merge(graphdef_, p)))(
+            loss, grads = jax.value_and_grad(lambda p, g=graphdef_: loss_fn(nnx.merge(g, p)))(
                 nnx.vars_as(params, mutable=False)
             )
         opt.update(

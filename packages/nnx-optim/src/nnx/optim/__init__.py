@@ -10,6 +10,7 @@ Example::
 
 from nnx.optim import metrics
 from nnx.optim._ema import EMA
+from nnx.optim._errors import GradientStructureError, MetricArgumentError, OptimError
 from nnx.optim._metrics import (
     Accuracy,
     Average,
@@ -19,7 +20,6 @@ from nnx.optim._metrics import (
     Statistics,  # noqa: F401
     Welford,
 )
-from nnx.optim._errors import GradientStructureError, MetricArgumentError, OptimError
 from nnx.optim._optimizer import ModelAndOptimizer, OptArray, Optimizer, OptState, OptVariable
 from nnx.optim._train_state import TrainState
 from nnx.optim._version import __version__

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.core import Tracer
 
 from nnx.core import (
     FlattenCache,
@@ -297,7 +298,9 @@ class ParamSpec:
                     where = f"has no selected Variable at {_keystr(p)!r}"
                     break
                 if p not in want:
-                    where = f"has a selected Variable at {_keystr(p)!r}, which the optimizer's has not"
+                    where = (
+                        f"has a selected Variable at {_keystr(p)!r}, which the optimizer's has not"
+                    )
                     break
             else:  # same paths, another container structure
                 where = "has its Variables in other containers"
@@ -352,8 +355,8 @@ def _like_param(x: Any, param: Any, variable: Any) -> tuple[Any, dict]:
     if (
         sharding is not None
         and isinstance(x, jax.Array)
-        and not isinstance(x, jax.core.Tracer)
-        and not isinstance(param, jax.core.Tracer)
+        and not isinstance(x, Tracer)
+        and not isinstance(param, Tracer)
         and x.sharding != sharding
     ):
         x = jax.device_put(x, sharding)

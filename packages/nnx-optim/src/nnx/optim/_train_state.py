@@ -138,7 +138,7 @@ class TrainState:
 
         Extra keyword arguments fill the fields a subclass adds.
         """
-        return cls(  # type: ignore[call-arg]
+        fields = dict(
             graphdef=graphdef,
             params=params,
             opt_state=tx.init(params),
@@ -146,6 +146,7 @@ class TrainState:
             tx=tx,
             **kwargs,
         )
+        return cls(**fields)
 
     def apply(self, state: State | str, *states: State | str) -> Any:
         """Call the model rebuilt from ``graphdef`` and the given States.
