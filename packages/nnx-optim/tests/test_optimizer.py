@@ -676,7 +676,7 @@ def test_passing_the_model_instead_of_gradients_is_an_error():
 
 
 def test_wrt_that_selects_nothing_is_an_error():
-    with pytest.raises(OptimError, match="no Variable matching wrt=LoRAParam"):
+    with pytest.raises(OptimError, match="no Variable or array attribute matching wrt=LoRAParam"):
         nnx.Optimizer(make(), optax.sgd(0.1), wrt=LoRAParam)
 
 
