@@ -166,13 +166,13 @@ class Selection:
         return [v.get_value() if isinstance(v, Variable) else v for v in self.variables]
 
 
-def select(model: Any, pred, flat=None) -> Selection:
-    """The Variables and raw arrays of ``model`` matched by the predicate ``pred``."""
+def select(model: Any, pred, flat=None, *, arrays: bool = True) -> Selection:
+    """The Variables (and raw arrays, if ``arrays``) of ``model`` matched by ``pred``."""
     if flat is None:
         flat = flatten((model,))
     items = []
     for path, x in zip(flat.graphdef.paths, flat.leaves):
-        if isinstance(x, Variable) or _is_array(x):
+        if isinstance(x, Variable) or (arrays and _is_array(x)):
             p = path[1:]  # drop the index of the (model,) tuple
             if pred(p, x):
                 items.append((p, x))
