@@ -40,7 +40,8 @@ def test_reset_starts_over():
 
 def test_missing_argument_says_which():
     with pytest.raises(
-        MetricArgumentError, match=r"needs the keyword argument 'loss'.*\['values'\]"
+        MetricArgumentError,
+        match=r"Expected keyword argument 'loss': Average.update needs .*\['values'\]",
     ):
         nnx.metrics.Average("loss").update(values=1.0)
 
@@ -55,9 +56,96 @@ def test_accuracy_multiclass_and_binary():
     np.testing.assert_allclose(binary.compute(), 0.75)
 
 
-def test_accuracy_shape_error():
-    with pytest.raises(ValueError, match="do not fit labels"):
-        nnx.metrics.Accuracy().update(logits=jnp.ones((2, 3, 4)), labels=jnp.ones((5,)))
+def test_accuracy_shape_errors_read_like_flax():
+    with pytest.raises(
+        ValueError,
+        match=r"For multi-class classification, expected logits.ndim==labels.ndim\+1, got 3 "
+        r"and 1: .*logits of shape \(2, 3, 4\) and labels of shape \(5,\)",
+    ):
+        nnx.metrics.Accuracy().update(logits=jnp.ones((2, 3, 4)), labels=jnp.ones((5,), int))
+    with pytest.raises(ValueError, match="For multi-class classification"):
+        nnx.metrics.Accuracy().update(logits=jnp.ones((4,)), labels=jnp.ones((4,), int))
+    with pytest.raises(
+        ValueError, match=r"For binary classification, expected logits.ndim==labels.ndim, got 2"
+    ):
+        nnx.metrics.Accuracy(0.5).update(logits=jnp.ones((4, 2)), labels=jnp.ones((4,), int))
+    with pytest.raises(ValueError, match=r"Expected labels.dtype==jnp.int32, got float32"):
+        nnx.metrics.Accuracy().update(logits=jnp.ones((4, 2)), labels=jnp.ones((4,)))
+    with pytest.raises(TypeError, match=r"Expected threshold to be a float, got <class 'int'>"):
+        nnx.metrics.Accuracy(threshold=1)
+
+
+def test_binary_accuracy_by_hand_uses_greater_or_equal_and_positive_labels():
+    # scores >= 0.5 predict "positive"; labels > 0 are positive (2 counts as positive)
+    # predictions: T F T T F ; truth: T F F T T -> correct: T T F T F = 3 of 5
+    acc = nnx.metrics.Accuracy(threshold=0.5)
+    acc.update(logits=jnp.array([0.9, 0.2, 0.5, 0.7, 0.49]), labels=jnp.array([1, 0, 0, 2, 1]))
+    np.testing.assert_allclose(acc.compute(), 3 / 5)
+    assert acc.argname == "values" and acc.threshold == 0.5
+
+
+def test_average_with_a_mask_by_hand():
+    # masked values left out: (1 + 4) + (10) = 15 over 3 values = 5
+    avg = nnx.metrics.Average()
+    avg.update(values=jnp.array([1.0, 2.0, 3.0, 4.0]), mask=jnp.array([1, 0, 0, 1]))
+    avg.update(values=jnp.array([[10.0, 99.0]]), mask=jnp.array([True, False]))
+    np.testing.assert_allclose(avg.compute(), 5.0)
+    assert int(avg.count.value) == 3 and float(avg.total.value) == 15.0
+    with pytest.raises(ValueError, match="a mask needs array values"):
+        avg.update(values=2.0, mask=jnp.array(True))
+    with pytest.raises(ValueError, match=r"mask of shape \(3,\) does not broadcast"):
+        avg.update(values=jnp.ones(4), mask=jnp.ones(3))
+
+
+def test_accuracy_with_a_mask_by_hand():
+    # argmax [1, 0, 2, 1] vs labels [1, 1, 2, 0] -> correct [T, F, T, F]; mask drops #1 and #4
+    logits = jnp.array([[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 0]], jnp.float32)
+    acc = nnx.metrics.Accuracy()
+    acc.update(logits=logits, labels=jnp.array([1, 1, 2, 0]), mask=jnp.array([1, 1, 1, 0]))
+    np.testing.assert_allclose(acc.compute(), 2 / 3, rtol=1e-6)
+
+
+def test_multimetric_mask_for_all_or_per_metric():
+    logits = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+    labels = jnp.array([1, 1])  # correct: [T, F]
+    loss = jnp.array([2.0, 6.0])
+    m = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss"))
+    m.update(logits=logits, labels=labels, loss=loss, mask=jnp.array([True, False]))
+    out = m.compute()
+    np.testing.assert_allclose(out["accuracy"], 1.0)
+    np.testing.assert_allclose(out["loss"], 2.0)
+    m.reset()
+    m.update(logits=logits, labels=labels, loss=loss, mask={"loss": jnp.array([False, True])})
+    out = m.compute()
+    np.testing.assert_allclose(out["accuracy"], 0.5)  # no mask for accuracy
+    np.testing.assert_allclose(out["loss"], 6.0)
+
+
+def test_top_level_names_and_the_mnist_tutorial_line():
+    for name in ("Metric", "MultiMetric", "Average", "Accuracy", "Welford"):
+        assert getattr(nnx, name) is getattr(nnx.metrics, name)
+        assert name in nnx.optim.__all__
+    metrics = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss"))
+    metrics.update(
+        logits=jnp.array([[0.2, 0.8], [0.6, 0.4]]), labels=jnp.array([1, 1]), loss=jnp.array(0.7)
+    )
+    out = metrics.compute()
+    np.testing.assert_allclose(out["accuracy"], 0.5)
+    np.testing.assert_allclose(out["loss"], 0.7, rtol=1e-6)
+
+
+def test_the_metric_base_class_says_what_to_override():
+    with pytest.raises(NotImplementedError, match=r"must override `__init__\(\)`"):
+        nnx.Metric()
+
+    class Half(nnx.Metric):
+        def __init__(self):
+            pass
+
+    with pytest.raises(NotImplementedError, match=r"Half must override `update\(\)`"):
+        Half().update(values=1)
+    with pytest.raises(NotImplementedError, match=r"Half must override `compute\(\)`"):
+        Half().compute()
 
 
 def test_welford_matches_numpy_mean_and_std():
@@ -203,7 +291,7 @@ def test_multimetric_update_compute_reset_inside_plain_jit(mode):
 
     reset(metrics)
     assert int(metrics.accuracy.count.value) == 0 and float(metrics.loss.total.value) == 0.0
-    assert float(metrics.stats.count.value) == 0.0
+    assert int(metrics.stats.count.value) == 0
     step(metrics, jnp.array([[0.0, 1.0]]), jnp.array([1]), jnp.array([2.0]))
     np.testing.assert_allclose(metrics.compute()["accuracy"], 1.0)
     np.testing.assert_allclose(metrics.compute()["loss"], 2.0)

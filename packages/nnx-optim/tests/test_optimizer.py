@@ -60,17 +60,14 @@ def test_default_wrt_is_param_and_opt_state_mirrors_optax():
     assert optimizer.wrt is nnx.Param
     count = optimizer.opt_state[0].count
     assert isinstance(count, OptState) and count.value == 0
-    mu_var = optimizer.opt_state[0].mu  # one Variable holds the whole param-shaped tree
-    # stored as the flat list of its arrays (cheapest for jax.jit to flatten), the
-    # structure in metadata; optax (and `.tree`) see a State
-    assert type(mu_var.value) is list and len(mu_var.value) == 4
-    assert repr(mu_var.state_tree) == "<4 arrays in the parameters' structure>"
-    mu = mu_var.tree
+    mu = optimizer.opt_state[0].mu  # Flax's layout: a State by parameter path
     assert isinstance(mu, nnx.State)
-    assert count.tree is count.value
+    kernel = mu["l1"]["kernel"]
+    assert isinstance(kernel, nnx.OptVariable) and isinstance(count, nnx.OptArray)
+    assert kernel[...].shape == (2, 8)
     paths = [p for p, _ in nnx.state(model, nnx.Param).flat_state()]
     assert [p for p, _ in mu.flat_state()] == paths
-    assert all(float(jnp.abs(x).sum()) == 0 for x in jax.tree.leaves(mu))
+    assert all(float(jnp.abs(v[...]).sum()) == 0 for _, v in mu.flat_state())
 
 
 @pytest.mark.parametrize(
@@ -197,7 +194,11 @@ def test_state_survives_a_pure_dict_round_trip_like_a_checkpoint():
     for _ in range(2):
         opt_a.update(frozen_grads(a))
     saved = jax.tree.map(np.asarray, nnx.state(opt_a).to_pure_dict())  # what a checkpoint holds
-    assert [x.shape for x in saved["opt_state"][0]["mu"]] == [(8,), (2, 8), (3,), (8, 3)]
+    mu = saved["opt_state"][0]["mu"]  # keyed by parameter path, as Flax writes it
+    assert jax.tree.map(np.shape, mu) == {
+        "l1": {"bias": (8,), "kernel": (2, 8)},
+        "l2": {"bias": (3,), "kernel": (8, 3)},
+    }
     opt_b = nnx.Optimizer(b, optax.adam(1e-2))
     state = nnx.state(opt_b)
     state.replace_by_pure_dict(saved)
@@ -212,7 +213,7 @@ def test_as_a_jax_pytree_the_optimizer_carries_only_its_own_state():
     model = make()
     optimizer = nnx.Optimizer(model, optax.adam(1e-3))
     variables = jax.tree.leaves(optimizer, is_leaf=nnx.is_variable)
-    assert len(variables) == 4  # step, count, mu, nu: moments are one Variable per tree
+    assert len(variables) == 1 + 1 + 2 * 4  # step, count, mu and nu per parameter
     rebuilt = jax.tree.map(lambda x: x, optimizer)
     assert rebuilt.model is model and rebuilt.tx is optimizer.tx
 
@@ -221,7 +222,7 @@ def test_optimizer_state_follows_the_model_mode_not_the_defaults():
     model = make("hijax")  # defaults stay plain here
     optimizer = nnx.Optimizer(model, optax.adam(1e-2))
     opt_vars = jax.tree.leaves(nnx.state(optimizer, OptState), is_leaf=nnx.is_variable)
-    assert len(opt_vars) == 4 and all(v.hijax for v in opt_vars)
+    assert len(opt_vars) == 10 and all(v.hijax for v in opt_vars)
     expected = reference_loop(make("hijax"), optax.adam(1e-2), STEPS)
 
     @jax.jit
@@ -267,7 +268,7 @@ def test_optax_state_after_k_jitted_steps_equals_optax_own(mode):
         for _ in range(STEPS):
             step(model, optimizer)
     assert_params_close(model, expected, tol=1e-5)
-    got_state = jax.tree.map(lambda v: v.tree, optimizer.opt_state, is_leaf=nnx.is_variable)
+    got_state = jax.tree.map(lambda v: v[...], optimizer.opt_state, is_leaf=nnx.is_variable)
     got_state = jax.tree.map(  # States as pure dicts, like the reference's
         lambda x: x.to_pure_dict() if isinstance(x, nnx.State) else x,
         got_state,
@@ -491,9 +492,12 @@ def test_lbfgs_with_value_fn_matches_a_plain_optax_loop():
         opt_state = train_step(opt_state)
     nnx.update(optimizer, opt_state)
     assert_params_close(model, p, tol=1e-5)
-    memory = optimizer.opt_state[0].diff_params_memory.tree  # (memory_size, *shape) per param
+    memory = optimizer.opt_state[0].diff_params_memory  # (memory_size, *shape) per param
     np.testing.assert_allclose(
-        memory["l1"]["kernel"], state[0].diff_params_memory["l1"]["kernel"], rtol=1e-5, atol=1e-6
+        memory["l1"]["kernel"][...],
+        state[0].diff_params_memory["l1"]["kernel"],
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -572,7 +576,7 @@ def test_wrt_accepts_a_path_filter():
     frozen = pure_params(model, nnx.Not(wrt))
     expected = reference_loop(make(), optax.adam(1e-2), STEPS, wrt=wrt)
     optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=wrt)
-    assert list(optimizer.opt_state[0].mu.tree) == ["l2"]
+    assert list(optimizer.opt_state[0].mu) == ["l2"]
     for _ in range(STEPS):
         optimizer.update(jax.grad(loss_of)(nnx.vars_as(model, mutable=False)))
     assert_params_close(model, expected, wrt=wrt)
@@ -672,7 +676,7 @@ def test_passing_the_model_instead_of_gradients_is_an_error():
 
 
 def test_wrt_that_selects_nothing_is_an_error():
-    with pytest.raises(OptimError, match="no Variable matching wrt=LoRAParam"):
+    with pytest.raises(OptimError, match="no Variable or array attribute matching wrt=LoRAParam"):
         nnx.Optimizer(make(), optax.sgd(0.1), wrt=LoRAParam)
 
 

@@ -63,7 +63,7 @@ class EMA(Pytree):
 
     def __init__(self, model: Any, decay: float = 0.999, *, wrt: Any = Param):
         _check_decay(decay, "EMA")
-        sel = select(model, to_predicate(wrt))
+        sel = select(model, to_predicate(wrt), arrays=False)
         if not sel.variables:
             raise OptimError(
                 f"EMA: {type(model).__name__} has no Variable matching wrt={_filter_name(wrt)}."
@@ -84,7 +84,7 @@ class EMA(Pytree):
             ]
             new = dict(items)
         else:
-            sel: Selection = select(source, to_predicate(self.wrt))
+            sel: Selection = select(source, to_predicate(self.wrt), arrays=False)
             new = dict(zip(sel.paths, sel.variables))
         mine = self.params.flat_state()
         have = {p for p, _ in mine}

@@ -27,24 +27,67 @@ def _arg(metric: Metric, kwargs: dict, name: str):
         value = kwargs[name]
     except KeyError:
         raise MetricArgumentError(
-            f"{type(metric).__name__}.update needs the keyword argument {name!r}; got "
-            f"{sorted(kwargs)}. Pass it (`metric.update({name}=...)`) or construct the "
-            f"metric with the name your batch uses (e.g. `Average('loss')`)."
+            f"Expected keyword argument {name!r}: {type(metric).__name__}.update needs the "
+            f"keyword argument {name!r}; got {sorted(kwargs)}. Pass it "
+            f"(`metric.update({name}=...)`) or construct the metric with the name your batch "
+            f"uses (e.g. `Average('loss')`)."
         ) from None
     return value.get_value() if isinstance(value, Variable) else value
 
 
 class Metric(Pytree):
-    """Base class of metrics: ``update(**batch)``, ``compute()``, ``reset()``."""
+    """Base class of metrics: ``update(**batch)``, ``compute()``, ``reset()``.
+
+    Example::
+
+        class Maximum(nnx.Metric):
+            def __init__(self, argname="values"):
+                self.argname = argname
+                self.value = nnx.metrics.MetricState(jnp.array(-jnp.inf))
+
+            def update(self, **kwargs):
+                self.value[...] = jnp.maximum(self.value[...], jnp.max(kwargs[self.argname]))
+
+            def compute(self):
+                return self.value[...]
+
+            def reset(self):
+                self.value[...] = jnp.array(-jnp.inf)
+    """
+
+    def __init__(self) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__} must override `__init__()`: nnx.Metric is a base class."
+        )
 
     def update(self, **kwargs: Any) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must override `update()`.")
 
     def compute(self) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must override `compute()`.")
 
     def reset(self) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must override `reset()`.")
+
+
+def _mask_of(metric: Metric, mask: Any, values: Any):
+    if mask is None:
+        return None
+    if isinstance(values, (bool, int, float)):
+        raise ValueError(
+            f"{type(metric).__name__}.update: a mask needs array values, got the Python "
+            f"{type(values).__name__} {values!r}. Pass an array (`jnp.asarray(...)`) with the "
+            f"mask's shape, or leave the mask out."
+        )
+    mask = jnp.asarray(mask.get_value() if isinstance(mask, Variable) else mask)
+    try:
+        jnp.broadcast_shapes(mask.shape, jnp.shape(values))
+    except ValueError:
+        raise ValueError(
+            f"{type(metric).__name__}.update: the mask of shape {mask.shape} does not "
+            f"broadcast to the values of shape {jnp.shape(values)}."
+        ) from None
+    return mask
 
 
 class Average(Metric):
@@ -56,6 +99,11 @@ class Average(Metric):
         loss.update(loss=jnp.array([1.0, 2.0]))
         loss.update(loss=3.0, accuracy=0.5)    # other keywords are ignored
         loss.compute()                         # Array(2.)
+        loss.update(loss=jnp.array([9.0, 4.0]), mask=jnp.array([False, True]))
+        loss.compute()                         # Array(2.5): (1 + 2 + 3 + 4) / 4
+
+    ``update(mask=...)`` leaves out the values where the mask is 0 (it
+    broadcasts to the values' shape). A Python number counts as one value.
 
     Args:
       argname: the keyword of ``update`` that holds the values (default
@@ -67,13 +115,20 @@ class Average(Metric):
         self.total = MetricState(jnp.array(0.0, dtype=jnp.float32))
         self.count = MetricState(jnp.array(0, dtype=jnp.int32))
 
-    def _add(self, values) -> None:
+    def _add(self, values, mask=None) -> None:
         values = jnp.asarray(values)
-        self.total[...] = self.total[...] + values.sum(dtype=jnp.float32)
-        self.count[...] = self.count[...] + values.size
+        if mask is None:
+            self.total[...] = self.total[...] + values.sum(dtype=jnp.float32)
+            self.count[...] = self.count[...] + values.size
+            return
+        mask = jnp.broadcast_to(mask, values.shape)
+        self.total[...] = self.total[...] + jnp.where(mask, values, 0).sum(dtype=jnp.float32)
+        self.count[...] = self.count[...] + mask.astype(jnp.int32).sum()
 
-    def update(self, **kwargs: Any) -> None:
-        self._add(_arg(self, kwargs, self.argname))
+    def update(self, mask: Any = None, **kwargs: Any) -> None:
+        """Add the values of ``kwargs[argname]`` (those where ``mask`` is true)."""
+        values = _arg(self, kwargs, self.argname)
+        self._add(values, _mask_of(self, mask, values))
 
     def compute(self) -> jnp.ndarray:
         """The mean (NaN before the first update)."""
@@ -85,40 +140,70 @@ class Average(Metric):
 
 
 class Accuracy(Average):
-    """The fraction of correct predictions.
+    """The fraction of correct predictions, as Flax NNX's ``Accuracy``.
 
     Example::
 
-        acc = nnx.metrics.Accuracy()
+        acc = nnx.metrics.Accuracy()           # multi-class: argmax of the last axis
         acc.update(logits=jnp.array([[0.1, 0.9], [0.8, 0.2]]), labels=jnp.array([1, 1]))
         acc.compute()                          # Array(0.5)
 
-    ``logits`` has one more axis than ``labels`` (classes, compared with
-    ``argmax``), or the same shape for binary labels, compared with
-    ``logits > threshold``.
+        binary = nnx.metrics.Accuracy(threshold=0.5)  # a score >= 0.5 predicts label > 0
+        binary.update(logits=jnp.array([0.9, 0.2]), labels=jnp.array([1, 1]))
+        binary.compute()                       # Array(0.5)
+
+    Without a threshold (multi-class) ``logits`` has one more axis than
+    ``labels``; with one (binary) the same number of axes. Labels are integers.
+    ``update(mask=...)`` leaves out the examples where the mask is 0.
 
     Args:
-      threshold: decision threshold for binary predictions (default 0.5).
+      threshold: a float for binary classification, None (default) for
+        multi-class.
     """
 
-    def __init__(self, threshold: float = 0.5):
-        super().__init__("logits")
+    def __init__(self, threshold: float | None = None, *args: Any, **kwargs: Any):
+        if threshold is not None and not isinstance(threshold, float):
+            raise TypeError(
+                f"Expected threshold to be a float, got {type(threshold)} ({threshold!r}): "
+                f"nnx.metrics.Accuracy takes a float threshold for binary classification or "
+                f"None for multi-class; write it as a float, e.g. `Accuracy(threshold=0.5)`."
+            )
         self.threshold = threshold
+        super().__init__(*args, **kwargs)
 
-    def update(self, **kwargs: Any) -> None:
+    def update(self, mask: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
+        """Count the correct predictions of ``logits`` for ``labels``."""
         logits = jnp.asarray(_arg(self, kwargs, "logits"))
         labels = jnp.asarray(_arg(self, kwargs, "labels"))
-        if logits.ndim == labels.ndim + 1:
-            predictions = logits.argmax(axis=-1)
-        elif logits.shape == labels.shape:
-            predictions = (logits > self.threshold).astype(labels.dtype)
-        else:
+        if self.threshold is not None:
+            if logits.ndim != labels.ndim:
+                raise ValueError(
+                    f"For binary classification, expected logits.ndim==labels.ndim, got "
+                    f"{logits.ndim} and {labels.ndim}: Accuracy(threshold={self.threshold})"
+                    f".update got logits of shape {logits.shape} and labels of shape "
+                    f"{labels.shape}. Pass one score per label, or construct Accuracy() without "
+                    f"a threshold for multi-class logits."
+                )
+        elif logits.ndim != labels.ndim + 1:
             raise ValueError(
-                f"Accuracy.update: logits of shape {logits.shape} do not fit labels of shape "
-                f"{labels.shape}. Pass logits with one more (class) axis than labels, or "
-                "binary scores with the labels' shape."
+                f"For multi-class classification, expected logits.ndim==labels.ndim+1, got "
+                f"{logits.ndim} and {labels.ndim}: Accuracy.update got logits of shape "
+                f"{logits.shape} and labels of shape {labels.shape}. Pass logits with a "
+                f"trailing class axis, or construct `Accuracy(threshold=0.5)` for binary "
+                f"scores."
             )
-        self._add(predictions == labels)
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise ValueError(
+                f"Expected labels.dtype==jnp.int32, got {labels.dtype}: Accuracy.update "
+                f"compares class indices. Pass integer labels, e.g. "
+                f"`labels.astype(jnp.int32)`."
+            )
+        labels = labels.astype(jnp.int32)
+        if self.threshold is not None:
+            correct = (logits >= self.threshold) == (labels > 0)
+        else:
+            correct = logits.argmax(axis=-1) == labels
+        self._add(correct, _mask_of(self, mask, correct))
 
 
 class Statistics(NamedTuple):
@@ -146,27 +231,29 @@ class Welford(Metric):
 
     def __init__(self, argname: str = "values"):
         self.argname = argname
-        self.count = MetricState(jnp.array(0.0, dtype=jnp.float32))
+        self.count = MetricState(jnp.array(0, dtype=jnp.int32))
         self.mean = MetricState(jnp.array(0.0, dtype=jnp.float32))
         self.m2 = MetricState(jnp.array(0.0, dtype=jnp.float32))
 
     def update(self, **kwargs: Any) -> None:
+        """Add the values of ``kwargs[argname]`` (other keywords, ``mask`` too, are ignored)."""
         values = jnp.asarray(_arg(self, kwargs, self.argname), dtype=jnp.float32).ravel()
         if values.size == 0:
             return
         n_b = jnp.float32(values.size)
         mean_b = values.mean()
         m2_b = ((values - mean_b) ** 2).sum()
-        n_a, mean_a, m2_a = self.count[...], self.mean[...], self.m2[...]
+        count = self.count[...]
+        n_a, mean_a, m2_a = count.astype(jnp.float32), self.mean[...], self.m2[...]
         n = n_a + n_b
         delta = mean_b - mean_a
-        self.count[...] = n
+        self.count[...] = count + values.size
         self.mean[...] = mean_a + delta * (n_b / n)
         self.m2[...] = m2_a + m2_b + delta**2 * (n_a * n_b / n)
 
     def compute(self) -> Statistics:
         """Mean, standard error of the mean, and (population) standard deviation."""
-        n = self.count[...]
+        n = self.count[...].astype(jnp.float32)
         variance = self.m2[...] / n
         std = jnp.sqrt(variance)
         return Statistics(self.mean[...], std / jnp.sqrt(n), std)
@@ -212,8 +299,18 @@ class MultiMetric(Metric):
         return ((name, getattr(self, name)) for name in self._names)
 
     def update(self, **kwargs: Any) -> None:
-        for _, metric in self._metrics():
-            metric.update(**kwargs)
+        """Update every metric with every keyword.
+
+        ``mask`` may be one array for all metrics or a dict from metric name to
+        its mask (metrics missing from the dict get none).
+        """
+        mask = kwargs.pop("mask", None)
+        for name, metric in self._metrics():
+            m = mask.get(name) if isinstance(mask, dict) else mask
+            if m is None:
+                metric.update(**kwargs)
+            else:
+                metric.update(**kwargs, mask=m)
 
     def compute(self) -> dict[str, Any]:
         return {name: metric.compute() for name, metric in self._metrics()}

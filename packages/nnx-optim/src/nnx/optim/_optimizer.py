@@ -16,15 +16,13 @@ reference to the model:
 
 Storage of the optax state: the optax state pytree keeps its structure
 (namedtuples, tuples); every subtree shaped like the parameters (Adam's
-moments, accumulated gradients) is held by one ``OptState`` Variable as the
-flat list of its arrays (``OptState.tree`` gives the ``State`` back), every
-other array (counts, injected hyperparameters) by its own. The number of
-Variables therefore does not grow with the model: with hijax Variables each
-one is a separate argument of ``jax.jit`` (about 10 µs of dispatch each on
-CPU), and in every mode each is an object on the ``nnx.jit`` fast path. A flat
-list rather than nested dicts, because ``jax.jit`` flattens dicts key by key
-on every call (measured: about 4x the cost of a list of the same arrays, ~1 µs
-per call for one layer, ~100 µs for 300).
+moments, accumulated gradients) is an ``nnx.State`` with the parameters' paths
+whose leaves are :class:`OptVariable` s carrying their parameter's metadata
+(sharding names), every other array (counts, injected hyperparameters) an
+:class:`OptArray`, as in Flax NNX. So the state is addressable by path
+(``opt_state[0].mu['l1']['kernel']``), ``nnx.state(optimizer)`` is keyed by path
+(``opt_state/0/mu/l1/kernel``) and ``nnx.get_named_sharding`` of it has its
+structure.
 """
 
 from __future__ import annotations
@@ -34,7 +32,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.core import Tracer
 
 from nnx.core import (
     FlattenCache,
@@ -45,8 +45,10 @@ from nnx.core import (
     flatten,
     graph_ref,
     is_graph_node,
+    static,
     to_predicate,
 )
+from nnx.core import update as update_graph
 from nnx.optim._errors import GradientStructureError, OptimError
 
 
@@ -82,18 +84,30 @@ class OptState(Variable):
                 value = jnp.asarray(value, dtype=dtype)
         super().set_value(value)
 
-    @property
-    def tree(self) -> Any:
-        """The value as optax sees it: a param-shaped subtree as an ``nnx.State``.
 
-        Example::
+class OptArray(OptState):
+    """Optimizer state that is not shaped like a parameter (counts, hyperparameters).
 
-            optimizer = nnx.Optimizer(model, optax.adam(1e-3))
-            optimizer.opt_state[0].mu.value           # [Array, ...]: the flat storage
-            optimizer.opt_state[0].mu.tree["l1"]      # State({'bias': ..., 'kernel': ...})
-            optimizer.opt_state[0].count.tree         # Array(0, dtype=int32): other arrays as is
-        """
-        return _read(self)
+    Example::
+
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+        optimizer.opt_state[0].count          # OptArray(value=Array(0, dtype=int32))
+    """
+
+
+class OptVariable(OptState):
+    """Optimizer state shaped like a parameter (Adam's moments, ...), one per parameter.
+
+    It carries the metadata of its parameter (``sharding_names``, ...), so
+    ``nnx.get_named_sharding(nnx.state(optimizer), mesh)`` shards the moments
+    like the parameters, and its array is placed like the parameter's.
+
+    Example::
+
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+        optimizer.opt_state[0].mu["l1"]["kernel"]      # OptVariable(value=zeros(2, 8))
+        optimizer.opt_state[0].mu["l1"]["kernel"][...] # the array
+    """
 
 
 # -- paths ---------------------------------------------------------------------
@@ -123,38 +137,42 @@ def _is_state(x) -> bool:
 
 
 # -- the Variables an optimizer updates ----------------------------------------
-class Selection:
-    """The Variables of one model graph that ``wrt`` selects, in State path order.
+def _is_array(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray))
 
-    ``treedef`` is the pytree structure of the State that optax sees (one leaf
-    per Variable), so values go in and out with ``treedef.unflatten`` and
-    ``treedef.flatten_up_to`` (C++ calls, no Python loop over the tree).
+
+class Selection:
+    """The state leaves of one model graph that ``wrt`` selects, in State path order.
+
+    A leaf is a Variable or a raw array attribute (``self.w = jnp.zeros(3)``,
+    state as in Flax NNX). ``treedef`` is the pytree structure of the State
+    that optax sees (one leaf per entry), so values go in and out with
+    ``treedef.unflatten`` and ``treedef.flatten_up_to`` (C++ calls, no Python
+    loop over the tree).
     """
 
-    __slots__ = ("paths", "variables", "treedef")
+    __slots__ = ("paths", "variables", "treedef", "raw_paths")
 
-    def __init__(self, items: list[tuple[tuple, Variable]]):
+    def __init__(self, items: list[tuple[tuple, Any]]):
         items.sort(key=lambda item: _path_key(item[0]))
         self.paths = tuple(p for p, _ in items)
         self.variables = tuple(v for _, v in items)
         self.treedef = jax.tree.structure(State.from_flat((p, 0) for p in self.paths))
+        # positions of raw arrays (written back with nnx.update, not set_value)
+        self.raw_paths = tuple(i for i, v in enumerate(self.variables) if not _is_variable(v))
 
     def values(self) -> list:
         """The current values, in order."""
-        return [v.get_value() for v in self.variables]
-
-    def write(self, new: Any) -> None:
-        for v, x in zip(self.variables, self.treedef.flatten_up_to(new)):
-            v.set_value(x)
+        return [v.get_value() if isinstance(v, Variable) else v for v in self.variables]
 
 
-def select(model: Any, pred, flat=None) -> Selection:
-    """The Variables of ``model`` matched by the predicate ``pred``."""
+def select(model: Any, pred, flat=None, *, arrays: bool = True) -> Selection:
+    """The Variables (and raw arrays, if ``arrays``) of ``model`` matched by ``pred``."""
     if flat is None:
         flat = flatten((model,))
     items = []
     for path, x in zip(flat.graphdef.paths, flat.leaves):
-        if isinstance(x, Variable):
+        if isinstance(x, Variable) or (arrays and _is_array(x)):
             p = path[1:]  # drop the index of the (model,) tuple
             if pred(p, x):
                 items.append((p, x))
@@ -242,28 +260,66 @@ def grad_values(sel: Selection, grads: Any, pred, wrt, params: list) -> list:
 
 
 # -- the optax state in Variables ----------------------------------------------
-class StateStructure:
-    """The pytree structure of one param-shaped optax subtree (``OptState`` metadata).
+class ParamSpec:
+    """The paths, shapes and dtypes of the Variables an optimizer was built for.
 
-    Such a subtree is stored as the flat list of its arrays: ``jax.jit`` flattens a
-    list several times faster than nested dicts (which it sorts key by key), and
-    this structure rebuilds the ``State`` optax expects. It is hashable (part of
-    a GraphDef) and prints briefly.
+    Static (part of the optimizer's GraphDef, hashable): ``update`` checks the
+    model it is given against it before optax sees anything, so a model of
+    another structure is named rather than failing inside optax.
     """
 
-    __slots__ = ("treedef",)
+    __slots__ = ("treedef", "paths", "shapes", "_hash")
 
-    def __init__(self, treedef: Any):
-        self.treedef = treedef
+    def __init__(self, sel: Selection, values: list):
+        self.treedef = sel.treedef
+        self.paths = sel.paths
+        self.shapes = tuple(tuple(jnp.shape(x)) for x in values)
+        self._hash = hash((self.treedef, self.shapes))
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is StateStructure and self.treedef == other.treedef
+        return (
+            type(other) is ParamSpec
+            and self.treedef == other.treedef
+            and self.shapes == other.shapes
+        )
 
     def __hash__(self) -> int:
-        return hash(self.treedef)
+        return self._hash
 
     def __repr__(self) -> str:
-        return f"<{self.treedef.num_leaves} arrays in the parameters' structure>"
+        return f"<{len(self.paths)} parameters>"
+
+    def check(self, model: Any, sel: Selection, values: list) -> None:
+        """Raise GradientStructureError naming the first path where ``model`` differs."""
+        if sel.treedef != self.treedef:
+            have, want = set(sel.paths), set(self.paths)
+            for p in sorted(have | want, key=_path_key):
+                if p not in have:
+                    where = f"has no selected Variable at {_keystr(p)!r}"
+                    break
+                if p not in want:
+                    where = (
+                        f"has a selected Variable at {_keystr(p)!r}, which the optimizer's has not"
+                    )
+                    break
+            else:  # same paths, another container structure
+                where = "has its Variables in other containers"
+            raise GradientStructureError(
+                f"Optimizer.update: the model passed ({type(model).__name__}) does not match "
+                f"the optimizer's: it {where}. An optimizer updates the model it was built for "
+                f"(`nnx.Optimizer(model, tx, wrt=...)`); pass that model (or one of the same "
+                f"structure), or build a new optimizer for this one."
+            )
+        shapes = tuple(tuple(jnp.shape(x)) for x in values)
+        if shapes != self.shapes:
+            for path, a, b in zip(self.paths, shapes, self.shapes):
+                if a != b:
+                    raise GradientStructureError(
+                        f"Optimizer.update: the model passed ({type(model).__name__}) does not "
+                        f"match the optimizer's: the Variable at {_keystr(path)!r} has shape {a}, "
+                        f"but the optimizer's state was built for shape {b}. Build a new "
+                        f"optimizer for a model whose parameters changed shape."
+                    )
 
 
 def storage_mode(variables) -> dict:
@@ -274,47 +330,124 @@ def storage_mode(variables) -> dict:
     model's mode even when ``nnx.var_defaults()`` says otherwise; models mixing
     modes get the defaults.
     """
-    modes = {(v.hijax, v.ref) for v in variables}
+    modes = {(v.hijax, v.ref) for v in variables if isinstance(v, Variable)}
     if len(modes) != 1:
         return {}
     hijax, ref = modes.pop()
     return {"hijax": hijax, "ref": ref}
 
 
-def wrap_opt_state(raw: Any, mode: dict) -> Any:
-    """The optax state with each param-shaped State and each other array in an OptState.
+_SHARDING_KEYS = ("sharding_names",)
 
-    A param-shaped State is stored as the list of its arrays, with its structure
-    in the ``state_tree`` metadata (see :class:`StateStructure`); optax sees the
-    State again in ``update``. ``mode`` is what :func:`storage_mode` returns.
+
+def _like_param(x: Any, param: Any, variable: Any) -> tuple[Any, dict]:
+    """A param-shaped optax array placed like its parameter, and the metadata to carry.
+
+    An array of the parameter's shape takes the parameter's sharding (Adam's
+    moments of a ``P(None, 'model')`` kernel live sharded the same way) and all
+    of its metadata; one of another shape (L-BFGS's memory) the metadata
+    without the sharding names.
+    """
+    metadata = variable.metadata if isinstance(variable, Variable) else {}
+    if tuple(jnp.shape(x)) != tuple(jnp.shape(param)):
+        return x, {k: v for k, v in metadata.items() if k not in _SHARDING_KEYS}
+    sharding = getattr(param, "sharding", None)
+    if (
+        sharding is not None
+        and isinstance(x, jax.Array)
+        and not isinstance(x, Tracer)
+        and not isinstance(param, Tracer)
+        and x.sharding != sharding
+    ):
+        x = jax.device_put(x, sharding)
+    return x, metadata
+
+
+def wrap_opt_state(raw: Any, sel: Selection, params: list, mode: dict) -> Any:
+    """The optax state with every array in an ``OptArray`` or ``OptVariable``.
+
+    A subtree with the parameters' structure (an ``nnx.State`` of the selected
+    paths: Adam's moments, accumulated gradients) keeps that structure, so it is
+    addressable by path (``opt_state[0].mu['l1']['kernel']``) and checkpoints
+    are keyed by path; each of its arrays is an :class:`OptVariable` carrying
+    its parameter's metadata. Every other array (counts, injected
+    hyperparameters) is an :class:`OptArray`. ``mode`` is what
+    :func:`storage_mode` returns.
     """
 
     def wrap(x):
         if isinstance(x, State):
-            leaves, treedef = jax.tree.flatten(x)
-            return OptState(leaves, state_tree=StateStructure(treedef), **mode)
-        return OptState(jnp.asarray(x), **mode)
+            treedef = jax.tree.structure(x)
+            if treedef == sel.treedef:
+                leaves = []
+                for a, p, v in zip(treedef.flatten_up_to(x), params, sel.variables):
+                    a, metadata = _like_param(a, p, v)
+                    leaves.append(OptVariable(a, **{**metadata, **mode}))
+                return treedef.unflatten(leaves)
+            return jax.tree.map(lambda a: OptArray(jnp.asarray(a), **mode), x)
+        return OptArray(jnp.asarray(x), **mode)
 
     return jax.tree.map(wrap, raw, is_leaf=_is_state)
 
 
-def _read(v: Variable) -> Any:
-    value = v.get_value()
-    structure = v.get_metadata("state_tree")
-    return value if structure is None else structure.treedef.unflatten(value)
+def _value(v: Any) -> Any:
+    return v.get_value() if isinstance(v, Variable) else v
 
 
-def _write(v: Variable, x: Any) -> None:
-    structure = v.get_metadata("state_tree")
-    v.set_value(x if structure is None else structure.treedef.flatten_up_to(x))
+def read_opt_state(wrapped: Any) -> tuple[list, Any, Any]:
+    """``(variables, treedef, raw)``: the OptState Variables, optax's structure, its values."""
+    variables, treedef = jax.tree.flatten(wrapped, is_leaf=_is_variable)
+    return variables, treedef, treedef.unflatten([_value(v) for v in variables])
 
 
-def read_opt_state(wrapped: Any) -> Any:
-    return jax.tree.map(_read, wrapped, is_leaf=_is_variable)
+def strip_variables(tree: Any) -> Any:
+    """``tree`` with every Variable replaced by its value (what optax may see)."""
+    return jax.tree.map(_value, tree, is_leaf=_is_variable)
 
 
-def write_opt_state(wrapped: Any, raw: Any) -> None:
-    jax.tree.map(_write, wrapped, raw, is_leaf=_is_variable)
+def write_all(pairs: list) -> None:
+    """Write ``(variable, value)`` pairs all or nothing: on an error, undo the writes made."""
+    done = []
+    try:
+        for v, x in pairs:
+            old = v.get_value()
+            v.set_value(x)
+            done.append((v, old))
+    except BaseException:
+        for v, old in reversed(done):
+            v.set_value(old)
+        raise
+
+
+class _TxPickleGuard:
+    """Stands for ``tx`` in a pickled optimizer: pickles it, or says why it cannot."""
+
+    __slots__ = ("tx",)
+
+    def __init__(self, tx):
+        self.tx = tx
+
+    def __reduce__(self):
+        import pickle
+
+        try:
+            pickle.dumps(self.tx)
+        except Exception as e:
+            raise OptimError(
+                f"Cannot pickle an nnx.Optimizer: its optax transformation "
+                f"({type(self.tx).__name__}) cannot be pickled (optax builds transformations "
+                f"from local functions: {e}). Pickle or checkpoint the optimizer's state "
+                f"instead and rebuild the optimizer: `blob = pickle.dumps((model, "
+                f"nnx.state(optimizer)))`; later `model, opt_state = pickle.loads(blob); "
+                f"optimizer = nnx.Optimizer(model, tx, wrt=...); nnx.update(optimizer, "
+                f"opt_state)` (or save `nnx.state(optimizer).to_pure_dict()` and restore with "
+                f"`replace_by_pure_dict`)."
+            ) from None
+        return (_identity, (self.tx,))
+
+
+def _identity(x):
+    return x
 
 
 _MISSING = object()
@@ -335,6 +468,7 @@ class Optimizer(Pytree):
 
         train_step(model, optimizer, x, y)
         optimizer.step.value                   # Array(1, dtype=uint32)
+        optimizer.opt_state[0].mu["l1"]["kernel"][...]   # Adam's first moment, by path
 
     ``update(grads)`` uses the model given here; ``update(model, grads)`` the
     one passed (the traced copy inside a plain ``jax.jit``). Gradients may be an
@@ -342,8 +476,12 @@ class Optimizer(Pytree):
     module-shaped tree of Variables such as ``jax.grad`` returns for
     ``nnx.vars_as(model, mutable=False)``; entries not selected by ``wrt`` are
     ignored when they are Variables. Extra keyword arguments of ``update`` go
-    to ``tx.update`` (``value=``, ``grad=``, ``value_fn=`` for optax line
-    searches).
+    to ``tx.update`` with Variables replaced by their values (``value=``,
+    ``grad=``, ``value_fn=`` for optax line searches such as ``optax.lbfgs``).
+
+    An update is all or nothing: when anything fails (a gradient or model of
+    another structure, an error inside optax, a write that is refused), the
+    model and the optimizer's state are left exactly as they were.
 
     Attributes:
       model: the model (a reference, shared with the caller's).
@@ -351,22 +489,30 @@ class Optimizer(Pytree):
       wrt: the filter selecting the updated Variables (static).
       step: ``OptState`` uint32 count of updates.
       opt_state: the optax state, with optax's own structure (namedtuples,
-        tuples for chains); its arrays live in ``OptState`` Variables, so
-        ``optimizer.opt_state.hyperparams['learning_rate'][...] = 1e-4`` changes
-        an ``optax.inject_hyperparams`` hyperparameter between steps (inside a
-        chain: ``opt_state[i].hyperparams``), also between jitted steps without
-        retracing.
+        tuples for chains); a subtree shaped like the parameters is an
+        ``nnx.State`` of :class:`OptVariable` by parameter path
+        (``opt_state[0].mu['l1']['kernel']``), every other array an
+        :class:`OptArray` (``opt_state.hyperparams['learning_rate'][...] =
+        1e-4`` changes an ``optax.inject_hyperparams`` hyperparameter between
+        steps, also between jitted steps without retracing).
 
     The ``OptState`` Variables are stored like the model's selected Variables
     (plain, ref or hijax), whatever ``nnx.var_defaults()`` says, so the
     optimizer crosses the same JAX boundaries as its model.
+
+    Checkpoints: ``nnx.state(optimizer)`` holds the model's Variables too (the
+    model is a graph child). Save ``nnx.state((model, optimizer))`` (one copy
+    of each array) or ``{'model': nnx.state(model), 'optimizer':
+    nnx.state(optimizer, nnx.optim.OptState)}``. The optimizer itself cannot be
+    pickled (optax transformations are local functions): rebuild it from
+    ``tx`` and restore its state with ``nnx.update``.
 
     Args:
       model: the object graph holding the Variables to optimize.
       tx: any ``optax.GradientTransformation`` (chains, ``optax.MultiSteps``,
         schedules, ``inject_hyperparams``, ``GradientTransformationExtraArgs``).
       wrt: a filter (default ``nnx.Param``); e.g. ``nnx.LoRAParam`` to train
-        only LoRA adapters. Only Variables are updated, never raw arrays.
+        only LoRA adapters.
     """
 
     __slots__ = ("_nnx_optim_cache",)
@@ -389,22 +535,35 @@ class Optimizer(Pytree):
         sel = self._selection(model)
         if not sel.variables:
             raise OptimError(
-                f"Optimizer: {type(model).__name__} has no Variable matching "
+                f"Optimizer: {type(model).__name__} has no Variable or array attribute matching "
                 f"wrt={_filter_name(wrt)}, so there is nothing to optimize. Check the filter "
-                f"(e.g. `wrt=nnx.Param`)."
+                f"(e.g. `wrt=nnx.Param`, or a predicate `lambda path, value: ...`)."
             )
+        values = sel.values()
+        self.param_spec = static(ParamSpec(sel, values))
         mode = storage_mode(sel.variables)
         self.step = OptState(jnp.array(0, dtype=jnp.uint32), **mode)
         # Bypass the tracking of plain dicts/lists in data attributes: the optax
         # state must keep its exact node types for tx.update.
         Pytree.__setattr__(self, "opt_state", None)
-        raw = tx.init(sel.treedef.unflatten(sel.values()))
-        self.__dict__["opt_state"] = wrap_opt_state(raw, mode)
+        raw = tx.init(sel.treedef.unflatten(values))
+        self.__dict__["opt_state"] = wrap_opt_state(raw, sel, values, mode)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "wrt":
             object.__setattr__(self, "_nnx_optim_cache", None)
         super().__setattr__(name, value)
+
+    def __getstate__(self):
+        d, forced = super().__getstate__()
+        d["tx"] = _TxPickleGuard(d["tx"])
+        return d, forced
+
+    def __setstate__(self, state):
+        d, forced = state
+        if isinstance(d.get("tx"), _TxPickleGuard):
+            d = {**d, "tx": d["tx"].tx}
+        super().__setstate__((d, forced))
 
     def _selection(self, model: Any) -> Selection:
         try:
@@ -422,23 +581,31 @@ class Optimizer(Pytree):
         return cache.selection  # type: ignore[return-value]
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        """Apply one optax step: ``update(grads)`` or ``update(model, grads)``.
+        """Apply one optax step: ``update(grads)`` or ``update(model, grads)``; returns None.
 
         Example::
 
             optimizer.update(grads)               # the model given to the constructor
             optimizer.update(model, grads)        # an explicit (e.g. traced) model
-            optimizer.update(model, grads, value=loss, grad=grads_state, value_fn=f)
+            optimizer.update(model, grads, value=loss, grad=grads, value_fn=f)  # L-BFGS
 
         Inside a plain ``jax.jit`` that takes the model as an argument, use
         ``update(model, grads)`` with that traced model: ``update(grads)`` writes
         into the caller's model, which the trace also receives, and JAX rejects
         that for ref Variables and drops the write for hijax ones.
 
+        Extra keyword arguments go to ``tx.update`` with every Variable replaced
+        by its value; one given the gradients object itself (``grad=grads``)
+        receives the gradients as optax sees them.
+
+        Nothing is written unless everything succeeded: on any error the model
+        and the optimizer are as they were before the call.
+
         Raises:
-          GradientStructureError: the gradients miss a selected path, have one
-            that is not selected, or have a different shape; the message names
-            the first such path.
+          GradientStructureError: the model passed does not match the
+            optimizer's, or the gradients miss a selected path, have one that
+            is not selected, or have a different shape; the message names the
+            first such path.
         """
         if len(args) == 2:
             model, grads = args
@@ -462,13 +629,41 @@ class Optimizer(Pytree):
         sel = self._selection(model)
         cache = self._nnx_optim_cache
         values = sel.values()
+        spec = self.__dict__.get("param_spec")
+        if spec is not None:
+            spec.check(model, sel, values)
         grads_state = sel.treedef.unflatten(grad_values(sel, grads, cache.pred, self.wrt, values))
+        extra = {k: grads_state if v is grads else strip_variables(v) for k, v in kwargs.items()}
         params = sel.treedef.unflatten(values)
-        opt_state = read_opt_state(self.opt_state)
-        updates, new_opt_state = self.tx.update(grads_state, opt_state, params, **kwargs)
-        sel.write(optax.apply_updates(params, updates))
-        write_opt_state(self.opt_state, new_opt_state)
-        self.step[...] = self.step[...] + 1
+        opt_vars, opt_treedef, opt_state = read_opt_state(self.opt_state)
+        updates, new_opt_state = self.tx.update(grads_state, opt_state, params, **extra)
+        new_params = sel.treedef.flatten_up_to(optax.apply_updates(params, updates))
+        try:
+            new_opt = opt_treedef.flatten_up_to(new_opt_state)
+        except (ValueError, TypeError) as e:
+            detail = str(e).split("\n", 1)[0][:120]
+            raise OptimError(
+                f"Optimizer.update: {type(self.tx).__name__}.update returned a state of "
+                f"another structure than the optimizer holds (the one its init gave): "
+                f"{detail}... Nothing was written. A transformation must keep its state's "
+                f"structure from step to step."
+            ) from None
+        pairs = [
+            *((v, x) for v, x in zip(sel.variables, new_params) if isinstance(v, Variable)),
+            *zip(opt_vars, new_opt),
+            (self.step, self.step.get_value() + 1),
+        ]
+        if not sel.raw_paths:
+            write_all(pairs)
+            return
+        # raw array attributes: written by nnx.update (which checks before it writes)
+        raw = [(sel.paths[i], new_params[i]) for i in sel.raw_paths]
+        update_graph(model, State.from_flat(raw))
+        try:
+            write_all(pairs)
+        except BaseException:
+            update_graph(model, State.from_flat((sel.paths[i], values[i]) for i in sel.raw_paths))
+            raise
 
 
 class ModelAndOptimizer(Optimizer):
