@@ -21,6 +21,7 @@ from nnx.transforms._misc import (
     vjp,
 )
 from nnx.transforms._scan import scan
+from nnx.transforms._version import __version__
 from nnx.transforms._vmap import split_rngs, vmap
 
 __all__ = [
