@@ -153,6 +153,8 @@ class Not:
 
 
 class _Everything:
+    """The filter that matches every Variable (``nnx.Everything``, like ``...`` or ``True``)."""
+
     def __call__(self, path, x) -> bool:
         return True
 
@@ -161,6 +163,8 @@ class _Everything:
 
 
 class _Nothing:
+    """The filter that matches no Variable (``nnx.Nothing``, like ``False``)."""
+
     def __call__(self, path, x) -> bool:
         return False
 

@@ -312,22 +312,27 @@ jax.tree_util.register_pytree_with_keys(
 
 # Functional aliases (Flax spells these as free functions).
 def to_flat_state(state: State) -> list[tuple[Path, Any]]:
+    """The (path, Variable) pairs of ``state``, sorted; the same as ``state.flat_state()``."""
     return state.flat_state()
 
 
 def from_flat_state(items) -> State:
+    """A State built from (path, value) pairs; the same as ``State.from_flat(items)``."""
     return State.from_flat(items)
 
 
 def filter_state(state: State, *filters):
+    """The part of ``state`` that matches ``filters``; the same as ``state.filter(*filters)``."""
     return state.filter(*filters)
 
 
 def split_state(state: State, *filters):
+    """One State per filter (exhaustive); the same as ``state.split(*filters)``."""
     return state.split(*filters)
 
 
 def merge_state(state: State, *states: State) -> State:
+    """One State holding every entry of the given States; the same as ``State.merge``."""
     return State.merge(state, *states)
 
 
