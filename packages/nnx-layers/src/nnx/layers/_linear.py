@@ -42,10 +42,12 @@ class Linear(Module):
       dtype: dtype of the computation (default: inferred from input and params).
       param_dtype: dtype of the parameters.
       precision: passed to ``dot_general``.
-      kernel_init, bias_init: initializers; wrap them in ``nnx.with_partitioning``
-        to give the parameters ``sharding_names``.
+      kernel_init: initializer of the kernel; wrap it in ``nnx.with_partitioning``
+        to give the parameter ``sharding_names``.
+      bias_init: initializer of the bias, as ``kernel_init``.
       dot_general: the contraction, ``jax.lax.dot_general`` by default.
-      kernel_metadata, bias_metadata: extra metadata for the parameters.
+      kernel_metadata: extra metadata for the kernel.
+      bias_metadata: extra metadata for the bias.
       rngs: random streams; parameters use ``rngs.params()``.
     """
 
