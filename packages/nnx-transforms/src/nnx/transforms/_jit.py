@@ -339,10 +339,12 @@ def jit(
         argument, a ``Sharding`` for all its arrays or a State/dict mapping
         its paths to shardings.
       out_shardings: as in ``jax.jit`` (a prefix of the output).
-      static_argnums, static_argnames: static arguments (hashable), part of
-        the compilation cache key.
-      donate_argnums, donate_argnames: donate the buffers of these arguments
-        (for nnx arguments: of their plain-mode Variables).
+      static_argnums: static arguments (hashable), part of the compilation
+        cache key.
+      static_argnames: static arguments by name, as ``static_argnums``.
+      donate_argnums: donate the buffers of these arguments (for nnx
+        arguments: of their plain-mode Variables).
+      donate_argnames: donated arguments by name, as ``donate_argnums``.
       **jit_kwargs: passed to ``jax.jit`` (``keep_unused``, ``compiler_options``...).
     """
     options = dict(
