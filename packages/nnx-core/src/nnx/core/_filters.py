@@ -181,8 +181,8 @@ def to_predicate(filter: Filter) -> Predicate:
 
     Example::
 
-        is_param = nnx.filters.to_predicate(nnx.Param)
-        is_param(("linear", "kernel"), model.linear.kernel)   # True
+        is_param = nnx.to_predicate(nnx.Param)
+        print(is_param(("linear1", "kernel"), model.linear1.kernel))  # True
     """
     if isinstance(filter, (OfType, PathContains, WithTag, Any, All, Not, _Everything, _Nothing)):
         return filter
