@@ -55,7 +55,8 @@ class OptState(Variable):
 
     Example::
 
-        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+        tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         nnx.state(optimizer, nnx.optim.OptState)   # step and Adam's count/mu/nu
 
         lr = optimizer.opt_state.hyperparams["learning_rate"]  # inject_hyperparams
@@ -88,9 +89,9 @@ class OptState(Variable):
 
         Example::
 
-            optimizer = nnx.Optimizer(model, optax.adam(1e-3))
+            optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
             optimizer.opt_state[0].mu.value           # [Array, ...]: the flat storage
-            optimizer.opt_state[0].mu.tree["l1"]      # State({'bias': ..., 'kernel': ...})
+            optimizer.opt_state[0].mu.tree["linear1"] # State({'bias': ..., 'kernel': ...})
             optimizer.opt_state[0].count.tree         # Array(0, dtype=int32): other arrays as is
         """
         return _read(self)
@@ -426,9 +427,11 @@ class Optimizer(Pytree):
 
         Example::
 
+            grads = nnx.grad(loss_fn)(model, x, y)
             optimizer.update(grads)               # the model given to the constructor
             optimizer.update(model, grads)        # an explicit (e.g. traced) model
-            optimizer.update(model, grads, value=loss, grad=grads_state, value_fn=f)
+            # optax line searches (optax.lbfgs) take more: update(model, grads, value=loss,
+            # grad=grads, value_fn=f)
 
         Inside a plain ``jax.jit`` that takes the model as an argument, use
         ``update(model, grads)`` with that traced model: ``update(grads)`` writes
@@ -476,7 +479,8 @@ class ModelAndOptimizer(Optimizer):
 
     Example::
 
-        state = nnx.ModelAndOptimizer(model, optax.sgd(0.1))
+        state = nnx.ModelAndOptimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+        grads = nnx.grad(loss_fn)(model, x, y)
         y = state(x)                 # model(x)
         state.update(grads)          # updates state.model in place
 
