@@ -162,8 +162,10 @@ def check_wheel_files(pkg: str, wheel: Path) -> None:
         )
         .decode()
     )
-    license_file = next((n for n in zipfile.ZipFile(wheel).namelist()
-                         if n.endswith(".dist-info/licenses/LICENSE")), None)
+    license_file = next(
+        (n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/licenses/LICENSE")),
+        None,
+    )
     if license_file is None:
         problems.append("no .dist-info/licenses/LICENSE")
     elif zipfile.ZipFile(wheel).read(license_file) != (ROOT / "LICENSE").read_bytes():

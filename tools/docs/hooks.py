@@ -51,9 +51,13 @@ SOURCE = "https://github.com/nnx-project/nnx/blob/main/"
 # is left out (with a notice) instead of failing every other branch's build.
 PENDING = {"guides/checkpointing.md", "guides/sharding.md"}
 
-FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ ]*$", re.M | re.S)
+FENCE = re.compile(
+    r"^(?P<indent>[ ]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ ]*$", re.M | re.S
+)
 EXPECTED = re.compile(r"^\s*print\(.*\)\s+#\s*(?P<out>.+?)\s*$")
-RAISES = re.compile(r'^python\s+raises=(?P<name>[\w.]+)(?:\s+match="(?P<match>(?:[^"\\]|\\.)*)")?\s*$')
+RAISES = re.compile(
+    r'^python\s+raises=(?P<name>[\w.]+)(?:\s+match="(?P<match>(?:[^"\\]|\\.)*)")?\s*$'
+)
 LINK = re.compile(r"(?<!!)\]\((?P<target>[^)\s#]+)(?P<anchor>#[^)\s]*)?\)")
 
 STATS: dict[str, Any] = {"blocks": 0, "pages": 0, "seconds": 0.0}
@@ -77,7 +81,7 @@ def _expand_nav(nav: list, docs_dir: Path) -> list:
     out = []
     for item in nav:
         if isinstance(item, dict):
-            (key, value), = item.items()
+            ((key, value),) = item.items()
             if key == "Decisions":
                 value = ["decisions/index.md"] + [
                     {_title(p): f"decisions/{p.name}"} for p in _decisions()
@@ -319,7 +323,9 @@ def _rewrite_links(markdown: str, page_path: Path, page_uri: str) -> str:
         try:
             rel = resolved.relative_to(ROOT)
         except ValueError:
-            raise PluginError(f"{page_uri}: link {target!r} points outside the repository") from None
+            raise PluginError(
+                f"{page_uri}: link {target!r} points outside the repository"
+            ) from None
         if not resolved.exists():
             raise PluginError(f"{page_uri}: broken link {target!r} (no {rel})")
         kind = "tree" if resolved.is_dir() else "blob"
@@ -349,6 +355,4 @@ def on_post_build(config, **kwargs):
     )
     problems = coverage.check_site(Path(config["site_dir"]))
     if problems:
-        raise PluginError(
-            "the API reference is incomplete:\n  " + "\n  ".join(problems)
-        )
+        raise PluginError("the API reference is incomplete:\n  " + "\n  ".join(problems))
