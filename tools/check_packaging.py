@@ -3,7 +3,9 @@
 1. Build each package (sdist, then the wheel from that sdist) with ``uv build``.
 2. Check each wheel's files: nnx-core ships ``nnx/__init__.py`` and ``nnx/core/``; a
    sibling ships only ``nnx/<pkg>/`` (never ``nnx/__init__.py``); every one ships its
-   ``_version.py`` and ``py.typed``; the wheel's version is the one in ``_version.py``.
+   ``_version.py`` and ``py.typed``; the wheel's version is the one in ``_version.py``;
+   every wheel carries the Apache-2.0 ``LICENSE`` (``.dist-info/licenses/``, identical to
+   the repository's) and declares its licence expression and project URLs.
 3. In a fresh virtual environment, install the nnx-core wheel alone and probe the
    namespace: core names resolve, ``nnx.Linear`` raises an ``AttributeError`` that names
    ``nnx-layers``, and ``dir(nnx)`` lists only what is installed. Then add the
@@ -66,6 +68,8 @@ for sub, landmark in landmarks.items():
         if landmark not in mod.__all__:
             notes.append(f"nnx.{sub} does not export {landmark} yet")
         version = importlib.import_module(f"nnx.{sub}._version").__version__
+        if getattr(mod, "__version__", None) != version:
+            fails.append(f"nnx.{sub}.__version__ is not {version!r}")
         if md.version(dist) != version:
             fails.append(f"{dist}: metadata version {md.version(dist)} != _version.py {version}")
     else:
@@ -82,6 +86,8 @@ for sub, landmark in landmarks.items():
             if name in dir(nnx):
                 fails.append(f"{name!r} in dir(nnx) although {dist} is not installed")
 core_version = importlib.import_module("nnx.core._version").__version__
+if getattr(nnx.core, "__version__", None) != core_version:
+    fails.append(f"nnx.core.__version__ is not {core_version!r}")
 if md.version("nnx-core") != core_version:
     fails.append(f"nnx-core: metadata version {md.version('nnx-core')} != {core_version}")
 print(json.dumps({"fails": fails, "notes": notes, "file": nnx.__file__,
@@ -156,6 +162,19 @@ def check_wheel_files(pkg: str, wheel: Path) -> None:
         )
         .decode()
     )
+    license_file = next(
+        (n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/licenses/LICENSE")),
+        None,
+    )
+    if license_file is None:
+        problems.append("no .dist-info/licenses/LICENSE")
+    elif zipfile.ZipFile(wheel).read(license_file) != (ROOT / "LICENSE").read_bytes():
+        problems.append("its LICENSE differs from the repository's LICENSE")
+    if not re.search(r"^License-Expression: Apache-2\.0$", metadata, re.M):
+        problems.append("METADATA has no License-Expression: Apache-2.0")
+    for label in ("Homepage", "Documentation", "Source", "Changelog"):
+        if not re.search(rf"^Project-URL: {label}, https://", metadata, re.M):
+            problems.append(f"METADATA has no Project-URL {label}")
     if pkg != "core" and not re.search(r"^Requires-Dist: nnx-core\b.*<", metadata, re.M):
         problems.append("does not declare a bounded range of nnx-core")
     if problems:

@@ -11,12 +11,18 @@ Steps (each in its own hatch environment; the run stops at the first failure):
               source trees have no pyright errors
 4. tests:     each package's tests with only that package and its dependencies
               installed (envs core, transforms, layers, optim), then the cross-package
-              tests in tests/ with everything installed (env full)
+              tests in tests/ with everything installed (env full; this includes every
+              docstring example, tests/test_docs_docstrings.py)
+5. docs:      the strict documentation build (``hatch run docs:build``), then headless
+              Chromium opens the built site (``hatch run docs:browser``)
+6. matrix:    the packages' tests on the other Pythons (3.12, 3.13) and at both ends of
+              the JAX range (hatch.toml's ``py`` and ``jaxrange`` matrices); CI runs the
+              subset in MATRIX below, ``--matrix`` (``hatch run test:matrix``) all of it
 
 It ends with one line that totals the pytest summaries, e.g.
 ``total: 412 passed, 0 failed, 3 skipped``.
 
-Usage: ``hatch run test:all [--keep-going] [--only STEP ...]``
+Usage: ``hatch run test:all [--keep-going] [--only STEP ...] [--matrix]``
 """
 
 from __future__ import annotations
@@ -42,8 +48,45 @@ STEPS: dict[str, list[str]] = {
     "layers": ["layers:test"],
     "optim": ["optim:test"],
     "full": ["full:test"],
+    "docs": ["docs:build", "docs:browser"],
+    "matrix": [],  # MATRIX, or FULL_MATRIX with --matrix
 }
-TEST_STEPS = ("core", "transforms", "layers", "optim", "full")
+TEST_STEPS = ("core", "transforms", "layers", "optim", "full", "matrix")
+
+# The complete matrix: every package's tests on every Python of the classifiers, and at
+# both ends of the JAX range (Python 3.11 with the latest JAX is the `core`... steps above).
+PYTHONS = ("3.11", "3.12", "3.13")
+JAX_ENDS = ("0.10.0", "0.10.2")
+PKGS = ("core", "transforms", "layers", "optim")
+FULL_MATRIX = [f"py.py{py}:{pkg}" for py in PYTHONS[1:] for pkg in PKGS] + [
+    f"jaxrange.{jax}:{pkg}" for jax in JAX_ENDS[:1] for pkg in PKGS
+]
+# What `hatch run test:all` (CI) runs of it, to stay well under CI's 30 minutes: the
+# fast packages (core, layers, optim) on every Python and the lowest JAX; nnx-transforms,
+# the slowest suite, on the newest Python and the lowest JAX only (3.12 is between two
+# tested ends and shares their wheels). The highest JAX is what every other step uses.
+# Timings per entry: docs/for-contributors.md, "Test matrices".
+MATRIX = [e for e in FULL_MATRIX if e != "py.py3.12:transforms"]
+
+
+def _pythons_on_path(path: str) -> str:
+    """PATH with a folder for each Python of PYTHONS that PATH does not already run.
+
+    Hatch and uv look up ``python3.12`` on PATH; pyenv's shims answer only for the
+    versions pyenv has selected, so the interpreters' own folders under ``pyenv root``
+    are added (``NNX_PYTHONS_DIR`` overrides where to look). Nothing is downloaded.
+    """
+    extra = []
+    root = Path(os.environ.get("NNX_PYTHONS_DIR") or Path.home() / ".pyenv" / "versions")
+    for version in PYTHONS:
+        found = shutil.which(f"python{version}", path=path)
+        if found and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0:
+            continue
+        candidates = sorted(root.glob(f"{version}.*/bin/python{version}"))
+        if candidates:
+            extra.append(str(candidates[-1].parent))
+    return os.pathsep.join([*extra, path])
+
 
 # pytest's closing line, e.g. "===== 3 failed, 10 passed, 2 skipped in 4.20s ====="
 _SUMMARY = re.compile(r"^=+ (?P<body>.*\d.*) in [\d.]+s(?: \([\d:]+\))? =+$")
@@ -88,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep-going", action="store_true", help="run every step")
     parser.add_argument("--only", nargs="+", choices=list(STEPS), help="run only these steps")
+    parser.add_argument("--matrix", action="store_true", help="the complete test matrix")
     args = parser.parse_args(argv)
+    STEPS["matrix"] = FULL_MATRIX if args.matrix else MATRIX
 
     env = dict(os.environ)
     # Steps run their own hatch environments; do not leak this one into them.
@@ -96,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         env.pop(var, None)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != bindir)
+    env["PATH"] = _pythons_on_path(env["PATH"])
+    env["UV_PYTHON_DOWNLOADS"] = "never"  # the matrix uses the machine's Pythons
 
     totals: dict[str, int] = {}
     failed: list[str] = []
@@ -111,11 +158,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             code = 0
             for target in STEPS[step]:
-                code, counts = _run([*_hatch(), "run", target], env=env)
+                t0 = time.perf_counter()
+                result, counts = _run([*_hatch(), "run", target], env=env)
+                code = code or result
                 for k, v in counts.items():
                     totals[k] = totals.get(k, 0) + v
-                if step in TEST_STEPS and not counts and code == 0:
-                    print(f"note: step {step!r} printed no pytest summary")
+                if len(STEPS[step]) > 1:
+                    timings.append((target, time.perf_counter() - t0))
+                if step in TEST_STEPS and not counts and result == 0:
+                    print(f"note: {target!r} printed no pytest summary")
+                if result != 0 and not args.keep_going:
+                    break
         timings.append((step, time.perf_counter() - start))
         if code != 0:
             failed.append(step)

@@ -269,7 +269,7 @@ def var_defaults(*, hijax: bool | None = None, ref: bool | None = None) -> VarDe
 
         nnx.var_defaults()                    # VarDefaults(hijax=False, ref=False)
         with nnx.var_defaults(hijax=True):    # scoped: this thread, this block
-            model = MLP(rngs=nnx.Rngs(0))     # hijax Variables
+            model = MLP(2, 16, 1, rngs=nnx.Rngs(0))  # hijax Variables
         old = nnx.var_defaults(ref=True)      # global: every thread from now on
         old.restore()                         # or nnx.var_defaults(ref=False)
 

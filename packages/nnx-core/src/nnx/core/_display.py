@@ -305,6 +305,7 @@ def display(*objs: Any) -> None:
     Example::
 
         nnx.display(model)              # prints the module tree with shapes
+        graphdef, state = nnx.split(model)
         nnx.display(graphdef, state)    # several objects, one after the other
     """
     if _in_notebook():

@@ -168,6 +168,8 @@ class Not:
 
 
 class _Everything:
+    """The filter that matches every Variable (``nnx.Everything``, like ``...`` or ``True``)."""
+
     def __call__(self, path, x) -> bool:
         return True
 
@@ -176,6 +178,8 @@ class _Everything:
 
 
 class _Nothing:
+    """The filter that matches no Variable (``nnx.Nothing``, like ``False``)."""
+
     def __call__(self, path, x) -> bool:
         return False
 
@@ -192,8 +196,8 @@ def to_predicate(filter: Filter) -> Predicate:
 
     Example::
 
-        is_param = nnx.filters.to_predicate(nnx.Param)
-        is_param(("linear", "kernel"), model.linear.kernel)   # True
+        is_param = nnx.to_predicate(nnx.Param)
+        print(is_param(("linear1", "kernel"), model.linear1.kernel))  # True
     """
     if isinstance(filter, (OfType, PathContains, WithTag, Any, All, Not, _Everything, _Nothing)):
         return filter

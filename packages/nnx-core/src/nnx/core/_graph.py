@@ -398,11 +398,12 @@ def unflatten(
 
     Example::
 
+        model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
         flat = nnx.flatten(model)
         values = [v.get_value() * 0 for v in flat.leaves]     # raw values: new Variables
         zeros = nnx.unflatten(flat.graphdef, values)          # same kinds and metadata
         again = nnx.unflatten(flat.graphdef, flat.leaves)     # Variables: reused as they are
-        again.linear.kernel is model.linear.kernel            # True
+        print(again.kernel is model.kernel)                   # True
         fresh = nnx.unflatten(flat.graphdef, flat.leaves, copy_variables=True)
 
     ``leaves`` holds, for each Variable slot, either a Variable (used as is,
@@ -427,6 +428,8 @@ class FlattenCache:
 
     Example::
 
+        model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+        opt = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
         cache = nnx.FlattenCache()            # one per call site (a transform keeps one)
         flat = cache.flatten((model, opt))    # walks the graphs
         cache.flatten((model, opt)) is flat   # True: same objects, no structural change
@@ -556,8 +559,10 @@ def graph_epoch() -> int:
 
     Example::
 
+        model = nnx.Sequential(nnx.Linear(2, 2, rngs=rngs))
+        layer = nnx.Linear(2, 2, rngs=rngs)
         e = nnx.graph_epoch()
-        model.kernel[...] += 1        # a value write: the epoch stays
+        model.layers[0].kernel[...] += 1  # a value write: the epoch stays
         assert nnx.graph_epoch() == e
         model.layers.append(layer)    # attribute set/delete, List/Dict mutation,
         assert nnx.graph_epoch() != e # Variable metadata write: the epoch moves
@@ -646,7 +651,14 @@ def update(node: Any, *states) -> None:
 
     Example::
 
-        y, state = forward(graphdef, state, x)   # a jax.jit'd function
+        @jax.jit
+        def forward(graphdef, state, x):
+            model = nnx.merge(graphdef, state)
+            y = model(x)                          # BatchNorm updates its statistics
+            return y, nnx.state(model)
+
+        graphdef, state = nnx.split(model)
+        y, state = forward(graphdef, state, x)
         nnx.update(model, state)                 # model's Variables now hold the new values
 
     All or nothing: every path, every shape and every target's mutability is
@@ -986,11 +998,14 @@ def to_tree(node: Any) -> GraphTree:
 
     Example::
 
+        shared_model = nnx.Dict(a=model.linear1, b=model.linear1)   # one Linear, two names
         tree = nnx.to_tree(shared_model)
         @jax.jit
         def f(tree):
-            model = nnx.from_tree(tree)   # sharing restored inside
-            ...
+            inner = nnx.from_tree(tree)   # sharing restored inside
+            return inner["a"](x)
+
+        f(tree)
     """
     flat = flatten(node)
     return GraphTree(flat.graphdef, flat.leaves)

@@ -196,9 +196,11 @@ def is_data(x) -> bool:
     Example::
 
         nnx.is_data(jnp.ones(3))           # True: arrays
-        nnx.is_data([nnx.Param(...)])      # True: containers of Variables, Pytrees, arrays
+        nnx.is_data([nnx.Param(jnp.ones(3))])  # True: containers of Variables, Pytrees, arrays
         nnx.is_data([])                    # True: an empty list or dict (it may grow)
-        nnx.is_data(MyDataclass(jnp.ones(3)))  # True: a registered JAX pytree holding arrays
+        from collections import namedtuple
+        MyTuple = namedtuple("MyTuple", "a")
+        nnx.is_data(MyTuple(jnp.ones(3)))  # True: a registered JAX pytree holding arrays
         nnx.is_data(3), nnx.is_data("relu"), nnx.is_data(jax.nn.relu)   # False: static
     """
     if _is_data_leaf(x):

@@ -93,7 +93,7 @@ class Rngs(Pytree):
     Example::
 
         rngs = nnx.Rngs(0)                      # a 'default' stream
-        rngs = nnx.Rngs(params=0, dropout=1)    # named streams
+        rngs = nnx.Rngs(0, params=1, dropout=2) # a default and named streams
         key = rngs.params()                     # a new key from 'params'
         key = rngs.dropout()                    # ... from 'dropout'
         key = rngs()                            # ... from 'default'

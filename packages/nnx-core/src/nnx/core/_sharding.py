@@ -39,7 +39,7 @@ def get_partition_spec(tree: Any) -> Any:
     Example::
 
         init = nnx.with_partitioning(jax.nn.initializers.ones, (None, "model"))
-        state = nnx.State({"w": nnx.Param(init(key, (4, 8)))})
+        state = nnx.State({"w": nnx.Param(init(jax.random.key(0), (4, 8)))})
         nnx.get_partition_spec(state)["w"][...]   # PartitionSpec(None, 'model')
 
     Variables without ``sharding_names`` get ``PartitionSpec()`` (replicated).
@@ -52,7 +52,7 @@ def get_named_sharding(tree: Any, mesh: jax.sharding.Mesh) -> Any:
 
     Example::
 
-        mesh = jax.make_mesh((2, 4), ("data", "model"))
+        mesh = jax.make_mesh((1, len(jax.devices())), ("data", "model"))
         shardings = nnx.get_named_sharding(nnx.state(model), mesh)
         state = jax.device_put(nnx.state(model), shardings)
     """
@@ -64,6 +64,7 @@ def shard_state(state: State, mesh: jax.sharding.Mesh) -> State:
 
     Example::
 
+        mesh = jax.make_mesh((1, len(jax.devices())), ("data", "model"))
         nnx.shard_state(nnx.state(model), mesh)   # the model's Variables now live sharded
     """
     for _, v in state.flat_state():

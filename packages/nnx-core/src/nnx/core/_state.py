@@ -127,8 +127,8 @@ class State(dict):
     Example::
 
         graphdef, state = nnx.split(model)
-        state["linear"]["kernel"]     # the Param
-        state.linear.kernel           # the same, attribute style
+        state["linear1"]["kernel"]    # the Param
+        state.linear1.kernel          # the same, attribute style
         state.flat_state()            # [(("linear", "kernel"), Param(...)), ...]
         pure = state.to_pure_dict()   # arrays only, for checkpoints
     """
@@ -245,7 +245,8 @@ class State(dict):
         Example::
 
             pure = nnx.state(model).to_pure_dict(key_data=True)
-            np.savez("ckpt.npz", **flatten_dict(pure))   # any format of plain arrays
+            arrays = jax.tree.leaves(pure)               # plain arrays: any checkpoint format
+            fresh = MLP(2, 16, 1, rngs=nnx.Rngs(1))
             nnx.state(fresh).replace_by_pure_dict(pure)  # fresh: a model of the same shape
 
         Integer keys (layers held in lists) stay integers. ``key_data=True``
@@ -524,14 +525,17 @@ def restore_int_paths(pure_dict: Mapping) -> dict:
 
 
 def filter_state(state: State, *filters):
+    """The part of ``state`` that matches ``filters``; the same as ``state.filter(*filters)``."""
     return state.filter(*filters)
 
 
 def split_state(state: State, *filters):
+    """One State per filter (exhaustive); the same as ``state.split(*filters)``."""
     return state.split(*filters)
 
 
 def merge_state(state: State, *states: State) -> State:
+    """One State holding every entry of the given States; the same as ``State.merge``."""
     return State.merge(state, *states)
 
 

@@ -3,8 +3,9 @@
 Example::
 
     y = nnx.gelu(x)
-    p = nnx.softmax(logits, axis=-1)
-    act = nnx.PReLU(rngs=nnx.Rngs(0))   # y = x if x >= 0 else slope * x
+    p = nnx.softmax(jnp.array([1.0, 2.0, 3.0]), axis=-1)
+    act = nnx.PReLU()   # y = x if x >= 0 else slope * x
+    print(act(jnp.array([-1.0, 2.0])))  # [-0.01  2.  ]
 """
 
 from __future__ import annotations

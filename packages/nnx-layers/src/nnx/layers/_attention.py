@@ -43,7 +43,9 @@ def dot_product_attention_weights(
 
     Example::
 
-        w = nnx.dot_product_attention_weights(q, k)   # q: (b, q, h, d), k: (b, kv, h, d)
+        q, k = jnp.ones((2, 5, 4, 8)), jnp.ones((2, 7, 4, 8))  # (batch, len, heads, depth)
+        w = nnx.dot_product_attention_weights(q, k)
+        print(w.shape)  # (2, 4, 5, 7)
 
     ``mask`` is boolean (True = attend), broadcastable to ``(..., heads, q, kv)``.
     With ``module`` the weights are sown as ``module.attention_weights``
@@ -232,14 +234,18 @@ class MultiHeadAttention(Module):
 
     Example::
 
-        attn = nnx.MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
-        y = attn(x)                               # self attention, x: (batch, len, 8)
+        attn = nnx.MultiHeadAttention(
+            num_heads=2, in_features=8, decode=False, rngs=nnx.Rngs(0)
+        )
+        x, context = jnp.ones((3, 5, 8)), jnp.ones((3, 6, 8))  # (batch, len, 8)
+        y = attn(x)                               # self attention
         y = attn(x, context)                      # cross attention (keys/values from context)
         y = attn(x, mask=nnx.make_causal_mask(x[..., 0]))
+        print(y.shape)  # (3, 5, 8)
 
         # autoregressive decoding: one token per call
-        attn.init_cache((batch, max_len, 8))
-        y_t = attn(x_t, decode=True)              # x_t: (batch, 1, 8)
+        attn.init_cache((3, 10, 8))               # (batch, max_len, features)
+        y_t = attn(x[:, :1], decode=True)         # one step: (batch, 1, 8)
 
     Submodules ``query``, ``key``, ``value`` (``LinearGeneral`` to ``(heads, head_dim)``)
     and ``out`` (back to ``out_features``). Attention dropout (``dropout_rate``) uses the

@@ -114,9 +114,10 @@ class Conv(Module):
       strides: an int or one per spatial axis.
       padding: 'SAME', 'VALID', 'CIRCULAR' (periodic), 'CAUSAL' (1-D, pads only the
         start), an int, or (low, high) pairs per spatial axis.
-      input_dilation, kernel_dilation: ints or one per spatial axis (``lhs_dilation`` and
-        ``rhs_dilation`` of ``lax.conv_general_dilated``). With input dilation, 'SAME'
-        and 'VALID' are resolved on the dilated input (lax itself refuses them there).
+      input_dilation: an int or one per spatial axis (``lhs_dilation`` of
+        ``lax.conv_general_dilated``). With input dilation, 'SAME' and 'VALID' are
+        resolved on the dilated input (lax itself refuses them there).
+      kernel_dilation: an int or one per spatial axis (``rhs_dilation``).
       feature_group_count: split input and output features into this many groups.
       mask: multiplies the kernel (e.g. for masked convolutions).
     """

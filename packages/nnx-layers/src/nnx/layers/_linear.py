@@ -44,13 +44,15 @@ class Linear(Module):
       dtype: dtype of the computation (default: inferred from input and params).
       param_dtype: dtype of the parameters.
       precision: passed to ``dot_general``.
-      kernel_init, bias_init: initializers; wrap them in ``nnx.with_partitioning``
-        to give the parameters ``sharding_names``.
+      kernel_init: initializer of the kernel; wrap it in ``nnx.with_partitioning``
+        to give the parameter ``sharding_names``.
+      bias_init: initializer of the bias, as ``kernel_init``.
       dot_general: the contraction, ``jax.lax.dot_general`` by default.
       promote_dtype: ``promote_dtype((x, kernel, bias), dtype=dtype)`` casts before the
         product (``nnx.promote_dtype`` by default).
       preferred_element_type: the accumulation / output type of the contraction.
-      kernel_metadata, bias_metadata: extra metadata for the parameters.
+      kernel_metadata: extra metadata for the kernel.
+      bias_metadata: extra metadata for the bias.
       rngs: random streams; parameters use ``rngs.params()``.
     """
 

@@ -39,7 +39,9 @@ class LoRA(Module):
 
         base = nnx.Linear(3, 4, rngs=rngs)
         layer = nnx.LoRA(3, 2, 4, base_module=base, rngs=rngs)
+        x = jnp.ones((1, 3))
         y = layer(x)            # base(x) + x @ A @ B; B starts at zero, so y == base(x)
+        print(bool(jnp.allclose(y, base(x))))  # True
         _, lora_params, rest = nnx.split(layer, nnx.LoRAParam, ...)
 
     ``lora_a`` has shape (in_features, lora_rank), ``lora_b`` (lora_rank, out_features),

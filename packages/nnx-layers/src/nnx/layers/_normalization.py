@@ -154,6 +154,7 @@ class BatchNorm(Module):
     Example::
 
         bn = nnx.BatchNorm(4, rngs=nnx.Rngs(0))
+        x = jnp.arange(8.0).reshape(2, 4)
         y = bn(x)                              # training: batch stats, updates mean/var
         bn.eval(); y = bn(x)                   # eval: uses the running averages
         y = bn(x, use_running_average=True)    # per call

@@ -25,7 +25,9 @@ def pool(
 
     Example::
 
-        y = nnx.pool(x, -jnp.inf, jax.lax.max, (2, 2), strides=(2, 2))   # a max pool
+        images = jnp.ones((1, 8, 8, 3))                        # (N, H, W, C)
+        y = nnx.pool(images, -jnp.inf, jax.lax.max, (2, 2), strides=(2, 2))  # a max pool
+        print(y.shape)  # (1, 4, 4, 3)
 
     Inputs have shape ``(*batch, *spatial, features)`` with one spatial axis per entry
     of ``window_shape``; batch axes may be absent or several.
@@ -67,7 +69,8 @@ def avg_pool(
 
     Example::
 
-        y = nnx.avg_pool(x, (2, 2), strides=(2, 2))   # (N, 8, 8, C) -> (N, 4, 4, C)
+        y = nnx.avg_pool(jnp.ones((1, 8, 8, 3)), (2, 2), strides=(2, 2))
+        print(y.shape)  # (1, 4, 4, 3)
     """
     total = pool(inputs, np.zeros((), inputs.dtype), lax.add, window_shape, strides, padding)
     if count_include_pad:

@@ -731,7 +731,9 @@ class RNN(Module):
     Example::
 
         rnn = nnx.RNN(nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0)))
-        ys = rnn(jnp.ones((2, 7, 3)))                       # (batch, time, 4)
+        x = jnp.ones((2, 7, 3))                             # (batch, time, features)
+        ys = rnn(x)
+        print(ys.shape)  # (2, 7, 4)
         carry, ys = rnn(x, return_carry=True)
         ys = rnn(x, seq_lengths=jnp.array([7, 4]))          # carry frozen after each length
 

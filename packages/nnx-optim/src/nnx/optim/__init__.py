@@ -4,6 +4,7 @@ Example::
 
     import nnx, optax
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    grads = nnx.grad(loss_fn)(model, x, y)
     optimizer.update(model, grads)
     metrics = nnx.metrics.MultiMetric(loss=nnx.metrics.Average("loss"))
 """

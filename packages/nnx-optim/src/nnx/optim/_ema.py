@@ -36,14 +36,13 @@ class EMA(Pytree):
     Example::
 
         ema = nnx.EMA(model, decay=0.999)        # copies of model's Params
-        for batch in data:
-            train_step(model, optimizer, batch)
+        for _ in range(3):                       # after each training step
             ema.update(model)                    # ema = d * ema + (1 - d) * model
         eval_model = ema.apply_to(model)         # model's structure, EMA parameters
         eval_model(x)
 
         ema.decay[...] = 0.9999                  # change it between (jitted) steps
-        ema.update(model, decay=d)               # or per call, d may be traced
+        ema.update(model, decay=0.99)            # or per call (may be traced)
 
     ``update`` writes through ``v[...] = ...``, so it works inside ``nnx.jit``
     and, with ref or hijax Variables, inside a plain ``jax.jit``.

@@ -272,7 +272,8 @@ class MultiMetric(Metric):
             accuracy=nnx.metrics.Accuracy(),
             loss=nnx.metrics.Average("loss"),
         )
-        metrics.update(logits=logits, labels=labels, loss=loss)
+        logits, labels = jnp.array([[2.0, 1.0], [0.0, 3.0]]), jnp.array([0, 0])
+        metrics.update(logits=logits, labels=labels, loss=jnp.array(0.5))
         metrics.compute()                      # {'accuracy': Array(..), 'loss': Array(..)}
         metrics.reset()
 

@@ -57,7 +57,8 @@ class OptState(Variable):
 
     Example::
 
-        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+        tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         nnx.state(optimizer, nnx.optim.OptState)   # step and Adam's count/mu/nu
 
         lr = optimizer.opt_state.hyperparams["learning_rate"]  # inject_hyperparams
@@ -585,6 +586,7 @@ class Optimizer(Pytree):
 
         Example::
 
+            grads = nnx.grad(loss_fn)(model, x, y)
             optimizer.update(grads)               # the model given to the constructor
             optimizer.update(model, grads)        # an explicit (e.g. traced) model
             optimizer.update(model, grads, value=loss, grad=grads, value_fn=f)  # L-BFGS
@@ -671,7 +673,8 @@ class ModelAndOptimizer(Optimizer):
 
     Example::
 
-        state = nnx.ModelAndOptimizer(model, optax.sgd(0.1))
+        state = nnx.ModelAndOptimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+        grads = nnx.grad(loss_fn)(model, x, y)
         y = state(x)                 # model(x)
         state.update(grads)          # updates state.model in place
 

@@ -31,6 +31,7 @@ from nnx.transforms._misc import (
 from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
 from nnx.transforms._summary import CallInfo, filter_rng_streams, tabulate
+from nnx.transforms._version import __version__
 from nnx.transforms._vmap import split_rngs, vmap
 
 __all__ = [

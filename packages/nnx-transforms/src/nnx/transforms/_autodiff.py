@@ -47,7 +47,8 @@ class DiffState:
     Example::
 
         # gradients of the LoRA parameters only
-        grads = nnx.grad(loss_fn, argnums=nnx.DiffState(0, LoRAParam))(model, x)
+        model = nnx.LoRALinear(2, 1, lora_rank=2, rngs=nnx.Rngs(0))
+        grads = nnx.grad(loss_fn, argnums=nnx.DiffState(0, nnx.LoRAParam))(model, x, y)
 
     ``argnums=0`` means ``DiffState(0, nnx.Param)`` for an nnx argument.
     """
@@ -300,7 +301,7 @@ def grad(
         optimizer.update(model, grads)
 
         # other state, or several arguments
-        nnx.grad(loss_fn, argnums=nnx.DiffState(0, LoRAParam))(model, x, y)
+        nnx.grad(loss_fn, argnums=nnx.DiffState(0, nnx.PathContains("linear2")))(model, x, y)
         nnx.grad(loss_fn, argnums=(0, 1))(model, x, y)   # (State, array)
 
     For an nnx argument, ``argnums`` differentiates the Variables its filter
@@ -333,7 +334,10 @@ def value_and_grad(
     Example::
 
         loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
-        (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
+        def loss_and_logits(model, x, y):
+            logits = model(x)
+            return jnp.mean((logits - y) ** 2), logits   # (loss, aux)
+        (loss, logits), grads = nnx.value_and_grad(loss_and_logits, has_aux=True)(model, x, y)
     """
     options = dict(
         argnums=argnums,

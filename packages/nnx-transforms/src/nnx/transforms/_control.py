@@ -81,6 +81,10 @@ def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
 
     Example::
 
+        class Counter(nnx.Module):
+            def __init__(self):
+                self.count = nnx.Variable(jnp.array(0))
+        counter = Counter()
         def reset(counter):
             counter.count[...] = 0
         def step(counter):
@@ -103,7 +107,9 @@ def switch(index, branches: Sequence[Callable], *operands):
 
     Example::
 
-        y = nnx.switch(i, [model.a, model.b, model.c], x)
+        a, b, c = (nnx.Linear(2, 2, rngs=rngs) for _ in range(3))
+        i = jnp.array(1)
+        y = nnx.switch(i, [a, b, c], x)    # b(x)
     """
     return _branches_call(
         lambda inners, v, p: jax.lax.switch(index, inners, v, p),
@@ -198,6 +204,7 @@ def fori_loop(lower, upper, body_fun: Callable, init_val: Any, *, unroll=None):
 
     Example::
 
+        model = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
         def body(i, val):
             model, x = val
             return model, model(x)        # same model object, new x
@@ -223,6 +230,10 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any):
 
     Example::
 
+        class Counter(nnx.Module):
+            def __init__(self):
+                self.count = nnx.Variable(jnp.array(0))
+        counter = Counter()
         def cond(val):
             counter, _ = val
             return counter.count[...] < 5

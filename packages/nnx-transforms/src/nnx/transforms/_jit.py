@@ -360,16 +360,18 @@ def jit(
         argument, a ``Sharding`` for all its arrays or a State/dict mapping
         its paths to shardings.
       out_shardings: as in ``jax.jit`` (a prefix of the output).
-      static_argnums, static_argnames: static arguments (hashable), part of
-        the compilation cache key.
-      donate_argnums, donate_argnames: donate the buffers of these arguments
-        (for nnx arguments: of their plain-mode Variables). JAX deletes donated
+      static_argnums: static arguments (hashable), part of the compilation
+        cache key.
+      static_argnames: static arguments by name, as ``static_argnums``.
+      donate_argnums: donate the buffers of these arguments (for nnx
+        arguments: of their plain-mode Variables). JAX deletes donated
         arrays when the compiled call starts, so when the call then fails (an
         error at run time, e.g. from a callback) the donated Variables have no
         arrays any more; nnx adds a note naming them to the error, and the next
         transform that receives them raises ``nnx.DonatedBufferError`` naming
         the path. Keep a copy of the state (``nnx.state(model)`` saved or
         checkpointed) if a failed step must be recoverable.
+      donate_argnames: donated arguments by name, as ``donate_argnums``.
       **jit_kwargs: passed to ``jax.jit`` (``keep_unused``, ``compiler_options``...).
     """
     options = dict(

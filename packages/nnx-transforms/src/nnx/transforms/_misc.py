@@ -161,7 +161,7 @@ def eval_shape(fun: Callable, *args, **kwargs):
     Example::
 
         abstract = nnx.eval_shape(lambda: MLP(2, 1024, 1, rngs=nnx.Rngs(0)))
-        abstract.linear1.w.shape     # no memory allocated
+        abstract.linear1.kernel.shape  # no memory allocated
 
     Variables of the abstract output are plain Variables holding
     ``ShapeDtypeStruct`` values, whatever their mode would have been
@@ -186,6 +186,7 @@ def checkify(fun: Callable, errors=None):
 
     Example::
 
+        from jax.experimental import checkify
         @nnx.checkify
         def f(model, x):
             checkify.check(jnp.all(x > 0), "x must be positive")
@@ -231,6 +232,7 @@ def shard_map(
     Example::
 
         P = jax.sharding.PartitionSpec
+        mesh = jax.make_mesh((len(jax.devices()),), ("data",))
         @nnx.shard_map(mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"))
         def forward(model, x):       # model replicated, x split over "data"
             return model(x)
@@ -470,7 +472,7 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
         y, vjp_fn = nnx.vjp(lambda m: m(x), model)
         (grads,) = vjp_fn(jnp.ones_like(y))      # a State of the model's Variables
 
-        y, vjp_fn, aux = nnx.vjp(lambda m: (m(x), m.count[...]), model, has_aux=True)
+        y, vjp_fn, aux = nnx.vjp(lambda m: (m(x), m.linear1.kernel[...].sum()), model, has_aux=True)
 
     The cotangent of an nnx primal is a State of all its Variables (integer
     ones get ``float0`` zeros, as in JAX). With ``has_aux=True`` the function

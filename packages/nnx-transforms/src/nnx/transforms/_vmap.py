@@ -224,7 +224,7 @@ class split_rngs:  # noqa: N801 (used as a decorator and a context manager, like
         @nnx.split_rngs(splits=5)
         @nnx.vmap(in_axes=(0,), out_axes=0)
         def create_stack(rngs):
-            return Block(rngs=rngs)
+            return nnx.Linear(2, 2, rngs=rngs)
 
         stack = create_stack(nnx.Rngs(0))      # 5 members, different parameters
 
