@@ -78,7 +78,17 @@ from nnx.core._pytree import (
     static,
 )
 from nnx.core._rngs import Rngs, RngStream
-from nnx.core._sharding import get_named_sharding, get_partition_spec, shard_state
+from nnx.core._sharding import (
+    StateSharding,
+    abstract_with_sharding,
+    get_abstract_model,
+    get_named_sharding,
+    get_partition_spec,
+    logical_axis_rules,
+    shard_state,
+    use_eager_sharding,
+    using_eager_sharding,
+)
 from nnx.core._state import (
     State,
     filter_state,
@@ -198,6 +208,12 @@ __all__ = [
     "get_partition_spec",
     "get_named_sharding",
     "shard_state",
+    "logical_axis_rules",
+    "use_eager_sharding",
+    "using_eager_sharding",
+    "get_abstract_model",
+    "abstract_with_sharding",
+    "StateSharding",
     # display
     "display",
     # errors

@@ -101,7 +101,7 @@ class VariableMetadata(Generic[A]):
         self.metadata = dict(metadata)
 
 
-def with_partitioning(initializer, sharding_names, **metadata):
+def with_partitioning(initializer, sharding_names, mesh=None, **metadata):
     """Wrap an initializer so that its Variable records ``sharding_names``.
 
     Example::
@@ -109,7 +109,12 @@ def with_partitioning(initializer, sharding_names, **metadata):
         kernel_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
         # nnx.Linear(2, 8, kernel_init=kernel_init, rngs=rngs).kernel.sharding_names
         # == (None, "model")
+
+    Under ``jax.set_mesh(mesh)``, or with ``mesh`` given here, the Variable's
+    array is sharded when it is created (see ``nnx.use_eager_sharding``).
     """
+    if mesh is not None:
+        metadata = {"mesh": mesh, **metadata}
     return _Partitioned(initializer, tuple(sharding_names), metadata)
 
 
@@ -204,6 +209,8 @@ class Variable(Generic[A]):
       mutable: ``False`` makes the Variable reject writes; ``True`` (the
         mutable-arrays era spelling) asks for ref storage.
       is_hijax: alias of ``hijax``.
+      eager_sharding: with ``sharding_names`` metadata, shard the value when the
+        Variable is created under a mesh (default: :func:`using_eager_sharding`).
       **metadata: any keyword; read back as attributes (``v.sharding_names``).
     """
 
@@ -220,6 +227,7 @@ class Variable(Generic[A]):
         ref: bool | None = None,
         mutable: bool | None = None,
         is_hijax: bool | None = None,
+        eager_sharding: bool | None = None,
         **metadata: Any,
     ):
         if is_hijax is not None:
@@ -227,6 +235,8 @@ class Variable(Generic[A]):
         if isinstance(value, VariableMetadata):
             metadata = {**value.metadata, **metadata}
             value = value.value
+            if eager_sharding is None:
+                eager_sharding = metadata.pop("eager_sharding", None)
         if isinstance(value, Variable):
             metadata = {**value._aux.metadata, **metadata}
             value = value.get_value()
@@ -238,6 +248,10 @@ class Variable(Generic[A]):
                 f"{type(self).__name__}(...) got a jax.Ref as its value. Pass the array "
                 "and ask for ref storage instead: `nnx.Variable(array, ref=True)`."
             )
+        if "sharding_names" in metadata:
+            from nnx.core._sharding import shard_new_value
+
+            value = shard_new_value(value, metadata, eager_sharding)
         mode, is_mutable = _resolve_mode(hijax, ref, mutable)
         _set_raw(self, _store(mode, value))
         _set_aux(self, VarAux(mode, is_mutable, metadata))
