@@ -5,6 +5,7 @@ treescope as its only dependencies. The public interface is ``__all__``;
 modules starting with an underscore are private.
 """
 
+from nnx.core._checkpoint import restore_checkpoint, save_checkpoint
 from nnx.core._convert import (
     as_array_vars,
     as_hijax_vars,
@@ -214,6 +215,9 @@ __all__ = [
     "get_abstract_model",
     "abstract_with_sharding",
     "StateSharding",
+    # checkpoints (orbax-checkpoint, the nnx-core[checkpoint] extra)
+    "save_checkpoint",
+    "restore_checkpoint",
     # display
     "display",
     # errors

@@ -28,7 +28,16 @@ from jax.extend.core import get_opaque_trace_state
 from nnx.core import _epoch
 from nnx.core._defaults import _current
 from nnx.core._errors import HijaxError, ImmutableVariableError, TraceContextError
-from nnx.core._hijax import cell_get, cell_set, cells_allowed, is_cell, new_cell
+from nnx.core._hijax import (
+    Cell,
+    CellView,
+    cell_get,
+    cell_set,
+    cells_allowed,
+    is_cell,
+    new_cell,
+    register_view_type,
+)
 
 A = TypeVar("A")
 
@@ -512,7 +521,8 @@ class Variable(Generic[A]):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _register_variable_type(cls)
+        if not issubclass(cls, CellView):  # a hijax Variable's view is a JAX leaf
+            _register_variable_type(cls)
 
     # Typing: `nnx.Param[jax.Array]` works through Generic.
 
@@ -616,26 +626,149 @@ Variable.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
 
 
 # -- JAX pytree registration -----------------------------------------------------
+# A Variable is a pytree node with one child. For plain and ref Variables the child is
+# the stored value (arrays, jax.Refs). For a hijax Variable outside a trace it is a
+# view (`_LeafView`): an object of the Variable's own class that forwards to it and
+# that JAX types as its cell, so `jax.jit` carries writes while `jax.tree.map`,
+# checkpoint libraries and reprs see the Variable, never the cell (decision 0007). A
+# hijax Variable whose cell holds no arrays (ShapeDtypeStructs of an abstract model,
+# None, a library's per-leaf options) shows that content, as a plain Variable does:
+# the form a checkpoint restore takes as its target.
+def _child(v):
+    raw = v._raw
+    if type(raw) is Cell:
+        content = raw._val
+        if not _holds_values(content):  # abstract (ShapeDtypeStructs), None, options
+            return content
+        view = object.__new__(_view_class(type(v)))
+        _set_owner(view, v)
+        return view
+    return raw
+
+
 def _var_flatten(v):
-    return (v._raw,), v._aux
+    return (_child(v),), v._aux
 
 
 def _var_flatten_with_keys(v):
-    return ((_VALUE_KEY, v._raw),), v._aux
+    return ((_VALUE_KEY, _child(v)),), v._aux
 
 
 _VALUE_KEY = jax.tree_util.GetAttrKey("value")
 
 
+def _hijax_unflatten(cls, aux: VarAux, child):
+    """What a tree of hijax Variables rebuilds from ``child``.
+
+    The Variable itself for its view (a `jax.tree.map` that returned its argument); the
+    Variable a function returned (`jax.tree.map(make_opt_state, params)`); a Variable
+    around a cell (inside `jax.jit`); otherwise a new hijax Variable of the same kind
+    and metadata holding the new value (a `jax.tree.map` that computed new arrays, a
+    checkpoint restore), as for plain Variables.
+    """
+    if isinstance(child, _LeafView):
+        return child._nnx_owner
+    if isinstance(child, Variable):
+        return child
+    if is_cell(child):
+        return cls._from_raw(child, aux, None)
+    if isinstance(child, np.ndarray):
+        # a host copy (`np.asarray` of the Variable, as checkpoint libraries make before
+        # writing): a snapshot, not state for JAX to carry, so a plain Variable
+        plain = aux.replace(mode=PLAIN)
+        return cls._from_raw(child, plain, get_opaque_trace_state(convention="nnx"))
+    return cls._from_raw(_store(HIJAX, child), aux, None)
+
+
+_ARRAYISH = (jax.Array, np.ndarray, np.generic, int, float, complex)
+
+
+def _holds_values(content) -> bool:
+    """Whether JAX must see a cell: it holds arrays or numbers, or an empty container
+    (a dict that gains keys inside `jax.jit`). ``None``, ShapeDtypeStructs and other
+    objects that are not values (a library's per-leaf options) are shown as they are."""
+    if isinstance(content, _ARRAYISH):
+        return True
+    if content is None:
+        return False
+    leaves = jax.tree_util.tree_leaves(content)
+    return not leaves or any(isinstance(x, _ARRAYISH) for x in leaves)
+
+
 def _register_variable_type(cls) -> None:
     def unflatten(aux, children, cls=cls):
         raw = children[0]
+        if aux.mode == HIJAX:
+            return _hijax_unflatten(cls, aux, raw)
         trace = get_opaque_trace_state(convention="nnx") if aux.mode == PLAIN else None
         return cls._from_raw(raw, aux, trace)
 
     jax.tree_util.register_pytree_with_keys(
         cls, _var_flatten_with_keys, unflatten, flatten_func=_var_flatten
     )
+
+
+class _LeafView(CellView):
+    """Base of the view classes (see ``_child``): forwards state and writes to the owner."""
+
+    __slots__ = ()
+
+    _raw = property(lambda self: self._nnx_owner._raw)
+    _aux = property(lambda self: self._nnx_owner._aux)
+    _trace = property(lambda self: None)
+    _nnx_cell = property(lambda self: self._nnx_owner._raw)
+
+    def __setattr__(self, name, value):
+        setattr(self._nnx_owner, name, value)
+
+    def __delattr__(self, name):
+        delattr(self._nnx_owner, name)
+
+    def set_metadata(self, **metadata) -> None:
+        self._nnx_owner.set_metadata(**metadata)
+
+    def set_raw_value(self, raw) -> None:
+        self._nnx_owner.set_raw_value(raw)
+
+    def replace(self, value: Any = None, **metadata):
+        return self._nnx_owner.replace(value, **metadata)
+
+    def copy(self):
+        return self._nnx_owner.copy()
+
+    def to_mode(self, *, mode: int, mutable: bool):
+        return self._nnx_owner.to_mode(mode=mode, mutable=mutable)
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        return copy.deepcopy(self._nnx_owner, memo)
+
+    def __copy__(self):
+        return self._nnx_owner.copy()
+
+    def __reduce__(self):
+        return self._nnx_owner.__reduce__()
+
+
+_VIEW_CLASSES: dict = {}
+
+
+def _view_class(cls: type) -> type:
+    view = _VIEW_CLASSES.get(cls)
+    if view is None:
+        view = type(
+            cls.__name__,
+            (_LeafView, cls),
+            {"__slots__": ("_nnx_owner",), "__module__": cls.__module__, "__qualname__": cls.__qualname__},
+        )
+        register_view_type(view)
+        _VIEW_CLASSES[cls] = view
+    return view
+
+
+def _set_owner(view, owner) -> None:
+    type(view)._nnx_owner.__set__(view, owner)  # type: ignore[attr-defined]
 
 
 _register_variable_type(Variable)
