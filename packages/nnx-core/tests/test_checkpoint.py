@@ -119,3 +119,23 @@ def test_a_tuple_of_objects_saves_each_shared_array_once(tmp_path):
     nnx.restore_checkpoint(tmp_path / "ckpt", target)
     assert int(target[1].step[...]) == 7
     np.testing.assert_array_equal(target_net.w[...], net.w[...])
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_rngs_streams_round_trip_as_keys_of_their_implementation(tmp_path, mode):
+    class WithRngs(nnx.Module):
+        def __init__(self, seed):
+            self.rngs = nnx.Rngs(seed, dropout=seed + 1)
+
+    with nnx.var_defaults(**mode):
+        saved, target = WithRngs(1), WithRngs(2)
+    saved.rngs.dropout()  # advance the count
+    nnx.save_checkpoint(tmp_path / "ckpt", saved)
+    nnx.restore_checkpoint(tmp_path / "ckpt", target)
+    assert int(target.rngs.dropout.count[...]) == 1
+    np.testing.assert_array_equal(
+        jax.random.key_data(target.rngs.dropout()), jax.random.key_data(saved.rngs.dropout())
+    )
+    abstract = jax.eval_shape(lambda: nnx.vars_as(WithRngs(3), hijax=False, ref=False))
+    fresh = nnx.restore_checkpoint(tmp_path / "ckpt", abstract)
+    assert jax.dtypes.issubdtype(fresh.rngs.default.key[...].dtype, jax.dtypes.prng_key)

@@ -56,14 +56,26 @@ def _value_of(v):
     return v.get_value() if isinstance(v, Variable) else v
 
 
+def _is_key(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _key_data(x):
+    return jax.random.key_data(x) if _is_key(x) and isinstance(x, jax.Array) else x
+
+
 def _plain_state(state: State) -> State:
-    """Every Variable as a plain Variable of the same kind and metadata (arrays)."""
+    """Every Variable as a plain Variable of the same kind and metadata, its PRNG keys
+    (the Rngs streams) as their ``uint32`` data, which orbax stores."""
     out = []
     for path, v in state.flat_state():
         if isinstance(v, Variable):
             aux = v._aux
-            if aux.mode != PLAIN:
-                v = type(v)._from_raw(v.get_value(), aux.replace(mode=PLAIN), _trace())
+            value = jax.tree.map(_key_data, v.get_value())
+            v = type(v)._from_raw(value, aux.replace(mode=PLAIN), _trace())
+        else:
+            v = jax.tree.map(_key_data, v)
         out.append((path, v))
     return State.from_flat(out)
 
@@ -84,13 +96,16 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, *, force: bool = False) 
     plain = _plain_state(_state_of(tree))
     checkpointer = ocp.StandardCheckpointer()
     try:
-        checkpointer.save(os.fspath(path), plain, force=force)
+        checkpointer.save(os.path.abspath(os.fspath(path)), plain, force=force)
         checkpointer.wait_until_finished()
     finally:
         checkpointer.close()
 
 
 def _abstract_leaf(x):
+    if _is_key(x):  # stored as its key data
+        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(x.shape, x.dtype))
+        return jax.ShapeDtypeStruct(data.shape, data.dtype)
     if isinstance(x, jax.ShapeDtypeStruct):
         return x
     if hasattr(x, "shape") and hasattr(x, "dtype"):
@@ -207,7 +222,7 @@ def restore_checkpoint(path: str | os.PathLike, target: Any, *, partial: bool = 
     from nnx.core._graph import merge, split, update
 
     ocp = _orbax()
-    path = os.fspath(path)
+    path = os.path.abspath(os.fspath(path))
     state = _state_of(target)
     abstract = _abstract_state(state)
     checkpointer = ocp.StandardCheckpointer()
@@ -227,6 +242,7 @@ def restore_checkpoint(path: str | os.PathLike, target: Any, *, partial: bool = 
     finally:
         checkpointer.close()
     restored = State(restored) if not isinstance(restored, State) else restored
+    restored = _keys_back(state, restored)
 
     if isinstance(target, State):
         out = State.from_flat(
@@ -244,6 +260,22 @@ def restore_checkpoint(path: str | os.PathLike, target: Any, *, partial: bool = 
 
 
 _MISSING = object()
+
+
+def _keys_back(target: State, restored: State) -> State:
+    """Key data read for a PRNG key of the target becomes a key of its implementation."""
+    out = []
+    for p, new in restored.flat_state():
+        old = _restored_leaf(target, p)
+        old_value = _value_of(old) if old is not _MISSING else None
+        if old_value is not None and _is_key(old_value):
+            impl = getattr(old_value.dtype, "_impl", None)
+            data = _value_of(new)
+            if not isinstance(data, jax.ShapeDtypeStruct):
+                key = jax.random.wrap_key_data(data, impl=impl)
+                new = new.replace(key) if isinstance(new, Variable) else key
+        out.append((p, new))
+    return State.from_flat(out)
 
 
 def _restored_leaf(restored: State, path: tuple):
