@@ -147,7 +147,9 @@ def main(args=ARGS) -> None:
         for a, b in zip(nnx.state(fresh).leaves(), nnx.state(model).leaves())
     )
     print("restored checkpoint, linear1.kernel:", describe(fresh.linear1.kernel))
-    print(f"max |restored - trained| = {restored_diff:.2e}, optimizer step {int(fresh_opt.step[...])}")
+    print(
+        f"max |restored - trained| = {restored_diff:.2e}, optimizer step {int(fresh_opt.step[...])}"
+    )
 
 
 if __name__ == "__main__":

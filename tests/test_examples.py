@@ -58,7 +58,9 @@ def test_train_digits_example(tmp_path):
     assert float(epochs[1][1]) < float(epochs[0][1])  # training loss goes down
     accuracy = float(re.search(r"^test accuracy: ([\d.]+)", out, re.M)[1])
     assert accuracy >= 0.85, out  # two epochs; the full demo (15) reaches 0.98-0.99
-    restored = re.search(r"^restored checkpoint: test accuracy ([\d.]+), optimizer step (\d+)", out, re.M)
+    restored = re.search(
+        r"^restored checkpoint: test accuracy ([\d.]+), optimizer step (\d+)", out, re.M
+    )
     assert float(restored[1]) == pytest.approx(accuracy, abs=1e-4)
     step = int(re.search(r"\(optimizer step (\d+)\)", out)[1])
     assert int(restored[2]) == step > 0  # the optimizer's state came back too
@@ -126,7 +128,10 @@ def test_sharded_training_example(tmp_path):
     first = _number(r"^loss ([\d.]+) ->", out)
     assert _number(r"-> ([\d.]+) after 30 steps", out) < 0.5 * first
     # an orbax checkpoint saved on the mesh comes back onto its shards, optimizer included
-    assert "restored checkpoint, linear1.kernel: (16, 64) as P(None, 'model'), per-device shard (16, 16)" in out
+    assert (
+        "restored checkpoint, linear1.kernel: (16, 64) as P(None, 'model'), per-device shard (16, 16)"
+        in out
+    )
     assert _number(r"max \|restored - trained\| = (\S+),", out) == 0.0
     assert "optimizer step 30" in out
 

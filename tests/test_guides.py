@@ -21,7 +21,7 @@ import nnx
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = ROOT / "docs" / "guides"
 
-RUNNER = r'''
+RUNNER = r"""
 import contextlib, io, re, sys
 text = open(sys.argv[1]).read()
 blocks = [m["body"] for m in re.finditer(r"^```(?P<lang>\w*)\n(?P<body>.*?)^```$", text, re.M | re.S)
@@ -37,7 +37,7 @@ for i, body in enumerate(blocks):
     if expected and printed != expected:
         raise SystemExit(f"block {i} printed {printed!r}, the guide says {expected!r}")
 print(f"ran {len(blocks)} blocks")
-'''
+"""
 
 
 def run_guide(name: str, tmp_path: Path) -> str:

@@ -65,9 +65,7 @@ def test_plain_orbax_saves_hijax_states_and_restores_through_update(tmp_path):
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(tmp_path / "ckpt", nnx.state(saved))
     checkpointer.wait_until_finished()
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.state(target)
-    )
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.state(target))
     restored = checkpointer.restore(tmp_path / "ckpt", abstract)
     nnx.update(target, restored)
     np.testing.assert_array_equal(target.w[...], saved.w[...])
@@ -76,7 +74,10 @@ def test_plain_orbax_saves_hijax_states_and_restores_through_update(tmp_path):
 
 def test_a_shape_mismatch_names_the_parameter_path(tmp_path):
     nnx.save_checkpoint(tmp_path / "ckpt", Net(n=3))
-    with pytest.raises(nnx.StructureError, match=r"'w' is stored with shape \(3,\) float32, but the target holds shape \(4,\)"):
+    with pytest.raises(
+        nnx.StructureError,
+        match=r"'w' is stored with shape \(3,\) float32, but the target holds shape \(4,\)",
+    ):
         nnx.restore_checkpoint(tmp_path / "ckpt", Net(n=4))
 
 
@@ -86,7 +87,9 @@ def test_missing_and_extra_paths_are_named_and_partial_restores_what_both_have(t
     big = Net(seed=2, extra=True)
     with pytest.raises(nnx.StructureError, match=r"checkpoint has no value for 'extra'"):
         nnx.restore_checkpoint(tmp_path / "small", big)
-    with pytest.raises(nnx.StructureError, match=r"checkpoint holds 'extra', which the target has no place"):
+    with pytest.raises(
+        nnx.StructureError, match=r"checkpoint holds 'extra', which the target has no place"
+    ):
         nnx.restore_checkpoint(tmp_path / "big", Net(seed=2))
     nnx.restore_checkpoint(tmp_path / "small", big, partial=True)
     np.testing.assert_array_equal(big.layers[0][...], [1.0, 1.0])

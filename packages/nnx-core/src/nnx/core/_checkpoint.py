@@ -22,6 +22,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.extend.core import get_opaque_trace_state
 
 from nnx.core._errors import StructureError
@@ -58,7 +59,7 @@ def _value_of(v):
 
 def _is_key(x) -> bool:
     dtype = getattr(x, "dtype", None)
-    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
 
 
 def _key_data(x):
@@ -161,8 +162,7 @@ def _checkpoint_leaves(checkpointer, path) -> dict:
 def _compare(abstract: State, stored: dict, partial: bool) -> set:
     """The target paths to read; raises StructureError on a mismatch, naming the path."""
     target = {
-        _norm(_names(kp)): leaf
-        for kp, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]
+        _norm(_names(kp)): leaf for kp, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]
     }
     missing = [p for p in target if p not in stored]
     if missing and not partial:
@@ -303,16 +303,14 @@ def _in_mode(target_var, new):
 
 def _only_restored(restored: State) -> State:
     return State.from_flat(
-        (p, v) for p, v in restored.flat_state() if not isinstance(_value_of(v), jax.ShapeDtypeStruct)
+        (p, v)
+        for p, v in restored.flat_state()
+        if not isinstance(_value_of(v), jax.ShapeDtypeStruct)
     )
 
 
 def _is_abstract(state: State) -> bool:
-    leaves = [
-        x
-        for _, v in state.flat_state()
-        for x in jax.tree_util.tree_leaves(_value_of(v))
-    ]
+    leaves = [x for _, v in state.flat_state() for x in jax.tree_util.tree_leaves(_value_of(v))]
     return bool(leaves) and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
 
 
@@ -326,4 +324,3 @@ def _restore_partial(ocp, path: str, item: State):
         )
     finally:
         checkpointer.close()
-

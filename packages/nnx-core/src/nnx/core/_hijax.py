@@ -361,6 +361,11 @@ def cell_set(cell, value) -> None:
         raise HijaxError("A hijax Variable cannot be written here. " + _NO_CELL_HERE) from e
 
 
+def is_tracer(x) -> bool:
+    """True for a value traced by a JAX transform."""
+    return isinstance(x, _jcore.Tracer)
+
+
 def is_cell(x) -> bool:
     """True for a cell or a traced cell."""
     if type(x) is Cell:

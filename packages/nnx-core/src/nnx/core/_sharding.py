@@ -26,6 +26,7 @@ import jax
 from jax.extend.core import get_opaque_trace_state
 from jax.sharding import NamedSharding, PartitionSpec
 
+from nnx.core._hijax import is_tracer
 from nnx.core._state import State
 from nnx.core._variables import PLAIN, Variable
 
@@ -215,7 +216,7 @@ class use_eager_sharding:  # noqa: N801  (a call that also works as a context ma
 
 
 def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
+    return is_tracer(x)
 
 
 def _shard_one(x, spec: PartitionSpec, mesh):
@@ -244,7 +245,7 @@ def _shard_one(x, spec: PartitionSpec, mesh):
     return jax.lax.with_sharding_constraint(x, target)
 
 
-def shard_new_value(value, metadata: dict, eager: bool | None):
+def shard_new_value(value: Any, metadata: dict, eager: bool | None) -> Any:
     """The value a new Variable stores: sharded as ``metadata`` says, when eager
     sharding is on and a mesh is known (``Variable.__init__`` calls this)."""
     if eager is None:
@@ -269,7 +270,9 @@ def shard_new_value(value, metadata: dict, eager: bool | None):
 def _plain(v: Variable, value) -> Variable:
     """A plain Variable of ``v``'s kind and metadata holding ``value`` (a spec, a
     sharding, an abstract value: nothing that belongs in a ref or a hijax cell)."""
-    return type(v)._from_raw(value, v._aux.replace(mode=PLAIN), get_opaque_trace_state(convention="nnx"))
+    return type(v)._from_raw(
+        value, v._aux.replace(mode=PLAIN), get_opaque_trace_state(convention="nnx")
+    )
 
 
 def _map_variables(f, tree: Any) -> Any:
@@ -278,10 +281,7 @@ def _map_variables(f, tree: Any) -> Any:
     if isinstance(tree, Variable):
         return _plain(tree, f(tree))
     flat = flatten(tree)
-    leaves = [
-        _plain(x, f(x)) if isinstance(x, Variable) else PartitionSpec()
-        for x in flat.leaves
-    ]
+    leaves = [_plain(x, f(x)) if isinstance(x, Variable) else PartitionSpec() for x in flat.leaves]
     return unflatten(flat.graphdef, leaves)
 
 
@@ -331,9 +331,7 @@ def _with_sharding(v: Variable, mesh) -> Any:
     value = v.get_value()
     if not (hasattr(value, "shape") and hasattr(value, "dtype")):
         return value
-    if getattr(value, "sharding", None) is not None and not isinstance(
-        value, jax.ShapeDtypeStruct
-    ):
+    if getattr(value, "sharding", None) is not None and not isinstance(value, jax.ShapeDtypeStruct):
         return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=value.sharding)
     m = v.get_metadata("mesh") or mesh
     current = getattr(value, "sharding", None)
@@ -343,14 +341,16 @@ def _with_sharding(v: Variable, mesh) -> Any:
             and isinstance(m, jax.sharding.Mesh)
             and not isinstance(current.mesh, jax.sharding.Mesh)
         ):  # eval_shape gives shardings on the abstract mesh; a restore needs devices
-            return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=NamedSharding(m, current.spec))
+            return jax.ShapeDtypeStruct(
+                value.shape, value.dtype, sharding=NamedSharding(m, current.spec)
+            )
         return value
     if m is None or (v.get_metadata("sharding_names") is None and m.empty):
         return jax.ShapeDtypeStruct(value.shape, value.dtype)
     return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=NamedSharding(m, _spec(v)))
 
 
-def abstract_with_sharding(tree: Any, mesh: jax.sharding.Mesh | None = None) -> Any:
+def abstract_with_sharding(tree: Any, mesh: Any = None) -> Any:
     """The tree with each Variable holding a ``jax.ShapeDtypeStruct`` that carries its
     sharding: the target of a sharded checkpoint restore.
 

@@ -712,11 +712,15 @@ class _LeafView(CellView):
     """Base of the view classes (see ``_child``): forwards state and writes to the owner."""
 
     __slots__ = ()
+    _nnx_owner: Variable  # a slot of each view class
 
     _raw = property(lambda self: self._nnx_owner._raw)
     _aux = property(lambda self: self._nnx_owner._aux)
     _trace = property(lambda self: None)
-    _nnx_cell = property(lambda self: self._nnx_owner._raw)
+
+    @property
+    def _nnx_cell(self) -> Cell:
+        return self._nnx_owner._raw
 
     def __setattr__(self, name, value):
         setattr(self._nnx_owner, name, value)
@@ -760,7 +764,11 @@ def _view_class(cls: type) -> type:
         view = type(
             cls.__name__,
             (_LeafView, cls),
-            {"__slots__": ("_nnx_owner",), "__module__": cls.__module__, "__qualname__": cls.__qualname__},
+            {
+                "__slots__": ("_nnx_owner",),
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+            },
         )
         register_view_type(view)
         _VIEW_CLASSES[cls] = view
