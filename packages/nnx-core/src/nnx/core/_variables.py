@@ -223,7 +223,7 @@ class Variable(Generic[A]):
       **metadata: any keyword; read back as attributes (``v.sharding_names``).
     """
 
-    __slots__ = ("_raw", "_aux", "_trace", "__weakref__")
+    __slots__ = ("_raw", "_aux", "_trace", "_view", "__weakref__")
 
     _raw: Any
     _aux: VarAux
@@ -535,10 +535,12 @@ def _rebuild_variable(cls, value, aux):
     )
 
 
-_SLOT_NAMES = frozenset({"_raw", "_aux", "_trace"})
+_SLOT_NAMES = frozenset({"_raw", "_aux", "_trace", "_view"})
 _set_raw = Variable._raw.__set__  # type: ignore[attr-defined]
 _set_aux = Variable._aux.__set__  # type: ignore[attr-defined]
 _set_trace = Variable._trace.__set__  # type: ignore[attr-defined]
+_get_view = Variable._view.__get__  # type: ignore[attr-defined]
+_set_view = Variable._view.__set__  # type: ignore[attr-defined]
 
 
 def _ref_assign(ref, value):
@@ -636,14 +638,18 @@ Variable.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
 # the form a checkpoint restore takes as its target.
 def _child(v):
     raw = v._raw
-    if type(raw) is Cell:
-        content = raw._val
-        if not _holds_values(content):  # abstract (ShapeDtypeStructs), None, options
-            return content
+    if type(raw) is not Cell:
+        return raw
+    content = raw._val
+    if type(content) not in _VALUE_CLASSES and not _holds_values(content):
+        return content  # abstract (ShapeDtypeStructs), None, a library's options
+    try:
+        return _get_view(v)
+    except AttributeError:  # the first flatten of this Variable
         view = object.__new__(_view_class(type(v)))
         _set_owner(view, v)
+        _set_view(v, view)
         return view
-    return raw
 
 
 def _var_flatten(v):
@@ -681,6 +687,8 @@ def _hijax_unflatten(cls, aux: VarAux, child):
 
 
 _ARRAYISH = (jax.Array, np.ndarray, np.generic, int, float, complex)
+# the classes of concrete arrays, checked by identity before the isinstance checks
+_VALUE_CLASSES = frozenset({type(jnp.zeros(())), np.ndarray})
 
 
 def _holds_values(content) -> bool:
