@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import nnx
@@ -59,12 +58,17 @@ def test_train_digits_example(tmp_path):
     assert float(epochs[1][1]) < float(epochs[0][1])  # training loss goes down
     accuracy = float(re.search(r"^test accuracy: ([\d.]+)", out, re.M)[1])
     assert accuracy >= 0.85, out  # two epochs; the full demo (15) reaches 0.98-0.99
-    restored = float(re.search(r"^restored checkpoint: test accuracy ([\d.]+)", out, re.M)[1])
-    assert restored == pytest.approx(accuracy, abs=1e-4)
+    restored = re.search(
+        r"^restored checkpoint: test accuracy ([\d.]+), optimizer step (\d+)", out, re.M
+    )
+    assert float(restored[1]) == pytest.approx(accuracy, abs=1e-4)
+    step = int(re.search(r"\(optimizer step (\d+)\)", out)[1])
+    assert int(restored[2]) == step > 0  # the optimizer's state came back too
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with np.load(tmp_path / "checkpoint.npz") as ckpt:
-        assert ckpt["conv1/kernel"].shape == (3, 3, 1, 32)
-        assert ckpt["linear2/kernel"].shape == (128, 10)
+    ocp = pytest.importorskip("orbax.checkpoint")
+    meta = ocp.StandardCheckpointer().metadata(tmp_path / "checkpoint").item_metadata.tree
+    assert meta["0"]["conv1"]["kernel"]["value"].shape == (3, 3, 1, 32)
+    assert meta["0"]["linear2"]["kernel"]["value"].shape == (128, 10)
 
 
 def _number(pattern: str, out: str) -> float:
@@ -108,8 +112,10 @@ def test_functional_api_example():
     assert _number(r"max \|w - true_w\| = ([\d.]+)", out) < 0.05
 
 
-def test_sharded_training_example():
-    out = run_example("sharded_training.py", "--devices", "8", "--steps", "30")
+def test_sharded_training_example(tmp_path):
+    out = run_example(
+        "sharded_training.py", "--devices", "8", "--steps", "30", "--ckpt-dir", str(tmp_path)
+    )
     assert "8 devices, mesh {'data': 2, 'model': 4}" in out
     # each kernel split over `model` as its sharding_names say, and still so after training
     assert "linear1.kernel: (16, 64) as P(None, 'model'), per-device shard (16, 16)" in out
@@ -121,6 +127,13 @@ def test_sharded_training_example():
     assert _number(r"max \|loss difference\| = (\S+)", out) < 1e-5
     first = _number(r"^loss ([\d.]+) ->", out)
     assert _number(r"-> ([\d.]+) after 30 steps", out) < 0.5 * first
+    # an orbax checkpoint saved on the mesh comes back onto its shards, optimizer included
+    assert (
+        "restored checkpoint, linear1.kernel: (16, 64) as P(None, 'model'), per-device shard (16, 16)"
+        in out
+    )
+    assert _number(r"max \|restored - trained\| = (\S+),", out) == 0.0
+    assert "optimizer step 30" in out
 
 
 def test_multihost_training_example():

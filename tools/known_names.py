@@ -43,6 +43,16 @@ def path_table(pkg: str) -> dict[str, list[str]]:
     """``{path: [exposed name, ...]}`` from the package's ``__nnx_paths__`` literal."""
     init = ROOT / "packages" / f"nnx-{pkg}" / "src" / "nnx" / pkg / "__init__.py"
     tree = ast.parse(init.read_text())
+    constants: dict[str, str] = {}  # module-level NAME = "..." the table may use
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            constants[node.targets[0].id] = node.value.value
     for node in tree.body:
         targets = []
         if isinstance(node, ast.Assign):
@@ -50,12 +60,32 @@ def path_table(pkg: str) -> dict[str, list[str]]:
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             targets, value = [node.target], node.value
         if any(isinstance(t, ast.Name) and t.id == "__nnx_paths__" for t in targets):
-            table = ast.literal_eval(value)
+            table = {_string(k, constants): _string(v, constants) for k, v in _items(value)}
             return {
                 path: sorted(item.split("=", 1)[0] for item in names.split())
                 for path, names in table.items()
             }
     return {}
+
+
+def _items(node: ast.expr) -> list[tuple[ast.expr, ast.expr]]:
+    if not isinstance(node, ast.Dict) or None in node.keys:
+        raise ValueError("__nnx_paths__ must be a dict display of strings")
+    return list(zip(node.keys, node.values))  # type: ignore[arg-type]
+
+
+def _string(node: ast.expr | None, constants: dict[str, str]) -> str:
+    """A string literal, a module-level string constant, or a ``+`` of those."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _string(node.left, constants) + _string(node.right, constants)
+    raise ValueError(
+        f"__nnx_paths__ entries must be string literals, module-level string constants "
+        f"or '+' of those (line {getattr(node, 'lineno', '?')})"
+    )
 
 
 def render() -> str:

@@ -5,6 +5,7 @@ treescope as its only dependencies. The public interface is ``__all__``;
 modules starting with an underscore are private.
 """
 
+from nnx.core._checkpoint import restore_checkpoint, save_checkpoint
 from nnx.core._convert import (
     as_array_vars,
     as_hijax_vars,
@@ -110,7 +111,17 @@ from nnx.core._rngs import (
     restore_rngs,
     with_rngs,
 )
-from nnx.core._sharding import get_named_sharding, get_partition_spec, shard_state
+from nnx.core._sharding import (
+    StateSharding,
+    abstract_with_sharding,
+    get_abstract_model,
+    get_named_sharding,
+    get_partition_spec,
+    logical_axis_rules,
+    shard_state,
+    use_eager_sharding,
+    using_eager_sharding,
+)
 from nnx.core._state import (
     FlatState,
     State,
@@ -296,6 +307,15 @@ __all__ = [
     "get_partition_spec",
     "get_named_sharding",
     "shard_state",
+    "logical_axis_rules",
+    "use_eager_sharding",
+    "using_eager_sharding",
+    "get_abstract_model",
+    "abstract_with_sharding",
+    "StateSharding",
+    # checkpoints (orbax-checkpoint, the nnx-core[checkpoint] extra)
+    "save_checkpoint",
+    "restore_checkpoint",
     # display
     "display",
     # nested mappings, ids (Flax's nnx.traversals, nnx.ids)

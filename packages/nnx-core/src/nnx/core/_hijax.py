@@ -36,6 +36,14 @@ from jax.experimental.hijax import (
 
 from nnx.core._errors import HijaxError
 
+_NO_MAP = (
+    "jax.vmap and jax.lax.scan cannot map over hijax Variables (JAX has no "
+    "batching rule for them). Use nnx.vmap / nnx.scan, which accept every "
+    "Variable mode, or convert around the transform: "
+    "`nnx.vars_as(tree, hijax=False)` before it and `nnx.vars_as(out, hijax=True)` "
+    "after it."
+)
+
 _flatten = jax.tree_util.tree_flatten
 _unflatten = jax.tree_util.tree_unflatten
 
@@ -81,6 +89,12 @@ class CellTy(MutableHiType):
 
     def str_short(self, short_dtypes=False, mesh_axis_types=False, **_) -> str:
         return "Variable"
+
+    # jax.vmap and jax.lax.scan ask a hijax Variable's type for the shape to map over
+    # (the Variable itself answers with its value's shape, see CellView).
+    @property
+    def shape(self):
+        raise HijaxError(_NO_MAP)
 
     # -- lowering to immutable JAX values ------------------------------------
     def lo_ty_qdd(self, state: CellState):  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -147,19 +161,42 @@ class Cell:
     # cell has none, so say what to do instead of "rank 0" or "no leading axis".
     @property
     def shape(self):
-        raise HijaxError(
-            "jax.vmap and jax.lax.scan cannot map over hijax Variables (JAX has no "
-            "batching rule for them). Use nnx.vmap / nnx.scan, which accept every "
-            "Variable mode, or convert around the transform: "
-            "`nnx.vars_as(tree, hijax=False)` before it and `nnx.vars_as(out, hijax=True)` "
-            "after it."
-        )
+        raise HijaxError(_NO_MAP)
 
     def __repr__(self) -> str:
         return f"Cell({self._val!r})"
 
 
 register_hitype(Cell, lambda c: c.ty)
+
+
+class CellView:
+    """What JAX sees of a hijax Variable outside a trace: the Variable itself.
+
+    ``nnx.core._variables`` makes, for each Variable class, a subclass of this
+    class and of the Variable class whose instances forward to one Variable
+    (``_nnx_owner``). JAX types it as the Variable's cell (so ``jax.jit`` still
+    carries writes), and ``jax.tree.map``, checkpoint libraries and reprs see a
+    Variable with its metadata, never the storage cell (decision 0007).
+    """
+
+    __slots__ = ()
+
+    @property
+    def _nnx_cell(self) -> Cell:
+        raise NotImplementedError
+
+    def cur_qdd(self) -> CellState:
+        return self._nnx_cell.cur_qdd()
+
+
+def _cell_of(x) -> Cell:
+    return x._nnx_cell if isinstance(x, CellView) else x
+
+
+def register_view_type(cls: type) -> None:
+    """Type the instances of ``cls`` (a :class:`CellView` subclass) as cells for JAX."""
+    register_hitype(cls, lambda v: CellTy())
 
 
 class CellEffect(_jeffects.Effect):
@@ -206,7 +243,7 @@ class _CellSet(HiPrimitive):
         return [], {cell_effect}
 
     def to_lojax(self, cell, *leaves, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
-        cell._val = _unflatten(treedef, leaves)
+        _cell_of(cell)._val = _unflatten(treedef, leaves)
         return []
 
     def jvp(self, primals, tangents, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -237,7 +274,7 @@ class _CellGet(HiPrimitive):
         return avals, {cell_effect}
 
     def to_lojax(self, cell, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]
-        return jax.tree_util.tree_leaves(cell._val)
+        return jax.tree_util.tree_leaves(_cell_of(cell)._val)
 
     def jvp(self, primals, tangents, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]
         (cell,), (cell_dot,) = primals, tangents
@@ -302,6 +339,8 @@ def cell_get(cell):
     """The content of ``cell`` (traced reads go through ``get_variable``)."""
     if type(cell) is Cell and _eager():
         return cell._val
+    if isinstance(cell, CellView):
+        return cell_get(cell._nnx_cell)
     state = _jcore.cur_qdd(cell)
     leaves = cell_get_p.bind(cell, avals=tuple(state.leaf_avals))
     return _unflatten(state.treedef, leaves)
@@ -312,11 +351,19 @@ def cell_set(cell, value) -> None:
     if type(cell) is Cell and _eager():
         cell._val = value
         return
+    if isinstance(cell, CellView):
+        cell_set(cell._nnx_cell, value)
+        return
     leaves, treedef = _flatten(value)
     try:
         cell_set_p.bind(cell, *leaves, treedef=treedef)
     except NotImplementedError as e:  # no batching rule: a vmapped value
         raise HijaxError("A hijax Variable cannot be written here. " + _NO_CELL_HERE) from e
+
+
+def is_tracer(x) -> bool:
+    """True for a value traced by a JAX transform."""
+    return isinstance(x, _jcore.Tracer)
 
 
 def is_cell(x) -> bool:

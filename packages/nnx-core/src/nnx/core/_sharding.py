@@ -1,35 +1,287 @@
-"""Sharding metadata: PartitionSpecs and NamedShardings from Variables' ``sharding_names``.
+"""Sharding: PartitionSpecs from Variables' ``sharding_names``, logical axis rules, and
+eager sharding of Variables when they are created under a mesh.
 
-Variables carry the mesh axis name of each dimension as ``sharding_names``
-metadata (set directly, or by an initializer wrapped with
-:func:`with_partitioning`). These helpers turn a model or State into the
-matching tree of ``PartitionSpec``/``NamedSharding`` for ``jax.jit``'s
-``in_shardings``/``out_shardings`` or ``jax.device_put``.
+Variables carry the mesh axis name (or a logical axis name, mapped by
+:func:`logical_axis_rules`) of each dimension as ``sharding_names`` metadata,
+set directly or by an initializer wrapped with :func:`with_partitioning`.
+
+- Under ``jax.set_mesh(mesh)`` (and while :func:`using_eager_sharding` is
+  true, the default) a Variable with ``sharding_names`` is sharded when it is
+  created, so a model never sits whole on one device.
+- :func:`get_partition_spec` / :func:`get_named_sharding` turn a model or
+  State into the matching tree of ``PartitionSpec``/``NamedSharding`` for
+  ``jax.jit``'s ``in_shardings``/``out_shardings``, ``jax.device_put`` or a
+  checkpoint restore; :func:`get_abstract_model` and
+  :func:`abstract_with_sharding` give abstract states that carry shardings.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
+from jax.extend.core import get_opaque_trace_state
 from jax.sharding import NamedSharding, PartitionSpec
 
+from nnx.core._hijax import is_tracer
 from nnx.core._state import State
-from nnx.core._variables import Variable
+from nnx.core._variables import PLAIN, Variable
+
+# -- logical axis rules ------------------------------------------------------------------
+
+
+class _Context(threading.local):
+    def __init__(self):
+        self.rules: tuple = ()
+        self.eager: list[bool] = []
+
+
+_ctx = _Context()
+
+
+class logical_axis_rules:  # noqa: N801  (Flax spells it as a function-like context manager)
+    """Map logical axis names to mesh axis names inside a ``with`` block.
+
+    Example::
+
+        rules = (("batch", "data"), ("hidden", "model"), ("embed", None))
+        with nnx.logical_axis_rules(rules):
+            p = nnx.Param(jnp.ones((4, 8)), sharding_names=("embed", "hidden"))
+            nnx.get_partition_spec(p)[...]    # PartitionSpec(None, 'model')
+
+    ``rules`` is a sequence of ``(logical_name, mesh_axes)`` pairs in order of
+    precedence (``mesh_axes``: a mesh axis name, a tuple of them, or ``None``).
+    A logical name takes the first rule whose mesh axes no other dimension of
+    the same array already uses; names without a rule are not sharded. A
+    Variable's own ``sharding_rules`` metadata adds rules for that Variable.
+    The rules apply wherever nnx reads ``sharding_names``: eager sharding at
+    creation, :func:`get_partition_spec`, :func:`get_named_sharding`.
+    """
+
+    def __init__(self, rules: Iterable[tuple[str, Any]]):
+        self.rules = _check_rules(rules)
+        self._before: list[tuple] = []
+
+    def __enter__(self) -> logical_axis_rules:
+        self._before.append(_ctx.rules)
+        _ctx.rules = self.rules
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _ctx.rules = self._before.pop()
+
+
+def _check_rules(rules) -> tuple:
+    out = []
+    for rule in rules:
+        if not (isinstance(rule, (tuple, list)) and len(rule) == 2):
+            raise ValueError(
+                f"nnx.logical_axis_rules: each rule is a (logical_name, mesh_axes) pair, got "
+                f"{rule!r}. Example: (('batch', 'data'), ('hidden', 'model'))."
+            )
+        out.append((rule[0], rule[1]))
+    return tuple(out)
+
+
+def _merge_rules(context: tuple, local) -> tuple:
+    if not local:
+        return context
+    local = _check_rules(local)
+    if not context:
+        return local
+    merged = dict(context)
+    for name, axes in local:
+        if name in merged and merged[name] != axes:
+            raise ValueError(
+                f"Logical axis {name!r} is mapped to {merged[name]!r} by nnx.logical_axis_rules "
+                f"but to {axes!r} by the Variable's sharding_rules. Use one mapping."
+            )
+        merged[name] = axes
+    return tuple(merged.items())
+
+
+def _axes_of(axes) -> set:
+    if axes is None:
+        return set()
+    return set(axes) if isinstance(axes, (tuple, list)) else {axes}
+
+
+def _logical_to_mesh(names: tuple, rules: tuple) -> tuple:
+    """Mesh axes for each dimension name, by ``rules`` (see :class:`logical_axis_rules`)."""
+    strs = [n for n in names if isinstance(n, str)]
+    dups = {n for n in strs if strs.count(n) > 1}
+    if dups:
+        raise ValueError(
+            f"sharding_names {names!r} name the logical axes {sorted(dups)} more than once; "
+            "each dimension of an array needs its own name."
+        )
+    unassigned = object()
+    out: list = [unassigned if isinstance(n, str) else n for n in names]
+    for logical, axes in rules:
+        if logical not in names:
+            continue
+        pos = names.index(logical)
+        used = set().union(*(_axes_of(a) for a in out if a is not unassigned))
+        if out[pos] is unassigned and not (_axes_of(axes) & used):
+            out[pos] = axes
+    return tuple(None if a is unassigned else a for a in out)
+
+
+def _resolve_names(names, local_rules=None) -> tuple:
+    names = tuple(names)
+    rules = _merge_rules(_ctx.rules, local_rules)
+    return _logical_to_mesh(names, rules) if rules else names
+
+
+def _spec_of(names, local_rules=None) -> PartitionSpec:
+    return PartitionSpec(*_resolve_names(names, local_rules))
 
 
 def _spec(v: Variable) -> PartitionSpec:
     names = v.get_metadata("sharding_names")
-    return PartitionSpec() if names is None else PartitionSpec(*names)
+    if names is None:
+        return PartitionSpec()
+    return _spec_of(names, v.get_metadata("sharding_rules"))
+
+
+# -- eager sharding ----------------------------------------------------------------------
+
+
+def using_eager_sharding() -> bool:
+    """Whether Variables with ``sharding_names`` are sharded when they are created.
+
+    True unless turned off with :func:`use_eager_sharding`. It acts only where
+    a mesh is set (``jax.set_mesh(mesh)``) or the Variable has ``mesh``
+    metadata (``nnx.with_partitioning(init, names, mesh=mesh)``); elsewhere
+    the names are recorded and the array stays where it is.
+    """
+    return _ctx.eager[-1] if _ctx.eager else True
+
+
+class use_eager_sharding:  # noqa: N801  (a call that also works as a context manager)
+    """Turn eager sharding on or off: now, or for a ``with`` block or a function.
+
+    Example::
+
+        nnx.use_eager_sharding(False)          # from now on
+        with nnx.use_eager_sharding(True):     # for this block only
+            model = MyModel(rngs=nnx.Rngs(0))
+        nnx.using_eager_sharding()             # False again
+
+    Used as a decorator (``@nnx.use_eager_sharding(False)``), the setting holds
+    while the function runs. One Variable decides for itself with
+    ``nnx.Param(x, sharding_names=..., eager_sharding=False)``.
+    """
+
+    def __init__(self, value: bool, /):
+        self.value = bool(value)
+        self._had = bool(_ctx.eager)
+        self._prev = _ctx.eager[-1] if _ctx.eager else None
+        if _ctx.eager:
+            _ctx.eager[-1] = self.value
+        else:
+            _ctx.eager.append(self.value)
+
+    def _undo(self) -> None:
+        if self._had:
+            _ctx.eager[-1] = self._prev  # type: ignore[assignment]
+        elif _ctx.eager:
+            _ctx.eager.pop()
+
+    def __enter__(self) -> use_eager_sharding:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._undo()
+
+    def __call__(self, f: Callable) -> Callable:
+        self._undo()
+        value = self.value
+
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            _ctx.eager.append(value)
+            try:
+                return f(*args, **kwargs)
+            finally:
+                _ctx.eager.pop()
+
+        return wrapper
+
+    def __repr__(self) -> str:
+        return f"nnx.use_eager_sharding({self.value})"
+
+
+def _is_traced(x) -> bool:
+    return is_tracer(x)
+
+
+def _shard_one(x, spec: PartitionSpec, mesh):
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        return x
+    if len(spec) > len(x.shape):
+        raise ValueError(
+            f"sharding_names {tuple(spec)!r} name {len(spec)} dimensions, but the value has "
+            f"shape {tuple(x.shape)}. Give one name (or None) per dimension."
+        )
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return x  # abstract: nnx.abstract_with_sharding adds the sharding
+    if not _is_traced(x):
+        concrete = mesh if isinstance(mesh, jax.sharding.Mesh) else jax.sharding.get_mesh()
+        if not concrete.empty:
+            return jax.device_put(x, NamedSharding(concrete, spec))
+    target = NamedSharding(mesh, spec) if mesh is not None else spec
+    named = {a for d in spec for a in _axes_of(d)}
+    abstract = mesh.abstract_mesh if isinstance(mesh, jax.sharding.Mesh) else mesh
+    if abstract is None:
+        abstract = jax.sharding.get_abstract_mesh()
+    explicit = jax.sharding.AxisType.Explicit
+    types = dict(zip(abstract.axis_names, abstract.axis_types))
+    if named and all(types.get(a) == explicit for a in named):
+        return jax.sharding.reshard(x, target)
+    return jax.lax.with_sharding_constraint(x, target)
+
+
+def shard_new_value(value: Any, metadata: dict, eager: bool | None) -> Any:
+    """The value a new Variable stores: sharded as ``metadata`` says, when eager
+    sharding is on and a mesh is known (``Variable.__init__`` calls this)."""
+    if eager is None:
+        eager = using_eager_sharding()
+    if not eager:
+        return value
+    mesh = metadata.get("mesh")
+    if mesh is None:
+        mesh_now = jax.sharding.get_abstract_mesh()
+        if mesh_now.empty:
+            return value
+    names = metadata["sharding_names"]
+    if not names:
+        return value
+    spec = _spec_of(names, metadata.get("sharding_rules"))
+    return jax.tree.map(lambda x: _shard_one(x, spec, mesh), value)
+
+
+# -- trees of specs and shardings --------------------------------------------------------
+
+
+def _plain(v: Variable, value) -> Variable:
+    """A plain Variable of ``v``'s kind and metadata holding ``value`` (a spec, a
+    sharding, an abstract value: nothing that belongs in a ref or a hijax cell)."""
+    return type(v)._from_raw(
+        value, v._aux.replace(mode=PLAIN), get_opaque_trace_state(convention="nnx")
+    )
 
 
 def _map_variables(f, tree: Any) -> Any:
     from nnx.core._graph import flatten, unflatten
 
     if isinstance(tree, Variable):
-        return tree.replace(f(tree))
+        return _plain(tree, f(tree))
     flat = flatten(tree)
-    leaves = [x.replace(f(x)) if isinstance(x, Variable) else PartitionSpec() for x in flat.leaves]
+    leaves = [_plain(x, f(x)) if isinstance(x, Variable) else PartitionSpec() for x in flat.leaves]
     return unflatten(flat.graphdef, leaves)
 
 
@@ -42,7 +294,10 @@ def get_partition_spec(tree: Any) -> Any:
         state = nnx.State({"w": nnx.Param(init(jax.random.key(0), (4, 8)))})
         nnx.get_partition_spec(state)["w"][...]   # PartitionSpec(None, 'model')
 
-    Variables without ``sharding_names`` get ``PartitionSpec()`` (replicated).
+    Variables without ``sharding_names`` get ``PartitionSpec()`` (replicated);
+    logical names are mapped by :class:`logical_axis_rules` and the Variable's
+    ``sharding_rules``. The Variables of the result are plain, whatever the
+    mode of the input.
     """
     return _map_variables(_spec, tree)
 
@@ -71,3 +326,148 @@ def shard_state(state: State, mesh: jax.sharding.Mesh) -> State:
         if isinstance(v, Variable):
             v.set_value(jax.device_put(v.get_value(), NamedSharding(mesh, _spec(v))))
     return state
+
+
+def _with_sharding(v: Variable, mesh) -> Any:
+    value = v.get_value()
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        return value
+    if getattr(value, "sharding", None) is not None and not isinstance(value, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=value.sharding)
+    m = v.get_metadata("mesh") or mesh
+    current = getattr(value, "sharding", None)
+    if current is not None:
+        if (
+            isinstance(current, NamedSharding)
+            and isinstance(m, jax.sharding.Mesh)
+            and not isinstance(current.mesh, jax.sharding.Mesh)
+        ):  # eval_shape gives shardings on the abstract mesh; a restore needs devices
+            return jax.ShapeDtypeStruct(
+                value.shape, value.dtype, sharding=NamedSharding(m, current.spec)
+            )
+        return value
+    if m is None or (v.get_metadata("sharding_names") is None and m.empty):
+        return jax.ShapeDtypeStruct(value.shape, value.dtype)
+    return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=NamedSharding(m, _spec(v)))
+
+
+def abstract_with_sharding(tree: Any, mesh: Any = None) -> Any:
+    """The tree with each Variable holding a ``jax.ShapeDtypeStruct`` that carries its
+    sharding: the target of a sharded checkpoint restore.
+
+    Example::
+
+        mesh = jax.make_mesh((2, 4), ("data", "model"))
+        with jax.set_mesh(mesh):
+            abstract = nnx.eval_shape(lambda: MyModel(rngs=nnx.Rngs(0)))
+            abstract = nnx.abstract_with_sharding(abstract)
+        abstract.linear.kernel[...].sharding.spec    # PartitionSpec(None, 'model')
+
+    A value that has a sharding keeps it; otherwise the sharding is
+    ``NamedSharding(mesh, spec)`` from the Variable's ``sharding_names``, with
+    the mesh from the Variable's ``mesh`` metadata, the ``mesh`` argument, or
+    the mesh set by ``jax.set_mesh``. Concrete arrays become their abstract
+    ``ShapeDtypeStruct``. The result's Variables are plain.
+    """
+    if mesh is None:
+        concrete = jax.sharding.get_mesh()
+        current = concrete if not concrete.empty else jax.sharding.get_abstract_mesh()
+        mesh = None if current.empty else current
+    return _map_variables(lambda v: _with_sharding(v, mesh), tree)
+
+
+def get_abstract_model(init_fn: Callable[[], Any], mesh: jax.sharding.Mesh):
+    """``(graphdef, abstract_state)`` of the model ``init_fn()`` would build on ``mesh``,
+    without allocating it; the state's values are ``jax.ShapeDtypeStruct``\\ s with
+    ``NamedSharding``\\ s (a checkpoint restore target).
+
+    Example::
+
+        graphdef, abstract_state = nnx.get_abstract_model(
+            lambda: MyModel(rngs=nnx.Rngs(0)), mesh
+        )
+        state = checkpointer.restore(path, abstract_state)
+        model = nnx.merge(graphdef, state)
+    """
+    from nnx.core._graph import split
+
+    box: list = []
+
+    def build():
+        graphdef, state = split(init_fn())
+        box.append(graphdef)
+        return _plain_values(state)
+
+    with jax.set_mesh(mesh):
+        abstract = jax.eval_shape(build)
+        state = abstract_with_sharding(abstract, mesh)
+    return box[0], state
+
+
+def _plain_values(state: State) -> State:
+    """The state as plain Variables (a value JAX can return from a trace)."""
+    return State.from_flat(
+        (p, _plain(v, v.get_value()) if isinstance(v, Variable) else v)
+        for p, v in state.flat_state()
+    )
+
+
+# -- shardings for nnx.jit by filter -----------------------------------------------------
+
+
+class StateSharding:
+    """Shardings chosen by filter, for an nnx object argument of ``nnx.jit``.
+
+    Example::
+
+        state_sharding = nnx.StateSharding({nnx.Param: NamedSharding(mesh, P()), ...: None})
+        state_sharding.sharding_for(("linear", "kernel"), model.linear.kernel)
+
+    ``filter_sharding`` is a mapping (or a sequence of pairs) from filters to
+    shardings; a Variable takes the sharding of the first filter that matches
+    its path and value (``None`` when none does).
+    """
+
+    def __init__(self, filter_sharding: Mapping | Iterable[tuple[Any, Any]], /):
+        items = (
+            tuple(filter_sharding.items())
+            if isinstance(filter_sharding, Mapping)
+            else tuple(filter_sharding)
+        )
+        self._filters = tuple(f for f, _ in items)
+        self._shardings = tuple(s for _, s in items)
+
+    @property
+    def filters(self) -> tuple:
+        """The filters, in order."""
+        return self._filters
+
+    @property
+    def shardings(self) -> tuple:
+        """The sharding of each filter."""
+        return self._shardings
+
+    def sharding_for(self, path: tuple, variable: Any) -> Any:
+        """The sharding of the first filter that matches ``(path, variable)``."""
+        from nnx.core._filters import to_predicate
+
+        for f, s in zip(self._filters, self._shardings):
+            if to_predicate(f)(path, variable):
+                return s
+        return None
+
+    map_prefix = sharding_for
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, StateSharding)
+            and self._filters == other._filters
+            and self._shardings == other._shardings
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._filters, self._shardings))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f!r}: {s!r}" for f, s in zip(self._filters, self._shardings))
+        return f"StateSharding({{{inner}}})"

@@ -28,7 +28,16 @@ from jax.extend.core import get_opaque_trace_state
 from nnx.core import _epoch
 from nnx.core._defaults import _current
 from nnx.core._errors import HijaxError, ImmutableVariableError, TraceContextError
-from nnx.core._hijax import cell_get, cell_set, cells_allowed, is_cell, new_cell
+from nnx.core._hijax import (
+    Cell,
+    CellView,
+    cell_get,
+    cell_set,
+    cells_allowed,
+    is_cell,
+    new_cell,
+    register_view_type,
+)
 
 A = TypeVar("A")
 
@@ -101,7 +110,7 @@ class VariableMetadata(Generic[A]):
         self.metadata = dict(metadata)
 
 
-def with_partitioning(initializer, sharding_names, **metadata):
+def with_partitioning(initializer, sharding_names, mesh=None, **metadata):
     """Wrap an initializer so that its Variable records ``sharding_names``.
 
     Example::
@@ -109,7 +118,12 @@ def with_partitioning(initializer, sharding_names, **metadata):
         kernel_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
         # nnx.Linear(2, 8, kernel_init=kernel_init, rngs=rngs).kernel.sharding_names
         # == (None, "model")
+
+    Under ``jax.set_mesh(mesh)``, or with ``mesh`` given here, the Variable's
+    array is sharded when it is created (see ``nnx.use_eager_sharding``).
     """
+    if mesh is not None:
+        metadata = {"mesh": mesh, **metadata}
     return _Partitioned(initializer, tuple(sharding_names), metadata)
 
 
@@ -249,10 +263,12 @@ class Variable(Generic[A]):
       mutable: ``False`` makes the Variable reject writes; ``True`` (the
         mutable-arrays era spelling) asks for ref storage.
       is_hijax: alias of ``hijax``.
+      eager_sharding: with ``sharding_names`` metadata, shard the value when the
+        Variable is created under a mesh (default: :func:`using_eager_sharding`).
       **metadata: any keyword; read back as attributes (``v.sharding_names``).
     """
 
-    __slots__ = ("_raw", "_aux", "_trace", "__weakref__")
+    __slots__ = ("_raw", "_aux", "_trace", "_view", "__weakref__")
 
     _raw: Any
     _aux: VarAux
@@ -265,6 +281,7 @@ class Variable(Generic[A]):
         ref: bool | None = None,
         mutable: bool | None = None,
         is_hijax: bool | None = None,
+        eager_sharding: bool | None = None,
         **metadata: Any,
     ):
         if is_hijax is not None:
@@ -272,6 +289,8 @@ class Variable(Generic[A]):
         if isinstance(value, VariableMetadata):
             metadata = {**value.metadata, **metadata}
             value = value.value
+            if eager_sharding is None:
+                eager_sharding = metadata.pop("eager_sharding", None)
         if isinstance(value, Variable):
             metadata = {**value._aux.metadata, **metadata}
             value = value.get_value()
@@ -283,6 +302,10 @@ class Variable(Generic[A]):
                 f"{type(self).__name__}(...) got a jax.Ref as its value. Pass the array "
                 "and ask for ref storage instead: `nnx.Variable(array, ref=True)`."
             )
+        if "sharding_names" in metadata:
+            from nnx.core._sharding import shard_new_value
+
+            value = shard_new_value(value, metadata, eager_sharding)
         mode, is_mutable = _resolve_mode(hijax, ref, mutable)
         _set_raw(self, _store(mode, value))
         _set_aux(self, VarAux(mode, is_mutable, metadata))
@@ -721,7 +744,8 @@ class Variable(Generic[A]):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _register_variable_type(cls)
+        if not issubclass(cls, CellView):  # a hijax Variable's view is a JAX leaf
+            _register_variable_type(cls)
 
     # Typing: `nnx.Param[jax.Array]` works through Generic. The operators are installed
     # by the loops below the class; these declarations let type checkers see them
@@ -788,10 +812,12 @@ def _rebuild_variable(cls, value, aux):
     )
 
 
-_SLOT_NAMES = frozenset({"_raw", "_aux", "_trace"})
+_SLOT_NAMES = frozenset({"_raw", "_aux", "_trace", "_view"})
 _set_raw = Variable._raw.__set__  # type: ignore[attr-defined]
 _set_aux = Variable._aux.__set__  # type: ignore[attr-defined]
 _set_trace = Variable._trace.__set__  # type: ignore[attr-defined]
+_get_view = Variable._view.__get__  # type: ignore[attr-defined]
+_set_view = Variable._view.__set__  # type: ignore[attr-defined]
 
 
 def _ref_assign(ref, value):
@@ -879,26 +905,163 @@ Variable.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
 
 
 # -- JAX pytree registration -----------------------------------------------------
+# A Variable is a pytree node with one child. For plain and ref Variables the child is
+# the stored value (arrays, jax.Refs). For a hijax Variable outside a trace it is a
+# view (`_LeafView`): an object of the Variable's own class that forwards to it and
+# that JAX types as its cell, so `jax.jit` carries writes while `jax.tree.map`,
+# checkpoint libraries and reprs see the Variable, never the cell (decision 0007). A
+# hijax Variable whose cell holds no arrays (ShapeDtypeStructs of an abstract model,
+# None, a library's per-leaf options) shows that content, as a plain Variable does:
+# the form a checkpoint restore takes as its target.
+def _child(v):
+    raw = v._raw
+    if type(raw) is not Cell:
+        return raw
+    content = raw._val
+    if type(content) not in _VALUE_CLASSES and not _holds_values(content):
+        return content  # abstract (ShapeDtypeStructs), None, a library's options
+    try:
+        return _get_view(v)
+    except AttributeError:  # the first flatten of this Variable
+        view = object.__new__(_view_class(type(v)))
+        _set_owner(view, v)
+        _set_view(v, view)
+        return view
+
+
 def _var_flatten(v):
-    return (v._raw,), v._aux
+    return (_child(v),), v._aux
 
 
 def _var_flatten_with_keys(v):
-    return ((_VALUE_KEY, v._raw),), v._aux
+    return ((_VALUE_KEY, _child(v)),), v._aux
 
 
 _VALUE_KEY = jax.tree_util.GetAttrKey("value")
 
 
+def _hijax_unflatten(cls, aux: VarAux, child):
+    """What a tree of hijax Variables rebuilds from ``child``.
+
+    The Variable itself for its view (a `jax.tree.map` that returned its argument); the
+    Variable a function returned (`jax.tree.map(make_opt_state, params)`); a Variable
+    around a cell (inside `jax.jit`); otherwise a new hijax Variable of the same kind
+    and metadata holding the new value (a `jax.tree.map` that computed new arrays, a
+    checkpoint restore), as for plain Variables.
+    """
+    if isinstance(child, _LeafView):
+        return child._nnx_owner
+    if isinstance(child, Variable):
+        return child
+    if is_cell(child):
+        return cls._from_raw(child, aux, None)
+    if isinstance(child, np.ndarray):
+        # a host copy (`np.asarray` of the Variable, as checkpoint libraries make before
+        # writing): a snapshot, not state for JAX to carry, so a plain Variable
+        plain = aux.replace(mode=PLAIN)
+        return cls._from_raw(child, plain, get_opaque_trace_state(convention="nnx"))
+    return cls._from_raw(_store(HIJAX, child), aux, None)
+
+
+_ARRAYISH = (jax.Array, np.ndarray, np.generic, int, float, complex)
+# the classes of concrete arrays, checked by identity before the isinstance checks
+_VALUE_CLASSES = frozenset({type(jnp.zeros(())), np.ndarray})
+
+
+def _holds_values(content) -> bool:
+    """Whether JAX must see a cell: it holds arrays or numbers, or an empty container
+    (a dict that gains keys inside `jax.jit`). ``None``, ShapeDtypeStructs and other
+    objects that are not values (a library's per-leaf options) are shown as they are."""
+    if isinstance(content, _ARRAYISH):
+        return True
+    if content is None:
+        return False
+    leaves = jax.tree_util.tree_leaves(content)
+    return not leaves or any(isinstance(x, _ARRAYISH) for x in leaves)
+
+
 def _register_variable_type(cls) -> None:
     def unflatten(aux, children, cls=cls):
         raw = children[0]
+        if aux.mode == HIJAX:
+            return _hijax_unflatten(cls, aux, raw)
         trace = get_opaque_trace_state(convention="nnx") if aux.mode == PLAIN else None
         return cls._from_raw(raw, aux, trace)
 
     jax.tree_util.register_pytree_with_keys(
         cls, _var_flatten_with_keys, unflatten, flatten_func=_var_flatten
     )
+
+
+class _LeafView(CellView):
+    """Base of the view classes (see ``_child``): forwards state and writes to the owner."""
+
+    __slots__ = ()
+    _nnx_owner: Variable  # a slot of each view class
+
+    _raw = property(lambda self: self._nnx_owner._raw)
+    _aux = property(lambda self: self._nnx_owner._aux)
+    _trace = property(lambda self: None)
+
+    @property
+    def _nnx_cell(self) -> Cell:
+        return self._nnx_owner._raw
+
+    def __setattr__(self, name, value):
+        setattr(self._nnx_owner, name, value)
+
+    def __delattr__(self, name):
+        delattr(self._nnx_owner, name)
+
+    def set_metadata(self, **metadata) -> None:
+        self._nnx_owner.set_metadata(**metadata)
+
+    def set_raw_value(self, raw) -> None:
+        self._nnx_owner.set_raw_value(raw)
+
+    def replace(self, value: Any = None, **metadata):
+        return self._nnx_owner.replace(value, **metadata)
+
+    def copy(self):
+        return self._nnx_owner.copy()
+
+    def to_mode(self, *, mode: int, mutable: bool):
+        return self._nnx_owner.to_mode(mode=mode, mutable=mutable)
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        return copy.deepcopy(self._nnx_owner, memo)
+
+    def __copy__(self):
+        return self._nnx_owner.copy()
+
+    def __reduce__(self):
+        return self._nnx_owner.__reduce__()
+
+
+_VIEW_CLASSES: dict = {}
+
+
+def _view_class(cls: type) -> type:
+    view = _VIEW_CLASSES.get(cls)
+    if view is None:
+        view = type(
+            cls.__name__,
+            (_LeafView, cls),
+            {
+                "__slots__": ("_nnx_owner",),
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+            },
+        )
+        register_view_type(view)
+        _VIEW_CLASSES[cls] = view
+    return view
+
+
+def _set_owner(view, owner) -> None:
+    type(view)._nnx_owner.__set__(view, owner)  # type: ignore[attr-defined]
 
 
 _register_variable_type(Variable)

@@ -219,10 +219,21 @@ __nnx_paths__ = {
         "Array Dtype PromoteDtypeFn Shape Initializer PrecisionLike DotGeneralT"
     ),
     "nn.dtypes": "canonicalize_dtype promote_dtype Dtype",
-    "nn.initializers": " ".join(
-        f"{n}=_init_{n}" for n in initializers.__all__ if n != "Initializer"
-    )
-    + " Initializer",
+    # a literal (tools/known_names.py reads it without importing); a test checks it
+    # against initializers.__all__
+    "nn.initializers": (
+        "constant=_init_constant delta_orthogonal=_init_delta_orthogonal "
+        "glorot_normal=_init_glorot_normal glorot_uniform=_init_glorot_uniform "
+        "he_normal=_init_he_normal he_uniform=_init_he_uniform "
+        "kaiming_normal=_init_kaiming_normal "
+        "kaiming_uniform=_init_kaiming_uniform lecun_normal=_init_lecun_normal "
+        "lecun_uniform=_init_lecun_uniform normal=_init_normal ones=_init_ones "
+        "ones_init=_init_ones_init orthogonal=_init_orthogonal "
+        "truncated_normal=_init_truncated_normal uniform=_init_uniform "
+        "variance_scaling=_init_variance_scaling "
+        "xavier_normal=_init_xavier_normal xavier_uniform=_init_xavier_uniform "
+        "zeros=_init_zeros zeros_init=_init_zeros_init Initializer"
+    ),
     "nn.linear": (
         "LinearGeneral Linear Einsum Conv ConvTranspose Embed canonicalize_padding "
         "default_kernel_init default_bias_init default_embed_init initializers "
