@@ -15,7 +15,6 @@ these tests check, one capability each, with the numbers compared against plain 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import nnx
 

@@ -52,9 +52,7 @@ def check(files: list[Path], python: str | None) -> list[str]:
     cmd = [*_pyright(), "--outputjson"]
     if python:
         cmd += ["--pythonpath", python]
-    result = subprocess.run(
-        [*cmd, *map(str, files)], capture_output=True, text=True, cwd=ROOT
-    )
+    result = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, cwd=ROOT)
     try:
         report = json.loads(result.stdout)
     except json.JSONDecodeError:

@@ -7,10 +7,11 @@ contains TEXT.
 
 from __future__ import annotations
 
+from typing import reveal_type
+
 import jax
 import jax.numpy as jnp
 import optax
-from typing_extensions import reveal_type
 
 import nnx
 

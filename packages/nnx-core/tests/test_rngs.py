@@ -15,7 +15,9 @@ def test_streams_and_default_fallback():
     assert not jnp.array_equal(
         jax.random.key_data(rngs.params()), jax.random.key_data(rngs.dropout())
     )
-    with pytest.raises(AttributeError, match="No RngStream named 'other' found in Rngs, and it has no 'default'"):
+    with pytest.raises(
+        AttributeError, match="No RngStream named 'other' found in Rngs, and it has no 'default'"
+    ):
         rngs.other()
     r = nnx.Rngs(0)
     k1 = r.params()  # falls back to default

@@ -145,7 +145,8 @@ def test_writing_a_captured_variable_inside_jit_raises_trace_context_error():
         v[...] = v[...] + 1
 
     with pytest.raises(
-        nnx.TraceContextError, match=r"Cannot mutate Variable from a different trace level: this Variable \(int32\[\]\) was created outside this JAX transform"
+        nnx.TraceContextError,
+        match=r"Cannot mutate Variable from a different trace level: this Variable \(int32\[\]\) was created outside this JAX transform",
     ):
         f()
     assert int(v[...]) == 0

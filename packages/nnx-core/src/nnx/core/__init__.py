@@ -68,7 +68,6 @@ from nnx.core._graph import (
     update,
     variables,
 )
-from nnx.core._ids import UUID, UUIDManager, uuid
 from nnx.core._graph_tools import (
     GraphState,
     PureState,
@@ -77,6 +76,7 @@ from nnx.core._graph_tools import (
     pure,
     recursive_map,
 )
+from nnx.core._ids import UUID, UUIDManager, uuid
 from nnx.core._module import (
     Module,
     capture,
@@ -135,13 +135,6 @@ from nnx.core._state import (
     to_flat_state,
     to_pure_dict,
 )
-from nnx.core._traversals import (
-    empty_node,
-    flatten_mapping,
-    flatten_to_sequence,
-    unflatten_mapping,
-)
-from nnx.core._typing import A, M, VariableState
 from nnx.core._storage import (
     StorageMode,
     VariableRecord,
@@ -151,6 +144,13 @@ from nnx.core._storage import (
     variable_record,
     variable_trace,
 )
+from nnx.core._traversals import (
+    empty_node,
+    flatten_mapping,
+    flatten_to_sequence,
+    unflatten_mapping,
+)
+from nnx.core._typing import A, M, VariableState
 from nnx.core._variables import (
     BatchStat,
     Cache,

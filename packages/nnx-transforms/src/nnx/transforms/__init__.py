@@ -9,8 +9,6 @@ All of them are built on one mechanism (``_boundary.py``).
 from nnx.transforms._autodiff import DiffState, grad, value_and_grad
 from nnx.transforms._axes import Carry, StateAxes
 from nnx.transforms._control import cond, fori_loop, switch, while_loop
-from nnx.transforms._errors import AxisError, CarryError, EscapeError, TransformError
-from nnx.transforms._jaxpr import PARTITION_NAME, make_jaxpr
 from nnx.transforms._errors import (
     AxisError,
     CarryError,
@@ -18,6 +16,7 @@ from nnx.transforms._errors import (
     EscapeError,
     TransformError,
 )
+from nnx.transforms._jaxpr import PARTITION_NAME, make_jaxpr
 from nnx.transforms._jit import jit
 from nnx.transforms._misc import (
     checkify,
