@@ -201,6 +201,7 @@ class CachedPartial:
         self._flat: Any = None
         self._clones: tuple = ()
         self._clone_flat: Any = None
+        self._clone_leaves: tuple = ()
         self._containers: list = []
         self._snapshots: list = []
 
@@ -221,13 +222,17 @@ class CachedPartial:
         # without moving the structure epoch.
         flat = flatten(self.cached_args)
         old = self._flat
+        # Compare with the leaves the clones were built from: the FlattenCache updates
+        # a cached flattening's leaves in place when an array in a plain container is
+        # replaced, so `old.leaves` may already show the new array.
         if (
             old is None
             or flat.graphdef != old.graphdef
-            or len(flat.leaves) != len(old.leaves)
-            or any(a is not b for a, b in zip(flat.leaves, old.leaves))
+            or len(flat.leaves) != len(self._clone_leaves)
+            or any(a is not b for a, b in zip(flat.leaves, self._clone_leaves))
         ):
             # new objects around the same Variables (and arrays): writes reach the originals
+            self._clone_leaves = tuple(flat.leaves)
             self._clones = unflatten(flat.graphdef, list(flat.leaves))
             self._clone_flat = self._clone_cache.flatten(self._clones)
         self._cache = FlattenCache()
