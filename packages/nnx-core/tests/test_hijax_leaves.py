@@ -1,5 +1,5 @@
 """What JAX's pytree functions see of hijax Variables: the Variable, never its cell
-(decision 0007), while a plain ``jax.jit`` still carries their writes."""
+(decision 0009), while a plain ``jax.jit`` still carries their writes."""
 
 import copy
 import pickle

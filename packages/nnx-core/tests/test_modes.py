@@ -297,7 +297,7 @@ def test_plain_vmap_and_scan_over_hijax_variables_say_what_to_do():
     with pytest.raises(nnx.HijaxError, match="Use nnx.vmap / nnx.scan"):
         jax.vmap(lambda p: p[...].sum())(v)
     # jax.lax.scan reads the leaf's `.shape` first, which the Variable answers (it is
-    # what jax.tree.map hands out, decision 0007), then refuses the cell's type itself
+    # what jax.tree.map hands out, decision 0009), then refuses the cell's type itself
     with pytest.raises(ValueError, match=r"Expected ShapedArray; got \[<class '.*CellTy'>\]"):
         jax.lax.scan(lambda c, p: (c, None), 0.0, v)
     stacked = nnx.vars_as(v, hijax=False)  # the conversion the message suggests

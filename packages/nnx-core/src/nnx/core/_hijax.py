@@ -177,7 +177,7 @@ class CellView:
     class and of the Variable class whose instances forward to one Variable
     (``_nnx_owner``). JAX types it as the Variable's cell (so ``jax.jit`` still
     carries writes), and ``jax.tree.map``, checkpoint libraries and reprs see a
-    Variable with its metadata, never the storage cell (decision 0007).
+    Variable with its metadata, never the storage cell (decision 0009).
     """
 
     __slots__ = ()

@@ -910,7 +910,7 @@ Variable.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
 # the stored value (arrays, jax.Refs). For a hijax Variable outside a trace it is a
 # view (`_LeafView`): an object of the Variable's own class that forwards to it and
 # that JAX types as its cell, so `jax.jit` carries writes while `jax.tree.map`,
-# checkpoint libraries and reprs see the Variable, never the cell (decision 0007). A
+# checkpoint libraries and reprs see the Variable, never the cell (decision 0009). A
 # hijax Variable whose cell holds no arrays (ShapeDtypeStructs of an abstract model,
 # None, a library's per-leaf options) shows that content, as a plain Variable does:
 # the form a checkpoint restore takes as its target.
