@@ -237,7 +237,11 @@ def execute_page(markdown: str, page_uri: str) -> tuple[str, int]:
                 if raises:
                     exc_type = _lookup_error(raises["name"])
                     try:
-                        _run(body, {"__name__": ns["__name__"] + f"_{i}"}, label)
+                        # its own namespace and Variable defaults, as tests/test_errors_doc.py
+                        try:
+                            _run(body, {"__name__": ns["__name__"] + f"_{i}"}, label)
+                        finally:
+                            nnx.var_defaults(hijax=before.hijax, ref=before.ref)
                     except exc_type as e:
                         pattern = (raises["match"] or "").replace('\\"', '"')
                         if pattern and not re.search(pattern, str(e)):

@@ -47,7 +47,7 @@ def make_jaxpr(
     >>> closed = nnx.make_jaxpr(lambda m, x: m.w * x)(Scale(), jnp.ones((3,)))
     >>> [str(v.aval) for v in closed.jaxpr.invars]   # the model's arrays, then x
     ['float32[3]', 'float32[3]']
-    >>> [e.primitive.name for e in closed.jaxpr.eqns]
+    >>> list(e.primitive.name for e in closed.jaxpr.eqns)
     ['mul']
 
     The jaxpr's inputs are the arrays of the nnx arguments (each Variable once,
@@ -58,8 +58,9 @@ def make_jaxpr(
 
     Args:
       f: the function (or use ``@nnx.make_jaxpr(static_argnums=...)``).
-      graph, graph_updates: accepted for Flax compatibility (no effect: the
+      graph: accepted for Flax compatibility (no effect: the
         arguments' sharing is always kept and nothing is written back).
+      graph_updates: as ``graph``.
       static_argnums: positional arguments passed to ``f`` as they are
         (not traced).
     """

@@ -109,14 +109,20 @@ def jit_partial(
     Args:
       fun: the function to compile.
       *partial_args: the objects to bind (``fun``'s first positional arguments).
-      in_shardings, out_shardings: as in :func:`jit`; positions count the bound
+      in_shardings: as in :func:`jit`; positions count the bound
         arguments first.
-      donate_argnums, donate_argnames: as in :func:`jit`; positions count the
+      out_shardings: as ``in_shardings``.
+      donate_argnums: as in :func:`jit`; positions count the
         bound arguments first (``donate_argnums=(0, 1)`` donates ``model`` and
         ``optimizer`` above).
-      keep_unused, device, backend, inline: passed to ``jax.jit``.
-      graph, graph_updates: accepted for Flax compatibility; passed to
+      donate_argnames: as ``donate_argnums``.
+      keep_unused: passed to ``jax.jit``.
+      device: as ``keep_unused``.
+      backend: as ``keep_unused``.
+      inline: as ``keep_unused``.
+      graph: accepted for Flax compatibility; passed to
         :func:`jit` when it takes them.
+      graph_updates: as ``graph``.
     """
     options: dict[str, Any] = dict(
         in_shardings=in_shardings,

@@ -468,14 +468,17 @@ def tabulate(
 
     Args:
       obj: a module (or any Pytree) to summarize.
-      *input_args, **input_kwargs: the arguments of the call.
+      *input_args: the arguments of the call.
+      **input_kwargs: as ``input_args``.
       depth: show only rows whose path has at most this many parts.
       method: the method of ``obj`` to call (default ``"__call__"``).
       row_filter: keeps the rows (:class:`CallInfo`) it returns True for;
         the default hides ``RngStream`` calls.
-      table_kwargs, column_kwargs, console_kwargs: passed to
+      table_kwargs: passed to
         ``rich.table.Table``, ``Table.add_column`` and ``rich.console.Console``
         (``force_terminal=True`` by default); unused without rich.
+      column_kwargs: as ``table_kwargs``.
+      console_kwargs: as ``table_kwargs``.
       compute_flops: add a ``flops`` column: XLA's cost estimate of each
         call, from lowering it (compiles, computes nothing).
       compute_vjp_flops: add a ``vjp_flops`` column: the same for the
