@@ -147,7 +147,10 @@ def check_wheel_files(pkg: str, wheel: Path) -> None:
     names = [n for n in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in n]
     own = f"nnx/{pkg}/"
     required = {f"{own}__init__.py", f"{own}_version.py", f"{own}py.typed"}
-    allowed_outside = {"nnx/__init__.py", "nnx/py.typed"} if pkg == "core" else set()
+    # nnx-core owns the flat namespace and its generated table of sibling names
+    allowed_outside = (
+        {"nnx/__init__.py", "nnx/_known.py", "nnx/py.typed"} if pkg == "core" else set()
+    )
     required |= allowed_outside
     problems = [f"missing {n}" for n in sorted(required - set(names))]
     problems += [
