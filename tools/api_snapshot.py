@@ -26,6 +26,7 @@ import importlib
 import inspect
 import re
 import sys
+import typing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,6 +150,9 @@ def describe(name: str, obj: object) -> list[str]:
         return _class_lines(name, obj)
     if inspect.ismodule(obj):
         return [f"{name}: module"]
+    origin = typing.get_origin(obj)
+    if origin is not None:  # a type alias: its signature differs between Python versions
+        return [f"{name}: type alias of {getattr(origin, '__name__', origin)}"]
     if callable(obj) and (inspect.isfunction(obj) or inspect.isbuiltin(obj)):
         return [f"{name}: function {_signature(obj)}"]
     if callable(obj):  # a callable instance, e.g. a wrapped or partial function

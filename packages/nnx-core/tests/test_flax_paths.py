@@ -107,10 +107,17 @@ def fake_sibling(monkeypatch):
         "fakesib.general": "Linear",
         "core": "Linear",  # a real module: never replaced
     }
+    # Only core and the fake: the real siblings (installed in the matrix environments)
+    # declare the same paths, and modules they made earlier are set aside for the test.
+    for name in [n for n in sys.modules if n.split(".")[:2][-1] in ("nn", "compat", "helpers")]:
+        if name.startswith("nnx."):
+            monkeypatch.delitem(sys.modules, name)
+    for attr in ("nn", "compat", "helpers"):
+        monkeypatch.delattr(nnx, attr, raising=False)
     before = dict(sys.modules)
     attrs_before = set(vars(nnx))
     monkeypatch.setitem(sys.modules, "nnx.fakesib", fake)
-    monkeypatch.setattr(nnx, "_SIBLINGS", {**nnx._SIBLINGS, "fakesib": "nnx-fakesib"})
+    monkeypatch.setattr(nnx, "_SIBLINGS", {"fakesib": "nnx-fakesib"})
     nnx._reset_paths()
     yield fake
     nnx._reset_paths()

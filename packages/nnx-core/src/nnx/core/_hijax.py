@@ -18,6 +18,7 @@ by ``tests/test_hijax.py``.
 from __future__ import annotations
 
 import itertools
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,30 @@ def _raise_leaves(state: CellState, lo_vals) -> list:
     return out
 
 
+_NO_GRAD = (
+    "jax.grad cannot differentiate with respect to a mutable hijax Variable (reads "
+    "of its cell cannot be transposed). Differentiate an immutable copy instead: "
+    "`jax.grad(f)(nnx.vars_as(tree, mutable=False))` (seed 002's train step), or "
+    "use nnx.grad, which accepts every Variable mode."
+)
+# JAX before 0.10.2 cannot make a tangent of a type with quasi-dynamic data (a cell):
+# jax.grad/jax.jvp of a mutable hijax Variable stop at an assertion inside JAX.
+_QDD_TANGENTS = tuple(jax.__version_info__[:3]) >= (0, 10, 2)
+
+
+def _from_linearize_inputs() -> bool:
+    """Whether JAX asks for the tangent type of a primal input of jax.grad/jax.vjp
+    (old JAX only; a closed-over read asks from elsewhere, and works)."""
+    frame = sys._getframe(2)
+    for _ in range(2):  # the list comprehension's own frame on Python 3.11
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "direct_linearize":
+            return True
+        frame = frame.f_back
+    return False
+
+
 class CellTy(MutableHiType):
     """Abstract value of a :class:`Cell`."""
 
@@ -111,6 +136,8 @@ class CellTy(MutableHiType):
         cell_set(cell, _unflatten(state.treedef, _raise_leaves(state, lo_vals)))
 
     def to_tangent_aval(self):  # pyright: ignore[reportIncompatibleMethodOverride]
+        if not _QDD_TANGENTS and _from_linearize_inputs():
+            raise HijaxError(_NO_GRAD)  # JAX would stop at a bare `assert not aval.has_qdd`
         return CellTy()
 
     # JAX asks an output hi-value to lower itself; a cell made inside the trace
@@ -284,12 +311,7 @@ class _CellGet(HiPrimitive):
         )
 
     def transpose(self, *args, avals):
-        raise HijaxError(
-            "jax.grad cannot differentiate with respect to a mutable hijax Variable (reads "
-            "of its cell cannot be transposed). Differentiate an immutable copy instead: "
-            "`jax.grad(f)(nnx.vars_as(tree, mutable=False))` (seed 002's train step), or "
-            "use nnx.grad, which accepts every Variable mode."
-        )
+        raise HijaxError(_NO_GRAD)
 
 
 new_cell_p = _NewCell("new_variable")
