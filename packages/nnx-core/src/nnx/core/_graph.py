@@ -199,8 +199,8 @@ class _Flattener:
                     children += tuple(self.visit(d[k], (*path, k)) for k in layout.graph_keys)
             return (_NODE, type(x), layout, children)
         t = type(x)
-        if self.watch is not None and (t is list or t is dict or t is State):
-            return self.watched(x, t)
+        if self.watch is not None and (t is list or t is dict):
+            return self.watched(x, t)  # a State moves the epoch itself, as List and Dict
         if t is list or t is List or t is tuple:
             if self.paths is None:
                 children = tuple(self.visit(y, None) for y in x)
@@ -226,7 +226,7 @@ class _Flattener:
             return (_STATIC, _Static(x))
         keyed, _ = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)
         keys = tuple(_key_name(kp[0]) for kp, _ in keyed)
-        if self.watch is not None:
+        if self.watch is not None and not isinstance(x, tuple):  # a namedtuple cannot change
             defs = self.watched_children(x, treedef, children)
         elif self.paths is None:
             defs = tuple(self.visit(c, None) for c in children)

@@ -12,6 +12,7 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 
+from nnx.core import _epoch
 from nnx.core._errors import FilterError, StructureError
 from nnx.core._filters import filters_to_predicates
 from nnx.core._variables import Variable
@@ -138,6 +139,40 @@ class State(dict):
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
         for k, v in items:
             dict.__setitem__(self, k, State(v) if type(v) is dict else v)
+
+    # -- edits move the structure epoch: a transform's cache sees them ----------
+    def __setitem__(self, key, value) -> None:
+        dict.__setitem__(self, key, value)
+        _epoch.bump()
+
+    def __delitem__(self, key) -> None:
+        dict.__delitem__(self, key)
+        _epoch.bump()
+
+    def pop(self, *args):
+        _epoch.bump()
+        return dict.pop(self, *args)
+
+    def popitem(self):
+        _epoch.bump()
+        return dict.popitem(self)
+
+    def clear(self) -> None:
+        dict.clear(self)
+        _epoch.bump()
+
+    def update(self, *args, **kwargs) -> None:  # pyright: ignore[reportIncompatibleMethodOverride]
+        dict.update(self, *args, **kwargs)
+        _epoch.bump()
+
+    def setdefault(self, key, default=None):
+        _epoch.bump()
+        return dict.setdefault(self, key, default)
+
+    def __ior__(self, other):  # pyright: ignore[reportIncompatibleMethodOverride]
+        dict.update(self, other)
+        _epoch.bump()
+        return self
 
     # attribute access: state.linear.kernel
     def __getattr__(self, name: str):
