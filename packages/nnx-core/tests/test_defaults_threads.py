@@ -164,3 +164,22 @@ def test_a_with_block_chosen_by_a_conditional_expression_is_scoped_too():
         t.join()
         assert seen == [False]
         assert nnx.Variable(jnp.zeros(1)).hijax
+
+
+def test_a_stored_call_is_global_until_its_with_block_narrows_it_to_the_thread():
+    def other_thread_makes_hijax() -> bool:
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(nnx.Variable(jnp.zeros(1)).hijax))
+        t.start()
+        t.join()
+        return seen[0]
+
+    d = nnx.var_defaults(hijax=True)  # kept in a name: a global call (documented)
+    try:
+        assert other_thread_makes_hijax()
+        with d:
+            assert nnx.Variable(jnp.zeros(1)).hijax  # this thread: the block's setting
+            assert not other_thread_makes_hijax()  # taken back from the others on entry
+        assert not nnx.var_defaults().hijax and not other_thread_makes_hijax()
+    finally:
+        d.restore()

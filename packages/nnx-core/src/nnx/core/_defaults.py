@@ -286,6 +286,15 @@ def var_defaults(*, hijax: bool | None = None, ref: bool | None = None) -> VarDe
 
     As a decorator, ``@nnx.var_defaults(hijax=True)`` applies the setting to
     the current thread during each call of the decorated function only.
+
+    Which form a call is, is read from the statement it is written in: written
+    straight in a ``with`` statement or above a ``def``, it changes nothing
+    until the block or call starts, and then only for its thread. A result
+    kept in a name first (``d = nnx.var_defaults(hijax=True)``) is a global
+    call: every thread sees the change from that line on; a later ``with d:``
+    takes it back from the other threads on entry and restores on exit. Write
+    the call inside the ``with`` statement to keep other threads unaffected
+    throughout.
     """
     return _change(hijax, ref, _scoped_use(1))
 
