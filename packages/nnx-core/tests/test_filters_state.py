@@ -297,3 +297,19 @@ def _unflat_pure(flat):
             node = node.setdefault(p, {})
         node[last] = v
     return out
+
+
+def test_a_string_filter_matches_a_random_stream_by_its_name_as_in_flax():
+    # Flax reads a string filter as WithTag: a layer's own stream (`rngs.dropout.fork()`
+    # kept as `self.rngs`) sits at a path without "dropout" but carries the tag. nnx
+    # matches the tag as well as a path component (its meaning so far).
+    class Noisy(nnx.Module):
+        def __init__(self, rngs):
+            self.rngs = rngs.dropout.fork()
+            self.w = nnx.Param(jnp.ones(2))
+
+    m = Noisy(nnx.Rngs(params=0, dropout=1))
+    assert paths(nnx.state(m, "dropout")) == [("rngs", "count"), ("rngs", "key")]
+    assert paths(nnx.state(m, "w")) == [("w",)]
+    assert nnx.to_predicate("dropout")(("rngs", "key"), m.rngs.key) is True
+    assert nnx.to_predicate("params")(("rngs", "key"), m.rngs.key) is False

@@ -7,7 +7,9 @@ bool`` predicate:
 filter                 matches
 =====================  ==============================================
 a Variable type        Variables of that kind (``nnx.Param``)
-a string               paths that contain that component (``'bias'``)
+a string               paths that contain that component (``'bias'``),
+                       and Variables tagged with it (a random stream's
+                       name: ``'dropout'``, as Flax's string filters)
 a callable             whatever it returns True for
 ``...`` / ``True``     everything
 ``False`` / ``None``   nothing
@@ -207,8 +209,8 @@ def to_predicate(filter: Filter) -> Predicate:
         return Nothing
     if isinstance(filter, type):
         return OfType(filter)
-    if isinstance(filter, str):
-        return PathContains(filter)
+    if isinstance(filter, str):  # a path component, or a random stream's name (Flax: tag)
+        return Any(WithTag(filter), PathContains(filter))
     if isinstance(filter, (list, tuple)):
         return Any(*filter)
     if callable(filter):
