@@ -23,6 +23,7 @@ from nnx.core import (
     VariableMetadata,
     flatten,
     is_variable,
+    to_predicate,
     unflatten,
     vars_as,
 )
@@ -659,22 +660,90 @@ def flip_sequences(
     return jnp.moveaxis(out, 0, time_axis)
 
 
-def scan_cell(cell: Module, carry: Carry, xs: jax.Array, *, seq_lengths=None, unroll: int = 1):
+def _is_carry(axis) -> bool:
+    # nnx.Carry lives in nnx-transforms, which nnx-layers does not import: known by name.
+    return isinstance(axis, type) and axis.__name__ == "Carry"
+
+
+def _leaf_roles(flat, state_axes) -> list:
+    """Per leaf of the flattened cell: "const" (the same value at every step; a write is
+    an error), "carry" (threaded from step to step) or an int (scanned over that axis).
+
+    Without ``state_axes``: Params are const, every other Variable is carried."""
+    if state_axes is None:
+        return [
+            None if not is_variable(x) else ("const" if isinstance(x, Param) else "carry")
+            for x in flat.leaves
+        ]
+    rules = [(to_predicate(f), axis) for f, axis in state_axes.items()]
+    roles = []
+    for path, x in zip(flat.paths, flat.leaves):
+        if not is_variable(x):
+            roles.append(None)
+            continue
+        for pred, axis in rules:
+            if pred(path, x):
+                break
+        else:
+            raise LayerError(
+                f"RNN(state_axes=...): no filter matches the {type(x).__name__} at "
+                f"{'/'.join(map(str, path))} of the cell. Add a last entry `...: nnx.Carry` "
+                "(carried from step to step), `...: None` (the same at every step) or "
+                "`...: 0` (scanned over its axis 0)."
+            )
+        if _is_carry(axis):
+            roles.append("carry")
+        elif axis is None:
+            roles.append("const")
+        elif isinstance(axis, int):
+            roles.append(axis)
+        else:
+            raise LayerError(
+                f"RNN(state_axes=...): {axis!r} for {'/'.join(map(str, path))} is not an "
+                "axis; use nnx.Carry, None or an int."
+            )
+    return roles
+
+
+def scan_cell(
+    cell: Module,
+    carry: Carry,
+    xs: jax.Array,
+    *,
+    seq_lengths=None,
+    unroll: int = 1,
+    state_axes: Mapping | None = None,
+    broadcast_rngs: Any = None,
+):
     """Run ``carry, y = cell(carry, x_t)`` over axis 0 of ``xs`` with ``lax.scan``.
 
     Works in every Variable mode: the cell is rebuilt inside the scan body from plain
-    values (``nnx.unflatten``); non-Param Variables are carried and written back after.
+    values (``nnx.unflatten``); carried Variables are written back after.
     Steps at or past ``seq_lengths`` (per batch entry) leave the carry unchanged.
+    ``state_axes`` and ``broadcast_rngs`` are :class:`RNN`'s.
     """
     plain = vars_as(cell, hijax=False, ref=False)
-    flat = flatten(plain)
-    originals = flatten(cell).leaves
+    flat = flatten(plain, with_paths=True)
+    original = flatten(cell)
+    originals = original.leaves
     if len(originals) != len(flat.leaves):  # pragma: no cover - guards a core invariant
         raise LayerError("RNN: the cell's flattened structure changed while converting it.")
     values = [leaf.get_value() if is_variable(leaf) else leaf for leaf in flat.leaves]
-    carried = [
-        i for i, leaf in enumerate(flat.leaves) if is_variable(leaf) and not isinstance(leaf, Param)
-    ]
+    roles = _leaf_roles(flat, state_axes)
+    if broadcast_rngs is not None:
+        # A broadcast stream hands every step the same key: one draw from the stream
+        # before the loop (its count moves by one), then at each step a stream holding
+        # that key with count 0 whose changes are dropped.
+        pred = to_predicate(broadcast_rngs)
+        index = {id(x): i for i, x in enumerate(flat.leaves)}
+        for node, orig in zip(flat.nodes, original.nodes):
+            if isinstance(node, RngStream) and pred(flat.paths[index[id(node.key)]], node.key):
+                ki, ci = index[id(node.key)], index[id(node.count)]
+                values[ki] = orig()
+                values[ci] = jnp.zeros_like(values[ci])
+                roles[ki] = roles[ci] = "rng"
+    carried = [i for i, r in enumerate(roles) if r == "carry"]
+    scanned = [i for i, r in enumerate(roles) if type(r) is int]
     graphdef = flat.graphdef
     steps = xs.shape[0]
     if seq_lengths is not None:
@@ -682,9 +751,11 @@ def scan_cell(cell: Module, carry: Carry, xs: jax.Array, *, seq_lengths=None, un
 
     def body(state, inputs):
         carried_vals, h = state
-        t, x_t = inputs
+        t, x_t, scanned_vals = inputs
         leaves = list(values)
         for i, v in zip(carried, carried_vals):
+            leaves[i] = v
+        for i, v in zip(scanned, scanned_vals):
             leaves[i] = v
         step_cell = unflatten(graphdef, leaves)
         new_h, y = step_cell(h, x_t)
@@ -695,12 +766,21 @@ def scan_cell(cell: Module, carry: Carry, xs: jax.Array, *, seq_lengths=None, un
                 "a cell's structure must stay fixed over time."
             )
         for i, leaf in enumerate(new_leaves):
-            if isinstance(leaf, Param) and leaf.get_value() is not values[i]:
+            if roles[i] != "const" or leaf.get_value() is values[i]:
+                continue
+            if isinstance(leaf, Param) and state_axes is None:
                 raise LayerError(
                     "RNN: the cell wrote to a Param inside the time loop; Params are constant "
                     "over time. Keep changing state in another Variable kind (e.g. nnx.BatchStat)."
                 )
+            raise LayerError(
+                f"RNN: the cell wrote to its {type(leaf).__name__} at "
+                f"{'/'.join(map(str, flat.paths[i]))} inside the time loop, which "
+                "state_axes maps to None (the same at every step). Map it to nnx.Carry "
+                "to thread it from step to step."
+            )
         new_carried = [new_leaves[i].get_value() for i in carried]
+        new_scanned = [new_leaves[i].get_value() for i in scanned]
         if seq_lengths is not None:
             valid = t < seq_lengths  # (batch...)
 
@@ -709,13 +789,19 @@ def scan_cell(cell: Module, carry: Carry, xs: jax.Array, *, seq_lengths=None, un
                 return jnp.where(m, n, o)
 
             new_h = jax.tree.map(keep, new_h, h)
-        return (new_carried, new_h), y
+        return (new_carried, new_h), (y, new_scanned)
 
     init = ([values[i] for i in carried], carry)
-    (final_vals, final_carry), ys = lax.scan(body, init, (jnp.arange(steps), xs), unroll=unroll)
+    per_step = [jnp.moveaxis(values[i], roles[i], 0) for i in scanned]
+    (final_vals, final_carry), (ys, stacked) = lax.scan(
+        body, init, (jnp.arange(steps), xs, per_step), unroll=unroll
+    )
     for i, v in zip(carried, final_vals):
         if originals[i].mutable:
             originals[i].set_value(v)
+    for i, v in zip(scanned, stacked):
+        if originals[i].mutable:
+            originals[i].set_value(jnp.moveaxis(v, 0, roles[i]))
     return final_carry, ys
 
 
@@ -741,6 +827,19 @@ class RNN(Module):
     features)``). ``reverse=True`` runs from the end (each sequence reversed within its
     length); ``keep_order=True`` then puts outputs back in input order. Built on
     ``jax.lax.scan`` with nnx-core only, so it works under plain ``jax.jit`` in hijax mode.
+
+    The cell's own state, as Flax's ``state_axes`` and ``broadcast_rngs`` say:
+
+    - ``state_axes``: ``{filter: axis}``, the first matching filter for each of the
+      cell's Variables: ``nnx.Carry`` (threaded from step to step), ``None`` (the
+      same at every step) or an int (the Variable is scanned over that axis, one
+      slice per step, as stacked per-step weights). Without it, Params are the same
+      at every step and every other Variable is carried (``{nnx.Param: None, ...:
+      nnx.Carry}``).
+    - ``broadcast_rngs``: a filter of the cell's random streams (a stream name such as
+      ``'recurrent_dropout'``) that give every step the same key: drawn once before
+      the loop, so each of these streams advances by one per call (variational
+      dropout). The other streams advance at every step.
     """
 
     def __init__(
@@ -753,6 +852,8 @@ class RNN(Module):
         keep_order: bool = False,
         unroll: int = 1,
         rngs: Rngs | None = None,
+        state_axes: Mapping[Any, Any] | None = None,
+        broadcast_rngs: Any = None,
     ):
         if not callable(cell) or not hasattr(cell, "initialize_carry"):
             raise LayerError(
@@ -765,6 +866,8 @@ class RNN(Module):
         self.keep_order = keep_order
         self.unroll = unroll
         self.rngs = rngs
+        self.state_axes = None if state_axes is None else dict(state_axes)
+        self.broadcast_rngs = broadcast_rngs
 
     def __call__(
         self,
@@ -796,7 +899,13 @@ class RNN(Module):
         if reverse:
             xs = flip_sequences(xs, seq_lengths)
         carry, ys = scan_cell(
-            self.cell, initial_carry, xs, seq_lengths=seq_lengths, unroll=self.unroll
+            self.cell,
+            initial_carry,
+            xs,
+            seq_lengths=seq_lengths,
+            unroll=self.unroll,
+            state_axes=self.state_axes,
+            broadcast_rngs=self.broadcast_rngs,
         )
         if reverse and keep_order:
             ys = jax.tree.map(lambda y: flip_sequences(y, seq_lengths), ys)
