@@ -234,7 +234,7 @@ def test_custom_vjp_modes():
     for kw in MODES.values():
         cf = nnx.custom_vjp(f, **kw)
         cf.defvjp(fwd, bwd)
-        g = nnx.grad(lambda m: cf(m, X))(M())
+        g = nnx.grad(lambda m, cf=cf: cf(m, X))(M())
         np.testing.assert_allclose(g["w"][...], np.asarray(X))
     cf = nnx.custom_vjp(f, graph=False)
     cf.defvjp(fwd, bwd)

@@ -45,14 +45,6 @@ from nnx.core._filters import (
     WithTag,
     to_predicate,
 )
-from nnx.core._graph_mode import (
-    GraphMode,
-    GraphSetting,
-    graph_settings,
-    resolve_graph_mode,
-    set_graph_mode,
-    set_graph_updates,
-)
 from nnx.core._graph import (
     FlatGraph,
     FlattenCache,
@@ -75,6 +67,14 @@ from nnx.core._graph import (
     unflatten,
     update,
     variables,
+)
+from nnx.core._graph_mode import (
+    GraphMode,
+    GraphSetting,
+    graph_settings,
+    resolve_graph_mode,
+    set_graph_mode,
+    set_graph_updates,
 )
 from nnx.core._graph_tools import (
     GraphState,
