@@ -113,3 +113,12 @@ def test_decorator_needs_a_function():
     with pytest.raises(TypeError, match="needs a function"):
         nnx.set_graph_mode(False)(3)
     assert nnx.graph_settings().graph is True
+
+
+def test_graph_mode_is_immutable_and_pickles_to_the_same_instance():
+    import pickle
+
+    m = nnx.GraphMode(False, True)
+    with pytest.raises(AttributeError, match="immutable"):
+        m.graph = True  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(m)) is m

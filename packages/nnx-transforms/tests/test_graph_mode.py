@@ -435,3 +435,42 @@ def test_pmap_rejects_donation_and_global_arg_shapes():
         nnx.pmap(lambda x: x, donate_argnums=(0,))
     with pytest.raises(TypeError, match="global_arg_shapes"):
         nnx.pmap(lambda x: x, global_arg_shapes=((1,),))
+
+
+# -- issue 14 behaviours ----------------------------------------------------------------
+class GraphOnly(nnx.Pytree, pytree=False):
+    def __init__(self):
+        self.a = jnp.zeros(2)
+        self.items = [jnp.zeros(1), jnp.ones(1)]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_graph_only_pytree_gets_new_array_values_from_jit(mode):
+    g = GraphOnly()
+
+    @nnx.jit(**MODES[mode])
+    def step(g):
+        g.a = g.a + 1.0
+        g.items[0] = g.items[0] + 5.0
+        return g.a.sum()
+
+    assert float(step(g)) == 2.0
+    np.testing.assert_allclose(g.a, np.ones(2))
+    np.testing.assert_allclose(g.items[0], np.full(1, 5.0))
+    np.testing.assert_allclose(g.items[1], np.ones(1))
+    step(g)
+    np.testing.assert_allclose(g.a, np.full(2, 2.0))
+
+
+class Stack(nnx.Module):
+    def __init__(self, x):
+        self.kernel = nnx.Param(2.0 * x)
+        self.bias = nnx.Param(jnp.zeros(x.shape[-1:]))
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_vmapped_constructor_returns_the_stacked_module(mode):
+    xs = jnp.arange(12.0).reshape(3, 4)
+    s = nnx.vmap(lambda x: Stack(x), **MODES[mode])(xs)
+    assert isinstance(s, Stack) and s.kernel.shape == (3, 4) and s.bias.shape == (3, 4)
+    np.testing.assert_allclose(s.kernel[...], 2.0 * np.arange(12.0).reshape(3, 4))

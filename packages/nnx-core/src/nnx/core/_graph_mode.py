@@ -39,6 +39,12 @@ class GraphMode:
     def __new__(cls, graph: bool = True, graph_updates: bool = True) -> GraphMode:
         return _MODES[(bool(graph), bool(graph_updates))]
 
+    def __setattr__(self, name, value):
+        raise AttributeError(
+            "GraphMode is immutable; change the settings with nnx.set_graph_mode / "
+            "nnx.set_graph_updates."
+        )
+
     def __reduce__(self):
         return (GraphMode, (self.graph, self.graph_updates))
 
@@ -106,7 +112,7 @@ class GraphSetting:
     def __init__(self, field: str, value: bool, scoped: bool):
         self._field = field
         self._value = bool(value)
-        self._previous = graph_settings()
+        self._previous: GraphMode = graph_settings()
         self._prev_local: GraphMode | None = getattr(_local, "mode", None)
         self._prev_process: GraphMode | None = None
         if scoped:
@@ -145,11 +151,13 @@ class GraphSetting:
             with _lock:
                 if self._prev_process is not None:
                     _process[0] = self._prev_process
-            self._previous = self._prev_process if self._prev_local is None else self._prev_local
+            before = self._prev_process if self._prev_local is None else self._prev_local
+            assert before is not None  # a global call recorded the process default
+            self._previous = before
         else:
             self._prev_local = getattr(_local, "mode", None)
             self._previous = graph_settings()
-        _local.mode = self._apply(self._previous)  # type: ignore[arg-type]
+        _local.mode = self._apply(self._previous)
         self._state = "scoped"
         return self
 
