@@ -390,6 +390,21 @@ _PMAP_SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(np.asarray(total), np.full(8, ref.sum()), rtol=1e-4)
     np.testing.assert_allclose(np.asarray(models.calls[...]), np.ones(8))   # written back
 
+    # one trace (and compilation) per structure, not per call
+    traces = []
+    def count(m, x):
+        traces.append(1)
+        return m(x)
+    counted = nnx.pmap(count)
+    counted(models, x)
+    counted(models, x)  # JAX traces once more: the written-back arrays are placed anew
+    n = len(traces)
+    for _ in range(3):
+        counted(models, x)
+    assert n <= 2 and len(traces) == n, (n, traces)
+    np.testing.assert_allclose(np.asarray(models.calls[...]), np.full(8, 6.0))
+    models.calls[...] = jnp.ones(8)
+
     # a shared model (in_axes None) and a static argument
     one = Lin(nnx.Rngs(1))
     def scale(m, x, k):

@@ -67,6 +67,7 @@ class VmapWrapped:
         self.fun = fun
         self._mode = ModeArgs(graph, graph_updates)
         self.transform_metadata = dict(transform_metadata or {})
+        self._fns: dict = {}
         self.in_axes = in_axes
         self.out_axes = out_axes
         self.axis_name = axis_name
@@ -115,42 +116,56 @@ class VmapWrapped:
             size_source(prep, values, axes, names, self.axis_size),
             where,
         )
-        holder: dict = {}
-        partition = self.transform_metadata.get(PARTITION_NAME)
+        key = self._cache_key(prep, layout, axes, p_axes, mode, plain_kw)
+        hit = self._fns.get(key) if key is not None else None
+        if hit is not None:
+            vmapped, holder = hit
+        else:
+            holder: dict = {}
+            partition = self.transform_metadata.get(PARTITION_NAME)
 
-        def inner(leaves, plain, plain_kw):
-            if prep is not None:
-                objs, gd = enter_values(prep, leaves)
-            else:
-                objs, gd = (), None
-            entry = snapshot(objs, mode) if gd is not None else None
-            renamed = _remove_axis_names(objs, axes, partition) if partition is not None else []
-            a, kw = assemble(layout, objs, plain, plain_kw)
-            out, as_hijax = call_without_cells(fun, a, kw)
-            for v, names_before in renamed:  # back as they entered (the structure compares)
-                v.set_metadata(sharding_names=names_before)
-            if partition is not None:
-                _add_axis_names(out, self.out_axes, partition, {id(v) for v, _ in renamed})
-            if gd is not None:
-                idx, new, inner_flat = collect_updates(
-                    objs, leaves, gd, where=where, names=names, values=True, mode=mode, entry=entry
-                )
-                nodes = inner_flat.nodes
-                assert prep is not None  # gd comes from prep
-                if mode.graph:  # tree mode: returned inputs are new (stacked) objects
-                    check_returned_axes(
-                        out, self.out_axes, inner_flat.leaves, axes, prep.paths, names, where
+            def inner(leaves, plain, plain_kw):
+                if prep is not None:
+                    objs, gd = enter_values(prep, leaves)
+                else:
+                    objs, gd = (), None
+                entry = snapshot(objs, mode) if gd is not None else None
+                renamed = _remove_axis_names(objs, axes, partition) if partition is not None else []
+                a, kw = assemble(layout, objs, plain, plain_kw)
+                out, as_hijax = call_without_cells(fun, a, kw)
+                for v, names_before in renamed:  # back as they entered (the structure compares)
+                    v.set_metadata(sharding_names=names_before)
+                if partition is not None:
+                    _add_axis_names(out, self.out_axes, partition, {id(v) for v, _ in renamed})
+                if gd is not None:
+                    idx, new, inner_flat = collect_updates(
+                        objs,
+                        leaves,
+                        gd,
+                        where=where,
+                        names=names,
+                        values=True,
+                        mode=mode,
+                        entry=entry,
                     )
-            else:
-                idx, new, nodes = [], [], []
-            updates: list = [None] * len(leaves)
-            for i, v in zip(idx, new):
-                updates[i] = v
-            out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
-            holder["idx"], holder["spec"] = idx, spec
-            return updates, out
+                    nodes = inner_flat.nodes
+                    assert prep is not None  # gd comes from prep
+                    if mode.graph:  # tree mode: returned inputs are new (stacked) objects
+                        check_returned_axes(
+                            out, self.out_axes, inner_flat.leaves, axes, prep.paths, names, where
+                        )
+                else:
+                    idx, new, nodes = [], [], []
+                updates: list = [None] * len(leaves)
+                for i, v in zip(idx, new):
+                    updates[i] = v
+                out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
+                holder["idx"], holder["spec"] = idx, spec
+                return updates, out
 
-        vmapped = self._jax_map(inner, axes, p_axes, layout)
+            vmapped = self._jax_map(inner, axes, p_axes, layout)
+            if key is not None:
+                self._fns[key] = (vmapped, holder)
         try:
             updates, out = vmapped(values, plain, plain_kw)
         except Exception as e:
@@ -165,6 +180,10 @@ class VmapWrapped:
         return import_output(out, holder["spec"], None)
 
     # what pmap changes
+    def _cache_key(self, prep, layout, axes, p_axes, mode, plain_kw) -> tuple | None:
+        """None: trace at every call (jax.vmap is not cached anyway)."""
+        return None
+
     def _split(self, args, kwargs):
         return split_call(args, kwargs)
 
@@ -374,6 +393,20 @@ class PmapWrapped(VmapWrapped):
             )
         self.devices = devices
         self.backend = backend
+        # one jax.pmap per structure: a new function per call would compile every call.
+        # The entry keeps the first call's Prepared, whose static facts (slots, paths)
+        # are those of every call with the same GraphDef.
+        self._fns: dict = {}
+
+    def _cache_key(self, prep, layout, axes, p_axes, mode, plain_kw) -> tuple | None:
+        return (
+            prep.flat.graphdef if prep is not None else None,
+            layout,
+            tuple(map(_axis_key, axes)),
+            tuple(map(_axis_key, p_axes)),
+            mode,
+            tuple(sorted(plain_kw)),
+        )
 
     def _split(self, args, kwargs):
         return split_call(args, kwargs, self._statics)
