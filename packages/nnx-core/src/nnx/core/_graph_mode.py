@@ -27,8 +27,11 @@ class GraphMode:
     """The two transform settings, as returned by :func:`graph_settings`.
 
     There are four instances, one per combination, so they compare (and hash)
-    by identity. ``graph`` is True in graph mode, False in tree mode;
-    ``graph_updates`` is True when transforms propagate graph updates.
+    by identity; ``GraphMode(graph, graph_updates)`` returns one of them.
+
+    Args:
+      graph: True in graph mode, False in tree mode.
+      graph_updates: True when graph updates are on.
     """
 
     __slots__ = ("graph", "graph_updates")
@@ -105,6 +108,13 @@ class GraphSetting:
     A plain call has already changed the process default; ``restore()`` undoes
     it. Used as ``with`` (or as a decorator), the change applies to the current
     thread for the block (or for each call of the decorated function) only.
+    Made by those two functions, not directly.
+
+    Args:
+      field: ``"graph"`` or ``"graph_updates"``.
+      value: the new value of that setting.
+      scoped: True when the call feeds a ``with`` statement or a decorator (then
+        nothing changes until the block is entered or the function is called).
     """
 
     __slots__ = ("_field", "_value", "_previous", "_prev_local", "_prev_process", "_state")
