@@ -68,6 +68,14 @@ from nnx.core._graph import (
     update,
     variables,
 )
+from nnx.core._graph_mode import (
+    GraphMode,
+    GraphSetting,
+    graph_settings,
+    resolve_graph_mode,
+    set_graph_mode,
+    set_graph_updates,
+)
 from nnx.core._graph_tools import (
     GraphState,
     PureState,
@@ -206,6 +214,13 @@ __all__ = [
     # storage modes
     "var_defaults",
     "VarDefaults",
+    # how transforms treat objects (graph mode / tree mode)
+    "set_graph_mode",
+    "set_graph_updates",
+    "graph_settings",
+    "resolve_graph_mode",
+    "GraphMode",
+    "GraphSetting",
     "vars_as",
     "with_vars",
     "use_refs",

@@ -31,13 +31,14 @@ from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
 from nnx.transforms._summary import CallInfo, filter_rng_streams, tabulate
 from nnx.transforms._version import __version__
-from nnx.transforms._vmap import split_rngs, vmap
+from nnx.transforms._vmap import pmap, split_rngs, vmap
 
 __all__ = [
     "jit",
     "grad",
     "value_and_grad",
     "vmap",
+    "pmap",
     "scan",
     "Carry",
     "StateAxes",
@@ -73,7 +74,7 @@ __all__ = [
 # themselves (graph mode is how every nnx transform treats objects).
 __nnx_paths__ = {
     "compat": (
-        "jit shard_map grad value_and_grad custom_vjp vjp jvp remat vmap scan "
+        "jit shard_map grad value_and_grad custom_vjp vjp jvp remat vmap pmap scan "
         "while_loop fori_loop eval_shape cond switch checkify"
     ),
     "summary": "tabulate CallInfo filter_rng_streams",

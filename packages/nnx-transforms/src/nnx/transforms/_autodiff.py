@@ -29,13 +29,16 @@ from nnx.core import (
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN_ARG,
+    ModeArgs,
     PrepareCache,
     assemble,
+    check_tree,
     collect_updates,
     enter_values,
     export_output,
     graph_arg_names,
     import_output,
+    snapshot,
     split_call,
     write_back,
 )
@@ -155,8 +158,11 @@ def _twice(where, x, names, second, first) -> AliasingError:
 class GradWrapped:
     """A function wrapped by :func:`grad` or :func:`value_and_grad`."""
 
-    def __init__(self, fun, *, argnums, has_aux, return_value, jax_kwargs):
+    def __init__(
+        self, fun, *, argnums, has_aux, return_value, jax_kwargs, graph=None, graph_updates=None
+    ):
         functools.update_wrapper(self, fun)
+        self._mode = ModeArgs(graph, graph_updates)
         self.fun = fun
         self._diffs, self._single = _normalize(argnums)
         self._has_aux = has_aux
@@ -174,8 +180,11 @@ class GradWrapped:
         has_aux = self._has_aux
         where = f"nnx.grad({getattr(fun, '__name__', 'f')})"
         layout, graph, plain, plain_kw = split_call(args, kwargs)
+        mode = self._mode.mode()
         if graph:
             prep = self._prep(graph)
+            if not mode.graph:
+                check_tree(prep, graph, fun, layout, "nnx.grad")
             plan = prep.extra.get(("grad", self._diffs, layout))
             if plan is None:
                 names = _positional_names(fun, layout)
@@ -205,6 +214,7 @@ class GradWrapped:
                 objs, gd = enter_values(prep, leaves)
             else:
                 objs, gd = (), None
+            entry = snapshot(objs, mode) if gd is not None else None
             a, kw = assemble(layout, objs, plain_all, plain_kw)
             out = fun(*a, **kw)
             if has_aux:
@@ -224,6 +234,8 @@ class GradWrapped:
                     where=where,
                     names=graph_arg_names(fun, layout),
                     values=True,
+                    mode=mode,
+                    entry=entry,
                 )
                 nodes = inner_flat.nodes
             else:
@@ -289,6 +301,8 @@ def grad(
     has_aux: bool = False,
     holomorphic: bool = False,
     allow_int: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ):
     """``jax.grad`` for functions of nnx objects: gradients of the Params, as a State.
 
@@ -309,12 +323,27 @@ def grad(
     as in JAX. Writes to other Variables (BatchNorm statistics, RNG counts)
     are applied to the caller's objects after the call. Objects in ``aux``
     come out as with :func:`jit`.
+
+    Args:
+      fun: the function (or use ``@nnx.grad(...)`` with options).
+      argnums: which arguments to differentiate: an int, an
+        :class:`DiffState` (an nnx argument and a filter of its Variables),
+        or a sequence of them.
+      has_aux: the function returns ``(loss, aux)``.
+      holomorphic: as in ``jax.grad``.
+      allow_int: as in ``jax.grad``.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside
+        (see :func:`nnx.jit`); None for the current setting.
     """
     options = dict(
         argnums=argnums,
         has_aux=has_aux,
         return_value=False,
         jax_kwargs=dict(holomorphic=holomorphic, allow_int=allow_int),
+        graph=graph,
+        graph_updates=graph_updates,
     )
     if fun is None:
         return lambda f: GradWrapped(f, **options)
@@ -328,6 +357,8 @@ def value_and_grad(
     has_aux: bool = False,
     holomorphic: bool = False,
     allow_int: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ):
     """``jax.value_and_grad`` for functions of nnx objects (see :func:`grad`).
 
@@ -338,12 +369,24 @@ def value_and_grad(
             logits = model(x)
             return jnp.mean((logits - y) ** 2), logits   # (loss, aux)
         (loss, logits), grads = nnx.value_and_grad(loss_and_logits, has_aux=True)(model, x, y)
+
+    Args:
+      fun: the function (or use ``@nnx.value_and_grad(...)`` with options).
+      argnums: as in :func:`grad`.
+      has_aux: the function returns ``(loss, aux)``.
+      holomorphic: as in ``jax.grad``.
+      allow_int: as in ``jax.grad``.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current setting.
+      graph_updates: False leaves structural changes of the arguments inside;
+        None for the current setting.
     """
     options = dict(
         argnums=argnums,
         has_aux=has_aux,
         return_value=True,
         jax_kwargs=dict(holomorphic=holomorphic, allow_int=allow_int),
+        graph=graph,
+        graph_updates=graph_updates,
     )
     if fun is None:
         return lambda f: GradWrapped(f, **options)

@@ -33,13 +33,18 @@ import numpy as np
 from jax.extend.core import get_opaque_trace_state
 
 from nnx.core import (
+    AliasingError,
+    GraphMode,
     Pytree,
     State,
     StorageMode,
     StructureError,
     Variable,
+    find_duplicates,
     flatten,
+    graph_settings,
     is_graph_node,
+    resolve_graph_mode,
     storage_mode,
     unflatten,
     variable_from_stored,
@@ -60,6 +65,77 @@ _SCALARS = (int, float, bool, complex, str, type(None), jax.Array, np.ndarray, n
 def at_top_level() -> bool:
     """True outside every JAX trace (eager Python)."""
     return get_opaque_trace_state(convention="nnx") == _TOP
+
+
+# -- 0. the mode: graph mode (default), graph mode without graph updates, tree mode -------
+GRAPH_MODE = GraphMode(True, True)
+
+
+class ModeArgs:
+    """A transform's ``graph=`` / ``graph_updates=`` arguments; :meth:`mode` per call.
+
+    Reading the mode costs one thread-local read when both are None (the
+    settings of :func:`nnx.set_graph_mode` / :func:`nnx.set_graph_updates` are
+    read at each call, so a ``with`` block around a call applies to it).
+    """
+
+    __slots__ = ("graph", "graph_updates", "fixed")
+
+    def __init__(self, graph: bool | None = None, graph_updates: bool | None = None):
+        self.graph = graph
+        self.graph_updates = graph_updates
+        self.fixed = (
+            GraphMode(graph, graph_updates)
+            if graph is not None and graph_updates is not None
+            else None
+        )
+
+    def mode(self) -> GraphMode:
+        if self.fixed is not None:
+            return self.fixed
+        if self.graph is None and self.graph_updates is None:
+            return graph_settings()
+        return resolve_graph_mode(self.graph, self.graph_updates)
+
+
+def check_tree(prep: Prepared | None, graph: tuple, fun, layout, what: str) -> None:
+    """Tree mode: every object of the arguments reachable once (checked once per FlatGraph)."""
+    if prep is None or "tree-ok" in prep.extra:
+        return
+    dups = find_duplicates(graph)
+    if dups:
+        names = graph_arg_names(fun, layout) if layout is not None else None
+        where = f"{what}({getattr(fun, '__name__', 'f')})"
+        first, second = dups[0][0], dups[0][1]
+        node = graph[first[0]]
+        for k in first[1:]:
+            node = getattr(node, k) if isinstance(node, Pytree) else node[k]
+        raise AliasingError(
+            f"{where}: graph=False (tree mode) needs the arguments to be trees, but the "
+            f"same {type(node).__name__} is reachable at {_path_str(first, names)} and at "
+            f"{_path_str(second, names)}. Pass graph=True (or use nnx.set_graph_mode(True)) "
+            "to keep the sharing, or pass the object once."
+        )
+    prep.extra["tree-ok"] = True
+
+
+def snapshot(objs, mode: GraphMode):
+    """The flattening of the objects as entered, when the mode needs it (trace time only).
+
+    Outside the default mode a structural change made inside is not an error,
+    and the Variables that entered are found here (by position) afterwards.
+    """
+    return None if mode is GRAPH_MODE else flatten(objs)
+
+
+class _Exit:
+    """What :func:`collect_updates` returns beside the updates: leaves and nodes."""
+
+    __slots__ = ("leaves", "nodes")
+
+    def __init__(self, leaves, nodes):
+        self.leaves = leaves
+        self.nodes = nodes
 
 
 # -- 1. splitting a call ------------------------------------------------------------
@@ -333,6 +409,8 @@ def collect_updates(
     names: list[str] | None = None,
     values: bool = False,
     raw_arrays: bool = False,
+    mode: GraphMode = GRAPH_MODE,
+    entry=None,
 ) -> tuple[list[int], list, Any]:
     """Compare the inner objects with what entered; return ``(indices, new values, flat)``.
 
@@ -340,10 +418,29 @@ def collect_updates(
     that entered (an identity check, no array comparison). ``values=True``
     returns plain values (``get_value``); otherwise stored values, and only
     for plain-mode Variables (JAX carries ref and hijax writes itself).
+
+    ``mode`` other than graph mode with graph updates (``entry``: the
+    :func:`snapshot` of the objects as entered): a changed structure is not an
+    error; the Variables that entered give their new values and the rest of the
+    change stays inside. In tree mode the nodes returned are empty, so objects
+    returned are new objects.
     """
     inner = flatten(objs)
     if inner.graphdef != graphdef_in:
-        raise structure_changed(graphdef_in, inner.graphdef, where, names)
+        if entry is None:
+            raise structure_changed(graphdef_in, inner.graphdef, where, names)
+        idx, new = [], []
+        for i, (x, old) in enumerate(zip(entry.leaves, leaves_in)):
+            if isinstance(x, Variable):
+                raw = x.get_raw_value()
+                if raw is not old:
+                    if values:
+                        idx.append(i)
+                        new.append(x.get_value())
+                    elif _record(x).mode == PLAIN:
+                        idx.append(i)
+                        new.append(raw)
+        return idx, new, _Exit(entry.leaves, entry.nodes if mode.graph else ())
     idx, new = [], []
     for i, (x, old) in enumerate(zip(inner.leaves, leaves_in)):
         if isinstance(x, Variable):
@@ -367,6 +464,8 @@ def collect_updates(
                 "read-only across a transform; hold state that changes in an "
                 "nnx.Variable (`self.x = nnx.Variable(...)`)."
             )
+    if not mode.graph:
+        return idx, new, _Exit(inner.leaves, ())
     return idx, new, inner
 
 

@@ -15,27 +15,35 @@ import jax
 
 from nnx.core import Pytree, Variable, is_graph_node
 from nnx.transforms._boundary import (
+    ModeArgs,
     PrepareCache,
     assemble,
     call_without_cells,
+    check_tree,
     collect_updates,
     enter_values,
     export_output,
     import_output,
+    snapshot,
     split_call,
     write_back,
 )
 from nnx.transforms._errors import CarryError, StructureError
 
 
-def _prepare(graph):
-    return PrepareCache()(graph) if graph else None
+def _prepare(graph, mode, what: str, fun, layout=None):
+    prep = PrepareCache()(graph) if graph else None
+    if prep is not None and not mode.graph:
+        check_tree(prep, graph, fun, layout, what)
+    return prep
 
 
 # -- cond / switch -------------------------------------------------------------------------
-def _branches_call(select: Callable, branches: Sequence[Callable], operands: tuple, what: str):
+def _branches_call(
+    select: Callable, branches: Sequence[Callable], operands: tuple, what: str, mode
+):
     layout, graph, plain, _ = split_call(operands, {})
-    prep = _prepare(graph)
+    prep = _prepare(graph, mode, f"nnx.{what}", branches[0] if branches else None, layout)
     values = prep.values() if prep is not None else []
     holders: list[dict] = [{} for _ in branches]
 
@@ -44,10 +52,13 @@ def _branches_call(select: Callable, branches: Sequence[Callable], operands: tup
 
         def inner(leaves, plain):
             objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
+            entry = snapshot(objs, mode) if gd is not None else None
             a, _ = assemble(layout, objs, plain, {})
             out, as_hijax = call_without_cells(fun, a, {})
             if gd is not None:
-                idx, new, inner_flat = collect_updates(objs, leaves, gd, where=where, values=True)
+                idx, new, inner_flat = collect_updates(
+                    objs, leaves, gd, where=where, values=True, mode=mode, entry=entry
+                )
                 changed = dict(zip(idx, new))
                 current = [changed.get(i, v) for i, v in enumerate(leaves)]
                 nodes = inner_flat.nodes
@@ -76,7 +87,14 @@ def _branches_call(select: Callable, branches: Sequence[Callable], operands: tup
     return import_output(out, holders[0]["spec"], prep.flat.nodes)
 
 
-def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
+def cond(
+    pred,
+    true_fun: Callable,
+    false_fun: Callable,
+    *operands,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+):
     """``jax.lax.cond`` whose operands may hold nnx objects.
 
     Example::
@@ -93,16 +111,33 @@ def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
         nnx.cond(counter.count[...] >= 10, reset, step, counter)   # updates counter
 
     Writes that either branch makes to the operands' Variables come out.
+
+    Args:
+      pred: the condition (a scalar boolean).
+      true_fun: called with the operands when ``pred`` is true.
+      false_fun: called with the operands otherwise.
+      *operands: the arguments of the branches.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the operands inside;
+        None for the current setting.
     """
     return _branches_call(
         lambda inners, v, p: jax.lax.cond(pred, inners[0], inners[1], v, p),
         (true_fun, false_fun),
         operands,
         "cond",
+        ModeArgs(graph, graph_updates).mode(),
     )
 
 
-def switch(index, branches: Sequence[Callable], *operands):
+def switch(
+    index,
+    branches: Sequence[Callable],
+    *operands,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+):
     """``jax.lax.switch`` whose operands may hold nnx objects.
 
     Example::
@@ -110,12 +145,21 @@ def switch(index, branches: Sequence[Callable], *operands):
         a, b, c = (nnx.Linear(2, 2, rngs=rngs) for _ in range(3))
         i = jnp.array(1)
         y = nnx.switch(i, [a, b, c], x)    # b(x)
+
+    Args:
+      index: which branch to call (clamped to the range, as in JAX).
+      branches: the functions.
+      *operands: the arguments of the branches.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current setting.
+      graph_updates: False leaves structural changes of the operands inside;
+        None for the current setting.
     """
     return _branches_call(
         lambda inners, v, p: jax.lax.switch(index, inners, v, p),
         tuple(branches),
         operands,
         "switch",
+        ModeArgs(graph, graph_updates).mode(),
     )
 
 
@@ -123,13 +167,14 @@ def switch(index, branches: Sequence[Callable], *operands):
 class _LoopCarry:
     """A loop value split into nnx objects (carried as leaf values) and plain parts."""
 
-    def __init__(self, init_val, where: str):
+    def __init__(self, init_val, where: str, mode, what: str, fun):
         self.where = where
+        self.mode = mode
         tops, self.treedef = jax.tree.flatten(init_val, is_leaf=is_graph_node)
         self.is_graph = [isinstance(t, (Pytree, Variable)) for t in tops]
         self.graph = tuple(t for t, g in zip(tops, self.is_graph) if g)
         self.plain = [t for t, g in zip(tops, self.is_graph) if not g]
-        self.prep = _prepare(self.graph)
+        self.prep = _prepare(self.graph, mode, what, fun)
         self.values = self.prep.values() if self.prep is not None else []
         self.changed: set[int] = set()
 
@@ -142,14 +187,17 @@ class _LoopCarry:
             objs, gd = enter_values(self.prep, leaves)
         else:
             objs, gd = (), None
+        entry = snapshot(objs, self.mode) if gd is not None else None
         g, p = iter(objs), iter(plain)
         tops = [next(g) if isg else next(p) for isg in self.is_graph]
-        return jax.tree.unflatten(self.treedef, tops), (objs, gd, leaves, plain)
+        return jax.tree.unflatten(self.treedef, tops), (objs, gd, leaves, plain, entry)
 
     def finish(self, out, state, *, check_out: bool = True):
-        objs, gd, leaves, plain_in = state
+        objs, gd, leaves, plain_in, entry = state
         if gd is not None:
-            idx, new, _ = collect_updates(objs, leaves, gd, where=self.where, values=True)
+            idx, new, _ = collect_updates(
+                objs, leaves, gd, where=self.where, values=True, mode=self.mode, entry=entry
+            )
             self.changed.update(idx)
             changed = dict(zip(idx, new))
             current = [changed.get(i, v) for i, v in enumerate(leaves)]
@@ -199,7 +247,16 @@ class _LoopCarry:
         return jax.tree.unflatten(self.treedef, tops)
 
 
-def fori_loop(lower, upper, body_fun: Callable, init_val: Any, *, unroll=None):
+def fori_loop(
+    lower,
+    upper,
+    body_fun: Callable,
+    init_val: Any,
+    *,
+    unroll=None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+):
     """``jax.lax.fori_loop`` whose loop value may hold nnx objects.
 
     Example::
@@ -213,8 +270,25 @@ def fori_loop(lower, upper, body_fun: Callable, init_val: Any, *, unroll=None):
 
     The body must return the same nnx objects it received; what it writes
     into their Variables carries to the next step and comes out at the end.
+
+    Args:
+      lower: the first index.
+      upper: the index after the last.
+      body_fun: ``body_fun(i, val) -> val``.
+      init_val: the loop value (may hold nnx objects).
+      unroll: as in ``jax.lax.fori_loop``.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes inside; None for the
+        current setting.
     """
-    lc = _LoopCarry(init_val, f"nnx.fori_loop({getattr(body_fun, '__name__', 'body')})")
+    lc = _LoopCarry(
+        init_val,
+        f"nnx.fori_loop({getattr(body_fun, '__name__', 'body')})",
+        ModeArgs(graph, graph_updates).mode(),
+        "nnx.fori_loop",
+        body_fun,
+    )
 
     def body(i, carry):
         val, state = lc.build(carry)
@@ -225,7 +299,14 @@ def fori_loop(lower, upper, body_fun: Callable, init_val: Any, *, unroll=None):
     return lc.result(jax.lax.fori_loop(lower, upper, body, lc.init(), **kwargs))
 
 
-def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any):
+def while_loop(
+    cond_fun: Callable,
+    body_fun: Callable,
+    init_val: Any,
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+):
     """``jax.lax.while_loop`` whose loop value may hold nnx objects.
 
     Example::
@@ -243,8 +324,23 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any):
             return counter, x * 2
 
         counter, x = nnx.while_loop(cond, body, (counter, x))
+
+    Args:
+      cond_fun: ``cond_fun(val) -> bool``.
+      body_fun: ``body_fun(val) -> val``.
+      init_val: the loop value (may hold nnx objects).
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes inside; None for the
+        current setting.
     """
-    lc = _LoopCarry(init_val, f"nnx.while_loop({getattr(body_fun, '__name__', 'body')})")
+    lc = _LoopCarry(
+        init_val,
+        f"nnx.while_loop({getattr(body_fun, '__name__', 'body')})",
+        ModeArgs(graph, graph_updates).mode(),
+        "nnx.while_loop",
+        body_fun,
+    )
 
     def cond(carry):
         val, _ = lc.build(carry)

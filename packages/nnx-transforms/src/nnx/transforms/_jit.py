@@ -21,9 +21,11 @@ from nnx.transforms._boundary import (
     GRAPH,
     PLAIN,
     PLAIN_ARG,
+    ModeArgs,
     PrepareCache,
     assemble,
     call_without_cells,
+    check_tree,
     collect_updates,
     donated_note,
     enter_raw,
@@ -33,6 +35,7 @@ from nnx.transforms._boundary import (
     graph_arg_names,
     import_output,
     is_graph_arg,
+    snapshot,
     split_call,
     write_back,
 )
@@ -79,9 +82,12 @@ class JitWrapped:
         static_argnames=None,
         donate_argnums=None,
         donate_argnames=None,
+        graph: bool | None = None,
+        graph_updates: bool | None = None,
         **jit_kwargs,
     ):
         functools.update_wrapper(self, fun)
+        self._mode = ModeArgs(graph, graph_updates)
         self.fun = fun
         self._static_argnums = frozenset(_as_tuple(static_argnums))
         self._static_argnames = frozenset(_as_tuple(static_argnames))
@@ -117,13 +123,16 @@ class JitWrapped:
                     codes.append(PLAIN_ARG)
                     plain_l.append(a)
             layout, graph, plain, plain_kw = (tuple(codes), ()), tuple(graph_l), tuple(plain_l), {}
+        mode = self._mode.mode()
         if graph:
             prep = self._prep(graph)
-            key = (prep.flat.graphdef, layout)
+            if not mode.graph:
+                check_tree(prep, graph, self.fun, layout, "nnx.jit")
+            key = (prep.flat.graphdef, layout, mode)
             leaves = prep.raw()
         else:
             prep = None
-            key = (None, layout)
+            key = (None, layout, mode)
             leaves = []
         entry = self._compiled.get(key)
         if entry is None:
@@ -161,7 +170,10 @@ class JitWrapped:
             args, kwargs, self._static_argnums, self._static_argnames
         )
         prep = self._prep(graph) if graph else None
-        key = (prep.flat.graphdef if prep else None, layout)
+        mode = self._mode.mode()
+        if prep is not None and not mode.graph:
+            check_tree(prep, graph, self.fun, layout, "nnx.jit")
+        key = (prep.flat.graphdef if prep else None, layout, mode)
         entry = self._compiled.get(key) or self._make(key, prep, graph)
         self._compiled[key] = entry
         fn, mask = entry
@@ -172,7 +184,7 @@ class JitWrapped:
 
     # -- building the compiled function for one structure -------------------------------
     def _make(self, key, prep, graph):
-        graphdef, layout = key
+        graphdef, layout, mode = key
         fun = self.fun
         where = f"nnx.jit({getattr(fun, '__name__', 'f')})"
         names = graph_arg_names(fun, layout)
@@ -183,13 +195,21 @@ class JitWrapped:
 
         def inner(leaves, plain, plain_kw):
             objs = enter_raw(graphdef, leaves) if graphdef is not None else ()
+            entry = snapshot(objs, mode) if graphdef is not None else None
             args, kwargs = assemble(layout, objs, plain, plain_kw)
             # the cell rule: Variables created inside are plain (a jitted program cannot
             # lower hijax cells it creates); new ones returned get their mode back outside
             out, as_hijax = call_without_cells(fun, args, kwargs)
             if graphdef is not None:
                 idx, new, inner_flat = collect_updates(
-                    objs, leaves, graphdef, where=where, names=names, raw_arrays=True
+                    objs,
+                    leaves,
+                    graphdef,
+                    where=where,
+                    names=names,
+                    raw_arrays=True,
+                    mode=mode,
+                    entry=entry,
                 )
                 nodes = inner_flat.nodes
                 if always:
@@ -331,6 +351,8 @@ def jit(
     static_argnames: str | tuple[str, ...] | None = None,
     donate_argnums: int | tuple[int, ...] | None = None,
     donate_argnames: str | tuple[str, ...] | None = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
     **jit_kwargs,
 ):
     """``jax.jit`` for functions that take and return nnx objects.
@@ -372,6 +394,15 @@ def jit(
         the path. Keep a copy of the state (``nnx.state(model)`` saved or
         checkpointed) if a failed step must be recoverable.
       donate_argnames: donated arguments by name, as ``donate_argnums``.
+      graph: True for graph mode (sharing kept), False for tree mode (the
+        arguments must be trees: an object reachable twice is an
+        ``nnx.AliasingError``; Variable values written inside are propagated,
+        structural changes are not; objects returned are new objects); None
+        for the current :func:`nnx.set_graph_mode` setting.
+      graph_updates: in graph mode, False leaves structural changes made to
+        the arguments inside (Variable values still propagate); True (nnx's
+        default) reports them as ``nnx.StructureError``; None for the current
+        :func:`nnx.set_graph_updates` setting.
       **jit_kwargs: passed to ``jax.jit`` (``keep_unused``, ``compiler_options``...).
     """
     options = dict(
@@ -381,6 +412,8 @@ def jit(
         static_argnames=static_argnames,
         donate_argnums=donate_argnums,
         donate_argnames=donate_argnames,
+        graph=graph,
+        graph_updates=graph_updates,
         **jit_kwargs,
     )
     if fun is None:

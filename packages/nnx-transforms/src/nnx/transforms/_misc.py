@@ -20,16 +20,19 @@ from nnx.core import State, Variable, flatten, is_graph_node, storage_mode, vars
 from nnx.transforms._boundary import (
     HIJAX,
     REF,
+    ModeArgs,
     PrepareCache,
     Prepared,
     assemble,
     at_top_level,
     call_without_cells,
+    check_tree,
     collect_updates,
     enter_values,
     export_output,
     graph_arg_names,
     import_output,
+    snapshot,
     split_call,
     write_back,
 )
@@ -51,6 +54,7 @@ def lift(
     in_spec: Callable | None = None,
     out_spec: Callable | None = None,
     restore_modes: bool = True,
+    mode: Any = None,
 ):
     """Call ``transform(inner)(values, plain, plain_kw)`` with nnx state crossing as values.
 
@@ -58,21 +62,27 @@ def lift(
     transforms that need the output structure before tracing (shard_map).
     ``in_spec``/``out_spec`` build per-leaf specs for such transforms.
     ``write=False`` leaves the arguments as they are (eval_shape: the new
-    values are abstract).
+    values are abstract). ``mode``: the :class:`nnx.GraphMode` (None: the
+    current settings).
     """
+    if mode is None:
+        mode = ModeArgs().mode()
     layout, graph, plain, plain_kw = split_call(args, kwargs, static_argnums)
     names = graph_arg_names(fun, layout)
     prep = (prep_cache or PrepareCache())(graph) if graph else None
+    if prep is not None and not mode.graph:
+        check_tree(prep, graph, fun, layout, where.split("(", 1)[0])
     values = prep.values() if prep is not None else []
     holder: dict = {}
 
     def inner(leaves, plain, plain_kw):
         objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
+        entry = snapshot(objs, mode) if gd is not None else None
         a, kw = assemble(layout, objs, plain, plain_kw)
         out, as_hijax = call_without_cells(fun, a, kw)  # the cell rule: temporaries plain
         if gd is not None:
             idx, new, inner_flat = collect_updates(
-                objs, leaves, gd, where=where, names=names, values=True
+                objs, leaves, gd, where=where, names=names, values=True, mode=mode, entry=entry
             )
             nodes = inner_flat.nodes
         else:
@@ -109,6 +119,8 @@ def remat(
     prevent_cse: bool = True,
     static_argnums: int | tuple[int, ...] = (),
     policy: Callable | None = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ):
     """``jax.checkpoint`` for functions of nnx objects: recompute activations in backward.
 
@@ -119,7 +131,18 @@ def remat(
             return layer(x)
 
     Also usable on a method: ``__call__ = nnx.remat(__call__)``.
+
+    Args:
+      fun: the function (or use ``@nnx.remat(...)`` with options).
+      prevent_cse: as in ``jax.checkpoint``.
+      static_argnums: static arguments, as in ``jax.checkpoint``.
+      policy: which intermediates to save, as in ``jax.checkpoint``.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside;
+        None for the current setting.
     """
+    mode_args = ModeArgs(graph, graph_updates)
     statics = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
 
     def wrap(f):
@@ -135,6 +158,7 @@ def remat(
                 where=f"nnx.remat({getattr(f, '__name__', 'f')})",
                 static_argnums=statics,
                 prep_cache=cache,
+                mode=mode_args.mode(),
             )
 
         return wrapper
@@ -155,7 +179,9 @@ def _plain_vars(out):
     return vars_as(out, ref=False, hijax=False) if has_storage else out
 
 
-def eval_shape(fun: Callable, *args, **kwargs):
+def eval_shape(
+    fun: Callable, *args, graph: bool | None = None, graph_updates: bool | None = None, **kwargs
+):
     """Run ``fun`` abstractly: the output's arrays are ``jax.ShapeDtypeStruct``\\ s.
 
     Example::
@@ -167,6 +193,15 @@ def eval_shape(fun: Callable, *args, **kwargs):
     ``ShapeDtypeStruct`` values, whatever their mode would have been
     (there is no array to put in a ref or a hijax cell). Writes the function
     makes to its arguments' Variables are not applied: they would be abstract.
+
+    Args:
+      fun: the function.
+      *args: its positional arguments.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside;
+        None for the current setting.
+      **kwargs: its keyword arguments.
     """
     return lift(
         lambda g: functools.partial(jax.eval_shape, g),
@@ -177,11 +212,18 @@ def eval_shape(fun: Callable, *args, **kwargs):
         post_out=_plain_vars,
         write=False,
         restore_modes=False,  # abstract values: no array to put in a cell
+        mode=ModeArgs(graph, graph_updates).mode(),
     )
 
 
 # -- checkify ---------------------------------------------------------------------------
-def checkify(fun: Callable, errors=None):
+def checkify(
+    fun: Callable,
+    errors=None,
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+):
     """``jax.experimental.checkify.checkify`` for functions of nnx objects.
 
     Example::
@@ -194,7 +236,16 @@ def checkify(fun: Callable, errors=None):
 
         err, y = f(model, x)
         err.throw()
+
+    Args:
+      fun: the function.
+      errors: the error kinds to check (``checkify.user_checks`` by default).
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside;
+        None for the current setting.
     """
+    mode_args = ModeArgs(graph, graph_updates)
     from jax.experimental import checkify as ck
 
     errs = ck.user_checks if errors is None else errors
@@ -212,7 +263,15 @@ def checkify(fun: Callable, errors=None):
 
             return run
 
-        out = lift(transform, fun, args, kwargs, where="nnx.checkify", prep_cache=cache)
+        out = lift(
+            transform,
+            fun,
+            args,
+            kwargs,
+            where="nnx.checkify",
+            prep_cache=cache,
+            mode=mode_args.mode(),
+        )
         return err_box[0], out
 
     return wrapper
@@ -225,6 +284,8 @@ def shard_map(
     mesh: Any,
     in_specs: Any,
     out_specs: Any,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
     **shard_map_kwargs,
 ):
     """``jax.shard_map`` for functions of nnx objects.
@@ -240,7 +301,19 @@ def shard_map(
     For an nnx argument the spec is one ``PartitionSpec`` for all its arrays
     or a State/dict mapping its paths to specs. Written Variables come back
     with the spec they went in with.
+
+    Args:
+      fun: the function (or use ``@nnx.shard_map(...)`` with options).
+      mesh: the mesh.
+      in_specs: per positional argument, as described above.
+      out_specs: as in ``jax.shard_map``.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside;
+        None for the current setting.
+      **shard_map_kwargs: passed to ``jax.shard_map``.
     """
+    mode_args = ModeArgs(graph, graph_updates)
 
     def wrap(f):
         cache = PrepareCache()
@@ -295,6 +368,7 @@ def shard_map(
                 prep_cache=cache,
                 in_spec=in_spec,
                 out_spec=out_spec,
+                mode=mode_args.mode(),
             )
 
         return wrapper
@@ -380,7 +454,7 @@ def _contains_graph(x) -> bool:
     return any(is_graph_node(leaf) for leaf in jax.tree.leaves(x, is_leaf=is_graph_node))
 
 
-def _values_fn(fun, args, where):
+def _values_fn(fun, args, where, mode):
     """``(g, per-arg values, is_graph, slices, apply)``: ``g(*per_arg_values)`` calls ``fun``.
 
     The graph arguments are flattened *jointly* (sharing kept: ``f(m, m)`` sees one
@@ -391,6 +465,8 @@ def _values_fn(fun, args, where):
     is_g = _split_graph_plain(args)
     graph = tuple(a for a, g in zip(args, is_g) if g)
     prep = Prepared(flatten(graph)) if graph else None
+    if prep is not None and not mode.graph:
+        check_tree(prep, graph, fun, None, where.split("(", 1)[0])
     joint = prep.values() if prep is not None else []
     owners = prep.owners(graph) if prep is not None else []
     slices = []
@@ -421,11 +497,14 @@ def _values_fn(fun, args, where):
             objs, gd = enter_values(prep, leaves)
         else:
             objs, gd = (), None
+        entry = snapshot(objs, mode) if gd is not None else None
         oi, pi = iter(objs), iter(plain)
         call = [next(oi) if isg else next(pi) for isg in is_g]
         out, _ = call_without_cells(fun, call, {})
         if gd is not None:
-            idx, new, _ = collect_updates(objs, leaves, gd, where=where, values=True)
+            idx, new, _ = collect_updates(
+                objs, leaves, gd, where=where, values=True, mode=mode, entry=entry
+            )
         else:
             idx, new = [], []
         holder["idx"] = idx
@@ -442,7 +521,14 @@ def _values_fn(fun, args, where):
     return g, vals, is_g, slices, apply
 
 
-def jvp(fun: Callable, primals: tuple, tangents: tuple):
+def jvp(
+    fun: Callable,
+    primals: tuple,
+    tangents: tuple,
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+):
     """``jax.jvp`` where primals may hold nnx objects.
 
     Example::
@@ -452,9 +538,19 @@ def jvp(fun: Callable, primals: tuple, tangents: tuple):
 
     The tangent of an nnx primal is a State (or an object of the same
     structure); Variables it leaves out get zero tangents.
+
+    Args:
+      fun: the function.
+      primals: its arguments.
+      tangents: one tangent per primal.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside;
+        None for the current setting.
     """
     where = f"nnx.jvp({getattr(fun, '__name__', 'f')})"
-    g, vals, is_g, slices, apply = _values_fn(fun, tuple(primals), where)
+    mode = ModeArgs(graph, graph_updates).mode()
+    g, vals, is_g, slices, apply = _values_fn(fun, tuple(primals), where, mode)
     tans = [
         _tangents_at(sl[2], sl[3], t, where) if sl is not None else t
         for sl, t in zip(slices, tangents)
@@ -464,7 +560,13 @@ def jvp(fun: Callable, primals: tuple, tangents: tuple):
     return out, out_dot
 
 
-def vjp(fun: Callable, *primals, has_aux: bool = False):
+def vjp(
+    fun: Callable,
+    *primals,
+    has_aux: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+):
     """``jax.vjp`` where primals may hold nnx objects.
 
     Example::
@@ -478,9 +580,19 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
     ones get ``float0`` zeros, as in JAX). With ``has_aux=True`` the function
     returns ``(output, aux)``; ``aux`` (arrays) is returned third, not
     differentiated.
+
+    Args:
+      fun: the function.
+      *primals: its arguments.
+      has_aux: the function returns ``(output, aux)``.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside;
+        None for the current setting.
     """
     where = f"nnx.vjp({getattr(fun, '__name__', 'f')})"
-    g, vals, is_g, slices, apply = _values_fn(fun, tuple(primals), where)
+    mode = ModeArgs(graph, graph_updates).mode()
+    g, vals, is_g, slices, apply = _values_fn(fun, tuple(primals), where, mode)
     if has_aux:
 
         def g_aux(*vals):
@@ -541,11 +653,28 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
     argument, a State or mapping of its paths (missing Variables get zeros).
     The function may not write Variables (a custom derivative cannot carry
     state updates).
+
+    Args:
+      fun: the function.
+      nondiff_argnums: arguments that are not differentiated.
+      graph: False for tree mode: an object reachable twice from the
+        arguments is an ``nnx.AliasingError``; None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside;
+        None for the current setting.
     """
 
-    def __init__(self, fun: Callable, nondiff_argnums: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        fun: Callable,
+        nondiff_argnums: tuple[int, ...] = (),
+        *,
+        graph: bool | None = None,
+        graph_updates: bool | None = None,
+    ):
         functools.update_wrapper(self, fun)
         self.fun = fun
+        self._mode = ModeArgs(graph, graph_updates)
         self.nondiff_argnums = tuple(nondiff_argnums)
         self.fwd: Callable | None = None
         self.bwd: Callable | None = None
@@ -562,7 +691,10 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             i not in nd and (is_graph_node(a) or _contains_graph(a)) for i, a in enumerate(args)
         ]
         flats = [flatten(a, with_paths=True) if g else None for a, g in zip(args, is_g)]
-        from nnx.transforms._boundary import Prepared
+        mode = self._mode.mode()
+        if not mode.graph:
+            graph = tuple(a for a, g in zip(args, is_g) if g)
+            check_tree(Prepared(flatten(graph)), graph, self.fun, None, "nnx.custom_vjp")
 
         preps = [Prepared(f) if f is not None else None for f in flats]
         vals = tuple(
@@ -581,12 +713,14 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
                 else:
                     o, gd = enter_values(p, list(v))
                     objs.append(o)
-                    state.append((o, gd, list(v)))
+                    state.append((o, gd, list(v), snapshot(o, mode)))
             return objs, state
 
         def no_writes(state):
-            for o, gd, leaves in state:
-                idx, _, _ = collect_updates(o, leaves, gd, where=where, values=True)
+            for o, gd, leaves, entry in state:
+                idx, _, _ = collect_updates(
+                    o, leaves, gd, where=where, values=True, mode=mode, entry=entry
+                )
                 if idx:
                     raise TransformError(
                         f"{where}: the function wrote a Variable. A custom derivative cannot "

@@ -29,14 +29,17 @@ from nnx.transforms._axes import (
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN_ARG,
+    ModeArgs,
     PrepareCache,
     assemble,
     call_without_cells,
+    check_tree,
     collect_updates,
     enter_values,
     export_output,
     graph_arg_names,
     import_output,
+    snapshot,
     split_call,
     write_back,
 )
@@ -54,8 +57,21 @@ def _positions(spec, n: int, what: str, where: str) -> list:
 class ScanWrapped:
     """A function wrapped by :func:`scan`."""
 
-    def __init__(self, fun, *, length, reverse, unroll, in_axes, out_axes, _split_transpose):
+    def __init__(
+        self,
+        fun,
+        *,
+        length,
+        reverse,
+        unroll,
+        in_axes,
+        out_axes,
+        _split_transpose,
+        graph=None,
+        graph_updates=None,
+    ):
         functools.update_wrapper(self, fun)
+        self._mode = ModeArgs(graph, graph_updates)
         self.fun = fun
         self.length = length
         self.reverse = reverse
@@ -94,8 +110,11 @@ class ScanWrapped:
         # plain arguments: their axis (int: scanned, None: broadcast, Carry)
         plain_axes = [a for code, a in zip(pos, arg_axes) if code is PLAIN_ARG]
 
+        mode = self._mode.mode()
         if graph:
             prep = self._prep(graph)
+            if not mode.graph:
+                check_tree(prep, graph, fun, layout, "nnx.scan")
             key = ("scan", layout, tuple(map(repr, g_axes)))
             axes = prep.extra.get(key)
             if axes is None:
@@ -138,11 +157,12 @@ class ScanWrapped:
             if carry_i is not None and not carry_is_graph:
                 plain_now[plain_axes.index(Carry)] = c_pl
             objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
+            entry = snapshot(objs, mode) if gd is not None else None
             a, kw = assemble(layout, objs, tuple(plain_now), plain_kw)
             out, as_hijax = call_without_cells(fun, a, kw)
             if gd is not None:
                 idx, new, inner_flat = collect_updates(
-                    objs, leaves, gd, where=where, names=names, values=True
+                    objs, leaves, gd, where=where, names=names, values=True, mode=mode, entry=entry
                 )
                 nodes = inner_flat.nodes
             else:
@@ -177,7 +197,7 @@ class ScanWrapped:
                         raise AxisError(
                             f"{where}: out_axes entries must be ints or nnx.Carry, got {ax!r}."
                         )
-                    if gd is not None:
+                    if gd is not None and mode.graph:
                         assert prep is not None and inner_flat is not None  # set with gd
                         check_returned_axes(
                             o, ax, inner_flat.leaves, axes, prep.paths, names, where
@@ -306,6 +326,8 @@ def scan(
     in_axes: Any = (Carry, 0),
     out_axes: Any = (Carry, 0),
     _split_transpose: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ):
     """``jax.lax.scan`` with per-argument axes and the carry at any position.
 
@@ -323,8 +345,23 @@ def scan(
     :class:`StateAxes`. ``out_axes`` says where the carry is in the output
     and the axis along which the other outputs are stacked. The function
     returns the carry alone when ``out_axes=nnx.Carry``.
+
+    Args:
+      fun: the function (or use ``@nnx.scan(...)`` with options).
+      length: the number of steps, when nothing is scanned over.
+      reverse: scan from the end, as in ``jax.lax.scan``.
+      unroll: as in ``jax.lax.scan``.
+      in_axes: per positional argument: ``nnx.Carry``, an int, None or
+        :class:`StateAxes`.
+      out_axes: ``nnx.Carry`` and ints, one per output.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting.
+      graph_updates: False leaves structural changes of the arguments inside
+        (see :func:`nnx.jit`); None for the current setting.
     """
     options = dict(
+        graph=graph,
+        graph_updates=graph_updates,
         length=length,
         reverse=reverse,
         unroll=unroll,

@@ -9,7 +9,14 @@ from typing import Any
 
 import jax
 
-from nnx.core import RngStream, TraceContextError, Variable, iter_graph, to_predicate
+from nnx.core import (
+    RngStream,
+    TraceContextError,
+    Variable,
+    is_graph_node,
+    iter_graph,
+    to_predicate,
+)
 from nnx.transforms._axes import (
     StateAxes,
     check_plain_sizes,
@@ -20,26 +27,47 @@ from nnx.transforms._axes import (
     size_source,
 )
 from nnx.transforms._boundary import (
+    ModeArgs,
     PrepareCache,
     assemble,
     call_without_cells,
+    check_tree,
     collect_updates,
     enter_values,
     export_output,
     graph_arg_names,
     import_output,
+    snapshot,
     split_call,
     write_back,
 )
 from nnx.transforms._errors import AxisError
+from nnx.transforms._jaxpr import PARTITION_NAME
 
 
 class VmapWrapped:
     """A function wrapped by :func:`vmap`."""
 
-    def __init__(self, fun, *, in_axes, out_axes, axis_name, axis_size, spmd_axis_name):
+    _what = "nnx.vmap"
+
+    def __init__(
+        self,
+        fun,
+        *,
+        in_axes,
+        out_axes,
+        axis_name,
+        axis_size,
+        spmd_axis_name,
+        transform_metadata=None,
+        graph=None,
+        graph_updates=None,
+    ):
         functools.update_wrapper(self, fun)
         self.fun = fun
+        self._mode = ModeArgs(graph, graph_updates)
+        self.transform_metadata = dict(transform_metadata or {})
+        self._fns: dict = {}
         self.in_axes = in_axes
         self.out_axes = out_axes
         self.axis_name = axis_name
@@ -62,12 +90,15 @@ class VmapWrapped:
 
     def __call__(self, *args, **kwargs):
         fun = self.fun
-        where = f"nnx.vmap({getattr(fun, '__name__', 'f')})"
-        layout, graph, plain, plain_kw = split_call(args, kwargs)
+        where = f"{self._what}({getattr(fun, '__name__', 'f')})"
+        mode = self._mode.mode()
+        layout, graph, plain, plain_kw = self._split(args, kwargs)
         names = graph_arg_names(fun, layout)
-        g_axes, p_axes = per_arg_axes(self.in_axes, layout, where)
+        g_axes, p_axes = per_arg_axes(self._in_axes_for(layout), layout, where)
         if graph:
             prep = self._prep(graph)
+            if not mode.graph:
+                check_tree(prep, graph, fun, layout, self._what)
             key = ("vmap", layout, tuple(map(_axis_key, g_axes)))
             axes = prep.extra.get(key)
             if axes is None:
@@ -85,41 +116,56 @@ class VmapWrapped:
             size_source(prep, values, axes, names, self.axis_size),
             where,
         )
-        holder: dict = {}
+        key = self._cache_key(prep, layout, axes, p_axes, mode, plain_kw)
+        hit = self._fns.get(key) if key is not None else None
+        if hit is not None:
+            vmapped, holder = hit
+        else:
+            holder: dict = {}
+            partition = self.transform_metadata.get(PARTITION_NAME)
 
-        def inner(leaves, plain, plain_kw):
-            if prep is not None:
-                objs, gd = enter_values(prep, leaves)
-            else:
-                objs, gd = (), None
-            a, kw = assemble(layout, objs, plain, plain_kw)
-            out, as_hijax = call_without_cells(fun, a, kw)
-            if gd is not None:
-                idx, new, inner_flat = collect_updates(
-                    objs, leaves, gd, where=where, names=names, values=True
-                )
-                nodes = inner_flat.nodes
-                assert prep is not None  # gd comes from prep
-                check_returned_axes(
-                    out, self.out_axes, inner_flat.leaves, axes, prep.paths, names, where
-                )
-            else:
-                idx, new, nodes = [], [], []
-            updates: list = [None] * len(leaves)
-            for i, v in zip(idx, new):
-                updates[i] = v
-            out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
-            holder["idx"], holder["spec"] = idx, spec
-            return updates, out
+            def inner(leaves, plain, plain_kw):
+                if prep is not None:
+                    objs, gd = enter_values(prep, leaves)
+                else:
+                    objs, gd = (), None
+                entry = snapshot(objs, mode) if gd is not None else None
+                renamed = _remove_axis_names(objs, axes, partition) if partition is not None else []
+                a, kw = assemble(layout, objs, plain, plain_kw)
+                out, as_hijax = call_without_cells(fun, a, kw)
+                for v, names_before in renamed:  # back as they entered (the structure compares)
+                    v.set_metadata(sharding_names=names_before)
+                if partition is not None:
+                    _add_axis_names(out, self.out_axes, partition, {id(v) for v, _ in renamed})
+                if gd is not None:
+                    idx, new, inner_flat = collect_updates(
+                        objs,
+                        leaves,
+                        gd,
+                        where=where,
+                        names=names,
+                        values=True,
+                        mode=mode,
+                        entry=entry,
+                    )
+                    nodes = inner_flat.nodes
+                    assert prep is not None  # gd comes from prep
+                    if mode.graph:  # tree mode: returned inputs are new (stacked) objects
+                        check_returned_axes(
+                            out, self.out_axes, inner_flat.leaves, axes, prep.paths, names, where
+                        )
+                else:
+                    idx, new, nodes = [], [], []
+                updates: list = [None] * len(leaves)
+                for i, v in zip(idx, new):
+                    updates[i] = v
+                out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
+                holder["idx"], holder["spec"] = idx, spec
+                return updates, out
 
-        vmapped = jax.vmap(
-            inner,
-            in_axes=(list(axes), tuple(p_axes), 0),
-            out_axes=(list(axes), self.out_axes),
-            axis_name=self.axis_name,
-            axis_size=self.axis_size,
-            spmd_axis_name=self.spmd_axis_name,
-        )
+            vmapped = self._jax_map(inner, axes, p_axes, layout)
+            if key is not None:
+                self._fns[key] = (vmapped, holder)
         try:
             updates, out = vmapped(values, plain, plain_kw)
         except Exception as e:
@@ -132,6 +178,72 @@ class VmapWrapped:
             write_back(prep.leaves, idx, [updates[i] for i in idx], values=True)
             return import_output(out, holder["spec"], prep.flat.nodes)
         return import_output(out, holder["spec"], None)
+
+    # what pmap changes
+    def _cache_key(self, prep, layout, axes, p_axes, mode, plain_kw) -> tuple | None:
+        """None: trace at every call (jax.vmap is not cached anyway)."""
+        return None
+
+    def _split(self, args, kwargs):
+        return split_call(args, kwargs)
+
+    def _in_axes_for(self, layout):
+        return self.in_axes
+
+    def _jax_map(self, inner, axes, p_axes, layout):
+        return jax.vmap(
+            inner,
+            in_axes=(list(axes), tuple(p_axes), 0),
+            out_axes=(list(axes), self.out_axes),
+            axis_name=self.axis_name,
+            axis_size=self.axis_size,
+            spmd_axis_name=self.spmd_axis_name,
+        )
+
+
+def _remove_axis_names(objs, axes, partition) -> list:
+    """transform_metadata: inside, a mapped Variable's ``sharding_names`` lose the mapped axis.
+
+    Returns ``(Variable, names as entered)`` pairs, to put back after the call.
+    """
+    from nnx.core import flatten
+
+    out = []
+    for v, ax in zip(flatten(objs).leaves, axes):
+        if not isinstance(v, Variable) or not isinstance(ax, int):
+            continue
+        names = v.get_metadata("sharding_names")
+        if isinstance(names, (tuple, list)) and len(names) > ax:
+            out.append((v, names))
+            v.set_metadata(sharding_names=tuple(names[:ax]) + tuple(names[ax + 1 :]))
+    return out
+
+
+def _add_axis_names(out, out_axes, partition, inputs: set) -> None:
+    """transform_metadata: new Variables returned get ``partition`` at their out axis."""
+
+    def visit(ax, sub):
+        if not isinstance(ax, int):
+            return
+        for top in jax.tree.leaves(sub, is_leaf=is_graph_node):
+            if not is_graph_node(top):
+                continue
+            for _, x in iter_graph(top):
+                if isinstance(x, Variable) and id(x) not in inputs and id(x) not in seen:
+                    seen.add(id(x))
+                    names = x.get_metadata("sharding_names")
+                    if isinstance(names, (tuple, list)):
+                        a = ax if ax >= 0 else len(names) + 1 + ax
+                        x.set_metadata(
+                            sharding_names=tuple(names[:a]) + (partition,) + tuple(names[a:])
+                        )
+
+    seen: set = set()
+    try:
+        jax.tree.map(visit, out_axes, out, is_leaf=lambda x: x is None)
+    except (ValueError, TypeError):
+        if isinstance(out_axes, int):
+            visit(out_axes, out)
 
 
 def _axis_key(a):
@@ -182,6 +294,9 @@ def vmap(
     axis_name: Any = None,
     axis_size: int | None = None,
     spmd_axis_name: Any = None,
+    transform_metadata: Any = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ):
     """``jax.vmap`` for functions of nnx objects.
 
@@ -202,6 +317,24 @@ def vmap(
     ``None`` (shared by every member) or :class:`StateAxes` (an axis per kind
     of state). Writes to the state of an nnx argument inside come out, stacked
     as they went in; new objects returned are stacked along ``out_axes``.
+
+    Args:
+      fun: the function (or use ``@nnx.vmap(...)`` with options).
+      in_axes: per positional argument (or one for all): an int, None or
+        :class:`StateAxes`.
+      out_axes: per output, as in ``jax.vmap``.
+      axis_name: the name of the mapped axis (for collectives).
+      axis_size: the size of the mapped axis, when no argument is mapped.
+      spmd_axis_name: as in ``jax.vmap``.
+      transform_metadata: ``{nnx.PARTITION_NAME: name}`` removes the mapped
+        axis from the ``sharding_names`` of mapped Variables inside the
+        function (and puts it back outside), and inserts ``name`` at the
+        out axis in the ``sharding_names`` of new Variables returned.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current
+        :func:`nnx.set_graph_mode` setting. In tree mode returned inputs come
+        out as new stacked objects.
+      graph_updates: False leaves structural changes of the arguments inside
+        (see :func:`nnx.jit`); None for the current setting.
     """
     options = dict(
         in_axes=in_axes,
@@ -209,10 +342,159 @@ def vmap(
         axis_name=axis_name,
         axis_size=axis_size,
         spmd_axis_name=spmd_axis_name,
+        transform_metadata=transform_metadata,
+        graph=graph,
+        graph_updates=graph_updates,
     )
     if fun is None:
         return lambda f: VmapWrapped(f, **options)
     return VmapWrapped(fun, **options)
+
+
+class PmapWrapped(VmapWrapped):
+    """A function wrapped by :func:`pmap`."""
+
+    _what = "nnx.pmap"
+
+    def __init__(
+        self,
+        fun,
+        *,
+        in_axes,
+        out_axes,
+        axis_name,
+        static_broadcasted_argnums,
+        devices,
+        backend,
+        axis_size,
+        donate_argnums,
+        transform_metadata=None,
+        graph=None,
+        graph_updates=None,
+    ):
+        super().__init__(
+            fun,
+            in_axes=in_axes,
+            out_axes=out_axes,
+            axis_name=axis_name,
+            axis_size=axis_size,
+            spmd_axis_name=None,
+            transform_metadata=transform_metadata,
+            graph=graph,
+            graph_updates=graph_updates,
+        )
+        statics = static_broadcasted_argnums
+        self._statics = frozenset((statics,) if isinstance(statics, int) else tuple(statics))
+        if donate_argnums not in ((), None):
+            raise NotImplementedError(
+                "nnx.pmap: donate_argnums is not supported yet; call without it (the "
+                "arguments' buffers are then kept), or use nnx.jit with donate_argnums "
+                "around a vmap or shard_map."
+            )
+        self.devices = devices
+        self.backend = backend
+        # one jax.pmap per structure: a new function per call would compile every call.
+        # The entry keeps the first call's Prepared, whose static facts (slots, paths)
+        # are those of every call with the same GraphDef.
+        self._fns: dict = {}
+
+    def _cache_key(self, prep, layout, axes, p_axes, mode, plain_kw) -> tuple | None:
+        return (
+            prep.flat.graphdef if prep is not None else None,
+            layout,
+            tuple(map(_axis_key, axes)),
+            tuple(map(_axis_key, p_axes)),
+            mode,
+            tuple(sorted(plain_kw)),
+        )
+
+    def _split(self, args, kwargs):
+        return split_call(args, kwargs, self._statics)
+
+    def _jax_map(self, inner, axes, p_axes, layout):
+        kw = {}
+        if self.devices is not None:
+            kw["devices"] = self.devices
+        if self.backend is not None:
+            kw["backend"] = self.backend
+        if self.axis_size is not None:
+            kw["axis_size"] = self.axis_size
+        return jax.pmap(
+            inner,
+            in_axes=(list(axes), tuple(p_axes), 0),
+            out_axes=(list(axes), self.out_axes),
+            axis_name=self.axis_name,
+            **kw,
+        )
+
+
+def pmap(
+    fun: Callable | None = None,
+    *,
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    axis_name: Any = None,
+    static_broadcasted_argnums: int | tuple[int, ...] = (),
+    devices: Any = None,
+    backend: str | None = None,
+    axis_size: int | None = None,
+    donate_argnums: int | tuple[int, ...] = (),
+    global_arg_shapes: Any = None,
+    transform_metadata: Any = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+):
+    """``jax.pmap`` for functions of nnx objects, with the argument handling of :func:`vmap`.
+
+    Example::
+
+        @nnx.pmap(in_axes=(0, 0), axis_name="devices")
+        def step(model, x):
+            return jax.lax.pmean(model(x), "devices")
+
+    nnx arguments are mapped by ``in_axes`` (an int, None or
+    :class:`StateAxes`), as in :func:`vmap`: their Variables written inside
+    are updated outside, stacked (one entry per device) as they went in; new
+    objects returned are stacked along ``out_axes``; with
+    ``nnx.split_rngs(splits=n)`` each device gets its own random keys.
+
+    Args:
+      fun: the function (or use ``@nnx.pmap(...)`` with options).
+      in_axes: per positional argument (or one for all), as in :func:`vmap`.
+      out_axes: per output, as in ``jax.pmap``.
+      axis_name: the name of the mapped axis, for collectives.
+      static_broadcasted_argnums: positional arguments passed as Python
+        values to every device (hashable).
+      devices: the devices to map over, as in ``jax.pmap``.
+      backend: as in ``jax.pmap``.
+      axis_size: as in ``jax.pmap``.
+      donate_argnums: not supported yet: anything but ``()`` is a
+        ``NotImplementedError`` (nothing is silently left undonated).
+      global_arg_shapes: accepted for compatibility with Flax's signature;
+        must be None (JAX removed it).
+      transform_metadata: as in :func:`vmap`.
+      graph: False for tree mode (see :func:`nnx.jit`); None for the current setting.
+      graph_updates: False leaves structural changes inside; None for the
+        current setting.
+    """
+    if global_arg_shapes is not None:
+        raise TypeError("nnx.pmap: global_arg_shapes is no longer supported by JAX; pass None.")
+    options = dict(
+        in_axes=in_axes,
+        out_axes=out_axes,
+        axis_name=axis_name,
+        static_broadcasted_argnums=static_broadcasted_argnums,
+        devices=devices,
+        backend=backend,
+        axis_size=axis_size,
+        donate_argnums=donate_argnums,
+        transform_metadata=transform_metadata,
+        graph=graph,
+        graph_updates=graph_updates,
+    )
+    if fun is None:
+        return lambda f: PmapWrapped(f, **options)
+    return PmapWrapped(fun, **options)
 
 
 # -- split_rngs ---------------------------------------------------------------------------
@@ -238,8 +520,17 @@ class split_rngs:  # noqa: N801 (used as a decorator and a context manager, like
     names, e.g. ``'dropout'``) limits which streams are split.
     """
 
-    def __init__(self, node: Any = None, *, splits: int | tuple[int, ...], only: Any = ...):
+    def __init__(
+        self,
+        node: Any = None,
+        *,
+        splits: int | tuple[int, ...],
+        only: Any = ...,
+        graph: bool | None = None,
+        graph_updates: bool | None = None,
+    ):
         self.node = node
+        self._mode = ModeArgs(graph, graph_updates)
         self.splits = splits
         self.only = to_predicate(only)
         self._saved: list = []
@@ -248,6 +539,7 @@ class split_rngs:  # noqa: N801 (used as a decorator and a context manager, like
     def __call__(self, fun: Callable) -> Callable:
         @functools.wraps(fun)
         def wrapper(*args, **kwargs):
+            self._check_tree((args, kwargs))
             saved = _split_streams((args, kwargs), self.splits, self.only)
             try:
                 return fun(*args, **kwargs)
@@ -257,7 +549,22 @@ class split_rngs:  # noqa: N801 (used as a decorator and a context manager, like
         return wrapper
 
     # context-manager form
+    def _check_tree(self, node) -> None:
+        if self._mode.mode().graph:
+            return
+        from nnx.core import AliasingError, find_duplicates
+
+        dups = find_duplicates(node)
+        if dups:
+            a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
+            raise AliasingError(
+                f"nnx.split_rngs: graph=False (tree mode) needs a tree, but the same object "
+                f"is reachable at {a!r} and at {b!r}. Pass graph=True (or use "
+                "nnx.set_graph_mode(True)) to keep the sharing, or pass the object once."
+            )
+
     def __enter__(self):
+        self._check_tree(self.node)
         self._saved.append(_split_streams(self.node, self.splits, self.only))
         return self.node
 
