@@ -43,6 +43,26 @@ def test_eval_shape_allocates_nothing(mode):
     assert huge.w[...].shape == (10**6, 10**6) and huge.w[...].dtype == jnp.float32
 
 
+def test_eval_shape_under_hijax_defaults_gives_hijax_abstract_variables():
+    # so that a model restored into it (nnx.restore_checkpoint) trains under plain jax.jit
+    with nnx.var_defaults(hijax=True):
+        abstract = nnx.eval_shape(lambda: MLP(2, 8, 3, rngs=nnx.Rngs(0)))
+    w = abstract.linear1.w
+    assert w.hijax and isinstance(w[...], jax.ShapeDtypeStruct) and w[...].shape == (2, 8)
+    assert all(v.hijax for _, v in nnx.state(abstract).flat_state())
+    plain = nnx.eval_shape(lambda: MLP(2, 8, 3, rngs=nnx.Rngs(0)))
+    assert not plain.linear1.w.hijax
+    # filled with values, the hijax abstract model is a model whose writes jax.jit carries
+    concrete = MLP(2, 8, 3, rngs=nnx.Rngs(1))
+    graphdef, state = nnx.split(abstract)
+    values = nnx.state(concrete)
+    model = nnx.merge(graphdef, state)
+    nnx.update(model, values)
+    assert model.linear1.w.hijax
+    jax.jit(lambda m: m.bn.mean.set_value(m.bn.mean[...] + 1.0))(model)
+    np.testing.assert_allclose(model.bn.mean[...], np.asarray(concrete.bn.mean[...]) + 1.0)
+
+
 def test_eval_shape_of_a_call_leaves_the_arguments_concrete(mode):
     m = MLP(2, 8, 3, rngs=nnx.Rngs(0))
     mean0, count0 = np.asarray(m.bn.mean[...]), int(m.dropout.rngs.count[...])

@@ -16,7 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnx.core import State, Variable, flatten, is_graph_node, storage_mode, vars_as
+from nnx.core import (
+    State,
+    Variable,
+    flatten,
+    is_graph_node,
+    storage_mode,
+    var_defaults,
+    vars_as,
+)
 from nnx.transforms._boundary import (
     HIJAX,
     REF,
@@ -189,10 +197,12 @@ def eval_shape(
         abstract = nnx.eval_shape(lambda: MLP(2, 1024, 1, rngs=nnx.Rngs(0)))
         abstract.linear1.kernel.shape  # no memory allocated
 
-    Variables of the abstract output are plain Variables holding
-    ``ShapeDtypeStruct`` values, whatever their mode would have been
-    (there is no array to put in a ref or a hijax cell). Writes the function
-    makes to its arguments' Variables are not applied: they would be abstract.
+    Variables of the abstract output hold ``ShapeDtypeStruct`` values. Under
+    ``nnx.var_defaults(hijax=True)`` they are hijax Variables, so a model
+    restored into this target (``nnx.restore_checkpoint``) is hijax too; ref
+    Variables come back plain (a ``jax.Ref`` needs an array). Writes the
+    function makes to its arguments' Variables are not applied: they would be
+    abstract.
 
     Args:
       fun: the function.
@@ -203,17 +213,36 @@ def eval_shape(
         None for the current setting.
       **kwargs: its keyword arguments.
     """
-    return lift(
+    hijax_at: list[int] = []  # which Variables of the output are to be hijax
+    all_hijax = var_defaults().hijax  # new Variables are made plain inside (the cell rule)
+
+    def plain_out(out):
+        hijax_at[:] = [
+            i
+            for i, x in enumerate(_variables_of(out))
+            if all_hijax or storage_mode(x) == HIJAX
+        ]
+        return _plain_vars(out)
+
+    out = lift(
         lambda g: functools.partial(jax.eval_shape, g),
         fun,
         args,
         kwargs,
         where=f"nnx.eval_shape({getattr(fun, '__name__', 'f')})",
-        post_out=_plain_vars,
+        post_out=plain_out,
         write=False,
-        restore_modes=False,  # abstract values: no array to put in a cell
+        restore_modes=False,  # abstract values: no array to put in a cell or a ref
         mode=ModeArgs(graph, graph_updates).mode(),
     )
+    if hijax_at:  # a hijax Variable can hold an abstract value: give back its mode
+        chosen = {id(v) for i, v in enumerate(_variables_of(out)) if i in set(hijax_at)}
+        out = vars_as(out, hijax=True, only=lambda _, x: id(x) in chosen)
+    return out
+
+
+def _variables_of(tree) -> list:
+    return [x for x in flatten(tree).leaves if isinstance(x, Variable)]
 
 
 # -- checkify ---------------------------------------------------------------------------
