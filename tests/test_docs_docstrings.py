@@ -100,34 +100,6 @@ def _example_blocks(doc: str) -> list[str]:
     return blocks
 
 
-# `Example::` blocks written by the Flax-parity work of one session, merged after this
-# runner existed: they use names the example context does not define. Each is a strict
-# xfail (it must still fail), to be turned into a runnable example and removed from here.
-PENDING = frozenset(
-    {
-        "nnx.core._checkpoint:save_checkpoint:0",
-        "nnx.core._checkpoint:restore_checkpoint:0",
-        "nnx.core._graph_tools:call:0",
-        "nnx.core._module:with_attributes:0",
-        "nnx.core._module:view:0",
-        "nnx.core._sharding:use_eager_sharding:0",
-        "nnx.core._sharding:abstract_with_sharding:0",
-        "nnx.core._sharding:get_abstract_model:0",
-        "nnx.core._sharding:StateSharding:0",
-        "nnx.core._state:State.replace_by_pure_dict:0",
-        "nnx.core._state:map_state:0",
-        "nnx.optim._optimizer:OptVariable:0",
-        "nnx.optim._optimizer:Optimizer:0",
-        "nnx.optim._optimizer:Optimizer.update:0",
-        "nnx.optim._train_state:TrainState:0",
-        "nnx.optim._train_state:TrainState.create:0",
-        "nnx.optim._train_state:TrainState.apply:0",
-        "nnx.optim._train_state:TrainState.apply_gradients:0",
-        "nnx.optim._train_state:TrainState.replace:0",
-    }
-)
-
-
 def _collect():
     params = []
     for modname in _module_names():
@@ -148,14 +120,7 @@ def _collect():
         for qualname, doc in _docstrings(module):
             for i, block in enumerate(_example_blocks(doc)):
                 pid = f"{modname}:{qualname}:{i}"
-                marks = (
-                    [pytest.mark.xfail(strict=True, reason="example to rewrite (PENDING)")]
-                    if pid in PENDING
-                    else []
-                )
-                params.append(
-                    pytest.param(modname, qualname, block, "example", id=pid, marks=marks)
-                )
+                params.append(pytest.param(modname, qualname, block, "example", id=pid))
             if ">>>" in doc:
                 params.append(
                     pytest.param(
@@ -206,7 +171,10 @@ def test_docstring_example_runs(modname, qualname, text, kind):
         return
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(text, f"<docstring of {label}>", "exec"), ns)
+        # dont_inherit: the example is compiled as a reader would run it, without this
+        # file's `from __future__ import annotations` (a dataclass field annotated `str`
+        # would then be a string that dataclasses looks up in a module that does not exist)
+        exec(compile(text, f"<docstring of {label}>", "exec", dont_inherit=True), ns)
     printed = out.getvalue().splitlines()
     position = 0
     for line in text.splitlines():

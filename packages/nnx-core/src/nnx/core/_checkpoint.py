@@ -86,7 +86,14 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, *, force: bool = False) 
 
     Example::
 
+        import pathlib, tempfile
+
+        ckpt_dir = pathlib.Path(tempfile.mkdtemp())          # orbax wants an absolute path
+        model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
         nnx.save_checkpoint(ckpt_dir / "step_100", (model, optimizer))
+        print([p.name for p in ckpt_dir.iterdir()])          # ['step_100']
+        nnx.save_checkpoint(ckpt_dir / "step_100", model, force=True)   # overwrite it
 
     Works in every Variable mode (plain, ref, hijax): the values are read out of
     refs and cells and saved by parameter path (``linear/kernel/value``), each
@@ -202,9 +209,25 @@ def restore_checkpoint(path: str | os.PathLike, target: Any, *, partial: bool = 
 
     Example::
 
-        nnx.restore_checkpoint(ckpt_dir / "step_100", (model, optimizer))  # in place
-        abstract = nnx.eval_shape(lambda: MyModel(rngs=nnx.Rngs(0)))
-        model = nnx.restore_checkpoint(ckpt_dir / "step_100", abstract)   # a new model
+        import pathlib, tempfile
+
+        ckpt = pathlib.Path(tempfile.mkdtemp()) / "step_100"
+        model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+        nnx.save_checkpoint(ckpt, model)
+        saved = model.kernel[...]
+
+        model.kernel[...] = jnp.zeros((2, 3))
+        nnx.restore_checkpoint(ckpt, model)                  # in place
+        print(bool((model.kernel[...] == saved).all()))      # True
+
+        abstract = nnx.eval_shape(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(1)))
+        fresh = nnx.restore_checkpoint(ckpt, abstract)       # a new model
+        print(bool((fresh.kernel[...] == saved).all()))      # True
+
+        try:                                                 # checked by path and shape first
+            nnx.restore_checkpoint(ckpt, nnx.Linear(2, 4, rngs=nnx.Rngs(0)))
+        except nnx.StructureError as e:
+            print(type(e).__name__)                          # StructureError
 
     ``target`` is a live model (or a tuple of objects): its Variables are
     written in place, in their own modes (plain, ref, hijax), and ``target``

@@ -75,10 +75,41 @@ def call(graphdef_state: tuple, /) -> Any:
 
     Example::
 
-        state = nnx.split(counter)                      # (graphdef, state)
-        y, state = nnx.call(state)(x)                   # merge, __call__, split
-        _, state = nnx.call(state)["b"].increment()     # a method of a sub-node
-        counter = nnx.merge(*state)
+        class Counter(nnx.Module):
+            def __init__(self):
+                self.count = nnx.BatchStat(jnp.array(0))
+
+            def __call__(self, x):
+                self.count[...] += 1
+                return 2 * x
+
+            def reset(self):
+                self.count[...] = 0
+
+        class Pair(nnx.Module):
+            def __init__(self):
+                self.a, self.b = Counter(), Counter()
+
+            def __call__(self, x):
+                return self.b(self.a(x))
+
+        model = Pair()
+        pair = nnx.split(model)                          # (graphdef, state)
+        y, pair = nnx.call(pair)(jnp.ones(2))            # merge, __call__, split
+        print(y)                                         # [4. 4.]
+        print(pair[1]["a"]["count"][...])                # 1
+        _, pair = nnx.call(pair).a.reset()               # a method of a sub-node
+        print(pair[1]["a"]["count"][...])                # 0
+        # the model the pair came from was never touched:
+        print(model.a.count[...])                        # 0
+
+        @jax.jit                                         # a pure function of the pair
+        def step(pair, x):
+            return nnx.call(pair)(x)
+
+        y, pair = step(pair, jnp.ones(2))
+        model = nnx.merge(*pair)
+        print(model.b.count[...])                        # 2
 
     The pair is merged into a new graph (its Variables copied, so the pair
     passed in is left unchanged), the method is called, and the output comes

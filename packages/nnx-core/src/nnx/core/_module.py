@@ -224,8 +224,13 @@ def with_attributes(
     Example::
 
         eval_model = nnx.with_attributes(model, deterministic=True, use_running_average=True)
-        model.dropout.deterministic        # False: the original is unchanged
-        eval_model.linear.kernel is model.linear.kernel   # True: Variables are shared
+        print(model.dropout.deterministic, eval_model.dropout.deterministic)   # False True
+        print(model.bn.use_running_average, eval_model.bn.use_running_average)   # False True
+        # the structure is copied, the Variables are shared:
+        print(eval_model.linear1.kernel is model.linear1.kernel)   # True
+
+        only_bn = nnx.with_attributes(model, use_running_average=True, only=nnx.BatchNorm)
+        print(only_bn.bn.use_running_average)   # True
 
     Unlike :meth:`Module.set_attributes`, the original graph is left alone: the
     structure is copied and the Variables (and arrays) are shared. Only Modules
@@ -277,9 +282,31 @@ def view(
 
     Example::
 
-        train_model = nnx.view(model, deterministic=False, use_running_average=False)
-        eval_model = nnx.view(model, deterministic=True, use_running_average=True)
-        train_model.layers[0].kernel is eval_model.layers[0].kernel   # shared
+        class Noisy(nnx.Module):
+            def __init__(self, rngs):
+                self.scale = nnx.Param(jnp.ones(3))
+                self.rngs = rngs
+                self.deterministic = False
+
+            def set_view(self, deterministic: bool | None = None):
+                if deterministic is not None:
+                    self.deterministic = deterministic
+
+            def __call__(self, x):
+                noise = 0 if self.deterministic else jax.random.normal(self.rngs(), x.shape)
+                return self.scale * x + noise
+
+        model = nnx.Sequential(Noisy(nnx.Rngs(0)), Noisy(nnx.Rngs(1)))
+        train_model = nnx.view(model, deterministic=False)
+        eval_model = nnx.view(model, deterministic=True)
+        print(eval_model(jnp.ones(3)))                              # [1. 1. 1.]
+        # both views share the Variables (and the original's):
+        print(train_model.layers[0].scale is eval_model.layers[0].scale)   # True
+        print(model.layers[0].deterministic)                         # False
+        try:
+            nnx.view(model, use_running_average=True)                # no set_view takes it
+        except ValueError as e:
+            print(type(e).__name__)                                  # ValueError
 
     The structure is copied and the Variables are shared, so both views train
     the same parameters. Every Module that ``only`` selects and that defines

@@ -166,10 +166,23 @@ class use_eager_sharding:  # noqa: N801  (a call that also works as a context ma
 
     Example::
 
-        nnx.use_eager_sharding(False)          # from now on
-        with nnx.use_eager_sharding(True):     # for this block only
-            model = MyModel(rngs=nnx.Rngs(0))
-        nnx.using_eager_sharding()             # False again
+        mesh = jax.make_mesh((1,), ("model",), devices=jax.devices()[:1])
+        init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
+
+        print(nnx.using_eager_sharding())                   # True
+        with jax.set_mesh(mesh):
+            layer = nnx.Linear(2, 4, kernel_init=init, rngs=nnx.Rngs(0))
+            with nnx.use_eager_sharding(False):             # for this block only
+                lazy = nnx.Linear(2, 4, kernel_init=init, rngs=nnx.Rngs(0))
+                print(nnx.using_eager_sharding())           # False
+        print(nnx.using_eager_sharding())                   # True
+        print(layer.kernel[...].sharding.spec)              # P(None, 'model')
+        print(lazy.kernel[...].sharding.spec)               # P(None, None)
+        print(lazy.kernel.sharding_names)                   # (None, 'model')
+
+        nnx.use_eager_sharding(False)                       # from now on
+        print(nnx.using_eager_sharding())                   # False
+        nnx.use_eager_sharding(True)                        # back to the default
 
     Used as a decorator (``@nnx.use_eager_sharding(False)``), the setting holds
     while the function runs. One Variable decides for itself with
@@ -357,11 +370,14 @@ def abstract_with_sharding(tree: Any, mesh: Any = None) -> Any:
 
     Example::
 
-        mesh = jax.make_mesh((2, 4), ("data", "model"))
+        mesh = jax.make_mesh((1, 1), ("data", "model"), devices=jax.devices()[:1])
+        init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
         with jax.set_mesh(mesh):
-            abstract = nnx.eval_shape(lambda: MyModel(rngs=nnx.Rngs(0)))
+            abstract = nnx.eval_shape(lambda: nnx.Linear(2, 4, kernel_init=init, rngs=nnx.Rngs(0)))
             abstract = nnx.abstract_with_sharding(abstract)
-        abstract.linear.kernel[...].sharding.spec    # PartitionSpec(None, 'model')
+        kernel = abstract.kernel[...]
+        print(type(kernel).__name__, kernel.shape)          # ShapeDtypeStruct (2, 4)
+        print(kernel.sharding.spec)                         # P(None, 'model')
 
     A value that has a sharding keeps it; otherwise the sharding is
     ``NamedSharding(mesh, spec)`` from the Variable's ``sharding_names``, with
@@ -383,11 +399,30 @@ def get_abstract_model(init_fn: Callable[[], Any], mesh: jax.sharding.Mesh):
 
     Example::
 
-        graphdef, abstract_state = nnx.get_abstract_model(
-            lambda: MyModel(rngs=nnx.Rngs(0)), mesh
-        )
-        state = checkpointer.restore(path, abstract_state)
+        import pathlib, tempfile
+
+        import orbax.checkpoint as ocp
+
+        mesh = jax.make_mesh((1, 1), ("data", "model"), devices=jax.devices()[:1])
+        init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
+
+        def make_model():
+            return nnx.Linear(2, 4, kernel_init=init, rngs=nnx.Rngs(0))
+
+        graphdef, abstract_state = nnx.get_abstract_model(make_model, mesh)
+        kernel = abstract_state["kernel"][...]              # nothing allocated yet
+        print(type(kernel).__name__, kernel.shape)          # ShapeDtypeStruct (2, 4)
+        print(kernel.sharding.spec)                         # P(None, 'model')
+
+        path = pathlib.Path(tempfile.mkdtemp()) / "ckpt"    # a checkpoint to restore
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(path, nnx.state(make_model()))
+        checkpointer.wait_until_finished()
+
+        state = checkpointer.restore(path, abstract_state)  # placed on the mesh
         model = nnx.merge(graphdef, state)
+        print(model.kernel[...].sharding.spec)              # P(None, 'model')
+
     """
     from nnx.core._graph import split
 
@@ -420,8 +455,19 @@ class StateSharding:
 
     Example::
 
-        state_sharding = nnx.StateSharding({nnx.Param: NamedSharding(mesh, P()), ...: None})
-        state_sharding.sharding_for(("linear", "kernel"), model.linear.kernel)
+        from jax.sharding import NamedSharding, PartitionSpec as P
+
+        mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+        split, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+        by_filter = nnx.StateSharding({nnx.Param: replicated, ...: None})
+        print(by_filter.sharding_for(("linear1", "kernel"), model.linear1.kernel) == replicated)  # True
+        print(by_filter.sharding_for(("bn", "mean"), model.bn.mean))   # None
+
+        @nnx.jit(in_shardings=(by_filter, split))   # the model's Params replicated, x split
+        def predict(model, x):
+            return model(x)
+
+        print(predict(model, x).shape)              # (4, 1)
 
     ``filter_sharding`` is a mapping (or a sequence of pairs) from filters to
     shardings; a Variable takes the sharding of the first filter that matches

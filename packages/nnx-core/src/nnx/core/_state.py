@@ -303,9 +303,21 @@ class State(dict):
 
         Example::
 
+            model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
             state = nnx.state(model)
+            restored = {"kernel": jnp.ones((2, 3)), "bias": jnp.zeros(3)}   # e.g. read from a file
             state.replace_by_pure_dict(restored)   # the State holds new Variables
+            print(state["kernel"][...].sum())      # 6.0
+            print(model.kernel[...].sum() == 6.0)  # False
             nnx.update(model, state)               # now the model gets the values
+            print(model.kernel[...].sum())         # 6.0
+
+            pure = nnx.to_pure_dict(nnx.state(model))          # the round trip of a checkpoint
+            print(sorted(pure))                                 # ['bias', 'kernel']
+            try:
+                state.replace_by_pure_dict({"kernel": jnp.ones((3, 3)), "bias": jnp.zeros(3)})
+            except nnx.StructureError as e:
+                print(type(e).__name__)            # StructureError
 
         As in Flax, the State gets new Variables (of the same kind, mode and
         metadata) holding the new values, and the objects the State came from
@@ -533,7 +545,17 @@ def map_state(f: Callable[[Path, Any], Any], state: State) -> State:
 
     Example::
 
-        doubled = nnx.map_state(lambda path, v: v[...] * 2, nnx.state(model))
+        model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+        state = nnx.state(model)
+        doubled = nnx.map_state(lambda path, v: v[...] * 2, state)
+        print(bool((doubled["kernel"] == 2 * model.kernel[...]).all()))   # True
+        zero_bias = nnx.map_state(
+            lambda path, v: nnx.Param(jnp.zeros_like(v[...])) if path[-1] == "bias" else v, state
+        )
+        print(zero_bias["bias"][...])                # [0. 0. 0.]
+        nnx.update(model, zero_bias)
+        print(model.bias[...])                       # [0. 0. 0.]
+
     """
     return State.from_flat((p, f(p, v)) for p, v in state.flat_state())
 

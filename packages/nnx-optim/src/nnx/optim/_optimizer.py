@@ -105,9 +105,14 @@ class OptVariable(OptState):
 
     Example::
 
+        model = nnx.Linear(2, 8, rngs=nnx.Rngs(0))
+        model.kernel.set_metadata(sharding_names=(None, "model"))
         optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
-        optimizer.opt_state[0].mu["l1"]["kernel"]      # OptVariable(value=zeros(2, 8))
-        optimizer.opt_state[0].mu["l1"]["kernel"][...] # the array
+        mu = optimizer.opt_state[0].mu["kernel"]      # Adam's first moment of model.kernel
+        print(type(mu).__name__)                      # OptVariable
+        print(mu[...].shape, float(mu[...].sum()))    # (2, 8) 0.0
+        print(mu.sharding_names)                      # (None, 'model')
+
     """
 
 
@@ -464,12 +469,17 @@ class Optimizer(Pytree):
 
         @nnx.jit
         def train_step(model, optimizer, x, y):
-            grads = nnx.grad(lambda m: ((m(x) - y) ** 2).mean())(model)
-            optimizer.update(model, grads)     # or optimizer.update(grads)
+            loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+            optimizer.update(model, grads)       # writes the new parameters into model
+            return loss
 
-        train_step(model, optimizer, x, y)
-        optimizer.step.value                   # Array(1, dtype=uint32)
-        optimizer.opt_state[0].mu["l1"]["kernel"][...]   # Adam's first moment, by path
+        first = train_step(model, optimizer, x, y)
+        for _ in range(20):
+            loss = train_step(model, optimizer, x, y)
+        print(bool(loss < first))                # True
+        print(optimizer.step[...])               # 21
+        # Adam's first moment, stored by parameter path:
+        print(optimizer.opt_state[0].mu["linear1"]["kernel"][...].shape)   # (2, 16)
 
     ``update(grads)`` uses the model given here; ``update(model, grads)`` the
     one passed (the traced copy inside a plain ``jax.jit``). Gradients may be an
@@ -586,10 +596,30 @@ class Optimizer(Pytree):
 
         Example::
 
+            model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+            optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+            kernel = model.kernel[...]
             grads = nnx.grad(loss_fn)(model, x, y)
-            optimizer.update(grads)               # the model given to the constructor
-            optimizer.update(model, grads)        # an explicit (e.g. traced) model
-            optimizer.update(model, grads, value=loss, grad=grads, value_fn=f)  # L-BFGS
+            optimizer.update(grads)                  # the model given to the constructor
+            print(bool(jnp.allclose(model.kernel[...], kernel - 0.1 * grads["kernel"][...])))  # True
+            optimizer.update(model, grads)           # an explicit model (the traced one in jax.jit)
+
+            # all or nothing: gradients of another shape change nothing
+            bad = nnx.State({"kernel": jnp.zeros((3, 1)), "bias": jnp.zeros(1)})
+            before = model.kernel[...]
+            try:
+                optimizer.update(model, bad)
+            except nnx.GradientStructureError as e:
+                print(type(e).__name__)              # GradientStructureError
+            print(bool((model.kernel[...] == before).all()), int(optimizer.step[...]))   # True 2
+
+            # extra keyword arguments go to tx.update, e.g. the line search of L-BFGS
+            graphdef, _ = nnx.split(model)
+            lbfgs = nnx.Optimizer(model, optax.lbfgs(), wrt=nnx.Param)
+            loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+            lbfgs.update(model, grads, value=loss, grad=grads,
+                         value_fn=lambda params: loss_fn(nnx.merge(graphdef, params), x, y))
+            print(bool(loss_fn(model, x, y) < loss))     # True
 
         Inside a plain ``jax.jit`` that takes the model as an argument, use
         ``update(model, grads)`` with that traced model: ``update(grads)`` writes

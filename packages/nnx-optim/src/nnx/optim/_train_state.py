@@ -81,25 +81,33 @@ class TrainState:
 
     Example::
 
-        graphdef, params, counts = nnx.split(model, nnx.Param, nnx.BatchStat)
-        state = nnx.TrainState.create(graphdef, params=params, tx=optax.adam(1e-3))
+        model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+        graphdef, params = nnx.split(model, nnx.Param)
+        state = nnx.TrainState.create(graphdef, params=params, tx=optax.adam(1e-2))
 
         @jax.jit
         def train_step(state, x, y):
             def loss_fn(params):
-                y_pred, _ = state.apply(params, counts)(x)
+                y_pred, _ = state.apply(params)(x)
                 return ((y_pred - y) ** 2).mean()
-            grads = jax.grad(loss_fn)(state.params)
-            return state.apply_gradients(grads=grads)
+            loss, grads = jax.value_and_grad(loss_fn)(state.params)
+            return state.apply_gradients(grads=grads), loss
 
-        state = train_step(state, x, y)
-        int(state.step)          # 1
+        state, first = train_step(state, x, y)
+        for _ in range(10):
+            state, loss = train_step(state, x, y)
+        print(int(state.step), bool(loss < first))   # 11 True
+        model = nnx.merge(state.graphdef, state.params)   # back to a Module
 
-    Subclasses add fields; each is a frozen dataclass and a pytree (a field
-    with ``dataclasses.field(metadata={"pytree_node": False})`` is static)::
+        import dataclasses
 
-        class TrainStateWithStats(nnx.TrainState):
+        class TrainStateWithStats(nnx.TrainState):   # more fields
             batch_stats: nnx.State
+            note: str = dataclasses.field(default="", metadata={"pytree_node": False})
+
+    Subclasses add fields (as ``TrainStateWithStats`` above); each is a frozen
+    dataclass and a pytree (a field with ``dataclasses.field(metadata={"pytree_node":
+    False})`` is static, as ``note`` above).
 
     Attributes:
       graphdef: the model's structure (static).
@@ -134,7 +142,18 @@ class TrainState:
 
         Example::
 
+            model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+            graphdef, params = nnx.split(model, nnx.Param)
             state = nnx.TrainState.create(graphdef, params=params, tx=optax.sgd(0.1))
+            print(int(state.step), state.opt_state)      # 0 (EmptyState(), EmptyState())
+
+            class TrainStateWithStats(nnx.TrainState):
+                batch_stats: nnx.State
+
+            graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+            state = TrainStateWithStats.create(
+                graphdef, params=params, tx=optax.sgd(0.1), batch_stats=stats
+            )
 
         Extra keyword arguments fill the fields a subclass adds.
         """
@@ -153,8 +172,26 @@ class TrainState:
 
         Example::
 
-            y, (graphdef, new_state) = train_state.apply("params")(x)
-            y, _ = train_state.apply(params, counts).encode(x)   # a method
+            class Scale(nnx.Module):
+                def __init__(self):
+                    self.w = nnx.Param(jnp.array(2.0))
+                    self.calls = nnx.BatchStat(jnp.array(0))
+
+                def __call__(self, x):
+                    self.calls[...] += 1
+                    return self.w * x
+
+                def half(self, x):
+                    return self.w * x / 2
+
+            graphdef, params, counts = nnx.split(Scale(), nnx.Param, nnx.BatchStat)
+            ts = nnx.TrainState.create(graphdef, params=params, tx=optax.sgd(0.1))
+            # a State, or the name of a field that holds one:
+            y, (graphdef, new_state) = ts.apply("params", counts)(jnp.ones(2))
+            print(y)                                   # [2. 2.]
+            print(new_state["calls"][...])             # 1
+            y, _ = ts.apply(params, counts).half(jnp.ones(2))   # a method
+            print(y)                                   # [1. 1.]
 
         A string names a field of this train state holding a ``State``.
         Returns a caller whose call gives ``(output, (graphdef, state))``, the
@@ -179,8 +216,25 @@ class TrainState:
 
         Example::
 
-            state = state.apply_gradients(grads=grads)
-            state = state.apply_gradients(grads=grads, batch_stats=new_stats)
+            model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+            graphdef, params = nnx.split(model, nnx.Param)
+            state = nnx.TrainState.create(graphdef, params=params, tx=optax.sgd(0.1))
+            grads = jax.tree.map(jnp.ones_like, state.params)
+            new = state.apply_gradients(grads=grads)
+            print(int(new.step), int(state.step))       # 1 0
+            print(bool(jnp.allclose(new.params["bias"][...], state.params["bias"][...] - 0.1)))  # True
+
+            class TrainStateWithStats(nnx.TrainState):
+                batch_stats: nnx.State
+
+            bn = nnx.BatchNorm(3, rngs=nnx.Rngs(0))
+            graphdef, params, stats = nnx.split(bn, nnx.Param, nnx.BatchStat)
+            state = TrainStateWithStats.create(graphdef, params=params, tx=optax.sgd(0.1), batch_stats=stats)
+            _, (_, new_stats) = state.apply("params", "batch_stats")(jnp.ones((4, 3)))
+            grads = jax.tree.map(jnp.zeros_like, state.params)
+            state = state.apply_gradients(grads=grads, batch_stats=new_stats.filter(nnx.BatchStat))
+            print(state.batch_stats["mean"][...])        # [0.01 0.01 0.01]
+
         """
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
@@ -191,7 +245,12 @@ class TrainState:
 
         Example::
 
-            state = state.replace(step=jnp.asarray(0))
+            model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+            graphdef, params = nnx.split(model, nnx.Param)
+            state = nnx.TrainState.create(graphdef, params=params, tx=optax.sgd(0.1), step=100)
+            restarted = state.replace(step=jnp.asarray(0))
+            print(int(restarted.step), int(state.step))  # 0 100
+
         """
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 

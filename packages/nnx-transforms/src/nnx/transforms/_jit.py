@@ -16,7 +16,7 @@ from typing import Any
 
 import jax
 
-from nnx.core import Variable, storage_mode
+from nnx.core import StateSharding, Variable, storage_mode
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN,
@@ -297,7 +297,9 @@ class JitWrapped:
         out = []
         for i, x in enumerate(prep.leaves):
             s = per_arg[owners[i]]
-            if isinstance(s, Mapping):
+            if isinstance(s, StateSharding):  # by filter: the first that matches the leaf
+                s = s.sharding_for(paths[i][1:], x)
+            elif isinstance(s, Mapping):
                 s = _lookup_path(s, paths[i][1:])
             if isinstance(x, Variable) and storage_mode(x) != PLAIN:
                 s = None
