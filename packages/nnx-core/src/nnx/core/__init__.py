@@ -68,6 +68,7 @@ from nnx.core._graph import (
     update,
     variables,
 )
+from nnx.core._graph_api import NodeStates, as_pure, map, prefix
 from nnx.core._graph_tools import (
     GraphState,
     PureState,
@@ -114,6 +115,7 @@ from nnx.core._rngs import (
 from nnx.core._sharding import (
     StateSharding,
     abstract_with_sharding,
+    as_abstract,
     get_abstract_model,
     get_named_sharding,
     get_partition_spec,
@@ -279,6 +281,10 @@ __all__ = [
     "iter_module_children",
     "GraphState",
     "PureState",
+    "as_pure",
+    "map",
+    "prefix",
+    "NodeStates",
     # state
     "State",
     "to_flat_state",
@@ -312,6 +318,7 @@ __all__ = [
     "using_eager_sharding",
     "get_abstract_model",
     "abstract_with_sharding",
+    "as_abstract",
     "StateSharding",
     # checkpoints (orbax-checkpoint, the nnx-core[checkpoint] extra)
     "save_checkpoint",
@@ -344,7 +351,8 @@ __nnx_paths__: dict[str, str] = {
     "graph": (
         "GraphDef FlatGraph GraphTree FlattenCache split merge update state graphdef clone "
         "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
-        "is_graph_node variables to_tree from_tree set_metadata graph_epoch"
+        "is_graph_node variables to_tree from_tree set_metadata graph_epoch pure as_pure map "
+        "prefix recursive_map call"
     ),
     "filterlib": (
         "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing"
