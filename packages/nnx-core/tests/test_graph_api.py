@@ -195,6 +195,7 @@ def test_as_abstract_adds_named_shardings_on_a_mesh():
         assert isinstance(out.kernel, nnx.Param), type(out.kernel)
         assert isinstance(k, jax.ShapeDtypeStruct), type(k)
         assert k.sharding.spec == jax.P("a", "b"), k.sharding
+        assert out.kernel.sharding.spec == jax.P("a", "b")  # Variable.sharding falls through
         assert k.shape == (4, 8)
         assert out.kernel.get_metadata("sharding_names") == ("a", "b")
         assert out.bias.get_value().sharding is None
