@@ -97,7 +97,7 @@ def _path_table() -> dict[str, dict[str, tuple[str, str]]]:
     table: dict[str, dict[str, tuple[str, str]]] = {}
     was_building, _building = _building, True
     try:
-        packages = [core] + [m for m in map(_sibling, _SIBLINGS) if m is not None]
+        packages = [core] + [m for m in (_sibling(s) for s in _SIBLINGS) if m is not None]
     finally:
         _building = was_building
     for pkg in packages:

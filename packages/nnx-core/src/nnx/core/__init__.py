@@ -76,6 +76,7 @@ from nnx.core._graph_mode import (
     set_graph_mode,
     set_graph_updates,
 )
+from nnx.core._graph_api import NodeStates, as_pure, map, prefix
 from nnx.core._graph_tools import (
     GraphState,
     PureState,
@@ -122,6 +123,7 @@ from nnx.core._rngs import (
 from nnx.core._sharding import (
     StateSharding,
     abstract_with_sharding,
+    as_abstract,
     get_abstract_model,
     get_named_sharding,
     get_partition_spec,
@@ -294,6 +296,10 @@ __all__ = [
     "iter_module_children",
     "GraphState",
     "PureState",
+    "as_pure",
+    "map",
+    "prefix",
+    "NodeStates",
     # state
     "State",
     "to_flat_state",
@@ -327,6 +333,7 @@ __all__ = [
     "using_eager_sharding",
     "get_abstract_model",
     "abstract_with_sharding",
+    "as_abstract",
     "StateSharding",
     # checkpoints (orbax-checkpoint, the nnx-core[checkpoint] extra)
     "save_checkpoint",
@@ -359,7 +366,8 @@ __nnx_paths__: dict[str, str] = {
     "graph": (
         "GraphDef FlatGraph GraphTree FlattenCache split merge update state graphdef clone "
         "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
-        "is_graph_node variables to_tree from_tree set_metadata graph_epoch"
+        "is_graph_node variables to_tree from_tree set_metadata graph_epoch pure as_pure map "
+        "prefix recursive_map call"
     ),
     "filterlib": (
         "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing"

@@ -37,10 +37,14 @@ def pure(tree: Any) -> Any:
     ref and hijax Variables give their current values.
     """
     return jax.tree.map(
-        lambda x: x.get_value() if isinstance(x, Variable) else x,
+        lambda x: x.get_value() if isinstance(x, Variable) else x[...] if _is_ref(x) else x,
         tree,
         is_leaf=lambda x: isinstance(x, Variable),
     )
+
+
+def _is_ref(x) -> bool:
+    return isinstance(x, jax.Ref)
 
 
 class _Call:

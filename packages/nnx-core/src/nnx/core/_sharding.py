@@ -392,6 +392,74 @@ def abstract_with_sharding(tree: Any, mesh: Any = None) -> Any:
     return _map_variables(lambda v: _with_sharding(v, mesh), tree)
 
 
+def as_abstract(tree: Any, graph: bool | None = None) -> Any:
+    """``tree`` with a ``NamedSharding`` on each abstract Variable that has sharding
+    metadata but no sharding yet (Flax's name; the target of a sharded restore).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> sds = jax.ShapeDtypeStruct((4, 8), jnp.float32)   # as nnx.eval_shape leaves it
+    >>> abstract = nnx.Dict(kernel=nnx.Param(sds, sharding_names=(None, "model")))
+    >>> with jax.set_mesh(jax.make_mesh((1,), ("model",))):
+    ...     abstract = nnx.as_abstract(abstract)
+    >>> abstract["kernel"].get_value().sharding.spec == jax.P(None, "model")
+    True
+
+    A Variable whose value is abstract (has a shape and a dtype, no sharding) and
+    that has ``sharding_names`` (``out_sharding``) metadata gets a copy holding
+    ``jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, spec))``:
+    the spec is the one :func:`get_partition_spec` gives, the mesh is the
+    Variable's ``mesh`` metadata or the mesh set by ``jax.set_mesh``. Every other
+    Variable (concrete arrays, values that already have a sharding, no
+    metadata) is copied unchanged. Unlike :func:`abstract_with_sharding`, the
+    Variables keep their kind and storage mode and concrete arrays stay concrete.
+    A Variable with sharding metadata and no mesh to place it on is a
+    ``ValueError`` naming its path.
+
+    Args:
+        tree: a graph node (a Module from ``nnx.eval_shape``), a State or a Variable.
+        graph: accepted for Flax's signature; the result is the same in both modes.
+
+    Returns:
+        A new tree (as :func:`nnx.map` builds it) with the sharded abstract values.
+    """
+    from nnx.core._graph_api import map as map_graph
+    from nnx.core._state import map_state
+
+    del graph
+    concrete = jax.sharding.get_mesh()
+    current = concrete if not concrete.empty else jax.sharding.get_abstract_mesh()
+
+    def add_sharding(path, v):
+        if not isinstance(v, Variable):
+            return v
+        value = v.get_value()
+        if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            return v
+        if getattr(value, "sharding", None) is not None:
+            return v
+        if v.get_metadata("sharding_names") is None:
+            return v
+        mesh = v.get_metadata("mesh") or (None if current.empty else current)
+        if mesh is None:
+            where = "/".join(str(k) for k in path) or "<root>"
+            raise ValueError(
+                f"nnx.as_abstract: the {type(v).__name__} at {where!r} has sharding_names "
+                f"{v.get_metadata('sharding_names')!r} but there is no mesh to place it on. "
+                "Call it inside `with jax.set_mesh(mesh):` or give the Variable `mesh` "
+                "metadata."
+            )
+        sharding = NamedSharding(mesh, _spec(v))
+        return v.replace(jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding))
+
+    if isinstance(tree, Variable):
+        return add_sharding((), tree)
+    if isinstance(tree, State):
+        return map_state(add_sharding, tree)
+    return map_graph(add_sharding, tree)
+
+
 def get_abstract_model(init_fn: Callable[[], Any], mesh: jax.sharding.Mesh):
     """``(graphdef, abstract_state)`` of the model ``init_fn()`` would build on ``mesh``,
     without allocating it; the state's values are ``jax.ShapeDtypeStruct``\\ s with

@@ -409,6 +409,39 @@ class MultiHeadAttention(Module):
         self.cached_value = Cache(jnp.zeros(shape, dtype))
         self.cache_index = Cache(jnp.array(0, dtype=jnp.int32))
 
+    def set_view(
+        self,
+        deterministic: bool | None = None,
+        decode: bool | None = None,
+        batch_size: int | tuple[int, ...] | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        """Set this layer's modes for :func:`nnx.view` (``nnx.view(model, decode=True, ...)``).
+
+        Args:
+          deterministic: if True, no attention dropout; if False, dropout at
+            ``dropout_rate``. None leaves the mode unchanged.
+          decode: if True, each call is one autoregressive step that reads and extends
+            the key/value cache; if False, ordinary attention. None leaves it unchanged.
+          batch_size: with ``max_length``, (re)create a zeroed cache for inputs of
+            batch shape ``batch_size`` (an int or a tuple), as ``init_cache`` does.
+          max_length: with ``batch_size``, the length of the cache to create.
+        """
+        if deterministic is not None:
+            self.deterministic = deterministic
+        if decode is not None:
+            self.decode = decode
+        if (batch_size is None) != (max_length is None):
+            raise LayerError(
+                "MultiHeadAttention.set_view: batch_size and max_length create the decode "
+                f"cache together; got batch_size={batch_size!r}, max_length={max_length!r}. "
+                "Pass both, or neither."
+            )
+        if batch_size is not None and max_length is not None:
+            batch = (batch_size,) if isinstance(batch_size, int) else tuple(batch_size)
+            dtype = self.dtype if self.dtype is not None else jnp.float32
+            self.init_cache((*batch, max_length, self.in_features), dtype)
+
     def __call__(
         self,
         inputs_q: jax.Array,

@@ -273,6 +273,17 @@ class BatchNorm(Module):
         )
 
 
+    def set_view(self, use_running_average: bool | None = None) -> None:
+        """Set this layer's mode for :func:`nnx.view` (``nnx.view(model, use_running_average=True)``).
+
+        Args:
+          use_running_average: if True, normalize with the running averages ``mean``
+            and ``var`` and leave them unchanged; if False, use the batch statistics
+            and update the running averages. None leaves the mode unchanged.
+        """
+        if use_running_average is not None:
+            self.use_running_average = use_running_average
+
 class LayerNorm(Module):
     """Layer normalization: statistics over the feature axes of each example.
 

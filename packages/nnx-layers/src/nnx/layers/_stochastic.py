@@ -86,6 +86,16 @@ class Dropout(Module):
         mask = jnp.broadcast_to(mask, jnp.shape(inputs))
         return lax.select(mask, inputs / jnp.asarray(keep, inputs.dtype), jnp.zeros_like(inputs))
 
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Set this layer's mode for :func:`nnx.view` (``nnx.view(model, deterministic=True)``).
+
+        Args:
+          deterministic: if True, the layer is the identity (no mask, no randomness
+            used); if False, it drops entries. None leaves the mode unchanged.
+        """
+        if deterministic is not None:
+            self.deterministic = deterministic
+
     def _key(self, rngs) -> jax.Array:
         if isinstance(rngs, jax.Array):
             return rngs

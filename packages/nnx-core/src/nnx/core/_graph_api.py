@@ -1,0 +1,285 @@
+"""Flax NNX's ``as_pure``, ``map``, ``prefix`` and ``NodeStates``.
+
+``as_pure`` is :func:`nnx.pure` under Flax's newer name; ``map`` rebuilds a
+graph from a function of its state (split, :func:`map_state`, merge);
+``prefix`` turns a graph into a tree of per-Variable values (axes for
+``vmap``, shardings for ``jit``); ``NodeStates`` is the pytree Flax's
+transforms use for "a GraphDef and its States". They live in their own module
+so that the name ``map`` does not shadow the builtin inside the graph tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+import jax
+
+from nnx.core._filters import to_predicate
+from nnx.core._graph import GraphDef, merge, split
+from nnx.core._graph_tools import pure
+from nnx.core._state import map_state
+from nnx.core._variables import Variable
+
+A = TypeVar("A")
+S = TypeVar("S")
+
+
+def as_pure(tree: A) -> A:
+    """``tree`` with every Variable replaced by its value: Flax's newer name of :func:`pure`.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> state = nnx.State({"w": nnx.Param(jnp.ones((2, 3)))})
+    >>> nnx.as_pure(state)["w"].shape
+    (2, 3)
+
+    Metadata is dropped (use it for serialization or export); ref and hijax
+    Variables give their current values, and bare ``jax.Ref`` leaves their
+    contents.
+
+    Args:
+        tree: a pytree (a State, a dict, a Module) that may hold Variables.
+
+    Returns:
+        The same tree structure with raw values where the Variables were.
+    """
+    return pure(tree)
+
+
+def map(  # noqa: A001 (Flax's public name; the builtin is not used in this module)
+    f: Callable[[tuple, Any], Any],
+    node: A,
+    /,
+    *,
+    graph: bool | None = None,
+    recreate_variables: bool = True,
+) -> A:
+    """A new graph built from ``f(path, variable)`` of every Variable of ``node``.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> model = nnx.Dict(w=nnx.Param(jnp.ones(3)))
+    >>> zeroed = nnx.map(lambda path, v: v.replace(jnp.zeros_like(v[...])), model)
+    >>> zeroed["w"][...].tolist(), model["w"][...].tolist()
+    ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+
+    The node is split, ``f`` is applied to each ``(path, Variable)`` of its
+    State (as :func:`map_state` does) and the result is merged into a new graph
+    of the same structure; ``node`` itself is left unchanged. ``f`` sees the
+    Variables, so it returns Variables (``v.replace(new_value)``).
+
+    Args:
+        f: ``(path, variable) -> new_variable``, called once per Variable
+            (a shared Variable once, at its first path).
+        node: the graph (a Module, a Pytree, a list or dict of them).
+        graph: accepted for Flax's signature; the result is the same in graph and
+            tree mode.
+        recreate_variables: when True (the default) the new graph holds fresh
+            Variable objects; when False it holds the Variables ``f`` returned
+            (the originals, if ``f`` returns its argument).
+
+    Returns:
+        The new graph.
+    """
+    del graph
+    graphdef, state = split(node)
+    return merge(graphdef, map_state(f, state), copy=recreate_variables)
+
+
+def _path_part(key) -> tuple:
+    # the keys JAX gives while walking a pytree, as nnx path components
+    if hasattr(key, "path") and isinstance(key.path, tuple):  # nnx's PathKey (a whole path)
+        return key.path
+    for attr in ("key", "idx", "name"):  # DictKey, SequenceKey, GetAttrKey/FlattenedIndexKey
+        if hasattr(key, attr):
+            return (getattr(key, attr),)
+    return (key,)
+
+
+def _prefix_fn(filter_map) -> Callable[[tuple, Any], Any]:
+    if not isinstance(filter_map, Mapping):
+        if not callable(filter_map):
+            raise TypeError(
+                "nnx.prefix: filter_map must be a callable (path, leaf) -> prefix or a "
+                f"mapping from filters to prefixes, got {type(filter_map).__name__}."
+            )
+        return filter_map
+    pairs = [(to_predicate(k), v) for k, v in filter_map.items()]
+    filters = list(filter_map)
+
+    def by_filter(path, leaf):
+        for pred, value in pairs:
+            if pred(path, leaf):
+                return value
+        where = "/".join(str(k) for k in path) or "<root>"
+        raise ValueError(
+            f"nnx.prefix: no filter matches the {type(leaf).__name__} at {where!r}; "
+            f"the filters are {filters!r}. Add an entry for it, or `...: None` as the "
+            "last entry to give every other leaf the prefix None."
+        )
+
+    return by_filter
+
+
+def prefix(
+    node: Any,
+    filter_map: Mapping[Any, Any] | Callable[..., Any],
+    /,
+    *,
+    graph: bool | None = None,
+) -> Any:
+    """A tree shaped like ``node`` with a prefix value where each Variable was.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> d = {"a": nnx.Param(jnp.array(2)), "b": nnx.BatchStat(jnp.arange(5))}
+    >>> axes = nnx.prefix(d, {nnx.Param: None, nnx.BatchStat: 0})
+    >>> axes
+    {'a': None, 'b': 0}
+    >>> jax.vmap(lambda d: d["a"][...] * d["b"][...], in_axes=(axes,))(d).tolist()
+    [0, 2, 4, 6, 8]
+
+    Each Variable (a leaf of the walk) and each other pytree leaf is replaced by
+    ``filter_map(path, leaf)``, or, for a mapping from filters to values, by
+    the value of the first filter that matches (a leaf no filter matches is a
+    ``ValueError``). The result is a pytree prefix of ``node``: use it as the
+    ``in_axes`` / ``out_axes`` of a vmap or the shardings of a jit. Modules
+    inside ``node`` keep their structure, with the prefix values at their
+    Variables' places.
+
+    Args:
+        node: a graph node or pytree holding Variables.
+        filter_map: a callable ``(path, leaf) -> prefix``, or a mapping from
+            filters to prefixes (checked in order).
+        graph: accepted for Flax's signature; nnx gives the same result (the
+            paths are the Variables' paths in the graph) in both modes.
+
+    Returns:
+        The tree of prefix values.
+    """
+    del graph
+    fn = _prefix_fn(filter_map)
+
+    def apply(jax_path, leaf):
+        path: tuple = ()
+        for k in jax_path:
+            path += _path_part(k)
+        return fn(path, leaf)
+
+    return jax.tree_util.tree_map_with_path(
+        apply, node, is_leaf=lambda x: isinstance(x, Variable)
+    )
+
+
+class NodeStates(Generic[S]):
+    """A GraphDef (optional) with a tuple of States: the pytree Flax's transforms pass
+    for a graph node.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> m = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+    >>> ns = nnx.NodeStates.from_split(*nnx.split(m))
+    >>> jax.tree.leaves(ns)[0].tolist()
+    [1.0, 1.0]
+    >>> nnx.merge(ns.graphdef, *ns.states)["w"][...].tolist()
+    [1.0, 1.0]
+
+    The States are the pytree children; the GraphDef and ``metadata`` are
+    static. ``from_split(graphdef, state, *states)`` is what ``nnx.split``
+    gives, ``from_states(state, *states)`` has no GraphDef, and
+    ``from_prefixes(prefixes)`` holds prefix values (axes) in place of States.
+
+    Args:
+        _graphdef: the GraphDef, or None.
+        states: the States (or prefixes).
+        metadata: anything static the transform attaches.
+    """
+
+    __slots__ = ("_graphdef", "metadata", "states")
+
+    def __init__(self, _graphdef: GraphDef | None, states: tuple, metadata: Any = None):
+        self._graphdef = _graphdef
+        self.states = tuple(states)
+        self.metadata = metadata
+
+    @property
+    def graphdef(self) -> GraphDef:
+        """The GraphDef; a ``ValueError`` when this NodeStates has none."""
+        if self._graphdef is None:
+            raise ValueError(
+                "NodeStates.graphdef: this NodeStates has no GraphDef (it was made by "
+                "from_states or from_prefixes); build it with NodeStates.from_split."
+            )
+        return self._graphdef
+
+    @property
+    def state(self) -> Any:
+        """The only State; a ``ValueError`` when there are several (use ``states``)."""
+        if len(self.states) != 1:
+            raise ValueError(
+                f"NodeStates.state: expected exactly one State, this NodeStates has "
+                f"{len(self.states)}; read .states instead."
+            )
+        return self.states[0]
+
+    @classmethod
+    def from_split(
+        cls, graphdef: GraphDef, state: Any, /, *states: Any, metadata: Any = None
+    ) -> NodeStates:
+        """A NodeStates of what ``nnx.split(node, *filters)`` returns.
+
+        Args:
+            graphdef: the GraphDef.
+            state: the first State.
+            *states: the other States.
+            metadata: static data to carry along.
+        """
+        return cls(graphdef, (state, *states), metadata)
+
+    @classmethod
+    def from_states(cls, state: Any, *states: Any) -> NodeStates:
+        """A NodeStates of States alone (no GraphDef).
+
+        Args:
+            state: the first State.
+            *states: the other States.
+        """
+        return cls(None, (state, *states), None)
+
+    @classmethod
+    def from_prefixes(cls, prefixes: Iterable[Any], /, *, metadata: Any = None) -> NodeStates:
+        """A NodeStates holding one prefix (an axis, a sharding) per State.
+
+        Args:
+            prefixes: the prefixes, in the order of the States.
+            metadata: static data to carry along.
+        """
+        return cls(None, tuple(prefixes), metadata)
+
+    def __repr__(self) -> str:
+        return (
+            f"NodeStates(graphdef={self._graphdef!r}, states={len(self.states)}, "
+            f"metadata={self.metadata!r})"
+        )
+
+
+def _flatten_with_keys(ns: NodeStates):
+    children = [(jax.tree_util.GetAttrKey("states"), ns.states)]
+    return children, (ns._graphdef, ns.metadata)
+
+
+def _unflatten(aux, children) -> NodeStates:
+    graphdef, metadata = aux
+    (states,) = children
+    return NodeStates(graphdef, tuple(states), metadata)
+
+
+jax.tree_util.register_pytree_with_keys(
+    NodeStates,
+    _flatten_with_keys,
+    _unflatten,
+    flatten_func=lambda ns: ([ns.states], (ns._graphdef, ns.metadata)),
+)
