@@ -68,6 +68,7 @@ from nnx.core._graph import (
     update,
     variables,
 )
+from nnx.core._graph_api import NodeStates, as_pure, map, prefix
 from nnx.core._graph_mode import (
     GraphMode,
     GraphSetting,
@@ -76,7 +77,6 @@ from nnx.core._graph_mode import (
     set_graph_mode,
     set_graph_updates,
 )
-from nnx.core._graph_api import NodeStates, as_pure, map, prefix
 from nnx.core._graph_tools import (
     GraphState,
     PureState,
