@@ -9,7 +9,7 @@ output type, and a loop carry keeps its type). Writes come out afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 
@@ -26,6 +26,9 @@ from nnx.transforms._boundary import (
     write_back,
 )
 from nnx.transforms._errors import CarryError, StructureError
+
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _prepare(graph):
@@ -76,7 +79,7 @@ def _branches_call(select: Callable, branches: Sequence[Callable], operands: tup
     return import_output(out, holders[0]["spec"], prep.flat.nodes)
 
 
-def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
+def cond(pred, true_fun: Callable[..., R], false_fun: Callable[..., R], *operands) -> R:
     """``jax.lax.cond`` whose operands may hold nnx objects.
 
     Example::
@@ -102,7 +105,7 @@ def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
     )
 
 
-def switch(index, branches: Sequence[Callable], *operands):
+def switch(index, branches: Sequence[Callable[..., R]], *operands) -> R:
     """``jax.lax.switch`` whose operands may hold nnx objects.
 
     Example::
@@ -199,7 +202,7 @@ class _LoopCarry:
         return jax.tree.unflatten(self.treedef, tops)
 
 
-def fori_loop(lower, upper, body_fun: Callable, init_val: Any, *, unroll=None):
+def fori_loop(lower, upper, body_fun: Callable, init_val: T, *, unroll=None) -> T:
     """``jax.lax.fori_loop`` whose loop value may hold nnx objects.
 
     Example::
@@ -225,7 +228,7 @@ def fori_loop(lower, upper, body_fun: Callable, init_val: Any, *, unroll=None):
     return lc.result(jax.lax.fori_loop(lower, upper, body, lc.init(), **kwargs))
 
 
-def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any):
+def while_loop(cond_fun: Callable[[T], Any], body_fun: Callable[[T], T], init_val: T) -> T:
     """``jax.lax.while_loop`` whose loop value may hold nnx objects.
 
     Example::

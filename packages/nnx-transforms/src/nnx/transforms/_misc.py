@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,10 @@ from nnx.transforms._boundary import (
     write_back,
 )
 from nnx.transforms._errors import TransformError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def lift(
@@ -103,13 +107,29 @@ def lift(
 
 
 # -- remat ------------------------------------------------------------------------------
+@overload
+def remat(
+    fun: F,
+    *,
+    prevent_cse: bool = True,
+    static_argnums: int | tuple[int, ...] = (),
+    policy: Callable | None = None,
+) -> F: ...
+@overload
+def remat(
+    fun: None = None,
+    *,
+    prevent_cse: bool = True,
+    static_argnums: int | tuple[int, ...] = (),
+    policy: Callable | None = None,
+) -> Callable[[F], F]: ...
 def remat(
     fun: Callable | None = None,
     *,
     prevent_cse: bool = True,
     static_argnums: int | tuple[int, ...] = (),
     policy: Callable | None = None,
-):
+) -> Any:
     """``jax.checkpoint`` for functions of nnx objects: recompute activations in backward.
 
     Example::
@@ -155,7 +175,7 @@ def _plain_vars(out):
     return vars_as(out, ref=False, hijax=False) if has_storage else out
 
 
-def eval_shape(fun: Callable, *args, **kwargs):
+def eval_shape(fun: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fun`` abstractly: the output's arrays are ``jax.ShapeDtypeStruct``\\ s.
 
     Example::
@@ -181,7 +201,7 @@ def eval_shape(fun: Callable, *args, **kwargs):
 
 
 # -- checkify ---------------------------------------------------------------------------
-def checkify(fun: Callable, errors=None):
+def checkify(fun: Callable[P, R], errors=None) -> Callable[P, tuple[Any, R]]:
     """``jax.experimental.checkify.checkify`` for functions of nnx objects.
 
     Example::
@@ -219,6 +239,24 @@ def checkify(fun: Callable, errors=None):
 
 
 # -- shard_map ----------------------------------------------------------------------------
+@overload
+def shard_map(
+    fun: F,
+    *,
+    mesh: Any,
+    in_specs: Any,
+    out_specs: Any,
+    **shard_map_kwargs: Any,
+) -> F: ...
+@overload
+def shard_map(
+    fun: None = None,
+    *,
+    mesh: Any,
+    in_specs: Any,
+    out_specs: Any,
+    **shard_map_kwargs: Any,
+) -> Callable[[F], F]: ...
 def shard_map(
     fun: Callable | None = None,
     *,
@@ -226,7 +264,7 @@ def shard_map(
     in_specs: Any,
     out_specs: Any,
     **shard_map_kwargs,
-):
+) -> Any:
     """``jax.shard_map`` for functions of nnx objects.
 
     Example::

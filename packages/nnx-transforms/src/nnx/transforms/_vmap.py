@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import jax
 
@@ -34,10 +34,17 @@ from nnx.transforms._boundary import (
 from nnx.transforms._errors import AxisError
 
 
-class VmapWrapped:
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+
+
+class VmapWrapped(Generic[P, R]):
     """A function wrapped by :func:`vmap`."""
 
-    def __init__(self, fun, *, in_axes, out_axes, axis_name, axis_size, spmd_axis_name):
+    def __init__(
+        self, fun: Callable[P, R], *, in_axes, out_axes, axis_name, axis_size, spmd_axis_name
+    ):
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.in_axes = in_axes
@@ -55,12 +62,18 @@ class VmapWrapped:
                 "the caller's objects, with the axes they went in with."
             )
 
-    def __get__(self, obj, objtype=None):
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> VmapWrapped[P, R]: ...
+    @overload
+    def __get__(
+        self: VmapWrapped[Concatenate[Any, P2], R], obj: object, objtype: type | None = None
+    ) -> Callable[P2, R]: ...
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
         return functools.partial(self, obj)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         fun = self.fun
         where = f"nnx.vmap({getattr(fun, '__name__', 'f')})"
         layout, graph, plain, plain_kw = split_call(args, kwargs)
@@ -174,6 +187,26 @@ def _explain(e: Exception, prep, names, where):
     return e
 
 
+@overload
+def vmap(
+    fun: Callable[P, R],
+    *,
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    axis_name: Any = None,
+    axis_size: int | None = None,
+    spmd_axis_name: Any = None,
+) -> VmapWrapped[P, R]: ...
+@overload
+def vmap(
+    fun: None = None,
+    *,
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    axis_name: Any = None,
+    axis_size: int | None = None,
+    spmd_axis_name: Any = None,
+) -> Callable[[Callable[P, R]], VmapWrapped[P, R]]: ...
 def vmap(
     fun: Callable | None = None,
     *,
@@ -182,7 +215,7 @@ def vmap(
     axis_name: Any = None,
     axis_size: int | None = None,
     spmd_axis_name: Any = None,
-):
+) -> Any:
     """``jax.vmap`` for functions of nnx objects.
 
     Example::
