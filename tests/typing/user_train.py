@@ -48,7 +48,7 @@ def eval_step(model: Model, x: jax.Array) -> jax.Array:
 
 x, y = jnp.ones((4, 2)), jnp.ones((4, 3))
 loss = train_step(model, optimizer, x, y)
-reveal_type(train_step)  # reveal: Model
+reveal_type(train_step)  # reveal: JitWrapped[(model: Model, optimizer: Optimizer, x: Array, y: Array), Array]
 reveal_type(loss)  # reveal: Array
 reveal_type(eval_step(model, x))  # reveal: Array
 
@@ -56,17 +56,24 @@ grad_fn = nnx.grad(loss_fn)
 reveal_type(grad_fn)  # reveal: Model
 
 (loss2, aux), grads2 = nnx.value_and_grad(lambda m: (loss_fn(m, x, y), 1), has_aux=True)(model)
+reveal_type(aux)  # reveal: Literal[1]
 
 params = nnx.state(model, nnx.Param)
 reveal_type(params)  # reveal: State
 rest_a, rest_b = nnx.state(model, nnx.Param, nnx.BatchStat)
+reveal_type(rest_a)  # reveal: State
 graphdef, state = nnx.split(model)
 graphdef2, p, rest = nnx.split(model, nnx.Param, ...)
 merged = nnx.merge(graphdef, state)
+reveal_type(merged)  # reveal: Model
+merged.linear(x)
 
 kernel = model.linear.kernel
 shifted = kernel + 1.0
 scaled = 2.0 * kernel
+kernel[...] = kernel[...] - 0.1
+kernel.value = jnp.zeros((2, 3))
+reveal_type(kernel)  # reveal: Param[Array]
 reveal_type(kernel[...])  # reveal: Array
 count = nnx.Param(jnp.zeros(3))
 reveal_type(count)  # reveal: Param[Array]
@@ -75,3 +82,7 @@ reveal_type(count)  # reveal: Param[Array]
 train_step(model, x)  # error
 bad: int = model.linear  # error
 text: str = kernel[...]  # error
+n: int = kernel[...]  # error
+wrong_value: str = kernel.value  # error
+train_step(model, optimizer, x, y, 1)  # error
+eval_step(model, x, y)  # error
