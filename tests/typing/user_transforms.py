@@ -104,6 +104,14 @@ reveal_type(nnx.switch(1, [step, step], block))  # reveal: Array
 reveal_type(nnx.fori_loop(0, 3, lambda i, b: b, block))  # reveal: Block
 reveal_type(nnx.while_loop(lambda c: c[1] < 3, lambda c: (c[0], c[1] + 1), (block, 0)))  # reveal: tuple[Block, int]
 
+y_out, y_dot = nnx.jvp(step, (block,), (nnx.state(block, nnx.Param),))
+reveal_type(y_out)  # reveal: Array
+y_out2, pullback = nnx.vjp(step, block)
+reveal_type(y_out2)  # reveal: Array
+reveal_type(pullback)  # reveal: (Any) -> tuple[Any, ...]
+y_out3, pullback3, vjp_aux = nnx.vjp(lambda b: (b.linear(x), 1.0), block, has_aux=True)
+reveal_type(vjp_aux)  # reveal: float
+
 # graph functions keep the node's type
 graphdef, state = nnx.split(block)
 reveal_type(graphdef)  # reveal: GraphDef[Block]
@@ -124,3 +132,13 @@ nnx.grad(loss)(block, "x")  # error
 merged_wrong: int = nnx.merge(graphdef, state)  # error
 one, two = nnx.split(block)  # ok: graphdef and one State
 one, two, three = nnx.split(block)  # error
+
+
+@nnx.split_rngs(splits=3)
+@nnx.vmap(in_axes=(0,), out_axes=0)
+def create_stack(rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(2, 2, rngs=rngs)
+
+
+reveal_type(create_stack(nnx.Rngs(0)))  # reveal: Linear
+create_stack(1, 2)  # error

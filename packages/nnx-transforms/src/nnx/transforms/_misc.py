@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ from nnx.transforms._errors import TransformError
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
+Aux = TypeVar("Aux")
 
 
 def lift(
@@ -480,7 +481,7 @@ def _values_fn(fun, args, where):
     return g, vals, is_g, slices, apply
 
 
-def jvp(fun: Callable, primals: tuple, tangents: tuple):
+def jvp(fun: Callable[..., R], primals: tuple, tangents: tuple) -> tuple[R, Any]:
     """``jax.jvp`` where primals may hold nnx objects.
 
     Example::
@@ -502,7 +503,17 @@ def jvp(fun: Callable, primals: tuple, tangents: tuple):
     return out, out_dot
 
 
-def vjp(fun: Callable, *primals, has_aux: bool = False):
+@overload
+def vjp(
+    fun: Callable[..., R], *primals: Any, has_aux: Literal[False] = False
+) -> tuple[R, Callable[[Any], tuple[Any, ...]]]: ...
+@overload
+def vjp(
+    fun: Callable[..., tuple[R, Aux]], *primals: Any, has_aux: Literal[True]
+) -> tuple[R, Callable[[Any], tuple[Any, ...]], Aux]: ...
+@overload
+def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool) -> tuple[Any, ...]: ...
+def vjp(fun: Callable, *primals, has_aux: bool = False) -> Any:
     """``jax.vjp`` where primals may hold nnx objects.
 
     Example::

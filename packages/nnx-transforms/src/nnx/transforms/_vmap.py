@@ -278,7 +278,7 @@ class split_rngs:  # noqa: N801 (used as a decorator and a context manager, like
         self._saved: list = []
 
     # decorator form
-    def __call__(self, fun: Callable) -> Callable:
+    def __call__(self, fun: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fun)
         def wrapper(*args, **kwargs):
             saved = _split_streams((args, kwargs), self.splits, self.only)
