@@ -7,6 +7,7 @@ contains TEXT.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import reveal_type
 
 import jax
@@ -46,11 +47,23 @@ def eval_step(model: Model, x: jax.Array) -> jax.Array:
     return model(x)
 
 
+@partial(nnx.jit, static_argnames="train")
+def predict(model: Model, x: jax.Array, *, train: bool = False) -> jax.Array:
+    return model(x)
+
+
+@nnx.jit(static_argnums=2)
+def forward_n(model: Model, x: jax.Array, n: int) -> jax.Array:
+    return model(x) * n
+
+
 x, y = jnp.ones((4, 2)), jnp.ones((4, 3))
 loss = train_step(model, optimizer, x, y)
 reveal_type(train_step)  # reveal: JitWrapped[(model: Model, optimizer: Optimizer, x: Array, y: Array), Array]
 reveal_type(loss)  # reveal: Array
 reveal_type(eval_step(model, x))  # reveal: Array
+reveal_type(predict(model, x, train=True))  # reveal: Array
+reveal_type(forward_n(model, x, 3))  # reveal: Array
 
 grad_fn = nnx.grad(loss_fn)
 reveal_type(grad_fn)  # reveal: Model
@@ -86,3 +99,5 @@ n: int = kernel[...]  # error
 wrong_value: str = kernel.value  # error
 train_step(model, optimizer, x, y, 1)  # error
 eval_step(model, x, y)  # error
+predict(model, x, training=True)  # error
+forward_n(model, x, "3")  # error
