@@ -64,8 +64,8 @@ graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 model2 = nnx.merge(graphdef, params, rest)
 reveal_type(model2.layers)  # reveal: Sequential
 intermediates = nnx.pop(model, nnx.Intermediate)
-for path, value in nnx.iter_graph(model):
-    pass
+for path, node in nnx.iter_graph(model):
+    print(path, type(node).__name__)
 pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
 abstract = nnx.eval_shape(lambda: MLP(2, 8, 3, rngs=nnx.Rngs(0)))
 init = nnx.initializers.lecun_normal()

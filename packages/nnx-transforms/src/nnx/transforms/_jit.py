@@ -37,7 +37,6 @@ from nnx.transforms._boundary import (
     write_back,
 )
 
-
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")

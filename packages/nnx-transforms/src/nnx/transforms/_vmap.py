@@ -33,7 +33,6 @@ from nnx.transforms._boundary import (
 )
 from nnx.transforms._errors import AxisError
 
-
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
