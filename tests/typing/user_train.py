@@ -29,6 +29,8 @@ class Model(nnx.Module):
 
 model = Model(2, 3, rngs=nnx.Rngs(0))
 optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+reveal_type(optimizer)  # reveal: Optimizer[Model]
+annotated: nnx.Optimizer[Model] = optimizer
 
 
 def loss_fn(model: Model, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -36,7 +38,9 @@ def loss_fn(model: Model, x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 @nnx.jit
-def train_step(model: Model, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+def train_step(
+    model: Model, optimizer: nnx.Optimizer[Model], x: jax.Array, y: jax.Array
+) -> jax.Array:
     loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
     optimizer.update(model, grads)
     return loss
@@ -59,7 +63,7 @@ def forward_n(model: Model, x: jax.Array, n: int) -> jax.Array:
 
 x, y = jnp.ones((4, 2)), jnp.ones((4, 3))
 loss = train_step(model, optimizer, x, y)
-reveal_type(train_step)  # reveal: JitWrapped[(model: Model, optimizer: Optimizer, x: Array, y: Array), Array]
+reveal_type(train_step)  # reveal: JitWrapped[(model: Model, optimizer: Optimizer[Model], x: Array, y: Array), Array]
 reveal_type(loss)  # reveal: Array
 reveal_type(eval_step(model, x))  # reveal: Array
 reveal_type(predict(model, x, train=True))  # reveal: Array
