@@ -75,3 +75,9 @@ def test_checkpointing_guide_runs(tmp_path):
     assert n_blocks("checkpointing.md") >= 8
     out = run_guide("checkpointing.md", tmp_path)
     assert f"ran {n_blocks('checkpointing.md')} blocks" in out
+
+
+def test_typing_guide_runs(tmp_path):
+    assert n_blocks("typing.md") >= 4
+    out = run_guide("typing.md", tmp_path)
+    assert f"ran {n_blocks('typing.md')} blocks" in out

@@ -13,7 +13,8 @@
    Siblings' ``nnx-core`` requirement is met by the wheel already installed, so nothing
    named nnx-* is ever fetched from an index.
 4. Repeat 3 with editable installs of the monorepo's packages.
-5. Run pyright against the environment with all four wheels (tools/check_pyright.py).
+5. Run pyright against the environment with all four wheels (tools/check_pyright.py),
+   and the user-style files of tests/typing/ against it (tools/check_typing.py).
 
 Needs ``uv`` (and ``pyright`` for step 5) on PATH or importable: ``hatch run test:all``
 provides both. Usage: ``python tools/check_packaging.py [--keep]``.
@@ -246,6 +247,14 @@ def main(argv: list[str] | None = None) -> int:
 
             if check_pyright.check(str(python), isolated=True) != 0:
                 raise CheckFailed("pyright does not resolve the nnx namespace of the wheels")
+            import check_typing
+
+            failures = check_typing.check(sorted(check_typing.TYPING_DIR.glob("*.py")), str(python))
+            for failure in failures:
+                print(f"typing (wheels): {failure}")
+            if failures:
+                raise CheckFailed("the user-style files of tests/typing/ fail against the wheels")
+            print("typing (wheels): tests/typing/ expectations hold")
     except CheckFailed as e:
         print(f"packaging check FAILED: {e}")
         print(f"(files kept in {tmp})")

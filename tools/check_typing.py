@@ -10,6 +10,10 @@ Each file is ordinary user code. Three kinds of lines:
     python tools/check_typing.py              # the monorepo, through build/overlay
     python tools/check_typing.py --python VENV/bin/python   # another environment
 
+With ``--python`` the files are checked from a temporary folder, without the monorepo's
+pyright settings: only what that interpreter has installed (the wheels, as a user's
+editor sees them; tools/check_packaging.py runs it so).
+
 Exit status 0 when every expectation holds; otherwise each failure is printed as
 ``file:line: what was expected / what pyright said``.
 """
@@ -22,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,22 +53,54 @@ def expectations(path: Path) -> tuple[set[int], dict[int, str]]:
     return errors, reveals
 
 
-def check(files: list[Path], python: str | None) -> list[str]:
+def _run_pyright(files: list[Path], python: str | None) -> dict | str:
+    """Pyright's JSON report with each diagnostic's file mapped back to ``files``."""
     cmd = [*_pyright(), "--outputjson"]
-    if python:
-        cmd += ["--pythonpath", python]
-    result = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, cwd=ROOT)
+    if not python:
+        result = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, cwd=ROOT)
+        back = {str(f.resolve()): str(f.resolve()) for f in files}
+    else:  # an installed environment: no monorepo config, only the interpreter's packages
+        with tempfile.TemporaryDirectory(prefix="nnx-typing-") as tmp:
+            config = Path(tmp) / "pyrightconfig.json"
+            config.write_text(json.dumps({"pythonVersion": "3.11", "typeCheckingMode": "standard"}))
+            copies = []
+            for f in files:
+                copy = Path(tmp) / f.name
+                shutil.copyfile(f, copy)
+                copies.append(copy)
+            cmd += ["--pythonpath", python, "-p", str(config)]
+            result = subprocess.run(
+                [*cmd, *map(str, copies)], capture_output=True, text=True, cwd=tmp
+            )
+            back = {str(c.resolve()): str(f.resolve()) for c, f in zip(copies, files)}
     try:
         report = json.loads(result.stdout)
     except json.JSONDecodeError:
-        return [f"pyright did not run: {result.stdout[-2000:]}{result.stderr[-2000:]}"]
+        return f"pyright did not run: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    for diag in report.get("generalDiagnostics", []):
+        name = str(Path(diag["file"]).resolve())
+        diag["file"] = back.get(name, name)
+    return report
+
+
+def check(files: list[Path], python: str | None) -> list[str]:
+    """The failed expectations of ``files`` (empty when all hold).
+
+    Args:
+      files: user-style files marked as the module docstring describes.
+      python: an interpreter whose installed packages pyright reads, or None for the
+        monorepo's source trees (build/overlay).
+    """
+    report = _run_pyright(files, python)
+    if isinstance(report, str):
+        return [report]
     by_file: dict[str, dict[int, list[dict]]] = {}
     for diag in report.get("generalDiagnostics", []):
         line = diag["range"]["start"]["line"] + 1
-        by_file.setdefault(str(Path(diag["file"]).resolve()), {}).setdefault(line, []).append(diag)
+        by_file.setdefault(diag["file"], {}).setdefault(line, []).append(diag)
     failures = []
     for path in files:
-        rel = path.relative_to(ROOT)
+        rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         errors, reveals = expectations(path)
         diags = by_file.get(str(path.resolve()), {})
         for line, found in sorted(diags.items()):

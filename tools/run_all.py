@@ -7,8 +7,9 @@ Steps (each in its own hatch environment; the run stops at the first failure):
               (tools/check_private_access.py)
 2. packaging: build the four wheels, install them one by one into fresh virtual
               environments (and the monorepo editable), check the ``nnx`` namespace
-3. typecheck: pyright resolves every ``nnx.<name>`` of the siblings, and the four
-              source trees have no pyright errors
+3. typecheck: pyright resolves every ``nnx.<name>`` of the siblings, the four
+              source trees have no pyright errors, and the user-style files of
+              tests/typing/ type-check as they should (tools/check_typing.py)
 4. tests:     each package's tests with only that package and its dependencies
               installed (envs core, transforms, layers, optim), then the cross-package
               tests in tests/ with everything installed (env full; this includes every
@@ -42,7 +43,7 @@ STEPS: dict[str, list[str]] = {
     "lint": ["full:lint"],
     "private": [],  # runs tools/check_private_access.py in this interpreter
     "packaging": [],  # runs tools/check_packaging.py in this interpreter
-    "typecheck": ["full:typecheck", "full:pyright"],
+    "typecheck": ["full:typecheck", "full:pyright", "full:typing"],
     "core": ["core:test"],
     "transforms": ["transforms:test"],
     "layers": ["layers:test"],

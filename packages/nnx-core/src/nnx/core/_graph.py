@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import jax
 import numpy as np
@@ -45,13 +45,18 @@ _VAR, _NODE, _REF, _LIST, _DICT, _TUPLE, _LEAF, _STATIC, _PYTREE = range(9)
 
 _ARRAY_TYPES = (jax.Array, np.ndarray, np.generic)
 
+Node = TypeVar("Node")
 
-class GraphDef:
+
+class GraphDef(Generic[Node]):
     """The static structure of an object graph: hashable, comparable by value.
 
     Equal structures give equal GraphDefs, so a GraphDef is a valid static
     argument of ``jax.jit``; it is also a pytree with no leaves, so it can be
     passed to ``jax.jit`` as an ordinary argument.
+
+    For type checkers it is generic in the type of the object it describes:
+    ``nnx.split(model)`` gives a ``GraphDef[Model]`` and :func:`merge` of it a ``Model``.
     """
 
     __slots__ = ("tree", "num_leaves", "num_nodes", "_hash", "_paths")
@@ -592,6 +597,14 @@ def _group(flat: FlatGraph, filters: tuple, exhaustive: bool) -> list[list]:
     return groups
 
 
+@overload
+def split(node: Node) -> tuple[GraphDef[Node], State]: ...
+@overload
+def split(node: Node, first: Any, /) -> tuple[GraphDef[Node], State]: ...
+@overload
+def split(
+    node: Node, first: Any, second: Any, /, *filters: Any
+) -> tuple[GraphDef[Node], State, State, *tuple[State, ...]]: ...
 def split(node: Any, *filters) -> tuple:
     """Split an object graph into a :class:`GraphDef` and one :class:`State` per filter.
 
@@ -623,7 +636,7 @@ def _flat_items(states) -> dict:
     return lookup
 
 
-def merge(graphdef: GraphDef, *states, copy: bool = False) -> Any:
+def merge(graphdef: GraphDef[Node], *states, copy: bool = False) -> Node:
     """Build an object graph from a GraphDef and States (inverse of :func:`split`).
 
     Shared Variables and modules are shared again. With ``copy=True`` the new
@@ -804,6 +817,12 @@ def _replace_at(container, path, value):
     return container
 
 
+@overload
+def state(node: Any) -> State: ...
+@overload
+def state(node: Any, first: Any, /) -> State: ...
+@overload
+def state(node: Any, first: Any, second: Any, /, *filters: Any) -> tuple[State, ...]: ...
 def state(node: Any, *filters) -> State | tuple[State, ...]:
     """The State of ``node`` (all of it, or the part each filter matches).
 
@@ -822,17 +841,21 @@ def state(node: Any, *filters) -> State | tuple[State, ...]:
 variables = state
 
 
-def graphdef(node: Any) -> GraphDef:
+def graphdef(node: Node) -> GraphDef[Node]:
     """The :class:`GraphDef` of ``node``."""
     return flatten(node).graphdef
 
 
-def clone(node: Any) -> Any:
+def clone(node: Node) -> Node:
     """A deep copy of an object graph: new objects, new Variables, same sharing."""
     flat = flatten(node)
     return unflatten(flat.graphdef, flat.leaves, copy_variables=True)
 
 
+@overload
+def pop(node: Any, first: Any, /) -> State: ...
+@overload
+def pop(node: Any, first: Any, second: Any, /, *filters: Any) -> tuple[State, ...]: ...
 def pop(node: Any, *filters) -> State | tuple[State, ...]:
     """Remove the Variables each filter matches from ``node`` and return them.
 

@@ -78,7 +78,7 @@ class PReLU(Module):
         *,
         rngs: Any = None,
     ):
-        self.negative_slope = Param(
+        self.negative_slope: Param[jax.Array] = Param(
             jnp.asarray(negative_slope_init, dtype=param_dtype),
             **dict(negative_slope_metadata or {}),
         )

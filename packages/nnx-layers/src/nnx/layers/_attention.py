@@ -398,9 +398,9 @@ class MultiHeadAttention(Module):
         self.attention_fn = attention_fn
         self.decode = decode
         self.normalize_qk = normalize_qk
-        self.cached_key: Cache | None = None
-        self.cached_value: Cache | None = None
-        self.cache_index: Cache | None = None
+        self.cached_key: Cache[jax.Array] | None = None
+        self.cached_value: Cache[jax.Array] | None = None
+        self.cache_index: Cache[jax.Array] | None = None
 
     def init_cache(self, input_shape: tuple[int, ...], dtype: Dtype = jnp.float32) -> None:
         """Create zeroed ``Cache`` Variables for decoding inputs of ``input_shape`` (batch, max_len, features)."""

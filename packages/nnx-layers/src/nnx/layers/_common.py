@@ -71,7 +71,7 @@ def make_param(
     name: str,
     metadata: Mapping[str, Any] | None = None,
     kind: type[Param] = Param,
-) -> Param:
+) -> Param[jax.Array]:
     """Create a parameter with ``init(key, shape, dtype)``, checking the shape it returns.
 
     ``init`` may be wrapped by ``nnx.with_partitioning`` (its metadata reaches the

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nnx.core import Module, Rngs
+from nnx.core import Module, Param, Rngs
 from nnx.layers._common import (
     Dtype,
     Initializer,
@@ -170,7 +170,7 @@ class Conv(Module):
             raise ShapeError(
                 f"Conv: `mask` has shape {jnp.shape(mask)}, expected the kernel shape {kernel_shape}."
             )
-        self.kernel = make_param(
+        self.kernel: Param[jax.Array] = make_param(
             kernel_init,
             param_key(rngs, "Conv"),
             kernel_shape,
@@ -180,7 +180,7 @@ class Conv(Module):
             metadata=kernel_metadata,
         )
         if use_bias:
-            self.bias = make_param(
+            self.bias: Param[jax.Array] | None = make_param(
                 bias_init,
                 param_key(rngs, "Conv"),
                 (out_features,),
@@ -308,7 +308,7 @@ class ConvTranspose(Module):
             raise ShapeError(
                 f"ConvTranspose: `mask` has shape {jnp.shape(mask)}, expected the kernel shape {kernel_shape}."
             )
-        self.kernel = make_param(
+        self.kernel: Param[jax.Array] = make_param(
             kernel_init,
             param_key(rngs, "ConvTranspose"),
             kernel_shape,
@@ -318,7 +318,7 @@ class ConvTranspose(Module):
             metadata=kernel_metadata,
         )
         if use_bias:
-            self.bias = make_param(
+            self.bias: Param[jax.Array] | None = make_param(
                 bias_init,
                 param_key(rngs, "ConvTranspose"),
                 (out_features,),

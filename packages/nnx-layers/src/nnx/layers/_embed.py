@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnx.core import Module, Rngs
+from nnx.core import Module, Param, Rngs
 from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
@@ -61,7 +61,7 @@ class Embed(Module):
         rngs: Rngs,
     ):
         check_positive("Embed", num_embeddings=num_embeddings, features=features)
-        self.embedding = make_param(
+        self.embedding: Param[jax.Array] = make_param(
             embedding_init,
             param_key(rngs, "Embed"),
             (num_embeddings, features),

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nnx.core import Module, Rngs
+from nnx.core import Module, Param, Rngs
 from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
@@ -75,7 +75,7 @@ class Linear(Module):
         rngs: Rngs,
     ):
         check_positive("Linear", in_features=in_features, out_features=out_features)
-        self.kernel = make_param(
+        self.kernel: Param[jax.Array] = make_param(
             kernel_init,
             param_key(rngs, "Linear"),
             (in_features, out_features),
@@ -85,7 +85,7 @@ class Linear(Module):
             metadata=kernel_metadata,
         )
         if use_bias:
-            self.bias = make_param(
+            self.bias: Param[jax.Array] | None = make_param(
                 bias_init,
                 param_key(rngs, "Linear"),
                 (out_features,),
@@ -196,7 +196,7 @@ class LinearGeneral(Module):
                 batch_axis=tuple(range(nb)),
             )
         key = param_key(rngs, "LinearGeneral")
-        self.kernel = make_param(
+        self.kernel: Param[jax.Array] = make_param(
             kernel_init,
             key,
             kernel_shape,
@@ -206,7 +206,7 @@ class LinearGeneral(Module):
             metadata=kernel_metadata,
         )
         if use_bias:
-            self.bias = make_param(
+            self.bias: Param[jax.Array] | None = make_param(
                 bias_init,
                 param_key(rngs, "LinearGeneral"),
                 batch_shape + out_features,
@@ -304,7 +304,7 @@ class Einsum(Module):
                 f"Einsum: the kernel subscripts {rhs!r} of {einsum_str!r} name {len(rhs)} axes "
                 f"but kernel_shape {kernel_shape} has {len(kernel_shape)}."
             )
-        self.kernel = make_param(
+        self.kernel: Param[jax.Array] = make_param(
             kernel_init,
             param_key(rngs, "Einsum"),
             kernel_shape,
@@ -315,7 +315,7 @@ class Einsum(Module):
         )
         if bias_shape is not None:
             _check_bias_shape(einsum_str, kernel_shape, tuple(bias_shape))
-            self.bias = make_param(
+            self.bias: Param[jax.Array] | None = make_param(
                 bias_init,
                 param_key(rngs, "Einsum"),
                 tuple(bias_shape),

@@ -69,7 +69,7 @@ class LoRA(Module):
         check_positive(
             "LoRA", in_features=in_features, lora_rank=lora_rank, out_features=out_features
         )
-        self.lora_a = make_param(
+        self.lora_a: Param[jax.Array] = make_param(
             a_initializer,
             param_key(rngs, "LoRA"),
             (in_features, lora_rank),
@@ -79,7 +79,7 @@ class LoRA(Module):
             metadata=a_metadata,
             kind=lora_param_type,
         )
-        self.lora_b = make_param(
+        self.lora_b: Param[jax.Array] = make_param(
             b_initializer,
             param_key(rngs, "LoRA"),
             (lora_rank, out_features),

@@ -166,8 +166,8 @@ class BatchNorm(Module):
     to the input) selects the entries that count towards the statistics.
     """
 
-    scale: Param | None  # set by _scale_bias (None when not used)
-    bias: Param | None
+    scale: Param[jax.Array] | None  # set by _scale_bias (None when not used)
+    bias: Param[jax.Array] | None
 
     def __init__(
         self,
@@ -297,8 +297,8 @@ class LayerNorm(Module):
     sizes multiply to ``num_features``).
     """
 
-    scale: Param | None  # set by _scale_bias (None when not used)
-    bias: Param | None
+    scale: Param[jax.Array] | None  # set by _scale_bias (None when not used)
+    bias: Param[jax.Array] | None
 
     def __init__(
         self,
@@ -465,8 +465,8 @@ class GroupNorm(Module):
     feature axis must be last).
     """
 
-    scale: Param | None  # set by _scale_bias (None when not used)
-    bias: Param | None
+    scale: Param[jax.Array] | None  # set by _scale_bias (None when not used)
+    bias: Param[jax.Array] | None
 
     def __init__(
         self,
@@ -593,8 +593,8 @@ class InstanceNorm(Module):
     The first axis is the batch; ``feature_axes`` (default the last) are kept.
     """
 
-    scale: Param | None  # set by _scale_bias (None when not used)
-    bias: Param | None
+    scale: Param[jax.Array] | None  # set by _scale_bias (None when not used)
+    bias: Param[jax.Array] | None
 
     def __init__(
         self,

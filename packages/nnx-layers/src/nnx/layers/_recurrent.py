@@ -665,6 +665,9 @@ def _is_carry(axis) -> bool:
     return isinstance(axis, type) and axis.__name__ == "Carry"
 
 
+_NO_RULE = object()
+
+
 def _leaf_roles(flat, state_axes) -> list:
     """Per leaf of the flattened cell: "const" (the same value at every step; a write is
     an error), "carry" (threaded from step to step) or an int (scanned over that axis).
@@ -681,10 +684,8 @@ def _leaf_roles(flat, state_axes) -> list:
         if not is_variable(x):
             roles.append(None)
             continue
-        for pred, axis in rules:
-            if pred(path, x):
-                break
-        else:
+        axis = next((a for pred, a in rules if pred(path, x)), _NO_RULE)
+        if axis is _NO_RULE:
             raise LayerError(
                 f"RNN(state_axes=...): no filter matches the {type(x).__name__} at "
                 f"{'/'.join(map(str, path))} of the cell. Add a last entry `...: nnx.Carry` "

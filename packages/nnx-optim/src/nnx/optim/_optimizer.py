@@ -28,7 +28,7 @@ structure.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -459,7 +459,10 @@ def _identity(x):
 _MISSING = object()
 
 
-class Optimizer(Pytree):
+M = TypeVar("M")
+
+
+class Optimizer(Pytree, Generic[M]):
     """An optax transformation that updates a model's Variables in place.
 
     Example::
@@ -533,7 +536,7 @@ class Optimizer(Pytree):
     # As a JAX pytree the model is a reference (see the module docstring).
     _model_by_reference = True
 
-    def __init__(self, model: Any, tx: optax.GradientTransformation, *, wrt: Any = Param):
+    def __init__(self, model: M, tx: optax.GradientTransformation, *, wrt: Any = Param):
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
             raise TypeError(
                 f"Optimizer: `tx` must be an optax GradientTransformation (with `init` and "

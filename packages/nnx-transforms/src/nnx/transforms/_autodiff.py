@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 import jax
 from jax.extend.core import get_opaque_trace_state
@@ -155,27 +155,52 @@ def _twice(where, x, names, second, first) -> AliasingError:
     )
 
 
-class GradWrapped:
-    """A function wrapped by :func:`grad` or :func:`value_and_grad`."""
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+Aux = TypeVar("Aux")
+
+
+class GradWrapped(Generic[P, R]):
+    """A function wrapped by :func:`grad` or :func:`value_and_grad`.
+
+    Typed ``GradWrapped[P, R]``: it takes the wrapped function's parameters ``P``
+    and returns ``R``: the gradients (``Any``) for :func:`grad`, ``(grads, aux)``
+    with ``has_aux``; ``(value, grads)`` for :func:`value_and_grad`.
+    """
 
     def __init__(
-        self, fun, *, argnums, has_aux, return_value, jax_kwargs, graph=None, graph_updates=None
+        self,
+        fun: Callable[P, Any],
+        *,
+        argnums,
+        has_aux,
+        return_value,
+        jax_kwargs,
+        graph=None,
+        graph_updates=None,
     ):
         functools.update_wrapper(self, fun)
         self._mode = ModeArgs(graph, graph_updates)
-        self.fun = fun
+        self.fun: Callable[..., Any] = fun
         self._diffs, self._single = _normalize(argnums)
         self._has_aux = has_aux
         self._return_value = return_value
         self._jax_kwargs = jax_kwargs
         self._prep = PrepareCache()
 
-    def __get__(self, obj, objtype=None):
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> GradWrapped[P, R]: ...
+    @overload
+    def __get__(
+        self: GradWrapped[Concatenate[Any, P2], R], obj: object, objtype: type | None = None
+    ) -> Callable[P2, R]: ...
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
         return functools.partial(self, obj)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         fun = self.fun
         has_aux = self._has_aux
         where = f"nnx.grad({getattr(fun, '__name__', 'f')})"
@@ -252,8 +277,8 @@ class GradWrapped:
         grads = self._grads(prep, plan, g_leaves, g_plain)
         g = grads[0] if self._single else grads
         if self._return_value:
-            return ((loss, aux), g) if has_aux else (loss, g)
-        return (g, aux) if has_aux else g
+            return ((loss, aux), g) if has_aux else (loss, g)  # pyright: ignore[reportReturnType]
+        return (g, aux) if has_aux else g  # pyright: ignore[reportReturnType]
 
     def _grads(self, prep, plan, g_leaves, g_plain) -> tuple:
         by_leaf = dict(zip(plan.diff_idx, g_leaves))
@@ -294,6 +319,50 @@ class _NoGraphPrep:
 _NoGraph = _NoGraphPrep()
 
 
+@overload
+def grad(
+    fun: Callable[P, tuple[Any, Aux]],
+    *,
+    argnums: int | DiffState | Sequence[int | DiffState] = 0,
+    has_aux: Literal[True],
+    holomorphic: bool = False,
+    allow_int: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> GradWrapped[P, tuple[Any, Aux]]: ...
+@overload
+def grad(
+    fun: Callable[P, Any],
+    *,
+    argnums: int | DiffState | Sequence[int | DiffState] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> GradWrapped[P, Any]: ...
+@overload
+def grad(
+    fun: None = None,
+    *,
+    argnums: int | DiffState | Sequence[int | DiffState] = 0,
+    has_aux: Literal[True],
+    holomorphic: bool = False,
+    allow_int: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Callable[[Callable[P, tuple[Any, Aux]]], GradWrapped[P, tuple[Any, Aux]]]: ...
+@overload
+def grad(
+    fun: None = None,
+    *,
+    argnums: int | DiffState | Sequence[int | DiffState] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Callable[[Callable[P, Any]], GradWrapped[P, Any]]: ...
 def grad(
     fun: Callable | None = None,
     *,
@@ -303,7 +372,7 @@ def grad(
     allow_int: bool = False,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> Any:
     """``jax.grad`` for functions of nnx objects: gradients of the Params, as a State.
 
     Example::
@@ -350,6 +419,28 @@ def grad(
     return GradWrapped(fun, **options)
 
 
+@overload
+def value_and_grad(
+    fun: Callable[P, R],
+    *,
+    argnums: int | DiffState | Sequence[int | DiffState] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> GradWrapped[P, tuple[R, Any]]: ...
+@overload
+def value_and_grad(
+    fun: None = None,
+    *,
+    argnums: int | DiffState | Sequence[int | DiffState] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Callable[[Callable[P, R]], GradWrapped[P, tuple[R, Any]]]: ...
 def value_and_grad(
     fun: Callable | None = None,
     *,
@@ -359,7 +450,7 @@ def value_and_grad(
     allow_int: bool = False,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> Any:
     """``jax.value_and_grad`` for functions of nnx objects (see :func:`grad`).
 
     Example::

@@ -9,7 +9,7 @@ output type, and a loop carry keeps its type). Writes come out afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 
@@ -29,6 +29,9 @@ from nnx.transforms._boundary import (
     write_back,
 )
 from nnx.transforms._errors import CarryError, StructureError
+
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _prepare(graph, mode, what: str, fun, layout=None):
@@ -89,12 +92,12 @@ def _branches_call(
 
 def cond(
     pred,
-    true_fun: Callable,
-    false_fun: Callable,
+    true_fun: Callable[..., R],
+    false_fun: Callable[..., R],
     *operands,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> R:
     """``jax.lax.cond`` whose operands may hold nnx objects.
 
     Example::
@@ -133,11 +136,11 @@ def cond(
 
 def switch(
     index,
-    branches: Sequence[Callable],
+    branches: Sequence[Callable[..., R]],
     *operands,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> R:
     """``jax.lax.switch`` whose operands may hold nnx objects.
 
     Example::
@@ -251,12 +254,12 @@ def fori_loop(
     lower,
     upper,
     body_fun: Callable,
-    init_val: Any,
+    init_val: T,
     *,
     unroll=None,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> T:
     """``jax.lax.fori_loop`` whose loop value may hold nnx objects.
 
     Example::
@@ -300,13 +303,13 @@ def fori_loop(
 
 
 def while_loop(
-    cond_fun: Callable,
-    body_fun: Callable,
-    init_val: Any,
+    cond_fun: Callable[[T], Any],
+    body_fun: Callable[[T], T],
+    init_val: T,
     *,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> T:
     """``jax.lax.while_loop`` whose loop value may hold nnx objects.
 
     Example::

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import jax
 
@@ -39,6 +39,10 @@ from nnx.transforms._boundary import (
     split_call,
     write_back,
 )
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
 
 
 class _Meta:
@@ -69,12 +73,12 @@ def _as_tuple(x) -> tuple:
     return tuple(x)
 
 
-class JitWrapped:
+class JitWrapped(Generic[P, R]):
     """A function compiled with :func:`jit` (call it like the original)."""
 
     def __init__(
         self,
-        fun: Callable,
+        fun: Callable[P, R],
         *,
         in_shardings: Any = None,
         out_shardings: Any = None,
@@ -99,7 +103,13 @@ class JitWrapped:
         self._prep = PrepareCache()
         self._compiled: dict = {}
 
-    def __get__(self, obj, objtype=None):
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> JitWrapped[P, R]: ...
+    @overload
+    def __get__(
+        self: JitWrapped[Concatenate[Any, P2], R], obj: object, objtype: type | None = None
+    ) -> Callable[P2, R]: ...
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
         return functools.partial(self, obj)
@@ -108,7 +118,7 @@ class JitWrapped:
         return f"nnx.jit({getattr(self.fun, '__qualname__', self.fun)!r})"
 
     # -- the call path -----------------------------------------------------------------
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if kwargs or self._static_argnums:
             layout, graph, plain, plain_kw = split_call(
                 args, kwargs, self._static_argnums, self._static_argnames
@@ -344,6 +354,30 @@ def _split_donated(mask, leaves, plain, plain_kw):
     return keep, don, p_keep, p_don, kw_keep, kw_don
 
 
+@overload
+def jit(
+    fun: Callable[P, R],
+    *,
+    in_shardings: Any = None,
+    out_shardings: Any = None,
+    static_argnums: int | tuple[int, ...] | None = None,
+    static_argnames: str | tuple[str, ...] | None = None,
+    donate_argnums: int | tuple[int, ...] | None = None,
+    donate_argnames: str | tuple[str, ...] | None = None,
+    **jit_kwargs: Any,
+) -> JitWrapped[P, R]: ...
+@overload
+def jit(
+    fun: None = None,
+    *,
+    in_shardings: Any = None,
+    out_shardings: Any = None,
+    static_argnums: int | tuple[int, ...] | None = None,
+    static_argnames: str | tuple[str, ...] | None = None,
+    donate_argnums: int | tuple[int, ...] | None = None,
+    donate_argnames: str | tuple[str, ...] | None = None,
+    **jit_kwargs: Any,
+) -> Callable[[Callable[P, R]], JitWrapped[P, R]]: ...
 def jit(
     fun: Callable | None = None,
     *,
@@ -356,7 +390,7 @@ def jit(
     graph: bool | None = None,
     graph_updates: bool | None = None,
     **jit_kwargs,
-):
+) -> Any:
     """``jax.jit`` for functions that take and return nnx objects.
 
     Example::

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +45,11 @@ from nnx.transforms._boundary import (
     write_back,
 )
 from nnx.transforms._errors import TransformError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+Aux = TypeVar("Aux")
 
 
 def lift(
@@ -121,6 +126,26 @@ def lift(
 
 
 # -- remat ------------------------------------------------------------------------------
+@overload
+def remat(
+    fun: F,
+    *,
+    prevent_cse: bool = True,
+    static_argnums: int | tuple[int, ...] = (),
+    policy: Callable | None = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> F: ...
+@overload
+def remat(
+    fun: None = None,
+    *,
+    prevent_cse: bool = True,
+    static_argnums: int | tuple[int, ...] = (),
+    policy: Callable | None = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Callable[[F], F]: ...
 def remat(
     fun: Callable | None = None,
     *,
@@ -129,7 +154,7 @@ def remat(
     policy: Callable | None = None,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> Any:
     """``jax.checkpoint`` for functions of nnx objects: recompute activations in backward.
 
     Example::
@@ -187,9 +212,7 @@ def _plain_vars(out):
     return vars_as(out, ref=False, hijax=False) if has_storage else out
 
 
-def eval_shape(
-    fun: Callable, *args, graph: bool | None = None, graph_updates: bool | None = None, **kwargs
-):
+def eval_shape(fun: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fun`` abstractly: the output's arrays are ``jax.ShapeDtypeStruct``\\ s.
 
     Example::
@@ -213,6 +236,10 @@ def eval_shape(
         None for the current setting.
       **kwargs: its keyword arguments.
     """
+    # graph/graph_updates come out of **kwargs: a ParamSpec signature cannot name
+    # keyword-only parameters of its own (PEP 612), and these keep the function's type.
+    graph: bool | None = kwargs.pop("graph", None)  # type: ignore[assignment]
+    graph_updates: bool | None = kwargs.pop("graph_updates", None)  # type: ignore[assignment]
     hijax_at: list[int] = []  # which Variables of the output are to be hijax
     all_hijax = var_defaults().hijax  # new Variables are made plain inside (the cell rule)
 
@@ -247,12 +274,12 @@ def _variables_of(tree) -> list:
 
 # -- checkify ---------------------------------------------------------------------------
 def checkify(
-    fun: Callable,
+    fun: Callable[P, R],
     errors=None,
     *,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> Callable[P, tuple[Any, R]]:
     """``jax.experimental.checkify.checkify`` for functions of nnx objects.
 
     Example::
@@ -307,6 +334,24 @@ def checkify(
 
 
 # -- shard_map ----------------------------------------------------------------------------
+@overload
+def shard_map(
+    fun: F,
+    *,
+    mesh: Any,
+    in_specs: Any,
+    out_specs: Any,
+    **shard_map_kwargs: Any,
+) -> F: ...
+@overload
+def shard_map(
+    fun: None = None,
+    *,
+    mesh: Any,
+    in_specs: Any,
+    out_specs: Any,
+    **shard_map_kwargs: Any,
+) -> Callable[[F], F]: ...
 def shard_map(
     fun: Callable | None = None,
     *,
@@ -316,7 +361,7 @@ def shard_map(
     graph: bool | None = None,
     graph_updates: bool | None = None,
     **shard_map_kwargs,
-):
+) -> Any:
     """``jax.shard_map`` for functions of nnx objects.
 
     Example::
@@ -551,13 +596,13 @@ def _values_fn(fun, args, where, mode):
 
 
 def jvp(
-    fun: Callable,
+    fun: Callable[..., R],
     primals: tuple,
     tangents: tuple,
     *,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> tuple[R, Any]:
     """``jax.jvp`` where primals may hold nnx objects.
 
     Example::
@@ -589,13 +634,37 @@ def jvp(
     return out, out_dot
 
 
+@overload
+def vjp(
+    fun: Callable[..., R],
+    *primals: Any,
+    has_aux: Literal[False] = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tuple[R, Callable[[Any], tuple[Any, ...]]]: ...
+@overload
+def vjp(
+    fun: Callable[..., tuple[R, Aux]],
+    *primals: Any,
+    has_aux: Literal[True],
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tuple[R, Callable[[Any], tuple[Any, ...]], Aux]: ...
+@overload
+def vjp(
+    fun: Callable[..., Any],
+    *primals: Any,
+    has_aux: bool,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tuple[Any, ...]: ...
 def vjp(
     fun: Callable,
     *primals,
     has_aux: bool = False,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> Any:
     """``jax.vjp`` where primals may hold nnx objects.
 
     Example::

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -54,12 +54,17 @@ def _positions(spec, n: int, what: str, where: str) -> list:
     return [spec] * n
 
 
-class ScanWrapped:
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+
+
+class ScanWrapped(Generic[P, R]):
     """A function wrapped by :func:`scan`."""
 
     def __init__(
         self,
-        fun,
+        fun: Callable[P, R],
         *,
         length,
         reverse,
@@ -72,7 +77,7 @@ class ScanWrapped:
     ):
         functools.update_wrapper(self, fun)
         self._mode = ModeArgs(graph, graph_updates)
-        self.fun = fun
+        self.fun: Callable[..., Any] = fun
         self.length = length
         self.reverse = reverse
         self.unroll = unroll
@@ -81,12 +86,18 @@ class ScanWrapped:
         self._split_transpose = _split_transpose
         self._prep = PrepareCache()
 
-    def __get__(self, obj, objtype=None):
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> ScanWrapped[P, R]: ...
+    @overload
+    def __get__(
+        self: ScanWrapped[Concatenate[Any, P2], R], obj: object, objtype: type | None = None
+    ) -> Callable[P2, R]: ...
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
         return functools.partial(self, obj)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         fun = self.fun
         where = f"nnx.scan({getattr(fun, '__name__', 'f')})"
         layout, graph, plain, plain_kw = split_call(args, kwargs)
@@ -255,7 +266,7 @@ class ScanWrapped:
                 if ax != 0:
                     y = _move_out(y, ax)
                 results.append(y)
-        return tuple(results) if out_is_tuple else results[0]
+        return tuple(results) if out_is_tuple else results[0]  # pyright: ignore[reportReturnType]
 
 
 def _move_out(y, ax):
@@ -317,6 +328,32 @@ def _check_leaf_carry(prep, names, i, old_aval, new, where: str) -> None:
         )
 
 
+@overload
+def scan(
+    fun: Callable[P, R],
+    *,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    in_axes: Any = (Carry, 0),
+    out_axes: Any = (Carry, 0),
+    _split_transpose: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> ScanWrapped[P, R]: ...
+@overload
+def scan(
+    fun: None = None,
+    *,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    in_axes: Any = (Carry, 0),
+    out_axes: Any = (Carry, 0),
+    _split_transpose: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Callable[[Callable[P, R]], ScanWrapped[P, R]]: ...
 def scan(
     fun: Callable | None = None,
     *,
@@ -328,7 +365,7 @@ def scan(
     _split_transpose: bool = False,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> Any:
     """``jax.lax.scan`` with per-argument axes and the carry at any position.
 
     Example (seed "scan over layers")::

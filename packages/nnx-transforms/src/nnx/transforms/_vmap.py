@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import jax
 
@@ -44,15 +44,19 @@ from nnx.transforms._boundary import (
 from nnx.transforms._errors import AxisError
 from nnx.transforms._jaxpr import PARTITION_NAME
 
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
 
-class VmapWrapped:
+
+class VmapWrapped(Generic[P, R]):
     """A function wrapped by :func:`vmap`."""
 
     _what = "nnx.vmap"
 
     def __init__(
         self,
-        fun,
+        fun: Callable[P, R],
         *,
         in_axes,
         out_axes,
@@ -83,12 +87,18 @@ class VmapWrapped:
                 "the caller's objects, with the axes they went in with."
             )
 
-    def __get__(self, obj, objtype=None):
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> VmapWrapped[P, R]: ...
+    @overload
+    def __get__(
+        self: VmapWrapped[Concatenate[Any, P2], R], obj: object, objtype: type | None = None
+    ) -> Callable[P2, R]: ...
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
         return functools.partial(self, obj)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         fun = self.fun
         where = f"{self._what}({getattr(fun, '__name__', 'f')})"
         mode = self._mode.mode()
@@ -286,6 +296,32 @@ def _explain(e: Exception, prep, names, where):
     return e
 
 
+@overload
+def vmap(
+    fun: Callable[P, R],
+    *,
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    axis_name: Any = None,
+    axis_size: int | None = None,
+    spmd_axis_name: Any = None,
+    transform_metadata: Any = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> VmapWrapped[P, R]: ...
+@overload
+def vmap(
+    fun: None = None,
+    *,
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    axis_name: Any = None,
+    axis_size: int | None = None,
+    spmd_axis_name: Any = None,
+    transform_metadata: Any = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Callable[[Callable[P, R]], VmapWrapped[P, R]]: ...
 def vmap(
     fun: Callable | None = None,
     *,
@@ -297,7 +333,7 @@ def vmap(
     transform_metadata: Any = None,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-):
+) -> Any:
     """``jax.vmap`` for functions of nnx objects.
 
     Example::
@@ -536,7 +572,7 @@ class split_rngs:  # noqa: N801 (used as a decorator and a context manager, like
         self._saved: list = []
 
     # decorator form
-    def __call__(self, fun: Callable) -> Callable:
+    def __call__(self, fun: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fun)
         def wrapper(*args, **kwargs):
             self._check_tree((args, kwargs))
