@@ -61,7 +61,7 @@ def map(  # noqa: A001 (Flax's public name; the builtin is not used in this modu
     >>> import nnx
     >>> model = nnx.Dict(w=nnx.Param(jnp.ones(3)))
     >>> zeroed = nnx.map(lambda path, v: v.replace(jnp.zeros_like(v[...])), model)
-    >>> zeroed["w"][...].tolist(), model["w"][...].tolist()
+    >>> zeroed["w"].get_value().tolist(), model["w"].get_value().tolist()
     ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
 
     The node is split, ``f`` is applied to each ``(path, Variable)`` of its
@@ -138,7 +138,7 @@ def prefix(
     >>> axes = nnx.prefix(d, {nnx.Param: None, nnx.BatchStat: 0})
     >>> axes
     {'a': None, 'b': 0}
-    >>> jax.vmap(lambda d: d["a"][...] * d["b"][...], in_axes=(axes,))(d).tolist()
+    >>> jax.vmap(lambda d: d["a"].get_value() * d["b"].get_value(), in_axes=(axes,))(d).tolist()
     [0, 2, 4, 6, 8]
 
     Each Variable (a leaf of the walk) and each other pytree leaf is replaced by
@@ -184,7 +184,7 @@ class NodeStates(Generic[S]):
     >>> ns = nnx.NodeStates.from_split(*nnx.split(m))
     >>> jax.tree.leaves(ns)[0].tolist()
     [1.0, 1.0]
-    >>> nnx.merge(ns.graphdef, *ns.states)["w"][...].tolist()
+    >>> nnx.merge(ns.graphdef, *ns.states)["w"].get_value().tolist()
     [1.0, 1.0]
 
     The States are the pytree children; the GraphDef and ``metadata`` are

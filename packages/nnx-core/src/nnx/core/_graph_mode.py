@@ -29,7 +29,7 @@ class GraphMode:
     There are four instances, one per combination, so they compare (and hash)
     by identity; ``GraphMode(graph, graph_updates)`` returns one of them.
 
-    Args:
+    Attributes:
       graph: True in graph mode, False in tree mode.
       graph_updates: True when graph updates are on.
     """

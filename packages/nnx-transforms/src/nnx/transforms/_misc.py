@@ -230,11 +230,9 @@ def eval_shape(fun: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     Args:
       fun: the function.
       *args: its positional arguments.
-      graph: False for tree mode (see :func:`nnx.jit`); None for the current
-        :func:`nnx.set_graph_mode` setting.
-      graph_updates: False leaves structural changes of the arguments inside;
-        None for the current setting.
-      **kwargs: its keyword arguments.
+      **kwargs: its keyword arguments; ``graph=False`` (tree mode, see
+        :func:`nnx.jit`) and ``graph_updates=False`` among them are this
+        transform's own (None: the current :func:`nnx.set_graph_mode` settings).
     """
     # graph/graph_updates come out of **kwargs: a ParamSpec signature cannot name
     # keyword-only parameters of its own (PEP 612), and these keep the function's type.
