@@ -71,6 +71,112 @@ class StateAxes:
         return hash(tuple((repr(f), repr(a)) for f, a in self.items))
 
 
+class _Nothing:
+    def __repr__(self) -> str:
+        return "<nothing>"
+
+
+_NOTHING: Any = _Nothing()
+
+
+class PrefixAxes(StateAxes):
+    """An ``in_axes`` entry shaped like its argument (what :func:`nnx.prefix` builds).
+
+    Each Variable's axis is read from the prefix at the Variable's path: a
+    Variable there holds the axis as its value, an int or ``None`` there covers
+    everything below it. Not public: ``vmap``/``scan`` wrap such entries in it.
+    """
+
+    __slots__ = ("tree", "key")
+
+    def __init__(self, tree: Any):
+        self.tree = tree
+        self.items = ()
+        self._preds = ()
+        self.key = _prefix_key(tree, {})
+
+    def axis_for(self, path, leaf, where: str, arg: str | None = None):
+        node = self.tree
+        for i, part in enumerate(path):
+            if _is_axis(node):
+                return node  # one axis for the whole subtree
+            child = _NOTHING if isinstance(node, Variable) else _prefix_child(node, part)
+            if child is _NOTHING:
+                raise self._misfit(path, leaf, path[:i], node, where, arg, missing=part)
+            node = child
+        if isinstance(node, Variable):
+            node = _var_axis(node)
+        if _is_axis(node):
+            return node
+        raise self._misfit(path, leaf, path, node, where, arg)
+
+    def _misfit(self, path, leaf, at, node, where, arg, missing: Any = _NOTHING) -> AxisError:
+        head = () if arg is None else (arg,)
+        p = "/".join(map(str, (*head, *path))) or "<root>"
+        q = "/".join(map(str, (*head, *at))) or "<root>"
+        if missing is not _NOTHING:
+            found = f"a {type(node).__name__} with no entry {missing!r}"
+        else:
+            found = f"a {type(node).__name__}, not an axis"
+        return AxisError(
+            f"{where}: the in_axes prefix does not fit the argument: for the "
+            f"{type(leaf).__name__} at {p!r} it has {found} at {q!r}. Each Variable's "
+            "axis (an int or None) must be at its path in the prefix: build the prefix "
+            "from the argument itself, `nnx.prefix(arg, {filter: axis, ...})`, or give one "
+            "int/None (or nnx.StateAxes) for the whole argument."
+        )
+
+    def __repr__(self) -> str:
+        return f"PrefixAxes({self.key!r})"  # content-based: scan caches by repr
+
+    def __eq__(self, other):
+        return isinstance(other, PrefixAxes) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+
+def _is_axis(x) -> bool:
+    return x is None or x is Carry or (isinstance(x, int) and not isinstance(x, bool))
+
+
+def _prefix_child(node, part):
+    if isinstance(node, Mapping):
+        return node[part] if part in node else _NOTHING
+    if isinstance(node, (list, tuple)):
+        ok = isinstance(part, int) and 0 <= part < len(node)
+        return node[part] if ok else _NOTHING
+    if is_graph_node(node) and isinstance(part, str):
+        return vars(node).get(part, _NOTHING)
+    return _NOTHING
+
+
+def _prefix_key(x, memo: dict) -> Any:
+    """A hashable summary of a prefix's axes, for the transforms' caches."""
+    if _is_axis(x):
+        return x
+    if isinstance(x, Variable):
+        v = _var_axis(x)
+        return ("var", v if _is_axis(v) else type(v).__name__)
+    if isinstance(x, Mapping):
+        return ("map", tuple((k, _prefix_key(c, memo)) for k, c in x.items()))
+    if isinstance(x, (list, tuple)):
+        return ("seq", tuple(_prefix_key(c, memo) for c in x))
+    if is_graph_node(x):
+        if id(x) in memo:
+            return ("ref", memo[id(x)])
+        memo[id(x)] = len(memo)
+        items = tuple((k, _prefix_key(c, memo)) for k, c in vars(x).items())
+        return ("node", type(x).__name__, items)
+    return ("other", type(x).__name__)
+
+
+def _is_prefix(axis) -> bool:
+    if isinstance(axis, StateAxes):
+        return False
+    return isinstance(axis, (Mapping, list, tuple, Variable)) or is_graph_node(axis)
+
+
 def per_arg_axes(spec, layout, where: str) -> tuple[list, list]:
     """Split an ``in_axes`` spec into (axes of graph args, axes of plain args).
 
@@ -92,7 +198,7 @@ def per_arg_axes(spec, layout, where: str) -> tuple[list, list]:
     g, p = [], []
     for code, axis in zip(pos, per):
         if code is GRAPH:
-            g.append(axis)
+            g.append(PrefixAxes(axis) if _is_prefix(axis) else axis)
         elif code is PLAIN_ARG:
             if isinstance(axis, StateAxes):
                 raise AxisError(
@@ -121,7 +227,7 @@ def leaf_axes(prep, graph: tuple, arg_axes: list, names: list[str], where: str) 
     for k, (node, spec) in enumerate(zip(graph, arg_axes)):
         sub = flatten(node, with_paths=True)
         for path, x in zip(sub.paths, sub.leaves):
-            axis = spec.axis_for(path, x, where) if isinstance(spec, StateAxes) else spec
+            axis = _axis_of(spec, path, x, where, names[k])
             if isinstance(x, Variable):
                 i = index[id(x)]
                 if i in seen and seen[i][0] != axis:
@@ -139,7 +245,7 @@ def leaf_axes(prep, graph: tuple, arg_axes: list, names: list[str], where: str) 
         if not isinstance(x, Variable):
             k = owners[i]
             spec = arg_axes[k]
-            axes[i] = spec.axis_for(paths[i][1:], x, where) if isinstance(spec, StateAxes) else spec
+            axes[i] = _axis_of(spec, paths[i][1:], x, where, names[k])
     return axes
 
 
@@ -273,3 +379,18 @@ def check_returned_axes(out, out_axes, inner_leaves, axes, paths, names, where: 
         if isinstance(e, AliasingError):
             raise
         # out_axes does not fit the output: the JAX transform reports it
+
+
+def _axis_of(spec, path, leaf, where: str, arg: str):
+    if isinstance(spec, PrefixAxes):
+        return spec.axis_for(path, leaf, where, arg)
+    if isinstance(spec, StateAxes):
+        return spec.axis_for(path, leaf, where)
+    return spec
+
+
+def _var_axis(v: Variable):
+    """The value a prefix's Variable holds. ``nnx.prefix`` of a ref or hijax Variable
+    makes one of that mode holding a bare int or None (not a ref or cell)."""
+    raw = v.get_raw_value()
+    return raw if _is_axis(raw) else v.get_value()
