@@ -432,26 +432,12 @@ def collect_updates(
         idx, new = [], []
         for i, (x, old) in enumerate(zip(entry.leaves, leaves_in)):
             if isinstance(x, Variable):
-                raw = x.get_raw_value()
-                if raw is not old:
-                    if values:
-                        idx.append(i)
-                        new.append(x.get_value())
-                    elif _record(x).mode == PLAIN:
-                        idx.append(i)
-                        new.append(raw)
+                _variable_update(i, x, old, values, idx, new)
         return idx, new, _Exit(entry.leaves, entry.nodes if mode.graph else ())
     idx, new = [], []
     for i, (x, old) in enumerate(zip(inner.leaves, leaves_in)):
         if isinstance(x, Variable):
-            raw = x.get_raw_value()
-            if raw is not old:
-                if values:
-                    idx.append(i)
-                    new.append(x.get_value())
-                elif _record(x).mode == PLAIN:
-                    idx.append(i)
-                    new.append(raw)
+            _variable_update(i, x, old, values, idx, new)
         elif x is not old and raw_arrays:
             # a raw array attribute replaced inside (`self.count += 1`): a state leaf
             # whose new value comes out and is assigned at its path outside
@@ -467,6 +453,20 @@ def collect_updates(
     if not mode.graph:
         return idx, new, _Exit(inner.leaves, ())
     return idx, new, inner
+
+
+def _variable_update(i: int, x: Variable, old, values: bool, idx: list, new: list) -> None:
+    """Record Variable ``i``'s new value (or, for ``values=False``, its plain array) when
+    the function stored a new one."""
+    raw = x.get_raw_value()
+    if raw is old:
+        return
+    if values:
+        idx.append(i)
+        new.append(x.get_value())
+    elif _record(x).mode == PLAIN:
+        idx.append(i)
+        new.append(raw)
 
 
 def structure_changed(before, after, where: str, names) -> StructureError:
