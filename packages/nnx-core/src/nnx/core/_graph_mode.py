@@ -29,6 +29,10 @@ class GraphMode:
     There are four instances, one per combination, so they compare (and hash)
     by identity; ``GraphMode(graph, graph_updates)`` returns one of them.
 
+    >>> import nnx
+    >>> nnx.GraphMode(False, True) is nnx.resolve_graph_mode(graph=False, graph_updates=True)
+    True
+
     Attributes:
       graph: True in graph mode, False in tree mode.
       graph_updates: True when graph updates are on.
@@ -73,6 +77,13 @@ _local = threading.local()  # .mode: this thread's override, or None
 def graph_settings() -> GraphMode:
     """The transform settings in force in this thread.
 
+    >>> import nnx
+    >>> nnx.graph_settings().graph
+    True
+    >>> with nnx.set_graph_mode(False):
+    ...     nnx.graph_settings().graph
+    False
+
     Returns:
       A :class:`GraphMode`; ``graph_settings().graph`` is False in tree mode,
       ``graph_settings().graph_updates`` is False when graph updates are off.
@@ -83,6 +94,11 @@ def graph_settings() -> GraphMode:
 
 def resolve_graph_mode(graph: bool | None = None, graph_updates: bool | None = None) -> GraphMode:
     """The :class:`GraphMode` a transform uses for its ``graph``/``graph_updates`` arguments.
+
+    >>> import nnx
+    >>> mode = nnx.resolve_graph_mode(graph=False)  # graph_updates: the current setting
+    >>> mode.graph, mode.graph_updates
+    (False, True)
 
     Args:
       graph: True (graph mode), False (tree mode) or None (the current setting).
@@ -109,6 +125,14 @@ class GraphSetting:
     it. Used as ``with`` (or as a decorator), the change applies to the current
     thread for the block (or for each call of the decorated function) only.
     Made by those two functions, not directly.
+
+    >>> import nnx
+    >>> old = nnx.set_graph_updates(False)  # a plain call: the process default
+    >>> old.previous.graph_updates, nnx.graph_settings().graph_updates
+    (True, False)
+    >>> old.restore()
+    >>> nnx.graph_settings().graph_updates
+    True
 
     Args:
       field: ``"graph"`` or ``"graph_updates"``.
@@ -225,6 +249,20 @@ def set_graph_mode(flag: bool) -> GraphSetting:
 
     The default is graph mode, as in Flax NNX 0.12.8.
 
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> m = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+    >>> @nnx.set_graph_mode(False)
+    ... def step(a, b):  # tree mode for each call: the same Variable twice is refused
+    ...     return nnx.jit(lambda a, b: a["w"].value + b["w"].value)(a, b)
+    >>> try:
+    ...     step(m, m)
+    ... except nnx.AliasingError:
+    ...     print("shared")
+    shared
+    >>> float(nnx.jit(lambda a, b: (a["w"].value + b["w"].value).sum())(m, m))
+    4.0
+
     Args:
       flag: True for graph mode, False for tree mode.
 
@@ -246,6 +284,17 @@ def set_graph_updates(flag: bool) -> GraphSetting:
     (do model surgery outside the transform) instead of propagating it as
     Flax does; later Flax releases turn graph updates off by default. Same
     scoping rules as :func:`set_graph_mode`.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> m = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+    >>> @nnx.jit(graph_updates=False)
+    ... def grow(m):
+    ...     m["extra"] = nnx.Param(jnp.zeros(1))  # a structural change stays inside
+    ...     m["w"].value = m["w"].value * 3.0        # a Variable write comes out
+    >>> grow(m)
+    >>> sorted(m), m["w"].value.tolist()
+    (['w'], [3.0, 3.0])
 
     Args:
       flag: True to propagate graph updates (nnx: to report them), False to
