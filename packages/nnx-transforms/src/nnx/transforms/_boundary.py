@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -51,7 +52,7 @@ from nnx.core import (
     variable_record,
     variable_trace,
 )
-from nnx.transforms._errors import EscapeError
+from nnx.transforms._errors import DonatedArray, DonatedBufferError, EscapeError, deleted_array
 
 PLAIN, REF, HIJAX = StorageMode.PLAIN, StorageMode.REF, StorageMode.HIJAX
 _record = variable_record
@@ -715,13 +716,14 @@ def explain_call_error(prep: Prepared | None, names, where: str, e: Exception) -
     if prep is None:
         return None
     input_deleted = "deleted" in str(e)
-    from nnx.transforms._errors import DonatedBufferError
 
     paths = prep.paths
     for i, x in enumerate(prep.leaves):
         raw = x.get_raw_value() if isinstance(x, Variable) else x
         what = type(x).__name__ if isinstance(x, Variable) else "array"
         for a in jax.tree.leaves(raw, is_leaf=lambda r: isinstance(r, jax.Ref)):
+            if isinstance(a, DonatedArray):
+                return DonatedBufferError(f"{where}: {a.message}")
             if (
                 input_deleted
                 and isinstance(a, jax.Array)
@@ -748,27 +750,44 @@ def explain_call_error(prep: Prepared | None, names, where: str, e: Exception) -
     return None
 
 
-def donated_note(prep: Prepared | None, mask, names) -> str | None:
-    """A note for an error of a donating call: which Variables lost their arrays."""
+def donated_note(prep: Prepared | None, mask, names, where: str = "nnx.jit") -> str | None:
+    """A note for an error of a donating call: which Variables lost their arrays.
+
+    Each deleted array is replaced by a :class:`DonatedArray`, so that the next use of
+    the model, eager or in a transform, raises :class:`DonatedBufferError` naming the
+    Variable instead of JAX's bare "Array has been deleted".
+    """
     if prep is None or not mask:
         return None
     lost = []
     for i, (x, m) in enumerate(zip(prep.leaves, mask)):
-        if m and isinstance(x, Variable):
-            raw = x.get_raw_value()
-            if any(
-                isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer) and a.is_deleted()
-                for a in jax.tree.leaves(raw)
-            ):
-                lost.append(_path_str(prep.paths[i], names))
+        if not (m and isinstance(x, Variable)):
+            continue
+        raw = x.get_raw_value()
+        if not any(deleted_array(a) for a in jax.tree.leaves(raw)):
+            continue
+        path = _path_str(prep.paths[i], names)
+        lost.append(path)
+        message = (
+            f"the {type(x).__name__} at {path} has no array any more: its buffer was "
+            f"donated (donate_argnums/donate_argnames) to {where}, which failed, and JAX "
+            "deleted it. Restore the model from a copy or checkpoint taken before the "
+            "step (e.g. `nnx.update(model, saved_state)`); to keep the buffers when a "
+            "step may fail, call it without donation."
+        )
+        x.set_raw_value(jax.tree.map(partial(_stand_in, message=message, where=where), raw))
     if not lost:
         return None
     more = f" (and {len(lost) - 5} more)" if len(lost) > 5 else ""
     return (
-        f"nnx.jit: this call donated the buffers of {', '.join(lost[:5])}{more}; JAX "
+        f"{where}: this call donated the buffers of {', '.join(lost[:5])}{more}; JAX "
         "deleted them, so these Variables cannot be used again. Restore them from a "
         "checkpoint, or call without donate_argnums while debugging."
     )
+
+
+def _stand_in(a, message: str, where: str):
+    return DonatedArray(a, message, where) if deleted_array(a) else a
 
 
 def _short(value) -> str:

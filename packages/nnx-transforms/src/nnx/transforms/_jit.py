@@ -170,7 +170,7 @@ class JitWrapped(Generic[P, R]):
         better = explain_call_error(prep, names, where, e)
         if better is not None:
             raise better from e
-        note = donated_note(prep, donate_mask[0] if donate_mask else None, names)
+        note = donated_note(prep, donate_mask[0] if donate_mask else None, names, where)
         if note is not None:
             e.add_note(note)
 
@@ -425,10 +425,12 @@ def jit(
         arguments: of their plain-mode Variables). JAX deletes donated
         arrays when the compiled call starts, so when the call then fails (an
         error at run time, e.g. from a callback) the donated Variables have no
-        arrays any more; nnx adds a note naming them to the error, and the next
-        transform that receives them raises ``nnx.DonatedBufferError`` naming
-        the path. Keep a copy of the state (``nnx.state(model)`` saved or
-        checkpointed) if a failed step must be recoverable.
+        arrays any more; nnx adds a note naming them to the error, and any next
+        use of them (eager, e.g. ``model(x)``, or in a transform) raises
+        ``nnx.DonatedBufferError`` naming the path (each deleted array is
+        replaced by a stand-in that keeps its shape and dtype). Keep a copy of
+        the state (``nnx.state(model)`` saved or checkpointed) if a failed step
+        must be recoverable: ``nnx.update(model, saved)`` restores it.
       donate_argnames: donated arguments by name, as ``donate_argnums``.
       graph: True for graph mode (sharing kept), False for tree mode (the
         arguments must be trees: an object reachable twice is an
