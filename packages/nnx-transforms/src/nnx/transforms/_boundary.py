@@ -68,6 +68,22 @@ def at_top_level() -> bool:
     return get_opaque_trace_state(convention="nnx") == _TOP
 
 
+# The same test without building an OpaqueTraceState: whether the current trace is the
+# eval trace `_TOP` refers to (read through JAX's private trace context; ~0.5 µs less on
+# every nnx.jit call). Where JAX does not have it, the public form above stays.
+try:
+    from jax._src.core import trace_ctx as _trace_ctx
+
+    _TOP_TRACE = _trace_ctx.trace
+    if _TOP._trace_ref() is _TOP_TRACE:  # pragma: no branch
+
+        def at_top_level() -> bool:
+            """True outside every JAX trace (eager Python)."""
+            return _trace_ctx.trace is _TOP_TRACE
+except (ImportError, AttributeError):  # pragma: no cover
+    pass
+
+
 # -- 0. the mode: graph mode (default), graph mode without graph updates, tree mode -------
 GRAPH_MODE = GraphMode(True, True)
 
