@@ -13,7 +13,9 @@ Steps (each in its own hatch environment; the run stops at the first failure):
 4. tests:     each package's tests with only that package and its dependencies
               installed (envs core, transforms, layers, optim), then the cross-package
               tests in tests/ with everything installed (env full; this includes every
-              docstring example, tests/test_docs_docstrings.py)
+              docstring example, tests/test_docs_docstrings.py). The suites of steps 4
+              and 6 are independent processes and run ``--jobs`` at a time (default 2),
+              each one's output printed whole when it ends
 5. docs:      the strict documentation build (``hatch run docs:build``), then headless
               Chromium opens the built site (``hatch run docs:browser``)
 6. matrix:    the packages' tests on the other Pythons (3.12, 3.13) and at both ends of
@@ -23,7 +25,7 @@ Steps (each in its own hatch environment; the run stops at the first failure):
 It ends with one line that totals the pytest summaries, e.g.
 ``total: 412 passed, 0 failed, 3 skipped``.
 
-Usage: ``hatch run test:all [--keep-going] [--only STEP ...] [--matrix]``
+Usage: ``hatch run test:all [--keep-going] [--only STEP ...] [--matrix] [--jobs N]``
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +76,16 @@ MATRIX = [
 ]
 
 
+# About how long each suite takes on a quiet 2-core machine (seconds): the pool starts the
+# longest first, so that the last to finish is a short one.
+_EXPECTED_SECONDS = {"full": 360, "layers": 310, "transforms": 190, "optim": 150, "core": 120}
+
+
+def _expected_seconds(target: str, step: str) -> int:
+    suite = target.split(":")[-1] if step == "matrix" else step  # py.py3.13:core -> core
+    return _EXPECTED_SECONDS.get(suite, 60)
+
+
 def _pythons_on_path(path: str) -> str:
     """PATH with a folder for each Python of PYTHONS that PATH does not already run.
 
@@ -104,6 +118,18 @@ def _hatch() -> list[str]:
     return [sys.executable, "-m", "hatch"]
 
 
+def _summary_counts(line: str, counts: dict[str, int]) -> dict[str, int]:
+    """The counts of pytest's closing line, or ``counts`` unchanged for any other line."""
+    match = _SUMMARY.match(_ANSI.sub("", line).strip())
+    if not match:
+        return counts
+    found: dict[str, int] = {}
+    for n, what in _COUNT.findall(match["body"]):
+        what = "error" if what.startswith("error") else what
+        found[what] = found.get(what, 0) + int(n)
+    return found
+
+
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[int, dict[str, int]]:
     """Run a command, echoing its output, and pick up pytest's summary counts."""
     print(f"\n$ {' '.join(cmd)}", flush=True)
@@ -120,14 +146,49 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[int, dict[s
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
-            match = _SUMMARY.match(_ANSI.sub("", line).strip())
-            if match:
-                counts = {}
-                for n, what in _COUNT.findall(match["body"]):
-                    what = "error" if what.startswith("error") else what
-                    counts[what] = counts.get(what, 0) + int(n)
+            counts = _summary_counts(line, counts)
         sys.stdout.flush()
     return proc.returncode, counts
+
+
+def _run_parallel(
+    targets: list[str], env: dict[str, str], jobs: int, keep_going: bool
+) -> list[tuple[str, int, dict[str, int], float]]:
+    """Run hatch targets ``jobs`` at a time; each one's output is printed whole when it ends.
+
+    The test suites are independent processes, so on a machine with two cores two of
+    them at once take about half the time of one after the other. Without
+    ``keep_going``, no target starts after one has failed (those running finish).
+    """
+    lock = threading.Lock()
+    stop = threading.Event()
+    results: list[tuple[str, int, dict[str, int], float]] = []
+
+    def one(target: str) -> None:
+        if stop.is_set():
+            return
+        cmd = [*_hatch(), "run", target]
+        with lock:
+            print(f"\n$ {' '.join(cmd)}  (started; output follows when it ends)", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        took = time.perf_counter() - t0
+        counts: dict[str, int] = {}
+        for line in proc.stdout.splitlines():
+            counts = _summary_counts(line, counts)
+        with lock:
+            print(f"\n===== output of {target} ({took:.0f}s, exit code {proc.returncode}) =====")
+            sys.stdout.write(proc.stdout)
+            sys.stdout.flush()
+            results.append((target, proc.returncode, counts, took))
+            if proc.returncode != 0 and not keep_going:
+                stop.set()
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, targets))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-going", action="store_true", help="run every step")
     parser.add_argument("--only", nargs="+", choices=list(STEPS), help="run only these steps")
     parser.add_argument("--matrix", action="store_true", help="the complete test matrix")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=int(os.environ.get("NNX_CI_JOBS") or min(2, os.cpu_count() or 1)),
+        help="test suites run at a time (default: 2, or 1 on one core; env NNX_CI_JOBS)",
+    )
     args = parser.parse_args(argv)
     STEPS["matrix"] = FULL_MATRIX if args.matrix else MATRIX
 
@@ -150,7 +217,35 @@ def main(argv: list[str] | None = None) -> int:
     totals: dict[str, int] = {}
     failed: list[str] = []
     timings: list[tuple[str, float]] = []
-    for step in args.only or list(STEPS):
+
+    def count(step: str, target: str, result: int, counts: dict[str, int]) -> None:
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+        if step in TEST_STEPS and not counts and result == 0:
+            print(f"note: {target!r} printed no pytest summary")
+
+    selected = args.only or list(STEPS)
+    # The test steps run as one pool of independent suites, longest first (see _run_parallel).
+    tests = [step for step in selected if step in TEST_STEPS] if args.jobs > 1 else []
+    for step in selected:
+        if step in tests:
+            if step != tests[0]:
+                continue
+            start = time.perf_counter()
+            owner = {target: st for st in tests for target in STEPS[st]}
+            order = sorted(owner, key=lambda t: -_expected_seconds(t, owner[t]))
+            for target, result, counts, took in _run_parallel(
+                order, env, args.jobs, args.keep_going
+            ):
+                count(owner[target], target, result, counts)
+                timings.append((target, took))
+                if result != 0 and owner[target] not in failed:
+                    failed.append(owner[target])
+                    print(f"\nFAILED: step {owner[target]!r} ({target}, exit code {result})")
+            timings.append((f"tests ({args.jobs} at a time)", time.perf_counter() - start))
+            if failed and not args.keep_going:
+                break
+            continue
         start = time.perf_counter()
         if step == "packaging":
             cmd = [sys.executable, str(ROOT / "tools" / "check_packaging.py")]
@@ -164,12 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 result, counts = _run([*_hatch(), "run", target], env=env)
                 code = code or result
-                for k, v in counts.items():
-                    totals[k] = totals.get(k, 0) + v
+                count(step, target, result, counts)
                 if len(STEPS[step]) > 1:
                     timings.append((target, time.perf_counter() - t0))
-                if step in TEST_STEPS and not counts and result == 0:
-                    print(f"note: {target!r} printed no pytest summary")
                 if result != 0 and not args.keep_going:
                     break
         timings.append((step, time.perf_counter() - start))
