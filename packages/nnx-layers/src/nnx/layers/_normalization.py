@@ -272,7 +272,6 @@ class BatchNorm(Module):
             epsilon=self.epsilon,
         )
 
-
     def set_view(self, use_running_average: bool | None = None) -> None:
         """Set this layer's mode for :func:`nnx.view` (``nnx.view(model, use_running_average=True)``).
 
@@ -283,6 +282,7 @@ class BatchNorm(Module):
         """
         if use_running_average is not None:
             self.use_running_average = use_running_average
+
 
 class LayerNorm(Module):
     """Layer normalization: statistics over the feature axes of each example.
