@@ -19,7 +19,6 @@ from nnx.layers._common import (
     check_positive,
     first_from,
     make_param,
-    param_key,
     promote_dtype,
 )
 from nnx.layers._errors import LayerError, ShapeError
@@ -110,7 +109,7 @@ def _scale_bias(
     module.scale = (
         make_param(
             scale_init,
-            param_key(rngs, layer),
+            rngs,
             (num_features,),
             param_dtype,
             layer=layer,
@@ -123,7 +122,7 @@ def _scale_bias(
     module.bias = (
         make_param(
             bias_init,
-            param_key(rngs, layer),
+            rngs,
             (num_features,),
             param_dtype,
             layer=layer,
