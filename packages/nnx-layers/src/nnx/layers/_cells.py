@@ -94,10 +94,9 @@ class RNNCellBase(Module):
         precision: PrecisionLike,
         carry_init: Initializer | None,
         promote_dtype: PromoteDtypeFn,
-        **functions: Callable[..., Any],
     ) -> None:
         """Check the sizes and ``rngs`` (errors name the cell), then keep the settings
-        every built-in cell has, and its ``functions`` (``gate_fn``, ``activation_fn``)."""
+        every built-in cell has."""
         name = type(self).__name__
         check_positive(name, in_features=in_features, hidden_features=hidden_features)
         require_rngs(rngs, name)
@@ -108,8 +107,6 @@ class RNNCellBase(Module):
         self.precision = precision
         self.carry_init = carry_init
         self.promote_dtype = promote_dtype
-        for attr, fn in functions.items():
-            setattr(self, attr, fn)
 
     def _dense(
         self,
@@ -207,9 +204,9 @@ class LSTMCell(RNNCellBase):
             precision=precision,
             carry_init=carry_init,
             promote_dtype=promote_dtype,
-            gate_fn=gate_fn,
-            activation_fn=activation_fn,
         )
+        self.gate_fn = gate_fn
+        self.activation_fn = activation_fn
 
         def dense_i():
             return self._dense(
@@ -319,9 +316,9 @@ class OptimizedLSTMCell(RNNCellBase):
             precision=precision,
             carry_init=carry_init,
             promote_dtype=promote_dtype,
-            gate_fn=gate_fn,
-            activation_fn=activation_fn,
         )
+        self.gate_fn = gate_fn
+        self.activation_fn = activation_fn
         self.dense_i = self._dense(
             in_features,
             4 * hidden_features,
@@ -406,9 +403,9 @@ class GRUCell(RNNCellBase):
             precision=precision,
             carry_init=carry_init,
             promote_dtype=promote_dtype,
-            gate_fn=gate_fn,
-            activation_fn=activation_fn,
         )
+        self.gate_fn = gate_fn
+        self.activation_fn = activation_fn
         self.dense_i = self._dense(
             in_features,
             3 * hidden_features,
@@ -489,8 +486,8 @@ class SimpleCell(RNNCellBase):
             precision=precision,
             carry_init=carry_init,
             promote_dtype=promote_dtype,
-            activation_fn=activation_fn,
         )
+        self.activation_fn = activation_fn
         self.residual = residual
         self.dense_i = self._dense(
             in_features,
