@@ -7,8 +7,11 @@ Each of the four packages binds the two test functions that :func:`tests_for` ma
     )
 
 The first fails with the diff when the installed ``nnx.<pkg>`` differs from the committed
-``packages/nnx-<pkg>/api.txt`` (rendered by ``api_snapshot.py`` next to this file); the
-second when ``nnx.<pkg>.__all__`` lists a name the package does not define.
+``packages/nnx-<pkg>/api.txt`` (rendered by ``api_snapshot.py`` next to this file), so a
+change to ``nnx.<pkg>.__all__`` or to a public signature shows up as a diff in review
+until the snapshot is refreshed (``python tools/api_snapshot.py --write <pkg>``, or
+``hatch run full:api --write <pkg>``); the second fails when ``nnx.<pkg>.__all__`` lists
+a name the package does not define.
 """
 
 from __future__ import annotations

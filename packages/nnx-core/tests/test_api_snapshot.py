@@ -1,10 +1,4 @@
-"""The public interface of nnx.core is exactly the reviewed snapshot in ``api.txt``.
-
-A change to ``nnx.core.__all__`` or to a public signature fails this test until the
-snapshot is refreshed (``python tools/api_snapshot.py --write core``, or
-``hatch run full:api --write core``), so the change shows up as a diff in review. The
-checks are the same for the four packages: ``tools/api_snapshot_checks.py``.
-"""
+"""nnx.core's public interface is its committed ``api.txt``: tools/api_snapshot_checks.py."""
 
 import runpy
 from pathlib import Path
