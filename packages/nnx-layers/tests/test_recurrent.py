@@ -287,3 +287,15 @@ def test_cells_with_bfloat16_params_run_and_keep_orthogonal_recurrent_kernels():
     k = np.asarray(cell.dense_h.kernel[...], np.float32)
     assert cell.dense_h.kernel.dtype == jnp.bfloat16
     np.testing.assert_allclose(k.T @ k, np.eye(4), atol=3e-2)
+
+
+def test_a_subclassed_cell_names_itself_in_construction_errors():
+    class PeepholeLSTM(nnx.LSTMCell):
+        pass
+
+    with pytest.raises(nnx.layers.LayerError, match=r"^PeepholeLSTM creates its parameters"):
+        PeepholeLSTM(3, 4, rngs=None)  # type: ignore[arg-type]
+    with pytest.raises(
+        nnx.layers.LayerError, match=r"^PeepholeLSTM: `hidden_features` must be a positive int"
+    ):
+        PeepholeLSTM(3, 0, rngs=nnx.Rngs(0))

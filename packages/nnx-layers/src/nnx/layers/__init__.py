@@ -55,6 +55,14 @@ from nnx.layers._attention import (
     make_attention_mask,
     make_causal_mask,
 )
+from nnx.layers._cells import (
+    GRUCell,
+    LSTMCell,
+    OptimizedLSTMCell,
+    RNNCellBase,
+    SimpleCell,
+    modified_orthogonal,
+)
 from nnx.layers._containers import Sequential
 from nnx.layers._conv import Conv, ConvTranspose, canonicalize_padding
 from nnx.layers._dtypes import canonicalize_dtype, promote_dtype
@@ -76,18 +84,8 @@ from nnx.layers._lora import (
 )
 from nnx.layers._normalization import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from nnx.layers._pooling import avg_pool, max_pool, min_pool, pool
-from nnx.layers._recurrent import (
-    RNN,
-    Bidirectional,
-    GRUCell,
-    LSTMCell,
-    OptimizedLSTMCell,
-    RNNCellBase,
-    SimpleCell,
-    flip_sequences,
-    modified_orthogonal,
-)
 from nnx.layers._reparam import SpectralNorm, WeightNorm
+from nnx.layers._rnn import RNN, Bidirectional, flip_sequences
 from nnx.layers._stochastic import Dropout
 from nnx.layers._typing import (
     Array,

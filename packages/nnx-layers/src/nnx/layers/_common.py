@@ -63,7 +63,7 @@ def param_key(rngs: Rngs | RngStream | jax.Array | None, layer: str) -> jax.Arra
 
 def make_param(
     init: Initializer,
-    key: jax.Array,
+    rngs: Rngs | RngStream | jax.Array | None,
     shape: Iterable[int],
     dtype: Dtype,
     *,
@@ -72,11 +72,14 @@ def make_param(
     metadata: Mapping[str, Any] | None = None,
     kind: type[Param] = Param,
 ) -> Param[jax.Array]:
-    """Create a parameter with ``init(key, shape, dtype)``, checking the shape it returns.
+    """Create a parameter with ``init(key, shape, dtype)`` and a key from ``rngs``
+    (:func:`param_key`), checking the shape it returns.
 
     ``init`` may be wrapped by ``nnx.with_partitioning`` (its metadata reaches the
     Variable); ``metadata`` adds more (``kernel_metadata={'sharding_names': ...}``).
+    Errors name ``layer`` and the parameter's ``name``.
     """
+    key = param_key(rngs, layer)
     shape = tuple(int(s) for s in shape)
     value = init(key, shape, dtype)
     raw = value.value if isinstance(value, VariableMetadata) else value
@@ -87,6 +90,37 @@ def make_param(
             f"Pass an initializer with the signature init(key, shape, dtype) that honours shape."
         )
     return kind(value, **dict(metadata or {}))
+
+
+def kernel_and_bias(
+    rngs: Rngs | RngStream | jax.Array | None,
+    *,
+    layer: str,
+    kernel_init: Initializer,
+    kernel_shape: Iterable[int],
+    bias_init: Initializer,
+    bias_shape: Iterable[int] | None,
+    param_dtype: Dtype,
+    kernel_metadata: Mapping[str, Any] | None = None,
+    bias_metadata: Mapping[str, Any] | None = None,
+) -> tuple[Param[jax.Array], Param[jax.Array] | None]:
+    """The ``kernel`` and ``bias`` Params of a dense or convolutional layer, in that
+    order (so the kernel gets the first key); no bias when ``bias_shape`` is None."""
+    kernel = make_param(
+        kernel_init,
+        rngs,
+        kernel_shape,
+        param_dtype,
+        layer=layer,
+        name="kernel",
+        metadata=kernel_metadata,
+    )
+    if bias_shape is None:
+        return kernel, None
+    bias = make_param(
+        bias_init, rngs, bias_shape, param_dtype, layer=layer, name="bias", metadata=bias_metadata
+    )
+    return kernel, bias
 
 
 def canonical_axes(

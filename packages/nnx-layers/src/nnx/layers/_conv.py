@@ -19,8 +19,7 @@ from nnx.layers._common import (
     as_tuple,
     check_positive,
     contraction_kwargs,
-    make_param,
-    param_key,
+    kernel_and_bias,
     promote_dtype,
 )
 from nnx.layers._errors import LayerError, ShapeError
@@ -170,27 +169,19 @@ class Conv(Module):
             raise ShapeError(
                 f"Conv: `mask` has shape {jnp.shape(mask)}, expected the kernel shape {kernel_shape}."
             )
-        self.kernel: Param[jax.Array] = make_param(
-            kernel_init,
-            param_key(rngs, "Conv"),
-            kernel_shape,
-            param_dtype,
+        kernel, bias = kernel_and_bias(
+            rngs,
             layer="Conv",
-            name="kernel",
-            metadata=kernel_metadata,
+            kernel_init=kernel_init,
+            kernel_shape=kernel_shape,
+            bias_init=bias_init,
+            bias_shape=(out_features,) if use_bias else None,
+            param_dtype=param_dtype,
+            kernel_metadata=kernel_metadata,
+            bias_metadata=bias_metadata,
         )
-        if use_bias:
-            self.bias: Param[jax.Array] | None = make_param(
-                bias_init,
-                param_key(rngs, "Conv"),
-                (out_features,),
-                param_dtype,
-                layer="Conv",
-                name="bias",
-                metadata=bias_metadata,
-            )
-        else:
-            self.bias = None
+        self.kernel: Param[jax.Array] = kernel
+        self.bias: Param[jax.Array] | None = bias
         self.in_features = in_features
         self.out_features = out_features
         self.kernel_size = ks
@@ -308,27 +299,19 @@ class ConvTranspose(Module):
             raise ShapeError(
                 f"ConvTranspose: `mask` has shape {jnp.shape(mask)}, expected the kernel shape {kernel_shape}."
             )
-        self.kernel: Param[jax.Array] = make_param(
-            kernel_init,
-            param_key(rngs, "ConvTranspose"),
-            kernel_shape,
-            param_dtype,
+        kernel, bias = kernel_and_bias(
+            rngs,
             layer="ConvTranspose",
-            name="kernel",
-            metadata=kernel_metadata,
+            kernel_init=kernel_init,
+            kernel_shape=kernel_shape,
+            bias_init=bias_init,
+            bias_shape=(out_features,) if use_bias else None,
+            param_dtype=param_dtype,
+            kernel_metadata=kernel_metadata,
+            bias_metadata=bias_metadata,
         )
-        if use_bias:
-            self.bias: Param[jax.Array] | None = make_param(
-                bias_init,
-                param_key(rngs, "ConvTranspose"),
-                (out_features,),
-                param_dtype,
-                layer="ConvTranspose",
-                name="bias",
-                metadata=bias_metadata,
-            )
-        else:
-            self.bias = None
+        self.kernel: Param[jax.Array] = kernel
+        self.bias: Param[jax.Array] | None = bias
         self.in_features = in_features
         self.out_features = out_features
         self.kernel_size = ks

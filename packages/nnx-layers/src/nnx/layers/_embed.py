@@ -18,7 +18,6 @@ from nnx.layers._common import (
     PromoteDtypeFn,
     check_positive,
     make_param,
-    param_key,
     promote_dtype,
 )
 from nnx.layers._errors import LayerError, ShapeError
@@ -63,7 +62,7 @@ class Embed(Module):
         check_positive("Embed", num_embeddings=num_embeddings, features=features)
         self.embedding: Param[jax.Array] = make_param(
             embedding_init,
-            param_key(rngs, "Embed"),
+            rngs,
             (num_embeddings, features),
             param_dtype,
             layer="Embed",

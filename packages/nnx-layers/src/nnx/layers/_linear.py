@@ -18,8 +18,7 @@ from nnx.layers._common import (
     PromoteDtypeFn,
     check_positive,
     contraction_kwargs,
-    make_param,
-    param_key,
+    kernel_and_bias,
     promote_dtype,
 )
 from nnx.layers._errors import LayerError, ShapeError
@@ -75,27 +74,19 @@ class Linear(Module):
         rngs: Rngs,
     ):
         check_positive("Linear", in_features=in_features, out_features=out_features)
-        self.kernel: Param[jax.Array] = make_param(
-            kernel_init,
-            param_key(rngs, "Linear"),
-            (in_features, out_features),
-            param_dtype,
+        kernel, bias = kernel_and_bias(
+            rngs,
             layer="Linear",
-            name="kernel",
-            metadata=kernel_metadata,
+            kernel_init=kernel_init,
+            kernel_shape=(in_features, out_features),
+            bias_init=bias_init,
+            bias_shape=(out_features,) if use_bias else None,
+            param_dtype=param_dtype,
+            kernel_metadata=kernel_metadata,
+            bias_metadata=bias_metadata,
         )
-        if use_bias:
-            self.bias: Param[jax.Array] | None = make_param(
-                bias_init,
-                param_key(rngs, "Linear"),
-                (out_features,),
-                param_dtype,
-                layer="Linear",
-                name="bias",
-                metadata=bias_metadata,
-            )
-        else:
-            self.bias = None
+        self.kernel: Param[jax.Array] = kernel
+        self.bias: Param[jax.Array] | None = bias
         self.in_features = in_features
         self.out_features = out_features
         self.use_bias = use_bias
@@ -195,28 +186,19 @@ class LinearGeneral(Module):
                 out_axis=tuple(range(nb + ni, nb + ni + no)),
                 batch_axis=tuple(range(nb)),
             )
-        key = param_key(rngs, "LinearGeneral")
-        self.kernel: Param[jax.Array] = make_param(
-            kernel_init,
-            key,
-            kernel_shape,
-            param_dtype,
+        kernel, bias = kernel_and_bias(
+            rngs,
             layer="LinearGeneral",
-            name="kernel",
-            metadata=kernel_metadata,
+            kernel_init=kernel_init,
+            kernel_shape=kernel_shape,
+            bias_init=bias_init,
+            bias_shape=batch_shape + out_features if use_bias else None,
+            param_dtype=param_dtype,
+            kernel_metadata=kernel_metadata,
+            bias_metadata=bias_metadata,
         )
-        if use_bias:
-            self.bias: Param[jax.Array] | None = make_param(
-                bias_init,
-                param_key(rngs, "LinearGeneral"),
-                batch_shape + out_features,
-                param_dtype,
-                layer="LinearGeneral",
-                name="bias",
-                metadata=bias_metadata,
-            )
-        else:
-            self.bias = None
+        self.kernel: Param[jax.Array] = kernel
+        self.bias: Param[jax.Array] | None = bias
         self.in_features = in_features
         self.out_features = out_features
         self.axis = axis
@@ -304,28 +286,22 @@ class Einsum(Module):
                 f"Einsum: the kernel subscripts {rhs!r} of {einsum_str!r} name {len(rhs)} axes "
                 f"but kernel_shape {kernel_shape} has {len(kernel_shape)}."
             )
-        self.kernel: Param[jax.Array] = make_param(
-            kernel_init,
-            param_key(rngs, "Einsum"),
-            kernel_shape,
-            param_dtype,
-            layer="Einsum",
-            name="kernel",
-            metadata=kernel_metadata,
-        )
         if bias_shape is not None:
-            _check_bias_shape(einsum_str, kernel_shape, tuple(bias_shape))
-            self.bias: Param[jax.Array] | None = make_param(
-                bias_init,
-                param_key(rngs, "Einsum"),
-                tuple(bias_shape),
-                param_dtype,
-                layer="Einsum",
-                name="bias",
-                metadata=bias_metadata,
-            )
-        else:
-            self.bias = None
+            bias_shape = tuple(bias_shape)
+            _check_bias_shape(einsum_str, kernel_shape, bias_shape)
+        kernel, bias = kernel_and_bias(
+            rngs,
+            layer="Einsum",
+            kernel_init=kernel_init,
+            kernel_shape=kernel_shape,
+            bias_init=bias_init,
+            bias_shape=bias_shape,
+            param_dtype=param_dtype,
+            kernel_metadata=kernel_metadata,
+            bias_metadata=bias_metadata,
+        )
+        self.kernel: Param[jax.Array] = kernel
+        self.bias: Param[jax.Array] | None = bias
         self.einsum_str = einsum_str
         self.kernel_shape = kernel_shape
         self.bias_shape = None if bias_shape is None else tuple(bias_shape)

@@ -17,7 +17,6 @@ from nnx.layers._common import (
     PromoteDtypeFn,
     check_positive,
     make_param,
-    param_key,
     promote_dtype,
     require_rngs,
 )
@@ -71,7 +70,7 @@ class LoRA(Module):
         )
         self.lora_a: Param[jax.Array] = make_param(
             a_initializer,
-            param_key(rngs, "LoRA"),
+            rngs,
             (in_features, lora_rank),
             param_dtype,
             layer="LoRA",
@@ -81,7 +80,7 @@ class LoRA(Module):
         )
         self.lora_b: Param[jax.Array] = make_param(
             b_initializer,
-            param_key(rngs, "LoRA"),
+            rngs,
             (lora_rank, out_features),
             param_dtype,
             layer="LoRA",

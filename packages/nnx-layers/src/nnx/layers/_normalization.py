@@ -19,7 +19,6 @@ from nnx.layers._common import (
     check_positive,
     first_from,
     make_param,
-    param_key,
     promote_dtype,
 )
 from nnx.layers._errors import LayerError, ShapeError
@@ -94,45 +93,38 @@ def _normalize(
     return jnp.asarray(y, out_dtype)
 
 
-def _scale_bias(
-    module,
-    num_features,
-    use_scale,
-    use_bias,
-    scale_init,
-    bias_init,
-    param_dtype,
-    rngs,
-    scale_metadata,
-    bias_metadata,
-    layer,
-):
-    module.scale = (
-        make_param(
-            scale_init,
-            param_key(rngs, layer),
-            (num_features,),
-            param_dtype,
-            layer=layer,
-            name="scale",
-            metadata=scale_metadata,
+def _scale_and_bias(
+    layer: str,
+    num_features: int,
+    *,
+    rngs: Rngs,
+    param_dtype: Dtype,
+    use_scale: bool,
+    use_bias: bool,
+    scale_init: Initializer | None,
+    bias_init: Initializer | None,
+    scale_metadata: Mapping[str, Any] | None = None,
+    bias_metadata: Mapping[str, Any] | None = None,
+) -> tuple[Param[jax.Array] | None, Param[jax.Array] | None]:
+    """A normalization's ``(num_features,)`` scale and bias Params, in that order (None
+    when not used)."""
+
+    def make(use: bool, init: Any, name: str, metadata: Mapping[str, Any] | None):
+        if not use:
+            return None
+        return make_param(
+            init, rngs, (num_features,), param_dtype, layer=layer, name=name, metadata=metadata
         )
-        if use_scale
-        else None
-    )
-    module.bias = (
-        make_param(
-            bias_init,
-            param_key(rngs, layer),
-            (num_features,),
-            param_dtype,
-            layer=layer,
-            name="bias",
-            metadata=bias_metadata,
-        )
-        if use_bias
-        else None
-    )
+
+    scale = make(use_scale, scale_init, "scale", scale_metadata)
+    return scale, make(use_bias, bias_init, "bias", bias_metadata)
+
+
+def _promoted(norm: Any, x: jax.Array) -> tuple[Any, Any, Any]:
+    """``x``, the scale and the bias (None where the layer has none) after ``promote_dtype``."""
+    scale = norm.scale[...] if norm.scale is not None else None
+    bias = norm.bias[...] if norm.bias is not None else None
+    return norm.promote_dtype((x, scale, bias), dtype=norm.dtype)
 
 
 def _feature_check(
@@ -166,7 +158,7 @@ class BatchNorm(Module):
     to the input) selects the entries that count towards the statistics.
     """
 
-    scale: Param[jax.Array] | None  # set by _scale_bias (None when not used)
+    scale: Param[jax.Array] | None  # None when not used
     bias: Param[jax.Array] | None
 
     def __init__(
@@ -196,18 +188,17 @@ class BatchNorm(Module):
             raise LayerError(f"BatchNorm: momentum must be in [0, 1], got {momentum}.")
         self.mean = BatchStat(jnp.zeros((num_features,), jnp.float32))
         self.var = BatchStat(jnp.ones((num_features,), jnp.float32))
-        _scale_bias(
-            self,
-            num_features,
-            use_scale,
-            use_bias,
-            scale_init,
-            bias_init,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            bias_metadata,
+        self.scale, self.bias = _scale_and_bias(
             "BatchNorm",
+            num_features,
+            rngs=rngs,
+            param_dtype=param_dtype,
+            use_scale=use_scale,
+            use_bias=use_bias,
+            scale_init=scale_init,
+            bias_init=bias_init,
+            scale_metadata=scale_metadata,
+            bias_metadata=bias_metadata,
         )
         self.num_features = num_features
         self.use_running_average = use_running_average
@@ -233,9 +224,7 @@ class BatchNorm(Module):
         mask: jax.Array | None = None,
     ) -> jax.Array:
         use_ra = first_from(use_running_average, self.use_running_average, default=False)
-        scale = self.scale[...] if self.scale is not None else None
-        bias = self.bias[...] if self.bias is not None else None
-        x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
+        x, scale, bias = _promoted(self, x)
         feature_axes = canonical_axes(self.axis, x.ndim, layer="BatchNorm", what="feature")
         _feature_check("BatchNorm", x, feature_axes, self.num_features)
         reduction_axes = tuple(i for i in range(x.ndim) if i not in feature_axes)
@@ -272,7 +261,6 @@ class BatchNorm(Module):
             epsilon=self.epsilon,
         )
 
-
     def set_view(self, use_running_average: bool | None = None) -> None:
         """Set this layer's mode for :func:`nnx.view` (``nnx.view(model, use_running_average=True)``).
 
@@ -283,6 +271,7 @@ class BatchNorm(Module):
         """
         if use_running_average is not None:
             self.use_running_average = use_running_average
+
 
 class LayerNorm(Module):
     """Layer normalization: statistics over the feature axes of each example.
@@ -297,7 +286,7 @@ class LayerNorm(Module):
     sizes multiply to ``num_features``).
     """
 
-    scale: Param[jax.Array] | None  # set by _scale_bias (None when not used)
+    scale: Param[jax.Array] | None  # None when not used
     bias: Param[jax.Array] | None
 
     def __init__(
@@ -322,18 +311,17 @@ class LayerNorm(Module):
         rngs: Rngs,
     ):
         check_positive("LayerNorm", num_features=num_features)
-        _scale_bias(
-            self,
-            num_features,
-            use_scale,
-            use_bias,
-            scale_init,
-            bias_init,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            bias_metadata,
+        self.scale, self.bias = _scale_and_bias(
             "LayerNorm",
+            num_features,
+            rngs=rngs,
+            param_dtype=param_dtype,
+            use_scale=use_scale,
+            use_bias=use_bias,
+            scale_init=scale_init,
+            bias_init=bias_init,
+            scale_metadata=scale_metadata,
+            bias_metadata=bias_metadata,
         )
         self.num_features = num_features
         self.epsilon = epsilon
@@ -356,9 +344,7 @@ class LayerNorm(Module):
         red = canonical_axes(self.reduction_axes, x.ndim, layer="LayerNorm", what="reduction")
         feat = canonical_axes(self.feature_axes, x.ndim, layer="LayerNorm", what="feature")
         _feature_check("LayerNorm", x, feat, self.num_features)
-        scale = self.scale[...] if self.scale is not None else None
-        bias = self.bias[...] if self.bias is not None else None
-        x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
+        x, scale, bias = _promoted(self, x)
         mean, var = _compute_stats(
             x,
             red,
@@ -382,7 +368,7 @@ class RMSNorm(Module):
         y = norm(jnp.ones((2, 4)))
     """
 
-    scale: Param | None  # set by _scale_bias (None when not used)
+    scale: Param | None  # None when not used
 
     def __init__(
         self,
@@ -403,20 +389,17 @@ class RMSNorm(Module):
         rngs: Rngs,
     ):
         check_positive("RMSNorm", num_features=num_features)
-        _scale_bias(
-            self,
-            num_features,
-            use_scale,
-            False,
-            scale_init,
-            None,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            None,
+        self.scale, _ = _scale_and_bias(
             "RMSNorm",
+            num_features,
+            rngs=rngs,
+            param_dtype=param_dtype,
+            use_scale=use_scale,
+            use_bias=False,
+            scale_init=scale_init,
+            bias_init=None,
+            scale_metadata=scale_metadata,
         )
-        del self.bias
         self.num_features = num_features
         self.epsilon = epsilon
         self.dtype = dtype
@@ -465,7 +448,7 @@ class GroupNorm(Module):
     feature axis must be last).
     """
 
-    scale: Param[jax.Array] | None  # set by _scale_bias (None when not used)
+    scale: Param[jax.Array] | None  # None when not used
     bias: Param[jax.Array] | None
 
     def __init__(
@@ -508,18 +491,17 @@ class GroupNorm(Module):
                 f"GroupNorm: num_features ({num_features}) must be a positive multiple of "
                 f"num_groups ({num_groups})."
             )
-        _scale_bias(
-            self,
-            num_features,
-            use_scale,
-            use_bias,
-            scale_init,
-            bias_init,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            bias_metadata,
+        self.scale, self.bias = _scale_and_bias(
             "GroupNorm",
+            num_features,
+            rngs=rngs,
+            param_dtype=param_dtype,
+            use_scale=use_scale,
+            use_bias=use_bias,
+            scale_init=scale_init,
+            bias_init=bias_init,
+            scale_metadata=scale_metadata,
+            bias_metadata=bias_metadata,
         )
         self.num_features = num_features
         self.num_groups = num_groups
@@ -553,9 +535,7 @@ class GroupNorm(Module):
             red = canonical_axes(self.reduction_axes, x.ndim, layer="GroupNorm", what="reduction")
         if x.ndim - 1 not in red:
             raise LayerError("GroupNorm: reduction_axes must include the feature (last) axis.")
-        scale = self.scale[...] if self.scale is not None else None
-        bias = self.bias[...] if self.bias is not None else None
-        x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
+        x, scale, bias = _promoted(self, x)
         # Split the features into (groups, size): stats over `red` with the group axis kept.
         xg = jnp.reshape(x, x.shape[:-1] + (self.num_groups, self.group_size))
         gred = tuple(a for a in red if a != x.ndim - 1) + (x.ndim,)
@@ -593,7 +573,7 @@ class InstanceNorm(Module):
     The first axis is the batch; ``feature_axes`` (default the last) are kept.
     """
 
-    scale: Param[jax.Array] | None  # set by _scale_bias (None when not used)
+    scale: Param[jax.Array] | None  # None when not used
     bias: Param[jax.Array] | None
 
     def __init__(
@@ -617,18 +597,17 @@ class InstanceNorm(Module):
         rngs: Rngs,
     ):
         check_positive("InstanceNorm", num_features=num_features)
-        _scale_bias(
-            self,
-            num_features,
-            use_scale,
-            use_bias,
-            scale_init,
-            bias_init,
-            param_dtype,
-            rngs,
-            scale_metadata,
-            bias_metadata,
+        self.scale, self.bias = _scale_and_bias(
             "InstanceNorm",
+            num_features,
+            rngs=rngs,
+            param_dtype=param_dtype,
+            use_scale=use_scale,
+            use_bias=use_bias,
+            scale_init=scale_init,
+            bias_init=bias_init,
+            scale_metadata=scale_metadata,
+            bias_metadata=bias_metadata,
         )
         self.num_features = num_features
         self.epsilon = epsilon
@@ -648,9 +627,7 @@ class InstanceNorm(Module):
         feat = canonical_axes(self.feature_axes, x.ndim, layer="InstanceNorm", what="feature")
         _feature_check("InstanceNorm", x, feat, self.num_features)
         red = tuple(i for i in range(1, x.ndim) if i not in feat)
-        scale = self.scale[...] if self.scale is not None else None
-        bias = self.bias[...] if self.bias is not None else None
-        x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
+        x, scale, bias = _promoted(self, x)
         mean, var = _compute_stats(
             x,
             red,
