@@ -78,7 +78,7 @@ class FlatState(list):
         """One FlatState per filter; every pair must match one (``FilterError``)."""
         *groups, rest = self._groups((first, *filters))
         if rest:
-            _no_filter_matched(rest[0], (first, *filters))
+            _no_filter_matched(next(iter(rest)), (first, *filters))
         return groups[0] if len(groups) == 1 else tuple(groups)
 
     @staticmethod
