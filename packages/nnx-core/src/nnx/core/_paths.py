@@ -22,8 +22,8 @@ def key_order(key: object) -> tuple:
       key: one path component (an attribute name, a dict key or a list index).
 
     >>> import nnx
-    >>> sorted(["b", 10, "a", 2], key=nnx.key_order)
-    [2, 10, 'a', 'b']
+    >>> tuple(sorted(["b", 10, "a", 2], key=nnx.key_order))
+    (2, 10, 'a', 'b')
     """
     return (0, key, "") if isinstance(key, int) else (1, 0, str(key))
 
