@@ -5,6 +5,7 @@ treescope as its only dependencies. The public interface is ``__all__``;
 modules starting with an underscore are private.
 """
 
+from nnx.core import _pytree_view  # noqa: F401  (installs the JAX view of Pytrees)
 from nnx.core._checkpoint import restore_checkpoint, save_checkpoint
 from nnx.core._convert import (
     as_array_vars,
@@ -45,29 +46,9 @@ from nnx.core._filters import (
     WithTag,
     to_predicate,
 )
-from nnx.core._graph import (
-    FlatGraph,
-    FlattenCache,
-    GraphDef,
-    GraphTree,
-    clone,
-    filter_leaves,
-    find_duplicates,
-    flatten,
-    from_tree,
-    graph_epoch,
-    graphdef,
-    is_graph_node,
-    iter_graph,
-    merge,
-    pop,
-    split,
-    state,
-    to_tree,
-    unflatten,
-    update,
-    variables,
-)
+from nnx.core._flatten import FlatGraph, filter_leaves, flatten, is_graph_node, unflatten
+from nnx.core._flatten_cache import FlattenCache, graph_epoch
+from nnx.core._graph import clone, graphdef, merge, pop, split, state, update, variables
 from nnx.core._graph_api import NodeStates, as_pure, map, prefix
 from nnx.core._graph_mode import (
     GraphMode,
@@ -77,24 +58,21 @@ from nnx.core._graph_mode import (
     set_graph_mode,
     set_graph_updates,
 )
-from nnx.core._graph_tools import (
-    GraphState,
-    PureState,
-    call,
-    iter_module_children,
-    pure,
-    recursive_map,
-)
+from nnx.core._graph_tools import GraphState, PureState, call, pure, recursive_map
+from nnx.core._graph_tree import GraphTree, from_tree, to_tree
+from nnx.core._graphdef import GraphDef
 from nnx.core._ids import UUID, UUIDManager, uuid
 from nnx.core._module import (
     Module,
     capture,
     iter_children,
+    iter_module_children,
     iter_modules,
     view,
     view_info,
     with_attributes,
 )
+from nnx.core._paths import key_order
 from nnx.core._pytree import (
     Data,
     Dict,
@@ -102,15 +80,13 @@ from nnx.core._pytree import (
     Object,
     Pytree,
     Static,
-    check_pytree,
     data,
-    dataclass,
     graph_ref,
-    has_data,
     is_data,
     register_data_type,
     static,
 )
+from nnx.core._pytree_checks import check_pytree, dataclass, has_data
 from nnx.core._rngs import (
     Rngs,
     RngStream,
@@ -127,11 +103,9 @@ from nnx.core._sharding import (
     get_abstract_model,
     get_named_sharding,
     get_partition_spec,
-    logical_axis_rules,
     shard_state,
-    use_eager_sharding,
-    using_eager_sharding,
 )
+from nnx.core._sharding_rules import logical_axis_rules, use_eager_sharding, using_eager_sharding
 from nnx.core._state import (
     FlatState,
     State,
@@ -161,6 +135,12 @@ from nnx.core._traversals import (
     unflatten_mapping,
 )
 from nnx.core._typing import A, M, VariableState
+from nnx.core._var_metadata import VariableMetadata, with_metadata, with_partitioning
+from nnx.core._var_names import (
+    register_variable_name,
+    variable_name_from_type,
+    variable_type_from_name,
+)
 from nnx.core._variables import (
     BatchStat,
     Cache,
@@ -171,16 +151,10 @@ from nnx.core._variables import (
     RngKey,
     RngState,
     Variable,
-    VariableMetadata,
     is_variable,
-    register_variable_name,
-    set_metadata,
-    variable_name_from_type,
-    variable_type_from_name,
-    with_metadata,
-    with_partitioning,
 )
 from nnx.core._version import __version__
+from nnx.core._walk import find_duplicates, iter_graph, set_metadata
 
 __all__ = [
     # type names for annotations
@@ -205,6 +179,8 @@ __all__ = [
     "register_variable_name",
     "variable_name_from_type",
     "variable_type_from_name",
+    # the order of keys (and so of leaves) shared by every package
+    "key_order",
     # storage (what transforms build on)
     "StorageMode",
     "VariableRecord",

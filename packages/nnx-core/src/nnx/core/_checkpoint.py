@@ -26,7 +26,8 @@ import jax.numpy as jnp
 from jax.extend.core import get_opaque_trace_state
 
 from nnx.core._errors import StructureError
-from nnx.core._state import State, _keystr
+from nnx.core._paths import path_str
+from nnx.core._state import State
 from nnx.core._variables import PLAIN, Variable
 
 
@@ -149,7 +150,7 @@ def _names(keypath) -> tuple:
 def _path_str(names: tuple) -> str:
     if names and names[-1] == "value":
         names = names[:-1]
-    return _keystr(tuple(str(n) for n in names))
+    return path_str(tuple(str(n) for n in names))
 
 
 def _norm(names: tuple) -> tuple:
@@ -316,7 +317,7 @@ def _in_mode(target_var, new):
         return target_var
     value = _value_of(new)
     if isinstance(target_var, Variable):
-        from nnx.core._variables import _store
+        from nnx.core._var_aux import _store
 
         aux = target_var._aux
         trace = _trace() if aux.mode == PLAIN else None

@@ -231,3 +231,24 @@ def filters_to_predicates(filters: tuple) -> tuple[Predicate, ...]:
                 f"filter {i} of {len(filters)}: {filters!r}"
             )
     return tuple(to_predicate(f) for f in filters)
+
+
+def group_by_filters(pairs, filters: tuple) -> tuple[list[list], list]:
+    """Sort ``(path, leaf)`` pairs into one group per filter, the first that matches.
+
+    Returns ``(groups, rest)``: ``groups[i]`` holds the pairs filter ``i`` took, in
+    their order, and ``rest`` those no filter matched (for the callers that need
+    the filters to be exhaustive: ``nnx.split``, ``State.split``, ``FlatState.split``).
+    """
+    preds = filters_to_predicates(filters)
+    groups: list[list] = [[] for _ in preds]
+    rest: list = []
+    for pair in pairs:
+        path, leaf = pair
+        for group, p in zip(groups, preds):
+            if p(path, leaf):
+                group.append(pair)
+                break
+        else:
+            rest.append(pair)
+    return groups, rest

@@ -2,20 +2,21 @@
 
 ``call`` (a method of a ``(GraphDef, State)`` pair, purely), ``recursive_map``
 (rebuild a graph bottom-up), ``pure`` (Variables replaced by their values),
-``iter_module_children`` and the type names ``GraphState`` / ``PureState``.
+and the type names ``GraphState`` / ``PureState``.
 All of them sit on :mod:`nnx.core._graph`'s split/merge/flatten.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import jax
 
 from nnx.core._graph import GraphDef, flatten, merge, split, unflatten
+from nnx.core._paths import key_order, path_str
 from nnx.core._pytree import Pytree
-from nnx.core._state import State, _sort_key
+from nnx.core._state import State
 from nnx.core._variables import Variable
 
 GraphState: TypeAlias = State
@@ -125,13 +126,15 @@ def call(graphdef_state: tuple, /) -> Any:
 
 
 def _node_items(node) -> list[tuple[Any, Any]]:
+    # Every attribute of a Pytree, static ones included (`recursive_map` hands `f`
+    # each of them, as Flax does), unlike `_walk._children` (data and graph_ref only).
     if isinstance(node, Pytree):
         d = node.__dict__
-        return [(k, d[k]) for k in sorted(d, key=_sort_key)]
+        return [(k, d[k]) for k in sorted(d, key=key_order)]
     if isinstance(node, (list, tuple)):
         return list(enumerate(node))
     if isinstance(node, dict):
-        return [(k, node[k]) for k in sorted(node, key=_sort_key)]
+        return [(k, node[k]) for k in sorted(node, key=key_order)]
     return []
 
 
@@ -172,7 +175,7 @@ def _map(f, node, path, visiting: set[int], results: dict[int, Any]):
         if i in results:
             return results[i]
         if i in visiting:
-            where = "/".join(map(str, path)) or "<root>"
+            where = path_str(path)
             raise ValueError(
                 f"recursive_map: a reference cycle reaches the {type(node).__name__} at "
                 f"{where!r} again before it was mapped. recursive_map needs a graph "
@@ -197,29 +200,3 @@ def _map(f, node, path, visiting: set[int], results: dict[int, Any]):
     if shared:
         results[id(node)] = out
     return out
-
-
-def iter_module_children(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple]:
-    """Yield ``(key, module)`` for each direct child of ``node`` that is a Module.
-
-    Example::
-
-        for name, layer in nnx.iter_module_children(model):
-            print(name, type(layer).__name__)
-
-    Only ``node``'s own attributes (or items, for a list or dict) are looked
-    at; submodules inside a list attribute are children of that list. ``graph``
-    is accepted for Flax's signature; the children are the same in graph and
-    tree mode.
-    """
-    from nnx.core._module import Module
-
-    del graph
-    if not isinstance(node, (Pytree, list, tuple, dict)):
-        raise ValueError(
-            f"iter_module_children: expected a graph node (a Module, list or dict), got "
-            f"{type(node).__name__}."
-        )
-    for k, v in _node_items(node):
-        if isinstance(v, Module):
-            yield k, v

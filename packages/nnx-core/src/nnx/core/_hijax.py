@@ -393,3 +393,9 @@ def is_cell(x) -> bool:
     if type(x) is Cell:
         return True
     return isinstance(x, _jcore.Tracer) and isinstance(_jcore.typeof(x), CellTy)
+
+
+def cell_content(cell: Cell):
+    """What a concrete cell holds, read without recording a read in any trace (for
+    reprs and other inspection; :func:`cell_get` is the read of a program)."""
+    return cell._val

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
 
 from nnx.core._filters import to_predicate
-from nnx.core._graph import _children, iter_graph
-from nnx.core._graph_tools import recursive_map
+from nnx.core._graph_tools import _node_items, recursive_map
 from nnx.core._pytree import Pytree
 from nnx.core._variables import Intermediate, Perturbation, Variable
+from nnx.core._walk import _children, iter_graph
 
 _missing = object()
 N = TypeVar("N")
@@ -210,6 +210,48 @@ def iter_modules(node: Module) -> Iterator[tuple[tuple, Module]]:
     return node.iter_modules()
 
 
+def iter_module_children(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple]:
+    """Yield ``(key, module)`` for each direct child of ``node`` that is a Module.
+
+    Example::
+
+        for name, layer in nnx.iter_module_children(model):
+            print(name, type(layer).__name__)
+
+    Only ``node``'s own attributes (or items, for a list or dict) are looked
+    at; submodules inside a list attribute are children of that list. ``graph``
+    is accepted for Flax's signature; the children are the same in graph and
+    tree mode.
+    """
+    del graph
+    if not isinstance(node, (Pytree, list, tuple, dict)):
+        raise ValueError(
+            f"iter_module_children: expected a graph node (a Module, list or dict), got "
+            f"{type(node).__name__}."
+        )
+    for k, v in _node_items(node):
+        if isinstance(v, Module):
+            yield k, v
+
+
+def _on_selected_modules(
+    node, only, graph, names, visit: Callable[[Module], Iterable[str]]
+) -> tuple[Any, set[str]]:
+    """The body of :func:`with_attributes` and :func:`view`: copy the structure of
+    ``node`` (``recursive_map``: Variables shared) and call ``visit`` on each copied
+    Module that the filter ``only`` selects. ``visit`` returns the names it used;
+    the result is the copy and the ``names`` that no ``visit`` used."""
+    pred = to_predicate(only)
+    remaining = set(names)
+
+    def apply(path, x):
+        if isinstance(x, Module) and pred(path, x):
+            remaining.difference_update(visit(x))
+        return x
+
+    return recursive_map(apply, node, graph=graph), remaining
+
+
 def with_attributes(
     node: N,
     /,
@@ -238,18 +280,14 @@ def with_attributes(
     default) an attribute that no selected Module has is a ``ValueError``.
     ``only`` is a filter over ``(path, module)``.
     """
-    pred = to_predicate(only)
-    remaining = set(attributes)
 
-    def set_on(path, x):
-        if isinstance(x, Module) and pred(path, x):
-            for name, value in attributes.items():
-                if hasattr(x, name):
-                    setattr(x, name, value)
-                    remaining.discard(name)
-        return x
+    def set_on(module: Module) -> Iterable[str]:
+        found = [name for name in attributes if hasattr(module, name)]
+        for name in found:
+            setattr(module, name, attributes[name])
+        return found
 
-    out = recursive_map(set_on, node, graph=graph)
+    out, remaining = _on_selected_modules(node, only, graph, attributes, set_on)
     if remaining and raise_if_not_found:
         raise ValueError(
             f"with_attributes: no selected Module has {sorted(remaining)}. Check the "
@@ -315,22 +353,19 @@ def view(
     ``ValueError`` (unless ``raise_if_not_found=False``). :func:`view_info`
     lists what each Module accepts.
     """
-    pred = to_predicate(only)
-    remaining = set(kwargs)
 
-    def apply(path, x):
-        set_view = getattr(x, "set_view", None)
-        if isinstance(x, Module) and callable(set_view) and pred(path, x):
-            named, var_kw = _view_params(set_view)
-            if var_kw:
-                set_view(**kwargs)
-                remaining.clear()
-            else:
-                set_view(**{k: v for k, v in kwargs.items() if k in named})
-                remaining.difference_update(named)
-        return x
+    def apply(module: Module) -> Iterable[str]:
+        set_view = getattr(module, "set_view", None)
+        if not callable(set_view):
+            return ()
+        named, var_kw = _view_params(set_view)
+        if var_kw:
+            set_view(**kwargs)
+            return kwargs
+        set_view(**{k: v for k, v in kwargs.items() if k in named})
+        return named
 
-    out = recursive_map(apply, node, graph=graph)
+    out, remaining = _on_selected_modules(node, only, graph, kwargs, apply)
     if raise_if_not_found and remaining:
         raise ValueError(
             f"nnx.view: no Module's set_view takes {sorted(remaining)}. "

@@ -13,8 +13,8 @@ that cached flattenings of a model notice ``model.layers.append(...)``.
 
 from __future__ import annotations
 
-import dataclasses
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, SupportsIndex, TypeVar
 
 import jax
@@ -22,7 +22,10 @@ import numpy as np
 
 from nnx.core import _epoch
 from nnx.core._errors import PytreeStaticError
-from nnx.core._variables import Variable, _freeze
+from nnx.core._paths import key_order
+from nnx.core._text import array_summary, bytes_str, count_arrays, treescope_object
+from nnx.core._var_aux import _freeze
+from nnx.core._variables import Variable
 
 _MISSING = object()
 
@@ -406,13 +409,13 @@ def _list_unflatten(aux, children):
 
 
 def _dict_flatten(d):
-    keys = sorted(d, key=_sort_key)
+    keys = sorted(d, key=key_order)
     data_keys, static_items = _split_items((k, d[k]) for k in keys)
     return [d[k] for k in data_keys], (data_keys, static_items)
 
 
 def _dict_flatten_with_keys(d):
-    keys = sorted(d, key=_sort_key)
+    keys = sorted(d, key=key_order)
     data_keys, static_items = _split_items((k, d[k]) for k in keys)
     return [(jax.tree_util.DictKey(k), d[k]) for k in data_keys], (data_keys, static_items)
 
@@ -425,10 +428,6 @@ def _dict_unflatten(aux, children):
     for k, s in static_items:
         dict.__setitem__(new, k, s.value)
     return new
-
-
-def _sort_key(k):
-    return (0, k, "") if isinstance(k, int) else (1, 0, str(k))
 
 
 jax.tree_util.register_pytree_with_keys(
@@ -608,14 +607,10 @@ class Pytree:
         return new
 
     def __repr__(self) -> str:
-        from nnx.core._display import node_repr
-
-        return node_repr(self)
+        return _node_repr(self, "", {}, top=True)
 
     def __treescope_repr__(self, path, subtree_renderer):
-        from nnx.core._display import treescope_node
-
-        return treescope_node(self, path, subtree_renderer)
+        return treescope_object(self, dict(sorted(self.__dict__.items())), path, subtree_renderer)
 
 
 get_flat_cache_raw = Pytree._nnx_flat.__get__  # type: ignore[attr-defined]
@@ -667,22 +662,63 @@ def new_node(cls: type, layout: Layout, values) -> Pytree:
     return obj
 
 
-# Set by nnx.core._graph: the JAX pytree view of a Pytree is its graph
-# flattening (each Variable once, graph_ref attributes static), cached per object.
-_hooks: dict = {}
+class PytreeCodec:
+    """What the graph encoding gives this module, which sits below it.
+
+    A Pytree is seen by JAX as the flattening of its graph, and its repr counts
+    the Variables of its graph; both are built on :mod:`nnx.core._flatten`,
+    which imports this module. :mod:`nnx.core._pytree_view` installs the one
+    codec with :func:`install_codec` when ``nnx.core`` is imported.
+
+    Attributes:
+      jax_flatten: ``obj -> FlatGraph`` of the JAX view (``graph_ref`` static), cached.
+      jax_keys: ``FlatGraph -> [(key, leaf), ...]`` for ``tree_flatten_with_path``.
+      jax_unflatten: ``(graphdef, children) -> obj``.
+      graph_leaves: ``obj -> list`` of the leaves of its whole graph (``nnx.flatten``).
+    """
+
+    __slots__ = ("jax_flatten", "jax_keys", "jax_unflatten", "graph_leaves")
+
+    def __init__(
+        self,
+        jax_flatten: Callable[[Any], Any],
+        jax_keys: Callable[[Any], list],
+        jax_unflatten: Callable[[Any, Any], Any],
+        graph_leaves: Callable[[Any], list],
+    ):
+        self.jax_flatten = jax_flatten
+        self.jax_keys = jax_keys
+        self.jax_unflatten = jax_unflatten
+        self.graph_leaves = graph_leaves
+
+
+def _not_installed(*_):
+    raise RuntimeError(
+        "The graph encoding of nnx.core is not loaded: import nnx (or nnx.core) rather "
+        "than one of its private modules."
+    )
+
+
+_codec = PytreeCodec(_not_installed, _not_installed, _not_installed, _not_installed)
+
+
+def install_codec(codec: PytreeCodec) -> None:
+    """Install the graph encoding's functions (called once, by ``_pytree_view``)."""
+    global _codec
+    _codec = codec
 
 
 def _register_pytree_type(cls: type) -> None:
     def flatten(obj):
-        flat = _hooks["flatten"](obj)
+        flat = _codec.jax_flatten(obj)
         return flat.leaves, flat.graphdef
 
     def flatten_with_keys(obj):
-        flat = _hooks["flatten"](obj)
-        return _hooks["keys"](flat), flat.graphdef
+        flat = _codec.jax_flatten(obj)
+        return _codec.jax_keys(flat), flat.graphdef
 
     def unflatten(graphdef, children):
-        return _hooks["unflatten"](graphdef, children)
+        return _codec.jax_unflatten(graphdef, children)
 
     jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten_func=flatten)
 
@@ -693,96 +729,66 @@ Object = Pytree
 """Alias of :class:`Pytree` (the name used by earlier releases)."""
 
 
-def has_data(value: Any) -> bool:
-    """Whether ``value`` is or holds data: an array, a Variable, a Pytree or a registered
-    data type, directly or inside lists, dicts, tuples and registered JAX pytrees.
-
-    >>> import jax.numpy as jnp, nnx
-    >>> nnx.has_data([1, "relu", jnp.ones(2)]), nnx.has_data((1, 2.0, "x")), nnx.has_data([])
-    (True, False, False)
-    """
-    return _contains_data(value)
-
-
-def check_pytree(pytree: Any) -> None:
-    """Check that no static attribute of ``pytree`` holds arrays or Variables.
-
-    Assignments are checked as they happen; this also finds a static value that
-    was changed in place afterwards (``self.cfg.append(jnp.ones(2))`` on a static
-    list) and ``nnx.data(...)``/``nnx.static(...)`` markers stored inside
-    containers instead of being assigned directly. Raises :class:`PytreeStaticError`
-    (a ``ValueError``) naming the attribute, or ``TypeError`` for a non-Pytree.
-    """
-    if not isinstance(pytree, Pytree):
-        raise TypeError(f"nnx.check_pytree expects a Pytree, got {type(pytree).__name__}")
-    layout = compute_layout(pytree)
-    static_names = {k for k, _ in layout.static_items}
-    cls = type(pytree).__name__
-    for name, value in pytree.__dict__.items():
-        if name in static_names and _contains_data(value):
-            how = (
-                "declared static (nnx.static or nnx.Static[...])"
-                if (_get_forced(pytree) or {}).get(name) is False
-                or type(pytree)._nnx_annotated.get(name) is False
-                else "static"
-            )
-            raise PytreeStaticError(
-                f"Found arrays in attribute {cls}.{name}, which is {how}: {_short(value)}. "
-                "Static attributes are baked into the compiled program; hold arrays in a "
-                f"data attribute (`self.{name} = nnx.data(...)`) or in an nnx.Variable."
-            )
-        if _holds_marker(value):
-            raise PytreeStaticError(
-                f"Found an nnx.data(...) or nnx.static(...) marker inside {cls}.{name}: "
-                "markers only work when assigned directly to an attribute "
-                f"(`self.{name} = nnx.data([...])`), not inside lists, dicts or tuples."
-            )
+# -- text ------------------------------------------------------------------------
+def _counts(obj) -> str:
+    """`` # Param: 6 (24 B), ...``: the Variables of ``obj``'s graph, by kind."""
+    try:
+        leaves = _codec.graph_leaves(obj)
+    except Exception:
+        return ""
+    totals: dict[str, list[int]] = {}
+    for leaf in leaves:
+        if not isinstance(leaf, Variable):
+            continue
+        try:
+            n, b = count_arrays(leaf.get_value())
+        except Exception:
+            continue
+        t = totals.setdefault(type(leaf).__name__, [0, 0])
+        t[0] += n
+        t[1] += b
+    if not totals:
+        return ""
+    return " # " + ", ".join(f"{k}: {n:,} ({bytes_str(b)})" for k, (n, b) in totals.items())
 
 
-def _holds_marker(x, depth: int = 0) -> bool:
-    if type(x) is _Marker:
-        return True
-    if depth > 20:
-        return False
-    if isinstance(x, (list, tuple)):
-        return any(_holds_marker(y, depth + 1) for y in x)
-    if isinstance(x, dict):
-        return any(_holds_marker(y, depth + 1) for y in x.values())
-    return False
+def _node_repr(obj, indent: str, seen: dict, top: bool = False) -> str:
+    if isinstance(obj, Variable):
+        if id(obj) in seen:
+            return f"<shared {type(obj).__name__} at {seen[id(obj)]}>"
+        seen[id(obj)] = "..."
+        return obj._repr(indent)
+    if isinstance(obj, Pytree):
+        if id(obj) in seen:
+            return f"<shared {type(obj).__name__}>"
+        seen[id(obj)] = type(obj).__name__
+        head = f"{type(obj).__name__}(" + (_counts(obj) if top else "")
+        d = obj.__dict__
+        lines = [f"{indent}  {k}={_node_repr(d[k], indent + '  ', seen)}" for k in sorted(d)]
+        if not lines:
+            return f"{type(obj).__name__}()"
+        return head + "\n" + ",\n".join(lines) + f"\n{indent})"
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        if not obj:
+            return "[]" if isinstance(obj, list) else "()"
+        if not any(_is_rich(x) for x in obj):
+            return repr(list(obj) if isinstance(obj, list) else tuple(obj))
+        open_, close = ("[", "]") if isinstance(obj, list) else ("(", ")")
+        items = ",\n".join(f"{indent}  {_node_repr(x, indent + '  ', seen)}" for x in obj)
+        return f"{open_}\n{items}\n{indent}{close}"
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        if not any(_is_rich(x) for x in obj.values()):
+            return repr(dict(obj))
+        items = ",\n".join(
+            f"{indent}  {k!r}: {_node_repr(v, indent + '  ', seen)}" for k, v in obj.items()
+        )
+        return "{\n" + items + f"\n{indent}}}"
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        return array_summary(obj)
+    return repr(obj)
 
 
-def dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
-    """Make a Pytree subclass a dataclass whose fields are data unless ``nnx.Static``.
-
-    >>> import jax, jax.numpy as jnp, nnx
-    >>> @nnx.dataclass
-    ... class Foo(nnx.Pytree):
-    ...     a: int
-    ...     b: jax.Array
-    ...     c: nnx.Static[int]
-    >>> len(jax.tree.leaves(Foo(a=1, b=jnp.ones(2), c=3)))
-    2
-
-    Keyword arguments are those of :func:`dataclasses.dataclass` (``init``, ``eq``,
-    ``order``, ``unsafe_hash``, ``match_args``, ``kw_only``); ``repr`` stays the
-    Pytree's, and ``frozen``/``slots`` are not accepted (a Pytree records its
-    attribute writes).
-    """
-    for bad in ("repr", "frozen", "slots"):
-        if kwargs.get(bad):
-            raise TypeError(
-                f"nnx.dataclass does not accept {bad}=True: a Pytree keeps its own repr and "
-                "records its attribute writes"
-            )
-        kwargs.pop(bad, None)
-
-    def wrap(c):
-        if not (isinstance(c, type) and issubclass(c, Pytree)):
-            raise ValueError(
-                f"nnx.dataclass can only be used with a subclass of nnx.Pytree (nnx.Module, "
-                f"nnx.Object), got {c!r}"
-            )
-        c._nnx_annotated = _class_annotations(c, all_data=True)
-        return dataclasses.dataclass(c, repr=False, **kwargs)
-
-    return wrap if cls is None else wrap(cls)
+def _is_rich(x) -> bool:
+    return isinstance(x, (Pytree, Variable, dict, list, tuple)) or hasattr(x, "shape")

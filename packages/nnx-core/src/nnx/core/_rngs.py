@@ -311,7 +311,7 @@ _MISSING: Any = object()
 
 
 def _streams(node) -> list[tuple[tuple, RngStream]]:
-    from nnx.core._graph import iter_graph
+    from nnx.core._walk import iter_graph
 
     return [(path, x) for path, x in iter_graph(node) if isinstance(x, RngStream)]
 

@@ -7,25 +7,19 @@ ordinary arguments) and nested dicts (so checkpoint libraries read them).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import jax
 import jax.numpy as jnp
 
 from nnx.core import _epoch
 from nnx.core._errors import FilterError, StructureError
-from nnx.core._filters import filters_to_predicates
+from nnx.core._filters import group_by_filters
+from nnx.core._paths import key_order, path_order, path_str
+from nnx.core._text import treescope_mapping, value_repr
 from nnx.core._variables import Variable
 
 Path = tuple
-
-
-def _sort_key(k):
-    return (0, k, "") if isinstance(k, int) else (1, 0, str(k))
-
-
-def _keystr(path: Path) -> str:
-    return "/".join(str(p) for p in path) or "<root>"
 
 
 class FlatState(list):
@@ -49,7 +43,7 @@ class FlatState(list):
     def __init__(self, items: Iterable[tuple[Path, Any]] = (), /, *, sort: bool = False):
         items = list(items)
         if sort:
-            items.sort(key=lambda kv: [_sort_key(k) for k in kv[0]])
+            items.sort(key=lambda kv: path_order(kv[0]))
         super().__init__(items)
 
     @staticmethod
@@ -72,16 +66,8 @@ class FlatState(list):
         return State.from_flat(self)
 
     def _groups(self, filters) -> list[FlatState]:
-        preds = filters_to_predicates(filters)
-        groups = [FlatState() for _ in range(len(preds) + 1)]
-        for path, leaf in self:
-            for i, p in enumerate(preds):
-                if p(path, leaf):
-                    groups[i].append((path, leaf))
-                    break
-            else:
-                groups[-1].append((path, leaf))
-        return groups
+        groups, rest = group_by_filters(self, filters)
+        return [FlatState(g) for g in groups] + [FlatState(rest)]
 
     def filter(self, first, /, *filters) -> FlatState | tuple[FlatState, ...]:
         """The pairs each filter matches (need not be exhaustive)."""
@@ -92,11 +78,7 @@ class FlatState(list):
         """One FlatState per filter; every pair must match one (``FilterError``)."""
         *groups, rest = self._groups((first, *filters))
         if rest:
-            path, leaf = next(iter(rest))
-            raise FilterError(
-                f"No filter matched {type(leaf).__name__} at path {_keystr(path)!r}. "
-                "Filters must be exhaustive; add `...` as the last filter to collect the rest."
-            )
+            _no_filter_matched(next(iter(rest)), (first, *filters))
         return groups[0] if len(groups) == 1 else tuple(groups)
 
     @staticmethod
@@ -237,31 +219,15 @@ class State(dict):
     # -- filtering -------------------------------------------------------------
     def filter(self, *filters) -> State | tuple[State, ...]:
         """The part of the State that each filter matches (need not be exhaustive)."""
-        preds = filters_to_predicates(filters)
-        groups: list[list] = [[] for _ in preds]
-        for path, leaf in self.flat_state():
-            for i, p in enumerate(preds):
-                if p(path, leaf):
-                    groups[i].append((path, leaf))
-                    break
+        groups, _ = group_by_filters(self.flat_state(), filters)
         states = tuple(State.from_flat(g) for g in groups)
         return states[0] if len(states) == 1 else states
 
     def split(self, *filters) -> State | tuple[State, ...]:
         """Partition into one State per filter; every leaf must match one."""
-        preds = filters_to_predicates(filters)
-        groups: list[list] = [[] for _ in preds]
-        for path, leaf in self.flat_state():
-            for i, p in enumerate(preds):
-                if p(path, leaf):
-                    groups[i].append((path, leaf))
-                    break
-            else:
-                raise FilterError(
-                    f"No filter matched {type(leaf).__name__} at path {_keystr(path)!r}. "
-                    f"Filters must be exhaustive; add `...` as the last filter to collect "
-                    f"the rest. Filters: {filters!r}"
-                )
+        groups, rest = group_by_filters(self.flat_state(), filters)
+        if rest:
+            _no_filter_matched(rest[0], filters)
         states = tuple(State.from_flat(g) for g in groups)
         return states[0] if len(states) == 1 else states
 
@@ -271,7 +237,7 @@ class State(dict):
         items: dict = {}
         for s in (state, *states):
             items.update(s.flat_state())
-        return State.from_flat(sorted(items.items(), key=lambda kv: [_sort_key(k) for k in kv[0]]))
+        return State.from_flat(sorted(items.items(), key=lambda kv: path_order(kv[0])))
 
     # -- pure dicts ------------------------------------------------------------
     def to_pure_dict(self, extract_fn: Callable | None = None, *, key_data: bool = False) -> dict:
@@ -350,14 +316,10 @@ class State(dict):
         return State.merge(self, other)
 
     def __repr__(self) -> str:
-        from nnx.core._display import state_repr
-
-        return state_repr(self)
+        return "State(" + _body_repr(self, "") + ")"
 
     def __treescope_repr__(self, path, subtree_renderer):
-        from nnx.core._display import treescope_state
-
-        return treescope_state(self, path, subtree_renderer)
+        return treescope_mapping(self, dict(self), path, subtree_renderer)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Mapping):
@@ -391,8 +353,18 @@ class State(dict):
     __hash__ = None  # type: ignore[assignment]
 
 
+def _no_filter_matched(pair: tuple, filters: tuple) -> NoReturn:
+    """The error of ``State.split`` and ``FlatState.split`` for a leaf no filter took."""
+    path, leaf = pair
+    raise FilterError(
+        f"No filter matched {type(leaf).__name__} at path {path_str(path)!r}. "
+        f"Filters must be exhaustive; add `...` as the last filter to collect "
+        f"the rest. Filters: {filters!r}"
+    )
+
+
 def _flat_into(node: Mapping, prefix: Path, out: list) -> None:
-    for k in sorted(node, key=_sort_key):
+    for k in sorted(node, key=key_order):
         v = dict.__getitem__(node, k) if isinstance(node, dict) else node[k]
         if isinstance(v, State) or type(v) is dict:
             _flat_into(v, (*prefix, k), out)
@@ -422,7 +394,7 @@ def _key_impl(x):
 
 def _to_pure(node, key_data: bool = False, extract_fn=None):
     out = {}
-    for k in sorted(node, key=_sort_key):
+    for k in sorted(node, key=key_order):
         v = dict.__getitem__(node, k)
         if isinstance(v, Mapping):
             out[k] = _to_pure(v, key_data, extract_fn)
@@ -455,7 +427,7 @@ def _restore_leaf(old, new, path: Path, strict: bool):
             new = jax.random.wrap_key_data(jnp.asarray(new), impl=_key_impl(old))
     if strict and hasattr(old, "shape") and hasattr(new, "shape") and old.shape != new.shape:
         raise StructureError(
-            f"replace_by_pure_dict: the value for {_keystr(path)!r} has shape "
+            f"replace_by_pure_dict: the value for {path_str(path)!r} has shape "
             f"{tuple(new.shape)}, but the Variable holds {tuple(old.shape)}. Restore into a "
             "model built with the same configuration, or pass strict=False to write it anyway."
         )
@@ -468,7 +440,7 @@ def _replace_by_pure(
     if not isinstance(pure, Mapping):
         raise StructureError(
             f"replace_by_pure_dict: the pure dict holds a leaf ({type(pure).__name__}) at "
-            f"{_keystr(prefix)!r}, where the State has the entries {sorted(map(str, node))}."
+            f"{path_str(prefix)!r}, where the State has the entries {sorted(map(str, node))}."
         )
     matched: set = set()
     for k in list(node):
@@ -480,7 +452,7 @@ def _replace_by_pure(
             if strict:
                 raise StructureError(
                     f"replace_by_pure_dict: the pure dict has no entry for "
-                    f"{_keystr(path)!r}. Pass strict=False to keep the current value."
+                    f"{path_str(path)!r}. Pass strict=False to keep the current value."
                 ) from None
             continue
         matched.add(key)
@@ -499,7 +471,7 @@ def _replace_by_pure(
         writes.append((node, k, leaf))
     extra = [k for k in pure if k not in matched]
     if extra:
-        names = ", ".join(repr(_keystr((*prefix, k))) for k in extra[:5])
+        names = ", ".join(repr(path_str((*prefix, k))) for k in extra[:5])
         raise StructureError(
             f"replace_by_pure_dict: the pure dict has {names}, but the State has no such "
             "entry (a checkpoint of another model, or a renamed attribute). Remove the "
@@ -508,12 +480,12 @@ def _replace_by_pure(
 
 
 def _state_flatten_with_keys(s: State):
-    keys = sorted(s, key=_sort_key)
+    keys = sorted(s, key=key_order)
     return [(jax.tree_util.DictKey(k), dict.__getitem__(s, k)) for k in keys], tuple(keys)
 
 
 def _state_flatten(s: State):
-    keys = sorted(s, key=_sort_key)
+    keys = sorted(s, key=key_order)
     return [dict.__getitem__(s, k) for k in keys], tuple(keys)
 
 
@@ -610,3 +582,18 @@ def replace_by_pure_dict(
     """Replace a State's leaves by a pure dict's values (the model is left alone);
     see :meth:`State.replace_by_pure_dict`."""
     state.replace_by_pure_dict(pure, replace_fn, strict=strict)
+
+
+def _body_repr(node, indent: str) -> str:
+    if not node:
+        return "{}"
+    lines = []
+    for k in sorted(node, key=key_order):
+        v = dict.__getitem__(node, k)
+        if isinstance(v, dict):
+            lines.append(f"{indent}  {k!r}: {_body_repr(v, indent + '  ')}")
+        elif isinstance(v, Variable):
+            lines.append(f"{indent}  {k!r}: {v._repr(indent + '  ')}")
+        else:
+            lines.append(f"{indent}  {k!r}: {value_repr(v, indent + '  ')}")
+    return "{\n" + ",\n".join(lines) + f"\n{indent}}}"

@@ -12,13 +12,19 @@ dict). It stores the value in one of three ways:
   inside come out.
 
 Immutable Variables (``mutable=False``) hold plain values and reject writes.
+
+This module holds the class, its JAX pytree registration, its text form and the
+kinds (``Param``, ``BatchStat``, ...). Around it: the static part and storage
+modes (``_var_aux.py``), the operators (``_var_ops.py``), the hijax view
+(``_var_view.py``), the initializer wrappers (``_var_metadata.py``), the Linen
+collection names (``_var_names.py``) and ``set_metadata`` over a graph
+(``_walk.py``).
 """
 
 from __future__ import annotations
 
-import operator
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -26,223 +32,39 @@ import numpy as np
 from jax.extend.core import get_opaque_trace_state
 
 from nnx.core import _epoch
-from nnx.core._defaults import _current
 from nnx.core._errors import HijaxError, ImmutableVariableError, TraceContextError
 from nnx.core._hijax import (
     Cell,
     CellView,
+    cell_content,
     cell_get,
     cell_set,
-    cells_allowed,
     is_cell,
-    new_cell,
-    register_view_type,
+    is_tracer,
 )
+from nnx.core._sharding_rules import shard_new_value
+from nnx.core._text import PRIVATE_META, treescope_object, value_repr
+from nnx.core._var_aux import (
+    _METADATA_ALIASES,
+    HIJAX,
+    PLAIN,
+    REF,
+    VarAux,
+    _canonical_metadata,
+    _describe,
+    _from_ref,
+    _resolve_mode,
+    _store,
+    _to_ref,
+)
+from nnx.core._var_metadata import VariableMetadata
+from nnx.core._var_ops import ValueOps
+from nnx.core._var_view import _LeafView, _set_owner, _view_class
 
 A = TypeVar("A")
 
-PLAIN, REF, HIJAX = 0, 1, 2
-_MODE_NAMES = ("plain", "ref", "hijax")
 
-# Metadata keys that other libraries spell differently; all map to one key.
-_METADATA_ALIASES = {"out_sharding": "sharding_names", "sharding": "sharding_names"}
-
-
-def _freeze(x):
-    """A hashable stand-in for a metadata value (lists become tuples, ...)."""
-    if isinstance(x, (list, tuple)):
-        return tuple(_freeze(y) for y in x)
-    if isinstance(x, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
-    try:
-        hash(x)
-    except TypeError:
-        return ("<id>", id(x))
-    return x
-
-
-class VarAux:
-    """The static part of a Variable: storage mode, mutability and metadata.
-
-    It is the pytree auxiliary data of a Variable and part of every GraphDef,
-    so it is immutable and hashable; writing metadata replaces it.
-    """
-
-    __slots__ = ("mode", "mutable", "metadata", "_hash", "_key")
-
-    def __init__(self, mode: int, mutable: bool, metadata: dict):
-        self.mode = mode
-        self.mutable = mutable
-        self.metadata = metadata
-        self._key = (mode, mutable, _freeze(metadata))
-        self._hash = hash(self._key)
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return self is other or (type(other) is VarAux and self._key == other._key)
-
-    def replace(self, **changes) -> VarAux:
-        mode = changes.pop("mode", self.mode)
-        mutable = changes.pop("mutable", self.mutable)
-        return VarAux(mode, mutable, {**self.metadata, **changes})
-
-    def __repr__(self):
-        return f"VarAux({_MODE_NAMES[self.mode]}, mutable={self.mutable}, {self.metadata})"
-
-
-class VariableMetadata(Generic[A]):
-    """A value with the metadata its Variable should carry.
-
-    Initializers wrapped by :func:`with_partitioning` return one; every
-    Variable constructor unpacks it::
-
-        init = nnx.with_partitioning(jax.nn.initializers.ones, (None, "model"))
-        p = nnx.Param(init(key, (2, 4)))
-        p.sharding_names  # (None, 'model')
-    """
-
-    __slots__ = ("value", "metadata")
-
-    def __init__(self, value: A, metadata: dict):
-        self.value = value
-        self.metadata = dict(metadata)
-
-
-def with_partitioning(initializer, sharding_names, mesh=None, **metadata):
-    """Wrap an initializer so that its Variable records ``sharding_names``.
-
-    Example::
-
-        kernel_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
-        # nnx.Linear(2, 8, kernel_init=kernel_init, rngs=rngs).kernel.sharding_names
-        # == (None, "model")
-
-    Under ``jax.set_mesh(mesh)``, or with ``mesh`` given here, the Variable's
-    array is sharded when it is created (see ``nnx.use_eager_sharding``).
-    """
-    if mesh is not None:
-        metadata = {"mesh": mesh, **metadata}
-    return _Partitioned(initializer, tuple(sharding_names), metadata)
-
-
-class _Partitioned:
-    """What :func:`with_partitioning` returns: an object, not a closure, so that it (and
-    a model holding it) pickles, and two made alike compare equal."""
-
-    __slots__ = ("__wrapped__", "sharding_names", "metadata")
-
-    def __init__(self, initializer, sharding_names: tuple, metadata: dict):
-        self.__wrapped__ = initializer  # like functools.wraps
-        self.sharding_names = sharding_names
-        self.metadata = metadata
-
-    def __call__(self, *args, **kwargs) -> VariableMetadata:
-        value = self.__wrapped__(*args, **kwargs)
-        return VariableMetadata(value, {"sharding_names": self.sharding_names, **self.metadata})
-
-    def __eq__(self, other):
-        return type(other) is _Partitioned and (
-            self.__wrapped__ == other.__wrapped__
-            and self.sharding_names == other.sharding_names
-            and self.metadata == other.metadata
-        )
-
-    def __hash__(self):
-        return hash((self.__wrapped__, self.sharding_names))
-
-    def __repr__(self) -> str:
-        return f"nnx.with_partitioning({self.__wrapped__!r}, {self.sharding_names!r})"
-
-
-def with_metadata(initializer, **metadata):
-    """Wrap an initializer so that the Variable it initializes carries ``metadata``.
-
-    The wrapped initializer returns a :class:`VariableMetadata`, which every Variable
-    constructor unpacks (layers pass their initializers' results to ``nnx.Param``):
-
-    >>> import jax, nnx
-    >>> init = nnx.with_metadata(jax.nn.initializers.ones, lr_scale=0.1)
-    >>> p = nnx.Param(init(jax.random.key(0), (2,)))
-    >>> p.lr_scale, p[...].tolist()
-    (0.1, [1.0, 1.0])
-    """
-    return _WithMetadata(initializer, _canonical_metadata(metadata))
-
-
-class _WithMetadata:
-    """What :func:`with_metadata` returns: an object (picklable, equal when made alike)."""
-
-    __slots__ = ("__wrapped__", "metadata")
-
-    def __init__(self, initializer, metadata: dict):
-        self.__wrapped__ = initializer
-        self.metadata = metadata
-
-    def __call__(self, *args, **kwargs) -> VariableMetadata:
-        value = self.__wrapped__(*args, **kwargs)
-        if isinstance(value, VariableMetadata):  # nested wrappers: inner metadata first
-            return VariableMetadata(value.value, {**value.metadata, **self.metadata})
-        return VariableMetadata(value, self.metadata)
-
-    def __eq__(self, other):
-        return (
-            type(other) is _WithMetadata
-            and self.__wrapped__ == other.__wrapped__
-            and _freeze(self.metadata) == _freeze(other.metadata)
-        )
-
-    def __hash__(self):
-        return hash((self.__wrapped__, _freeze(self.metadata)))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.metadata.items())
-        return f"nnx.with_metadata({self.__wrapped__!r}, {args})"
-
-
-def _to_ref(value):
-    return jax.tree.map(jax.new_ref, value)
-
-
-def _from_ref(raw):
-    return jax.tree.map(lambda r: r[...], raw, is_leaf=lambda r: isinstance(r, jax.Ref))
-
-
-def _resolve_mode(hijax, ref, mutable) -> tuple[int, bool]:
-    if mutable is False:
-        return PLAIN, False
-    if hijax is None and ref is None:
-        # From the defaults: where JAX cannot make a cell (inside jax.vmap, jax.grad,
-        # ...), hijax means plain, as inside the nnx transforms.
-        defaults = _current()
-        hijax = defaults.hijax and cells_allowed()
-        if mutable is True:  # the mutable-arrays era: mutable means ref-backed
-            return (HIJAX if hijax else REF), True
-        ref = defaults.ref
-    if hijax:
-        return HIJAX, True
-    if ref:
-        return REF, True
-    return PLAIN, True
-
-
-def _store(mode: int, value):
-    if mode == PLAIN:
-        return value
-    if mode == REF:
-        return _to_ref(value)
-    return new_cell(value)
-
-
-def _describe(value) -> str:
-    """``float32[2,3]`` for an array, the leaf types for a pytree (for messages)."""
-    leaves = jax.tree_util.tree_leaves(value)
-    parts = [f"{getattr(x, 'dtype', type(x).__name__)}{list(np.shape(x))}" for x in leaves[:3]]
-    return ", ".join(parts) + (", ..." if len(leaves) > 3 else "") or "empty"
-
-
-class Variable(Generic[A]):
+class Variable(ValueOps, Generic[A]):
     """A mutable box around a value, with metadata.
 
     Example::
@@ -303,8 +125,6 @@ class Variable(Generic[A]):
                 "and ask for ref storage instead: `nnx.Variable(array, ref=True)`."
             )
         if "sharding_names" in metadata:
-            from nnx.core._sharding import shard_new_value
-
             value = shard_new_value(value, metadata, eager_sharding)
         mode, is_mutable = _resolve_mode(hijax, ref, mutable)
         _set_raw(self, _store(mode, value))
@@ -719,14 +539,40 @@ class Variable(Generic[A]):
         return id(self)
 
     def __repr__(self) -> str:
-        from nnx.core._display import variable_repr
+        return self._repr("")
 
-        return variable_repr(self)
+    def _repr(self, indent: str) -> str:
+        """The text form, indented for nesting inside a module's or a State's repr."""
+        aux = self._aux
+        raw = self._raw
+        value = cell_content(raw) if aux.mode == HIJAX and type(raw) is Cell else raw
+        parts = [f"value={value_repr(value, indent + '  ')}"]
+        if aux.mode == HIJAX:
+            parts.append("hijax=True")
+        elif aux.mode == REF:
+            parts.append("ref=True")
+        if not aux.mutable:
+            parts.append("mutable=False")
+        for k, m in aux.metadata.items():
+            if k not in PRIVATE_META:
+                parts.append(f"{k}={m!r}")
+        one = f"{type(self).__name__}(" + ", ".join(parts) + ")"
+        if len(one) <= 100 and "\n" not in one:
+            return one
+        body = ",\n".join(f"{indent}  {p}" for p in parts)
+        return f"{type(self).__name__}(\n{body}\n{indent})"
 
     def __treescope_repr__(self, path, subtree_renderer):
-        from nnx.core._display import treescope_variable
-
-        return treescope_variable(self, path, subtree_renderer)
+        raw = self._raw
+        attrs: dict[str, Any] = {"value": raw if is_tracer(raw) else self.get_value()}
+        for k, m in self._aux.metadata.items():
+            if k not in PRIVATE_META:
+                attrs[k] = m
+        if self.hijax:
+            attrs["hijax"] = True
+        if self.ref:
+            attrs["ref"] = True
+        return treescope_object(self, attrs, path, subtree_renderer)
 
     def __deepcopy__(self, memo):
         import copy
@@ -747,63 +593,6 @@ class Variable(Generic[A]):
         if not issubclass(cls, CellView):  # a hijax Variable's view is a JAX leaf
             _register_variable_type(cls)
 
-    # Typing: `nnx.Param[jax.Array]` works through Generic. The operators are installed
-    # by the loops below the class; these declarations let type checkers see them
-    # (the result is the operator applied to the value, so Any).
-    if TYPE_CHECKING:
-
-        def __add__(self, other: Any) -> Any: ...
-        def __radd__(self, other: Any) -> Any: ...
-        def __iadd__(self, other: Any) -> Self: ...
-        def __sub__(self, other: Any) -> Any: ...
-        def __rsub__(self, other: Any) -> Any: ...
-        def __isub__(self, other: Any) -> Self: ...
-        def __mul__(self, other: Any) -> Any: ...
-        def __rmul__(self, other: Any) -> Any: ...
-        def __imul__(self, other: Any) -> Self: ...
-        def __truediv__(self, other: Any) -> Any: ...
-        def __rtruediv__(self, other: Any) -> Any: ...
-        def __itruediv__(self, other: Any) -> Self: ...
-        def __floordiv__(self, other: Any) -> Any: ...
-        def __rfloordiv__(self, other: Any) -> Any: ...
-        def __ifloordiv__(self, other: Any) -> Self: ...
-        def __mod__(self, other: Any) -> Any: ...
-        def __rmod__(self, other: Any) -> Any: ...
-        def __imod__(self, other: Any) -> Self: ...
-        def __pow__(self, other: Any) -> Any: ...
-        def __rpow__(self, other: Any) -> Any: ...
-        def __ipow__(self, other: Any) -> Self: ...
-        def __matmul__(self, other: Any) -> Any: ...
-        def __rmatmul__(self, other: Any) -> Any: ...
-        def __imatmul__(self, other: Any) -> Self: ...
-        def __and__(self, other: Any) -> Any: ...
-        def __rand__(self, other: Any) -> Any: ...
-        def __iand__(self, other: Any) -> Self: ...
-        def __or__(self, other: Any) -> Any: ...
-        def __ror__(self, other: Any) -> Any: ...
-        def __ior__(self, other: Any) -> Self: ...
-        def __xor__(self, other: Any) -> Any: ...
-        def __rxor__(self, other: Any) -> Any: ...
-        def __ixor__(self, other: Any) -> Self: ...
-        def __lshift__(self, other: Any) -> Any: ...
-        def __rlshift__(self, other: Any) -> Any: ...
-        def __ilshift__(self, other: Any) -> Self: ...
-        def __rshift__(self, other: Any) -> Any: ...
-        def __rrshift__(self, other: Any) -> Any: ...
-        def __irshift__(self, other: Any) -> Self: ...
-        def __lt__(self, other: Any) -> Any: ...
-        def __le__(self, other: Any) -> Any: ...
-        def __gt__(self, other: Any) -> Any: ...
-        def __ge__(self, other: Any) -> Any: ...
-        def __neg__(self) -> Any: ...
-        def __pos__(self) -> Any: ...
-        def __abs__(self) -> Any: ...
-        def __invert__(self) -> Any: ...
-
-
-def _canonical_metadata(metadata: dict) -> dict:
-    return {_METADATA_ALIASES.get(k, k): v for k, v in metadata.items()}
-
 
 def _rebuild_variable(cls, value, aux):
     return cls._from_raw(
@@ -823,86 +612,6 @@ _set_view = Variable._view.__set__  # type: ignore[attr-defined]
 
 def _ref_assign(ref, value):
     ref[...] = value
-
-
-# -- operators: act on the value; in-place forms update the box ----------------
-def _binary(op):
-    def method(self, other):
-        if isinstance(other, Variable):
-            other = other.get_value()
-        return op(self.get_value(), other)
-
-    return method
-
-
-def _rbinary(op):
-    def method(self, other):
-        return op(other, self.get_value())
-
-    return method
-
-
-def _inplace(op):
-    def method(self, other):
-        if isinstance(other, Variable):
-            other = other.get_value()
-        self.set_value(op(self[...], other))
-        return self
-
-    return method
-
-
-for _name, _op in {
-    "add": operator.add,
-    "sub": operator.sub,
-    "mul": operator.mul,
-    "truediv": operator.truediv,
-    "floordiv": operator.floordiv,
-    "mod": operator.mod,
-    "pow": operator.pow,
-    "matmul": operator.matmul,
-    "and": operator.and_,
-    "or": operator.or_,
-    "xor": operator.xor,
-    "lshift": operator.lshift,
-    "rshift": operator.rshift,
-}.items():
-    setattr(Variable, f"__{_name}__", _binary(_op))
-    setattr(Variable, f"__r{_name}__", _rbinary(_op))
-    setattr(Variable, f"__i{_name}__", _inplace(_op))
-
-for _name, _op in {
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-}.items():
-    setattr(Variable, f"__{_name}__", _binary(_op))
-
-for _name, _op in {
-    "neg": operator.neg,
-    "pos": operator.pos,
-    "abs": operator.abs,
-    "invert": operator.invert,
-}.items():
-    setattr(Variable, f"__{_name}__", lambda self, _op=_op: _op(self.get_value()))
-
-
-def _eq(self, other):
-    if isinstance(other, Variable):
-        other = other.get_value()
-    return self.get_value() == other
-
-
-def _ne(self, other):
-    if isinstance(other, Variable):
-        other = other.get_value()
-    return self.get_value() != other
-
-
-Variable.__eq__ = _eq  # type: ignore[method-assign]
-Variable.__ne__ = _ne  # type: ignore[method-assign]
-Variable.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
 
 
 # -- JAX pytree registration -----------------------------------------------------
@@ -994,77 +703,6 @@ def _register_variable_type(cls) -> None:
     )
 
 
-class _LeafView(CellView):
-    """Base of the view classes (see ``_child``): forwards state and writes to the owner."""
-
-    __slots__ = ()
-    _nnx_owner: Variable  # a slot of each view class
-
-    _raw = property(lambda self: self._nnx_owner._raw)
-    _aux = property(lambda self: self._nnx_owner._aux)
-    _trace = property(lambda self: None)
-
-    @property
-    def _nnx_cell(self) -> Cell:
-        return self._nnx_owner._raw
-
-    def __setattr__(self, name, value):
-        setattr(self._nnx_owner, name, value)
-
-    def __delattr__(self, name):
-        delattr(self._nnx_owner, name)
-
-    def set_metadata(self, **metadata) -> None:
-        self._nnx_owner.set_metadata(**metadata)
-
-    def set_raw_value(self, raw) -> None:
-        self._nnx_owner.set_raw_value(raw)
-
-    def replace(self, value: Any = None, **metadata):
-        return self._nnx_owner.replace(value, **metadata)
-
-    def copy(self):
-        return self._nnx_owner.copy()
-
-    def to_mode(self, *, mode: int, mutable: bool):
-        return self._nnx_owner.to_mode(mode=mode, mutable=mutable)
-
-    def __deepcopy__(self, memo):
-        import copy
-
-        return copy.deepcopy(self._nnx_owner, memo)
-
-    def __copy__(self):
-        return self._nnx_owner.copy()
-
-    def __reduce__(self):
-        return self._nnx_owner.__reduce__()
-
-
-_VIEW_CLASSES: dict = {}
-
-
-def _view_class(cls: type) -> type:
-    view = _VIEW_CLASSES.get(cls)
-    if view is None:
-        view = type(
-            cls.__name__,
-            (_LeafView, cls),
-            {
-                "__slots__": ("_nnx_owner",),
-                "__module__": cls.__module__,
-                "__qualname__": cls.__qualname__,
-            },
-        )
-        register_view_type(view)
-        _VIEW_CLASSES[cls] = view
-    return view
-
-
-def _set_owner(view, owner) -> None:
-    type(view)._nnx_owner.__set__(view, owner)  # type: ignore[attr-defined]
-
-
 _register_variable_type(Variable)
 
 
@@ -1104,111 +742,3 @@ class RngCount(RngState[A]):
 def is_variable(x) -> bool:
     """True for Variables of any kind."""
     return isinstance(x, Variable)
-
-
-def _is_cell_like(x) -> bool:
-    return is_cell(x)
-
-
-def set_metadata(node: Any, *args: Any, only: Any = ..., **metadata: Any) -> None:
-    """Set metadata on every Variable of ``node`` that the filter ``only`` matches.
-
-    The metadata forms are those of :meth:`Variable.set_metadata`: keywords, a
-    ``(name, value)`` pair, or one dict that replaces the whole metadata.
-
-    >>> import jax.numpy as jnp, nnx
-    >>> class M(nnx.Module):
-    ...     def __init__(self):
-    ...         self.w = nnx.Param(jnp.ones(2))
-    ...         self.s = nnx.BatchStat(jnp.zeros(2))
-    >>> m = M()
-    >>> nnx.set_metadata(m, only=nnx.Param, frozen=True)
-    >>> m.w.frozen, m.s.get_metadata("frozen")
-    (True, None)
-    """
-    from nnx.core._filters import to_predicate
-    from nnx.core._graph import iter_graph
-
-    pred = to_predicate(only)
-    for path, x in iter_graph(node):
-        if isinstance(x, Variable) and pred(path, x):
-            x.set_metadata(*args, **metadata)
-
-
-# -- Linen collection names <-> Variable types (Flax NNX's registry) --------------
-_NAME_TO_TYPE: dict[str, type[Variable]] = {}
-
-
-def register_variable_name(name: str, typ: Any = None, *, overwrite: bool = False) -> Any:
-    """Map the Linen collection name ``name`` to the Variable type ``typ``.
-
-    Without ``typ`` it is a class decorator: ``@nnx.register_variable_name("counts")``.
-    Mapping a name that is already mapped needs ``overwrite=True``.
-    """
-    if typ is None:
-        return lambda cls: register_variable_name(name, cls, overwrite=overwrite)
-    if not (isinstance(typ, type) and issubclass(typ, Variable)):
-        raise TypeError(f"register_variable_name({name!r}, ...) needs a Variable type, got {typ!r}")
-    if not overwrite and name in _NAME_TO_TYPE and _NAME_TO_TYPE[name] is not typ:
-        raise ValueError(
-            f"Name {name!r} is already mapped to {_NAME_TO_TYPE[name].__name__}. To map it to "
-            f"{typ.__name__}, call register_variable_name({name!r}, ..., overwrite=True)."
-        )
-    _NAME_TO_TYPE[name] = typ
-    return typ
-
-
-def variable_type_from_name(
-    name: str, /, *, base: type[Variable] = Variable, allow_register: bool = False
-) -> type[Variable]:
-    """The Variable type of the Linen collection ``name`` (``'params'`` -> ``Param``).
-
-    An unknown name is a ``ValueError``, or with ``allow_register=True`` a new
-    subclass of ``base`` named ``name``, registered.
-    """
-    typ = _NAME_TO_TYPE.get(name)
-    if typ is not None:
-        return typ
-    if not allow_register:
-        raise ValueError(
-            f"Name {name!r} is not registered; registered: {sorted(_NAME_TO_TYPE)}. "
-            "Register it with nnx.register_variable_name(name, VariableType), or pass "
-            "allow_register=True to create one."
-        )
-    typ = type(name, (base,), {"__module__": __name__})
-    _NAME_TO_TYPE[name] = typ
-    return typ
-
-
-def variable_name_from_type(typ: type[Variable], /, *, allow_register: bool = False) -> str:
-    """The Linen collection name of the Variable type ``typ`` (``Param`` -> ``'params'``).
-
-    An unregistered type is a ``ValueError``, or with ``allow_register=True`` it is
-    registered under its class name.
-    """
-    for name, t in _NAME_TO_TYPE.items():
-        if t is typ:
-            return name
-    if not allow_register:
-        raise ValueError(
-            f"Type {typ.__name__} is not registered. Register it with "
-            f"nnx.register_variable_name('<name>', {typ.__name__}), or pass allow_register=True."
-        )
-    name = typ.__name__
-    if name in _NAME_TO_TYPE:
-        raise ValueError(
-            f"Name {name!r} is already mapped to {_NAME_TO_TYPE[name].__name__}, so "
-            f"{typ.__name__} cannot take it; register it under another name."
-        )
-    _NAME_TO_TYPE[name] = typ
-    return name
-
-
-for _n, _t in (
-    ("params", Param),
-    ("batch_stats", BatchStat),
-    ("cache", Cache),
-    ("intermediates", Intermediate),
-    ("perturbations", Perturbation),
-):
-    register_variable_name(_n, _t)

@@ -45,6 +45,7 @@ from nnx.core import (
     flatten,
     graph_ref,
     is_graph_node,
+    key_order,
     static,
     to_predicate,
 )
@@ -117,13 +118,10 @@ class OptVariable(OptState):
 
 
 # -- paths ---------------------------------------------------------------------
-def _sort_key(k):
-    # The order State uses for its keys: integers first, then names.
-    return (0, k, "") if isinstance(k, int) else (1, 0, str(k))
-
-
 def _path_key(path: tuple) -> tuple:
-    return tuple(_sort_key(k) for k in path)
+    # The order State uses for its leaves (nnx.key_order of each key), so that the
+    # optimizer state lines up with nnx.state(model, wrt) leaf for leaf.
+    return tuple(key_order(k) for k in path)
 
 
 def _keystr(path: tuple) -> str:

@@ -1,0 +1,113 @@
+"""Checks and declarations over Pytree classes: ``has_data``, ``check_pytree``,
+``nnx.dataclass``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from nnx.core._errors import PytreeStaticError
+from nnx.core._pytree import (
+    Pytree,
+    _class_annotations,
+    _contains_data,
+    _get_forced,
+    _Marker,
+    _short,
+    compute_layout,
+)
+
+
+def has_data(value: Any) -> bool:
+    """Whether ``value`` is or holds data: an array, a Variable, a Pytree or a registered
+    data type, directly or inside lists, dicts, tuples and registered JAX pytrees.
+
+    >>> import jax.numpy as jnp, nnx
+    >>> nnx.has_data([1, "relu", jnp.ones(2)]), nnx.has_data((1, 2.0, "x")), nnx.has_data([])
+    (True, False, False)
+    """
+    return _contains_data(value)
+
+
+def check_pytree(pytree: Any) -> None:
+    """Check that no static attribute of ``pytree`` holds arrays or Variables.
+
+    Assignments are checked as they happen; this also finds a static value that
+    was changed in place afterwards (``self.cfg.append(jnp.ones(2))`` on a static
+    list) and ``nnx.data(...)``/``nnx.static(...)`` markers stored inside
+    containers instead of being assigned directly. Raises :class:`PytreeStaticError`
+    (a ``ValueError``) naming the attribute, or ``TypeError`` for a non-Pytree.
+    """
+    if not isinstance(pytree, Pytree):
+        raise TypeError(f"nnx.check_pytree expects a Pytree, got {type(pytree).__name__}")
+    layout = compute_layout(pytree)
+    static_names = {k for k, _ in layout.static_items}
+    cls = type(pytree).__name__
+    for name, value in pytree.__dict__.items():
+        if name in static_names and _contains_data(value):
+            how = (
+                "declared static (nnx.static or nnx.Static[...])"
+                if (_get_forced(pytree) or {}).get(name) is False
+                or type(pytree)._nnx_annotated.get(name) is False
+                else "static"
+            )
+            raise PytreeStaticError(
+                f"Found arrays in attribute {cls}.{name}, which is {how}: {_short(value)}. "
+                "Static attributes are baked into the compiled program; hold arrays in a "
+                f"data attribute (`self.{name} = nnx.data(...)`) or in an nnx.Variable."
+            )
+        if _holds_marker(value):
+            raise PytreeStaticError(
+                f"Found an nnx.data(...) or nnx.static(...) marker inside {cls}.{name}: "
+                "markers only work when assigned directly to an attribute "
+                f"(`self.{name} = nnx.data([...])`), not inside lists, dicts or tuples."
+            )
+
+
+def _holds_marker(x, depth: int = 0) -> bool:
+    if type(x) is _Marker:
+        return True
+    if depth > 20:
+        return False
+    if isinstance(x, (list, tuple)):
+        return any(_holds_marker(y, depth + 1) for y in x)
+    if isinstance(x, dict):
+        return any(_holds_marker(y, depth + 1) for y in x.values())
+    return False
+
+
+def dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
+    """Make a Pytree subclass a dataclass whose fields are data unless ``nnx.Static``.
+
+    >>> import jax, jax.numpy as jnp, nnx
+    >>> @nnx.dataclass
+    ... class Foo(nnx.Pytree):
+    ...     a: int
+    ...     b: jax.Array
+    ...     c: nnx.Static[int]
+    >>> len(jax.tree.leaves(Foo(a=1, b=jnp.ones(2), c=3)))
+    2
+
+    Keyword arguments are those of :func:`dataclasses.dataclass` (``init``, ``eq``,
+    ``order``, ``unsafe_hash``, ``match_args``, ``kw_only``); ``repr`` stays the
+    Pytree's, and ``frozen``/``slots`` are not accepted (a Pytree records its
+    attribute writes).
+    """
+    for bad in ("repr", "frozen", "slots"):
+        if kwargs.get(bad):
+            raise TypeError(
+                f"nnx.dataclass does not accept {bad}=True: a Pytree keeps its own repr and "
+                "records its attribute writes"
+            )
+        kwargs.pop(bad, None)
+
+    def wrap(c):
+        if not (isinstance(c, type) and issubclass(c, Pytree)):
+            raise ValueError(
+                f"nnx.dataclass can only be used with a subclass of nnx.Pytree (nnx.Module, "
+                f"nnx.Object), got {c!r}"
+            )
+        c._nnx_annotated = _class_annotations(c, all_data=True)
+        return dataclasses.dataclass(c, repr=False, **kwargs)
+
+    return wrap if cls is None else wrap(cls)

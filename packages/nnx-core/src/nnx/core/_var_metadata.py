@@ -1,0 +1,120 @@
+"""Initializer wrappers that attach metadata to the Variable they initialize:
+:func:`with_partitioning`, :func:`with_metadata` and the :class:`VariableMetadata`
+they return (every Variable constructor unpacks it)."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from nnx.core._var_aux import _canonical_metadata, _freeze
+
+A = TypeVar("A")
+
+
+class VariableMetadata(Generic[A]):
+    """A value with the metadata its Variable should carry.
+
+    Initializers wrapped by :func:`with_partitioning` return one; every
+    Variable constructor unpacks it::
+
+        init = nnx.with_partitioning(jax.nn.initializers.ones, (None, "model"))
+        p = nnx.Param(init(key, (2, 4)))
+        p.sharding_names  # (None, 'model')
+    """
+
+    __slots__ = ("value", "metadata")
+
+    def __init__(self, value: A, metadata: dict):
+        self.value = value
+        self.metadata = dict(metadata)
+
+
+def with_partitioning(initializer, sharding_names, mesh=None, **metadata):
+    """Wrap an initializer so that its Variable records ``sharding_names``.
+
+    Example::
+
+        kernel_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
+        # nnx.Linear(2, 8, kernel_init=kernel_init, rngs=rngs).kernel.sharding_names
+        # == (None, "model")
+
+    Under ``jax.set_mesh(mesh)``, or with ``mesh`` given here, the Variable's
+    array is sharded when it is created (see ``nnx.use_eager_sharding``).
+    """
+    if mesh is not None:
+        metadata = {"mesh": mesh, **metadata}
+    return _Partitioned(initializer, tuple(sharding_names), metadata)
+
+
+class _Partitioned:
+    """What :func:`with_partitioning` returns: an object, not a closure, so that it (and
+    a model holding it) pickles, and two made alike compare equal."""
+
+    __slots__ = ("__wrapped__", "sharding_names", "metadata")
+
+    def __init__(self, initializer, sharding_names: tuple, metadata: dict):
+        self.__wrapped__ = initializer  # like functools.wraps
+        self.sharding_names = sharding_names
+        self.metadata = metadata
+
+    def __call__(self, *args, **kwargs) -> VariableMetadata:
+        value = self.__wrapped__(*args, **kwargs)
+        return VariableMetadata(value, {"sharding_names": self.sharding_names, **self.metadata})
+
+    def __eq__(self, other):
+        return type(other) is _Partitioned and (
+            self.__wrapped__ == other.__wrapped__
+            and self.sharding_names == other.sharding_names
+            and self.metadata == other.metadata
+        )
+
+    def __hash__(self):
+        return hash((self.__wrapped__, self.sharding_names))
+
+    def __repr__(self) -> str:
+        return f"nnx.with_partitioning({self.__wrapped__!r}, {self.sharding_names!r})"
+
+
+def with_metadata(initializer, **metadata):
+    """Wrap an initializer so that the Variable it initializes carries ``metadata``.
+
+    The wrapped initializer returns a :class:`VariableMetadata`, which every Variable
+    constructor unpacks (layers pass their initializers' results to ``nnx.Param``):
+
+    >>> import jax, nnx
+    >>> init = nnx.with_metadata(jax.nn.initializers.ones, lr_scale=0.1)
+    >>> p = nnx.Param(init(jax.random.key(0), (2,)))
+    >>> p.lr_scale, p[...].tolist()
+    (0.1, [1.0, 1.0])
+    """
+    return _WithMetadata(initializer, _canonical_metadata(metadata))
+
+
+class _WithMetadata:
+    """What :func:`with_metadata` returns: an object (picklable, equal when made alike)."""
+
+    __slots__ = ("__wrapped__", "metadata")
+
+    def __init__(self, initializer, metadata: dict):
+        self.__wrapped__ = initializer
+        self.metadata = metadata
+
+    def __call__(self, *args, **kwargs) -> VariableMetadata:
+        value = self.__wrapped__(*args, **kwargs)
+        if isinstance(value, VariableMetadata):  # nested wrappers: inner metadata first
+            return VariableMetadata(value.value, {**value.metadata, **self.metadata})
+        return VariableMetadata(value, self.metadata)
+
+    def __eq__(self, other):
+        return (
+            type(other) is _WithMetadata
+            and self.__wrapped__ == other.__wrapped__
+            and _freeze(self.metadata) == _freeze(other.metadata)
+        )
+
+    def __hash__(self):
+        return hash((self.__wrapped__, _freeze(self.metadata)))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.metadata.items())
+        return f"nnx.with_metadata({self.__wrapped__!r}, {args})"

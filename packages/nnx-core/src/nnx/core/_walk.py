@@ -1,0 +1,122 @@
+"""Walks over an object graph that visit each Pytree and Variable once:
+:func:`iter_graph`, :func:`find_duplicates`, and :func:`set_metadata` over a graph.
+
+Their container rules differ from :func:`~nnx.core._flatten.flatten`'s on purpose.
+``flatten`` encodes the graph for ``unflatten``, so it descends into every
+registered JAX pytree node, tuples and namedtuples included, records static
+values, and (for ``FlattenCache``) watches plain containers. These walks are
+views of the graph for user code: they descend only into Pytrees, lists,
+tuples and dicts (the containers ``iter_graph`` promises), by a snapshot of
+each node's children (``_children``) so that a loop body may edit the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from nnx.core._filters import to_predicate
+from nnx.core._graphdef import _ARRAY_TYPES
+from nnx.core._paths import key_order
+from nnx.core._pytree import Pytree, get_layout
+from nnx.core._variables import Variable
+
+
+def _children(x) -> list[tuple[Any, Any]]:
+    """The ``(key, child)`` pairs of a node, as a list (a snapshot: callers may mutate)."""
+    if isinstance(x, Pytree):
+        d = x.__dict__
+        return [(k, d[k]) for k in get_layout(x).keys]
+    if isinstance(x, (list, tuple)):
+        return list(enumerate(x))
+    if isinstance(x, dict):
+        return [(k, x[k]) for k in sorted(x, key=key_order)]
+    return []
+
+
+def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
+    """Yield ``(path, value)`` for every Pytree, Variable and array in the graph, once each.
+
+    Children come before their parent; the root comes last with path ``()``.
+    The walk is a snapshot taken when iteration starts: the loop body may
+    change the graph (delete or replace attributes, append to lists) and the
+    iteration still yields the graph as it was, never a ``KeyError`` or a mix
+    of old and new.
+    """
+    seen: set[int] = set()
+    out: list[tuple[tuple, Any]] = []
+
+    def walk(x, path):
+        if isinstance(x, (Variable, Pytree)):
+            if id(x) in seen:
+                return
+            seen.add(id(x))
+        if isinstance(x, Variable):
+            out.append((path, x))
+            return
+        for k, c in _children(x):
+            walk(c, (*path, k))
+        if isinstance(x, Pytree) or isinstance(x, _ARRAY_TYPES):
+            out.append((path, x))
+
+    walk(node, ())
+    return iter(out)
+
+
+def iter_modules(node: Any) -> Iterator[tuple[tuple, Any]]:
+    """Yield ``(path, module)`` for every Pytree in the graph, the root last."""
+    for path, x in iter_graph(node):
+        if isinstance(x, Pytree):
+            yield path, x
+
+
+def find_duplicates(node: Any) -> list[list[tuple]]:
+    """Groups of paths that reach the same Variable or Pytree.
+
+    Example::
+
+        class Tied(nnx.Pytree):
+            def __init__(self):
+                self.a = nnx.Variable(jnp.array(0))
+                self.b = self.a
+        nnx.find_duplicates(Tied())   # [[('a',), ('b',)]]
+
+    A shared subtree is reported once, at its root.
+    """
+    paths: dict[int, list] = {}
+    order: list[int] = []
+
+    def walk(x, path):
+        if isinstance(x, (Variable, Pytree)):
+            if id(x) in paths:
+                paths[id(x)].append(path)
+                return
+            paths[id(x)] = [path]
+            order.append(id(x))
+        for k, c in _children(x):
+            walk(c, (*path, k))
+
+    walk(node, ())
+    return [paths[i] for i in order if len(paths[i]) > 1]
+
+
+def set_metadata(node: Any, *args: Any, only: Any = ..., **metadata: Any) -> None:
+    """Set metadata on every Variable of ``node`` that the filter ``only`` matches.
+
+    The metadata forms are those of :meth:`Variable.set_metadata`: keywords, a
+    ``(name, value)`` pair, or one dict that replaces the whole metadata.
+
+    >>> import jax.numpy as jnp, nnx
+    >>> class M(nnx.Module):
+    ...     def __init__(self):
+    ...         self.w = nnx.Param(jnp.ones(2))
+    ...         self.s = nnx.BatchStat(jnp.zeros(2))
+    >>> m = M()
+    >>> nnx.set_metadata(m, only=nnx.Param, frozen=True)
+    >>> m.w.frozen, m.s.get_metadata("frozen")
+    (True, None)
+    """
+    pred = to_predicate(only)
+    for path, x in iter_graph(node):
+        if isinstance(x, Variable) and pred(path, x):
+            x.set_metadata(*args, **metadata)
