@@ -36,7 +36,6 @@ from nnx.core import (
     AliasingError,
     GraphMode,
     Pytree,
-    State,
     StorageMode,
     StructureError,
     Variable,
@@ -544,14 +543,14 @@ def call_without_cells(fun, args, kwargs):
         return fun(*args, **kwargs), True
 
 
-def export_output(out, inner_nodes: list, *, where: str, raw: bool = False, as_hijax=False):
+def export_output(out, inner_nodes: list, *, where: str, as_hijax=False):
     """Replace the nnx objects in ``out`` by :class:`NodeLeaves` of their values.
 
     Returns ``(converted, spec)``; ``spec`` is None when ``out`` holds no nnx
     object (then ``converted is out``). Inputs returned (``inner_nodes``)
     become references that :func:`import_output` resolves to the caller's
-    objects; new Variables leave as values (``raw=True``: plain ones as their
-    stored value), and the mode their VarAux records is restored outside.
+    objects; new Variables leave as their values, and the mode their VarAux
+    records is restored outside.
     """
     tops, treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
     gpos = [i for i, t in enumerate(tops) if isinstance(t, (Pytree, Variable))]
@@ -694,83 +693,80 @@ def _layout_changed(v: Variable, new, top: bool) -> bool:
     return False
 
 
-def state_from_leaves(items) -> State:
-    """A State from ``(path, Variable)`` pairs."""
-    return State.from_flat(items)
-
-
-# -- errors of the JAX call, explained in nnx terms ------------------------------------
-_JAX_LEAF_TYPES = (jax.Array, np.ndarray, np.generic, int, float, bool, complex, jax.Ref)
-
-
-def explain_call_error(prep: Prepared | None, names, where: str, e: Exception) -> Exception | None:
-    """After the JAX call raised ``e``: an error naming the leaf at fault, or None.
-
-    Looked at only on the error path (no cost per call). Two causes are
-    recognised: a Variable whose array was deleted before the call (donated to
-    a call that failed, :class:`DonatedBufferError`; JAX says "deleted") and a
-    Variable or raw leaf holding a value JAX cannot take (a string, an
-    arbitrary object: ``TypeError``).
-    """
-    if prep is None:
-        return None
-    input_deleted = "deleted" in str(e)
-    from nnx.transforms._errors import DonatedBufferError
-
-    paths = prep.paths
-    for i, x in enumerate(prep.leaves):
-        raw = x.get_raw_value() if isinstance(x, Variable) else x
-        what = type(x).__name__ if isinstance(x, Variable) else "array"
-        for a in jax.tree.leaves(raw, is_leaf=lambda r: isinstance(r, jax.Ref)):
-            if (
-                input_deleted
-                and isinstance(a, jax.Array)
-                and not isinstance(a, jax.core.Tracer)
-                and a.is_deleted()
-            ):
-                return DonatedBufferError(
-                    f"{where}: the {what} at {_path_str(paths[i], names)} has no array any "
-                    "more: its buffer was donated (donate_argnums/donate_argnames) to an "
-                    "nnx.jit call that failed, and JAX deleted it. Restore the model from "
-                    "a checkpoint or rebuild it (e.g. `nnx.update(model, saved_state)` "
-                    "from a copy taken before the step); to keep the buffers when a step "
-                    "may fail, call it without donation."
-                )
-            stored = isinstance(x, Variable) and (x.hijax or x.ref)  # cells and refs
-            if not (stored or isinstance(a, _JAX_LEAF_TYPES)):
-                return TypeError(
-                    f"{where}: the {what} at {_path_str(paths[i], names)} holds a value of "
-                    f"type {type(a).__name__} ({_short(a)}), which JAX cannot take as an "
-                    "argument. Variables passed to a transform hold arrays; keep other "
-                    "values in a plain (static) attribute, e.g. `self.name = 'abc'`, "
-                    "or convert it with jnp.asarray."
-                )
-    return None
-
-
-def donated_note(prep: Prepared | None, mask, names) -> str | None:
-    """A note for an error of a donating call: which Variables lost their arrays."""
-    if prep is None or not mask:
-        return None
-    lost = []
-    for i, (x, m) in enumerate(zip(prep.leaves, mask)):
-        if m and isinstance(x, Variable):
-            raw = x.get_raw_value()
-            if any(
-                isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer) and a.is_deleted()
-                for a in jax.tree.leaves(raw)
-            ):
-                lost.append(_path_str(prep.paths[i], names))
-    if not lost:
-        return None
-    more = f" (and {len(lost) - 5} more)" if len(lost) > 5 else ""
-    return (
-        f"nnx.jit: this call donated the buffers of {', '.join(lost[:5])}{more}; JAX "
-        "deleted them, so these Variables cannot be used again. Restore them from a "
-        "checkpoint, or call without donate_argnums while debugging."
-    )
-
-
 def _short(value) -> str:
     r = repr(value)
     return r if len(r) < 80 else r[:77] + "..."
+
+
+# -- 6. the generic lifting: a JAX transform around values ------------------------------
+def lift(
+    transform: Callable[..., Callable],
+    fun: Callable,
+    args: tuple,
+    kwargs: dict,
+    *,
+    where: str,
+    static_argnums=(),
+    all_updates: bool = False,
+    write: bool = True,
+    prep_cache: PrepareCache | None = None,
+    post_out: Callable | None = None,
+    in_spec: Callable | None = None,
+    out_spec: Callable | None = None,
+    restore_modes: bool = True,
+    mode: Any = None,
+):
+    """Call ``transform(inner)(values, plain, plain_kw)`` with nnx state crossing as values.
+
+    ``all_updates=True`` returns a value (or None) for every leaf, for
+    transforms that need the output structure before tracing (shard_map).
+    ``in_spec``/``out_spec`` build per-leaf specs for such transforms.
+    ``write=False`` leaves the arguments as they are (eval_shape: the new
+    values are abstract). ``mode``: the :class:`nnx.GraphMode` (None: the
+    current settings).
+    """
+    if mode is None:
+        mode = ModeArgs().mode()
+    layout, graph, plain, plain_kw = split_call(args, kwargs, static_argnums)
+    names = graph_arg_names(fun, layout)
+    prep = (prep_cache or PrepareCache())(graph) if graph else None
+    if prep is not None and not mode.graph:
+        check_tree(prep, graph, fun, layout, where.split("(", 1)[0])
+    values = prep.values() if prep is not None else []
+    holder: dict = {}
+
+    def inner(leaves, plain, plain_kw):
+        objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
+        entry = snapshot(objs, mode) if gd is not None else None
+        a, kw = assemble(layout, objs, plain, plain_kw)
+        out, as_hijax = call_without_cells(fun, a, kw)  # the cell rule: temporaries plain
+        if gd is not None:
+            idx, new, inner_flat = collect_updates(
+                objs, leaves, gd, where=where, names=names, values=True, mode=mode, entry=entry
+            )
+            nodes = inner_flat.nodes
+        else:
+            idx, new, nodes = [], [], []
+        if post_out is not None:
+            out = post_out(out)
+        out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax and restore_modes)
+        holder["idx"], holder["spec"] = idx, spec
+        if all_updates:
+            upd: list = [None] * len(leaves)
+            for i, v in zip(idx, new):
+                upd[i] = v
+            return upd, out
+        return new, out
+
+    if in_spec is None:
+        transformed = transform(inner)
+    else:
+        assert out_spec is not None  # in_spec and out_spec are given together
+        transformed = transform(inner, in_spec(prep, layout, graph), out_spec(prep))
+    new, out = transformed(values, plain, plain_kw)
+    if prep is not None and write:
+        idx = holder["idx"]
+        if all_updates:
+            new = [new[i] for i in idx]
+        write_back(prep.leaves, idx, new, values=True)
+    return import_output(out, holder["spec"], prep.flat.nodes if prep is not None else None)
