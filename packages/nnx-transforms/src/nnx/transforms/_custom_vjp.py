@@ -6,8 +6,10 @@ import functools
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from nnx.core import Variable, flatten, is_graph_node
+from nnx.core import AliasingError, flatten, is_graph_node
 from nnx.transforms._boundary import (
     ModeArgs,
     Prepared,
@@ -17,7 +19,7 @@ from nnx.transforms._boundary import (
     snapshot,
 )
 from nnx.transforms._errors import TransformError
-from nnx.transforms._linearize import _Abstract, _contains_graph, _leaf_tangents
+from nnx.transforms._linearize import _contains_graph, _tangents_at, _zero_tangent
 
 
 class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
@@ -38,10 +40,15 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
 
         f.defvjp(f_fwd, f_bwd)
 
-    ``bwd`` returns one cotangent per positional argument; for an nnx
-    argument, a State or mapping of its paths (missing Variables get zeros).
-    The function may not write Variables (a custom derivative cannot carry
-    state updates).
+    ``bwd`` returns one cotangent per differentiated positional argument; for
+    an nnx argument, a State or mapping of its paths (missing Variables get
+    zeros). The nnx arguments are flattened jointly, as in every transform: a
+    Variable reached through two arguments (or twice through one) is one
+    object inside ``fun`` and ``fwd``. Reached through two differentiated
+    arguments it is an ``nnx.AliasingError``, as in :func:`nnx.grad` (one
+    Variable cannot have two cotangents); twice through one argument it has
+    one cotangent, at its first path. The function may not write Variables (a
+    custom derivative cannot carry state updates).
 
     Args:
       fun: the function.
@@ -76,82 +83,125 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             raise TransformError("nnx.custom_vjp: call defvjp(fwd, bwd) before calling it.")
         where = f"nnx.custom_vjp({getattr(self.fun, '__name__', 'f')})"
         nd = set(self.nondiff_argnums)
-        is_g = [
-            i not in nd and (is_graph_node(a) or _contains_graph(a)) for i, a in enumerate(args)
-        ]
-        flats = [flatten(a, with_paths=True) if g else None for a, g in zip(args, is_g)]
+        is_g = [is_graph_node(a) or _contains_graph(a) for a in args]
+        # every nnx argument (differentiated or not) is flattened jointly: a Variable
+        # reached through two arguments, or twice through one, is one object inside
+        graph = tuple(a for a, g in zip(args, is_g) if g)
+        g_argnum = [i for i, g in enumerate(is_g) if g]
         mode = self._mode.mode()
-        if not mode.graph:
-            graph = tuple(a for a, g in zip(args, is_g) if g)
-            check_tree(Prepared(flatten(graph)), graph, self.fun, None, "nnx.custom_vjp")
-
-        preps = [Prepared(f) if f is not None else None for f in flats]
-        vals = tuple(
-            [x.get_value() if isinstance(x, Variable) else x for x in f.leaves] if f else a
-            for a, f in zip(args, flats)
-        )
+        prep = Prepared(flatten(graph)) if graph else None
+        if prep is not None and not mode.graph:
+            check_tree(prep, graph, self.fun, None, "nnx.custom_vjp")
+        leaves_in = prep.values() if prep is not None else []
+        avals = [jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)) for v in leaves_in]
+        # per differentiated nnx argument: (path, joint leaf index) of each of its leaves
+        selected = _differentiated(prep, graph, g_argnum, nd, where) if prep is not None else {}
+        diff_plain = [i for i in range(len(args)) if i not in nd and not is_g[i]]
+        nd_plain = [i for i in sorted(nd) if not is_g[i]]
         diff_pos = [i for i in range(len(args)) if i not in nd]
-        abstract = [_Abstract(a) if g else None for a, g in zip(args, is_g)]
         fun, fwd, bwd = self.fun, self.fwd, self.bwd
 
-        def rebuild(per_arg):
-            objs, state = [], []
-            for p, v in zip(preps, per_arg):
-                if p is None:
-                    objs.append(v)
-                else:
-                    o, gd = enter_values(p, list(v))
-                    objs.append(o)
-                    state.append((o, gd, list(v), snapshot(o, mode)))
-            return objs, state
+        def rebuild(nd_vals, leaves, plain_d):
+            objs, gd = enter_values(prep, list(leaves)) if prep is not None else ((), None)
+            full: list = [None] * len(args)
+            for i, o in zip(g_argnum, objs):
+                full[i] = o
+            for i, a in zip(nd_plain, nd_vals):
+                full[i] = a
+            for i, a in zip(diff_plain, plain_d):
+                full[i] = a
+            entry = snapshot(objs, mode) if gd is not None else None
+            return full, (objs, gd, list(leaves), entry)
 
         def no_writes(state):
-            for o, gd, leaves, entry in state:
-                idx, _, _ = collect_updates(
-                    o, leaves, gd, where=where, values=True, mode=mode, entry=entry
+            objs, gd, leaves, entry = state
+            if gd is None:
+                return
+            idx, _, _ = collect_updates(
+                objs, leaves, gd, where=where, values=True, mode=mode, entry=entry
+            )
+            if idx:
+                raise TransformError(
+                    f"{where}: the function wrote a Variable. A custom derivative cannot "
+                    "carry state updates; compute the new state outside, or use nnx.grad."
                 )
-                if idx:
-                    raise TransformError(
-                        f"{where}: the function wrote a Variable. A custom derivative cannot "
-                        "carry state updates; compute the new state outside, or use nnx.grad."
-                    )
-
-        def full_args(nd_args, diff_args):
-            out = [None] * len(args)
-            for i, a in zip(sorted(nd), nd_args):
-                out[i] = a
-            for i, a in zip(diff_pos, diff_args):
-                out[i] = a
-            return out
 
         @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-        def call(nd_args, *diff_args):
-            objs, state = rebuild(full_args(nd_args, diff_args))
-            out = fun(*objs)
+        def call(nd_vals, leaves, *plain_d):
+            full, state = rebuild(nd_vals, leaves, plain_d)
+            out = fun(*full)
             no_writes(state)
             return out
 
-        def call_fwd(nd_args, *diff_args):
-            objs, state = rebuild(full_args(nd_args, diff_args))
-            out, res = fwd(*objs)
+        def call_fwd(nd_vals, leaves, *plain_d):
+            full, state = rebuild(nd_vals, leaves, plain_d)
+            out, res = fwd(*full)
             no_writes(state)
             return out, res
 
-        def call_bwd(nd_args, res, g):
+        def call_bwd(nd_vals, res, g):
             cts = bwd(res, g)
             if not isinstance(cts, tuple):
                 cts = (cts,)
-            out = []
+            leaf_cts: list = [None] * len(avals)
+            plain_cts = []
             for ct, i in zip(cts, diff_pos):
-                if preps[i] is not None:
-                    out.append(_leaf_tangents(abstract[i], ct, where))
-                else:
-                    out.append(ct)
-            return tuple(out)
+                if not is_g[i]:
+                    plain_cts.append(ct)
+                    continue
+                items = selected[i]
+                got = _tangents_at(
+                    [path for path, _ in items], [avals[j] for _, j in items], ct, where
+                )
+                for (_, j), t in zip(items, got):
+                    leaf_cts[j] = t
+            # leaves no differentiated argument reaches (those of nondiff_argnums) get zeros
+            leaf_cts = [_zero_tangent(a) if t is None else t for a, t in zip(avals, leaf_cts)]
+            return (leaf_cts, *plain_cts)
 
         call.defvjp(call_fwd, call_bwd)
-        nd_args = tuple(vals[i] for i in sorted(nd))
-        return call(_Hashable(nd_args), *(vals[i] for i in diff_pos))
+        nd_vals = _Hashable(tuple(args[i] for i in nd_plain))
+        return call(nd_vals, leaves_in, *(args[i] for i in diff_plain))
+
+
+def _differentiated(prep: Prepared, graph: tuple, g_argnum: list, nd: set, where: str) -> dict:
+    """Per differentiated nnx argument (by position): ``[(path, joint leaf index)]``.
+
+    A Variable reached through two differentiated arguments is an
+    ``AliasingError``, as in :func:`nnx.grad`: one Variable cannot have a
+    cotangent in two places. Twice through one argument, it is one leaf at its
+    first path (one cotangent).
+    """
+    by_id: dict[int, list[int]] = {}
+    for j, x in enumerate(prep.leaves):
+        by_id.setdefault(id(x), []).append(j)
+    paths = prep.paths
+    chosen: dict[int, tuple] = {}
+    out: dict[int, list] = {}
+    for k, (node, argnum) in enumerate(zip(graph, g_argnum)):
+        if argnum in nd:
+            continue
+        sub = flatten(node, with_paths=True)
+        items = []
+        for path, x in zip(sub.paths, sub.leaves):
+            cands = by_id[id(x)]
+            j = next((c for c in cands if paths[c] == (k, *path)), cands[0])
+            if j in chosen:
+                if chosen[j][0] == argnum:  # the same leaf twice in one argument
+                    continue
+                first = chosen[j]
+                raise AliasingError(
+                    f"{where}: the {type(x).__name__} at 'args[{argnum}]/"
+                    f"{'/'.join(map(str, path))}' is the same Variable as 'args[{first[0]}]/"
+                    f"{'/'.join(map(str, first[1]))}', and both arguments are differentiated. "
+                    "One Variable cannot have a cotangent in two places (as in nnx.grad): pass "
+                    "the object that holds it once, or list one of the arguments in "
+                    "nondiff_argnums."
+                )
+            chosen[j] = (argnum, path)
+            items.append((path, j))
+        out[argnum] = items
+    return out
 
 
 class _Hashable:

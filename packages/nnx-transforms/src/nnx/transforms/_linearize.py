@@ -43,24 +43,6 @@ def _zero_tangent(x):
     return np.zeros(shape, dtype=jax.dtypes.float0)
 
 
-class _Abstract:
-    """Paths and abstract values of a node's leaves (no tracers kept)."""
-
-    def __init__(self, node):
-        sub = flatten(node, with_paths=True)
-        self.paths = sub.paths
-        self.leaves = [
-            jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v))
-            for v in (x.get_value() if isinstance(x, Variable) else x for x in sub.leaves)
-        ]
-
-
-def _leaf_tangents(node, tangent, where: str) -> list:
-    """Per-leaf tangents of ``node`` from a State/mapping or an object of the same structure."""
-    sub = node if isinstance(node, _Abstract) else flatten(node, with_paths=True)
-    return _tangents_at(sub.paths, sub.leaves, tangent, where)
-
-
 def _tangents_at(paths, leaves, tangent, where: str) -> list:
     """Tangents for the leaves at ``paths`` from a State/mapping or an object like the primal."""
     if (
