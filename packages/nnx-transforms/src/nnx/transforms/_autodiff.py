@@ -111,21 +111,38 @@ class _Plan:
                 pindex[i] = p
                 p += 1
         leaf_pos = {id(x): i for i, x in enumerate(prep.leaves) if isinstance(x, Variable)}
+        # raw array leaves (state as in Flax NNX) by their joint path
+        array_pos = (
+            {
+                p: i
+                for i, (p, x) in enumerate(zip(prep.paths, prep.leaves))
+                if not isinstance(x, Variable)
+            }
+            if not prep.all_vars
+            else {}
+        )
         chosen: dict[int, tuple] = {}  # leaf index -> (argnum, path) that selected it
         self.per_arg: list = []  # (argnum, kind, payload)
         for d in diffs:
             if d.argnum in gindex:
-                node = graph[gindex[d.argnum]]
+                k = gindex[d.argnum]
+                node = graph[k]
                 sub = flatten(node, with_paths=True)
                 pred = to_predicate(d.filter)
                 items = []
                 for path, x in zip(sub.paths, sub.leaves):
-                    if isinstance(x, Variable) and pred(path, x):
+                    if isinstance(x, Variable):
+                        if not pred(path, x):
+                            continue
                         i = leaf_pos[id(x)]
-                        if i in chosen:
-                            raise _twice(where, x, names, (d.argnum, path), chosen[i])
-                        chosen[i] = (d.argnum, path)
-                        items.append((path, i))
+                    else:  # a raw array attribute: differentiated when the filter selects it
+                        i = array_pos.get((k, *path))
+                        if i is None or not pred(path, x):
+                            continue  # reached first through another argument, or not selected
+                    if i in chosen:
+                        raise _twice(where, x, names, (d.argnum, path), chosen[i])
+                    chosen[i] = (d.argnum, path)
+                    items.append((path, i))
                 self.per_arg.append((d.argnum, "graph", items))
             elif d.argnum in pindex:
                 self.per_arg.append((d.argnum, "plain", pindex[d.argnum]))
@@ -272,7 +289,7 @@ class GradWrapped(Generic[P, R]):
         vg = jax.value_and_grad(inner, argnums=(0, 1), has_aux=True, **self._jax_kwargs)
         (loss, (aux, new)), (g_leaves, g_plain) = vg(diff_vals, plain_d, rest_vals, plain_r)
         if prep is not None:
-            write_back(prep.leaves, holder["idx"], new, values=True)
+            write_back(prep, graph, holder["idx"], new, values=True)
             aux = import_output(aux, holder["spec"], prep.flat.nodes)
         grads = self._grads(prep, plan, g_leaves, g_plain)
         g = grads[0] if self._single else grads
@@ -291,7 +308,11 @@ class GradWrapped(Generic[P, R]):
                 continue
             items = []
             for path, i in payload:
-                cls, aux = prep.slots[i]
+                slot = prep.slots[i]
+                if slot is None:  # a raw array attribute: its gradient is an array
+                    items.append((path, by_leaf[i]))
+                    continue
+                cls, aux = slot
                 items.append((path, variable_from_stored(cls, by_leaf[i], aux, trace)))
             out.append(State.from_flat(items))
         return tuple(out)
@@ -314,6 +335,7 @@ def _positional_names(fun, layout) -> list[str]:
 
 class _NoGraphPrep:
     leaves: list = []
+    all_vars = True
 
 
 _NoGraph = _NoGraphPrep()

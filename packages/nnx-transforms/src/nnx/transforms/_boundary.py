@@ -407,7 +407,6 @@ def collect_updates(
     where: str,
     names: list[str] | None = None,
     values: bool = False,
-    raw_arrays: bool = False,
     mode: GraphMode = GRAPH_MODE,
     entry=None,
 ) -> tuple[list[int], list, Any]:
@@ -416,7 +415,11 @@ def collect_updates(
     A Variable counts as updated when its stored value is no longer the object
     that entered (an identity check, no array comparison). ``values=True``
     returns plain values (``get_value``); otherwise stored values, and only
-    for plain-mode Variables (JAX carries ref and hijax writes itself).
+    for plain-mode Variables (JAX carries ref and hijax writes itself). A raw
+    array attribute replaced inside (``self.count += 1``) is state too (Flax
+    NNX's rule): its new value comes out and :func:`write_back` assigns it at
+    its path in the caller's objects. This is the one place every transform
+    finds them.
 
     ``mode`` other than graph mode with graph updates (``entry``: the
     :func:`snapshot` of the objects as entered): a changed structure is not an
@@ -437,18 +440,11 @@ def collect_updates(
     for i, (x, old) in enumerate(zip(inner.leaves, leaves_in)):
         if isinstance(x, Variable):
             _variable_update(i, x, old, values, idx, new)
-        elif x is not old and raw_arrays:
+        elif x is not old:
             # a raw array attribute replaced inside (`self.count += 1`): a state leaf
             # whose new value comes out and is assigned at its path outside
             idx.append(i)
             new.append(x)
-        elif x is not old:
-            raise StructureError(
-                f"{where}: the array at {_path_str(graphdef_in.paths[i], names)} was "
-                "replaced inside the transform. Arrays held directly by a Pytree are "
-                "read-only across a transform; hold state that changes in an "
-                "nnx.Variable (`self.x = nnx.Variable(...)`)."
-            )
     if not mode.graph:
         return idx, new, _Exit(inner.leaves, ())
     return idx, new, inner
@@ -622,24 +618,25 @@ def import_output(converted, spec: OutSpec | None, index_ref: list | None):
 
 
 # -- 5. applying updates outside -------------------------------------------------------
-def write_back(
-    leaves: list, idx, new, *, values: bool, prep: Prepared | None = None, graph=()
-) -> None:
-    """Write changed values into the caller's Variables (after the JAX call returned).
+def write_back(prep: Prepared, graph: tuple, idx, new, *, values: bool) -> None:
+    """Write changed values into the caller's objects (after the JAX call returned).
 
-    Raw array leaves (``prep`` and ``graph`` given) are assigned at their paths in the
-    caller's objects (``graph``: the graph arguments), after the Variables.
+    ``idx``/``new``: the leaf indices of ``prep`` and their new values (from
+    :func:`collect_updates`); ``graph``: the graph arguments. Variables get
+    their new value; raw array leaves are assigned at their paths in the
+    caller's objects, after the Variables. Every target is resolved first, so
+    an array that cannot be assigned (held by a tuple) raises before anything
+    is written.
     """
     if not idx:
         return
-    if prep is not None and not prep.all_vars:
+    leaves = prep.leaves
+    if not prep.all_vars:
         arrays = [(i, x) for i, x in zip(idx, new) if not isinstance(leaves[i], Variable)]
         if arrays:
-            # resolve every target first: an array that cannot be assigned raises
-            # before anything is written
             targets = [(_owner_at(graph, prep.paths[i]), i, x) for i, x in arrays]
             keep = [(i, x) for i, x in zip(idx, new) if isinstance(leaves[i], Variable)]
-            write_back(leaves, [i for i, _ in keep], [x for _, x in keep], values=values)
+            _write_variables(leaves, [i for i, _ in keep], [x for _, x in keep], values)
             for (node, last), i, x in targets:
                 if isinstance(node, Pytree):
                     setattr(node, last, x)
@@ -647,6 +644,10 @@ def write_back(
                     node[last] = x
                 leaves[i] = x
             return
+    _write_variables(leaves, idx, new, values)
+
+
+def _write_variables(leaves: list, idx, new, values: bool) -> None:
     if not values and at_top_level():
         for i, x in zip(idx, new):
             _set_raw(leaves[i], x)
@@ -768,5 +769,5 @@ def lift(
         idx = holder["idx"]
         if all_updates:
             new = [new[i] for i in idx]
-        write_back(prep.leaves, idx, new, values=True)
+        write_back(prep, graph, idx, new, values=True)
     return import_output(out, holder["spec"], prep.flat.nodes if prep is not None else None)

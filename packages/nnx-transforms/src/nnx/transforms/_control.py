@@ -86,7 +86,7 @@ def _branches_call(
     if prep is None:
         return import_output(out, holders[0]["spec"], None)
     idx = sorted({i for h in holders for i in h["idx"]})
-    write_back(prep.leaves, idx, [current[i] for i in idx], values=True)
+    write_back(prep, graph, idx, [current[i] for i in idx], values=True)
     return import_output(out, holders[0]["spec"], prep.flat.nodes)
 
 
@@ -244,7 +244,7 @@ class _LoopCarry:
         leaves, plain = carry
         if self.prep is not None:
             idx = sorted(self.changed)
-            write_back(self.prep.leaves, idx, [leaves[i] for i in idx], values=True)
+            write_back(self.prep, self.graph, idx, [leaves[i] for i in idx], values=True)
         g, p = iter(self.graph), iter(plain)
         tops = [next(g) if isg else next(p) for isg in self.is_graph]
         return jax.tree.unflatten(self.treedef, tops)

@@ -157,7 +157,7 @@ class JitWrapped(Generic[P, R]):
             self._explain(e, prep, layout, donate_mask)
             raise
         if meta.idx:
-            write_back(prep.leaves, meta.idx, updates, values=False, prep=prep, graph=graph)  # type: ignore[union-attr]
+            write_back(prep, graph, meta.idx, updates, values=False)  # type: ignore[arg-type]
         if meta.spec is None:
             return out
         return import_output(out, meta.spec, prep.flat.nodes if prep is not None else None)
@@ -217,7 +217,6 @@ class JitWrapped(Generic[P, R]):
                     graphdef,
                     where=where,
                     names=names,
-                    raw_arrays=True,
                     mode=mode,
                     entry=entry,
                 )

@@ -143,7 +143,7 @@ def _values_fn(fun, args, where, mode):
 
     def apply(new):
         if prep is not None:
-            write_back(prep.leaves, holder["idx"], new, values=True)
+            write_back(prep, graph, holder["idx"], new, values=True)
 
     return g, vals, is_g, slices, apply
 

@@ -243,10 +243,11 @@ class ScanWrapped(Generic[P, R]):
         if prep is not None:
             pos_c = {i: k for k, i in enumerate(c_idx)}
             c_changed = holder["c_changed"]
-            write_back(prep.leaves, c_changed, [c_final[pos_c[i]] for i in c_changed], values=True)
+            write_back(prep, graph, c_changed, [c_final[pos_c[i]] for i in c_changed], values=True)
             s_changed = holder["s_changed"]
             write_back(
-                prep.leaves,
+                prep,
+                graph,
                 s_changed,
                 [jnp.moveaxis(v, 0, axes[i]) for i, v in zip(s_changed, s_stacked)],
                 values=True,

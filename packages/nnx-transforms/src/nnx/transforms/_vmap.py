@@ -187,7 +187,7 @@ class VmapWrapped(Generic[P, R]):
             raise better from e
         if prep is not None:
             idx = holder["idx"]
-            write_back(prep.leaves, idx, [updates[i] for i in idx], values=True)
+            write_back(prep, graph, idx, [updates[i] for i in idx], values=True)
             return import_output(out, holder["spec"], prep.flat.nodes)
         return import_output(out, holder["spec"], None)
 
@@ -291,11 +291,13 @@ def _explain(e: Exception, prep, names, where):
         )
     m = _OUT_AXES_MSG.search(str(e))
     if m and prep is not None:
-        path = prep.paths[int(m.group(1))]
+        i = int(m.group(1))
+        path = prep.paths[i]
         head = names[path[0]] if path[0] < len(names) else path[0]
         p = "/".join(str(c) for c in (head, *path[1:]))
+        what = "Variable" if isinstance(prep.leaves[i], Variable) else "array"
         return AxisError(
-            f"{where}: the Variable at {p!r} has in_axes None (one value shared by every "
+            f"{where}: the {what} at {p!r} has in_axes None (one value shared by every "
             "member) but the function wrote a value that differs per member. Map it "
             "(in_axes 0, or nnx.StateAxes({...: 0})) so each member keeps its own, or write "
             "a value that does not depend on the mapped inputs."
