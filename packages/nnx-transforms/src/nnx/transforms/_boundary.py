@@ -23,7 +23,6 @@ Crossing a JAX transform with nnx objects takes five steps:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +49,17 @@ from nnx.core import (
     variable_record,
     variable_trace,
 )
+
+# boundary step 1 lives in _calls.py; its names are re-exported for the transforms
+from nnx.transforms._calls import GRAPH as GRAPH
+from nnx.transforms._calls import PLAIN_ARG as PLAIN_ARG
+from nnx.transforms._calls import Static as Static
+from nnx.transforms._calls import assemble as assemble
+from nnx.transforms._calls import graph_arg_index as graph_arg_index
+from nnx.transforms._calls import graph_arg_names as graph_arg_names
+from nnx.transforms._calls import is_graph_arg as is_graph_arg
+from nnx.transforms._calls import plain_arg_names as plain_arg_names
+from nnx.transforms._calls import split_call as split_call
 from nnx.transforms._errors import EscapeError
 
 PLAIN, REF, HIJAX = StorageMode.PLAIN, StorageMode.REF, StorageMode.HIJAX
@@ -58,7 +68,6 @@ _record = variable_record
 _get_raw = Variable.get_raw_value
 _set_raw = Variable.set_raw_value
 _TOP = get_opaque_trace_state(convention="nnx")
-_SCALARS = (int, float, bool, complex, str, type(None), jax.Array, np.ndarray, np.generic)
 
 
 def at_top_level() -> bool:
@@ -137,158 +146,7 @@ class _Exit:
         self.nodes = nodes
 
 
-# -- 1. splitting a call ------------------------------------------------------------
-_KIND_BY_TYPE: dict[type, bool | None] = {}
-_UNKNOWN: Any = object()  # a sentinel; Any keeps is_graph_arg's lookup typed bool | None
-
-
-def _kind_of_type(t: type) -> bool | None:
-    if issubclass(t, (Pytree, Variable)):
-        k: bool | None = True
-    elif issubclass(t, _SCALARS):
-        k = False
-    else:
-        k = None  # a container or another pytree: look inside each time
-    _KIND_BY_TYPE[t] = k
-    return k
-
-
-def is_graph_arg(x) -> bool:
-    """Whether ``x`` is, or contains, a Pytree or Variable."""
-    k = _KIND_BY_TYPE.get(type(x), _UNKNOWN)
-    if k is _UNKNOWN:
-        k = _kind_of_type(type(x))
-    if k is not None:
-        return k
-    leaves = jax.tree.leaves(x, is_leaf=is_graph_node)
-    return any(isinstance(leaf, (Pytree, Variable)) for leaf in leaves)
-
-
-class Static:
-    """A static argument inside a cache key, compared by value (or identity)."""
-
-    __slots__ = ("value", "_hash")
-
-    def __init__(self, value):
-        self.value = value
-        try:
-            self._hash = hash(value)
-        except TypeError:
-            raise TypeError(
-                f"Static arguments must be hashable, got {type(value).__name__}: "
-                f"{_short(value)}. Pass it as a regular argument, or make it hashable "
-                "(a tuple instead of a list)."
-            ) from None
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return type(other) is Static and (self.value is other.value or self.value == other.value)
-
-
-GRAPH, PLAIN_ARG = 1, 0
-
-
-def split_call(args: tuple, kwargs: dict, static_argnums=(), static_argnames=()):
-    """Split a call into ``(layout, graph_nodes, plain_args, plain_kwargs)``.
-
-    ``layout`` (hashable) records, per positional argument and per keyword,
-    whether it is plain (0), graph (1) or static (a :class:`Static`), so that
-    :func:`assemble` can put the call back together inside the transform.
-    """
-    graph: list = []
-    plain: list = []
-    pos: list = []
-    for i, a in enumerate(args):
-        if static_argnums and i in static_argnums:
-            pos.append(Static(a))
-        elif is_graph_arg(a):
-            pos.append(GRAPH)
-            graph.append(a)
-        else:
-            pos.append(PLAIN_ARG)
-            plain.append(a)
-    if kwargs:
-        kw: list = []
-        plain_kw = {}
-        for k in sorted(kwargs):
-            a = kwargs[k]
-            if static_argnames and k in static_argnames:
-                kw.append((k, Static(a)))
-            elif is_graph_arg(a):
-                kw.append((k, GRAPH))
-                graph.append(a)
-            else:
-                kw.append((k, PLAIN_ARG))
-                plain_kw[k] = a
-        return (tuple(pos), tuple(kw)), tuple(graph), tuple(plain), plain_kw
-    return (tuple(pos), ()), tuple(graph), tuple(plain), {}
-
-
-def assemble(layout, graph_objs, plain_args, plain_kwargs) -> tuple[list, dict]:
-    """Inverse of :func:`split_call`."""
-    pos, kw = layout
-    g = iter(graph_objs)
-    p = iter(plain_args)
-    args = []
-    for code in pos:
-        if code is GRAPH:
-            args.append(next(g))
-        elif code is PLAIN_ARG:
-            args.append(next(p))
-        else:
-            args.append(code.value)
-    kwargs = {}
-    for k, code in kw:
-        if code is GRAPH:
-            kwargs[k] = next(g)
-        elif code is PLAIN_ARG:
-            kwargs[k] = plain_kwargs[k]
-        else:
-            kwargs[k] = code.value
-    return args, kwargs
-
-
-def _positional_names(f: Callable) -> list[str]:
-    try:
-        return [
-            p.name
-            for p in inspect.signature(f).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        return []
-
-
-def graph_arg_names(f: Callable, layout) -> list[str]:
-    """Human names of the graph arguments (``model``, ``args[2]``), for messages."""
-    params = _positional_names(f)
-    pos, kw = layout
-    names = [
-        (params[i] if i < len(params) else f"args[{i}]")
-        for i, code in enumerate(pos)
-        if code is GRAPH
-    ]
-    names += [k for k, code in kw if code is GRAPH]
-    return names
-
-
-def plain_arg_names(f: Callable, layout) -> list[str]:
-    """Human names of the plain positional arguments (``x``, ``args[1]``), for messages."""
-    params = _positional_names(f)
-    pos, _ = layout
-    return [
-        (params[i] if i < len(params) else f"args[{i}]")
-        for i, code in enumerate(pos)
-        if code is PLAIN_ARG
-    ]
-
-
-def graph_arg_index(layout) -> list:
-    """For each graph argument, its position (int) or keyword (str)."""
-    pos, kw = layout
-    return [i for i, c in enumerate(pos) if c is GRAPH] + [k for k, c in kw if c is GRAPH]
+# -- 1. splitting a call: _calls.py (static / graph / plain arguments, their names) ----
 
 
 # -- 2. the flat view of the graph arguments -------------------------------------------
@@ -694,12 +552,132 @@ def _layout_changed(v: Variable, new, top: bool) -> bool:
     return False
 
 
-def _short(value) -> str:
-    r = repr(value)
-    return r if len(r) < 80 else r[:77] + "..."
+
+# -- 6. the driver: the whole sequence for transforms that take plain values ---------------
+class Crossing:
+    """One call of a transform that hands JAX plain values: the boundary's whole sequence.
+
+    Outside, before the JAX call: split the call (:func:`split_call`), flatten the
+    graph arguments jointly (:class:`PrepareCache`: sharing kept across and within
+    arguments), check tree mode, read the plain values (:meth:`values`). Inside the
+    JAX function: :meth:`run` builds plain Variables around the traced leaves,
+    calls the function under the cell rule, collects what changed (Variables and
+    raw array attributes, :func:`collect_updates`) and flattens the output
+    (:func:`export_output`); the static facts (changed indices, output spec) stay
+    on the Crossing, the transform's side channel. Outside, after JAX returned:
+    :meth:`finish` writes the changes into the caller's objects and rebuilds the
+    output. A transform supplies its JAX call and its per-leaf specs around
+    these; transforms that need the steps apart (grad: the loss is not exported)
+    use :meth:`enter` and :meth:`exit`.
+
+    Attributes:
+      fun: the user function.
+      where: ``nnx.remat(f)``-style name for messages.
+      mode: the :class:`nnx.GraphMode` of the call.
+      layout: the call's layout (:func:`split_call`).
+      graph: the graph arguments.
+      plain: the plain positional arguments.
+      plain_kw: the plain keyword arguments.
+      names: human names of the graph arguments.
+      prep: the :class:`Prepared` of the graph arguments (None without any).
+      idx: after the JAX call: indices of the leaves the function changed.
+      spec: after the JAX call: the output's :class:`OutSpec` (None: no nnx object).
+    """
+
+    __slots__ = (
+        "fun", "where", "mode", "layout", "graph", "plain", "plain_kw", "names", "prep",
+        "idx", "spec",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        fun: Callable,
+        args: tuple,
+        kwargs: dict,
+        *,
+        where: str,
+        mode: GraphMode | None = None,
+        prep_cache: PrepareCache | None = None,
+        static_argnums=(),
+        what: str | None = None,
+    ):
+        self.fun = fun
+        self.where = where
+        self.mode = ModeArgs().mode() if mode is None else mode
+        self.layout, self.graph, self.plain, self.plain_kw = split_call(
+            args, kwargs, static_argnums
+        )
+        self.names = graph_arg_names(fun, self.layout)
+        prep = (prep_cache or PrepareCache())(self.graph) if self.graph else None
+        if prep is not None and not self.mode.graph:
+            check_tree(prep, self.graph, fun, self.layout, what or where.split("(", 1)[0])
+        self.prep = prep
+        self.idx: list = []
+        self.spec: OutSpec | None = None
+
+    def values(self) -> list:
+        """The leaves' plain values: what the JAX call takes for the graph arguments."""
+        return self.prep.values() if self.prep is not None else []
+
+    def enter(self, leaves: list, plain, plain_kw) -> tuple[list, dict, tuple]:
+        """Inside: ``(args, kwargs, state)``, the call rebuilt around traced leaves."""
+        prep = self.prep
+        objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
+        entry = snapshot(objs, self.mode) if gd is not None else None
+        a, kw = assemble(self.layout, objs, plain, plain_kw)
+        return a, kw, (objs, gd, leaves, entry)
+
+    def changes(self, state) -> tuple[list, list, Any]:
+        """Inside, after the function: ``(indices, new values, inner flattening or None)``."""
+        objs, gd, leaves, entry = state
+        if gd is None:
+            return [], [], None
+        return collect_updates(
+            objs, leaves, gd, where=self.where, names=self.names, values=True,
+            mode=self.mode, entry=entry,
+        )  # fmt: skip
+
+    def exit(self, state, out, *, as_hijax: bool = False) -> tuple[list, list, Any]:
+        """Inside: collect the changes, export ``out``; ``(indices, new values, out)``."""
+        idx, new, inner = self.changes(state)
+        out, spec = export_output(
+            out, inner.nodes if inner is not None else [], where=self.where, as_hijax=as_hijax
+        )
+        self.idx, self.spec = idx, spec
+        return idx, new, out
+
+    def run(
+        self,
+        leaves: list,
+        plain,
+        plain_kw,
+        *,
+        fun: Callable | None = None,
+        post_out: Callable | None = None,
+        restore_modes: bool = True,
+    ) -> tuple[list, list, Any]:
+        """Inside: enter, call ``fun`` (the user function) under the cell rule, exit.
+
+        ``post_out`` maps the function's output before it is exported;
+        ``restore_modes=False`` leaves new Variables returned plain (abstract
+        values, eval_shape).
+        """
+        a, kw, state = self.enter(leaves, plain, plain_kw)
+        out, as_hijax = call_without_cells(fun or self.fun, a, kw)  # temporaries plain
+        if post_out is not None:
+            out = post_out(out)
+        return self.exit(state, out, as_hijax=as_hijax and restore_modes)
+
+    def finish(self, idx, new, out, *, write: bool = True):
+        """Outside, after JAX returned: write the changes back, rebuild the output."""
+        prep = self.prep
+        if prep is None:
+            return import_output(out, self.spec, None)
+        if write:
+            write_back(prep, self.graph, idx, new, values=True)
+        return import_output(out, self.spec, prep.flat.nodes)
 
 
-# -- 6. the generic lifting: a JAX transform around values ------------------------------
 def lift(
     transform: Callable[..., Callable],
     fun: Callable,
@@ -717,7 +695,7 @@ def lift(
     restore_modes: bool = True,
     mode: Any = None,
 ):
-    """Call ``transform(inner)(values, plain, plain_kw)`` with nnx state crossing as values.
+    """Call ``transform(inner)(values, plain, plain_kw)`` through a :class:`Crossing`.
 
     ``all_updates=True`` returns a value (or None) for every leaf, for
     transforms that need the output structure before tracing (shard_map).
@@ -726,32 +704,15 @@ def lift(
     values are abstract). ``mode``: the :class:`nnx.GraphMode` (None: the
     current settings).
     """
-    if mode is None:
-        mode = ModeArgs().mode()
-    layout, graph, plain, plain_kw = split_call(args, kwargs, static_argnums)
-    names = graph_arg_names(fun, layout)
-    prep = (prep_cache or PrepareCache())(graph) if graph else None
-    if prep is not None and not mode.graph:
-        check_tree(prep, graph, fun, layout, where.split("(", 1)[0])
-    values = prep.values() if prep is not None else []
-    holder: dict = {}
+    c = Crossing(
+        fun, args, kwargs, where=where, mode=mode, prep_cache=prep_cache,
+        static_argnums=static_argnums,
+    )  # fmt: skip
 
     def inner(leaves, plain, plain_kw):
-        objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
-        entry = snapshot(objs, mode) if gd is not None else None
-        a, kw = assemble(layout, objs, plain, plain_kw)
-        out, as_hijax = call_without_cells(fun, a, kw)  # the cell rule: temporaries plain
-        if gd is not None:
-            idx, new, inner_flat = collect_updates(
-                objs, leaves, gd, where=where, names=names, values=True, mode=mode, entry=entry
-            )
-            nodes = inner_flat.nodes
-        else:
-            idx, new, nodes = [], [], []
-        if post_out is not None:
-            out = post_out(out)
-        out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax and restore_modes)
-        holder["idx"], holder["spec"] = idx, spec
+        idx, new, out = c.run(
+            leaves, plain, plain_kw, post_out=post_out, restore_modes=restore_modes
+        )
         if all_updates:
             upd: list = [None] * len(leaves)
             for i, v in zip(idx, new):
@@ -763,11 +724,8 @@ def lift(
         transformed = transform(inner)
     else:
         assert out_spec is not None  # in_spec and out_spec are given together
-        transformed = transform(inner, in_spec(prep, layout, graph), out_spec(prep))
-    new, out = transformed(values, plain, plain_kw)
-    if prep is not None and write:
-        idx = holder["idx"]
-        if all_updates:
-            new = [new[i] for i in idx]
-        write_back(prep, graph, idx, new, values=True)
-    return import_output(out, holder["spec"], prep.flat.nodes if prep is not None else None)
+        transformed = transform(inner, in_spec(c.prep, c.layout, c.graph), out_spec(c.prep))
+    new, out = transformed(c.values(), c.plain, c.plain_kw)
+    if all_updates:
+        new = [new[i] for i in c.idx]
+    return c.finish(c.idx, new, out, write=write)

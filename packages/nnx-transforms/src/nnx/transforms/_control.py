@@ -15,17 +15,14 @@ import jax
 
 from nnx.core import Pytree, Variable, is_graph_node
 from nnx.transforms._boundary import (
+    Crossing,
     ModeArgs,
     PrepareCache,
-    assemble,
     call_without_cells,
     check_tree,
     collect_updates,
     enter_values,
-    export_output,
-    import_output,
     snapshot,
-    split_call,
     write_back,
 )
 from nnx.transforms._errors import CarryError, StructureError
@@ -45,49 +42,36 @@ def _prepare(graph, mode, what: str, fun, layout=None):
 def _branches_call(
     select: Callable, branches: Sequence[Callable], operands: tuple, what: str, mode
 ):
-    layout, graph, plain, _ = split_call(operands, {})
-    prep = _prepare(graph, mode, f"nnx.{what}", branches[0] if branches else None, layout)
-    values = prep.values() if prep is not None else []
-    holders: list[dict] = [{} for _ in branches]
+    first = branches[0] if branches else (lambda *a: None)
+    c = Crossing(first, operands, {}, where=f"nnx.{what}", mode=mode, what=f"nnx.{what}")
+    specs: list = []  # each traced branch's output spec, to compare
+    written: set[int] = set()  # what any branch changed: every branch returns it
 
-    def make(fun, holder):
+    def make(fun):
         where = f"nnx.{what}({getattr(fun, '__name__', 'branch')})"
 
         def inner(leaves, plain):
-            objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
-            entry = snapshot(objs, mode) if gd is not None else None
-            a, _ = assemble(layout, objs, plain, {})
-            out, as_hijax = call_without_cells(fun, a, {})
-            if gd is not None:
-                idx, new, inner_flat = collect_updates(
-                    objs, leaves, gd, where=where, values=True, mode=mode, entry=entry
-                )
-                changed = dict(zip(idx, new))
-                current = [changed.get(i, v) for i, v in enumerate(leaves)]
-                nodes = inner_flat.nodes
-            else:
-                idx, current, nodes = [], [], []
-            out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
-            for other in holders:  # JAX compares only the leaves: check the objects first
-                if "spec" in other and other["spec"] != spec:
+            c.where = where
+            idx, new, out = c.run(leaves, plain, {}, fun=fun)
+            changed = dict(zip(idx, new))
+            current = [changed.get(i, v) for i, v in enumerate(leaves)]
+            for spec in specs:  # JAX compares only the leaves: check the objects first
+                if spec != c.spec:
                     raise StructureError(
                         f"{where}: the branches return different nnx objects (or one returns "
                         "nnx objects and another does not). Every branch must return outputs "
                         "of the same structure: the same classes, attributes and Variable "
                         "kinds."
                     )
-            holder["idx"], holder["spec"] = idx, spec
+            specs.append(c.spec)
+            written.update(idx)
             return current, out
 
         return inner
 
-    inners = [make(f, h) for f, h in zip(branches, holders)]
-    current, out = select(inners, values, plain)
-    if prep is None:
-        return import_output(out, holders[0]["spec"], None)
-    idx = sorted({i for h in holders for i in h["idx"]})
-    write_back(prep, graph, idx, [current[i] for i in idx], values=True)
-    return import_output(out, holders[0]["spec"], prep.flat.nodes)
+    current, out = select([make(f) for f in branches], c.values(), c.plain)
+    idx = sorted(written)
+    return c.finish(idx, [current[i] for i in idx], out)
 
 
 def cond(

@@ -7,7 +7,8 @@ import jax.core  # Tracer; jax does not list `core` among its attributes for typ
 import numpy as np
 
 from nnx.core import Variable
-from nnx.transforms._boundary import Prepared, _path_str, _short
+from nnx.transforms._boundary import Prepared, _path_str
+from nnx.transforms._calls import _short
 from nnx.transforms._errors import DonatedBufferError
 
 _JAX_LEAF_TYPES = (jax.Array, np.ndarray, np.generic, int, float, bool, complex, jax.Ref)

@@ -16,16 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx.core import State, Variable, flatten, is_graph_node
-from nnx.transforms._boundary import (
-    ModeArgs,
-    Prepared,
-    call_without_cells,
-    check_tree,
-    collect_updates,
-    enter_values,
-    snapshot,
-    write_back,
-)
+from nnx.transforms._boundary import GRAPH, Crossing, ModeArgs, call_without_cells
 from nnx.transforms._errors import TransformError
 
 R = TypeVar("R")
@@ -72,11 +63,6 @@ def _tangents_at(paths, leaves, tangent, where: str) -> list:
     return out
 
 
-def _split_graph_plain(args):
-    is_g = [is_graph_node(a) or _contains_graph(a) for a in args]
-    return is_g
-
-
 def _contains_graph(x) -> bool:
     return any(is_graph_node(leaf) for leaf in jax.tree.leaves(x, is_leaf=is_graph_node))
 
@@ -89,12 +75,10 @@ def _values_fn(fun, args, where, mode):
     reaches first (``slices[k]`` gives their range, paths and Variables), so a
     Variable reached through two arguments crosses once, with the first.
     """
-    is_g = _split_graph_plain(args)
-    graph = tuple(a for a, g in zip(args, is_g) if g)
-    prep = Prepared(flatten(graph)) if graph else None
-    if prep is not None and not mode.graph:
-        check_tree(prep, graph, fun, None, where.split("(", 1)[0])
-    joint = prep.values() if prep is not None else []
+    c = Crossing(fun, tuple(args), {}, where=where, mode=mode)
+    prep, graph = c.prep, c.graph
+    is_g = [code is GRAPH for code in c.layout[0]]
+    joint = c.values()
     owners = prep.owners(graph) if prep is not None else []
     slices = []
     vals = []
@@ -110,7 +94,6 @@ def _values_fn(fun, args, where, mode):
         slices.append((lo, hi, [prep.paths[i][1:] for i in range(lo, hi)], prep.leaves[lo:hi]))
         vals.append(joint[lo:hi])
         k += 1
-    holder: dict = {}
 
     def g(*per_arg):
         leaves: list = []
@@ -120,30 +103,17 @@ def _values_fn(fun, args, where, mode):
                 plain.append(v)
             else:
                 leaves.extend(v)
-        if prep is not None:
-            objs, gd = enter_values(prep, leaves)
-        else:
-            objs, gd = (), None
-        entry = snapshot(objs, mode) if gd is not None else None
-        oi, pi = iter(objs), iter(plain)
-        call = [next(oi) if isg else next(pi) for isg in is_g]
-        out, _ = call_without_cells(fun, call, {})
-        if gd is not None:
-            idx, new, _ = collect_updates(
-                objs, leaves, gd, where=where, values=True, mode=mode, entry=entry
-            )
-        else:
-            idx, new = [], []
-        holder["idx"] = idx
+        a, kw, state = c.enter(leaves, tuple(plain), {})
+        out, _ = call_without_cells(fun, a, kw)
         if _contains_graph(out):
             raise TransformError(
                 f"{where}: the function must return arrays (pytrees of them), not nnx objects."
             )
+        c.idx, new, _ = c.changes(state)
         return out, new
 
     def apply(new):
-        if prep is not None:
-            write_back(prep, graph, holder["idx"], new, values=True)
+        c.finish(c.idx, new, None)
 
     return g, vals, is_g, slices, apply
 
