@@ -637,14 +637,17 @@ class Crossing:
             mode=self.mode, entry=entry,
         )  # fmt: skip
 
+    def export(self, out, inner, *, as_hijax: bool = False):
+        """Inside: ``out`` flattened with the inputs as references (records the spec)."""
+        nodes = inner.nodes if inner is not None else []
+        out, self.spec = export_output(out, nodes, where=self.where, as_hijax=as_hijax)
+        return out
+
     def exit(self, state, out, *, as_hijax: bool = False) -> tuple[list, list, Any]:
         """Inside: collect the changes, export ``out``; ``(indices, new values, out)``."""
         idx, new, inner = self.changes(state)
-        out, spec = export_output(
-            out, inner.nodes if inner is not None else [], where=self.where, as_hijax=as_hijax
-        )
-        self.idx, self.spec = idx, spec
-        return idx, new, out
+        self.idx = idx
+        return idx, new, self.export(out, inner, as_hijax=as_hijax)
 
     def run(
         self,
