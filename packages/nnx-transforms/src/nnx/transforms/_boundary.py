@@ -12,13 +12,17 @@ Crossing a JAX transform with nnx objects takes five steps:
    carries itself; :func:`enter_values` makes plain Variables, which every
    JAX transform accepts);
 4. **exit** (:func:`collect_updates`, :func:`export_output`): find the
-   Variables whose value changed (an identity check per leaf), check that no
-   structure changed, and flatten the output so that returned inputs become
-   references;
+   Variables whose value changed and the raw array attributes replaced (an
+   identity check per leaf), check that no structure changed, and flatten the
+   output so that returned inputs become references;
 5. **apply**, outside, after the JAX call returned (so an exception leaves
    nothing half-written): write the changed values into the caller's
-   Variables (:func:`write_back`) and rebuild the output around the caller's
-   own objects (:func:`import_output`).
+   Variables and array attributes (:func:`write_back`) and rebuild the output
+   around the caller's own objects (:func:`import_output`).
+
+:class:`Crossing` (section 6) is the driver that runs this sequence for one
+call of any transform that hands JAX plain values; ``nnx.jit`` runs the same
+steps inline over stored values (decision 0012).
 """
 
 from __future__ import annotations
@@ -578,7 +582,7 @@ class Crossing:
       graph: the graph arguments.
       plain: the plain positional arguments.
       plain_kw: the plain keyword arguments.
-      names: human names of the graph arguments.
+      names: human names of the graph arguments (empty: by position).
       prep: the :class:`Prepared` of the graph arguments (None without any).
       idx: after the JAX call: indices of the leaves the function changed.
       spec: after the JAX call: the output's :class:`OutSpec` (None: no nnx object).
@@ -600,6 +604,7 @@ class Crossing:
         prep_cache: PrepareCache | None = None,
         static_argnums=(),
         what: str | None = None,
+        arg_names: bool = True,
     ):
         self.fun = fun
         self.where = where
@@ -607,10 +612,13 @@ class Crossing:
         self.layout, self.graph, self.plain, self.plain_kw = split_call(
             args, kwargs, static_argnums
         )
-        self.names = graph_arg_names(fun, self.layout)
+        # messages name the graph arguments after fun's parameters (arg_names=False:
+        # by position, for a loop value whose parts are not parameters)
+        self.names: list[str] = graph_arg_names(fun, self.layout) if arg_names else []
         prep = (prep_cache or PrepareCache())(self.graph) if self.graph else None
         if prep is not None and not self.mode.graph:
-            check_tree(prep, self.graph, fun, self.layout, what or where.split("(", 1)[0])
+            layout = self.layout if arg_names else None
+            check_tree(prep, self.graph, fun, layout, what or where.split("(", 1)[0])
         self.prep = prep
         self.idx: list = []
         self.spec: OutSpec | None = None

@@ -17,25 +17,12 @@ from nnx.core import Pytree, Variable, is_graph_node
 from nnx.transforms._boundary import (
     Crossing,
     ModeArgs,
-    PrepareCache,
     call_without_cells,
-    check_tree,
-    collect_updates,
-    enter_values,
-    snapshot,
-    write_back,
 )
 from nnx.transforms._errors import CarryError, StructureError
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-def _prepare(graph, mode, what: str, fun, layout=None):
-    prep = PrepareCache()(graph) if graph else None
-    if prep is not None and not mode.graph:
-        check_tree(prep, graph, fun, layout, what)
-    return prep
 
 
 # -- cond / switch -------------------------------------------------------------------------
@@ -161,8 +148,10 @@ class _LoopCarry:
         self.is_graph = [isinstance(t, (Pytree, Variable)) for t in tops]
         self.graph = tuple(t for t, g in zip(tops, self.is_graph) if g)
         self.plain = [t for t, g in zip(tops, self.is_graph) if not g]
-        self.prep = _prepare(self.graph, mode, what, fun)
-        self.values = self.prep.values() if self.prep is not None else []
+        # the loop value's nnx objects cross as the arguments of one Crossing
+        self.c = Crossing(fun, self.graph, {}, where=where, mode=mode, what=what, arg_names=False)
+        self.prep = self.c.prep
+        self.values = self.c.values()
         self.changed: set[int] = set()
 
     def init(self):
@@ -170,26 +159,18 @@ class _LoopCarry:
 
     def build(self, carry):
         leaves, plain = carry
-        if self.prep is not None:
-            objs, gd = enter_values(self.prep, leaves)
-        else:
-            objs, gd = (), None
-        entry = snapshot(objs, self.mode) if gd is not None else None
-        g, p = iter(objs), iter(plain)
+        _, _, state = self.c.enter(leaves, (), {})
+        g, p = iter(state[0]), iter(plain)
         tops = [next(g) if isg else next(p) for isg in self.is_graph]
-        return jax.tree.unflatten(self.treedef, tops), (objs, gd, leaves, plain, entry)
+        return jax.tree.unflatten(self.treedef, tops), (state, plain)
 
     def finish(self, out, state, *, check_out: bool = True):
-        objs, gd, leaves, plain_in, entry = state
-        if gd is not None:
-            idx, new, _ = collect_updates(
-                objs, leaves, gd, where=self.where, values=True, mode=self.mode, entry=entry
-            )
-            self.changed.update(idx)
-            changed = dict(zip(idx, new))
-            current = [changed.get(i, v) for i, v in enumerate(leaves)]
-        else:
-            current = []
+        cstate, plain_in = state
+        objs, leaves = cstate[0], cstate[2]
+        idx, new, _ = self.c.changes(cstate)
+        self.changed.update(idx)
+        changed = dict(zip(idx, new))
+        current = [changed.get(i, v) for i, v in enumerate(leaves)]
         if not check_out:
             return current, plain_in
         tops, treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
@@ -226,9 +207,8 @@ class _LoopCarry:
 
     def result(self, carry):
         leaves, plain = carry
-        if self.prep is not None:
-            idx = sorted(self.changed)
-            write_back(self.prep, self.graph, idx, [leaves[i] for i in idx], values=True)
+        idx = sorted(self.changed)
+        self.c.finish(idx, [leaves[i] for i in idx], None)
         g, p = iter(self.graph), iter(plain)
         tops = [next(g) if isg else next(p) for isg in self.is_graph]
         return jax.tree.unflatten(self.treedef, tops)

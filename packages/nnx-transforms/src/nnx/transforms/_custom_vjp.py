@@ -9,17 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnx.core import AliasingError, flatten, is_graph_node
-from nnx.transforms._boundary import (
-    ModeArgs,
-    Prepared,
-    check_tree,
-    collect_updates,
-    enter_values,
-    snapshot,
-)
+from nnx.core import AliasingError, flatten
+from nnx.transforms._boundary import GRAPH, Crossing, ModeArgs, Prepared
 from nnx.transforms._errors import TransformError
-from nnx.transforms._linearize import _contains_graph, _tangents_at, _zero_tangent
+from nnx.transforms._linearize import _tangents_at, _zero_tangent
 
 
 class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
@@ -83,43 +76,30 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             raise TransformError("nnx.custom_vjp: call defvjp(fwd, bwd) before calling it.")
         where = f"nnx.custom_vjp({getattr(self.fun, '__name__', 'f')})"
         nd = set(self.nondiff_argnums)
-        is_g = [is_graph_node(a) or _contains_graph(a) for a in args]
-        # every nnx argument (differentiated or not) is flattened jointly: a Variable
-        # reached through two arguments, or twice through one, is one object inside
-        graph = tuple(a for a, g in zip(args, is_g) if g)
+        # every nnx argument (differentiated or not) is flattened jointly by the
+        # boundary's Crossing: a Variable reached through two arguments, or twice
+        # through one, is one object inside
+        c = Crossing(self.fun, args, {}, where=where, mode=self._mode.mode(), what="nnx.custom_vjp")
+        prep, graph = c.prep, c.graph
+        is_g = [code is GRAPH for code in c.layout[0]]
         g_argnum = [i for i, g in enumerate(is_g) if g]
-        mode = self._mode.mode()
-        prep = Prepared(flatten(graph)) if graph else None
-        if prep is not None and not mode.graph:
-            check_tree(prep, graph, self.fun, None, "nnx.custom_vjp")
-        leaves_in = prep.values() if prep is not None else []
+        leaves_in = c.values()
         avals = [jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)) for v in leaves_in]
         # per differentiated nnx argument: (path, joint leaf index) of each of its leaves
         selected = _differentiated(prep, graph, g_argnum, nd, where) if prep is not None else {}
         diff_plain = [i for i in range(len(args)) if i not in nd and not is_g[i]]
         nd_plain = [i for i in sorted(nd) if not is_g[i]]
+        plain_order = [i for i in range(len(args)) if not is_g[i]]
         diff_pos = [i for i in range(len(args)) if i not in nd]
         fun, fwd, bwd = self.fun, self.fwd, self.bwd
 
         def rebuild(nd_vals, leaves, plain_d):
-            objs, gd = enter_values(prep, list(leaves)) if prep is not None else ((), None)
-            full: list = [None] * len(args)
-            for i, o in zip(g_argnum, objs):
-                full[i] = o
-            for i, a in zip(nd_plain, nd_vals):
-                full[i] = a
-            for i, a in zip(diff_plain, plain_d):
-                full[i] = a
-            entry = snapshot(objs, mode) if gd is not None else None
-            return full, (objs, gd, list(leaves), entry)
+            by_pos = dict(zip(nd_plain, nd_vals)) | dict(zip(diff_plain, plain_d))
+            a, _, state = c.enter(list(leaves), tuple(by_pos[i] for i in plain_order), {})
+            return a, state
 
         def no_writes(state):
-            objs, gd, leaves, entry = state
-            if gd is None:
-                return
-            idx, _, _ = collect_updates(
-                objs, leaves, gd, where=where, values=True, mode=mode, entry=entry
-            )
+            idx, _, _ = c.changes(state)
             if idx:
                 raise TransformError(
                     f"{where}: the function wrote a Variable. A custom derivative cannot "
