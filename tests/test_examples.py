@@ -153,25 +153,8 @@ def test_multihost_training_example():
     assert "all 2 processes report the same final loss: True" in out
 
 
-class _NoRawArrayGradients(Exception):
-    """The one known failure of raw_array_state.py on this branch (see its xfail)."""
-
-
-@pytest.mark.xfail(
-    raises=_NoRawArrayGradients,
-    strict=True,
-    reason="nnx.grad(..., argnums=nnx.DiffState(0, is_param)) gives no gradient for raw "
-    "array attributes yet (an empty State, so Optimizer.update raises "
-    "GradientStructureError): the nnx-transforms part of issue #20; remove this mark "
-    "when it lands",
-)
 def test_raw_array_state_example():
-    try:
-        out = run_example("raw_array_state.py", "--steps", "60")
-    except AssertionError as e:  # any other failure fails the test
-        if "GradientStructureError: Optimizer.update: the gradients have no entry" in str(e):
-            raise _NoRawArrayGradients(str(e)[-600:]) from None
-        raise
+    out = run_example("raw_array_state.py", "--steps", "60")
     assert "raw-array parameters: ['linear1/b', 'linear1/w', 'linear2/b', 'linear2/w']" in out
     # still plain arrays after training; the counter written inside nnx.jit came out
     assert "model.linear1.w is a jax.Array: True; model.steps = 60; optimizer.step = 60" in out

@@ -97,12 +97,6 @@ def test_a_filter_matching_nothing_names_variables_and_arrays():
         nnx.Optimizer(model, optax.sgd(0.1), wrt=lambda path, value: False)
 
 
-@pytest.mark.xfail(
-    raises=nnx.StructureError,
-    strict=True,
-    reason="needs the transforms to write back raw array attributes (`self.count += 1` "
-    "inside nnx.grad/nnx.jit, issue #20); remove this mark when they do",
-)
 def test_seed_program_with_nnx_jit_and_diffstate():
     pytest.importorskip("nnx.transforms")
     model = MLP(nnx.Rngs(0))

@@ -188,3 +188,33 @@ def test_jit_of_vmap_of_grad_updates_batch_stats_like_plain_jax(mode):
     np.testing.assert_allclose(g["linear1"]["w"][...], ref_g["linear1"]["w"], **TOL)
     np.testing.assert_allclose(g["linear2"]["b"][...], ref_g["linear2"]["b"], **TOL)
     np.testing.assert_allclose(stack.bn.mean[...], ref_mean, **TOL)
+
+
+# -- grad through the boundary's Crossing (#13): the output rules of every transform ------
+class _Box(nnx.Module):
+    def __init__(self, x):
+        self.w = nnx.Param(x)
+
+
+def test_a_module_made_inside_comes_out_of_aux_without_nnx_arguments():
+    def f(x):
+        return jnp.sum(x**2), _Box(x * 2)
+
+    g, aux = nnx.grad(f, has_aux=True)(jnp.ones(2))
+    np.testing.assert_allclose(g, [2.0, 2.0])
+    assert isinstance(aux, _Box)  # was the boundary's internal NodeLeaves
+    np.testing.assert_allclose(aux.w[...], [2.0, 2.0])
+
+
+def test_the_cell_rule_under_hijax_defaults():
+    with nnx.var_defaults(hijax=True):
+        m = _Box(jnp.array([1.0, 3.0]))
+
+        def f(m):
+            tmp = _Box(jnp.array([2.0, 2.0]))  # a temporary: plain inside, no cell
+            return jnp.sum(m.w[...] * tmp.w[...]), _Box(m.w[...] + 1)
+
+        g, aux = nnx.grad(f, has_aux=True)(m)
+    np.testing.assert_allclose(g["w"][...], [2.0, 2.0])
+    assert isinstance(aux, _Box) and aux.w.hijax  # a new module gets its mode back outside
+    np.testing.assert_allclose(aux.w[...], [2.0, 4.0])

@@ -9,6 +9,7 @@ All of them are built on one mechanism (``_boundary.py``).
 from nnx.transforms._autodiff import DiffState, grad, value_and_grad
 from nnx.transforms._axes import Carry, StateAxes
 from nnx.transforms._control import cond, fori_loop, switch, while_loop
+from nnx.transforms._custom_vjp import custom_vjp
 from nnx.transforms._errors import (
     AxisError,
     CarryError,
@@ -18,17 +19,11 @@ from nnx.transforms._errors import (
 )
 from nnx.transforms._jaxpr import PARTITION_NAME, make_jaxpr
 from nnx.transforms._jit import jit
-from nnx.transforms._misc import (
-    checkify,
-    custom_vjp,
-    eval_shape,
-    jvp,
-    remat,
-    shard_map,
-    vjp,
-)
+from nnx.transforms._lifted import checkify, eval_shape, remat
+from nnx.transforms._linearize import jvp, vjp
 from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
+from nnx.transforms._sharding import shard_map
 from nnx.transforms._summary import CallInfo, filter_rng_streams, tabulate
 from nnx.transforms._version import __version__
 from nnx.transforms._vmap import pmap, split_rngs, vmap

@@ -29,18 +29,10 @@ from nnx.core import (
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN_ARG,
+    Crossing,
     ModeArgs,
     PrepareCache,
-    assemble,
-    check_tree,
-    collect_updates,
-    enter_values,
-    export_output,
-    graph_arg_names,
-    import_output,
-    snapshot,
-    split_call,
-    write_back,
+    call_without_cells,
 )
 
 
@@ -111,21 +103,38 @@ class _Plan:
                 pindex[i] = p
                 p += 1
         leaf_pos = {id(x): i for i, x in enumerate(prep.leaves) if isinstance(x, Variable)}
+        # raw array leaves (state as in Flax NNX) by their joint path
+        array_pos = (
+            {
+                p: i
+                for i, (p, x) in enumerate(zip(prep.paths, prep.leaves))
+                if not isinstance(x, Variable)
+            }
+            if not prep.all_vars
+            else {}
+        )
         chosen: dict[int, tuple] = {}  # leaf index -> (argnum, path) that selected it
         self.per_arg: list = []  # (argnum, kind, payload)
         for d in diffs:
             if d.argnum in gindex:
-                node = graph[gindex[d.argnum]]
+                k = gindex[d.argnum]
+                node = graph[k]
                 sub = flatten(node, with_paths=True)
                 pred = to_predicate(d.filter)
                 items = []
                 for path, x in zip(sub.paths, sub.leaves):
-                    if isinstance(x, Variable) and pred(path, x):
+                    if isinstance(x, Variable):
+                        if not pred(path, x):
+                            continue
                         i = leaf_pos[id(x)]
-                        if i in chosen:
-                            raise _twice(where, x, names, (d.argnum, path), chosen[i])
-                        chosen[i] = (d.argnum, path)
-                        items.append((path, i))
+                    else:  # a raw array attribute: differentiated when the filter selects it
+                        i = array_pos.get((k, *path))
+                        if i is None or not pred(path, x):
+                            continue  # reached first through another argument, or not selected
+                    if i in chosen:
+                        raise _twice(where, x, names, (d.argnum, path), chosen[i])
+                    chosen[i] = (d.argnum, path)
+                    items.append((path, i))
                 self.per_arg.append((d.argnum, "graph", items))
             elif d.argnum in pindex:
                 self.per_arg.append((d.argnum, "plain", pindex[d.argnum]))
@@ -204,28 +213,25 @@ class GradWrapped(Generic[P, R]):
         fun = self.fun
         has_aux = self._has_aux
         where = f"nnx.grad({getattr(fun, '__name__', 'f')})"
-        layout, graph, plain, plain_kw = split_call(args, kwargs)
-        mode = self._mode.mode()
-        if graph:
-            prep = self._prep(graph)
-            if not mode.graph:
-                check_tree(prep, graph, fun, layout, "nnx.grad")
+        c = Crossing(
+            fun, args, kwargs, where=where, mode=self._mode.mode(), prep_cache=self._prep,
+            what="nnx.grad",
+        )  # fmt: skip
+        prep, layout, plain = c.prep, c.layout, c.plain
+        if prep is not None:
             plan = prep.extra.get(("grad", self._diffs, layout))
             if plan is None:
                 names = _positional_names(fun, layout)
-                plan = _Plan(prep, graph, layout, self._diffs, where, names)
+                plan = _Plan(prep, c.graph, layout, self._diffs, where, names)
                 prep.extra[("grad", self._diffs, layout)] = plan
-            values = prep.values()
         else:
-            prep = None
             plan = _Plan(_NoGraph, (), layout, self._diffs)
-            values = []
+        values = c.values()
         diff_vals = [values[i] for i in plan.diff_idx]
         rest_vals = [values[i] for i in plan.rest_idx]
         pdiff = set(plan.plain_diff)
         plain_d = tuple(a for j, a in enumerate(plain) if j in pdiff)
         plain_r = tuple(a for j, a in enumerate(plain) if j not in pdiff)
-        holder: dict = {}
 
         def inner(diff_vals, plain_d, rest_vals, plain_r):
             leaves = [None] * len(values)
@@ -235,13 +241,8 @@ class GradWrapped(Generic[P, R]):
                 leaves[i] = v
             pd, pr = iter(plain_d), iter(plain_r)
             plain_all = tuple(next(pd) if j in pdiff else next(pr) for j in range(len(plain)))
-            if prep is not None:
-                objs, gd = enter_values(prep, leaves)
-            else:
-                objs, gd = (), None
-            entry = snapshot(objs, mode) if gd is not None else None
-            a, kw = assemble(layout, objs, plain_all, plain_kw)
-            out = fun(*a, **kw)
+            a, kw, state = c.enter(leaves, plain_all, c.plain_kw)
+            out, as_hijax = call_without_cells(fun, a, kw)  # the cell rule: temporaries plain
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
                     raise TypeError(
@@ -251,29 +252,13 @@ class GradWrapped(Generic[P, R]):
                 loss, aux = out
             else:
                 loss, aux = out, None
-            if gd is not None:
-                idx, new, inner_flat = collect_updates(
-                    objs,
-                    leaves,
-                    gd,
-                    where=where,
-                    names=graph_arg_names(fun, layout),
-                    values=True,
-                    mode=mode,
-                    entry=entry,
-                )
-                nodes = inner_flat.nodes
-            else:
-                idx, new, nodes = [], [], []
-            aux, spec = export_output(aux, nodes, where=where)
-            holder["idx"], holder["spec"] = idx, spec
+            # the loss is differentiated, not exported: only aux crosses as an output
+            _, new, aux = c.exit(state, aux, as_hijax=as_hijax)
             return loss, (aux, new)
 
         vg = jax.value_and_grad(inner, argnums=(0, 1), has_aux=True, **self._jax_kwargs)
         (loss, (aux, new)), (g_leaves, g_plain) = vg(diff_vals, plain_d, rest_vals, plain_r)
-        if prep is not None:
-            write_back(prep.leaves, holder["idx"], new, values=True)
-            aux = import_output(aux, holder["spec"], prep.flat.nodes)
+        aux = c.finish(c.idx, new, aux)
         grads = self._grads(prep, plan, g_leaves, g_plain)
         g = grads[0] if self._single else grads
         if self._return_value:
@@ -291,7 +276,11 @@ class GradWrapped(Generic[P, R]):
                 continue
             items = []
             for path, i in payload:
-                cls, aux = prep.slots[i]
+                slot = prep.slots[i]
+                if slot is None:  # a raw array attribute: its gradient is an array
+                    items.append((path, by_leaf[i]))
+                    continue
+                cls, aux = slot
                 items.append((path, variable_from_stored(cls, by_leaf[i], aux, trace)))
             out.append(State.from_flat(items))
         return tuple(out)
@@ -314,6 +303,7 @@ def _positional_names(fun, layout) -> list[str]:
 
 class _NoGraphPrep:
     leaves: list = []
+    all_vars = True
 
 
 _NoGraph = _NoGraphPrep()

@@ -12,20 +12,22 @@ Crossing a JAX transform with nnx objects takes five steps:
    carries itself; :func:`enter_values` makes plain Variables, which every
    JAX transform accepts);
 4. **exit** (:func:`collect_updates`, :func:`export_output`): find the
-   Variables whose value changed (an identity check per leaf), check that no
-   structure changed, and flatten the output so that returned inputs become
-   references;
+   Variables whose value changed and the raw array attributes replaced (an
+   identity check per leaf), check that no structure changed, and flatten the
+   output so that returned inputs become references;
 5. **apply**, outside, after the JAX call returned (so an exception leaves
    nothing half-written): write the changed values into the caller's
-   Variables (:func:`write_back`) and rebuild the output around the caller's
-   own objects (:func:`import_output`).
+   Variables and array attributes (:func:`write_back`) and rebuild the output
+   around the caller's own objects (:func:`import_output`).
+
+:class:`Crossing` (section 6) is the driver that runs this sequence for one
+call of any transform that hands JAX plain values; ``nnx.jit`` runs the same
+steps inline over stored values (decision 0012).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import jax
@@ -37,7 +39,6 @@ from nnx.core import (
     AliasingError,
     GraphMode,
     Pytree,
-    State,
     StorageMode,
     StructureError,
     Variable,
@@ -52,7 +53,18 @@ from nnx.core import (
     variable_record,
     variable_trace,
 )
-from nnx.transforms._errors import DonatedArray, DonatedBufferError, EscapeError, deleted_array
+
+# boundary step 1 lives in _calls.py; its names are re-exported for the transforms
+from nnx.transforms._calls import GRAPH as GRAPH
+from nnx.transforms._calls import PLAIN_ARG as PLAIN_ARG
+from nnx.transforms._calls import Static as Static
+from nnx.transforms._calls import assemble as assemble
+from nnx.transforms._calls import graph_arg_index as graph_arg_index
+from nnx.transforms._calls import graph_arg_names as graph_arg_names
+from nnx.transforms._calls import is_graph_arg as is_graph_arg
+from nnx.transforms._calls import plain_arg_names as plain_arg_names
+from nnx.transforms._calls import split_call as split_call
+from nnx.transforms._errors import EscapeError
 
 PLAIN, REF, HIJAX = StorageMode.PLAIN, StorageMode.REF, StorageMode.HIJAX
 _record = variable_record
@@ -60,7 +72,6 @@ _record = variable_record
 _get_raw = Variable.get_raw_value
 _set_raw = Variable.set_raw_value
 _TOP = get_opaque_trace_state(convention="nnx")
-_SCALARS = (int, float, bool, complex, str, type(None), jax.Array, np.ndarray, np.generic)
 
 
 def at_top_level() -> bool:
@@ -155,158 +166,7 @@ class _Exit:
         self.nodes = nodes
 
 
-# -- 1. splitting a call ------------------------------------------------------------
-_KIND_BY_TYPE: dict[type, bool | None] = {}
-_UNKNOWN: Any = object()  # a sentinel; Any keeps is_graph_arg's lookup typed bool | None
-
-
-def _kind_of_type(t: type) -> bool | None:
-    if issubclass(t, (Pytree, Variable)):
-        k: bool | None = True
-    elif issubclass(t, _SCALARS):
-        k = False
-    else:
-        k = None  # a container or another pytree: look inside each time
-    _KIND_BY_TYPE[t] = k
-    return k
-
-
-def is_graph_arg(x) -> bool:
-    """Whether ``x`` is, or contains, a Pytree or Variable."""
-    k = _KIND_BY_TYPE.get(type(x), _UNKNOWN)
-    if k is _UNKNOWN:
-        k = _kind_of_type(type(x))
-    if k is not None:
-        return k
-    leaves = jax.tree.leaves(x, is_leaf=is_graph_node)
-    return any(isinstance(leaf, (Pytree, Variable)) for leaf in leaves)
-
-
-class Static:
-    """A static argument inside a cache key, compared by value (or identity)."""
-
-    __slots__ = ("value", "_hash")
-
-    def __init__(self, value):
-        self.value = value
-        try:
-            self._hash = hash(value)
-        except TypeError:
-            raise TypeError(
-                f"Static arguments must be hashable, got {type(value).__name__}: "
-                f"{_short(value)}. Pass it as a regular argument, or make it hashable "
-                "(a tuple instead of a list)."
-            ) from None
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return type(other) is Static and (self.value is other.value or self.value == other.value)
-
-
-GRAPH, PLAIN_ARG = 1, 0
-
-
-def split_call(args: tuple, kwargs: dict, static_argnums=(), static_argnames=()):
-    """Split a call into ``(layout, graph_nodes, plain_args, plain_kwargs)``.
-
-    ``layout`` (hashable) records, per positional argument and per keyword,
-    whether it is plain (0), graph (1) or static (a :class:`Static`), so that
-    :func:`assemble` can put the call back together inside the transform.
-    """
-    graph: list = []
-    plain: list = []
-    pos: list = []
-    for i, a in enumerate(args):
-        if static_argnums and i in static_argnums:
-            pos.append(Static(a))
-        elif is_graph_arg(a):
-            pos.append(GRAPH)
-            graph.append(a)
-        else:
-            pos.append(PLAIN_ARG)
-            plain.append(a)
-    if kwargs:
-        kw: list = []
-        plain_kw = {}
-        for k in sorted(kwargs):
-            a = kwargs[k]
-            if static_argnames and k in static_argnames:
-                kw.append((k, Static(a)))
-            elif is_graph_arg(a):
-                kw.append((k, GRAPH))
-                graph.append(a)
-            else:
-                kw.append((k, PLAIN_ARG))
-                plain_kw[k] = a
-        return (tuple(pos), tuple(kw)), tuple(graph), tuple(plain), plain_kw
-    return (tuple(pos), ()), tuple(graph), tuple(plain), {}
-
-
-def assemble(layout, graph_objs, plain_args, plain_kwargs) -> tuple[list, dict]:
-    """Inverse of :func:`split_call`."""
-    pos, kw = layout
-    g = iter(graph_objs)
-    p = iter(plain_args)
-    args = []
-    for code in pos:
-        if code is GRAPH:
-            args.append(next(g))
-        elif code is PLAIN_ARG:
-            args.append(next(p))
-        else:
-            args.append(code.value)
-    kwargs = {}
-    for k, code in kw:
-        if code is GRAPH:
-            kwargs[k] = next(g)
-        elif code is PLAIN_ARG:
-            kwargs[k] = plain_kwargs[k]
-        else:
-            kwargs[k] = code.value
-    return args, kwargs
-
-
-def _positional_names(f: Callable) -> list[str]:
-    try:
-        return [
-            p.name
-            for p in inspect.signature(f).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        return []
-
-
-def graph_arg_names(f: Callable, layout) -> list[str]:
-    """Human names of the graph arguments (``model``, ``args[2]``), for messages."""
-    params = _positional_names(f)
-    pos, kw = layout
-    names = [
-        (params[i] if i < len(params) else f"args[{i}]")
-        for i, code in enumerate(pos)
-        if code is GRAPH
-    ]
-    names += [k for k, code in kw if code is GRAPH]
-    return names
-
-
-def plain_arg_names(f: Callable, layout) -> list[str]:
-    """Human names of the plain positional arguments (``x``, ``args[1]``), for messages."""
-    params = _positional_names(f)
-    pos, _ = layout
-    return [
-        (params[i] if i < len(params) else f"args[{i}]")
-        for i, code in enumerate(pos)
-        if code is PLAIN_ARG
-    ]
-
-
-def graph_arg_index(layout) -> list:
-    """For each graph argument, its position (int) or keyword (str)."""
-    pos, kw = layout
-    return [i for i, c in enumerate(pos) if c is GRAPH] + [k for k, c in kw if c is GRAPH]
+# -- 1. splitting a call: _calls.py (static / graph / plain arguments, their names) ----
 
 
 # -- 2. the flat view of the graph arguments -------------------------------------------
@@ -425,7 +285,6 @@ def collect_updates(
     where: str,
     names: list[str] | None = None,
     values: bool = False,
-    raw_arrays: bool = False,
     mode: GraphMode = GRAPH_MODE,
     entry=None,
 ) -> tuple[list[int], list, Any]:
@@ -434,7 +293,11 @@ def collect_updates(
     A Variable counts as updated when its stored value is no longer the object
     that entered (an identity check, no array comparison). ``values=True``
     returns plain values (``get_value``); otherwise stored values, and only
-    for plain-mode Variables (JAX carries ref and hijax writes itself).
+    for plain-mode Variables (JAX carries ref and hijax writes itself). A raw
+    array attribute replaced inside (``self.count += 1``) is state too (Flax
+    NNX's rule): its new value comes out and :func:`write_back` assigns it at
+    its path in the caller's objects. This is the one place every transform
+    finds them.
 
     ``mode`` other than graph mode with graph updates (``entry``: the
     :func:`snapshot` of the objects as entered): a changed structure is not an
@@ -455,18 +318,11 @@ def collect_updates(
     for i, (x, old) in enumerate(zip(inner.leaves, leaves_in)):
         if isinstance(x, Variable):
             _variable_update(i, x, old, values, idx, new)
-        elif x is not old and raw_arrays:
+        elif x is not old:
             # a raw array attribute replaced inside (`self.count += 1`): a state leaf
             # whose new value comes out and is assigned at its path outside
             idx.append(i)
             new.append(x)
-        elif x is not old:
-            raise StructureError(
-                f"{where}: the array at {_path_str(graphdef_in.paths[i], names)} was "
-                "replaced inside the transform. Arrays held directly by a Pytree are "
-                "read-only across a transform; hold state that changes in an "
-                "nnx.Variable (`self.x = nnx.Variable(...)`)."
-            )
     if not mode.graph:
         return idx, new, _Exit(inner.leaves, ())
     return idx, new, inner
@@ -561,14 +417,14 @@ def call_without_cells(fun, args, kwargs):
         return fun(*args, **kwargs), True
 
 
-def export_output(out, inner_nodes: list, *, where: str, raw: bool = False, as_hijax=False):
+def export_output(out, inner_nodes: list, *, where: str, as_hijax=False):
     """Replace the nnx objects in ``out`` by :class:`NodeLeaves` of their values.
 
     Returns ``(converted, spec)``; ``spec`` is None when ``out`` holds no nnx
     object (then ``converted is out``). Inputs returned (``inner_nodes``)
     become references that :func:`import_output` resolves to the caller's
-    objects; new Variables leave as values (``raw=True``: plain ones as their
-    stored value), and the mode their VarAux records is restored outside.
+    objects; new Variables leave as their values, and the mode their VarAux
+    records is restored outside.
     """
     tops, treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
     gpos = [i for i, t in enumerate(tops) if isinstance(t, (Pytree, Variable))]
@@ -640,24 +496,25 @@ def import_output(converted, spec: OutSpec | None, index_ref: list | None):
 
 
 # -- 5. applying updates outside -------------------------------------------------------
-def write_back(
-    leaves: list, idx, new, *, values: bool, prep: Prepared | None = None, graph=()
-) -> None:
-    """Write changed values into the caller's Variables (after the JAX call returned).
+def write_back(prep: Prepared, graph: tuple, idx, new, *, values: bool) -> None:
+    """Write changed values into the caller's objects (after the JAX call returned).
 
-    Raw array leaves (``prep`` and ``graph`` given) are assigned at their paths in the
-    caller's objects (``graph``: the graph arguments), after the Variables.
+    ``idx``/``new``: the leaf indices of ``prep`` and their new values (from
+    :func:`collect_updates`); ``graph``: the graph arguments. Variables get
+    their new value; raw array leaves are assigned at their paths in the
+    caller's objects, after the Variables. Every target is resolved first, so
+    an array that cannot be assigned (held by a tuple) raises before anything
+    is written.
     """
     if not idx:
         return
-    if prep is not None and not prep.all_vars:
+    leaves = prep.leaves
+    if not prep.all_vars:
         arrays = [(i, x) for i, x in zip(idx, new) if not isinstance(leaves[i], Variable)]
         if arrays:
-            # resolve every target first: an array that cannot be assigned raises
-            # before anything is written
             targets = [(_owner_at(graph, prep.paths[i]), i, x) for i, x in arrays]
             keep = [(i, x) for i, x in zip(idx, new) if isinstance(leaves[i], Variable)]
-            write_back(leaves, [i for i, _ in keep], [x for _, x in keep], values=values)
+            _write_variables(leaves, [i for i, _ in keep], [x for _, x in keep], values)
             for (node, last), i, x in targets:
                 if isinstance(node, Pytree):
                     setattr(node, last, x)
@@ -665,6 +522,10 @@ def write_back(
                     node[last] = x
                 leaves[i] = x
             return
+    _write_variables(leaves, idx, new, values)
+
+
+def _write_variables(leaves: list, idx, new, values: bool) -> None:
     if not values and at_top_level():
         for i, x in zip(idx, new):
             _set_raw(leaves[i], x)
@@ -711,101 +572,187 @@ def _layout_changed(v: Variable, new, top: bool) -> bool:
     return False
 
 
-def state_from_leaves(items) -> State:
-    """A State from ``(path, Variable)`` pairs."""
-    return State.from_flat(items)
 
+# -- 6. the driver: the whole sequence for transforms that take plain values ---------------
+class Crossing:
+    """One call of a transform that hands JAX plain values: the boundary's whole sequence.
 
-# -- errors of the JAX call, explained in nnx terms ------------------------------------
-_JAX_LEAF_TYPES = (jax.Array, np.ndarray, np.generic, int, float, bool, complex, jax.Ref)
+    Outside, before the JAX call: split the call (:func:`split_call`), flatten the
+    graph arguments jointly (:class:`PrepareCache`: sharing kept across and within
+    arguments), check tree mode, read the plain values (:meth:`values`). Inside the
+    JAX function: :meth:`run` builds plain Variables around the traced leaves,
+    calls the function under the cell rule, collects what changed (Variables and
+    raw array attributes, :func:`collect_updates`) and flattens the output
+    (:func:`export_output`); the static facts (changed indices, output spec) stay
+    on the Crossing, the transform's side channel. Outside, after JAX returned:
+    :meth:`finish` writes the changes into the caller's objects and rebuilds the
+    output. A transform supplies its JAX call and its per-leaf specs around
+    these; transforms that need the steps apart (grad: the loss is not exported)
+    use :meth:`enter` and :meth:`exit`.
 
-
-def explain_call_error(prep: Prepared | None, names, where: str, e: Exception) -> Exception | None:
-    """After the JAX call raised ``e``: an error naming the leaf at fault, or None.
-
-    Looked at only on the error path (no cost per call). Two causes are
-    recognised: a Variable whose array was deleted before the call (donated to
-    a call that failed, :class:`DonatedBufferError`; JAX says "deleted") and a
-    Variable or raw leaf holding a value JAX cannot take (a string, an
-    arbitrary object: ``TypeError``).
+    Attributes:
+      fun: the user function.
+      where: ``nnx.remat(f)``-style name for messages.
+      mode: the :class:`nnx.GraphMode` of the call.
+      layout: the call's layout (:func:`split_call`).
+      graph: the graph arguments.
+      plain: the plain positional arguments.
+      plain_kw: the plain keyword arguments.
+      names: human names of the graph arguments (empty: by position).
+      prep: the :class:`Prepared` of the graph arguments (None without any).
+      idx: after the JAX call: indices of the leaves the function changed.
+      spec: after the JAX call: the output's :class:`OutSpec` (None: no nnx object).
     """
-    if prep is None:
-        return None
-    input_deleted = "deleted" in str(e)
 
-    paths = prep.paths
-    for i, x in enumerate(prep.leaves):
-        raw = x.get_raw_value() if isinstance(x, Variable) else x
-        what = type(x).__name__ if isinstance(x, Variable) else "array"
-        for a in jax.tree.leaves(raw, is_leaf=lambda r: isinstance(r, jax.Ref)):
-            if isinstance(a, DonatedArray):
-                return DonatedBufferError(f"{where}: {a.message}")
-            if (
-                input_deleted
-                and isinstance(a, jax.Array)
-                and not isinstance(a, jax.core.Tracer)
-                and a.is_deleted()
-            ):
-                return DonatedBufferError(
-                    f"{where}: the {what} at {_path_str(paths[i], names)} has no array any "
-                    "more: its buffer was donated (donate_argnums/donate_argnames) to an "
-                    "nnx.jit call that failed, and JAX deleted it. Restore the model from "
-                    "a checkpoint or rebuild it (e.g. `nnx.update(model, saved_state)` "
-                    "from a copy taken before the step); to keep the buffers when a step "
-                    "may fail, call it without donation."
-                )
-            stored = isinstance(x, Variable) and (x.hijax or x.ref)  # cells and refs
-            if not (stored or isinstance(a, _JAX_LEAF_TYPES)):
-                return TypeError(
-                    f"{where}: the {what} at {_path_str(paths[i], names)} holds a value of "
-                    f"type {type(a).__name__} ({_short(a)}), which JAX cannot take as an "
-                    "argument. Variables passed to a transform hold arrays; keep other "
-                    "values in a plain (static) attribute, e.g. `self.name = 'abc'`, "
-                    "or convert it with jnp.asarray."
-                )
-    return None
+    __slots__ = (
+        "fun", "where", "mode", "layout", "graph", "plain", "plain_kw", "names", "prep",
+        "idx", "spec",
+    )  # fmt: skip
 
-
-def donated_note(prep: Prepared | None, mask, names, where: str = "nnx.jit") -> str | None:
-    """A note for an error of a donating call: which Variables lost their arrays.
-
-    Each deleted array is replaced by a :class:`DonatedArray`, so that the next use of
-    the model, eager or in a transform, raises :class:`DonatedBufferError` naming the
-    Variable instead of JAX's bare "Array has been deleted".
-    """
-    if prep is None or not mask:
-        return None
-    lost = []
-    for i, (x, m) in enumerate(zip(prep.leaves, mask)):
-        if not (m and isinstance(x, Variable)):
-            continue
-        raw = x.get_raw_value()
-        if not any(deleted_array(a) for a in jax.tree.leaves(raw)):
-            continue
-        path = _path_str(prep.paths[i], names)
-        lost.append(path)
-        message = (
-            f"the {type(x).__name__} at {path} has no array any more: its buffer was "
-            f"donated (donate_argnums/donate_argnames) to {where}, which failed, and JAX "
-            "deleted it. Restore the model from a copy or checkpoint taken before the "
-            "step (e.g. `nnx.update(model, saved_state)`); to keep the buffers when a "
-            "step may fail, call it without donation."
+    def __init__(
+        self,
+        fun: Callable,
+        args: tuple,
+        kwargs: dict,
+        *,
+        where: str,
+        mode: GraphMode | None = None,
+        prep_cache: PrepareCache | None = None,
+        static_argnums=(),
+        what: str | None = None,
+        arg_names: bool = True,
+    ):
+        self.fun = fun
+        self.where = where
+        self.mode = ModeArgs().mode() if mode is None else mode
+        self.layout, self.graph, self.plain, self.plain_kw = split_call(
+            args, kwargs, static_argnums
         )
-        x.set_raw_value(jax.tree.map(partial(_stand_in, message=message, where=where), raw))
-    if not lost:
-        return None
-    more = f" (and {len(lost) - 5} more)" if len(lost) > 5 else ""
-    return (
-        f"{where}: this call donated the buffers of {', '.join(lost[:5])}{more}; JAX "
-        "deleted them, so these Variables cannot be used again. Restore them from a "
-        "checkpoint, or call without donate_argnums while debugging."
-    )
+        # messages name the graph arguments after fun's parameters (arg_names=False:
+        # by position, for a loop value whose parts are not parameters)
+        self.names: list[str] = graph_arg_names(fun, self.layout) if arg_names else []
+        prep = (prep_cache or PrepareCache())(self.graph) if self.graph else None
+        if prep is not None and not self.mode.graph:
+            layout = self.layout if arg_names else None
+            check_tree(prep, self.graph, fun, layout, what or where.split("(", 1)[0])
+        self.prep = prep
+        self.idx: list = []
+        self.spec: OutSpec | None = None
+
+    def values(self) -> list:
+        """The leaves' plain values: what the JAX call takes for the graph arguments."""
+        return self.prep.values() if self.prep is not None else []
+
+    def enter(self, leaves: list, plain, plain_kw) -> tuple[list, dict, tuple]:
+        """Inside: ``(args, kwargs, state)``, the call rebuilt around traced leaves."""
+        prep = self.prep
+        objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
+        entry = snapshot(objs, self.mode) if gd is not None else None
+        a, kw = assemble(self.layout, objs, plain, plain_kw)
+        return a, kw, (objs, gd, leaves, entry)
+
+    def changes(self, state) -> tuple[list, list, Any]:
+        """Inside, after the function: ``(indices, new values, inner flattening or None)``."""
+        objs, gd, leaves, entry = state
+        if gd is None:
+            return [], [], None
+        return collect_updates(
+            objs, leaves, gd, where=self.where, names=self.names, values=True,
+            mode=self.mode, entry=entry,
+        )  # fmt: skip
+
+    def export(self, out, inner, *, as_hijax: bool = False):
+        """Inside: ``out`` flattened with the inputs as references (records the spec)."""
+        nodes = inner.nodes if inner is not None else []
+        out, self.spec = export_output(out, nodes, where=self.where, as_hijax=as_hijax)
+        return out
+
+    def exit(self, state, out, *, as_hijax: bool = False) -> tuple[list, list, Any]:
+        """Inside: collect the changes, export ``out``; ``(indices, new values, out)``."""
+        idx, new, inner = self.changes(state)
+        self.idx = idx
+        return idx, new, self.export(out, inner, as_hijax=as_hijax)
+
+    def run(
+        self,
+        leaves: list,
+        plain,
+        plain_kw,
+        *,
+        fun: Callable | None = None,
+        post_out: Callable | None = None,
+        restore_modes: bool = True,
+    ) -> tuple[list, list, Any]:
+        """Inside: enter, call ``fun`` (the user function) under the cell rule, exit.
+
+        ``post_out`` maps the function's output before it is exported;
+        ``restore_modes=False`` leaves new Variables returned plain (abstract
+        values, eval_shape).
+        """
+        a, kw, state = self.enter(leaves, plain, plain_kw)
+        out, as_hijax = call_without_cells(fun or self.fun, a, kw)  # temporaries plain
+        if post_out is not None:
+            out = post_out(out)
+        return self.exit(state, out, as_hijax=as_hijax and restore_modes)
+
+    def finish(self, idx, new, out, *, write: bool = True):
+        """Outside, after JAX returned: write the changes back, rebuild the output."""
+        prep = self.prep
+        if prep is None:
+            return import_output(out, self.spec, None)
+        if write:
+            write_back(prep, self.graph, idx, new, values=True)
+        return import_output(out, self.spec, prep.flat.nodes)
 
 
-def _stand_in(a, message: str, where: str):
-    return DonatedArray(a, message, where) if deleted_array(a) else a
+def lift(
+    transform: Callable[..., Callable],
+    fun: Callable,
+    args: tuple,
+    kwargs: dict,
+    *,
+    where: str,
+    static_argnums=(),
+    all_updates: bool = False,
+    write: bool = True,
+    prep_cache: PrepareCache | None = None,
+    post_out: Callable | None = None,
+    in_spec: Callable | None = None,
+    out_spec: Callable | None = None,
+    restore_modes: bool = True,
+    mode: Any = None,
+):
+    """Call ``transform(inner)(values, plain, plain_kw)`` through a :class:`Crossing`.
 
+    ``all_updates=True`` returns a value (or None) for every leaf, for
+    transforms that need the output structure before tracing (shard_map).
+    ``in_spec``/``out_spec`` build per-leaf specs for such transforms.
+    ``write=False`` leaves the arguments as they are (eval_shape: the new
+    values are abstract). ``mode``: the :class:`nnx.GraphMode` (None: the
+    current settings).
+    """
+    c = Crossing(
+        fun, args, kwargs, where=where, mode=mode, prep_cache=prep_cache,
+        static_argnums=static_argnums,
+    )  # fmt: skip
 
-def _short(value) -> str:
-    r = repr(value)
-    return r if len(r) < 80 else r[:77] + "..."
+    def inner(leaves, plain, plain_kw):
+        idx, new, out = c.run(
+            leaves, plain, plain_kw, post_out=post_out, restore_modes=restore_modes
+        )
+        if all_updates:
+            upd: list = [None] * len(leaves)
+            for i, v in zip(idx, new):
+                upd[i] = v
+            return upd, out
+        return new, out
+
+    if in_spec is None:
+        transformed = transform(inner)
+    else:
+        assert out_spec is not None  # in_spec and out_spec are given together
+        transformed = transform(inner, in_spec(c.prep, c.layout, c.graph), out_spec(c.prep))
+    new, out = transformed(c.values(), c.plain, c.plain_kw)
+    if all_updates:
+        new = [new[i] for i in c.idx]
+    return c.finish(c.idx, new, out, write=write)

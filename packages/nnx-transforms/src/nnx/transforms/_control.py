@@ -15,18 +15,9 @@ import jax
 
 from nnx.core import Pytree, Variable, is_graph_node
 from nnx.transforms._boundary import (
+    Crossing,
     ModeArgs,
-    PrepareCache,
-    assemble,
     call_without_cells,
-    check_tree,
-    collect_updates,
-    enter_values,
-    export_output,
-    import_output,
-    snapshot,
-    split_call,
-    write_back,
 )
 from nnx.transforms._errors import CarryError, StructureError
 
@@ -34,60 +25,40 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-def _prepare(graph, mode, what: str, fun, layout=None):
-    prep = PrepareCache()(graph) if graph else None
-    if prep is not None and not mode.graph:
-        check_tree(prep, graph, fun, layout, what)
-    return prep
-
-
 # -- cond / switch -------------------------------------------------------------------------
 def _branches_call(
     select: Callable, branches: Sequence[Callable], operands: tuple, what: str, mode
 ):
-    layout, graph, plain, _ = split_call(operands, {})
-    prep = _prepare(graph, mode, f"nnx.{what}", branches[0] if branches else None, layout)
-    values = prep.values() if prep is not None else []
-    holders: list[dict] = [{} for _ in branches]
+    first = branches[0] if branches else (lambda *a: None)
+    c = Crossing(first, operands, {}, where=f"nnx.{what}", mode=mode, what=f"nnx.{what}")
+    specs: list = []  # each traced branch's output spec, to compare
+    written: set[int] = set()  # what any branch changed: every branch returns it
 
-    def make(fun, holder):
+    def make(fun):
         where = f"nnx.{what}({getattr(fun, '__name__', 'branch')})"
 
         def inner(leaves, plain):
-            objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
-            entry = snapshot(objs, mode) if gd is not None else None
-            a, _ = assemble(layout, objs, plain, {})
-            out, as_hijax = call_without_cells(fun, a, {})
-            if gd is not None:
-                idx, new, inner_flat = collect_updates(
-                    objs, leaves, gd, where=where, values=True, mode=mode, entry=entry
-                )
-                changed = dict(zip(idx, new))
-                current = [changed.get(i, v) for i, v in enumerate(leaves)]
-                nodes = inner_flat.nodes
-            else:
-                idx, current, nodes = [], [], []
-            out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
-            for other in holders:  # JAX compares only the leaves: check the objects first
-                if "spec" in other and other["spec"] != spec:
+            c.where = where
+            idx, new, out = c.run(leaves, plain, {}, fun=fun)
+            changed = dict(zip(idx, new))
+            current = [changed.get(i, v) for i, v in enumerate(leaves)]
+            for spec in specs:  # JAX compares only the leaves: check the objects first
+                if spec != c.spec:
                     raise StructureError(
                         f"{where}: the branches return different nnx objects (or one returns "
                         "nnx objects and another does not). Every branch must return outputs "
                         "of the same structure: the same classes, attributes and Variable "
                         "kinds."
                     )
-            holder["idx"], holder["spec"] = idx, spec
+            specs.append(c.spec)
+            written.update(idx)
             return current, out
 
         return inner
 
-    inners = [make(f, h) for f, h in zip(branches, holders)]
-    current, out = select(inners, values, plain)
-    if prep is None:
-        return import_output(out, holders[0]["spec"], None)
-    idx = sorted({i for h in holders for i in h["idx"]})
-    write_back(prep.leaves, idx, [current[i] for i in idx], values=True)
-    return import_output(out, holders[0]["spec"], prep.flat.nodes)
+    current, out = select([make(f) for f in branches], c.values(), c.plain)
+    idx = sorted(written)
+    return c.finish(idx, [current[i] for i in idx], out)
 
 
 def cond(
@@ -177,8 +148,10 @@ class _LoopCarry:
         self.is_graph = [isinstance(t, (Pytree, Variable)) for t in tops]
         self.graph = tuple(t for t, g in zip(tops, self.is_graph) if g)
         self.plain = [t for t, g in zip(tops, self.is_graph) if not g]
-        self.prep = _prepare(self.graph, mode, what, fun)
-        self.values = self.prep.values() if self.prep is not None else []
+        # the loop value's nnx objects cross as the arguments of one Crossing
+        self.c = Crossing(fun, self.graph, {}, where=where, mode=mode, what=what, arg_names=False)
+        self.prep = self.c.prep
+        self.values = self.c.values()
         self.changed: set[int] = set()
 
     def init(self):
@@ -186,26 +159,18 @@ class _LoopCarry:
 
     def build(self, carry):
         leaves, plain = carry
-        if self.prep is not None:
-            objs, gd = enter_values(self.prep, leaves)
-        else:
-            objs, gd = (), None
-        entry = snapshot(objs, self.mode) if gd is not None else None
-        g, p = iter(objs), iter(plain)
+        _, _, state = self.c.enter(leaves, (), {})
+        g, p = iter(state[0]), iter(plain)
         tops = [next(g) if isg else next(p) for isg in self.is_graph]
-        return jax.tree.unflatten(self.treedef, tops), (objs, gd, leaves, plain, entry)
+        return jax.tree.unflatten(self.treedef, tops), (state, plain)
 
     def finish(self, out, state, *, check_out: bool = True):
-        objs, gd, leaves, plain_in, entry = state
-        if gd is not None:
-            idx, new, _ = collect_updates(
-                objs, leaves, gd, where=self.where, values=True, mode=self.mode, entry=entry
-            )
-            self.changed.update(idx)
-            changed = dict(zip(idx, new))
-            current = [changed.get(i, v) for i, v in enumerate(leaves)]
-        else:
-            current = []
+        cstate, plain_in = state
+        objs, leaves = cstate[0], cstate[2]
+        idx, new, _ = self.c.changes(cstate)
+        self.changed.update(idx)
+        changed = dict(zip(idx, new))
+        current = [changed.get(i, v) for i, v in enumerate(leaves)]
         if not check_out:
             return current, plain_in
         tops, treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
@@ -242,9 +207,8 @@ class _LoopCarry:
 
     def result(self, carry):
         leaves, plain = carry
-        if self.prep is not None:
-            idx = sorted(self.changed)
-            write_back(self.prep.leaves, idx, [leaves[i] for i in idx], values=True)
+        idx = sorted(self.changed)
+        self.c.finish(idx, [leaves[i] for i in idx], None)
         g, p = iter(self.graph), iter(plain)
         tops = [next(g) if isg else next(p) for isg in self.is_graph]
         return jax.tree.unflatten(self.treedef, tops)

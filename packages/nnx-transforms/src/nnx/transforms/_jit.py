@@ -11,12 +11,12 @@ the function changed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import jax
 
-from nnx.core import StateSharding, Variable, storage_mode
+from nnx.core import Variable, storage_mode
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN,
@@ -27,9 +27,7 @@ from nnx.transforms._boundary import (
     call_without_cells,
     check_tree,
     collect_updates,
-    donated_note,
     enter_raw,
-    explain_call_error,
     export_output,
     graph_arg_index,
     graph_arg_names,
@@ -39,6 +37,8 @@ from nnx.transforms._boundary import (
     split_call,
     write_back,
 )
+from nnx.transforms._explain import donated_note, explain_call_error
+from nnx.transforms._sharding import leaf_shardings, plain_shardings
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -157,7 +157,7 @@ class JitWrapped(Generic[P, R]):
             self._explain(e, prep, layout, donate_mask)
             raise
         if meta.idx:
-            write_back(prep.leaves, meta.idx, updates, values=False, prep=prep, graph=graph)  # type: ignore[union-attr]
+            write_back(prep, graph, meta.idx, updates, values=False)  # type: ignore[arg-type]
         if meta.spec is None:
             return out
         return import_output(out, meta.spec, prep.flat.nodes if prep is not None else None)
@@ -217,7 +217,6 @@ class JitWrapped(Generic[P, R]):
                     graphdef,
                     where=where,
                     names=names,
-                    raw_arrays=True,
                     mode=mode,
                     entry=entry,
                 )
@@ -230,7 +229,7 @@ class JitWrapped(Generic[P, R]):
                             new.append(leaves[i])
             else:
                 idx, new, nodes = [], [], []
-            out, spec = export_output(out, nodes, where=where, raw=True, as_hijax=as_hijax)
+            out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
             return new, out, _Meta(tuple(idx), spec)
 
         jit_kwargs = dict(self._jit_kwargs)
@@ -239,8 +238,8 @@ class JitWrapped(Generic[P, R]):
         if donate_mask is None:
             if self._in_shardings is not None:
                 jit_kwargs["in_shardings"] = (
-                    self._leaf_shardings(layout, prep, graph),
-                    self._plain_shardings(layout),
+                    leaf_shardings(self._in_shardings, layout, prep, graph),
+                    plain_shardings(self._in_shardings, layout),
                     None,
                 )
             return jax.jit(inner, **jit_kwargs), None
@@ -253,8 +252,8 @@ class JitWrapped(Generic[P, R]):
             return inner(leaves, plain, {**kw_keep, **kw_don})
 
         if self._in_shardings is not None:
-            ls = self._leaf_shardings(layout, prep, graph)
-            ps = self._plain_shardings(layout)
+            ls = leaf_shardings(self._in_shardings, layout, prep, graph)
+            ps = plain_shardings(self._in_shardings, layout)
             ps = list(ps) if ps is not None else [None] * len(plain_mask)
             jit_kwargs["in_shardings"] = (
                 [s for s, m in zip(ls, leaf_mask) if not m],
@@ -288,54 +287,6 @@ class JitWrapped(Generic[P, R]):
         plain_mask = tuple(i in self._donate_argnums for i, c in enumerate(pos) if c is PLAIN_ARG)
         kw_mask = frozenset(k for k, c in kw if c is PLAIN_ARG and k in self._donate_argnames)
         return leaf_mask, plain_mask, kw_mask
-
-    def _leaf_shardings(self, layout, prep, graph) -> list:
-        if prep is None:
-            return []
-        spec = self._in_shardings
-        index = graph_arg_index(layout)
-        per_arg = []
-        for where in index:
-            s = None
-            if isinstance(where, int) and isinstance(spec, (tuple, list)) and where < len(spec):
-                s = spec[where]
-            elif isinstance(where, int) and not isinstance(spec, (tuple, list)):
-                s = spec
-            per_arg.append(s)
-        owners = prep.owners(graph)
-        paths = prep.paths
-        out = []
-        for i, x in enumerate(prep.leaves):
-            s = per_arg[owners[i]]
-            if isinstance(s, StateSharding):  # by filter: the first that matches the leaf
-                s = s.sharding_for(paths[i][1:], x)
-            elif isinstance(s, Mapping):
-                s = _lookup_path(s, paths[i][1:])
-            if isinstance(x, Variable) and storage_mode(x) != PLAIN:
-                s = None
-            out.append(s)
-        return out
-
-    def _plain_shardings(self, layout):
-        spec = self._in_shardings
-        pos, _ = layout
-        plain_pos = [i for i, c in enumerate(pos) if c is PLAIN_ARG]
-        if isinstance(spec, (tuple, list)):
-            return tuple(spec[i] if i < len(spec) else None for i in plain_pos)
-        return tuple(spec for _ in plain_pos)
-
-
-def _lookup_path(mapping, path):
-    node = mapping
-    for k in path:
-        if isinstance(node, Variable):
-            node = node.get_value()
-        if not isinstance(node, Mapping) or k not in node:
-            return None
-        node = node[k]
-    if isinstance(node, Variable):
-        node = node.get_value()
-    return node
 
 
 def _merge(mask, keep, don) -> list:

@@ -29,7 +29,7 @@ from nnx.core import (
     update,
 )
 from nnx.transforms._jit import jit
-from nnx.transforms._misc import eval_shape
+from nnx.transforms._lifted import eval_shape
 
 __all__ = ["jit_partial", "cached_partial", "JitPartial", "CachedPartial"]
 

@@ -29,19 +29,10 @@ from nnx.transforms._axes import (
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN_ARG,
+    Crossing,
     ModeArgs,
     PrepareCache,
-    assemble,
     call_without_cells,
-    check_tree,
-    collect_updates,
-    enter_values,
-    export_output,
-    graph_arg_names,
-    import_output,
-    snapshot,
-    split_call,
-    write_back,
 )
 from nnx.transforms._errors import AxisError, CarryError
 
@@ -100,9 +91,13 @@ class ScanWrapped(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         fun = self.fun
         where = f"nnx.scan({getattr(fun, '__name__', 'f')})"
-        layout, graph, plain, plain_kw = split_call(args, kwargs)
+        mode = self._mode.mode()
+        c = Crossing(
+            fun, args, kwargs, where=where, mode=mode, prep_cache=self._prep, what="nnx.scan"
+        )
+        layout, graph, plain, plain_kw, prep = c.layout, c.graph, c.plain, c.plain_kw, c.prep
         pos, _ = layout
-        names = graph_arg_names(fun, layout)
+        names = c.names
         arg_axes = _positions(self.in_axes, len(pos), "in_axes", where)
         carry_pos = [i for i, a in enumerate(arg_axes) if a is Carry]
         out_is_tuple = isinstance(self.out_axes, (tuple, list))
@@ -121,19 +116,15 @@ class ScanWrapped(Generic[P, R]):
         # plain arguments: their axis (int: scanned, None: broadcast, Carry)
         plain_axes = [a for code, a in zip(pos, arg_axes) if code is PLAIN_ARG]
 
-        mode = self._mode.mode()
-        if graph:
-            prep = self._prep(graph)
-            if not mode.graph:
-                check_tree(prep, graph, fun, layout, "nnx.scan")
+        if prep is not None:
             key = ("scan", layout, tuple(map(repr, g_axes)))
             axes = prep.extra.get(key)
             if axes is None:
                 axes = prep.extra[key] = leaf_axes(prep, graph, g_axes, names, where)
-            values = prep.values()
+            values = c.values()
             length = check_sizes(prep, values, axes, names, where, self.length)
         else:
-            prep, axes, values, length = None, [], [], self.length
+            axes, values, length = [], [], self.length
         c_idx = [i for i, a in enumerate(axes) if not isinstance(a, int)]
         s_idx = [i for i, a in enumerate(axes) if isinstance(a, int)]
         c_vals = [values[i] for i in c_idx]
@@ -167,17 +158,9 @@ class ScanWrapped(Generic[P, R]):
                 plain_now[j] = a
             if carry_i is not None and not carry_is_graph:
                 plain_now[plain_axes.index(Carry)] = c_pl
-            objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
-            entry = snapshot(objs, mode) if gd is not None else None
-            a, kw = assemble(layout, objs, tuple(plain_now), plain_kw)
+            a, kw, state = c.enter(leaves, tuple(plain_now), plain_kw)
             out, as_hijax = call_without_cells(fun, a, kw)
-            if gd is not None:
-                idx, new, inner_flat = collect_updates(
-                    objs, leaves, gd, where=where, names=names, values=True, mode=mode, entry=entry
-                )
-                nodes = inner_flat.nodes
-            else:
-                idx, new, nodes, inner_flat = [], [], [], None
+            idx, new, inner_flat = c.changes(state)
             changed = dict(zip(idx, new))
             # split the output into carry and stacked parts
             if out_is_tuple and (not isinstance(out, tuple) or len(out) != len(out_axes)):
@@ -208,8 +191,8 @@ class ScanWrapped(Generic[P, R]):
                         raise AxisError(
                             f"{where}: out_axes entries must be ints or nnx.Carry, got {ax!r}."
                         )
-                    if gd is not None and mode.graph:
-                        assert prep is not None and inner_flat is not None  # set with gd
+                    if inner_flat is not None and mode.graph:
+                        assert prep is not None  # changes come from prep's leaves
                         check_returned_axes(
                             o, ax, inner_flat.leaves, axes, prep.paths, names, where
                         )
@@ -219,10 +202,8 @@ class ScanWrapped(Generic[P, R]):
                 _check_leaf_carry(prep, names, i, old_aval, v, where)
             s_changed = [i for i in s_idx if i in changed]
             s_new = [changed[i] for i in s_changed]
-            ys_conv, spec = export_output(tuple(ys_user), nodes, where=where, as_hijax=as_hijax)
-            holder.update(
-                c_changed=[i for i in c_idx if i in changed], s_changed=s_changed, spec=spec
-            )
+            ys_conv = c.export(tuple(ys_user), inner_flat, as_hijax=as_hijax)
+            holder.update(c_changed=[i for i in c_idx if i in changed], s_changed=s_changed)
             return (c_new, carry_out_pl), (s_new, ys_conv)
 
         xs = (s_vals, s_plain_vals)
@@ -240,18 +221,11 @@ class ScanWrapped(Generic[P, R]):
             unroll=self.unroll,
             _split_transpose=self._split_transpose,
         )
-        if prep is not None:
-            pos_c = {i: k for k, i in enumerate(c_idx)}
-            c_changed = holder["c_changed"]
-            write_back(prep.leaves, c_changed, [c_final[pos_c[i]] for i in c_changed], values=True)
-            s_changed = holder["s_changed"]
-            write_back(
-                prep.leaves,
-                s_changed,
-                [jnp.moveaxis(v, 0, axes[i]) for i, v in zip(s_changed, s_stacked)],
-                values=True,
-            )
-        ys = import_output(ys, holder["spec"], prep.flat.nodes if prep is not None else None)
+        pos_c = {i: k for k, i in enumerate(c_idx)}
+        c_changed, s_changed = holder.get("c_changed", []), holder.get("s_changed", [])
+        new = [c_final[pos_c[i]] for i in c_changed]
+        new += [jnp.moveaxis(v, 0, axes[i]) for i, v in zip(s_changed, s_stacked)]
+        ys = c.finish(c_changed + s_changed, new, ys)
         ys_iter = iter(ys)
         results = []
         for ax in out_axes:

@@ -38,7 +38,7 @@ from nnx.core import (
     vars_as,
 )
 from nnx.transforms._jit import jit
-from nnx.transforms._misc import eval_shape
+from nnx.transforms._lifted import eval_shape
 
 __all__ = ["tabulate", "CallInfo", "filter_rng_streams"]
 

@@ -29,19 +29,10 @@ from nnx.transforms._axes import (
     size_source,
 )
 from nnx.transforms._boundary import (
+    Crossing,
     ModeArgs,
     PrepareCache,
-    assemble,
     call_without_cells,
-    check_tree,
-    collect_updates,
-    enter_values,
-    export_output,
-    graph_arg_names,
-    import_output,
-    snapshot,
-    split_call,
-    write_back,
 )
 from nnx.transforms._errors import AxisError
 from nnx.transforms._jaxpr import PARTITION_NAME
@@ -104,21 +95,27 @@ class VmapWrapped(Generic[P, R]):
         fun = self.fun
         where = f"{self._what}({getattr(fun, '__name__', 'f')})"
         mode = self._mode.mode()
-        layout, graph, plain, plain_kw = self._split(args, kwargs)
-        names = graph_arg_names(fun, layout)
+        c = Crossing(
+            fun,
+            args,
+            kwargs,
+            where=where,
+            mode=mode,
+            prep_cache=self._prep,
+            static_argnums=self._split_statics(),
+            what=self._what,
+        )
+        prep, layout, plain, plain_kw, names = c.prep, c.layout, c.plain, c.plain_kw, c.names
         g_axes, p_axes = per_arg_axes(self._in_axes_for(layout), layout, where)
-        if graph:
-            prep = self._prep(graph)
-            if not mode.graph:
-                check_tree(prep, graph, fun, layout, self._what)
+        if prep is not None:
             key = ("vmap", layout, tuple(map(_axis_key, g_axes)))
             axes = prep.extra.get(key)
             if axes is None:
-                axes = prep.extra[key] = leaf_axes(prep, graph, g_axes, names, where)
-            values = prep.values()
+                axes = prep.extra[key] = leaf_axes(prep, c.graph, g_axes, names, where)
+            values = c.values()
             size = check_sizes(prep, values, axes, names, where, self.axis_size)
         else:
-            prep, axes, values, size = None, [], [], self.axis_size
+            axes, values, size = [], [], self.axis_size
         check_plain_sizes(
             fun,
             layout,
@@ -133,46 +130,30 @@ class VmapWrapped(Generic[P, R]):
         if hit is not None:
             vmapped, holder = hit
         else:
+            # the side channel outlives this Crossing when pmap caches the traced function
             holder: dict = {}
             partition = self.transform_metadata.get(PARTITION_NAME)
 
             def inner(leaves, plain, plain_kw):
-                if prep is not None:
-                    objs, gd = enter_values(prep, leaves)
-                else:
-                    objs, gd = (), None
-                entry = snapshot(objs, mode) if gd is not None else None
+                a, kw, state = c.enter(leaves, plain, plain_kw)
+                objs = state[0]
                 renamed = _remove_axis_names(objs, axes, partition) if partition is not None else []
-                a, kw = assemble(layout, objs, plain, plain_kw)
                 out, as_hijax = call_without_cells(fun, a, kw)
                 for v, names_before in renamed:  # back as they entered (the structure compares)
                     v.set_metadata(sharding_names=names_before)
                 if partition is not None:
                     _add_axis_names(out, self.out_axes, partition, {id(v) for v, _ in renamed})
-                if gd is not None:
-                    idx, new, inner_flat = collect_updates(
-                        objs,
-                        leaves,
-                        gd,
-                        where=where,
-                        names=names,
-                        values=True,
-                        mode=mode,
-                        entry=entry,
+                idx, new, inner_flat = c.changes(state)
+                if inner_flat is not None and mode.graph:  # (tree mode: returned inputs
+                    assert prep is not None  # are new, stacked objects)
+                    check_returned_axes(
+                        out, self.out_axes, inner_flat.leaves, axes, prep.paths, names, where
                     )
-                    nodes = inner_flat.nodes
-                    assert prep is not None  # gd comes from prep
-                    if mode.graph:  # tree mode: returned inputs are new (stacked) objects
-                        check_returned_axes(
-                            out, self.out_axes, inner_flat.leaves, axes, prep.paths, names, where
-                        )
-                else:
-                    idx, new, nodes = [], [], []
                 updates: list = [None] * len(leaves)
                 for i, v in zip(idx, new):
                     updates[i] = v
-                out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
-                holder["idx"], holder["spec"] = idx, spec
+                out = c.export(out, inner_flat, as_hijax=as_hijax)
+                holder["idx"], holder["spec"] = idx, c.spec
                 return updates, out
 
             vmapped = self._jax_map(inner, axes, p_axes, layout)
@@ -185,19 +166,16 @@ class VmapWrapped(Generic[P, R]):
             if better is e:
                 raise
             raise better from e
-        if prep is not None:
-            idx = holder["idx"]
-            write_back(prep.leaves, idx, [updates[i] for i in idx], values=True)
-            return import_output(out, holder["spec"], prep.flat.nodes)
-        return import_output(out, holder["spec"], None)
+        idx, c.spec = holder["idx"], holder["spec"]
+        return c.finish(idx, [updates[i] for i in idx], out)
 
     # what pmap changes
     def _cache_key(self, prep, layout, axes, p_axes, mode, plain_kw) -> tuple | None:
         """None: trace at every call (jax.vmap is not cached anyway)."""
         return None
 
-    def _split(self, args, kwargs):
-        return split_call(args, kwargs)
+    def _split_statics(self) -> frozenset[int] | tuple[()]:
+        return ()
 
     def _in_axes_for(self, layout):
         return self.in_axes
@@ -291,11 +269,13 @@ def _explain(e: Exception, prep, names, where):
         )
     m = _OUT_AXES_MSG.search(str(e))
     if m and prep is not None:
-        path = prep.paths[int(m.group(1))]
+        i = int(m.group(1))
+        path = prep.paths[i]
         head = names[path[0]] if path[0] < len(names) else path[0]
         p = "/".join(str(c) for c in (head, *path[1:]))
+        what = "Variable" if isinstance(prep.leaves[i], Variable) else "array"
         return AxisError(
-            f"{where}: the Variable at {p!r} has in_axes None (one value shared by every "
+            f"{where}: the {what} at {p!r} has in_axes None (one value shared by every "
             "member) but the function wrote a value that differs per member. Map it "
             "(in_axes 0, or nnx.StateAxes({...: 0})) so each member keeps its own, or write "
             "a value that does not depend on the mapped inputs."
@@ -451,8 +431,8 @@ class PmapWrapped(VmapWrapped):
             tuple(sorted(plain_kw)),
         )
 
-    def _split(self, args, kwargs):
-        return split_call(args, kwargs, self._statics)
+    def _split_statics(self) -> frozenset[int] | tuple[()]:
+        return self._statics
 
     def _jax_map(self, inner, axes, p_axes, layout):
         kw = {}
