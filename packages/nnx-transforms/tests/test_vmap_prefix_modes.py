@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from transforms_testlib import add_bias
 
 import nnx
 
@@ -22,7 +23,7 @@ class Affine(nnx.Module):
 
     def __call__(self, x):
         self.calls[...] = self.calls[...] + 1.0
-        return x @ self.w[...] + self.b[...]
+        return add_bias(x @ self.w[...], self.b)
 
 
 def run(mode: str, prefix_mode: str):
