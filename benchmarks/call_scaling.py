@@ -77,7 +77,7 @@ def main(argv=None):
         return leaves[0]
 
     @jax.jit
-    def raw_write_list(leaves, plain, plain_kw):  # the signature of nnx.jit's inner call
+    def raw_write_list(leaves, plain, plain_kw):  # noqa: ARG001 (nnx.jit's inner signature)
         return [a + 1 for a in leaves], leaves[0][0], None
 
     cols = ["tree.flatten", "boundary", "raw", "raw->N", "list->N", "nnx", "nnx+w"]

@@ -68,9 +68,9 @@ def _docstrings(module) -> list[tuple[str, str]]:
                     member = member.__func__
                 if isinstance(member, property):
                     member = member.fget
-                if inspect.isfunction(member) or isinstance(member, type):
-                    if getattr(member, "__module__", None) == module.__name__:
-                        visit(f"{qualname}.{name}", member, depth + 1)
+                ours = getattr(member, "__module__", None) == module.__name__
+                if ours and (inspect.isfunction(member) or isinstance(member, type)):
+                    visit(f"{qualname}.{name}", member, depth + 1)
 
     if module.__doc__:
         found.append(("<module>", module.__doc__))

@@ -43,9 +43,12 @@ def defined_names(files) -> set[str]:
                         for t in item.targets:
                             if isinstance(t, ast.Name) and t.id == "__slots__":
                                 for c in ast.walk(item.value):
-                                    if isinstance(c, ast.Constant) and isinstance(c.value, str):
-                                        if _private(c.value):
-                                            out.add(c.value)
+                                    if (
+                                        isinstance(c, ast.Constant)
+                                        and isinstance(c.value, str)
+                                        and _private(c.value)
+                                    ):
+                                        out.add(c.value)
                             elif isinstance(t, ast.Name) and _private(t.id):
                                 out.add(t.id)
             elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):

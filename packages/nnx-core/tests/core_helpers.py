@@ -13,7 +13,7 @@ class Linear(nnx.Module):
         self.din, self.dout = din, dout
 
     def __call__(self, x):
-        return x @ self.kernel + self.bias
+        return x @ self.kernel + self.bias[None]  # explicit: rank promotion raises in tests
 
 
 class Count(nnx.Variable):

@@ -74,9 +74,8 @@ def test_context_manager_nests_and_restores():
 
 
 def test_context_manager_restores_on_exception():
-    with pytest.raises(RuntimeError, match="boom"):
-        with nnx.var_defaults(hijax=True):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), nnx.var_defaults(hijax=True):
+        raise RuntimeError("boom")
     assert _mode_of_new_variable() == "plain"
 
 

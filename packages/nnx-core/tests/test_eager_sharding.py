@@ -167,9 +167,11 @@ def test_abstract_model_and_abstract_with_sharding_carry_named_shardings():
 
 def test_logical_rules_reject_a_name_used_twice():
     p = nnx.Param(jnp.ones((2, 2)), sharding_names=("x", "x"))
-    with nnx.logical_axis_rules((("x", "model"),)):
-        with pytest.raises(ValueError, match=r"name the logical axes \['x'\] more than once"):
-            nnx.get_partition_spec(p)
+    with (
+        nnx.logical_axis_rules((("x", "model"),)),
+        pytest.raises(ValueError, match=r"name the logical axes \['x'\] more than once"),
+    ):
+        nnx.get_partition_spec(p)
 
 
 def test_logical_rules_pick_the_first_free_mesh_axis():

@@ -21,7 +21,7 @@ class StatefulLinear(nnx.Module):
 
     def __call__(self, x):
         self.count += 1
-        return x @ self.w + self.b
+        return x @ self.w + self.b[None]
 
 
 def test_functional_round_trip_as_in_seed_003():
@@ -39,7 +39,7 @@ def test_functional_round_trip_as_in_seed_003():
     y, state = forward(graphdef, state, x)
     nnx.update(model, state)
     assert int(model.count[...]) == 1
-    np.testing.assert_allclose(y, x @ model.w[...] + model.b[...], rtol=1e-6)
+    np.testing.assert_allclose(y, x @ model.w[...] + model.b[None], rtol=1e-6)
 
 
 def test_split_by_filters_and_merge_and_update():
@@ -503,7 +503,7 @@ def test_model_surgery_is_seen_by_merge_and_the_pytree_view():
     class Scaled(nnx.Module):
         def __init__(self, inner):
             self.inner = inner
-            self.alpha = nnx.Param(jnp.full((2,), 2.0))
+            self.alpha = nnx.Param(jnp.full((1, 2), 2.0))
 
         def __call__(self, x):
             return self.alpha * self.inner(x)

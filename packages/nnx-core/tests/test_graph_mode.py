@@ -25,10 +25,9 @@ def test_global_call_and_restore():
 
 
 def test_with_block_restores_also_on_error():
-    with pytest.raises(RuntimeError, match="boom"):
-        with nnx.set_graph_updates(False):
-            assert nnx.graph_settings() is nnx.GraphMode(True, False)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), nnx.set_graph_updates(False):
+        assert nnx.graph_settings() is nnx.GraphMode(True, False)
+        raise RuntimeError("boom")
     assert nnx.graph_settings() is nnx.GraphMode(True, True)
 
 

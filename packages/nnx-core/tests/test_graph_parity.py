@@ -22,7 +22,7 @@ class StatefulLinear(nnx.Module):
 
     def __call__(self, x):
         self.increment()
-        return x @ self.w + self.b
+        return x @ self.w + self.b[None]
 
 
 # -- pure ---------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def test_call_runs_a_method_of_a_split_pair_inside_jit_and_returns_the_new_pair(
     x = jnp.ones((1, 3))
     y, linear_state = forward(x, linear_state)
     y, linear_state = forward(x, linear_state)
-    np.testing.assert_allclose(y, x @ linear.w[...] + linear.b[...], rtol=1e-6)
+    np.testing.assert_allclose(y, x @ linear.w[...] + linear.b[None], rtol=1e-6)
     assert int(nnx.merge(*linear_state).count[...]) == 2
     assert int(linear.count[...]) == 0  # the original object is untouched
 

@@ -153,7 +153,7 @@ def test_grad_over_frozen_hijax_model_inside_plain_jit():
 
     # the same step by hand
     def loss(w, b):
-        return jnp.mean((x @ w + b) ** 2)
+        return jnp.mean((x @ w + b[None]) ** 2)
 
     gw, gb = jax.grad(loss, argnums=(0, 1))(w0, b0)
     np.testing.assert_allclose(model.kernel[...], w0 - 0.1 * gw, rtol=1e-6)
@@ -262,7 +262,7 @@ def test_shared_submodule_gradient_is_accumulated_once():
     g = jax.grad(lambda t: jnp.sum(t.second(t.first(x))))(t)
     assert g.first is g.second
     w, b = m.kernel[...], m.bias[...]
-    gw = jax.grad(lambda w: jnp.sum((x @ w + b) @ w + b))(w)
+    gw = jax.grad(lambda w: jnp.sum((x @ w + b[None]) @ w + b[None]))(w)
     np.testing.assert_allclose(g.first.kernel[...], gw, rtol=1e-5)
 
 

@@ -41,7 +41,7 @@ def test_static_change_changes_treedef():
 def test_plain_jit_accepts_pytree_modules():
     m = Linear(2, 3, rngs=nnx.Rngs(0))
     y = jax.jit(lambda m, x: m(x))(m, jnp.ones((1, 2)))
-    np.testing.assert_allclose(y, jnp.ones((1, 2)) @ m.kernel[...] + m.bias[...], rtol=1e-6)
+    np.testing.assert_allclose(y, jnp.ones((1, 2)) @ m.kernel[...] + m.bias[None], rtol=1e-6)
 
 
 def test_data_and_static_markers():

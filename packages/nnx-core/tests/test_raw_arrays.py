@@ -20,7 +20,7 @@ class RawLinear(nnx.Module):
         self.b = jnp.zeros((dout,))
 
     def __call__(self, x):
-        return x @ self.w + self.b
+        return x @ self.w + self.b[None]
 
 
 class MLP(nnx.Module):
@@ -121,7 +121,7 @@ def test_a_functional_training_step_over_raw_arrays():
         return value, params, new_rest
 
     def reference_loss(w1, b1, w2, b2):
-        return jnp.mean((jax.nn.relu(x @ w1 + b1) @ w2 + b2 - y) ** 2)
+        return jnp.mean((jax.nn.relu(x @ w1 + b1[None]) @ w2 + b2[None] - y) ** 2)
 
     originals = (m.linear1.w, m.linear1.b, m.linear2.w, m.linear2.b)
     ref_loss, ref_grads = jax.value_and_grad(reference_loss, argnums=(0, 1, 2, 3))(*originals)

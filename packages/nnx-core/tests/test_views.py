@@ -31,7 +31,7 @@ class Norm(nnx.Module):
         self.mean = nnx.BatchStat(jnp.zeros(2))
         self.use_running_average = False
 
-    def set_view(self, use_running_average: bool | None = None, **kwargs):
+    def set_view(self, use_running_average: bool | None = None, **kwargs):  # noqa: ARG002
         if use_running_average is not None:
             self.use_running_average = use_running_average
 

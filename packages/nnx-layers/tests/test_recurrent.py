@@ -185,10 +185,7 @@ def test_rnn_carries_cell_state_and_writes_it_back(mode):
         cell = _NoisyCell(nnx.Rngs(0, noise=1))
     rnn = nnx.RNN(cell)
     x = jnp.zeros((1, 4, 2))
-    if mode:
-        out = jax.jit(lambda m, x: m(x))(rnn, x)
-    else:
-        out = rnn(x)
+    out = jax.jit(lambda m, x: m(x))(rnn, x) if mode else rnn(x)
     assert int(cell.noise.count[...]) == 4
     assert not np.allclose(out[:, 0], out[:, 1])
 

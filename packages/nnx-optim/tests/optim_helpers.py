@@ -25,7 +25,7 @@ class Linear(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((dout,)))
 
     def __call__(self, x):
-        return x @ self.kernel + self.bias
+        return x @ self.kernel + self.bias[None]
 
 
 class MLP(nnx.Module):
@@ -68,8 +68,8 @@ def pure_params(model, wrt=nnx.Param):
 
 def forward(p, x):
     """The model's forward pass written directly on a pure dict (independent of nnx)."""
-    h = jnp.tanh(x @ p["l1"]["kernel"] + p["l1"]["bias"])
-    y = h @ p["l2"]["kernel"] + p["l2"]["bias"]
+    h = jnp.tanh(x @ p["l1"]["kernel"] + p["l1"]["bias"][None])
+    y = h @ p["l2"]["kernel"] + p["l2"]["bias"][None]
     if "lora" in p:
         y = y + x @ p["lora"]
     return y

@@ -158,14 +158,14 @@ class Stack(nnx.Module):
 
     def __call__(self, x):
         for layer in self.layers:
-            x = jnp.tanh(x @ layer["kernel"] + layer["bias"])
+            x = jnp.tanh(x @ layer["kernel"] + layer["bias"][None])
         return x
 
 
 def stack_loss(p):
     x = X
     for layer in p["layers"].values() if isinstance(p["layers"], dict) else p["layers"]:
-        x = jnp.tanh(x @ layer["kernel"] + layer["bias"])
+        x = jnp.tanh(x @ layer["kernel"] + layer["bias"][None])
     return jnp.mean((x - Y[:, :2]) ** 2)
 
 
@@ -434,7 +434,7 @@ def test_moments_carry_the_sharding_of_their_parameters_on_a_mesh():
                 self.b = nnx.Param(jnp.zeros((8,)))
 
             def __call__(self, x):
-                return x @ self.w + self.b
+                return x @ self.w + self.b[None]
 
         model = M()
         nnx.shard_state(nnx.state(model), mesh)

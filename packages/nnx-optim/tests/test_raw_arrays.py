@@ -15,7 +15,7 @@ class Linear(nnx.Module):
         self.b = jnp.zeros((dout,))
 
     def __call__(self, x):
-        return x @ self.w + self.b
+        return x @ self.w + self.b[None]
 
 
 class MLP(nnx.Module):
@@ -45,8 +45,8 @@ def pure(model):
 
 
 def by_hand(p, x):
-    h = jax.nn.relu(x @ p["linear1"]["w"] + p["linear1"]["b"])
-    return h @ p["linear2"]["w"] + p["linear2"]["b"]
+    h = jax.nn.relu(x @ p["linear1"]["w"] + p["linear1"]["b"][None])
+    return h @ p["linear2"]["w"] + p["linear2"]["b"][None]
 
 
 def hand_loss(p):

@@ -57,7 +57,7 @@ def test_apply_returns_output_and_the_state_after_the_call_and_reaches_methods()
     np.testing.assert_allclose(y, forward(pure_params(model), X), rtol=1e-6)
     assert isinstance(g2, nnx.GraphDef) and isinstance(s2, nnx.State)
     h, _ = state.apply("params", rest).l1(X)  # a submodule, reached through attributes
-    np.testing.assert_allclose(h, X @ model.l1.kernel[...] + model.l1.bias[...], rtol=1e-6)
+    np.testing.assert_allclose(h, X @ model.l1.kernel[...] + model.l1.bias[None], rtol=1e-6)
     with pytest.raises(TypeError, match=r"apply\('step'\): the field 'step' holds"):
         state.apply("step")
 

@@ -89,7 +89,6 @@ def test_a_structure_change_inside_is_an_error_and_writes_nothing():
     def grow(m):
         m.w[...] += 1
         m.extra = nnx.Param(jnp.ones(()))
-        return None
 
     with pytest.raises(nnx.StructureError, match=r"changed inside the transform \(at 'extra'\)"):
         split_inputs(jax.jit(merge_inputs(grow)))(model)

@@ -245,9 +245,11 @@ def test_custom_vjp_modes():
 def test_split_rngs_tree_mode():
     rngs = nnx.Rngs(0)
     pair = {"a": rngs, "b": rngs}
-    with pytest.raises(nnx.AliasingError, match="tree mode.*'a'.*'b'"):
-        with nnx.split_rngs(pair, splits=2, graph=False):
-            pass
+    with (
+        pytest.raises(nnx.AliasingError, match="tree mode.*'a'.*'b'"),
+        nnx.split_rngs(pair, splits=2, graph=False),
+    ):
+        pass
     with nnx.split_rngs(pair, splits=2):
         assert rngs.default.key.shape == (2,)
 

@@ -66,9 +66,8 @@ def test_with_block_restores_on_exit_and_tuple_splits():
 
 def test_with_block_restores_when_the_body_raises():
     rngs = nnx.Rngs(0)
-    with pytest.raises(RuntimeError, match="boom"):
-        with nnx.split_rngs(rngs, splits=4):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), nnx.split_rngs(rngs, splits=4):
+        raise RuntimeError("boom")
     assert rngs.default.key.shape == () and rngs.default.count.shape == ()
 
 

@@ -32,8 +32,7 @@ def _ref(m, x):
 # returns a function `call(c, x)` that runs the wrapped function and gives back an
 # array that depends on everything `g` read (so a stale read shows up).
 def _jit(g):
-    f = nnx.jit(g)
-    return f
+    return nnx.jit(g)
 
 
 def _grad(g):

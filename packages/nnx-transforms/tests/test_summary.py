@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from transforms_testlib import add_bias
 
 import nnx
 
@@ -48,7 +49,7 @@ class Dense(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((dout,)))
 
     def __call__(self, x):
-        return x @ self.kernel + self.bias
+        return add_bias(x @ self.kernel, self.bias)
 
 
 class MLP(nnx.Module):
@@ -76,7 +77,7 @@ class CNN(nnx.Module):
         y = jax.lax.conv_general_dilated(
             x, self.kernel[...], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
-        y = y + self.bias
+        y = add_bias(y, self.bias)
         self.mean[...] = y.mean(axis=(0, 1, 2))
         return self.head(y.reshape(y.shape[0], -1))
 
@@ -171,7 +172,7 @@ def test_a_module_called_twice_with_the_same_shapes_is_one_row():
 def test_flops_match_xla_cost_of_the_same_computation():
     d = Dense(3, 4, rngs=nnx.Rngs(0))
     x = jnp.ones((2, 3))
-    ref = jax.jit(lambda x, w, b: x @ w + b).lower(x, d.kernel[...], d.bias[...])
+    ref = jax.jit(lambda x, w, b: add_bias(x @ w, b)).lower(x, d.kernel[...], d.bias[...])
     expected = int(ref.cost_analysis()["flops"])
     text = _table(d, x, compute_flops=True)
     assert re.search(rf"│ {expected}\s+│", _block(text, "")), text

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from transforms_testlib import add_bias
 
 import nnx
 
@@ -16,7 +17,7 @@ class Affine(nnx.Module):
 
     def __call__(self, x):
         self.calls[...] = self.calls[...] + 1.0
-        return x @ self.w[...] + self.b[...]
+        return add_bias(x @ self.w[...], self.b)
 
 
 def test_flax_docs_example_dict_of_variables():
@@ -61,7 +62,7 @@ def test_subtree_axis_covers_everything_below():
 
     def f(pair, x):
         a, b = pair["a"], pair["b"]
-        return x @ a["w"][...] + a["b"][...] + x @ b["w"][...] + b["b"][...]
+        return add_bias(x @ a["w"][...], a["b"]) + add_bias(x @ b["w"][...], b["b"])
 
     y = nnx.vmap(f, in_axes=({"a": 0, "b": None}, None))({"a": a, "b": b}, jnp.ones((1, 2)))
     np.testing.assert_allclose(y, np.full((4, 1, 3), 2.0 + 5.0))

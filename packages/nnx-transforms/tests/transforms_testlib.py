@@ -8,13 +8,20 @@ import jax.numpy as jnp
 import nnx
 
 
+def add_bias(y, b):
+    """``y + b``, ``b`` broadcast explicitly over ``y``'s leading axes (the tests run
+    with ``jax_numpy_rank_promotion="raise"``, root conftest.py)."""
+    b = b[...]
+    return y + jnp.reshape(b, (1,) * (y.ndim - b.ndim) + b.shape)
+
+
 class Linear(nnx.Module):
     def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs):
         self.w = nnx.Param(jax.random.normal(rngs.params(), (din, dout)) * 0.5)
         self.b = nnx.Param(jnp.zeros((dout,)) + 0.1)
 
     def __call__(self, x):
-        return x @ self.w + self.b
+        return add_bias(x @ self.w, self.b)
 
 
 class BatchNorm(nnx.Module):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+from nnx.core._errors import AliasingError
 from nnx.core._filters import to_predicate
-from nnx.core._graph import flatten, unflatten
+from nnx.core._graph import find_duplicates, flatten, unflatten
 from nnx.core._variables import HIJAX, PLAIN, REF, Variable
+
+A = TypeVar("A")
 
 _PREV = "_nnx_prev_mode"  # metadata: the mode a frozen Variable had before
 
@@ -53,32 +56,106 @@ def _convert(v: Variable, mutable, ref, hijax) -> Variable:
     return new
 
 
+def _changes(v: Variable, mutable, ref, hijax) -> bool:
+    """Whether converting ``v`` gives another storage mode or mutability."""
+    mode, is_mutable, _ = _target(v, mutable, ref, hijax)
+    return mode != v._aux.mode or is_mutable != v._aux.mutable
+
+
+def _format_path(path: tuple) -> str:
+    return "/".join(map(str, path)) or "<root>"
+
+
+def _check_no_duplicates(tree: Any, flat, pred, mutable, ref, hijax) -> None:
+    """Flax's ``allow_duplicates=False``: no converted Variable at two paths."""
+    first = {tuple(p): x for p, x in zip(flat.paths, flat.leaves) if isinstance(x, Variable)}
+    groups = []
+    for paths in find_duplicates(tree):
+        at = next((tuple(p) for p in paths if tuple(p) in first), None)
+        if at is None:  # a shared Module or list: its Variables are reached once
+            continue
+        v = first[at]
+        if (pred is None or pred(at, v)) and _changes(v, mutable, ref, hijax):
+            groups.append((v, paths))
+    if not groups:
+        return
+    listing = "\n  ---"
+    for _, paths in groups:
+        listing += "".join(f"\n  {_format_path(tuple(p))}" for p in paths) + "\n  ---"
+    v, paths = groups[0]
+    raise AliasingError(
+        f"Found duplicate at paths:{listing}\n"
+        f"vars_as(..., allow_duplicates=False): the {type(v).__name__} at "
+        f"{_format_path(tuple(paths[0]))!r} is also reachable at "
+        f"{', '.join(repr(_format_path(tuple(p))) for p in paths[1:])}. nnx converts a "
+        "shared Variable once and keeps it shared: pass allow_duplicates=True (or leave "
+        "it unset) to allow that, or give each path its own Variable first."
+    )
+
+
 def vars_as(
-    tree: Any,
+    tree: A,
     *,
     mutable: bool | None = None,
     ref: bool | None = None,
     hijax: bool | None = None,
     only: Any = ...,
-) -> Any:
-    """A copy of ``tree`` with every Variable converted to another storage mode.
+    allow_duplicates: bool | None = None,
+) -> A:
+    """A copy of ``tree`` with its Variables converted to another storage mode.
 
-    Example::
-
-        frozen = nnx.vars_as(model, mutable=False)   # plain values, writes raise
-        refs = nnx.vars_as(model, ref=True)          # values in jax.Ref
-        hi = nnx.vars_as(model, hijax=True)          # hijax Variables
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> m = nnx.Dict(w=nnx.Param(jnp.ones(2)), s=nnx.BatchStat(jnp.zeros(2)))
+    >>> refs = nnx.vars_as(m, ref=True, only=nnx.Param)
+    >>> refs["w"].ref, refs["s"].ref
+    (True, False)
+    >>> frozen = nnx.vars_as(m, mutable=False)
+    >>> frozen["w"].mutable
+    False
 
     ``mutable=False`` gives immutable plain Variables (what ``jax.grad``
     needs); ``mutable=True`` makes them mutable again, in the mode they had
-    before freezing (``ref`` if they were plain). Shared Variables stay shared
-    in the copy. ``tree`` may be a Variable, a module, a State or any pytree
-    of them; ``only`` (a filter) limits which Variables are converted.
+    before freezing (``ref`` if they were plain). ``ref=True`` / ``hijax=True``
+    select that mode; ``ref=False`` / ``hijax=False`` turn a Variable of that
+    mode into a plain one and leave the others as they are. ``tree`` may be a
+    Variable, a module, a State or any pytree of them; ``tree`` itself is not
+    changed.
+
+    A Variable reachable at several paths (tied weights) is converted once and
+    stays shared in the copy. Flax NNX refuses such a tree unless
+    ``allow_duplicates=True`` (its conversion would give each path its own
+    copy); nnx accepts it by default and checks it only when asked with
+    ``allow_duplicates=False``.
+
+    Args:
+        tree: the Variables to convert: a Variable, a module, a State or a pytree.
+        mutable: True or False to make the Variables mutable or immutable; None
+            leaves it.
+        ref: True for ``jax.Ref``-backed Variables, False to make ref Variables
+            plain; None leaves it.
+        hijax: True for hijax Variables, False to make hijax Variables plain;
+            None leaves it.
+        only: a filter (as for :func:`nnx.state`): only the Variables it matches
+            are converted, the others are copied as they are. ``...`` (the
+            default) matches every Variable.
+        allow_duplicates: False raises an ``AliasingError`` (a ``ValueError``)
+            naming the paths when a Variable to convert is reachable at more
+            than one path, as Flax NNX does by default; True or None (the
+            default) allow it, the Variable staying shared.
+
+    Returns:
+        The converted copy, of the same structure as ``tree``.
     """
-    if isinstance(tree, Variable):
-        return _convert(tree, mutable, ref, hijax)
-    flat = flatten(tree, with_paths=only is not ...)
     pred = to_predicate(only) if only is not ... else None
+    if isinstance(tree, Variable):
+        if pred is None or pred((), tree):
+            return _convert(tree, mutable, ref, hijax)  # type: ignore[return-value]
+        return tree.copy()  # type: ignore[return-value]
+    check = allow_duplicates is False
+    flat = flatten(tree, with_paths=pred is not None or check)
+    if check:
+        _check_no_duplicates(tree, flat, pred, mutable, ref, hijax)
     leaves = []
     for i, x in enumerate(flat.leaves):
         if isinstance(x, Variable) and (pred is None or pred(flat.paths[i], x)):
@@ -115,31 +192,100 @@ def freeze(tree: Any) -> Any:
     return vars_as(tree, mutable=False)
 
 
-def as_immutable_vars(tree: Any) -> Any:
-    """Alias of ``vars_as(tree, mutable=False)``."""
-    return vars_as(tree, mutable=False)
+def as_immutable_vars(tree: A, /, *, only: Any = ..., allow_duplicates: bool | None = None) -> A:
+    """Alias of ``vars_as(tree, mutable=False)``: immutable plain Variables.
+
+    What ``jax.grad`` takes.
+
+    Args:
+        tree: the Variables to convert: a Variable, a module, a State or a pytree.
+        only: a filter: only the Variables it matches are converted (see :func:`vars_as`).
+        allow_duplicates: False raises when a Variable to convert is reachable at
+            several paths, as Flax NNX does; True or None keep it shared.
+
+    Returns:
+        The converted copy.
+    """
+    return vars_as(tree, mutable=False, only=only, allow_duplicates=allow_duplicates)
 
 
-def as_mutable_vars(tree: Any) -> Any:
-    """Alias of ``vars_as(tree, mutable=True)``."""
-    return vars_as(tree, mutable=True)
+def as_mutable_vars(tree: A, /, *, only: Any = ..., allow_duplicates: bool | None = None) -> A:
+    """Alias of ``vars_as(tree, mutable=True)``: mutable Variables again.
+
+    Each gets back the mode it had before freezing (ref if it was plain).
+
+    Args:
+        tree: the Variables to convert: a Variable, a module, a State or a pytree.
+        only: a filter: only the Variables it matches are converted (see :func:`vars_as`).
+        allow_duplicates: False raises when a Variable to convert is reachable at
+            several paths, as Flax NNX does; True or None keep it shared.
+
+    Returns:
+        The converted copy.
+    """
+    return vars_as(tree, mutable=True, only=only, allow_duplicates=allow_duplicates)
 
 
-def as_hijax_vars(tree: Any) -> Any:
-    """Alias of ``vars_as(tree, hijax=True)``."""
-    return vars_as(tree, hijax=True)
+def as_hijax_vars(tree: A, /, *, only: Any = ..., allow_duplicates: bool | None = None) -> A:
+    """Alias of ``vars_as(tree, hijax=True)``: hijax Variables.
+
+    Args:
+        tree: the Variables to convert: a Variable, a module, a State or a pytree.
+        only: a filter: only the Variables it matches are converted (see :func:`vars_as`).
+        allow_duplicates: False raises when a Variable to convert is reachable at
+            several paths, as Flax NNX does; True or None keep it shared.
+
+    Returns:
+        The converted copy.
+    """
+    return vars_as(tree, hijax=True, only=only, allow_duplicates=allow_duplicates)
 
 
-def as_pytree_vars(tree: Any) -> Any:
-    """Alias of ``vars_as(tree, hijax=False)``."""
-    return vars_as(tree, hijax=False)
+def as_pytree_vars(tree: A, /, *, only: Any = ..., allow_duplicates: bool | None = None) -> A:
+    """Alias of ``vars_as(tree, hijax=False)``: hijax Variables made plain.
+
+    Ref and plain Variables stay as they are, as in Flax NNX.
+
+    Args:
+        tree: the Variables to convert: a Variable, a module, a State or a pytree.
+        only: a filter: only the Variables it matches are converted (see :func:`vars_as`).
+        allow_duplicates: False raises when a Variable to convert is reachable at
+            several paths, as Flax NNX does; True or None keep it shared.
+
+    Returns:
+        The converted copy.
+    """
+    return vars_as(tree, hijax=False, only=only, allow_duplicates=allow_duplicates)
 
 
-def as_ref_vars(tree: Any) -> Any:
-    """Alias of ``vars_as(tree, ref=True)``."""
-    return vars_as(tree, ref=True)
+def as_ref_vars(tree: A, /, *, only: Any = ..., allow_duplicates: bool | None = None) -> A:
+    """Alias of ``vars_as(tree, ref=True)``: Variables backed by ``jax.Ref``.
+
+    Args:
+        tree: the Variables to convert: a Variable, a module, a State or a pytree.
+        only: a filter: only the Variables it matches are converted (see :func:`vars_as`).
+        allow_duplicates: False raises when a Variable to convert is reachable at
+            several paths, as Flax NNX does; True or None keep it shared.
+
+    Returns:
+        The converted copy.
+    """
+    return vars_as(tree, ref=True, only=only, allow_duplicates=allow_duplicates)
 
 
-def as_array_vars(tree: Any) -> Any:
-    """Alias of ``vars_as(tree, ref=False)``."""
-    return vars_as(tree, ref=False)
+def as_array_vars(tree: A, /, *, only: Any = ..., allow_duplicates: bool | None = None) -> A:
+    """Alias of ``vars_as(tree, ref=False)``: ref Variables made plain.
+
+    Hijax Variables stay hijax, as in Flax NNX; :func:`to_arrays` makes every
+    Variable plain.
+
+    Args:
+        tree: the Variables to convert: a Variable, a module, a State or a pytree.
+        only: a filter: only the Variables it matches are converted (see :func:`vars_as`).
+        allow_duplicates: False raises when a Variable to convert is reachable at
+            several paths, as Flax NNX does; True or None keep it shared.
+
+    Returns:
+        The converted copy.
+    """
+    return vars_as(tree, ref=False, only=only, allow_duplicates=allow_duplicates)

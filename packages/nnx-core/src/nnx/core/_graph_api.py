@@ -15,11 +15,12 @@ from typing import Any, Generic, TypeVar
 
 import jax
 
+from nnx.core._convert import vars_as
 from nnx.core._filters import to_predicate
-from nnx.core._graph import GraphDef, merge, split
+from nnx.core._graph import GraphDef, flatten, merge, split
 from nnx.core._graph_tools import pure
 from nnx.core._state import map_state
-from nnx.core._variables import Variable
+from nnx.core._variables import PLAIN, Variable
 
 A = TypeVar("A")
 S = TypeVar("S")
@@ -147,7 +148,9 @@ def prefix(
     ``ValueError``). The result is a pytree prefix of ``node``: use it as the
     ``in_axes`` / ``out_axes`` of a vmap or the shardings of a jit. Modules
     inside ``node`` keep their structure, with the prefix values at their
-    Variables' places.
+    Variables' places: there each prefix value is held by a plain Variable of
+    the same kind, whatever mode (plain, ref or hijax) the model's Variables
+    have, so ``axes.kernel.get_value()`` reads the axis.
 
     Args:
         node: a graph node or pytree holding Variables.
@@ -161,6 +164,12 @@ def prefix(
     """
     del graph
     fn = _prefix_fn(filter_map)
+    # The result holds the prefix values in Variables of the node's kinds. Ref and
+    # hijax storage is for arrays: a ref or hijax Variable holding a bare int would
+    # claim a mode it does not have (and `get_value()` could not read it), so the
+    # walk runs over a plain copy and every Variable of the result is plain.
+    if any(isinstance(x, Variable) and x._aux.mode != PLAIN for x in flatten(node).leaves):
+        node = vars_as(node, ref=False, hijax=False)
 
     def apply(jax_path, leaf):
         path: tuple = ()
@@ -168,9 +177,7 @@ def prefix(
             path += _path_part(k)
         return fn(path, leaf)
 
-    return jax.tree_util.tree_map_with_path(
-        apply, node, is_leaf=lambda x: isinstance(x, Variable)
-    )
+    return jax.tree_util.tree_map_with_path(apply, node, is_leaf=lambda x: isinstance(x, Variable))
 
 
 class NodeStates(Generic[S]):
