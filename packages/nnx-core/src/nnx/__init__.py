@@ -191,7 +191,7 @@ class _PathModule(_types.ModuleType):
 class _PathFinder(_importlib_abc.MetaPathFinder, _importlib_abc.Loader):
     """Finds ``nnx.<path>`` modules declared in ``__nnx_paths__`` (after every real finder)."""
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(self, fullname, path=None, target=None):  # noqa: ARG002
         if not fullname.startswith("nnx."):
             return None
         sub = fullname[len("nnx.") :]

@@ -269,10 +269,9 @@ def restore_checkpoint(path: str | os.PathLike, target: Any, *, partial: bool = 
     restored = _keys_back(state, restored)
 
     if isinstance(target, State):
-        out = State.from_flat(
+        return State.from_flat(
             (p, _in_mode(v, _restored_leaf(restored, p))) for p, v in state.flat_state()
         )
-        return out
     if _is_abstract(state):
         graphdef, _ = split(target)
         values = State.from_flat(

@@ -40,7 +40,7 @@ class OfType:
     def __init__(self, type: type):
         self.type = type
 
-    def __call__(self, path, x) -> bool:
+    def __call__(self, path, x) -> bool:  # noqa: ARG002
         return isinstance(x, self.type)
 
     def __repr__(self):
@@ -65,7 +65,7 @@ class PathContains:
         self.key = key
         self.exact = exact
 
-    def __call__(self, path, x) -> bool:
+    def __call__(self, path, x) -> bool:  # noqa: ARG002
         if self.exact:
             return self.key in path
         key = str(self.key)
@@ -93,7 +93,7 @@ class WithTag:
     def __init__(self, tag: str):
         self.tag = tag
 
-    def __call__(self, path, x) -> bool:
+    def __call__(self, path, x) -> bool:  # noqa: ARG002
         try:
             return getattr(x, "tag", None) == self.tag
         except Exception:
@@ -172,7 +172,7 @@ class Not:
 class _Everything:
     """The filter that matches every Variable (``nnx.Everything``, like ``...`` or ``True``)."""
 
-    def __call__(self, path, x) -> bool:
+    def __call__(self, path, x) -> bool:  # noqa: ARG002
         return True
 
     def __repr__(self):
@@ -182,7 +182,7 @@ class _Everything:
 class _Nothing:
     """The filter that matches no Variable (``nnx.Nothing``, like ``False``)."""
 
-    def __call__(self, path, x) -> bool:
+    def __call__(self, path, x) -> bool:  # noqa: ARG002
         return False
 
     def __repr__(self):

@@ -207,7 +207,7 @@ def _shape_error(path, what, new_shape, old_shape):
     )
 
 
-def _write_variable(target: Variable, value, path) -> None:
+def _write_variable(target: Variable, value, path) -> None:  # noqa: ARG001
     if isinstance(value, Variable):  # kinds may differ after vars_as; the value is what counts
         if value is target:
             return

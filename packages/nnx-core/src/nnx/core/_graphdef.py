@@ -85,18 +85,15 @@ jax.tree_util.register_static(GraphDef)
 
 def _collect_paths(d, path, out) -> None:
     tag = d[0]
-    if tag == _VAR or tag == _LEAF:
+    if tag in (_VAR, _LEAF):
         out.append(path)
     elif tag == _NODE:
         for k, c in zip(d[2].keys, d[3]):
             _collect_paths(c, (*path, k), out)
-    elif tag == _LIST or tag == _TUPLE:
+    elif tag in (_LIST, _TUPLE):
         for i, c in enumerate(d[2]):
             _collect_paths(c, (*path, i), out)
-    elif tag == _DICT:
-        for k, c in zip(d[2], d[3]):
-            _collect_paths(c, (*path, k), out)
-    elif tag == _PYTREE:
+    elif tag in (_DICT, _PYTREE):
         for k, c in zip(d[2], d[3]):
             _collect_paths(c, (*path, k), out)
 

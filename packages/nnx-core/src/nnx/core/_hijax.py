@@ -69,8 +69,7 @@ def _lo_count(aval) -> int:
 
 def _raise_leaves(state: CellState, lo_vals) -> list:
     it = iter(lo_vals)
-    out = [a.raise_val(*itertools.islice(it, _lo_count(a))) for a in state.leaf_avals]
-    return out
+    return [a.raise_val(*itertools.islice(it, _lo_count(a))) for a in state.leaf_avals]
 
 
 _NO_GRAD = (
@@ -112,7 +111,7 @@ class CellTy(MutableHiType):
     def __eq__(self, other):  # pyright: ignore[reportIncompatibleMethodOverride]
         return isinstance(other, CellTy)
 
-    def str_short(self, short_dtypes=False, mesh_axis_types=False, **_) -> str:
+    def str_short(self, short_dtypes=False, mesh_axis_types=False, **_) -> str:  # noqa: ARG002
         return "Variable"
 
     # jax.vmap and jax.lax.scan ask a hijax Variable's type for the shape to map over
@@ -223,7 +222,7 @@ def _cell_of(x) -> Cell:
 
 def register_view_type(cls: type) -> None:
     """Type the instances of ``cls`` (a :class:`CellView` subclass) as cells for JAX."""
-    register_hitype(cls, lambda v: CellTy())
+    register_hitype(cls, lambda v: CellTy())  # noqa: ARG005
 
 
 class CellEffect(_jeffects.Effect):
@@ -243,7 +242,7 @@ for _registry_name in (
 
 
 class _NewCell(HiPrimitive):
-    def is_high(self, *, treedef) -> bool:
+    def is_high(self, *, treedef) -> bool:  # noqa: ARG002
         return True
 
     def abstract_eval(self, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -252,17 +251,17 @@ class _NewCell(HiPrimitive):
     def to_lojax(self, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
         return Cell._new(_unflatten(treedef, []))
 
-    def jvp(self, primals, tangents, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
+    def jvp(self, primals, tangents, *, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]  # noqa: ARG002
         raise HijaxError("hijax Variables cannot be created inside jax.jvp/jax.grad.")
 
-    def transpose(self, *args, treedef):
+    def transpose(self, *args, treedef):  # noqa: ARG002
         raise HijaxError("hijax Variables cannot be created inside jax.grad.")
 
 
 class _CellSet(HiPrimitive):
     multiple_results = True
 
-    def is_high(self, *avals, treedef) -> bool:
+    def is_high(self, *avals, treedef) -> bool:  # noqa: ARG002
         return True
 
     def abstract_eval(self, cell_ty, *leaf_avals, treedef):  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -286,7 +285,7 @@ class _CellSet(HiPrimitive):
         cell_set_p.bind(cell_dot, *val_dots, treedef=treedef)
         return [], []
 
-    def transpose(self, *args, treedef):
+    def transpose(self, *args, treedef):  # noqa: ARG002
         raise HijaxError(
             "jax.grad/jax.vjp cannot transpose a write to a hijax Variable. Differentiate "
             "an immutable copy instead: `jax.grad(f)(nnx.vars_as(tree, mutable=False))`, "
@@ -297,10 +296,10 @@ class _CellSet(HiPrimitive):
 class _CellGet(HiPrimitive):
     multiple_results = True
 
-    def abstract_eval(self, cell_ty, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]
+    def abstract_eval(self, cell_ty, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]  # noqa: ARG002
         return avals, {cell_effect}
 
-    def to_lojax(self, cell, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]
+    def to_lojax(self, cell, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]  # noqa: ARG002
         return jax.tree_util.tree_leaves(_cell_of(cell)._val)
 
     def jvp(self, primals, tangents, *, avals):  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -310,7 +309,7 @@ class _CellGet(HiPrimitive):
             cell_get_p.bind(cell_dot, avals=tuple(a.to_tangent_aval() for a in avals)),
         )
 
-    def transpose(self, *args, avals):
+    def transpose(self, *args, avals):  # noqa: ARG002
         raise HijaxError(_NO_GRAD)
 
 

@@ -531,7 +531,7 @@ class Pytree:
         if pytree:
             _register_pytree_type(cls)
 
-    def __new__(cls, *args, **kwargs):
+    def __new__(cls, *args, **kwargs):  # noqa: ARG004
         obj = object.__new__(cls)
         _set_layout(obj, None)
         _set_forced(obj, None)

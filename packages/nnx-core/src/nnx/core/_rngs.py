@@ -196,7 +196,7 @@ class Rngs(Pytree):
             if isinstance(split, Mapping):
                 n = None
                 for f, size in split.items():
-                    pred = to_predicate(f) if not isinstance(f, str) else (lambda p, x, f=f: x == f)
+                    pred = to_predicate(f) if not isinstance(f, str) else (lambda p, x, f=f: x == f)  # noqa: ARG005
                     if pred((name,), name):
                         n = size
                         break
@@ -336,7 +336,7 @@ def _scalars_only(path, key, shape):
     return key
 
 
-def _match_shape(path, key, shape):
+def _match_shape(path, key, shape):  # noqa: ARG001
     return key if shape == () else jax.random.split(key, shape)
 
 

@@ -6,6 +6,7 @@ ordinary arguments) and nested dicts (so checkpoint libraries read them).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, cast
 
@@ -545,10 +546,8 @@ def restore_int_paths(pure_dict: Mapping) -> dict:
     out: dict = {}
     for k, v in pure_dict.items():
         if isinstance(k, str):
-            try:
+            with contextlib.suppress(ValueError):
                 k = int(k)
-            except ValueError:
-                pass
         out[k] = restore_int_paths(v) if isinstance(v, Mapping) else v
     return out
 

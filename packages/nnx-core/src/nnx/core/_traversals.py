@@ -24,7 +24,7 @@ def _empty() -> _EmptyNode:
     return empty_node
 
 
-jax.tree_util.register_pytree_node(_EmptyNode, lambda x: ((), None), lambda aux, ch: empty_node)
+jax.tree_util.register_pytree_node(_EmptyNode, lambda x: ((), None), lambda aux, ch: empty_node)  # noqa: ARG005
 
 empty_node = _EmptyNode()
 """Stands for an empty mapping in the output of ``flatten_mapping(..., keep_empty_nodes=True)``;

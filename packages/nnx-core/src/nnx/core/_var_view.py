@@ -25,7 +25,7 @@ class _LeafView(CellView):
 
     _raw = property(lambda self: self._nnx_owner._raw)
     _aux = property(lambda self: self._nnx_owner._aux)
-    _trace = property(lambda self: None)
+    _trace = property(lambda self: None)  # noqa: ARG005
 
     @property
     def _nnx_cell(self) -> Cell:

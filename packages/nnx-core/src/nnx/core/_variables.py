@@ -198,7 +198,7 @@ class Variable(ValueOps, Generic[A]):
         else:
             cell_set(self._raw, value)
 
-    def _check_trace(self, value) -> None:
+    def _check_trace(self, value) -> None:  # noqa: ARG002
         trace = self._trace
         if trace is None:
             return

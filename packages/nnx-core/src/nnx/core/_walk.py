@@ -56,7 +56,7 @@ def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
             return
         for k, c in _children(x):
             walk(c, (*path, k))
-        if isinstance(x, Pytree) or isinstance(x, _ARRAY_TYPES):
+        if isinstance(x, (Pytree, _ARRAY_TYPES)):
             out.append((path, x))
 
     walk(node, ())

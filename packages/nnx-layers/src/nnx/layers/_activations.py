@@ -76,7 +76,7 @@ class PReLU(Module):
         promote_dtype: Callable[..., Any] = promote_dtype,
         negative_slope_metadata: Mapping[str, Any] | None = None,
         *,
-        rngs: Any = None,
+        rngs: Any = None,  # noqa: ARG002
     ):
         self.negative_slope: Param[jax.Array] = Param(
             jnp.asarray(negative_slope_init, dtype=param_dtype),

@@ -375,8 +375,8 @@ class Bidirectional(Module):
         seq_lengths: jax.Array | None = None,
         return_carry: bool | None = None,
         time_major: bool | None = None,
-        reverse: bool | None = None,
-        keep_order: bool | None = None,
+        reverse: bool | None = None,  # noqa: ARG002
+        keep_order: bool | None = None,  # noqa: ARG002
     ):
         time_major = first_from(time_major, self.time_major)
         return_carry = first_from(return_carry, self.return_carry)

@@ -142,7 +142,7 @@ def _is_axis(x) -> bool:
 
 def _prefix_child(node, part):
     if isinstance(node, Mapping):
-        return node[part] if part in node else _NOTHING
+        return node.get(part, _NOTHING)
     if isinstance(node, (list, tuple)):
         ok = isinstance(part, int) and 0 <= part < len(node)
         return node[part] if ok else _NOTHING

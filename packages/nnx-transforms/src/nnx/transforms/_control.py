@@ -29,7 +29,7 @@ T = TypeVar("T")
 def _branches_call(
     select: Callable, branches: Sequence[Callable], operands: tuple, what: str, mode
 ):
-    first = branches[0] if branches else (lambda *a: None)
+    first = branches[0] if branches else (lambda *a: None)  # noqa: ARG005
     c = Crossing(first, operands, {}, where=f"nnx.{what}", mode=mode, what=f"nnx.{what}")
     specs: list = []  # each traced branch's output spec, to compare
     written: set[int] = set()  # what any branch changed: every branch returns it

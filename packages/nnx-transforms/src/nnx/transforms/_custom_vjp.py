@@ -119,7 +119,7 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             no_writes(state)
             return out, res
 
-        def call_bwd(nd_vals, res, g):
+        def call_bwd(nd_vals, res, g):  # noqa: ARG001
             cts = bwd(res, g)
             if not isinstance(cts, tuple):
                 cts = (cts,)

@@ -69,7 +69,7 @@ class DonatedArray:
     def ndim(self) -> int:
         return len(self.shape)
 
-    def _raise(self, *args, **kwargs):
+    def _raise(self, *args, **kwargs):  # noqa: ARG002
         raise DonatedBufferError(self.message)
 
     def __getattr__(self, name: str):

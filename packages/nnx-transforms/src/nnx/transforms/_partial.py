@@ -218,10 +218,7 @@ class CachedPartial:
         flat = self._cache.flatten(self.cached_args)
         if flat is not self._flat:
             return True
-        for c, snap in zip(self._containers, self._snapshots):
-            if _snapshot(c) != snap:
-                return True
-        return False
+        return any(_snapshot(c) != snap for c, snap in zip(self._containers, self._snapshots))
 
     def _rebuild(self) -> None:
         # A fresh flatten (not the cache's): a plain container may have changed

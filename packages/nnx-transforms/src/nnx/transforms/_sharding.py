@@ -154,7 +154,7 @@ def shard_map(
                         leaf_specs.append(s if s is not None else jax.sharding.PartitionSpec())
                 return (list(leaf_specs), plain_specs, {})
 
-            def out_spec(prep):
+            def out_spec(prep):  # noqa: ARG001
                 return (list(leaf_specs), out_specs)
 
             def transform(g, ins, outs):

@@ -170,17 +170,17 @@ class VmapWrapped(Generic[P, R]):
         return c.finish(idx, [updates[i] for i in idx], out)
 
     # what pmap changes
-    def _cache_key(self, prep, layout, axes, p_axes, mode, plain_kw) -> tuple | None:
+    def _cache_key(self, prep, layout, axes, p_axes, mode, plain_kw) -> tuple | None:  # noqa: ARG002
         """None: trace at every call (jax.vmap is not cached anyway)."""
         return None
 
     def _split_statics(self) -> frozenset[int] | tuple[()]:
         return ()
 
-    def _in_axes_for(self, layout):
+    def _in_axes_for(self, layout):  # noqa: ARG002
         return self.in_axes
 
-    def _jax_map(self, inner, axes, p_axes, layout):
+    def _jax_map(self, inner, axes, p_axes, layout):  # noqa: ARG002
         return jax.vmap(
             inner,
             in_axes=(list(axes), tuple(p_axes), 0),
@@ -191,7 +191,7 @@ class VmapWrapped(Generic[P, R]):
         )
 
 
-def _remove_axis_names(objs, axes, partition) -> list:
+def _remove_axis_names(objs, axes, partition) -> list:  # noqa: ARG001
     """transform_metadata: inside, a mapped Variable's ``sharding_names`` lose the mapped axis.
 
     Returns ``(Variable, names as entered)`` pairs, to put back after the call.
@@ -434,7 +434,7 @@ class PmapWrapped(VmapWrapped):
     def _split_statics(self) -> frozenset[int] | tuple[()]:
         return self._statics
 
-    def _jax_map(self, inner, axes, p_axes, layout):
+    def _jax_map(self, inner, axes, p_axes, layout):  # noqa: ARG002
         kw = {}
         if self.devices is not None:
             kw["devices"] = self.devices
