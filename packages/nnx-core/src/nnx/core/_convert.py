@@ -6,8 +6,9 @@ from typing import Any, TypeVar
 
 from nnx.core._errors import AliasingError
 from nnx.core._filters import to_predicate
-from nnx.core._graph import find_duplicates, flatten, unflatten
+from nnx.core._flatten import flatten, unflatten
 from nnx.core._variables import HIJAX, PLAIN, REF, Variable
+from nnx.core._walk import find_duplicates
 
 A = TypeVar("A")
 
