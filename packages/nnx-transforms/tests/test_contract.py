@@ -125,3 +125,49 @@ def test_an_exception_after_writes_leaves_the_arguments_unchanged(name, mode):
         FAILING[name](m)
     np.testing.assert_allclose(m.w[...], 1.0)
     jax.block_until_ready(m.w[...])
+
+
+# -- the same sharing, nested inside nnx.jit ---------------------------------------------
+NESTABLE = [n for n in SHARING if n != "jit"]
+
+
+@pytest.mark.parametrize("name", NESTABLE)
+def test_sharing_across_arguments_nested_in_jit(name, mode):
+    m = W()
+    out = nnx.jit(lambda m: SHARING[name](m))(m)
+    np.testing.assert_allclose(out, 6.0)
+    np.testing.assert_allclose(m.w[...], 2.0)
+
+
+# -- a new module returned from inside ---------------------------------------------------
+def make(x):
+    layer = Linear(2, 3, rngs=nnx.Rngs(0))
+    layer.w[...] = jnp.full((2, 3), 0.5)
+    return layer, x.sum()
+
+
+NEW_MODULE = {
+    "jit": lambda: nnx.jit(make)(X),
+    "remat": lambda: nnx.remat(make)(X),
+    "cond": lambda: nnx.cond(True, make, make, X),
+    "eval_shape": lambda: nnx.eval_shape(make, X),
+    "grad_aux": lambda: nnx.grad(lambda x: (x.sum(), make(x)), has_aux=True)(X)[1],
+    "value_and_grad_aux": lambda: nnx.value_and_grad(lambda x: (x.sum(), make(x)), has_aux=True)(
+        X
+    )[0][1],
+}
+
+
+@pytest.mark.parametrize("name", list(NEW_MODULE))
+def test_a_new_module_returned(name, mode):
+    layer, s = NEW_MODULE[name]()
+    assert isinstance(layer, Linear)
+    assert layer.w.shape == (2, 3)
+    if name == "eval_shape":
+        assert isinstance(layer.w[...], jax.ShapeDtypeStruct)
+        return
+    np.testing.assert_allclose(s, 2.0)
+    # the returned module works outside, with the value written inside (bias 0.1)
+    np.testing.assert_allclose(layer(X), np.full((1, 3), 2 * 0.5 + 0.1), rtol=1e-6)
+    # and in the mode the Variables were made in
+    assert layer.w.hijax == (mode == "hijax") and layer.w.ref == (mode == "ref")
