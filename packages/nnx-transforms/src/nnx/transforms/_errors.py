@@ -9,6 +9,7 @@ roles) and ``nnx.StructureError`` (an object graph changed shape).
 from __future__ import annotations
 
 import jax
+import jax.core  # Tracer; jax does not list `core` among its attributes for type checkers
 
 from nnx.core import AliasingError, NnxError, StructureError, TraceContextError
 
