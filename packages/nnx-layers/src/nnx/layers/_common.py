@@ -157,3 +157,19 @@ def check_positive(layer: str, **values: int) -> None:
     for name, v in values.items():
         if not isinstance(v, (int,)) or isinstance(v, bool) or v <= 0:
             raise LayerError(f"{layer}: `{name}` must be a positive int, got {v!r}.")
+
+
+
+def trailing(v, y):
+    """``v`` reshaped to the rank of ``y``, its axes aligned to the trailing axes of ``y``.
+
+    The alignment numpy broadcasting does, written out, so that a program running with
+    ``jax.config.update("jax_numpy_rank_promotion", "raise")`` can use the layers.
+    """
+    extra = y.ndim - v.ndim
+    return jnp.reshape(v, (1,) * extra + v.shape) if extra > 0 else v
+
+
+def add_bias(y, bias):
+    """``y + bias``, with ``bias`` aligned to the trailing axes of ``y`` (:func:`trailing`)."""
+    return y + trailing(bias, y)

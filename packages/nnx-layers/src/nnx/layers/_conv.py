@@ -16,6 +16,7 @@ from nnx.layers._common import (
     Initializer,
     PrecisionLike,
     PromoteDtypeFn,
+    add_bias,
     as_tuple,
     check_positive,
     contraction_kwargs,
@@ -244,7 +245,7 @@ class Conv(Module):
             **contraction_kwargs(self.preferred_element_type, out_sharding),
         )
         if bias is not None:
-            y = y + bias
+            y = add_bias(y, bias)
         return jnp.reshape(y, batch_shape + y.shape[1:])
 
 
@@ -362,7 +363,7 @@ class ConvTranspose(Module):
         if circular:
             y = _wrap_around(y, x.shape[1:-1], self.strides, self.transpose_kernel)
         if bias is not None:
-            y = y + bias
+            y = add_bias(y, bias)
         return jnp.reshape(y, batch_shape + y.shape[1:])
 
 

@@ -16,6 +16,7 @@ from nnx.layers._common import (
     Initializer,
     PrecisionLike,
     PromoteDtypeFn,
+    add_bias,
     check_positive,
     contraction_kwargs,
     kernel_and_bias,
@@ -116,7 +117,7 @@ class Linear(Module):
             **contraction_kwargs(self.preferred_element_type, out_sharding),
         )
         if bias is not None:
-            y = y + bias
+            y = add_bias(y, bias)
         return y
 
 
@@ -244,7 +245,7 @@ class LinearGeneral(Module):
             # dot_general puts batch axes first, then the free input axes, then the outputs.
             n_free = ndim - ni - nb
             bias = jnp.reshape(bias, bias.shape[:nb] + (1,) * n_free + bias.shape[nb:])
-            y = y + bias
+            y = add_bias(y, bias)
         return y
 
 
@@ -330,7 +331,7 @@ class Einsum(Module):
             **contraction_kwargs(self.preferred_element_type, out_sharding),
         )
         if bias is not None:
-            y = y + bias
+            y = add_bias(y, bias)
         return y
 
 

@@ -15,11 +15,13 @@ from nnx.layers._common import (
     Dtype,
     Initializer,
     PromoteDtypeFn,
+    add_bias,
     canonical_axes,
     check_positive,
     first_from,
     make_param,
     promote_dtype,
+    trailing,
 )
 from nnx.layers._errors import LayerError, ShapeError
 
@@ -555,9 +557,9 @@ class GroupNorm(Module):
         y = (xg - mean) * lax.rsqrt(var + self.epsilon)
         y = jnp.reshape(y, x.shape)
         if scale is not None:
-            y = y * scale
+            y = y * trailing(scale, y)
         if bias is not None:
-            y = y + bias
+            y = add_bias(y, bias)
         dtype = self.dtype or jnp.result_type(x, *(p for p in (scale, bias) if p is not None))
         return jnp.asarray(y, dtype)
 
