@@ -60,6 +60,7 @@ def site_url():
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     thread.join(timeout=10)
+    server.server_close()  # the listening socket (an unclosed one is a ResourceWarning)
 
 
 def _browser(*args: str) -> subprocess.CompletedProcess[str]:
