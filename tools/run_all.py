@@ -186,6 +186,14 @@ def _run_parallel(
             if proc.returncode != 0 and not keep_going:
                 stop.set()
 
+    if jobs > 1:
+        # Create the environments one at a time first (on a fresh clone none exists yet):
+        # two hatch processes creating environments at once would race on the shared
+        # installer caches. An environment that exists is left as it is, in a second.
+        for env_name in dict.fromkeys(t.split(":")[0] for t in targets):
+            code, _ = _run([*_hatch(), "env", "create", env_name], env=env)
+            if code != 0:
+                return [(t, code, {}, 0.0) for t in targets if t.startswith(f"{env_name}:")]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(one, targets))
     return results
