@@ -9,6 +9,9 @@ their ratios. Run it with the packages importable, e.g.::
     PYTHONPATH=$(ls -d packages/*/src | tr '\\n' ':') python benchmarks/jit_ab.py 1 10 100 300
 
 To compare two checkouts, run it once with each checkout's ``packages/*/src`` on the path.
+``--modes nnx,nnx_ref,nnx_hijax`` times ``nnx.jit`` over models built in each Variable
+mode (plain, ``var_defaults(ref=True)``, ``var_defaults(hijax=True)``) in the same turns,
+each against the same raw step.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 import jit_overhead as jo  # noqa: E402
 
 
-def main(depths: list[int]) -> None:
+MAKERS = {"nnx": "make_nnx", "nnx_ref": "make_nnx_ref", "nnx_hijax": "make_nnx_hijax"}
+
+
+def main(depths: list[int], modes: list[str]) -> None:
     x = jnp.ones((jo.BATCH, jo.WIDTH))
     y = jnp.zeros((jo.BATCH, jo.WIDTH))
     for depth in depths:
-        runs = {"raw": jo.make_raw(depth), "nnx": jo.make_nnx(depth)}
+        runs = {"raw": jo.make_raw(depth)}
+        runs.update({m: getattr(jo, MAKERS[m])(depth) for m in modes})
         for r in runs.values():
             for _ in range(20):
                 jax.block_until_ready(r(x, y))
@@ -45,13 +52,20 @@ def main(depths: list[int]) -> None:
                 samples[k].append((time.perf_counter() - t0) / n * 1e6)
         mins = {k: min(v) for k, v in samples.items()}
         meds = {k: statistics.median(v) for k, v in samples.items()}
-        print(
-            f"{depth:4d} layers: min raw {mins['raw']:.1f} µs nnx {mins['nnx']:.1f} µs "
-            f"ratio {mins['nnx'] / mins['raw']:.2f} | median raw {meds['raw']:.1f} "
-            f"nnx {meds['nnx']:.1f} ratio {meds['nnx'] / meds['raw']:.2f}",
-            flush=True,
-        )
+        for m in modes:
+            print(
+                f"{depth:4d} layers {m:>9}: min raw {mins['raw']:.1f} µs {mins[m]:.1f} µs "
+                f"ratio {mins[m] / mins['raw']:.2f} | median raw {meds['raw']:.1f} "
+                f"{meds[m]:.1f} ratio {meds[m] / meds['raw']:.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
-    main([int(d) for d in sys.argv[1:]] or [1, 10, 100, 300])
+    args = sys.argv[1:]
+    modes = ["nnx"]
+    if "--modes" in args:
+        i = args.index("--modes")
+        modes = args[i + 1].split(",")
+        del args[i : i + 2]
+    main([int(d) for d in args] or [1, 10, 100, 300], modes)
