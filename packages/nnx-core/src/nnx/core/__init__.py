@@ -87,6 +87,7 @@ from nnx.core._pytree import (
     static,
 )
 from nnx.core._pytree_checks import check_pytree, dataclass, has_data
+from nnx.core._refs import new_ref
 from nnx.core._rngs import (
     Rngs,
     RngStream,
@@ -189,6 +190,7 @@ __all__ = [
     "variable_trace",
     "variable_from_stored",
     "is_storage_cell",
+    "new_ref",
     # storage modes
     "var_defaults",
     "VarDefaults",

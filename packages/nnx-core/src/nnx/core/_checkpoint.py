@@ -11,9 +11,9 @@ only when one of these functions runs. They add to orbax what a model needs:
   gives the values in the target's Variable modes: into a live model in place,
   or as a new model from an abstract one (``nnx.eval_shape``).
 
-Plain orbax works too: ``checkpointer.save(path, nnx.state(model))`` for plain
-and hijax models, ``checkpointer.restore(path, abstract_state)`` then
-``nnx.update(model, restored)``.
+Plain orbax works too, in every mode: ``checkpointer.save(path, nnx.state(model))``,
+``checkpointer.restore(path, abstract_state)`` then ``nnx.update(model, restored)``
+(a ref Variable's ``jax.Ref`` reads as a NumPy array: :func:`nnx.new_ref`).
 """
 
 from __future__ import annotations

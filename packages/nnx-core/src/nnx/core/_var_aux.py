@@ -14,6 +14,7 @@ import numpy as np
 
 from nnx.core._defaults import _current
 from nnx.core._hijax import cells_allowed, new_cell
+from nnx.core._refs import new_ref
 
 PLAIN, REF, HIJAX = 0, 1, 2
 _MODE_NAMES = ("plain", "ref", "hijax")
@@ -71,7 +72,7 @@ def _canonical_metadata(metadata: dict) -> dict:
 
 
 def _to_ref(value):
-    return jax.tree.map(jax.new_ref, value)
+    return new_ref(value)
 
 
 def _from_ref(raw):

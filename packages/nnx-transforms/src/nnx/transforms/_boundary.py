@@ -46,6 +46,7 @@ from nnx.core import (
     flatten,
     graph_settings,
     is_graph_node,
+    new_ref,
     resolve_graph_mode,
     storage_mode,
     unflatten,
@@ -540,7 +541,7 @@ def _write_variables(leaves: list, idx, new, values: bool) -> None:
                 # a ref keeps its shape and device: a value that changed them (a
                 # vmapped stack, a result of shard_map) gets a new ref, as a plain
                 # Variable would get the new array
-                v.set_raw_value(jax.tree.map(jax.new_ref, x))
+                v.set_raw_value(new_ref(x))
                 continue
         v.set_value(x)
 

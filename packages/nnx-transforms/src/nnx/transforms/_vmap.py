@@ -16,6 +16,7 @@ from nnx.core import (
     Variable,
     is_graph_node,
     iter_graph,
+    new_ref,
     to_predicate,
 )
 from nnx.transforms._axes import (
@@ -687,7 +688,7 @@ def _split_streams(node, splits, pred, squeeze=False) -> list:
 
 def _replace(v: Variable, value) -> None:
     if v.ref:
-        v.set_raw_value(jax.tree.map(jax.new_ref, value))
+        v.set_raw_value(new_ref(value))
     elif v.hijax:
         v.set_value(value)
     else:
