@@ -136,6 +136,15 @@ from nnx.core._traversals import (
     unflatten_mapping,
 )
 from nnx.core._typing import A, M, VariableState
+from nnx.core._update_context import (
+    MergeContext,
+    SplitContext,
+    UpdateContext,
+    current_update_context,
+    merge_context,
+    split_context,
+    update_context,
+)
 from nnx.core._var_metadata import VariableMetadata, with_metadata, with_partitioning
 from nnx.core._var_names import (
     register_variable_name,
@@ -191,6 +200,14 @@ __all__ = [
     "variable_from_stored",
     "is_storage_cell",
     "new_ref",
+    # structural updates across a JAX transform written by hand
+    "update_context",
+    "current_update_context",
+    "UpdateContext",
+    "split_context",
+    "SplitContext",
+    "merge_context",
+    "MergeContext",
     # storage modes
     "var_defaults",
     "VarDefaults",
@@ -345,7 +362,8 @@ __nnx_paths__: dict[str, str] = {
         "GraphDef FlatGraph GraphTree FlattenCache split merge update state graphdef clone "
         "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
         "is_graph_node variables to_tree from_tree set_metadata graph_epoch pure as_pure map "
-        "prefix recursive_map call"
+        "prefix recursive_map call update_context current_update_context UpdateContext "
+        "split_context SplitContext merge_context MergeContext"
     ),
     "filterlib": (
         "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing"
