@@ -183,3 +183,20 @@ def test_aliases_as_context_managers_and_global_setters(alias, mode):
     assert _in_thread(_mode_of_new_variable) == mode
     old.restore()
     assert _mode_of_new_variable() == "plain"
+
+
+def test_using_hijax_reads_the_default_that_use_hijax_sets():
+    # Flax's guides: `current = nnx.using_hijax()`, `nnx.use_hijax(True)`, ...,
+    # `nnx.use_hijax(current)` to clean up.
+    current = nnx.using_hijax()
+    assert current is False
+    try:
+        nnx.use_hijax(True)
+        assert nnx.using_hijax() is True
+        assert nnx.Variable(jnp.zeros(2)).hijax
+        with nnx.var_defaults(hijax=False):
+            assert nnx.using_hijax() is False
+        assert nnx.using_hijax() is True
+    finally:
+        nnx.use_hijax(current)
+    assert nnx.using_hijax() is False and not nnx.Variable(jnp.zeros(2)).hijax

@@ -21,7 +21,14 @@ from nnx.core._convert import (
     vars_as,
     with_vars,
 )
-from nnx.core._defaults import VarDefaults, use_hijax, use_mutable_arrays, use_refs, var_defaults
+from nnx.core._defaults import (
+    VarDefaults,
+    use_hijax,
+    use_mutable_arrays,
+    use_refs,
+    using_hijax,
+    var_defaults,
+)
 from nnx.core._display import display
 from nnx.core._errors import (
     AliasingError,
@@ -222,6 +229,7 @@ __all__ = [
     "with_vars",
     "use_refs",
     "use_hijax",
+    "using_hijax",
     "use_mutable_arrays",
     "to_refs",
     "to_arrays",
@@ -375,7 +383,7 @@ __nnx_paths__: dict[str, str] = {
     "variablelib": (
         "A Variable VariableState VariableMetadata Param BatchStat Cache Intermediate "
         "Perturbation RngState RngKey RngCount with_metadata with_partitioning is_variable "
-        "register_variable_name variable_name_from_type variable_type_from_name use_hijax "
+        "register_variable_name variable_name_from_type variable_type_from_name use_hijax using_hijax "
         "var_defaults"
     ),
     "rnglib": (

@@ -328,6 +328,22 @@ def use_hijax(flag: bool = True) -> VarDefaults:
     return _change(flag, False if flag else None, _scoped_use(1))
 
 
+def using_hijax() -> bool:
+    """Whether new Variables are hijax by default: ``nnx.var_defaults().hijax``.
+
+    Flax NNX's name; its guides save it before ``nnx.use_hijax(True)`` and restore it
+    after.
+
+    >>> import nnx
+    >>> before = nnx.using_hijax()
+    >>> with nnx.use_hijax(True):
+    ...     inside = nnx.using_hijax()
+    >>> before, inside, nnx.using_hijax()
+    (False, True, False)
+    """
+    return bool(_current().hijax)
+
+
 def use_mutable_arrays(flag: bool = True) -> VarDefaults:
     """Alias of ``var_defaults(ref=flag)`` (the mutable-arrays era name).
 
