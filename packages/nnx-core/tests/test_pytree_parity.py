@@ -72,23 +72,73 @@ def test_subclasses_inherit_annotations():
     assert jax.tree.leaves(Child()) == [3]
 
 
-def test_nnx_dataclass_fields_are_data_unless_static():
+def test_nnx_dataclass_fields_follow_the_attribute_rules_unless_a_field_says():
+    # Flax's Pytree guide: an int field is static unless `nnx.data()` marks it, an array
+    # field is data, `nnx.static(default=..., kw_only=True)` is a field specifier.
     @nnx.dataclass
     class Foo(nnx.Pytree):
+        i: int = nnx.data()
+        x: jax.Array
         a: int
-        b: jax.Array
-        c: nnx.Static[int]
+        s: str = nnx.static(default="hi", kw_only=True)
 
-    foo = Foo(a=1, b=jnp.ones(2), c=3)
-    leaves = jax.tree.leaves(foo)
-    assert len(leaves) == 2
-    assert sorted(np.shape(x) for x in leaves) == [(), (2,)]
-    g, state = nnx.split(foo)
+    @nnx.dataclass
+    class Bar(nnx.Pytree):
+        ls: list[Foo] = nnx.data()
+        shapes: list[int]
+
+    bar = Bar(ls=[Foo(i, jnp.array(42 * i), i + 7) for i in range(2)], shapes=[8, 16, 32])
+    leaves = jax.tree.leaves(bar)
+    assert [int(x) for x in leaves] == [0, 0, 1, 42]  # i and x of each Foo, in key order
+    assert bar.ls[1].s == "hi" and bar.ls[1].a == 8
+    g, state = nnx.split(bar)
     back = nnx.merge(g, state)
-    assert back.c == 3 and back.a == 1
-    y = jax.jit(lambda f: f.b * f.a + f.c)(foo)
-    np.testing.assert_array_equal(y, [4.0, 4.0])
-    assert "Foo" in repr(foo)  # the Pytree repr is kept
+    assert back.shapes == [8, 16, 32] and back.ls[1].a == 8
+    y = jax.jit(lambda b: b.ls[1].x * b.ls[1].i + b.ls[1].a)(bar)  # a is baked in
+    assert int(y) == 42 + 8
+    assert "Foo" in repr(bar.ls[0])  # the Pytree repr is kept
+
+
+def test_markers_inside_a_container_are_refused_when_assigned():
+    class Foo(nnx.Pytree):
+        def __init__(self):
+            self.a = [nnx.data(1), nnx.static(2)]
+
+    with pytest.raises(nnx.PytreeStaticError, match=r"marker inside Foo\.a: markers only work"):
+        Foo()
+    with pytest.raises(ValueError, match="marker inside"):  # a ValueError, as Flax's
+        nnx.Pytree().__setattr__("b", {"k": (nnx.static(1),)})
+
+
+def test_a_captured_pytree_written_under_a_jax_transform_is_an_error():
+    # Flax's "trace-level awareness": foo is created outside jax.vmap and written inside.
+    class Foo(nnx.Pytree):
+        def __init__(self):
+            self.count = nnx.data(0)
+
+    foo = Foo()
+
+    @jax.vmap
+    def increment(n):
+        foo.count += 1
+        return n
+
+    with pytest.raises(nnx.TraceContextError, match=r"Cannot set Foo\.count from a different"):
+        increment(jnp.arange(5))
+    assert foo.count == 0  # nothing was written
+    with pytest.raises(nnx.TraceContextError, match="Pass it as an argument"):
+        jax.jit(lambda: delattr(foo, "count"))()
+    foo.count += 1  # outside every transform: fine
+    assert foo.count == 1
+
+    @jax.jit
+    def inside(f):  # passed as an argument: a new object, made in this trace
+        f.count = f.count + 1
+        fresh = Foo()
+        fresh.count = 5
+        return f
+
+    assert int(inside(foo).count) == 2
 
 
 def test_nnx_dataclass_with_options_and_errors():

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from nnx.core._filters import to_predicate
 from nnx.core._graph_tools import _node_items, recursive_map
-from nnx.core._pytree import Pytree
+from nnx.core._pytree import Pytree, trace_checks_off
 from nnx.core._variables import Intermediate, Perturbation, Variable
 from nnx.core._walk import _children, iter_graph
 
@@ -484,6 +484,10 @@ def capture(
     call = cast(Callable, fn)
 
     def wrapper(*args, **kwargs):
+        with trace_checks_off():  # every write below is undone before it returns
+            return run(*args, **kwargs)
+
+    def run(*args, **kwargs):
         from nnx.core._state import State
 
         module = bound if bound is not None else args[0]

@@ -13,21 +13,32 @@ that cached flattenings of a model notice ``model.layers.append(...)``.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Callable
 from typing import Annotated, Any, SupportsIndex, TypeVar
 
 import jax
 import numpy as np
+from jax.extend.core import get_opaque_trace_state
 
 from nnx.core import _epoch
-from nnx.core._errors import PytreeStaticError
+from nnx.core._errors import PytreeStaticError, TraceContextError
 from nnx.core._paths import key_order
 from nnx.core._text import array_summary, bytes_str, count_arrays, treescope_object
 from nnx.core._var_aux import _freeze
 from nnx.core._variables import Variable
 
-_MISSING = object()
+
+class _MissingType:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+_MISSING: Any = _MissingType()  # "no value given" (None is a value)
 
 
 class _Marker:
@@ -521,7 +532,14 @@ class Pytree:
     transforms keep that sharing.
     """
 
-    __slots__ = ("__dict__", "__weakref__", "_nnx_layout", "_nnx_forced", "_nnx_flat")
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_nnx_layout",
+        "_nnx_forced",
+        "_nnx_flat",
+        "_nnx_trace",
+    )
 
     _nnx_annotated: dict = {}  # {attribute: is_data} from nnx.Data/nnx.Static annotations
 
@@ -536,10 +554,14 @@ class Pytree:
         _set_layout(obj, None)
         _set_forced(obj, None)
         set_flat_cache(obj, None)
+        _set_trace(obj, get_opaque_trace_state(convention="nnx"))
         return obj
 
     def __setattr__(self, name: str, value: Any) -> None:
+        _check_trace(self, name)
         forced = None
+        if type(value) in _CONTAINERS and holds_marker(value):
+            raise marker_inside_error(self, name)
         if type(value) is _Marker:
             forced = value.is_data
             value = value.value
@@ -576,6 +598,7 @@ class Pytree:
         _epoch.bump()
 
     def __delattr__(self, name: str) -> None:
+        _check_trace(self, name)
         object.__delattr__(self, name)
         _set_layout(self, None)
         f = _get_forced(self)
@@ -600,6 +623,7 @@ class Pytree:
         memo[id(self)] = new
         _set_layout(new, None)
         set_flat_cache(new, None)
+        _set_trace(new, get_opaque_trace_state(convention="nnx"))
         forced = _get_forced(self)
         _set_forced(new, dict(forced) if forced else None)
         for k, v in self.__dict__.items():
@@ -619,6 +643,66 @@ _get_layout = Pytree._nnx_layout.__get__  # type: ignore[attr-defined]
 _set_layout = Pytree._nnx_layout.__set__  # type: ignore[attr-defined]
 _get_forced_raw = Pytree._nnx_forced.__get__  # type: ignore[attr-defined]
 _set_forced = Pytree._nnx_forced.__set__  # type: ignore[attr-defined]
+_get_trace_raw = Pytree._nnx_trace.__get__  # type: ignore[attr-defined]
+_set_trace = Pytree._nnx_trace.__set__  # type: ignore[attr-defined]
+_CONTAINERS = (list, tuple, dict)
+
+
+class _TraceChecks(threading.local):
+    off = 0  # > 0 inside trace_checks_off(): writes that are undone before it ends
+
+
+_TRACE_CHECKS = _TraceChecks()
+
+
+@contextlib.contextmanager
+def trace_checks_off():
+    """Allow writes to Pytrees made outside the current trace, for code that undoes them
+    before it returns (``nnx.capture`` plants and pops its Variables around a call)."""
+    _TRACE_CHECKS.off += 1
+    try:
+        yield
+    finally:
+        _TRACE_CHECKS.off -= 1
+
+
+def _check_trace(obj: Pytree, name: str) -> None:
+    """Refuse a write, under a JAX transform, to a Pytree made outside it (a capture)."""
+    if _TRACE_CHECKS.off:
+        return
+    try:
+        trace = _get_trace_raw(obj)
+    except AttributeError:  # made without __new__ (pickle): nothing recorded
+        return
+    if trace is not None and trace != get_opaque_trace_state(convention="nnx"):
+        raise TraceContextError(
+            f"Cannot set {type(obj).__name__}.{name} from a different trace level: this "
+            f"{type(obj).__name__} was created outside the JAX transform that is running and "
+            "is written inside it (a capture), which would leak the transform's values. Pass "
+            "it as an argument of the transform (`nnx.jit(f)(obj)`, `jax.jit(f)(obj)`) and "
+            "return what should come out."
+        )
+
+
+def holds_marker(x: Any, depth: int = 0) -> bool:
+    """Whether an ``nnx.data``/``nnx.static`` marker sits inside the containers of ``x``."""
+    if type(x) is _Marker:
+        return True
+    if depth > 20:
+        return False
+    if isinstance(x, (list, tuple)):
+        return any(holds_marker(y, depth + 1) for y in x)
+    if isinstance(x, dict):
+        return any(holds_marker(y, depth + 1) for y in x.values())
+    return False
+
+
+def marker_inside_error(obj: Any, name: str) -> PytreeStaticError:
+    return PytreeStaticError(
+        f"Found an nnx.data(...) or nnx.static(...) marker inside {type(obj).__name__}.{name}: "
+        "markers only work when assigned directly to an attribute "
+        f"(`self.{name} = nnx.data([...])`), not inside lists, dicts or tuples."
+    )
 
 
 def _get_forced(obj):
@@ -653,6 +737,7 @@ def new_node(cls: type, layout: Layout, values) -> Pytree:
     obj = object.__new__(cls)
     _set_forced(obj, _forced_of(layout))
     set_flat_cache(obj, None)
+    _set_trace(obj, get_opaque_trace_state(convention="nnx"))
     d = obj.__dict__
     for k, v in zip(layout.keys, values):
         d[k] = v

@@ -12,9 +12,10 @@ from nnx.core._pytree import (
     _class_annotations,
     _contains_data,
     _get_forced,
-    _Marker,
     _short,
     compute_layout,
+    holds_marker,
+    marker_inside_error,
 )
 
 
@@ -56,37 +57,28 @@ def check_pytree(pytree: Any) -> None:
                 "Static attributes are baked into the compiled program; hold arrays in a "
                 f"data attribute (`self.{name} = nnx.data(...)`) or in an nnx.Variable."
             )
-        if _holds_marker(value):
-            raise PytreeStaticError(
-                f"Found an nnx.data(...) or nnx.static(...) marker inside {cls}.{name}: "
-                "markers only work when assigned directly to an attribute "
-                f"(`self.{name} = nnx.data([...])`), not inside lists, dicts or tuples."
-            )
-
-
-def _holds_marker(x, depth: int = 0) -> bool:
-    if type(x) is _Marker:
-        return True
-    if depth > 20:
-        return False
-    if isinstance(x, (list, tuple)):
-        return any(_holds_marker(y, depth + 1) for y in x)
-    if isinstance(x, dict):
-        return any(_holds_marker(y, depth + 1) for y in x.values())
-    return False
+        if holds_marker(value):
+            raise marker_inside_error(pytree, name)
 
 
 def dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
-    """Make a Pytree subclass a dataclass whose fields are data unless ``nnx.Static``.
+    """Make a Pytree subclass a dataclass; each field is data or static as an attribute is.
+
+    A field's status follows the rules of every Pytree attribute (arrays,
+    Variables and Pytrees are data, an ``int`` or ``str`` is static), unless the
+    field says: ``nnx.data()`` / ``nnx.static()`` as field specifiers (with the
+    arguments of ``dataclasses.field``), ``dataclasses.field(metadata={'static':
+    True})``, or an ``nnx.Data[...]`` / ``nnx.Static[...]`` annotation.
 
     >>> import jax, jax.numpy as jnp, nnx
     >>> @nnx.dataclass
     ... class Foo(nnx.Pytree):
+    ...     i: int = nnx.data()
+    ...     x: jax.Array
     ...     a: int
-    ...     b: jax.Array
-    ...     c: nnx.Static[int]
-    >>> len(jax.tree.leaves(Foo(a=1, b=jnp.ones(2), c=3)))
-    2
+    ...     s: str = nnx.static(default="hi", kw_only=True)
+    >>> jax.tree.leaves(Foo(1, jnp.ones(2), 3))
+    [1, Array([1., 1.], dtype=float32)]
 
     Keyword arguments are those of :func:`dataclasses.dataclass` (``init``, ``eq``,
     ``order``, ``unsafe_hash``, ``match_args``, ``kw_only``); ``repr`` stays the
@@ -107,7 +99,7 @@ def dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
                 f"nnx.dataclass can only be used with a subclass of nnx.Pytree (nnx.Module, "
                 f"nnx.Object), got {c!r}"
             )
-        c._nnx_annotated = _class_annotations(c, all_data=True)
+        c._nnx_annotated = _class_annotations(c)
         return dataclasses.dataclass(c, repr=False, **kwargs)
 
     return wrap if cls is None else wrap(cls)

@@ -45,7 +45,8 @@ class DiffState:
         model = nnx.LoRALinear(2, 1, lora_rank=2, rngs=nnx.Rngs(0))
         grads = nnx.grad(loss_fn, argnums=nnx.DiffState(0, nnx.LoRAParam))(model, x, y)
 
-    ``argnums=0`` means ``DiffState(0, nnx.Param)`` for an nnx argument.
+    ``argnums=0`` means ``DiffState(0, nnx.Param)`` for an nnx object, and every
+    Variable of an ``nnx.State`` argument.
     """
 
     __slots__ = ("argnum", "filter")
@@ -67,6 +68,24 @@ class DiffState:
         return hash((DiffState, self.argnum, repr(self.filter)))
 
 
+class _Default:
+    """The filter of a plain int in ``argnums``: an nnx object's Params, and every
+    Variable of an ``nnx.State`` (a State is a pytree of what to differentiate: Flax
+    NNX's ``nnx.split(model, nnx.Param, nnx.Perturbation)`` then ``argnums=(0, 1)``)."""
+
+    def __repr__(self) -> str:
+        return "nnx.Param"
+
+
+_DEFAULT = _Default()
+
+
+def _filter_for(d: DiffState, node: Any) -> Any:
+    if d.filter is _DEFAULT:
+        return ... if isinstance(node, State) else Param
+    return d.filter
+
+
 def _normalize(argnums) -> tuple[tuple[DiffState, ...], bool]:
     single = isinstance(argnums, (int, DiffState))
     items = (argnums,) if single else tuple(argnums)
@@ -75,7 +94,7 @@ def _normalize(argnums) -> tuple[tuple[DiffState, ...], bool]:
         if isinstance(a, DiffState):
             out.append(a)
         elif isinstance(a, int):
-            out.append(DiffState(a, Param))
+            out.append(DiffState(a, _DEFAULT))
         else:
             raise TypeError(
                 f"argnums entries must be ints or nnx.DiffState, got {type(a).__name__}: {a!r}."
@@ -120,7 +139,7 @@ class _Plan:
                 k = gindex[d.argnum]
                 node = graph[k]
                 sub = flatten(node, with_paths=True)
-                pred = to_predicate(d.filter)
+                pred = to_predicate(_filter_for(d, node))
                 items = []
                 for path, x in zip(sub.paths, sub.leaves):
                     if isinstance(x, Variable):
@@ -378,8 +397,9 @@ def grad(
         nnx.grad(loss_fn, argnums=(0, 1))(model, x, y)   # (State, array)
 
     For an nnx argument, ``argnums`` differentiates the Variables its filter
-    selects (``nnx.Param`` by default); for a plain argument, the whole value,
-    as in JAX. Writes to other Variables (BatchNorm statistics, RNG counts)
+    selects (``nnx.Param`` by default; every Variable of an ``nnx.State``, as
+    ``nnx.split(model, nnx.Param, nnx.Perturbation)`` gives); for a plain
+    argument, the whole value, as in JAX. Writes to other Variables (BatchNorm statistics, RNG counts)
     are applied to the caller's objects after the call. Objects in ``aux``
     come out as with :func:`jit`.
 
