@@ -119,17 +119,23 @@ class _Flattener:
                 if self.watch is not None:
                     self.watch.statics.extend(layout.mutable_statics)
             d = x.__dict__
-            if self.paths is None:
+            if layout.scalar_keys:  # `nnx.data(2.0)`: a Python scalar that is a leaf
+                # in key order with the other children: the leaves' order is the paths'
+                sk = layout.scalar_keys
+                if self.paths is None:
+                    children = tuple(
+                        self.leaf(d[k], None) if k in sk else self.visit(d[k], None)
+                        for k in layout.data_keys
+                    )
+                else:
+                    children = tuple(
+                        self.leaf(d[k], (*path, k)) if k in sk else self.visit(d[k], (*path, k))
+                        for k in layout.data_keys
+                    )
+            elif self.paths is None:
                 children = tuple(self.visit(d[k], None) for k in layout.data_keys)
             else:
                 children = tuple(self.visit(d[k], (*path, k)) for k in layout.data_keys)
-            if layout.scalar_keys:  # `nnx.data(2.0)`: a Python scalar that is a leaf
-                children = tuple(
-                    self.leaf(d[k], (*path, k) if self.paths is not None else None)
-                    if k in layout.scalar_keys
-                    else c
-                    for k, c in zip(layout.data_keys, children)
-                )
             if layout.graph_keys:
                 if self.pytree_view:  # references stay static in the JAX view
                     children += tuple((_STATIC, _Static(d[k])) for k in layout.graph_keys)
