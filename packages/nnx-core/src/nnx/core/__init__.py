@@ -80,13 +80,11 @@ from nnx.core._pytree import (
     Object,
     Pytree,
     Static,
-    data,
     graph_ref,
     is_data,
     register_data_type,
-    static,
 )
-from nnx.core._pytree_checks import check_pytree, dataclass, has_data
+from nnx.core._pytree_checks import check_pytree, data, dataclass, has_data, static
 from nnx.core._rngs import (
     Rngs,
     RngStream,
