@@ -449,10 +449,12 @@ def test_iter_graph_yields_variables_arrays_and_nodes_each_once():
         ("again", "bias"),
         ("again", "kernel"),
         ("again",),
+        ("layers",),  # an nnx.List has identity: yielded once, as Flax's graph nodes are
         ("table",),
         (),
     ]
     assert items[2][1] is m.layers[0] and items[-1][1] is m
+    assert items[3][1] is m.layers
 
 
 def test_find_duplicates_reports_shared_variables_and_modules():

@@ -56,7 +56,7 @@ from nnx.core._filters import (
 from nnx.core._flatten import FlatGraph, filter_leaves, flatten, is_graph_node, unflatten
 from nnx.core._flatten_cache import FlattenCache, graph_epoch
 from nnx.core._graph import clone, graphdef, merge, pop, split, state, update, variables
-from nnx.core._graph_api import NodeStates, as_pure, map, prefix
+from nnx.core._graph_api import as_pure, map, prefix
 from nnx.core._graph_mode import (
     GraphMode,
     GraphSetting,
@@ -66,7 +66,7 @@ from nnx.core._graph_mode import (
     set_graph_updates,
 )
 from nnx.core._graph_tools import GraphState, PureState, call, pure, recursive_map
-from nnx.core._graph_tree import GraphTree, from_tree, to_tree
+from nnx.core._graph_tree import GraphTree, NodeStates, from_tree, to_tree
 from nnx.core._graphdef import GraphDef
 from nnx.core._ids import UUID, UUIDManager, uuid
 from nnx.core._module import (
@@ -87,13 +87,11 @@ from nnx.core._pytree import (
     Object,
     Pytree,
     Static,
-    data,
     graph_ref,
     is_data,
     register_data_type,
-    static,
 )
-from nnx.core._pytree_checks import check_pytree, dataclass, has_data
+from nnx.core._pytree_checks import check_pytree, data, dataclass, has_data, static
 from nnx.core._refs import new_ref
 from nnx.core._rngs import (
     Rngs,

@@ -5,6 +5,9 @@ tuples, arrays) in a fixed order (attributes and dict keys sorted by
 :func:`~nnx.core._paths.key_order`) and returns a hashable
 :class:`~nnx.core._graphdef.GraphDef` plus the flat list of leaves: each
 Variable once, even when several parents hold it, and raw arrays.
+Pytrees, Variables, ``nnx.List`` and ``nnx.Dict`` have identity: one reachable
+at several paths is encoded once and referenced (``(_REF, i)``) after, as
+Flax NNX's graph nodes are. Plain lists, dicts and tuples are values.
 :func:`unflatten` builds a new graph from a GraphDef and leaves, sharing
 objects exactly as the original did; reference cycles round-trip.
 
@@ -57,8 +60,9 @@ class FlatGraph:
     Attributes:
       graphdef: the static structure.
       leaves: Variables (each once) and raw arrays, in the fixed order.
-      nodes: every Pytree and Variable in the graph, in index order; a
-        ``GraphDef`` record ``(_REF, i)`` points at ``nodes[i]``.
+      nodes: every object with identity in the graph (Pytrees, Variables,
+        ``nnx.List`` and ``nnx.Dict``), in index order; a ``GraphDef`` record
+        ``(_REF, i)`` points at ``nodes[i]``.
       paths: the path of each leaf (only when asked for).
     """
 
@@ -115,17 +119,23 @@ class _Flattener:
                 if self.watch is not None:
                     self.watch.statics.extend(layout.mutable_statics)
             d = x.__dict__
-            if self.paths is None:
+            if layout.scalar_keys:  # `nnx.data(2.0)`: a Python scalar that is a leaf
+                # in key order with the other children: the leaves' order is the paths'
+                sk = layout.scalar_keys
+                if self.paths is None:
+                    children = tuple(
+                        self.leaf(d[k], None) if k in sk else self.visit(d[k], None)
+                        for k in layout.data_keys
+                    )
+                else:
+                    children = tuple(
+                        self.leaf(d[k], (*path, k)) if k in sk else self.visit(d[k], (*path, k))
+                        for k in layout.data_keys
+                    )
+            elif self.paths is None:
                 children = tuple(self.visit(d[k], None) for k in layout.data_keys)
             else:
                 children = tuple(self.visit(d[k], (*path, k)) for k in layout.data_keys)
-            if layout.scalar_keys:  # `nnx.data(2.0)`: a Python scalar that is a leaf
-                children = tuple(
-                    self.leaf(d[k], (*path, k) if self.paths is not None else None)
-                    if k in layout.scalar_keys
-                    else c
-                    for k, c in zip(layout.data_keys, children)
-                )
             if layout.graph_keys:
                 if self.pytree_view:  # references stay static in the JAX view
                     children += tuple((_STATIC, _Static(d[k])) for k in layout.graph_keys)
@@ -137,13 +147,31 @@ class _Flattener:
         t = type(x)
         if self.watch is not None and (t is list or t is dict):
             return self.watched(x, t)  # a State moves the epoch itself, as List and Dict
-        if t is list or t is List or t is tuple:
+        if t is List or t is Dict:  # containers with identity, as Pytrees are
+            i = self.ids.get(id(x))
+            if i is not None:
+                return (_REF, i)
+            self.ids[id(x)] = len(self.ids)
+            self.nodes.append(x)
+            if t is List:
+                if self.paths is None:
+                    children = tuple(self.visit(y, None) for y in x)
+                else:
+                    children = tuple(self.visit(y, (*path, i)) for i, y in enumerate(x))
+                return (_LIST, t, children)
+            keys = tuple(sorted(x, key=key_order))
+            if self.paths is None:
+                children = tuple(self.visit(x[k], None) for k in keys)
+            else:
+                children = tuple(self.visit(x[k], (*path, k)) for k in keys)
+            return (_DICT, t, keys, children)
+        if t is list or t is tuple:
             if self.paths is None:
                 children = tuple(self.visit(y, None) for y in x)
             else:
                 children = tuple(self.visit(y, (*path, i)) for i, y in enumerate(x))
             return (_TUPLE if t is tuple else _LIST, t, children)
-        if t is dict or t is Dict or t is State:
+        if t is dict or t is State:
             keys = tuple(sorted(x, key=key_order))
             if self.paths is None:
                 children = tuple(self.visit(x[k], None) for k in keys)
@@ -262,12 +290,12 @@ class _Unflattener:
             # attribute order as in the original object: data keys were sorted
             return obj
         if tag == _LIST:
-            items = [self.build(c) for c in d[2]]
-            if d[1] is List:
+            if d[1] is List:  # numbered before its items, as flatten does
                 out = List.__new__(List)
-                list.extend(out, items)
+                self.objs[len(self.objs)] = out
+                list.extend(out, [self.build(c) for c in d[2]])
                 return out
-            return items
+            return [self.build(c) for c in d[2]]
         if tag == _TUPLE:
             return tuple(self.build(c) for c in d[2])
         if tag == _DICT:
@@ -275,6 +303,8 @@ class _Unflattener:
             if t is dict:
                 return {k: self.build(c) for k, c in zip(d[2], d[3])}
             out = t.__new__(t)
+            if t is Dict:  # numbered before its items, as flatten does
+                self.objs[len(self.objs)] = out
             for k, c in zip(d[2], d[3]):
                 dict.__setitem__(out, k, self.build(c))
             return out

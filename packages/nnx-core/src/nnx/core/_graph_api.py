@@ -1,4 +1,4 @@
-"""Flax NNX's ``as_pure``, ``map``, ``prefix`` and ``NodeStates``.
+"""Flax NNX's ``as_pure``, ``map`` and ``prefix``.
 
 ``as_pure`` is :func:`nnx.pure` under Flax's newer name; ``map`` rebuilds a
 graph from a function of its state (split, :func:`map_state`, merge);
@@ -6,24 +6,24 @@ graph from a function of its state (split, :func:`map_state`, merge);
 ``vmap``, shardings for ``jit``); ``NodeStates`` is the pytree Flax's
 transforms use for "a GraphDef and its States". They live in their own module
 so that the name ``map`` does not shadow the builtin inside the graph tools.
+``NodeStates`` lives with ``to_tree``/``from_tree`` in :mod:`nnx.core._graph_tree`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import jax
 
 from nnx.core._convert import vars_as
 from nnx.core._filters import to_predicate
-from nnx.core._graph import GraphDef, flatten, merge, split
+from nnx.core._graph import flatten, merge, split
 from nnx.core._graph_tools import pure
 from nnx.core._state import map_state
 from nnx.core._variables import PLAIN, Variable
 
 A = TypeVar("A")
-S = TypeVar("S")
 
 
 def as_pure(tree: A) -> A:
@@ -178,115 +178,3 @@ def prefix(
         return fn(path, leaf)
 
     return jax.tree_util.tree_map_with_path(apply, node, is_leaf=lambda x: isinstance(x, Variable))
-
-
-class NodeStates(Generic[S]):
-    """A GraphDef (optional) with a tuple of States: the pytree Flax's transforms pass
-    for a graph node.
-
-    >>> import jax
-    >>> import jax.numpy as jnp
-    >>> import nnx
-    >>> m = nnx.Dict(w=nnx.Param(jnp.ones(2)))
-    >>> ns = nnx.NodeStates.from_split(*nnx.split(m))
-    >>> jax.tree.leaves(ns)[0].tolist()
-    [1.0, 1.0]
-    >>> nnx.merge(ns.graphdef, *ns.states)["w"].get_value().tolist()
-    [1.0, 1.0]
-
-    The States are the pytree children; the GraphDef and ``metadata`` are
-    static. ``from_split(graphdef, state, *states)`` is what ``nnx.split``
-    gives, ``from_states(state, *states)`` has no GraphDef, and
-    ``from_prefixes(prefixes)`` holds prefix values (axes) in place of States.
-
-    Args:
-        _graphdef: the GraphDef, or None.
-        states: the States (or prefixes).
-        metadata: anything static the transform attaches.
-    """
-
-    __slots__ = ("_graphdef", "metadata", "states")
-
-    def __init__(self, _graphdef: GraphDef | None, states: tuple, metadata: Any = None):
-        self._graphdef = _graphdef
-        self.states = tuple(states)
-        self.metadata = metadata
-
-    @property
-    def graphdef(self) -> GraphDef:
-        """The GraphDef; a ``ValueError`` when this NodeStates has none."""
-        if self._graphdef is None:
-            raise ValueError(
-                "NodeStates.graphdef: this NodeStates has no GraphDef (it was made by "
-                "from_states or from_prefixes); build it with NodeStates.from_split."
-            )
-        return self._graphdef
-
-    @property
-    def state(self) -> Any:
-        """The only State; a ``ValueError`` when there are several (use ``states``)."""
-        if len(self.states) != 1:
-            raise ValueError(
-                f"NodeStates.state: expected exactly one State, this NodeStates has "
-                f"{len(self.states)}; read .states instead."
-            )
-        return self.states[0]
-
-    @classmethod
-    def from_split(
-        cls, graphdef: GraphDef, state: Any, /, *states: Any, metadata: Any = None
-    ) -> NodeStates:
-        """A NodeStates of what ``nnx.split(node, *filters)`` returns.
-
-        Args:
-            graphdef: the GraphDef.
-            state: the first State.
-            *states: the other States.
-            metadata: static data to carry along.
-        """
-        return cls(graphdef, (state, *states), metadata)
-
-    @classmethod
-    def from_states(cls, state: Any, *states: Any) -> NodeStates:
-        """A NodeStates of States alone (no GraphDef).
-
-        Args:
-            state: the first State.
-            *states: the other States.
-        """
-        return cls(None, (state, *states), None)
-
-    @classmethod
-    def from_prefixes(cls, prefixes: Iterable[Any], /, *, metadata: Any = None) -> NodeStates:
-        """A NodeStates holding one prefix (an axis, a sharding) per State.
-
-        Args:
-            prefixes: the prefixes, in the order of the States.
-            metadata: static data to carry along.
-        """
-        return cls(None, tuple(prefixes), metadata)
-
-    def __repr__(self) -> str:
-        return (
-            f"NodeStates(graphdef={self._graphdef!r}, states={len(self.states)}, "
-            f"metadata={self.metadata!r})"
-        )
-
-
-def _flatten_with_keys(ns: NodeStates):
-    children = [(jax.tree_util.GetAttrKey("states"), ns.states)]
-    return children, (ns._graphdef, ns.metadata)
-
-
-def _unflatten(aux, children) -> NodeStates:
-    graphdef, metadata = aux
-    (states,) = children
-    return NodeStates(graphdef, tuple(states), metadata)
-
-
-jax.tree_util.register_pytree_with_keys(
-    NodeStates,
-    _flatten_with_keys,
-    _unflatten,
-    flatten_func=lambda ns: ([ns.states], (ns._graphdef, ns.metadata)),
-)

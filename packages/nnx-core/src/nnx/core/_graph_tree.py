@@ -1,22 +1,49 @@
-"""``GraphTree``: an object graph (with its sharing) as an ordinary JAX pytree,
-for pytree-only APIs (``jax.jit``, ``jax.lax.scan``, checkpoint libraries)."""
+"""Graphs as ordinary JAX pytrees, for pytree-only APIs (``jax.jit``, ``jax.lax.scan``,
+checkpoint libraries): Flax NNX's ``to_tree`` / ``from_tree`` with one
+:class:`NodeStates` per graph node, and the whole-graph :class:`GraphTree`.
+
+``to_tree`` walks a pytree whose leaves may be graph nodes (Pytrees, Variables,
+``nnx.List``, ``nnx.Dict``) and replaces each by a ``NodeStates`` of its split;
+the splits share one numbering (:class:`SplitContext`), so an object reachable
+from two leaves is a reference in the second, and ``from_tree`` (one
+:class:`MergeContext`) rebuilds it as one object.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Generic, TypeVar
 
 import jax
 
-from nnx.core._flatten import flatten, unflatten
+from nnx.core._errors import StructureError
+from nnx.core._filters import group_by_filters
+from nnx.core._flatten import _Flattener, _Unflattener, flatten, unflatten
 from nnx.core._graphdef import GraphDef
+from nnx.core._paths import path_str
+from nnx.core._pytree import Dict, List, Pytree
+from nnx.core._state import State
+from nnx.core._variables import Variable
+
+S = TypeVar("S")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
 
 
 class GraphTree:
-    """A graph as a pytree: its GraphDef (static) and its leaves (children).
+    """A whole graph as a pytree: its GraphDef (static) and its leaves (children).
 
-    ``to_tree`` makes one, ``from_tree`` turns it back into objects with the
-    original sharing. It lets any pytree-only API (``jax.jit``, ``jax.lax.scan``,
-    checkpoint libraries) carry object graphs with shared references.
+    ``GraphTree.of(node)`` makes one and ``tree.build()`` turns it back into
+    objects with the original sharing; :func:`from_tree` accepts one too.
+    (:func:`to_tree` gives Flax's per-node :class:`NodeStates` instead.)
     """
 
     __slots__ = ("graphdef", "leaves")
@@ -24,6 +51,20 @@ class GraphTree:
     def __init__(self, graphdef: GraphDef, leaves: list):
         self.graphdef = graphdef
         self.leaves = leaves
+
+    @classmethod
+    def of(cls, node: Any) -> GraphTree:
+        """The GraphTree of ``node``.
+
+        Args:
+            node: any object graph or pytree of them.
+        """
+        flat = flatten(node)
+        return cls(flat.graphdef, flat.leaves)
+
+    def build(self) -> Any:
+        """The object graph this GraphTree describes (new objects, same sharing)."""
+        return unflatten(self.graphdef, list(self.leaves))
 
     def __repr__(self):
         return f"GraphTree(num_leaves={len(self.leaves)})"
@@ -36,24 +77,399 @@ jax.tree_util.register_pytree_node(
 )
 
 
-def to_tree(node: Any) -> GraphTree:
-    """Turn an object graph (with sharing) into a :class:`GraphTree` pytree.
+class NodeStates(Generic[S]):
+    """A GraphDef (optional) with a tuple of States: the pytree Flax's transforms pass
+    for a graph node.
 
-    Example::
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> m = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+    >>> ns = nnx.NodeStates.from_split(*nnx.split(m))
+    >>> jax.tree.leaves(ns)[0].tolist()
+    [1.0, 1.0]
+    >>> nnx.merge(ns.graphdef, *ns.states)["w"].get_value().tolist()
+    [1.0, 1.0]
 
-        shared_model = nnx.Dict(a=model.linear1, b=model.linear1)   # one Linear, two names
-        tree = nnx.to_tree(shared_model)
-        @jax.jit
-        def f(tree):
-            inner = nnx.from_tree(tree)   # sharing restored inside
-            return inner["a"](x)
+    The States are the pytree children; the GraphDef and ``metadata`` are
+    static. ``from_split(graphdef, state, *states)`` is what ``nnx.split``
+    gives, ``from_states(state, *states)`` has no GraphDef, and
+    ``from_prefixes(prefixes)`` holds prefix values (axes) in place of States.
 
-        f(tree)
+    Args:
+        _graphdef: the GraphDef, or None.
+        states: the States (or prefixes).
+        metadata: anything static the transform attaches.
     """
-    flat = flatten(node)
-    return GraphTree(flat.graphdef, flat.leaves)
+
+    __slots__ = ("_graphdef", "metadata", "states")
+
+    def __init__(self, _graphdef: GraphDef | None, states: tuple, metadata: Any = None):
+        self._graphdef = _graphdef
+        self.states = tuple(states)
+        self.metadata = metadata
+
+    @property
+    def graphdef(self) -> GraphDef:
+        """The GraphDef; a ``ValueError`` when this NodeStates has none."""
+        if self._graphdef is None:
+            raise ValueError(
+                "NodeStates.graphdef: this NodeStates has no GraphDef (it was made by "
+                "from_states or from_prefixes); build it with NodeStates.from_split."
+            )
+        return self._graphdef
+
+    @property
+    def state(self) -> Any:
+        """The only State; a ``ValueError`` when there are several (use ``states``)."""
+        if len(self.states) != 1:
+            raise ValueError(
+                f"NodeStates.state: expected exactly one State, this NodeStates has "
+                f"{len(self.states)}; read .states instead."
+            )
+        return self.states[0]
+
+    @classmethod
+    def from_split(
+        cls, graphdef: GraphDef, state: Any, /, *states: Any, metadata: Any = None
+    ) -> NodeStates:
+        """A NodeStates of what ``nnx.split(node, *filters)`` returns.
+
+        Args:
+            graphdef: the GraphDef.
+            state: the first State.
+            *states: the other States.
+            metadata: static data to carry along.
+        """
+        return cls(graphdef, (state, *states), metadata)
+
+    @classmethod
+    def from_states(cls, state: Any, *states: Any) -> NodeStates:
+        """A NodeStates of States alone (no GraphDef).
+
+        Args:
+            state: the first State.
+            *states: the other States.
+        """
+        return cls(None, (state, *states), None)
+
+    @classmethod
+    def from_prefixes(cls, prefixes: Iterable[Any], /, *, metadata: Any = None) -> NodeStates:
+        """A NodeStates holding one prefix (an axis, a sharding) per State.
+
+        Args:
+            prefixes: the prefixes, in the order of the States.
+            metadata: static data to carry along.
+        """
+        return cls(None, tuple(prefixes), metadata)
+
+    def __repr__(self) -> str:
+        return (
+            f"NodeStates(graphdef={self._graphdef!r}, states={len(self.states)}, "
+            f"metadata={self.metadata!r})"
+        )
 
 
-def from_tree(tree: GraphTree) -> Any:
-    """Inverse of :func:`to_tree`."""
-    return unflatten(tree.graphdef, list(tree.leaves))
+def _flatten_with_keys(ns: NodeStates):
+    children = [(jax.tree_util.GetAttrKey("states"), ns.states)]
+    return children, (ns._graphdef, ns.metadata)
+
+
+def _unflatten(aux, children) -> NodeStates:
+    graphdef, metadata = aux
+    (states,) = children
+    return NodeStates(graphdef, tuple(states), metadata)
+
+
+jax.tree_util.register_pytree_with_keys(
+    NodeStates,
+    _flatten_with_keys,
+    _unflatten,
+    flatten_func=lambda ns: ([ns.states], (ns._graphdef, ns.metadata)),
+)
+
+
+def _is_graph_leaf(x) -> bool:
+    # what to_tree replaces by a NodeStates: objects with identity
+    return isinstance(x, (Pytree, Variable, List, Dict))
+
+
+class SplitContext:
+    """Splits that share one numbering of the objects (what :func:`to_tree` hands
+    its ``split_fn``).
+
+    ``ctx.split(node, *filters)`` is :func:`nnx.split` of ``node``, except that an
+    object an earlier split of the same context reached is a reference (no State
+    entry) in this one. A GraphDef from a context refers to objects numbered by earlier splits of
+    the same context: rebuild them with one :class:`MergeContext`, in the same order.
+    """
+
+    __slots__ = ("_ids",)
+
+    def __init__(self):
+        self._ids: dict[int, int] = {}
+
+    def split(self, node: Any, *filters: Any) -> tuple:
+        """``(graphdef, state, ...)`` of ``node``, as :func:`nnx.split` gives.
+
+        Args:
+            node: a graph node (a Variable gives itself as its state).
+            *filters: as for :func:`nnx.split` (exhaustive).
+        """
+        f = _Flattener(self._ids, True)
+        tree = f.visit(node, ())
+        self._ids = f.ids
+        graphdef = GraphDef(tree, len(f.leaves), len(f.ids))
+        items = list(zip(f.paths or [], f.leaves))
+        if isinstance(node, Variable) and items:  # its state is the Variable itself
+            if not filters:
+                return graphdef, node
+            groups, rest = group_by_filters([((), node)], filters)
+            if not rest:
+                return (graphdef, *(node if g else State() for g in groups))
+            items = [(("<the Variable>",), node)]  # the error below names it
+        if not filters:
+            return graphdef, State.from_flat(items)
+        groups, rest = group_by_filters(items, filters)
+        if rest:
+            path, leaf = rest[0]
+            raise StructureError(
+                f"SplitContext.split: no filter matched the {type(leaf).__name__} at "
+                f"{path_str(path)!r}; filters must be exhaustive: add `...` as the last one."
+            )
+        return (graphdef, *(State.from_flat(g) for g in groups))
+
+
+class MergeContext:
+    """Merges that share one numbering of the objects (what :func:`from_tree` uses).
+
+    The inverse of :class:`SplitContext`: merge the GraphDefs of one context in
+    the order they were split, and objects split twice come back as one.
+    """
+
+    __slots__ = ("_objs",)
+
+    def __init__(self):
+        self._objs: dict[int, Any] = {}
+
+    def merge(
+        self, graphdef: GraphDef, state: Any = None, /, *states: Any, copy: bool = False
+    ) -> Any:
+        """The object ``graphdef`` describes, with the States' Variables.
+
+        Args:
+            graphdef: a GraphDef from the matching :class:`SplitContext`.
+            state: the first State (or the Variable, for a Variable's GraphDef).
+            *states: the other States.
+            copy: give the new graph copies of the Variables.
+        """
+        paths = graphdef.paths
+        all_states = () if state is None else (state, *states)
+        if paths == ((),):  # a Variable's GraphDef: its state is the Variable
+            leaves = [x for x in all_states if isinstance(x, Variable)][:1]
+        else:
+            lookup: dict = {}
+            for s in all_states:
+                lookup.update((s if isinstance(s, State) else State(s)).flat_state())
+            leaves = []
+            for p in paths:
+                if p not in lookup:
+                    raise StructureError(
+                        f"MergeContext.merge: no State provides a value for {path_str(p)!r}, "
+                        "which the GraphDef needs. Pass every State that split returned."
+                    )
+                leaves.append(lookup[p])
+        if len(leaves) != graphdef.num_leaves:
+            raise StructureError(
+                f"MergeContext.merge: the GraphDef needs {graphdef.num_leaves} leaves, the "
+                f"States give {len(leaves)}."
+            )
+        u = _Unflattener(leaves, None, copy)
+        u.objs = self._objs
+        return u.build(graphdef.tree)
+
+
+def default_split_fn(ctx: SplitContext, path: tuple, prefix: Any, leaf: Any) -> NodeStates:  # noqa: ARG001
+    """What :func:`to_tree` puts in place of a graph node: ``NodeStates.from_split(*ctx.split(leaf))``.
+
+    Args:
+        ctx: the context of this ``to_tree`` call.
+        path: the JAX key path of the leaf.
+        prefix: the leaf's prefix (``MISSING`` without one).
+        leaf: the graph node.
+    """
+    return NodeStates.from_split(*ctx.split(leaf))
+
+
+def merge_tree_node(ctx: MergeContext, path: tuple, prefix: Any, leaf: Any) -> Any:  # noqa: ARG001
+    """What :func:`from_tree` puts in place of a :class:`NodeStates`: the merged node.
+
+    Args:
+        ctx: the context of this ``from_tree`` call.
+        path: the JAX key path of the leaf.
+        prefix: the leaf's prefix (``MISSING`` without one).
+        leaf: the NodeStates.
+    """
+    if not isinstance(leaf, NodeStates):
+        raise TypeError(
+            f"nnx.from_tree: expected a NodeStates at {jax.tree_util.keystr(path)}, got "
+            f"{type(leaf).__name__}."
+        )
+    return ctx.merge(leaf.graphdef, *leaf.states)
+
+
+def is_tree_node(x: Any) -> bool:
+    """True for a :class:`NodeStates` (a graph node in :func:`to_tree`'s form).
+
+    Args:
+        x: any value.
+    """
+    return isinstance(x, NodeStates)
+
+
+def _leaf_prefixes(prefix, tree, is_leaf) -> list:
+    """``prefix`` broadcast to the leaves of ``tree`` (``MISSING``/None: None for each)."""
+    n = len(jax.tree_util.tree_leaves(tree, is_leaf=is_leaf))
+    if prefix is MISSING or prefix is None:
+        return [prefix] * n
+    out: list = []
+
+    def spread(p, sub):
+        out.extend([p] * len(jax.tree_util.tree_leaves(sub, is_leaf=is_leaf)))
+
+    jax.tree_util.tree_map(spread, prefix, tree, is_leaf=lambda x: x is None or is_leaf(x))
+    return out
+
+
+def _check_aliasing(leaves: list, prefixes: list, keypaths: list) -> None:
+    seen: dict[int, tuple] = {}
+    for leaf, p, kp in zip(leaves, prefixes, keypaths):
+        if not _is_graph_leaf(leaf):
+            continue
+        for obj in flatten(leaf).nodes:
+            first = seen.setdefault(id(obj), (p, kp))
+            if first[0] != p:
+                raise ValueError(
+                    f"nnx.to_tree: the {type(obj).__name__} reached from "
+                    f"{jax.tree_util.keystr(first[1]) or '<root>'} (prefix {first[0]!r}) is "
+                    f"also reached from {jax.tree_util.keystr(kp) or '<root>'} with prefix "
+                    f"{p!r}. An object shared between leaves needs one prefix: give both "
+                    "the same prefix, or pass separate objects."
+                )
+
+
+def to_tree(
+    tree: Any,
+    /,
+    *,
+    prefix: Any = MISSING,
+    split_fn: Callable[[SplitContext, tuple, Any, Any], Any] = default_split_fn,
+    map_non_graph_nodes: bool = False,
+    ctxtag: Hashable | None = None,
+    check_aliasing: bool = True,
+) -> Any:
+    """``tree`` with each graph node replaced by a :class:`NodeStates` of its split (Flax's form).
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> shared = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+    >>> tree = nnx.to_tree((shared, {"again": shared, "x": jnp.zeros(1)}))
+    >>> type(tree[0]).__name__, sorted(tree[0].states[0]), sorted(tree[1]["again"].states[0])
+    ('NodeStates', ['w'], [])
+    >>> @jax.jit
+    ... def triple(tree):
+    ...     a, rest = nnx.from_tree(tree)   # one Dict inside, reachable twice
+    ...     rest["again"]["w"][...] = a["w"][...] * 3
+    ...     return nnx.to_tree((a, rest))
+    >>> a, rest = nnx.from_tree(triple(tree))
+    >>> a is rest["again"], a["w"][...].tolist()
+    (True, [3.0, 3.0])
+
+    The leaves of ``tree`` that are graph nodes (Pytrees, Variables, ``nnx.List``,
+    ``nnx.Dict``) become ``NodeStates`` (a GraphDef, static, and the States, the
+    pytree children); other leaves stay as they are. All splits share one
+    numbering, so an object reachable from several leaves is split once and is
+    one object again after :func:`from_tree`. The result is an ordinary pytree:
+    ``jax.jit``, ``jax.lax.scan`` or a checkpoint library can carry it.
+
+    Args:
+        tree: a pytree whose leaves may be graph nodes.
+        prefix: a prefix of ``tree`` (e.g. vmap's axes) broadcast to its leaves and
+            handed to ``split_fn``; ``MISSING`` or None for none.
+        split_fn: ``(ctx, keypath, prefix, leaf) -> replacement`` for each graph
+            node (default: ``NodeStates.from_split(*ctx.split(leaf))``).
+        map_non_graph_nodes: also call ``split_fn`` on the other leaves.
+        ctxtag: accepted for Flax's signature (nnx has no update contexts).
+        check_aliasing: with a prefix, an object shared between leaves with
+            different prefixes is a ``ValueError``.
+
+    Returns:
+        The pytree with NodeStates in place of the graph nodes.
+    """
+    del ctxtag
+    keyed, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_graph_leaf)
+    keypaths = [kp for kp, _ in keyed]
+    leaves = [x for _, x in keyed]
+    prefixes = _leaf_prefixes(prefix, tree, _is_graph_leaf)
+    if check_aliasing and not (prefix is MISSING or prefix is None):
+        _check_aliasing(leaves, prefixes, keypaths)
+    ctx = SplitContext()
+    out = [
+        split_fn(ctx, kp, p, x) if map_non_graph_nodes or _is_graph_leaf(x) else x
+        for kp, p, x in zip(keypaths, prefixes, leaves)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def from_tree(
+    tree: Any,
+    /,
+    *,
+    prefix: Any = MISSING,
+    merge_fn: Callable[[MergeContext, tuple, Any, Any], Any] = merge_tree_node,
+    is_node_leaf: Callable[[Any], bool] = is_tree_node,
+    is_leaf: Callable[[Any], bool] = is_tree_node,
+    map_non_graph_nodes: bool = False,
+    is_inner: bool | None = None,
+    ctxtag: Hashable | None = None,
+) -> Any:
+    """Inverse of :func:`to_tree`: each :class:`NodeStates` of ``tree`` merged back into objects.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> m = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+    >>> (back, again) = nnx.from_tree(nnx.to_tree((m, m)))
+    >>> back is again, back is m, back["w"] is m["w"]
+    (True, False, True)
+
+    The NodeStates are merged in order with one :class:`MergeContext`, so the
+    sharing :func:`to_tree` recorded between leaves comes back. The new objects
+    hold the States' Variables (as :func:`nnx.merge` does). A :class:`GraphTree`
+    is accepted too (its graph is rebuilt).
+
+    Args:
+        tree: a pytree holding NodeStates (what ``to_tree`` returned).
+        prefix: a prefix of ``tree`` broadcast to its leaves and handed to ``merge_fn``.
+        merge_fn: ``(ctx, keypath, prefix, leaf) -> node`` for each NodeStates
+            (default: ``ctx.merge(leaf.graphdef, *leaf.states)``).
+        is_node_leaf: which leaves ``merge_fn`` is called on.
+        is_leaf: where the walk of ``tree`` stops.
+        map_non_graph_nodes: also call ``merge_fn`` on the other leaves.
+        is_inner: accepted for Flax's signature (nnx has no update contexts).
+        ctxtag: accepted for Flax's signature (nnx has no update contexts).
+
+    Returns:
+        The pytree with objects in place of the NodeStates.
+    """
+    del is_inner, ctxtag
+    if isinstance(tree, GraphTree):
+        return tree.build()
+    keyed, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
+    prefixes = _leaf_prefixes(prefix, tree, is_leaf)
+    ctx = MergeContext()
+    out = [
+        merge_fn(ctx, kp, p, x) if map_non_graph_nodes or is_node_leaf(x) else x
+        for (kp, x), p in zip(keyed, prefixes)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, out)

@@ -9,6 +9,8 @@ item is a tag:
 - ``(_REF, i)``: the object already numbered ``i`` (sharing, cycles);
 - ``(_LIST, type, children)``, ``(_TUPLE, type, children)``;
 - ``(_DICT, type, keys, children)``: a dict, ``nnx.Dict`` or State, keys sorted;
+- an ``nnx.List`` or ``nnx.Dict`` record, as a ``_NODE`` or ``_VAR`` one, numbers
+  the object (before its children) so that a later ``(_REF, i)`` can point at it;
 - ``(_LEAF,)``: a raw array (the next leaf);
 - ``(_STATIC, _Static(value))``: a value that is part of the structure;
 - ``(_PYTREE, treedef, keys, children)``: another registered JAX pytree node.

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 
 from nnx.core._filters import to_predicate
 from nnx.core._graph_tools import _node_items, recursive_map
-from nnx.core._pytree import Pytree, trace_checks_off
+from nnx.core._pytree import Pytree
+from nnx.core._pytree_marks import trace_checks_off
 from nnx.core._variables import Intermediate, Perturbation, Variable
 from nnx.core._walk import _children, iter_graph
 

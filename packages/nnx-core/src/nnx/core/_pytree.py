@@ -13,9 +13,8 @@ that cached flattenings of a model notice ``model.layers.append(...)``.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import re
-import threading
 from collections.abc import Callable
 from typing import Annotated, Any, SupportsIndex, TypeVar
 
@@ -24,32 +23,19 @@ import numpy as np
 from jax.extend.core import get_opaque_trace_state
 
 from nnx.core import _epoch
-from nnx.core._errors import PytreeStaticError, TraceContextError
+from nnx.core._errors import PytreeStaticError
 from nnx.core._paths import key_order
+from nnx.core._pytree_marks import (
+    _MISSING,
+    GRAPH,
+    _Marker,
+    check_write,
+    holds_marker,
+    marker_inside_error,
+)
 from nnx.core._text import array_summary, bytes_str, count_arrays, treescope_object
 from nnx.core._var_aux import _freeze
 from nnx.core._variables import Variable
-
-
-class _MissingType:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-_MISSING: Any = _MissingType()  # "no value given" (None is a value)
-
-
-class _Marker:
-    __slots__ = ("value", "is_data")
-
-    def __init__(self, value, is_data):
-        self.value = value
-        self.is_data = is_data  # True (data), False (static) or GRAPH (graph_ref)
-
-
-GRAPH = "graph"
 
 A = TypeVar("A")
 _DATA_TAG = "__nnx_data__"
@@ -98,48 +84,21 @@ def _annotation_status(ann) -> bool | None:
     return None
 
 
-def _class_annotations(cls: type, *, all_data: bool = False) -> dict[str, bool]:
+def _class_annotations(cls: type) -> dict[str, bool]:
     """``{name: is_data}`` for the attributes the class (and its bases) annotate."""
     out: dict[str, bool] = {}
     for base in reversed(cls.__mro__):
         out.update(base.__dict__.get("_nnx_annotated", {}) if base is not cls else {})
     for name, ann in cls.__dict__.get("__annotations__", {}).items():
         status = _annotation_status(ann)
-        if status is None and all_data and not _is_classvar(ann):
-            status = True
         if status is not None:
             out[name] = status
+    for name, value in cls.__dict__.items():
+        # dataclass fields from `nnx.data(...)` / `nnx.static(...)` or with
+        # `dataclasses.field(metadata={"static": ...})`
+        if isinstance(value, dataclasses.Field) and "static" in value.metadata:
+            out[name] = not value.metadata["static"]
     return out
-
-
-def _is_classvar(ann) -> bool:
-    if isinstance(ann, str):
-        return bool(re.match(r"^\s*(?:typing\.|tp\.)?ClassVar\b", ann))
-    return getattr(ann, "__origin__", None) is __import__("typing").ClassVar
-
-
-def data(value: Any) -> Any:
-    """Mark an attribute value as data (a pytree child) whatever its type.
-
-    Example::
-
-        class Model(nnx.Pytree):
-            def __init__(self):
-                self.scale = nnx.data(2.0)   # traced by jax.jit, not baked in
-    """
-    return _Marker(value, True)
-
-
-def static(value: Any) -> Any:
-    """Mark an attribute value as static (part of the tree structure).
-
-    Example::
-
-        class Model(nnx.Pytree):
-            def __init__(self):
-                self.sizes = nnx.static((2, 3))
-    """
-    return _Marker(value, False)
 
 
 def graph_ref(value: Any) -> Any:
@@ -648,61 +607,12 @@ _set_trace = Pytree._nnx_trace.__set__  # type: ignore[attr-defined]
 _CONTAINERS = (list, tuple, dict)
 
 
-class _TraceChecks(threading.local):
-    off = 0  # > 0 inside trace_checks_off(): writes that are undone before it ends
-
-
-_TRACE_CHECKS = _TraceChecks()
-
-
-@contextlib.contextmanager
-def trace_checks_off():
-    """Allow writes to Pytrees made outside the current trace, for code that undoes them
-    before it returns (``nnx.capture`` plants and pops its Variables around a call)."""
-    _TRACE_CHECKS.off += 1
-    try:
-        yield
-    finally:
-        _TRACE_CHECKS.off -= 1
-
-
 def _check_trace(obj: Pytree, name: str) -> None:
-    """Refuse a write, under a JAX transform, to a Pytree made outside it (a capture)."""
-    if _TRACE_CHECKS.off:
-        return
     try:
         trace = _get_trace_raw(obj)
     except AttributeError:  # made without __new__ (pickle): nothing recorded
         return
-    if trace is not None and trace != get_opaque_trace_state(convention="nnx"):
-        raise TraceContextError(
-            f"Cannot set {type(obj).__name__}.{name} from a different trace level: this "
-            f"{type(obj).__name__} was created outside the JAX transform that is running and "
-            "is written inside it (a capture), which would leak the transform's values. Pass "
-            "it as an argument of the transform (`nnx.jit(f)(obj)`, `jax.jit(f)(obj)`) and "
-            "return what should come out."
-        )
-
-
-def holds_marker(x: Any, depth: int = 0) -> bool:
-    """Whether an ``nnx.data``/``nnx.static`` marker sits inside the containers of ``x``."""
-    if type(x) is _Marker:
-        return True
-    if depth > 20:
-        return False
-    if isinstance(x, (list, tuple)):
-        return any(holds_marker(y, depth + 1) for y in x)
-    if isinstance(x, dict):
-        return any(holds_marker(y, depth + 1) for y in x.values())
-    return False
-
-
-def marker_inside_error(obj: Any, name: str) -> PytreeStaticError:
-    return PytreeStaticError(
-        f"Found an nnx.data(...) or nnx.static(...) marker inside {type(obj).__name__}.{name}: "
-        "markers only work when assigned directly to an attribute "
-        f"(`self.{name} = nnx.data([...])`), not inside lists, dicts or tuples."
-    )
+    check_write(trace, obj, name)
 
 
 def _get_forced(obj):

@@ -1,5 +1,5 @@
 """Checks and declarations over Pytree classes: ``has_data``, ``check_pytree``,
-``nnx.dataclass``."""
+``nnx.dataclass``, and the ``nnx.data`` / ``nnx.static`` markers (field specifiers too)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,85 @@ from nnx.core._pytree import (
     _get_forced,
     _short,
     compute_layout,
-    holds_marker,
-    marker_inside_error,
 )
+from nnx.core._pytree_marks import _MISSING, _Marker, holds_marker, marker_inside_error
+
+
+def _field(is_static: bool, kwargs: dict) -> Any:
+    meta = dict(kwargs.pop("metadata", None) or {})
+    if "static" in meta:
+        raise ValueError(
+            f"nnx.{'static' if is_static else 'data'}(metadata=...): the 'static' key is "
+            "set by the specifier itself; leave it out of metadata."
+        )
+    meta["static"] = is_static
+    return dataclasses.field(metadata=meta, **kwargs)
+
+
+def data(value: Any = _MISSING, /, **kwargs: Any) -> Any:
+    """Mark an attribute value as data (a pytree child) whatever its type.
+
+    >>> import dataclasses, jax, jax.numpy as jnp, nnx
+    >>> class Model(nnx.Pytree):
+    ...     def __init__(self):
+    ...         self.scale = nnx.data(2.0)   # traced by jax.jit, not baked in
+    >>> jax.tree.leaves(Model())
+    [2.0]
+    >>> @dataclasses.dataclass
+    ... class Conf(nnx.Pytree):
+    ...     n: int = nnx.data(default=3)     # a dataclass field specifier
+    ...     name: str = "c"
+    >>> jax.tree.leaves(Conf())
+    [3]
+
+    Called with no value and the keywords of :func:`dataclasses.field`
+    (``default``, ``default_factory``, ``init``, ``kw_only``, ...), it is a
+    dataclass field specifier, as in Flax NNX.
+
+    Args:
+        value: the attribute's value.
+        **kwargs: :func:`dataclasses.field` arguments, when ``value`` is not given.
+    """
+    if value is _MISSING:
+        return _field(False, kwargs)
+    if kwargs:
+        raise TypeError(
+            "nnx.data() takes either a value or dataclasses.field keywords, not both."
+        )
+    return _Marker(value, True)
+
+
+def static(value: Any = _MISSING, /, **kwargs: Any) -> Any:
+    """Mark an attribute value as static (part of the tree structure).
+
+    >>> import dataclasses, jax, jax.numpy as jnp, nnx
+    >>> class Model(nnx.Pytree):
+    ...     def __init__(self):
+    ...         self.sizes = nnx.static((2, 3))
+    ...         self.w = jnp.ones(2)
+    >>> len(jax.tree.leaves(Model()))
+    1
+    >>> @dataclasses.dataclass
+    ... class Conf(nnx.Pytree):
+    ...     w: jax.Array
+    ...     tag: str = nnx.static(default="t", kw_only=True)   # a field specifier
+    >>> Conf(jnp.ones(1)).tag, len(jax.tree.leaves(Conf(jnp.ones(1))))
+    ('t', 1)
+
+    Called with no value and the keywords of :func:`dataclasses.field`, it is a
+    dataclass field specifier, as in Flax NNX.
+
+    Args:
+        value: the attribute's value.
+        **kwargs: :func:`dataclasses.field` arguments, when ``value`` is not given.
+    """
+    if value is _MISSING:
+        return _field(True, kwargs)
+    if kwargs:
+        raise TypeError(
+            "nnx.static() takes either a value or dataclasses.field keywords, not both."
+        )
+    return _Marker(value, False)
 
 
 def has_data(value: Any) -> bool:

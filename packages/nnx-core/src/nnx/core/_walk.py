@@ -8,6 +8,10 @@ values, and (for ``FlattenCache``) watches plain containers. These walks are
 views of the graph for user code: they descend only into Pytrees, lists,
 tuples and dicts (the containers ``iter_graph`` promises), by a snapshot of
 each node's children (``_children``) so that a loop body may edit the graph.
+
+The identity rule is the encoding's: Pytrees, Variables, ``nnx.List`` and
+``nnx.Dict`` are visited once however many paths reach them (``_has_identity``);
+plain lists, dicts and tuples are values, walked at every path.
 """
 
 from __future__ import annotations
@@ -18,8 +22,15 @@ from typing import Any
 from nnx.core._filters import to_predicate
 from nnx.core._graphdef import _ARRAY_TYPES
 from nnx.core._paths import key_order
-from nnx.core._pytree import Pytree, get_layout
+from nnx.core._pytree import Dict, List, Pytree, get_layout
 from nnx.core._variables import Variable
+
+# what the walks (and the encoding, _flatten.py) visit once: objects with identity
+_IDENTITY = (Variable, Pytree, List, Dict)
+
+
+def _has_identity(x) -> bool:
+    return isinstance(x, _IDENTITY)
 
 
 def _children(x) -> list[tuple[Any, Any]]:
@@ -37,6 +48,8 @@ def _children(x) -> list[tuple[Any, Any]]:
 def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
     """Yield ``(path, value)`` for every Pytree, Variable and array in the graph, once each.
 
+    ``nnx.List`` and ``nnx.Dict`` containers are yielded too (they have identity,
+    as Flax NNX's are graph nodes); a shared one is walked once, at its first path.
     Children come before their parent; the root comes last with path ``()``.
     The walk is a snapshot taken when iteration starts: the loop body may
     change the graph (delete or replace attributes, append to lists) and the
@@ -47,7 +60,7 @@ def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
     out: list[tuple[tuple, Any]] = []
 
     def walk(x, path):
-        if isinstance(x, (Variable, Pytree)):
+        if isinstance(x, _IDENTITY):
             if id(x) in seen:
                 return
             seen.add(id(x))
@@ -56,7 +69,7 @@ def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
             return
         for k, c in _children(x):
             walk(c, (*path, k))
-        if isinstance(x, (Pytree, _ARRAY_TYPES)):
+        if isinstance(x, (Pytree, List, Dict, _ARRAY_TYPES)):
             out.append((path, x))
 
     walk(node, ())
@@ -70,26 +83,39 @@ def iter_modules(node: Any) -> Iterator[tuple[tuple, Any]]:
             yield path, x
 
 
-def find_duplicates(node: Any) -> list[list[tuple]]:
-    """Groups of paths that reach the same Variable or Pytree.
+def find_duplicates(node: Any, /, *, only: Any = ...) -> list[list[tuple]]:
+    """Groups of paths that reach the same Variable, Pytree, ``nnx.List`` or ``nnx.Dict``.
 
-    Example::
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> class Tied(nnx.Pytree):
+    ...     def __init__(self):
+    ...         self.a = nnx.Variable(jnp.array(0))
+    ...         self.b = self.a
+    ...         self.c = nnx.Dict(w=nnx.Param(jnp.ones(1)))
+    ...         self.d = self.c
+    >>> nnx.find_duplicates(Tied())
+    [[('a',), ('b',)], [('c',), ('d',)]]
+    >>> nnx.find_duplicates(Tied(), only=nnx.Variable)
+    [[('a',), ('b',)]]
 
-        class Tied(nnx.Pytree):
-            def __init__(self):
-                self.a = nnx.Variable(jnp.array(0))
-                self.b = self.a
-        nnx.find_duplicates(Tied())   # [[('a',), ('b',)]]
+    A shared subtree is reported once, at its root (the shared Dict above, not
+    the Param inside it, which is reached through its first path only).
 
-    A shared subtree is reported once, at its root.
+    Args:
+        node: the graph to search.
+        only: a filter: only the objects it matches (at a later path) are
+            reported; ``...`` (the default) reports every shared object.
     """
+    pred = None if only is ... else to_predicate(only)
     paths: dict[int, list] = {}
     order: list[int] = []
 
     def walk(x, path):
-        if isinstance(x, (Variable, Pytree)):
+        if isinstance(x, _IDENTITY):
             if id(x) in paths:
-                paths[id(x)].append(path)
+                if pred is None or pred(path, x):
+                    paths[id(x)].append(path)
                 return
             paths[id(x)] = [path]
             order.append(id(x))

@@ -10,13 +10,18 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 import jax
 
 from nnx.core import (
+    Pytree,
     RngStream,
     SplitBackups,
     TraceContextError,
     Variable,
+    data,
+    flatten,
+    is_data,
     is_graph_node,
     iter_graph,
     new_ref,
+    static,
     to_predicate,
 )
 from nnx.transforms._axes import (
@@ -96,6 +101,8 @@ class VmapWrapped(Generic[P, R]):
         fun = self.fun
         where = f"{self._what}({getattr(fun, '__name__', 'f')})"
         mode = self._mode.mode()
+        if _is_vmapped_init(self, fun, args, mode):
+            return self._call_init(args, kwargs)  # type: ignore[return-value]
         c = Crossing(
             fun,
             args,
@@ -170,6 +177,58 @@ class VmapWrapped(Generic[P, R]):
         idx, c.spec = holder["idx"], holder["spec"]
         return c.finish(idx, [updates[i] for i in idx], out)
 
+    def _call_init(self, args: tuple, kwargs: dict) -> None:
+        """A vmapped ``__init__``: build the object inside, stacked, and move its
+        attributes onto the caller's ``self`` (Flax's graph updates).
+
+        The attributes the constructor creates are new objects, so they leave the
+        transform as outputs stacked along ``self``'s in-axis; the other
+        arguments cross as usual (their Rngs counts come back).
+        """
+        obj, rest = args[0], args[1:]
+        in_axes = self.in_axes
+        if isinstance(in_axes, (tuple, list)):
+            self_axis, rest_axes = in_axes[0], tuple(in_axes[1:])
+        else:
+            self_axis, rest_axes = in_axes, in_axes
+        if isinstance(self_axis, StateAxes):
+            raise AxisError(
+                f"nnx.vmap({type(obj).__name__}.__init__): self's in_axes entry is a "
+                "StateAxes, but the object is empty when its constructor starts; give "
+                "self an int axis (the axis its new Variables are stacked along)."
+            )
+        cls: Any = type(obj)
+        fun: Any = self.fun
+        statics = dict(vars(obj))
+
+        def build(*inner_args, **inner_kwargs):
+            inner = cls.__new__(cls)
+            for k, v in statics.items():
+                setattr(inner, k, v)
+            fun(inner, *inner_args, **inner_kwargs)
+            return inner
+
+        build.__name__ = getattr(fun, "__name__", "__init__")
+        built = VmapWrapped(
+            build,
+            in_axes=rest_axes,
+            out_axes=self_axis,
+            axis_name=self.axis_name,
+            axis_size=self.axis_size,
+            spmd_axis_name=self.spmd_axis_name,
+            transform_metadata=self.transform_metadata,
+            graph=self._mode.graph,
+            graph_updates=self._mode.graph_updates,
+        )(*rest, **kwargs)
+        data_roots = {p[0] for p in flatten(built, with_paths=True).paths if p}
+        for k, v in vars(built).items():
+            if k in statics and statics[k] is v:
+                continue
+            if k in data_roots:
+                setattr(obj, k, v if is_data(v) else data(v))
+            else:
+                setattr(obj, k, static(v) if is_data(v) else v)
+
     # what pmap changes
     def _cache_key(self, prep, layout, axes, p_axes, mode, plain_kw) -> tuple | None:  # noqa: ARG002
         """None: trace at every call (jax.vmap is not cached anyway)."""
@@ -190,6 +249,15 @@ class VmapWrapped(Generic[P, R]):
             axis_size=self.axis_size,
             spmd_axis_name=self.spmd_axis_name,
         )
+
+
+def _is_vmapped_init(wrapped: VmapWrapped, fun, args: tuple, mode) -> bool:
+    """``@nnx.vmap`` on a Pytree's ``__init__`` with graph updates on, ``self`` still empty."""
+    if type(wrapped) is not VmapWrapped or getattr(fun, "__name__", None) != "__init__":
+        return False
+    if not (mode.graph and mode.graph_updates) or not args or not isinstance(args[0], Pytree):
+        return False
+    return not flatten(args[0]).leaves  # nothing stateful yet: its state is all new
 
 
 def _remove_axis_names(objs, axes, partition) -> list:  # noqa: ARG001
