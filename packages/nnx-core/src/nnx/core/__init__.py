@@ -123,10 +123,13 @@ from nnx.core._storage import (
     StorageMode,
     VariableRecord,
     is_storage_cell,
+    read_stored,
+    stand_in,
     storage_mode,
     variable_from_stored,
     variable_record,
     variable_trace,
+    write_stored,
 )
 from nnx.core._traversals import (
     empty_node,
@@ -189,6 +192,9 @@ __all__ = [
     "variable_trace",
     "variable_from_stored",
     "is_storage_cell",
+    "read_stored",
+    "write_stored",
+    "stand_in",
     # storage modes
     "var_defaults",
     "VarDefaults",
