@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import jax
 
+from nnx.core import _epoch
 from nnx.core._hijax import _eager, _jcore, cell_get, cell_set, is_cell
 from nnx.core._variables import HIJAX, PLAIN, REF, VarAux, Variable, _set_aux, _set_raw, _set_trace
 
@@ -214,8 +215,9 @@ def stand_in(outer: Sequence[Variable], inner: Sequence[Variable]) -> Iterator[N
     by closure, and should then see the same Variable as through its argument, not
     a second one. Inside the block ``outer[k]`` reads and writes what ``inner[k]``
     stores, in ``inner[k]``'s mode and with its record; on exit (also on an
-    exception) each gets its own storage back, unchanged. Nothing structural
-    changes (no epoch move). The inner Variables are meant to be ref or hijax
+    exception) each gets its own storage back, unchanged. Entering and leaving
+    move the structure epoch (a Variable's record is part of a GraphDef, so no
+    ``FlattenCache`` reuses a flattening made on the other side). The inner Variables are meant to be ref or hijax
     Variables: their storage object is what both share, so writes made through
     ``outer[k]`` stay in ``inner[k]``; with a plain inner Variable a write through
     ``outer[k]`` replaces an array that ``outer[k]`` drops at exit.
@@ -233,6 +235,8 @@ def stand_in(outer: Sequence[Variable], inner: Sequence[Variable]) -> Iterator[N
     (0.0, 5.0)
     """
     saved = [(v._raw, v._aux, v._trace) for v in outer]
+    if saved:
+        _epoch.bump()
     try:
         for v, w in zip(outer, inner):
             _set_raw(v, w._raw)
@@ -244,3 +248,5 @@ def stand_in(outer: Sequence[Variable], inner: Sequence[Variable]) -> Iterator[N
             _set_raw(v, raw)
             _set_aux(v, aux)
             _set_trace(v, trace)
+        if saved:
+            _epoch.bump()
