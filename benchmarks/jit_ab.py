@@ -27,7 +27,6 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).parent))
 import jit_overhead as jo  # noqa: E402
 
-
 MAKERS = {"nnx": "make_nnx", "nnx_ref": "make_nnx_ref", "nnx_hijax": "make_nnx_hijax"}
 
 
