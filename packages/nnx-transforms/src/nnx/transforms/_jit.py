@@ -57,6 +57,7 @@ from nnx.transforms._boundary import (
     split_call,
     write_back,
 )
+from nnx.transforms._calls import wrap
 from nnx.transforms._explain import donated_note, explain_call_error
 from nnx.transforms._sharding import leaf_shardings, plain_shardings
 
@@ -668,7 +669,9 @@ def jit(
         :func:`nnx.set_graph_updates` setting.
       **jit_kwargs: passed to ``jax.jit`` (``keep_unused``, ``compiler_options``...).
     """
-    options = dict(
+    return wrap(
+        JitWrapped,
+        fun,
         in_shardings=in_shardings,
         out_shardings=out_shardings,
         static_argnums=static_argnums,
@@ -679,6 +682,3 @@ def jit(
         graph_updates=graph_updates,
         **jit_kwargs,
     )
-    if fun is None:
-        return lambda f: JitWrapped(f, **options)
-    return JitWrapped(fun, **options)
