@@ -49,3 +49,24 @@ def test_ref_mode_variables_store_it_and_numpy_reads_their_state():
     leaves = jax.tree.leaves(nnx.state(model))
     assert all(isinstance(r, jax.Ref) for r in leaves)
     np.testing.assert_array_equal(np.asarray(leaves[1]), model.kernel[...])
+
+
+def test_refs_stay_readable_through_nnx_jit_write_back():
+    # nnx.jit hands a ref Variable's buffer to jax.jit and writes the result back into the
+    # same Ref (nnx.read_stored / write_stored): the Ref nnx.new_ref made is kept.
+    import pytest
+
+    transforms = pytest.importorskip("nnx.transforms")
+    with nnx.var_defaults(ref=True):
+        model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    ref = model.bias.get_raw_value()
+
+    @transforms.jit
+    def step(m):
+        m.bias[...] += 1.0
+
+    step(model)
+    step(model)
+    assert model.bias.get_raw_value() is ref
+    np.testing.assert_array_equal(np.asarray(ref), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(nnx.read_stored(model.bias), [2.0, 2.0, 2.0])

@@ -152,9 +152,9 @@ NEW_MODULE = {
     "cond": lambda: nnx.cond(True, make, make, X),
     "eval_shape": lambda: nnx.eval_shape(make, X),
     "grad_aux": lambda: nnx.grad(lambda x: (x.sum(), make(x)), has_aux=True)(X)[1],
-    "value_and_grad_aux": lambda: nnx.value_and_grad(lambda x: (x.sum(), make(x)), has_aux=True)(
-        X
-    )[0][1],
+    "value_and_grad_aux": lambda: nnx.value_and_grad(lambda x: (x.sum(), make(x)), has_aux=True)(X)[
+        0
+    ][1],
 }
 
 
@@ -171,3 +171,80 @@ def test_a_new_module_returned(name, mode):
     np.testing.assert_allclose(layer(X), np.full((1, 3), 2 * 0.5 + 0.1), rtol=1e-6)
     # and in the mode the Variables were made in
     assert layer.w.hijax == (mode == "hijax") and layer.w.ref == (mode == "ref")
+
+
+# -- sharing through the loops: across arguments (scan) and within one (a carry) ---------
+def _scan_across(m):
+    def body(p, q, c):
+        return c + f(p, q), None
+
+    return nnx.scan(body, in_axes=(None, None, nnx.Carry), length=1)(m, m, jnp.array(0.0))[0]
+
+
+def _scan_within(m):
+    def body(c, x):
+        return c, f(c[0], c[1]) + 0 * x
+
+    return nnx.scan(body, in_axes=(nnx.Carry, 0))((m, m), jnp.ones(1))[1][0]
+
+
+LOOP_SHARING = {
+    "scan_across": _scan_across,
+    "scan_within": _scan_within,
+    # a loop has one value: its parts share within it
+    "fori_loop_within": lambda m: nnx.fori_loop(
+        0, 1, lambda i, c: (c[0], c[1], f(c[0], c[1])), (m, m, jnp.array(0.0))
+    )[2],
+    "while_loop_within": lambda m: nnx.while_loop(
+        lambda c: c[3] < 1,
+        lambda c: (c[0], c[1], f(c[0], c[1]), c[3] + 1),
+        (m, m, jnp.array(0.0), 0),
+    )[2],
+}
+
+
+@pytest.mark.parametrize("name", list(LOOP_SHARING))
+def test_sharing_through_the_loops(name, mode):
+    m = W()
+    out = LOOP_SHARING[name](m)
+    np.testing.assert_allclose(out, 6.0)  # one Variable inside: written, then read
+    np.testing.assert_allclose(m.w[...], 2.0)  # the write came out once
+
+
+@pytest.mark.parametrize("name", list(LOOP_SHARING))
+def test_sharing_through_the_loops_nested_in_jit(name, mode):
+    m = W()
+    out = nnx.jit(lambda m: LOOP_SHARING[name](m))(m)
+    np.testing.assert_allclose(out, 6.0)
+    np.testing.assert_allclose(m.w[...], 2.0)
+
+
+# -- custom_vjp: no writes (a custom derivative carries no state), sharing kept ----------
+def _custom_vjp(seen: list):
+    def fun(p, q):
+        seen.append(p.w is q.w)
+        return p.w[...] * q.w[...] * 3.0
+
+    g = nnx.custom_vjp(fun, nondiff_argnums=(1,))
+
+    def fwd(p, q):
+        seen.append(p.w is q.w)
+        return g(p, q), None
+
+    def bwd(res, ct):
+        return ({"w": 5.0 * ct},)
+
+    g.defvjp(fwd, bwd)
+    return g
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_custom_vjp_keeps_sharing_across_arguments(nested, mode):
+    m = W()
+    seen: list = []
+    g = _custom_vjp(seen)
+    call = nnx.jit(lambda m: g(m, m)) if nested else (lambda m: g(m, m))
+    np.testing.assert_allclose(call(m), 3.0)
+    grad = nnx.grad(lambda m: g(m, m))(m)
+    np.testing.assert_allclose(grad["w"][...], 5.0)  # one cotangent, the bwd's
+    assert seen and all(seen)  # one Variable inside the function and inside fwd

@@ -129,10 +129,13 @@ from nnx.core._storage import (
     StorageMode,
     VariableRecord,
     is_storage_cell,
+    read_stored,
+    stand_in,
     storage_mode,
     variable_from_stored,
     variable_record,
     variable_trace,
+    write_stored,
 )
 from nnx.core._traversals import (
     empty_node,
@@ -213,6 +216,9 @@ __all__ = [
     "SplitContext",
     "merge_context",
     "MergeContext",
+    "read_stored",
+    "write_stored",
+    "stand_in",
     # storage modes
     "var_defaults",
     "VarDefaults",

@@ -34,6 +34,7 @@ from nnx.transforms._boundary import (
     PrepareCache,
     call_without_cells,
 )
+from nnx.transforms._calls import wrap
 
 
 class DiffState:
@@ -416,7 +417,9 @@ def grad(
       graph_updates: False leaves structural changes of the arguments inside
         (see :func:`nnx.jit`); None for the current setting.
     """
-    options = dict(
+    return wrap(
+        GradWrapped,
+        fun,
         argnums=argnums,
         has_aux=has_aux,
         return_value=False,
@@ -424,9 +427,6 @@ def grad(
         graph=graph,
         graph_updates=graph_updates,
     )
-    if fun is None:
-        return lambda f: GradWrapped(f, **options)
-    return GradWrapped(fun, **options)
 
 
 @overload
@@ -481,7 +481,9 @@ def value_and_grad(
       graph_updates: False leaves structural changes of the arguments inside;
         None for the current setting.
     """
-    options = dict(
+    return wrap(
+        GradWrapped,
+        fun,
         argnums=argnums,
         has_aux=has_aux,
         return_value=True,
@@ -489,6 +491,3 @@ def value_and_grad(
         graph=graph,
         graph_updates=graph_updates,
     )
-    if fun is None:
-        return lambda f: GradWrapped(f, **options)
-    return GradWrapped(fun, **options)

@@ -176,3 +176,14 @@ def graph_arg_index(layout) -> list:
     """For each graph argument, its position (int) or keyword (str)."""
     pos, kw = layout
     return [i for i, c in enumerate(pos) if c is GRAPH] + [k for k, c in kw if c is GRAPH]
+
+
+def wrap(cls: Callable[..., Any], fun: Callable | None, **options: Any) -> Any:
+    """``cls(fun, **options)``; with ``fun=None`` the decorator that makes it.
+
+    Every transform's public function ends here, so that ``@nnx.jit``,
+    ``@nnx.jit(...)`` and ``nnx.jit(f, ...)`` are one code path.
+    """
+    if fun is None:
+        return lambda f: cls(f, **options)
+    return cls(fun, **options)

@@ -6,6 +6,13 @@ to reuse the flattened graph (``nnx.FlattenCache``), one list of stored values
 (``get_raw_value`` per Variable), one dict lookup keyed by the GraphDef (its
 hash is cached), the ``jax.jit`` call, and one ``set_raw_value`` per Variable
 the function changed.
+
+Ref and hijax Variables (:class:`_Routes`): outside every trace their arrays go
+to ``jax.jit`` (``nnx.read_stored``), not their refs and cells, which would put
+the call on JAX's Python path for mutable arguments (decision 0006); inside they
+are ref Variables around those arrays, and every value comes back into the refs
+and cells (``nnx.write_stored``). Inside a trace (``nnx.jit`` nested in another
+transform) refs and cells go to ``jax.jit`` as they are, as JAX inlines the call.
 """
 
 from __future__ import annotations
@@ -15,15 +22,29 @@ from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import jax
+import jax.numpy as jnp
 
-from nnx.core import Variable, storage_mode
+from nnx.core import (
+    Variable,
+    flatten,
+    new_ref,
+    read_stored,
+    stand_in,
+    storage_mode,
+    variable_from_stored,
+    variable_record,
+    write_stored,
+)
 from nnx.transforms._boundary import (
     GRAPH,
+    HIJAX,
     PLAIN,
     PLAIN_ARG,
+    REF,
     ModeArgs,
     PrepareCache,
     assemble,
+    at_top_level,
     call_without_cells,
     check_tree,
     collect_updates,
@@ -37,6 +58,7 @@ from nnx.transforms._boundary import (
     split_call,
     write_back,
 )
+from nnx.transforms._calls import wrap
 from nnx.transforms._explain import donated_note, explain_call_error
 from nnx.transforms._sharding import leaf_shardings, plain_shardings
 
@@ -46,20 +68,28 @@ R = TypeVar("R")
 
 
 class _Meta:
-    """Static part of a jitted function's output: which Variables changed, output structure."""
+    """Static part of a jitted function's output: which Variables changed, output
+    structure, and which ref values came out with another shape or dtype (``relayout``:
+    positions in the :class:`_Routes` ref list; those get new refs outside)."""
 
-    __slots__ = ("idx", "spec", "_hash")
+    __slots__ = ("idx", "spec", "relayout", "_hash")
 
-    def __init__(self, idx: tuple, spec):
+    def __init__(self, idx: tuple, spec, relayout: tuple = ()):
         self.idx = idx
         self.spec = spec
-        self._hash = hash((idx, spec))
+        self.relayout = relayout
+        self._hash = hash((idx, spec, relayout))
 
     def __hash__(self):
         return self._hash
 
     def __eq__(self, other):
-        return type(other) is _Meta and self.idx == other.idx and self.spec == other.spec
+        return (
+            type(other) is _Meta
+            and self.idx == other.idx
+            and self.spec == other.spec
+            and self.relayout == other.relayout
+        )
 
 
 jax.tree_util.register_static(_Meta)
@@ -71,6 +101,146 @@ def _as_tuple(x) -> tuple:
     if isinstance(x, (int, str)):
         return (x,)
     return tuple(x)
+
+
+# -- ref and hijax Variables: their arrays cross, not their refs and cells -----------------
+class _RouteKey:
+    """Which leaves of a structure cross ``nnx.jit`` as arrays (part of the compile key).
+
+    ``ref_idx``: ref Variables (their buffers go in donated, their values come out);
+    ``hijax_idx``: hijax Variables that hold an array (their cell's content goes in,
+    their value comes out). Both enter as ref Variables inside.
+    """
+
+    __slots__ = ("ref_idx", "hijax_idx", "_hash")
+
+    def __init__(self, ref_idx: tuple, hijax_idx: tuple):
+        self.ref_idx = ref_idx
+        self.hijax_idx = hijax_idx
+        self._hash = hash((ref_idx, hijax_idx))
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return (
+            type(other) is _RouteKey
+            and self.ref_idx == other.ref_idx
+            and self.hijax_idx == other.hijax_idx
+        )
+
+
+class _Routes:
+    """The ref and hijax Variables of one FlatGraph, as ``nnx.jit`` hands them to JAX.
+
+    A ``jax.jit`` over refs or cells takes JAX's Python path for mutable arguments
+    (decision 0006: 5-15x a plain call). Outside every trace ``nnx.jit`` passes arrays
+    instead: a ref Variable's buffers (:func:`nnx.read_stored`, no JAX operation),
+    donated, since every ref's value comes back (JAX's own rule for refs, which aliases
+    them the same way: an unwritten ref costs no copy); a hijax Variable's array (not
+    donated: ``v[...]`` hands out that very array). Inside, both are ref Variables
+    around those arrays, so a nested ``jax.jit`` or a ``lax`` loop closing over one
+    still carries its writes. After the call the values are written into the refs and
+    cells (:func:`nnx.write_stored`). Hijax Variables that hold another pytree (a dict
+    that may grow inside) cross as cells, as everything does inside a trace.
+    """
+
+    __slots__ = ("key", "ref_vars", "hijax_vars", "n_ref", "checked")
+
+    def __init__(self, key: _RouteKey, leaves: list):
+        self.key = key
+        self.ref_vars = tuple(leaves[i] for i in key.ref_idx)
+        self.hijax_vars = tuple(leaves[i] for i in key.hijax_idx)
+        self.n_ref = len(key.ref_idx)
+        # on one device an output has its input's sharding; with several, every write
+        # compares them (a ref keeps its layout: another one gets a new ref)
+        self.checked = jax.device_count() > 1
+
+    def read(self, prep) -> tuple[list, list]:
+        """``(leaves, refs)``: the leaves with hijax arrays read (refs' slots None) and
+        the refs' buffers."""
+        vals = prep.raw()
+        key = self.key
+        for i, v in zip(key.hijax_idx, self.hijax_vars):
+            vals[i] = read_stored(v)
+        for i in key.ref_idx:
+            vals[i] = None
+        return vals, list(map(read_stored, self.ref_vars))
+
+    def write(self, values: list, relayout: tuple) -> None:
+        """Write the values that came out into the refs and cells."""
+        n = self.n_ref
+        if relayout or self.checked:
+            for v, x in zip(self.ref_vars, values):
+                write_stored(v, x)
+        else:
+            for v, x in zip(self.ref_vars, values):
+                write_stored(v, x, checked=False)
+        for v, x in zip(self.hijax_vars, values[n:]):
+            write_stored(v, x)
+
+
+_NO_ROUTES = object()
+
+
+def _routes_of(prep) -> _Routes | None:
+    """The :class:`_Routes` of a Prepared (computed once per FlatGraph; None: no ref or
+    hijax Variable crosses as arrays)."""
+    r = prep.extra.get("jit-routes", _NO_ROUTES)
+    if r is _NO_ROUTES:
+        ref_idx, hijax_idx = [], []
+        for i, x in enumerate(prep.leaves):
+            if isinstance(x, Variable):
+                m = storage_mode(x)
+                if m == REF:
+                    ref_idx.append(i)
+                elif m == HIJAX and isinstance(read_stored(x), jax.Array):
+                    hijax_idx.append(i)
+        r = None
+        if ref_idx or hijax_idx:
+            r = _Routes(_RouteKey(tuple(ref_idx), tuple(hijax_idx)), prep.leaves)
+        prep.extra["jit-routes"] = r
+    return r  # type: ignore[return-value]
+
+
+def _enter_routed(rkey: _RouteKey, prep):
+    """Inside the traced function: ref Variables around the arrays that came in.
+
+    Returns ``enter(leaves, refs) -> (leaves, fast Variables, GraphDef or None)``; the
+    GraphDef is None when hijax Variables became refs (the caller flattens the objects
+    to get the one that entered).
+    """
+    leaves = prep.leaves
+    ref_slots = [(type(leaves[i]), variable_record(leaves[i])) for i in rkey.ref_idx]
+    hijax_slots = [
+        (type(leaves[i]), variable_record(leaves[i]).replace(mode=REF)) for i in rkey.hijax_idx
+    ]
+    same_gd = not rkey.hijax_idx
+
+    def enter(traced: list, refs: list):
+        traced = list(traced)
+        fast = []
+        for i, (cls, rec), x in zip(rkey.ref_idx, ref_slots, refs):
+            v = variable_from_stored(cls, new_ref(x), rec)
+            traced[i] = v
+            fast.append(v)
+        for i, (cls, rec) in zip(rkey.hijax_idx, hijax_slots):
+            v = variable_from_stored(cls, new_ref(traced[i]), rec)
+            traced[i] = v
+            fast.append(v)
+        return traced, fast, (prep.flat.graphdef if same_gd else None)
+
+    return enter
+
+
+def _same_aval(before, after) -> bool:
+    """Whether ``after`` has the structure, shapes and dtypes of ``before`` (trace time)."""
+    a, ta = jax.tree.flatten(before)
+    b, tb = jax.tree.flatten(after)
+    return ta == tb and all(
+        jnp.shape(x) == jnp.shape(y) and getattr(x, "dtype", None) == getattr(y, "dtype", None)
+        for x, y in zip(a, b)
+    )
 
 
 class JitWrapped(Generic[P, R]):
@@ -102,6 +272,9 @@ class JitWrapped(Generic[P, R]):
         self._jit_kwargs = jit_kwargs
         self._prep = PrepareCache()
         self._compiled: dict = {}
+        # the _Routes of the call in progress: the caller's ref and hijax Variables that
+        # the traced function uses the inner Variables for when it reaches them by closure
+        self._live: _Routes | None = None
 
     @overload
     def __get__(self, obj: None, objtype: type | None = None) -> JitWrapped[P, R]: ...
@@ -134,20 +307,24 @@ class JitWrapped(Generic[P, R]):
                     plain_l.append(a)
             layout, graph, plain, plain_kw = (tuple(codes), ()), tuple(graph_l), tuple(plain_l), {}
         mode = self._mode.mode()
+        routes = None
         if graph:
             prep = self._prep(graph)
             if not mode.graph:
                 check_tree(prep, graph, self.fun, layout, "nnx.jit")
-            key = (prep.flat.graphdef, layout, mode)
-            leaves = prep.raw()
+            if not prep.all_plain and at_top_level():
+                routes = _routes_of(prep)
+            key = (prep.flat.graphdef, layout, mode, routes.key if routes is not None else None)
         else:
             prep = None
-            key = (None, layout, mode)
-            leaves = []
+            key = (None, layout, mode, None)
         entry = self._compiled.get(key)
         if entry is None:
             entry = self._compiled[key] = self._make(key, prep, graph)
         fn, donate_mask = entry
+        if routes is not None:
+            return self._call_routed(fn, donate_mask, prep, routes, graph, layout, plain, plain_kw)
+        leaves = prep.raw() if prep is not None else []
         try:
             if donate_mask is None:
                 updates, out, meta = fn(leaves, plain, plain_kw)
@@ -161,6 +338,32 @@ class JitWrapped(Generic[P, R]):
         if meta.spec is None:
             return out
         return import_output(out, meta.spec, prep.flat.nodes if prep is not None else None)
+
+    def _call_routed(self, fn, donate_mask, prep, routes, graph, layout, plain, plain_kw):
+        """The call for arguments with ref or hijax Variables (outside every trace): their
+        arrays go in, their values come out and are written back (:class:`_Routes`)."""
+        leaves, refs = routes.read(prep)
+        self._live = routes
+        try:
+            if donate_mask is None:
+                updates, fast, out, meta = fn(leaves, refs, plain, plain_kw)
+            else:
+                keep, don, p_keep, p_don, kw_keep, kw_don = _split_donated(
+                    donate_mask, leaves, plain, plain_kw
+                )
+                updates, fast, out, meta = fn(keep, don, refs, p_keep, p_don, kw_keep, kw_don)
+        except Exception as e:
+            self._explain(e, prep, layout, donate_mask)
+            raise
+        # everything outside changes only from here, after JAX returned: the plain
+        # Variables and array attributes first (write_back resolves every target before it
+        # writes, so it raises before anything changed), then the refs and cells
+        if meta.idx:
+            write_back(prep, graph, meta.idx, updates, values=False)
+        routes.write(fast, meta.relayout)
+        if meta.spec is None:
+            return out
+        return import_output(out, meta.spec, prep.flat.nodes)
 
     def _explain(self, e: Exception, prep, layout, donate_mask) -> None:
         """On the error path only: name the Variable at fault, or say what donation did."""
@@ -183,10 +386,27 @@ class JitWrapped(Generic[P, R]):
         mode = self._mode.mode()
         if prep is not None and not mode.graph:
             check_tree(prep, graph, self.fun, layout, "nnx.jit")
-        key = (prep.flat.graphdef if prep else None, layout, mode)
+        routes = None
+        if prep is not None and not prep.all_plain and at_top_level():
+            routes = _routes_of(prep)
+        key = (
+            prep.flat.graphdef if prep else None,
+            layout,
+            mode,
+            routes.key if routes is not None else None,
+        )
         entry = self._compiled.get(key) or self._make(key, prep, graph)
         self._compiled[key] = entry
         fn, mask = entry
+        if routes is not None:
+            leaves, refs = routes.read(prep)
+            self._live = routes
+            if mask is None:
+                return fn.lower(leaves, refs, plain, plain_kw)
+            keep, don, p_keep, p_don, kw_keep, kw_don = _split_donated(
+                mask, leaves, plain, plain_kw
+            )
+            return fn.lower(keep, don, refs, p_keep, p_don, kw_keep, kw_don)
         leaves = prep.raw() if prep else []
         if mask is None:
             return fn.lower(leaves, plain, plain_kw)
@@ -194,7 +414,7 @@ class JitWrapped(Generic[P, R]):
 
     # -- building the compiled function for one structure -------------------------------
     def _make(self, key, prep, graph):
-        graphdef, layout, mode = key
+        graphdef, layout, mode, rkey = key
         fun = self.fun
         where = f"nnx.jit({getattr(fun, '__name__', 'f')})"
         names = graph_arg_names(fun, layout)
@@ -202,19 +422,36 @@ class JitWrapped(Generic[P, R]):
         # A donated buffer is gone after the call, so every donated Variable gets
         # a value back (the same one when the function did not write it).
         always = [i for i, m in enumerate(donate_mask[0]) if m] if donate_mask else []
+        enter = _enter_routed(rkey, prep) if rkey is not None else None
 
-        def inner(leaves, plain, plain_kw):
-            objs = enter_raw(graphdef, leaves) if graphdef is not None else ()
+        def inner_all(leaves, refs, plain, plain_kw):
+            if enter is not None:
+                # ref and hijax Variables come in as arrays: new refs around them
+                leaves, fast_vars, gd_in = enter(leaves, refs)
+                objs = enter_raw(graphdef, leaves)
+                if gd_in is None:
+                    gd_in = flatten(objs).graphdef
+            else:
+                fast_vars, gd_in = (), graphdef
+                objs = enter_raw(graphdef, leaves) if graphdef is not None else ()
             entry = snapshot(objs, mode) if graphdef is not None else None
             args, kwargs = assemble(layout, objs, plain, plain_kw)
             # the cell rule: Variables created inside are plain (a jitted program cannot
             # lower hijax cells it creates); new ones returned get their mode back outside
-            out, as_hijax = call_without_cells(fun, args, kwargs)
+            if enter is None:
+                out, as_hijax = call_without_cells(fun, args, kwargs)
+            else:
+                # a caller's ref or hijax Variable reached by closure is the one inside
+                # (not a second one, whose buffer would also be donated)
+                live = self._live
+                outer = (live.ref_vars + live.hijax_vars) if live is not None else ()
+                with stand_in(outer, fast_vars if outer else ()):
+                    out, as_hijax = call_without_cells(fun, args, kwargs)
             if graphdef is not None:
                 idx, new, inner_flat = collect_updates(
                     objs,
                     leaves,
-                    graphdef,
+                    gd_in,
                     where=where,
                     names=names,
                     mode=mode,
@@ -230,26 +467,45 @@ class JitWrapped(Generic[P, R]):
             else:
                 idx, new, nodes = [], [], []
             out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
-            return new, out, _Meta(tuple(idx), spec)
+            if enter is None:
+                return new, out, _Meta(tuple(idx), spec)
+            # every ref's value comes out (JAX's own rule for refs: aliased to the donated
+            # input, so an unwritten one costs no copy)
+            values = [v.get_value() for v in fast_vars]
+            n_ref = len(refs)
+            relayout = tuple(k for k in range(n_ref) if not _same_aval(refs[k], values[k]))
+            return new, values, out, _Meta(tuple(idx), spec, relayout)
+
+        def inner_plain(leaves, plain, plain_kw):
+            return inner_all(leaves, None, plain, plain_kw)
+
+        inner: Callable[..., Any] = inner_plain if enter is None else inner_all
 
         jit_kwargs = dict(self._jit_kwargs)
+        n_refs = len(rkey.ref_idx) if rkey is not None else 0
         if self._out_shardings is not None:
-            jit_kwargs["out_shardings"] = (None, self._out_shardings, None)
+            jit_kwargs["out_shardings"] = (
+                (None, self._out_shardings, None)
+                if enter is None
+                else (None, None, self._out_shardings, None)
+            )
         if donate_mask is None:
             if self._in_shardings is not None:
+                ls = leaf_shardings(self._in_shardings, layout, prep, graph)
+                ps = plain_shardings(self._in_shardings, layout)
                 jit_kwargs["in_shardings"] = (
-                    leaf_shardings(self._in_shardings, layout, prep, graph),
-                    plain_shardings(self._in_shardings, layout),
-                    None,
+                    (ls, ps, None) if enter is None else (ls, [None] * n_refs, ps, None)
                 )
-            return jax.jit(inner, **jit_kwargs), None
+            if enter is None:
+                return jax.jit(inner, **jit_kwargs), None
+            return jax.jit(inner, donate_argnums=(1,), **jit_kwargs), None
 
         leaf_mask, plain_mask, kw_mask = donate_mask
 
-        def inner_donated(keep, don, p_keep, p_don, kw_keep, kw_don):
+        def inner_donated(keep, don, refs, p_keep, p_don, kw_keep, kw_don):
             leaves = _merge(leaf_mask, keep, don)
             plain = tuple(_merge(plain_mask, p_keep, p_don))
-            return inner(leaves, plain, {**kw_keep, **kw_don})
+            return inner_all(leaves, refs, plain, {**kw_keep, **kw_don})
 
         if self._in_shardings is not None:
             ls = leaf_shardings(self._in_shardings, layout, prep, graph)
@@ -258,12 +514,23 @@ class JitWrapped(Generic[P, R]):
             jit_kwargs["in_shardings"] = (
                 [s for s, m in zip(ls, leaf_mask) if not m],
                 [s for s, m in zip(ls, leaf_mask) if m],
+                [None] * n_refs,
                 tuple(s for s, m in zip(ps, plain_mask) if not m),
                 tuple(s for s, m in zip(ps, plain_mask) if m),
                 None,
                 None,
             )
-        jitted = jax.jit(inner_donated, donate_argnums=(1, 3, 5), **jit_kwargs)
+        if enter is None:
+
+            def inner_donated_plain(keep, don, p_keep, p_don, kw_keep, kw_don):
+                return inner_donated(keep, don, None, p_keep, p_don, kw_keep, kw_don)
+
+            if "in_shardings" in jit_kwargs:
+                s = jit_kwargs["in_shardings"]
+                jit_kwargs["in_shardings"] = s[:2] + s[3:]
+            jitted = jax.jit(inner_donated_plain, donate_argnums=(1, 3, 5), **jit_kwargs)
+        else:
+            jitted = jax.jit(inner_donated, donate_argnums=(1, 2, 4, 6), **jit_kwargs)
         return jitted, donate_mask
 
     def _donation(self, layout, prep, graph):
@@ -360,8 +627,16 @@ def jit(
     argument and in the output. Variables written inside are updated outside
     after the call; objects shared between arguments stay shared; an input
     object returned comes back as the caller's own object. Arrays and other
-    pytrees go to ``jax.jit`` untouched. Every Variable mode works: ref and
-    hijax Variables go to ``jax.jit`` as they are (JAX carries their writes).
+    pytrees go to ``jax.jit`` untouched. Every Variable mode works at the speed
+    of plain Variables: the arrays of ref and hijax Variables passed as
+    arguments go to ``jax.jit`` and their values come back into the refs and
+    cells after the call (all or nothing, as for plain Variables); inside, they
+    are ref Variables, so a nested ``jax.jit`` or a ``lax`` loop that closes
+    over one carries its writes. A hijax Variable that holds a dict or another
+    pytree (it may grow keys inside) goes as its cell. Variables reached only by
+    closure go to ``jax.jit`` as they are (JAX carries the writes of refs and
+    cells, at the cost of its path for mutable values); one reached by closure
+    and through an argument is one Variable inside.
 
     Args:
       fun: the function (or use ``@nnx.jit(...)`` with options).
@@ -373,7 +648,8 @@ def jit(
         cache key.
       static_argnames: static arguments by name, as ``static_argnums``.
       donate_argnums: donate the buffers of these arguments (for nnx
-        arguments: of their plain-mode Variables). JAX deletes donated
+        arguments: of their plain-mode Variables; a ref Variable's buffers are
+        always donated and replaced, as ``jax.jit`` does for refs). JAX deletes donated
         arrays when the compiled call starts, so when the call then fails (an
         error at run time, e.g. from a callback) the donated Variables have no
         arrays any more; nnx adds a note naming them to the error, and any next
@@ -394,7 +670,9 @@ def jit(
         :func:`nnx.set_graph_updates` setting.
       **jit_kwargs: passed to ``jax.jit`` (``keep_unused``, ``compiler_options``...).
     """
-    options = dict(
+    return wrap(
+        JitWrapped,
+        fun,
         in_shardings=in_shardings,
         out_shardings=out_shardings,
         static_argnums=static_argnums,
@@ -405,6 +683,3 @@ def jit(
         graph_updates=graph_updates,
         **jit_kwargs,
     )
-    if fun is None:
-        return lambda f: JitWrapped(f, **options)
-    return JitWrapped(fun, **options)

@@ -34,6 +34,7 @@ from nnx.transforms._boundary import (
     PrepareCache,
     call_without_cells,
 )
+from nnx.transforms._calls import wrap
 from nnx.transforms._errors import AxisError, CarryError
 
 
@@ -370,7 +371,9 @@ def scan(
       graph_updates: False leaves structural changes of the arguments inside
         (see :func:`nnx.jit`); None for the current setting.
     """
-    options = dict(
+    return wrap(
+        ScanWrapped,
+        fun,
         graph=graph,
         graph_updates=graph_updates,
         length=length,
@@ -380,6 +383,3 @@ def scan(
         out_axes=out_axes,
         _split_transpose=_split_transpose,
     )
-    if fun is None:
-        return lambda f: ScanWrapped(f, **options)
-    return ScanWrapped(fun, **options)

@@ -40,6 +40,7 @@ from nnx.transforms._boundary import (
     PrepareCache,
     call_without_cells,
 )
+from nnx.transforms._calls import wrap
 from nnx.transforms._errors import AxisError
 from nnx.transforms._jaxpr import PARTITION_NAME
 
@@ -428,7 +429,9 @@ def vmap(
       graph_updates: False leaves structural changes of the arguments inside
         (see :func:`nnx.jit`); None for the current setting.
     """
-    options = dict(
+    return wrap(
+        VmapWrapped,
+        fun,
         in_axes=in_axes,
         out_axes=out_axes,
         axis_name=axis_name,
@@ -438,9 +441,6 @@ def vmap(
         graph=graph,
         graph_updates=graph_updates,
     )
-    if fun is None:
-        return lambda f: VmapWrapped(f, **options)
-    return VmapWrapped(fun, **options)
 
 
 class PmapWrapped(VmapWrapped):
@@ -571,7 +571,9 @@ def pmap(
     """
     if global_arg_shapes is not None:
         raise TypeError("nnx.pmap: global_arg_shapes is no longer supported by JAX; pass None.")
-    options = dict(
+    return wrap(
+        PmapWrapped,
+        fun,
         in_axes=in_axes,
         out_axes=out_axes,
         axis_name=axis_name,
@@ -584,9 +586,6 @@ def pmap(
         graph=graph,
         graph_updates=graph_updates,
     )
-    if fun is None:
-        return lambda f: PmapWrapped(f, **options)
-    return PmapWrapped(fun, **options)
 
 
 # -- split_rngs ---------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""nnx.read_stored / nnx.write_stored / nnx.stand_in: a Variable's storage read and
+written without JAX operations (what nnx.jit hands ref and hijax Variables to JAX with)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnx
+
+MODES = {"plain": dict(hijax=False, ref=False), "ref": dict(ref=True), "hijax": dict(hijax=True)}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_read_stored_is_the_value(mode):
+    v = nnx.Param(jnp.arange(3.0), **MODES[mode])
+    np.testing.assert_array_equal(nnx.read_stored(v), [0.0, 1.0, 2.0])
+    t = nnx.Param({"a": jnp.ones(2), "b": jnp.zeros(())}, **MODES[mode])
+    got = nnx.read_stored(t)
+    assert set(got) == {"a", "b"} and all(isinstance(x, jax.Array) for x in got.values())
+
+
+def test_read_stored_of_a_ref_is_its_buffer_and_v_getitem_is_a_copy():
+    v = nnx.Param(jnp.arange(3.0), ref=True)
+    buf = nnx.read_stored(v)
+    assert buf.unsafe_buffer_pointer() == v.get_raw_value().unsafe_buffer_pointer()
+    assert v[...].unsafe_buffer_pointer() != buf.unsafe_buffer_pointer()
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("checked", [True, False])
+def test_write_stored_keeps_the_storage_object(mode, checked):
+    v = nnx.Param(jnp.zeros(3), **MODES[mode])
+    raw = v.get_raw_value()
+    new = jax.jit(lambda x: x + 2.0)(jnp.zeros(3))
+    nnx.write_stored(v, new, checked=checked)
+    np.testing.assert_array_equal(v[...], [2.0, 2.0, 2.0])
+    if mode != "plain":  # the same ref / cell, with the new content
+        assert v.get_raw_value() is raw
+    assert v.ref == (mode == "ref") and v.hijax == (mode == "hijax")
+
+
+def test_write_stored_gives_a_ref_of_another_shape_a_new_ref():
+    v = nnx.Param(jnp.zeros(3), ref=True)
+    raw = v.get_raw_value()
+    nnx.write_stored(v, jnp.ones((2, 2)))
+    assert v.get_raw_value() is not raw and v.ref
+    np.testing.assert_array_equal(v[...], np.ones((2, 2)))
+    assert raw[...].shape == (3,)  # the old ref is left as it was
+
+
+def test_write_stored_into_a_ref_tree():
+    v = nnx.Param({"a": jnp.zeros(2), "b": jnp.zeros(())}, ref=True)
+    nnx.write_stored(v, {"a": jnp.ones(2), "b": jnp.array(3.0)})
+    np.testing.assert_array_equal(v["a"], [1.0, 1.0])
+    assert float(v["b"]) == 3.0
+
+
+def test_inside_a_trace_they_are_get_and_set_value():
+    v = nnx.Param(jnp.zeros(2), ref=True)
+
+    @jax.jit
+    def f():
+        nnx.write_stored(v, nnx.read_stored(v) + 1.0)
+
+    f()
+    f()
+    np.testing.assert_array_equal(v[...], [2.0, 2.0])
+
+
+@pytest.mark.parametrize("mode", ["ref", "hijax"])
+def test_stand_in_routes_reads_and_writes_and_restores(mode):
+    a = nnx.Param(jnp.zeros(()), **MODES[mode])
+    b = nnx.Param(jnp.ones(()), hijax=False, ref=True)
+    raw = a.get_raw_value()
+    with nnx.stand_in([a], [b]):
+        assert a.ref and float(a[...]) == 1.0
+        a[...] = 5.0
+    assert float(b[...]) == 5.0 and float(a[...]) == 0.0
+    assert a.get_raw_value() is raw and a.hijax == (mode == "hijax")
+
+
+def test_stand_in_restores_after_an_exception():
+    a, b = nnx.Param(jnp.zeros(())), nnx.Param(jnp.ones(()))
+    with pytest.raises(RuntimeError, match="boom"), nnx.stand_in([a], [b]):
+        raise RuntimeError("boom")
+    assert float(a[...]) == 0.0
