@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from nnx.core import Carry as CarryMarker  # the axis marker; `Carry` below is the value type
 from nnx.core import (
     Module,
     Param,
@@ -81,8 +82,7 @@ def flip_sequences(
 
 
 def _is_carry(axis) -> bool:
-    # nnx.Carry lives in nnx-transforms, which nnx-layers does not import: known by name.
-    return isinstance(axis, type) and axis.__name__ == "Carry"
+    return axis is CarryMarker  # nnx.Carry (one object, defined in nnx-core)
 
 
 _NO_RULE = object()
