@@ -71,7 +71,8 @@ def flip_sequences(
     steps = x.shape[0]
     lengths = jnp.asarray(seq_lengths)
     t = jnp.arange(steps).reshape((steps,) + (1,) * lengths.ndim)
-    src = (lengths - 1 - t) % steps  # (time, batch...): where each output step reads from
+    # (time, batch...): where each output step reads from (ranks aligned explicitly)
+    src = (jnp.expand_dims(lengths, 0) - 1 - t) % steps
     src = src.reshape(src.shape + (1,) * (x.ndim - src.ndim))
     out = jnp.take_along_axis(
         x,
