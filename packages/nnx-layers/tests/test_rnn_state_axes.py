@@ -59,7 +59,7 @@ class StackedCell(nnx.RNNCellBase):
 
     def __call__(self, carry, x):
         self.seen[...] += 1.0
-        h = carry + x * self.w[...]
+        h = carry + x * self.w[...][None, :]  # explicit batch axis
         return h, h
 
     def initialize_carry(self, input_shape, rngs=None):
