@@ -27,13 +27,6 @@ RANK_PROMOTION_ALLOWED = {
     # code written as a Flax NNX user writes it (seeds, guides, examples, README):
     # `x @ w + b` with a batch axis is ordinary numpy broadcasting there
     "tests/": "user-style programs",
-    # TODO(lead): nnx-layers' Linear, LinearGeneral, Einsum, Conv, ConvTranspose and
-    # GroupNorm add their bias explicitly now (test_rank_promotion.py runs them under
-    # "raise"); with the flag on for the whole folder, 120 tests still fail: their
-    # references (`x @ w + b`) and other sources (pooling, the recurrent cells,
-    # flip_sequences, BatchNorm in eval, SpectralNorm/WeightNorm). Fix those, then drop
-    # this line and set the flag in packages/nnx-layers/tests/conftest.py.
-    "packages/nnx-layers/tests/": "layers' source",
     # TODO(lead): many nnx-transforms tests compute their references as `x @ w + b`
     # with a batch axis (the shared Linear of transforms_testlib.py broadcasts
     # explicitly now, through add_bias); make the others explicit, then drop this line

@@ -3,6 +3,8 @@ import pytest
 
 import nnx
 
+jax.config.update("jax_numpy_rank_promotion", "raise")  # no silent broadcasts (root conftest.py)
+
 
 @pytest.fixture(autouse=True)
 def _restore_var_defaults():

@@ -5,6 +5,12 @@ import pytest
 
 import nnx
 
+
+def plus_bias(y, bias):
+    """``y + bias`` with the bias broadcast to ``y``'s trailing axes explicitly (rank
+    promotion raises in these tests)."""
+    return y + jnp.broadcast_to(bias, jnp.shape(y))
+
 TOL = dict(rtol=1e-4, atol=1e-5)
 
 
@@ -74,11 +80,11 @@ def test_attention_dropout_broadcasts_mask_and_scales():
 
 def _mha_reference(mha, xq, xkv, mask=None):
     def proj(layer, x):
-        return jnp.einsum("bld,dhk->blhk", x, layer.kernel[...]) + layer.bias[...]
+        return plus_bias(jnp.einsum("bld,dhk->blhk", x, layer.kernel[...]), layer.bias[...])
 
     q, k, v = proj(mha.query, xq), proj(mha.key, xkv), proj(mha.value, xkv)
     heads = naive_attention(q, k, v, mask)
-    return jnp.einsum("blhk,hko->blo", heads, mha.out.kernel[...]) + mha.out.bias[...]
+    return plus_bias(jnp.einsum("blhk,hko->blo", heads, mha.out.kernel[...]), mha.out.bias[...])
 
 
 def test_mha_self_attention_matches_naive():

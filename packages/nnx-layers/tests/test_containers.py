@@ -10,7 +10,8 @@ def test_sequential_chains_modules_and_functions():
     model = nnx.Sequential(nnx.Linear(2, 8, rngs=rngs), nnx.relu, nnx.Linear(8, 1, rngs=rngs))
     x = jax.random.normal(jax.random.key(1), (4, 2))
     l1, l2 = model.layers[0], model.layers[2]
-    expected = jax.nn.relu(x @ l1.kernel[...] + l1.bias[...]) @ l2.kernel[...] + l2.bias[...]
+    hidden = jax.nn.relu(x @ l1.kernel[...] + l1.bias[...][None, :])  # explicit batch axis
+    expected = hidden @ l2.kernel[...] + l2.bias[...][None, :]
     np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
     assert len(model) == 3 and model[0] is l1
     _, params = nnx.split(model, nnx.Param)

@@ -11,6 +11,12 @@ from jax import lax
 import nnx
 import nnx.layers as L
 
+
+def plus_bias(y, bias):
+    """``y + bias`` with the bias broadcast to ``y``'s trailing axes explicitly (rank
+    promotion raises in these tests)."""
+    return y + jnp.broadcast_to(bias, jnp.shape(y))
+
 TOL = dict(rtol=1e-5, atol=1e-5)
 BF = jnp.bfloat16
 
@@ -139,7 +145,7 @@ def test_optimized_lstm_cell_matches_lstm_cell_with_the_same_params():
         np.testing.assert_allclose(a, b, **TOL)
     # and by hand: the LSTM equations
     c, h = carry
-    pre = {g: x @ inp[g].kernel[...] + h @ rec[g].kernel[...] + rec[g].bias[...] for g in gates}
+    pre = {g: x @ inp[g].kernel[...] + plus_bias(h @ rec[g].kernel[...], rec[g].bias[...]) for g in gates}
     sig = jax.nn.sigmoid
     new_c = sig(pre["f"]) * c + sig(pre["i"]) * jnp.tanh(pre["g"])
     np.testing.assert_allclose(c2, new_c, **TOL)
@@ -164,7 +170,7 @@ def test_spectral_norm_divides_by_the_power_iteration_estimate():
         u = u / np.sqrt((u * u).sum() + 1e-12)
     sigma = (v @ w0 @ u.T)[0, 0]
     np.testing.assert_allclose(base.kernel[...], w0 / sigma, **TOL)
-    np.testing.assert_allclose(y, x @ (w0 / sigma) + base.bias[...], **TOL)
+    np.testing.assert_allclose(y, plus_bias(x @ (w0 / sigma), base.bias[...]), **TOL)
     np.testing.assert_allclose(sn.batch_stats[("kernel", "sigma")][...], sigma, **TOL)
     np.testing.assert_allclose(sn.batch_stats[("kernel", "u")][...], u, **TOL)
     # with many steps sigma approaches the true largest singular value
@@ -199,7 +205,7 @@ def test_weight_norm_normalizes_the_kernel_columns_in_place():
     want_w = w0 / np.sqrt((w0 * w0).sum(axis=0, keepdims=True) + 1e-12)
     np.testing.assert_allclose(base.kernel[...], want_w, **TOL)
     np.testing.assert_allclose(np.linalg.norm(base.kernel[...], axis=0), np.ones(4), **TOL)
-    np.testing.assert_allclose(y, x @ want_w + base.bias[...], **TOL)
+    np.testing.assert_allclose(y, plus_bias(x @ want_w, base.bias[...]), **TOL)
     # a scale multiplies each column; feature_axes=None normalizes the whole kernel
     wn2 = nnx.WeightNorm(
         nnx.Linear(8, 4, rngs=nnx.Rngs(0)),

@@ -5,13 +5,19 @@ import pytest
 
 import nnx
 
+
+def plus_bias(y, bias):
+    """``y + bias`` with the bias broadcast to ``y``'s trailing axes explicitly (rank
+    promotion raises in these tests)."""
+    return y + jnp.broadcast_to(bias, jnp.shape(y))
+
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 def test_linear_matches_einsum_with_bias():
     layer = nnx.Linear(3, 4, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 3))
-    expected = jnp.einsum("bti,io->bto", x, layer.kernel[...]) + layer.bias[...]
+    expected = plus_bias(jnp.einsum("bti,io->bto", x, layer.kernel[...]), layer.bias[...])
     np.testing.assert_allclose(layer(x), expected, **TOL)
 
 
@@ -87,7 +93,7 @@ def test_linear_grad_matches_hand_formula():
     x = jax.random.normal(jax.random.key(1), (5, 3))
 
     def loss(kernel):
-        return jnp.sum(x @ kernel + layer.bias[...])
+        return jnp.sum(plus_bias(x @ kernel, layer.bias[...]))
 
     g = jax.grad(loss)(layer.kernel[...])
     np.testing.assert_allclose(g, jnp.broadcast_to(x.sum(0)[:, None], (3, 2)), **TOL)
@@ -99,7 +105,7 @@ def test_linear_general_multi_axis_in_and_out():
     )
     assert layer.kernel.shape == (2, 3, 4, 5) and layer.bias.shape == (4, 5)
     x = jax.random.normal(jax.random.key(1), (7, 2, 3))
-    expected = jnp.einsum("bij,ijkl->bkl", x, layer.kernel[...]) + layer.bias[...]
+    expected = plus_bias(jnp.einsum("bij,ijkl->bkl", x, layer.kernel[...]), layer.bias[...])
     np.testing.assert_allclose(layer(x), expected, **TOL)
 
 
@@ -133,7 +139,7 @@ def test_einsum_with_bias():
         "nta,hab->nthb", (8, 2, 4), (8, 4), bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0)
     )
     x = jax.random.normal(jax.random.key(1), (3, 5, 2))
-    expected = jnp.einsum("nta,hab->nthb", x, layer.kernel[...]) + layer.bias[...]
+    expected = plus_bias(jnp.einsum("nta,hab->nthb", x, layer.kernel[...]), layer.bias[...])
     y = layer(x)
     assert y.shape == (3, 5, 8, 4)
     np.testing.assert_allclose(y, expected, **TOL)

@@ -49,7 +49,7 @@ def test_batchnorm_eval_uses_running_averages_and_leaves_them_alone():
     assert bn.use_running_average is True
     x = _x((5, 3))
     y = bn(x)
-    expected = (x - bn.mean[...]) / jnp.sqrt(bn.var[...] + 1e-5) * 2.0 + 0.5
+    expected = (x - bn.mean[...][None, :]) / jnp.sqrt(bn.var[...][None, :] + 1e-5) * 2.0 + 0.5
     np.testing.assert_allclose(y, expected, **TOL)
     np.testing.assert_allclose(bn.mean[...], [1.0, 2.0, 3.0])
     bn.train()

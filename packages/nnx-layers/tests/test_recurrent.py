@@ -5,12 +5,18 @@ import pytest
 
 import nnx
 
+
+def plus_bias(y, bias):
+    """``y + bias`` with the bias broadcast to ``y``'s trailing axes explicitly (rank
+    promotion raises in these tests)."""
+    return y + jnp.broadcast_to(bias, jnp.shape(y))
+
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 def _lin(layer, x):
     out = x @ layer.kernel[...]
-    return out + layer.bias[...] if layer.bias is not None else out
+    return plus_bias(out, layer.bias[...]) if layer.bias is not None else out
 
 
 def test_lstm_cell_matches_equations():
@@ -38,7 +44,7 @@ def test_gru_cell_matches_equations():
     wi, bi, wh = cell.dense_i.kernel[...], cell.dense_i.bias[...], cell.dense_h.kernel[...]
     W = lambda j: wi[:, 4 * j : 4 * j + 4]  # noqa: E731
     U = lambda j: wh[:, 4 * j : 4 * j + 4]  # noqa: E731
-    b = lambda j: bi[4 * j : 4 * j + 4]  # noqa: E731
+    b = lambda j: bi[None, 4 * j : 4 * j + 4]  # noqa: E731  (explicit batch axis)
     r = jax.nn.sigmoid(x @ W(0) + b(0) + h @ U(0))
     z = jax.nn.sigmoid(x @ W(1) + b(1) + h @ U(1))
     n = jnp.tanh(x @ W(2) + b(2) + r * (h @ U(2)))

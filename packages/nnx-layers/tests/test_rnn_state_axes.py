@@ -8,10 +8,6 @@ import pytest
 import nnx
 
 
-class Carry:  # what nnx.Carry is to RNN (nnx-layers does not need nnx-transforms)
-    pass
-
-
 class DropCell(nnx.RNNCellBase):
     """carry + dropout(x): the dropout mask of each step shows in the output."""
 
@@ -63,7 +59,7 @@ class StackedCell(nnx.RNNCellBase):
 
     def __call__(self, carry, x):
         self.seen[...] += 1.0
-        h = carry + x * self.w[...]
+        h = carry + x * self.w[...][None, :]  # explicit batch axis
         return h, h
 
     def initialize_carry(self, input_shape, rngs=None):
@@ -73,7 +69,7 @@ class StackedCell(nnx.RNNCellBase):
 def test_state_axes_scan_a_param_over_time_and_carry_the_rest():
     steps, f = 4, 3
     cell = StackedCell(steps, f)
-    rnn = nnx.RNN(cell, state_axes={nnx.Param: 0, ...: Carry})
+    rnn = nnx.RNN(cell, state_axes={nnx.Param: 0, ...: nnx.Carry})
     x = jnp.arange(2 * steps * f, dtype=jnp.float32).reshape(2, steps, f)
     ys = rnn(x)
     w = np.arange(steps * f, dtype=np.float32).reshape(steps, f)
@@ -124,3 +120,12 @@ def test_flax_recurrent_dropout_recipe():
     y = lstm(jnp.ones((8, 10, 32)))
     assert y.shape == (8, 10, 64)
     assert lstm.cell.recurrent_dropout.rngs.count[...] == 1
+
+
+def test_state_axes_knows_nnx_carry_by_identity_not_by_name():
+    class Carry:  # a look-alike: only nnx.Carry (defined in nnx-core) marks the carry
+        pass
+
+    rnn = nnx.RNN(StackedCell(1, 3), state_axes={nnx.Param: None, ...: Carry})
+    with pytest.raises(nnx.LayerError, match=r"Carry'> for seen is not an axis; use nnx.Carry"):
+        rnn(jnp.ones((2, 1, 3)))

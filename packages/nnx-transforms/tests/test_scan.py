@@ -245,3 +245,8 @@ def test_state_axes_scan_params_and_carry_a_step_counter(mode):
         ref = ref @ stack.w[i] + stack.b[i]
     np.testing.assert_allclose(y, ref, **TOL)
     assert int(stack.steps[...]) == 3
+
+
+def test_carry_is_the_core_object():
+    # nnx.scan and nnx.RNN (nnx-layers, which does not import nnx-transforms) see one marker
+    assert nnx.transforms.Carry is nnx.core.Carry is nnx.Carry

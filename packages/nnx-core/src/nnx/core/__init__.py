@@ -6,6 +6,7 @@ modules starting with an underscore are private.
 """
 
 from nnx.core import _pytree_view  # noqa: F401  (installs the JAX view of Pytrees)
+from nnx.core._carry import Carry
 from nnx.core._checkpoint import restore_checkpoint, save_checkpoint
 from nnx.core._convert import (
     as_array_vars,
@@ -331,6 +332,8 @@ __all__ = [
     "Not",
     "Everything",
     "Nothing",
+    # loop markers (nnx.scan's axes, nnx.RNN's state_axes)
+    "Carry",
     # sharding
     "get_partition_spec",
     "get_named_sharding",

@@ -156,7 +156,7 @@ def update(node: Any, *states) -> None:
         for path, target, new in plan:
             if isinstance(target, Variable):
                 old = target._raw if target._aux.mode == PLAIN else target.get_value()
-                _write_variable(target, new, path)
+                _write_variable(target, new)
             else:
                 old = target
                 _set_path(node, path, new)
@@ -207,7 +207,7 @@ def _shape_error(path, what, new_shape, old_shape):
     )
 
 
-def _write_variable(target: Variable, value, path) -> None:  # noqa: ARG001
+def _write_variable(target: Variable, value) -> None:
     if isinstance(value, Variable):  # kinds may differ after vars_as; the value is what counts
         if value is target:
             return

@@ -336,7 +336,7 @@ def _scalars_only(path, key, shape):
     return key
 
 
-def _match_shape(path, key, shape):  # noqa: ARG001
+def _match_shape(key, shape):
     return key if shape == () else jax.random.split(key, shape)
 
 
@@ -364,9 +364,7 @@ def reseed(node: Any, /, *, policy: Any = "scalars_only", **stream_keys: Any) ->
     """
     if policy == "scalars_only":
         policy = _scalars_only
-    elif policy == "match_shape":
-        policy = _match_shape
-    elif not callable(policy):
+    elif policy != "match_shape" and not callable(policy):
         raise ValueError(
             f"nnx.reseed: policy must be 'scalars_only', 'match_shape' or a callable "
             f"(path, scalar_key, shape) -> key, got {policy!r}"
@@ -374,7 +372,9 @@ def reseed(node: Any, /, *, policy: Any = "scalars_only", **stream_keys: Any) ->
     fresh = Rngs(**stream_keys)
     for path, stream in _streams(node):
         if stream.tag in stream_keys:
-            key: Any = policy(path, fresh[stream.tag](), tuple(stream.key.shape))
+            key: Any = fresh[stream.tag]()
+            shape = tuple(stream.key.shape)
+            key = _match_shape(key, shape) if policy == "match_shape" else policy(path, key, shape)
             _replace_state(stream, key, jnp.zeros(key.shape, jnp.uint32))
 
 

@@ -77,7 +77,7 @@ def avg_pool(
         return total / jnp.asarray(_prod(window_shape), inputs.dtype)
     ones = jnp.ones(inputs.shape[-len(window_shape) - 1 : -1] + (1,), inputs.dtype)
     counts = pool(ones, np.zeros((), inputs.dtype), lax.add, window_shape, strides, padding)
-    return total / counts
+    return total / jnp.broadcast_to(counts, total.shape)  # (*spatial, 1) to every batch entry
 
 
 def max_pool(

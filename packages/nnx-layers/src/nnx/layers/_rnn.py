@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from nnx.core import Carry as CarryMarker  # the axis marker; `Carry` below is the value type
 from nnx.core import (
     Module,
     Param,
@@ -70,7 +71,8 @@ def flip_sequences(
     steps = x.shape[0]
     lengths = jnp.asarray(seq_lengths)
     t = jnp.arange(steps).reshape((steps,) + (1,) * lengths.ndim)
-    src = (lengths - 1 - t) % steps  # (time, batch...): where each output step reads from
+    # (time, batch...): where each output step reads from (ranks aligned explicitly)
+    src = (jnp.expand_dims(lengths, 0) - 1 - t) % steps
     src = src.reshape(src.shape + (1,) * (x.ndim - src.ndim))
     out = jnp.take_along_axis(
         x,
@@ -81,8 +83,7 @@ def flip_sequences(
 
 
 def _is_carry(axis) -> bool:
-    # nnx.Carry lives in nnx-transforms, which nnx-layers does not import: known by name.
-    return isinstance(axis, type) and axis.__name__ == "Carry"
+    return axis is CarryMarker  # nnx.Carry (one object, defined in nnx-core)
 
 
 _NO_RULE = object()

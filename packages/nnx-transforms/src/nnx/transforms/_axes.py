@@ -1,5 +1,6 @@
-"""Axis markers shared by ``vmap`` and ``scan``: :class:`StateAxes`, :class:`Carry`,
-and the per-leaf axes of a call's nnx arguments."""
+"""Axis markers shared by ``vmap`` and ``scan``: :class:`StateAxes`, ``Carry`` (defined
+in nnx-core, re-exported here: one object whichever package is imported), and the
+per-leaf axes of a call's nnx arguments."""
 
 from __future__ import annotations
 
@@ -9,22 +10,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from nnx.core import AliasingError, Variable, flatten, is_graph_node, iter_graph, to_predicate
+from nnx.core import (
+    AliasingError,
+    Carry,
+    Variable,
+    flatten,
+    is_graph_node,
+    iter_graph,
+    to_predicate,
+)
 from nnx.transforms._errors import AxisError
-
-
-class Carry:
-    """Marks the loop carry in ``nnx.scan``'s ``in_axes``/``out_axes``.
-
-    Example::
-
-        @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
-        def forward(layer, x):
-            return layer(x)
-    """
-
-    def __init__(self):
-        raise TypeError("nnx.Carry is a marker: use the class itself, `in_axes=(0, nnx.Carry)`.")
 
 
 class StateAxes:
