@@ -32,10 +32,6 @@ def make_opt_state(x):
     return OptState(jnp.zeros_like(x))
 
 
-def is_variable(x) -> bool:
-    return isinstance(x, nnx.Variable)
-
-
 class SGDMomentum(nnx.Pytree):
     """SGD with heavy-ball momentum (optax.sgd's): ``m = beta * m + g; p -= lr * m``."""
 
@@ -50,8 +46,9 @@ class SGDMomentum(nnx.Pytree):
             m[...] = self.beta * m[...] + g[...]
             p[...] = p[...] - self.lr * m[...]
 
-        # Variables as the leaves of the three trees (Params, OptStates, gradients).
-        jax.tree.map(step, self.params, self.momentum, grads, is_leaf=is_variable)
+        # A hijax Variable is a leaf of the State that holds it, so the three trees
+        # (Params, OptStates, gradients) line up and `step` receives Variables.
+        jax.tree.map(step, self.params, self.momentum, grads)
 
 
 class MLP(nnx.Module):
@@ -94,9 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model = MLP(2, 32, 1, rngs=nnx.Rngs(0))
         params = nnx.state(model, nnx.Param)
         optimizer = SGDMomentum(params, args.lr, args.momentum)
-    kinds = sorted(
-        {type(v).__name__ for v in jax.tree.leaves(optimizer.momentum, is_leaf=is_variable)}
-    )
+    kinds = sorted({type(v).__name__ for v in jax.tree.leaves(optimizer.momentum)})
     print(f"momentum leaves: {kinds}, hijax = {optimizer.momentum['linear1']['kernel'].hijax}")
     start = jax.tree.map(jnp.array, nnx.to_pure_dict(params))  # a copy for the reference
 

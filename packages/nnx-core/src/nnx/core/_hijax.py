@@ -105,11 +105,21 @@ class CellTy(MutableHiType):
 
     has_qdd = True
 
+    # The Variable a JAX leaf stands for, ``(class, VarAux)``, when JAX is handed a
+    # hijax Variable's view as a leaf (decision 0014): part of the type, so a
+    # `jax.jit` over a State retraces when a Variable's kind or metadata changes
+    # (the State's treedef does not hold them), and a traced cell still tells which
+    # Variable it is. None for cells that are not a Variable's leaf.
+    kind: Any
+
+    def __init__(self, kind: Any = None):
+        self.kind = kind
+
     def __hash__(self):  # pyright: ignore[reportIncompatibleMethodOverride]
-        return hash(CellTy)
+        return hash((CellTy, self.kind))
 
     def __eq__(self, other):  # pyright: ignore[reportIncompatibleMethodOverride]
-        return isinstance(other, CellTy)
+        return isinstance(other, CellTy) and other.kind == self.kind
 
     def str_short(self, short_dtypes=False, mesh_axis_types=False, **_) -> str:  # noqa: ARG002
         return "Variable"
@@ -212,8 +222,19 @@ class CellView:
     def _nnx_cell(self) -> Cell:
         raise NotImplementedError
 
+    @property
+    def _nnx_kind(self) -> Any:
+        raise NotImplementedError
+
     def cur_qdd(self) -> CellState:
         return self._nnx_cell.cur_qdd()
+
+    # Inside a trace a view stands for its traced cell: JAX's jit tracer asks a value
+    # that is not one of its tracers for `dimension_as_value` before it makes it a
+    # constant, so a view that reaches a nested `jax.jit` (or a primitive) is bound as
+    # the cell it forwards to.
+    def dimension_as_value(self):
+        return self._nnx_cell
 
 
 def _cell_of(x) -> Cell:
@@ -221,8 +242,17 @@ def _cell_of(x) -> Cell:
 
 
 def register_view_type(cls: type) -> None:
-    """Type the instances of ``cls`` (a :class:`CellView` subclass) as cells for JAX."""
-    register_hitype(cls, lambda v: CellTy())  # noqa: ARG005
+    """Type the instances of ``cls`` (a :class:`CellView` subclass) as cells for JAX:
+    a concrete cell's view carries its Variable's kind (see ``CellTy.kind``); inside a
+    trace the view has its traced cell's type."""
+    register_hitype(cls, _view_type)
+
+
+def _view_type(view) -> CellTy:
+    cell = view._nnx_cell
+    if type(cell) is Cell:
+        return CellTy(view._nnx_kind)
+    return _jcore.typeof(cell)
 
 
 class CellEffect(_jeffects.Effect):

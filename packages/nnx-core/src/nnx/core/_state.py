@@ -18,6 +18,7 @@ from nnx.core._errors import FilterError, StructureError
 from nnx.core._filters import group_by_filters
 from nnx.core._paths import key_order, path_order, path_str
 from nnx.core._text import treescope_mapping, value_repr
+from nnx.core._var_leaf import from_state_leaf, jax_leaf
 from nnx.core._variables import Variable
 
 Path = tuple
@@ -480,18 +481,55 @@ def _replace_by_pure(
         )
 
 
-def _state_flatten_with_keys(s: State):
+# JAX's view of a State: a dict node whose children are its entries, except that a
+# hijax Variable that holds values is a leaf (its view, see `jax_leaf`), so that
+# `jax.tree.map(f, params, momentum, grads)` lines up States of different Variable
+# kinds and `f` receives Variables (decision 0014). The kinds and static parts of those
+# Variables ride along in the treedef (`_Keys.kinds`) for rebuilding, but are not part
+# of its equality; `jax.jit` still tells them apart by the leaves' types (`CellTy.kind`).
+class _Keys(tuple):
+    """A State's sorted keys (its treedef's data); ``kinds`` holds ``(class, VarAux)``
+    for each key whose child is a hijax Variable's leaf, else None."""
+
+    kinds: tuple
+
+
+def _flatten_children(s: State):
     keys = sorted(s, key=key_order)
-    return [(jax.tree_util.DictKey(k), dict.__getitem__(s, k)) for k in keys], tuple(keys)
+    children = [dict.__getitem__(s, k) for k in keys]
+    kinds: list[Any] | None = None
+    for i, c in enumerate(children):
+        leaf = jax_leaf(c, content=True)
+        if leaf is not c:
+            if kinds is None:
+                kinds = [None] * len(children)
+            kinds[i] = (type(c), c._aux)
+            children[i] = leaf
+    if kinds is None:
+        return keys, children, tuple(keys)
+    aux = _Keys(keys)
+    aux.kinds = tuple(kinds)
+    return keys, children, aux
+
+
+def _state_flatten_with_keys(s: State):
+    keys, children, aux = _flatten_children(s)
+    return [(jax.tree_util.DictKey(k), c) for k, c in zip(keys, children)], aux
 
 
 def _state_flatten(s: State):
-    keys = sorted(s, key=key_order)
-    return [dict.__getitem__(s, k) for k in keys], tuple(keys)
+    _, children, aux = _flatten_children(s)
+    return children, aux
 
 
 def _state_unflatten(keys, children):
     s = State.__new__(State)
+    if type(keys) is _Keys:
+        for k, kind, c in zip(keys, keys.kinds, children):
+            if kind is not None:
+                c = from_state_leaf(kind[0], kind[1], c)
+            dict.__setitem__(s, k, c)
+        return s
     for k, c in zip(keys, children):
         dict.__setitem__(s, k, c)
     return s

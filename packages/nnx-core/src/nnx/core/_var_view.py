@@ -31,6 +31,11 @@ class _LeafView(CellView):
     def _nnx_cell(self) -> Cell:
         return self._nnx_owner._raw
 
+    @property
+    def _nnx_kind(self) -> tuple:
+        owner = self._nnx_owner
+        return (type(owner), owner._aux)
+
     def __setattr__(self, name, value):
         setattr(self._nnx_owner, name, value)
 

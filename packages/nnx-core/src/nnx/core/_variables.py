@@ -630,6 +630,10 @@ def _child(v):
     content = raw._val
     if type(content) not in _VALUE_CLASSES and not _holds_values(content):
         return content  # abstract (ShapeDtypeStructs), None, a library's options
+    return _view_of(v)
+
+
+def _view_of(v):
     try:
         return _get_view(v)
     except AttributeError:  # the first flatten of this Variable
@@ -701,6 +705,11 @@ def _register_variable_type(cls) -> None:
     jax.tree_util.register_pytree_with_keys(
         cls, _var_flatten_with_keys, unflatten, flatten_func=_var_flatten
     )
+    _VARIABLE_CLASSES.add(cls)
+
+
+# every registered Variable class (not the view classes): jax_leaf's identity check
+_VARIABLE_CLASSES: set = set()
 
 
 _register_variable_type(Variable)
