@@ -7,7 +7,6 @@ NAMES: dict[str, str] = {
     "AxisError": "transforms",
     "BatchNorm": "layers",
     "Bidirectional": "layers",
-    "Carry": "transforms",
     "CarryError": "transforms",
     "Conv": "layers",
     "ConvTranspose": "layers",

@@ -7,7 +7,7 @@ All of them are built on one mechanism (``_boundary.py``).
 """
 
 from nnx.transforms._autodiff import DiffState, grad, value_and_grad
-from nnx.transforms._axes import Carry, StateAxes
+from nnx.transforms._axes import Carry, StateAxes  # Carry: nnx-core's, kept importable here
 from nnx.transforms._control import cond, fori_loop, switch, while_loop
 from nnx.transforms._custom_vjp import custom_vjp
 from nnx.transforms._errors import (
@@ -35,7 +35,6 @@ __all__ = [
     "vmap",
     "pmap",
     "scan",
-    "Carry",
     "StateAxes",
     "DiffState",
     "split_rngs",
