@@ -68,7 +68,7 @@ def test_after_the_update_the_outer_graph_has_its_new_structure_everywhere():
     _run(m1, jax.jit(_inner_body))
     paths = {p for p, _ in nnx.state(m1).flat_state()}
     assert paths == {("w",), ("child", "v"), ("extra",)}
-    total = nnx.jit(lambda m: m.w[...].sum() + m.extra[...].sum())(m1)
+    total = jax.jit(lambda m: m.w[...].sum() + m.extra[...].sum())(m1)
     assert float(total) == 6.0 + 10.0
 
 

@@ -8,13 +8,22 @@ import numpy as np
 import nnx
 
 
-class Model(nnx.Module):
-    def __init__(self, rngs):
-        self.linear1 = nnx.Linear(2, 3, rngs=rngs)
-        self.linear2 = nnx.Linear(3, 4, rngs=rngs)
+class Dense(nnx.Module):
+    def __init__(self, din, dout, *, rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (din, dout)))
+        self.bias = nnx.Param(jnp.zeros((dout,)))
 
     def __call__(self, x):
-        h = nnx.gelu(self.linear1(x))
+        return x @ self.kernel[...] + self.bias[...][None, :]
+
+
+class Model(nnx.Module):
+    def __init__(self, rngs):
+        self.linear1 = Dense(2, 3, rngs=rngs)
+        self.linear2 = Dense(3, 4, rngs=rngs)
+
+    def __call__(self, x):
+        h = jax.nn.gelu(self.linear1(x))
         h = self.perturb("xgrad", h)
         return self.linear2(h)
 

@@ -6,7 +6,7 @@ Flax NNX 0.12 (its "scan over layers" examples)::
       @nnx.split_rngs(splits=5)
       @nnx.vmap(in_axes=(0, 0))
       def __init__(self, rngs: nnx.Rngs):
-        self.linear = nnx.Linear(3, 3, rngs=rngs)
+        self.linear = Linear(3, 3, rngs=rngs)
         ...
 
 With graph updates on, the attributes the constructor creates land on the
@@ -21,12 +21,33 @@ import pytest
 import nnx
 
 
+class Linear(nnx.Module):
+    """A dense layer (nnx-layers is not installed in this package's test environment)."""
+
+    def __init__(self, din, dout, *, rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (din, dout)) / din**0.5)
+        self.bias = nnx.Param(jnp.zeros((dout,)))
+
+    def __call__(self, x):
+        return x @ self.kernel[...] + self.bias[...][None, :]
+
+
+class BatchNorm(nnx.Module):
+    """The four Variables of a batch norm, which is all these tests look at."""
+
+    def __init__(self, n, *, rngs):  # noqa: ARG002 - the signature of nnx.BatchNorm
+        self.scale = nnx.Param(jnp.ones((n,)))
+        self.bias = nnx.Param(jnp.zeros((n,)))
+        self.mean = nnx.BatchStat(jnp.zeros((n,)))
+        self.var = nnx.BatchStat(jnp.ones((n,)))
+
+
 class Stack(nnx.Module):
     @nnx.split_rngs(splits=4)
     @nnx.vmap(in_axes=(0, 0))
     def __init__(self, rngs: nnx.Rngs):
-        self.linear = nnx.Linear(3, 5, rngs=rngs)
-        self.bn = nnx.BatchNorm(5, rngs=rngs)
+        self.linear = Linear(3, 5, rngs=rngs)
+        self.bn = BatchNorm(5, rngs=rngs)
         self.node = nnx.Param(jnp.ones((2,)))
         self.label = "stack"  # a static attribute lands too
 
@@ -38,7 +59,7 @@ class Stack(nnx.Module):
 @nnx.split_rngs(splits=4)
 @nnx.vmap(in_axes=0, out_axes=0)
 def make_linear(rngs):
-    return nnx.Linear(3, 5, rngs=rngs)
+    return Linear(3, 5, rngs=rngs)
 
 
 def test_vmapped_init_stacks_the_new_attributes_on_self():
@@ -50,7 +71,7 @@ def test_vmapped_init_stacks_the_new_attributes_on_self():
         "linear": {"bias": (4, 5), "kernel": (4, 3, 5)},
         "node": (4, 2),
     }
-    assert isinstance(m.linear, nnx.Linear) and isinstance(m.linear.kernel, nnx.Param)
+    assert isinstance(m.linear, Linear) and isinstance(m.linear.kernel, nnx.Param)
 
 
 def test_vmapped_init_equals_the_stack_built_by_a_vmapped_constructor():
