@@ -29,7 +29,7 @@ class Linear(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((dout,)))
 
     def __call__(self, x):
-        return x @ self.kernel[...] + self.bias[...][None, :]
+        return x @ self.kernel[...] + self.bias[...]
 
 
 class BatchNorm(nnx.Module):
