@@ -80,6 +80,7 @@ from nnx.core._module import (
     view_info,
     with_attributes,
 )
+from nnx.core._move import move_into
 from nnx.core._paths import key_order
 from nnx.core._pytree import (
     Data,
@@ -283,6 +284,7 @@ __all__ = [
     "GraphTree",
     "flatten",
     "unflatten",
+    "move_into",
     "graph_epoch",
     "is_graph_node",
     "filter_leaves",

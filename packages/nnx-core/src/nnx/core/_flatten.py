@@ -258,13 +258,15 @@ def flatten(
 
 
 class _Unflattener:
-    __slots__ = ("leaves", "pos", "objs", "copy")
+    __slots__ = ("leaves", "pos", "objs", "copy", "built")
 
-    def __init__(self, leaves, index_ref, copy):
+    def __init__(self, leaves, index_ref, copy, record=False):
         self.leaves = leaves
         self.pos = 0
         self.objs = {} if index_ref is None else _IndexView(index_ref)
         self.copy = copy
+        # return_flat=True: the object placed at each leaf slot (a Variable or the value)
+        self.built: list | None = [] if record else None
 
     def build(self, d):
         tag = d[0]
@@ -277,6 +279,8 @@ class _Unflattener:
             else:
                 v = cls._from_raw(_as_storage(aux, value), aux, _trace_if_plain(aux))
             self.objs[len(self.objs)] = v
+            if self.built is not None:
+                self.built.append(v)
             return v
         if tag == _REF:
             return self.objs[d[1]]
@@ -311,6 +315,8 @@ class _Unflattener:
         if tag == _LEAF:
             value = self.leaves[self.pos]
             self.pos += 1
+            if self.built is not None:
+                self.built.append(value)
             return value
         if tag == _STATIC:
             return d[1].value
@@ -359,6 +365,7 @@ def unflatten(
     *,
     index_ref: list | Mapping[int, Any] | None = None,
     copy_variables: bool = False,
+    return_flat: bool = False,
 ) -> Any:
     """Build an object graph from a :class:`GraphDef` and its leaves.
 
@@ -380,13 +387,28 @@ def unflatten(
       index_ref: objects that references ``(_REF, i)`` below
         ``len(index_ref)`` resolve to (the caller's objects, as numbered by
         the ``flatten`` that produced them).
+      return_flat: also return the :class:`FlatGraph` of what was built,
+        ``(obj, flat)``: ``flat.nodes`` every object numbered as the GraphDef
+        numbers them (``index_ref``'s objects first), ``flat.leaves`` the
+        Variable or value at each leaf slot; what ``flatten(obj)`` would give
+        right away, without walking the graph again (a transform keeps it to
+        find the objects that entered after the function changed them).
+
+    Example (``return_flat``)::
+
+        obj, built = nnx.unflatten(flat.graphdef, values, return_flat=True)
+        built.leaves[0] is obj.kernel          # True
     """
     if len(leaves) != graphdef.num_leaves:
         raise StructureError(
             f"unflatten: the GraphDef has {graphdef.num_leaves} leaves, got {len(leaves)}."
         )
-    u = _Unflattener(leaves, index_ref, copy_variables)
-    return u.build(graphdef.tree)
+    u = _Unflattener(leaves, index_ref, copy_variables, return_flat)
+    obj = u.build(graphdef.tree)
+    if not return_flat:
+        return obj
+    nodes = [u.objs[i] for i in sorted(u.objs)]
+    return obj, FlatGraph(graphdef, u.built, nodes, None)
 
 
 def is_graph_node(x) -> bool:

@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 
 import jax
 
-from nnx.core import _epoch
 from nnx.core._graph import merge, split
 from nnx.core._graphdef import GraphDef
-from nnx.core._pytree import Pytree
+from nnx.core._move import move_into
+from nnx.core._pytree import Dict, List, Pytree
 from nnx.core._state import State
 from nnx.core._variables import Variable
 from nnx.core._walk import iter_graph
@@ -47,8 +47,9 @@ _STACKS = _Stacks()
 
 
 def _nodes(root) -> list[tuple[tuple, Any]]:
-    """``(path, node)`` of every Pytree and Variable of ``root``, each once (iter_graph's order)."""
-    return [(p, x) for p, x in iter_graph(root) if isinstance(x, (Pytree, Variable))]
+    """``(path, node)`` of every object with identity in ``root`` (Pytrees, Variables,
+    ``nnx.List``, ``nnx.Dict``), each once, in iter_graph's order."""
+    return [(p, x) for p, x in iter_graph(root) if isinstance(x, (Pytree, Variable, List, Dict))]
 
 
 class ContextGraphDef(GraphDef):
@@ -152,42 +153,17 @@ class UpdateContext:
         return node
 
 
-def _substitute(x: Any, moved: dict[int, Any]) -> Any:
-    if isinstance(x, (Pytree, Variable)):
-        return moved.get(id(x), x)
-    if isinstance(x, State):
-        return x
-    t = type(x)
-    if isinstance(x, list):
-        return t([_substitute(v, moved) for v in x])
-    if isinstance(x, dict):
-        return t({k: _substitute(v, moved) for k, v in x.items()})
-    if isinstance(x, tuple):
-        items = [_substitute(v, moved) for v in x]
-        return t(*items) if hasattr(x, "_fields") else t(items)
-    return x
-
-
 def _move_into_outer(fresh: Any, outer_paths: dict, outer: dict) -> Any:
     """Move each node of ``fresh`` that stood for an outer object into that object."""
-    nodes = _nodes(fresh)
-    moved: dict[int, Any] = {}
-    for p, x in nodes:
+    pairs, rest = [], []
+    for p, x in _nodes(fresh):
         key = outer_paths.get(p)
         target = outer.get(key) if key is not None else None
         if target is not None and type(target) is type(x):
-            moved[id(x)] = target
-    for _, x in nodes:
-        target = moved.get(id(x), x)
-        if isinstance(x, Variable):
-            if target is not x:
-                target.update_from_state(x)
-            continue
-        d, forced = x.__getstate__()
-        new = {k: _substitute(v, moved) for k, v in d.items()}
-        target.__dict__.clear()
-        target.__setstate__((new, dict(forced) if forced else None))
-    _epoch.bump()
+            pairs.append((x, target))
+        else:
+            rest.append(x)
+    moved = move_into(pairs, rest)
     return moved.get(id(fresh), fresh)
 
 

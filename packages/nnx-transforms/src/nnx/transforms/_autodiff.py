@@ -235,7 +235,7 @@ class GradWrapped(Generic[P, R]):
         where = f"nnx.grad({getattr(fun, '__name__', 'f')})"
         c = Crossing(
             fun, args, kwargs, where=where, mode=self._mode.mode(), prep_cache=self._prep,
-            what="nnx.grad",
+            what="nnx.grad", patches=True,
         )  # fmt: skip
         prep, layout, plain = c.prep, c.layout, c.plain
         if prep is not None:

@@ -46,6 +46,7 @@ from nnx.core import (
     flatten,
     graph_settings,
     is_graph_node,
+    move_into,
     new_ref,
     resolve_graph_mode,
     storage_mode,
@@ -148,23 +149,86 @@ def check_tree(prep: Prepared | None, graph: tuple, fun, layout, what: str) -> N
     prep.extra["tree-ok"] = True
 
 
-def snapshot(objs, mode: GraphMode):
-    """The flattening of the objects as entered, when the mode needs it (trace time only).
-
-    Outside the default mode a structural change made inside is not an error,
-    and the Variables that entered are found here (by position) afterwards.
-    """
-    return None if mode is GRAPH_MODE else flatten(objs)
-
-
 class _Exit:
-    """What :func:`collect_updates` returns beside the updates: leaves and nodes."""
+    """What :func:`collect_updates` returns beside the updates: leaves and nodes (as
+    they entered), and the :class:`Patch` when the structure changed."""
 
-    __slots__ = ("leaves", "nodes")
+    __slots__ = ("leaves", "nodes", "patch")
 
-    def __init__(self, leaves, nodes):
+    def __init__(self, leaves, nodes, patch=None):
         self.leaves = leaves
         self.nodes = nodes
+        self.patch = patch
+
+
+class Patch:
+    """Inside, after the function changed the structure of its graph arguments (an
+    attribute added, deleted or swapped, a new submodule, a new shared reference): what
+    the new structure needs to leave the transform (Flax NNX's graph updates).
+
+    The arguments' objects leave like an output (:func:`export_output`, joined with the
+    function's output so new objects shared by both stay one object), except that the
+    Variables that entered and kept their value and metadata are references to the
+    caller's Variables. Outside, :func:`import_output` rebuilds them and moves each
+    object that entered into the caller's object (``nnx.move_into``).
+
+    Attributes:
+      objs: the graph arguments inside (a tuple).
+      entry: the FlatGraph of the objects as they entered (``unflatten(return_flat=True)``).
+      refs: the Variables that entered unchanged; ``ref_index`` numbers them.
+      pos: ``{id(inner object that entered): its index in the caller's FlatGraph}``.
+    """
+
+    __slots__ = ("objs", "entry", "refs", "ref_index", "pos")
+
+    def __init__(self, objs, entry, leaves_in: list, outer_leaves: list):
+        self.objs = tuple(objs)
+        self.entry = entry
+        refs = []
+        for x, old, outer in zip(entry.leaves, leaves_in, outer_leaves):
+            if (
+                isinstance(x, Variable)
+                and x.get_raw_value() is old
+                and _record(x).metadata == _record(outer).metadata
+            ):
+                refs.append(x)
+        self.refs = refs
+        self.ref_index = {id(x): r for r, x in enumerate(refs)}
+        self.pos = {id(n): k for k, n in enumerate(entry.nodes)}
+
+
+class PatchSpec:
+    """Static part of a :class:`Patch` once exported (hashable, crosses ``jax.jit``).
+
+    Attributes:
+      refs: for each reference ``r`` of the GraphDef, the caller's node index.
+      moves: ``(j, k)``: node ``j`` of the rebuilt graph moves into the caller's node ``k``.
+      n_leaves: how many of the output's leaves belong to the arguments' new structure
+        (they travel beside the output: :func:`export_output`'s third value).
+      sources: per such leaf, the caller's leaf index it was (``-1``: new) and the graph
+        argument it belongs to (vmap puts new leaves on that argument's axis).
+    """
+
+    __slots__ = ("refs", "moves", "n_leaves", "sources", "_hash")
+
+    def __init__(self, refs: tuple, moves: tuple, n_leaves: int, sources: tuple):
+        self.refs = refs
+        self.moves = moves
+        self.n_leaves = n_leaves
+        self.sources = sources
+        self._hash = hash((refs, moves, n_leaves, sources))
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return (
+            type(other) is PatchSpec
+            and self.refs == other.refs
+            and self.moves == other.moves
+            and self.n_leaves == other.n_leaves
+            and self.sources == other.sources
+        )
 
 
 # -- 1. splitting a call: _calls.py (static / graph / plain arguments, their names) ----
@@ -256,25 +320,30 @@ class PrepareCache:
 
 # -- 3. entering: objects around traced leaves ----------------------------------------
 def enter_raw(graphdef, raw_leaves: list):
-    """Objects around stored values (jit): ref and hijax storage stays as it is."""
-    return unflatten(graphdef, raw_leaves)
+    """Objects around stored values (jit): ref and hijax storage stays as it is.
+
+    Returns ``(objects, entry)``: ``entry`` the FlatGraph of what was built (the
+    objects that entered, for :func:`collect_updates`).
+    """
+    return unflatten(graphdef, raw_leaves, return_flat=True)
 
 
 def enter_values(prep: Prepared, values: list):
     """Objects around plain values: every Variable inside is a plain Variable.
 
-    Returns ``(objects, graphdef)``: the GraphDef of the objects as built
-    (it records plain storage where the caller's Variables had refs or cells),
-    which :func:`collect_updates` compares against.
+    Returns ``(objects, graphdef, entry)``: the GraphDef of the objects as
+    built (it records plain storage where the caller's Variables had refs or
+    cells), which :func:`collect_updates` compares against, and the FlatGraph
+    of what was built.
     """
     trace = get_opaque_trace_state(convention="nnx")
     leaves = [
         v if s is None else variable_from_stored(s[0], v, s[1], trace)
         for s, v in zip(prep.slots, values)
     ]
-    objs = unflatten(prep.flat.graphdef, leaves)
+    objs, entry = unflatten(prep.flat.graphdef, leaves, return_flat=True)
     gd = prep.flat.graphdef if prep.all_plain else flatten(objs).graphdef
-    return objs, gd
+    return objs, gd, entry
 
 
 # -- 4. exiting: what changed, and the output -----------------------------------------
@@ -288,6 +357,7 @@ def collect_updates(
     values: bool = False,
     mode: GraphMode = GRAPH_MODE,
     entry=None,
+    patch_from: list | None = None,
 ) -> tuple[list[int], list, Any]:
     """Compare the inner objects with what entered; return ``(indices, new values, flat)``.
 
@@ -300,20 +370,29 @@ def collect_updates(
     its path in the caller's objects. This is the one place every transform
     finds them.
 
-    ``mode`` other than graph mode with graph updates (``entry``: the
-    :func:`snapshot` of the objects as entered): a changed structure is not an
-    error; the Variables that entered give their new values and the rest of the
-    change stays inside. In tree mode the nodes returned are empty, so objects
-    returned are new objects.
+    A changed structure (``entry``: the FlatGraph of the objects as they
+    entered, from :func:`enter_values` / :func:`enter_raw`): the Variables that
+    entered give their new values as usual, and
+
+    - in graph mode with graph updates, for a transform that can carry it
+      (``patch_from``: the caller's leaves), the new structure leaves too: the
+      result's ``patch`` (a :class:`Patch`) goes to :func:`export_output`;
+      for the other transforms it is a StructureError that names the path;
+    - otherwise the rest of the change stays inside. In tree mode the nodes
+      returned are empty, so objects returned are new objects.
     """
     inner = flatten(objs)
-    if inner.graphdef != graphdef_in:
-        if entry is None:
+    if inner.graphdef != graphdef_in or (entry is not None and _permuted(inner, entry)):
+        if entry is None or (mode.graph_updates and mode.graph and patch_from is None):
             raise structure_changed(graphdef_in, inner.graphdef, where, names)
         idx, new = [], []
         for i, (x, old) in enumerate(zip(entry.leaves, leaves_in)):
             if isinstance(x, Variable):
                 _variable_update(i, x, old, values, idx, new)
+        if mode.graph_updates and mode.graph:
+            assert patch_from is not None
+            patch = Patch(objs, entry, leaves_in, patch_from)
+            return idx, new, _Exit(entry.leaves, entry.nodes, patch)
         return idx, new, _Exit(entry.leaves, entry.nodes if mode.graph else ())
     idx, new = [], []
     for i, (x, old) in enumerate(zip(inner.leaves, leaves_in)):
@@ -327,6 +406,20 @@ def collect_updates(
     if not mode.graph:
         return idx, new, _Exit(inner.leaves, ())
     return idx, new, inner
+
+
+def _permuted(inner, entry) -> bool:
+    """Whether Variables that entered now sit at other leaf slots (``m.a, m.b = m.b, m.a``:
+    the GraphDef is the same, the objects at its slots are not). A new Variable put in
+    an entered one's place is not: its value is that Variable's new value, as before."""
+    entered = None
+    for x, y in zip(inner.leaves, entry.leaves):
+        if x is not y and isinstance(x, Variable):
+            if entered is None:
+                entered = {id(v) for v in entry.leaves if isinstance(v, Variable)}
+            if id(x) in entered:
+                return True
+    return False
 
 
 def _variable_update(i: int, x: Variable, old, values: bool, idx: list, new: list) -> None:
@@ -358,9 +451,11 @@ def structure_changed(before, after, where: str, names) -> StructureError:
         )
     return StructureError(
         f"{where}: the structure of an argument changed inside the transform: {what}. "
-        "Only Variable values propagate out of a transform. Do model surgery (adding, "
-        "removing or replacing attributes) outside it, or create the new objects "
-        "inside and return them."
+        "This transform keeps one structure for its arguments (a loop's carry, the "
+        "branches of a cond, a linearization), so only Variable values propagate out of "
+        "it. Do model surgery (adding, removing or replacing attributes) outside it (or "
+        "inside nnx.jit, nnx.grad, nnx.vmap or nnx.remat, which carry it out), or create "
+        "the new objects inside and return them."
     )
 
 
@@ -388,19 +483,26 @@ jax.tree_util.register_pytree_node(
 
 
 class OutSpec:
-    """Static description of an output that holds nnx objects (hashable)."""
+    """Static description of an output that holds nnx objects (hashable).
 
-    __slots__ = ("graphdef", "_hash")
+    ``patch``: a :class:`PatchSpec` when the graph arguments' new structure leaves
+    with the output (the GraphDef then describes ``(arguments, *output objects)``).
+    """
 
-    def __init__(self, graphdef):
+    __slots__ = ("graphdef", "patch", "_hash")
+
+    def __init__(self, graphdef, patch: PatchSpec | None = None):
         self.graphdef = graphdef
-        self._hash = hash(graphdef)
+        self.patch = patch
+        self._hash = hash((graphdef, patch))
 
     def __hash__(self):
         return self._hash
 
     def __eq__(self, other):
-        return type(other) is OutSpec and self.graphdef == other.graphdef
+        return (
+            type(other) is OutSpec and self.graphdef == other.graphdef and self.patch == other.patch
+        )
 
 
 def call_without_cells(fun, args, kwargs):
@@ -418,27 +520,41 @@ def call_without_cells(fun, args, kwargs):
         return fun(*args, **kwargs), True
 
 
-def export_output(out, inner_nodes: list, *, where: str, as_hijax=False):
+def export_output(out, inner_nodes: list, *, where: str, as_hijax=False, patch=None):
     """Replace the nnx objects in ``out`` by :class:`NodeLeaves` of their values.
 
-    Returns ``(converted, spec)``; ``spec`` is None when ``out`` holds no nnx
-    object (then ``converted is out``). Inputs returned (``inner_nodes``)
-    become references that :func:`import_output` resolves to the caller's
-    objects; new Variables leave as their values, and the mode their VarAux
-    records is restored outside.
+    Returns ``(converted, spec, patch_leaves)``; ``spec`` is None when ``out``
+    holds no nnx object and there is no patch (then ``converted is out``).
+    Inputs returned (``inner_nodes``) become references that
+    :func:`import_output` resolves to the caller's objects; new Variables leave
+    as their values, and the mode their VarAux records is restored outside.
+
+    ``patch`` (a :class:`Patch`, the structure of the arguments changed): the
+    arguments leave jointly with the output, their leaves as ``patch_leaves``
+    (empty without a patch), which the transform hands out beside the output.
     """
     tops, treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
     gpos = [i for i, t in enumerate(tops) if isinstance(t, (Pytree, Variable))]
-    if not gpos:
-        return out, None
-    ref_index = {id(n): i for i, n in enumerate(inner_nodes)}
+    if not gpos and patch is None:
+        return out, None, []
     nodes = tuple(tops[i] for i in gpos)
-    flat = flatten(nodes, ref_index=ref_index)
+    if patch is None:
+        roots: tuple = nodes
+        ref_index = {id(n): i for i, n in enumerate(inner_nodes)}
+        index_ref = list(inner_nodes)
+        entered: dict = {}
+    else:
+        roots = (patch.objs, *nodes)
+        ref_index = patch.ref_index
+        index_ref = list(patch.refs)
+        entered = patch.pos
+    flat = flatten(roots, ref_index=ref_index)
     trace = get_opaque_trace_state(convention="nnx")
     values = []
     for x in flat.leaves:
         if isinstance(x, Variable):
-            _check_escape(x, trace, where)
+            if id(x) not in entered:
+                _check_escape(x, trace, where)
             values.append(x.get_value())
         else:
             values.append(x)
@@ -446,26 +562,53 @@ def export_output(out, inner_nodes: list, *, where: str, as_hijax=False):
     if as_hijax:  # new plain Variables were made with hijax defaults turned off
         swapped = [
             variable_from_stored(type(x), val, _record(x).replace(mode=HIJAX), None)
-            if isinstance(x, Variable) and _record(x).mode == PLAIN and _record(x).mutable
+            if isinstance(x, Variable)
+            and id(x) not in entered
+            and _record(x).mode == PLAIN
+            and _record(x).mutable
             else x
             for x, val in zip(flat.leaves, values)
         ]
-        rebuilt = unflatten(graphdef, swapped, index_ref=list(inner_nodes))
+        rebuilt = unflatten(graphdef, swapped, index_ref=index_ref)
         graphdef = flatten(rebuilt, ref_index=ref_index).graphdef
     # attribute the leaves to the top-level objects that reach them first
     counts, prev = [], 0
-    for k in range(len(nodes)):
+    for k in range(len(roots)):
         n = (
-            flatten(nodes[: k + 1], ref_index=ref_index).graphdef.num_leaves
-            if k < len(nodes) - 1
+            flatten(roots[: k + 1], ref_index=ref_index).graphdef.num_leaves
+            if k < len(roots) - 1
             else flat.graphdef.num_leaves
         )
         counts.append(n - prev)
         prev = n
     it = iter(values)
+    patch_spec = None
+    patch_leaves: list = []
+    if patch is not None:
+        n_patch = counts.pop(0)
+        patch_leaves = [next(it) for _ in range(n_patch)]
+        patch_spec = _patch_spec(patch, flat, n_patch)
     for i, c in zip(gpos, counts):
         tops[i] = NodeLeaves([next(it) for _ in range(c)])
-    return jax.tree.unflatten(treedef, tops), OutSpec(graphdef)
+    return jax.tree.unflatten(treedef, tops), OutSpec(graphdef, patch_spec), patch_leaves
+
+
+def _patch_spec(patch: Patch, flat, n_patch: int) -> PatchSpec:
+    pos = patch.pos
+    refs = tuple(pos[id(x)] for x in patch.refs)
+    r = len(refs)
+    # flat.nodes lists the nodes met for the first time: numbers r, r + 1, ...
+    moves = tuple((r + j, pos[id(n)]) for j, n in enumerate(flat.nodes) if id(n) in pos)
+    # which leaf of the caller each leaf of the new structure was, and its argument
+    entry_pos = {id(x): i for i, x in enumerate(patch.entry.leaves)}
+    owners: list[int] = []
+    for k in range(len(patch.objs)):
+        n = flatten(patch.objs[: k + 1], ref_index=patch.ref_index).graphdef.num_leaves
+        owners.extend([k] * (n - len(owners)))
+    sources = tuple(
+        (entry_pos.get(id(x), -1), owner) for x, owner in zip(flat.leaves[:n_patch], owners)
+    )
+    return PatchSpec(refs, moves, n_patch, sources)
 
 
 def _check_escape(v: Variable, trace, where: str) -> None:
@@ -483,14 +626,41 @@ def _check_escape(v: Variable, trace, where: str) -> None:
         )
 
 
-def import_output(converted, spec: OutSpec | None, index_ref: list | None):
-    """Inverse of :func:`export_output`, outside the transform."""
+def import_output(
+    converted, spec: OutSpec | None, index_ref: list | None, patch_leaves: list | None = None
+):
+    """Inverse of :func:`export_output`, outside the transform.
+
+    With a patch (``spec.patch``; ``index_ref``: the caller's nodes, numbered
+    as the FlatGraph of the arguments numbers them), the arguments' new
+    structure is rebuilt from ``patch_leaves`` and moved into the caller's
+    objects (``nnx.move_into``) before the output is returned.
+    """
     if spec is None:
         return converted
     tops, treedef = jax.tree.flatten(converted, is_leaf=lambda x: isinstance(x, NodeLeaves))
     gpos = [i for i, t in enumerate(tops) if isinstance(t, NodeLeaves)]
     leaves = [x for i in gpos for x in tops[i].leaves]
-    nodes = unflatten(spec.graphdef, leaves, index_ref=index_ref)
+    patch = spec.patch
+    if patch is None:
+        nodes = unflatten(spec.graphdef, leaves, index_ref=index_ref)
+    else:
+        assert index_ref is not None and patch_leaves is not None
+        outer = index_ref
+        built, bflat = unflatten(
+            spec.graphdef,
+            [*patch_leaves, *leaves],
+            index_ref=[outer[k] for k in patch.refs],
+            return_flat=True,
+        )
+        targets = dict(patch.moves)
+        fresh = bflat.nodes
+        r = len(patch.refs)
+        moved = move_into(
+            [(fresh[j], outer[k]) for j, k in patch.moves],
+            [n for j, n in enumerate(fresh) if j >= r and j not in targets],
+        )
+        nodes = [moved.get(id(n), n) for n in built[1:]]
     for i, n in zip(gpos, nodes):
         tops[i] = n
     return jax.tree.unflatten(treedef, tops)
@@ -603,11 +773,15 @@ class Crossing:
       prep: the :class:`Prepared` of the graph arguments (None without any).
       idx: after the JAX call: indices of the leaves the function changed.
       spec: after the JAX call: the output's :class:`OutSpec` (None: no nnx object).
+      patches: the transform carries a changed structure of the arguments out (Flax
+        NNX's graph updates: :class:`Patch`); set by transforms whose output
+        structure is free (jit, grad, vmap, remat, ...). Without it a changed
+        structure is a StructureError naming the path.
     """
 
     __slots__ = (
         "fun", "where", "mode", "layout", "graph", "plain", "plain_kw", "names", "prep",
-        "idx", "spec",
+        "idx", "spec", "patches",
     )  # fmt: skip
 
     def __init__(
@@ -622,8 +796,10 @@ class Crossing:
         static_argnums=(),
         what: str | None = None,
         arg_names: bool = True,
+        patches: bool = False,
     ):
         self.fun = fun
+        self.patches = patches
         self.where = where
         self.mode = ModeArgs().mode() if mode is None else mode
         self.layout, self.graph, self.plain, self.plain_kw = split_call(
@@ -647,8 +823,7 @@ class Crossing:
     def enter(self, leaves: list, plain, plain_kw) -> tuple[list, dict, tuple]:
         """Inside: ``(args, kwargs, state)``, the call rebuilt around traced leaves."""
         prep = self.prep
-        objs, gd = enter_values(prep, leaves) if prep is not None else ((), None)
-        entry = snapshot(objs, self.mode) if gd is not None else None
+        objs, gd, entry = enter_values(prep, leaves) if prep is not None else ((), None, None)
         a, kw = assemble(self.layout, objs, plain, plain_kw)
         return a, kw, (objs, gd, leaves, entry)
 
@@ -657,22 +832,38 @@ class Crossing:
         objs, gd, leaves, entry = state
         if gd is None:
             return [], [], None
+        patch_from = self.prep.leaves if self.patches and self.prep is not None else None
         return collect_updates(
             objs, leaves, gd, where=self.where, names=self.names, values=True,
-            mode=self.mode, entry=entry,
+            mode=self.mode, entry=entry, patch_from=patch_from,
         )  # fmt: skip
 
     def export(self, out, inner, *, as_hijax: bool = False):
         """Inside: ``out`` flattened with the inputs as references (records the spec)."""
-        nodes = inner.nodes if inner is not None else []
-        out, self.spec = export_output(out, nodes, where=self.where, as_hijax=as_hijax)
+        out, patch_leaves = self.export_patched(out, inner, as_hijax=as_hijax)
+        assert not patch_leaves  # only transforms with `patches` get a Patch
         return out
 
+    def export_patched(self, out, inner, *, as_hijax: bool = False) -> tuple[Any, list]:
+        """:meth:`export`, also returning the leaves of the arguments' new structure
+        (empty unless the function changed it: :class:`Patch`)."""
+        nodes = inner.nodes if inner is not None else []
+        patch = getattr(inner, "patch", None)
+        out, self.spec, patch_leaves = export_output(
+            out, nodes, where=self.where, as_hijax=as_hijax, patch=patch
+        )
+        return out, patch_leaves
+
     def exit(self, state, out, *, as_hijax: bool = False) -> tuple[list, list, Any]:
-        """Inside: collect the changes, export ``out``; ``(indices, new values, out)``."""
+        """Inside: collect the changes, export ``out``; ``(indices, new values, out)``.
+
+        The leaves of a changed structure (:class:`Patch`) follow the new values
+        in the list; :meth:`finish` takes them apart again.
+        """
         idx, new, inner = self.changes(state)
         self.idx = idx
-        return idx, new, self.export(out, inner, as_hijax=as_hijax)
+        out, patch_leaves = self.export_patched(out, inner, as_hijax=as_hijax)
+        return idx, new + patch_leaves, out
 
     def run(
         self,
@@ -696,14 +887,18 @@ class Crossing:
             out = post_out(out)
         return self.exit(state, out, as_hijax=as_hijax and restore_modes)
 
-    def finish(self, idx, new, out, *, write: bool = True):
-        """Outside, after JAX returned: write the changes back, rebuild the output."""
+    def finish(self, idx, new, out, *, write: bool = True, patch_leaves: list | None = None):
+        """Outside, after JAX returned: write the changes back, rebuild the output (and
+        move a changed structure into the caller's objects, :class:`Patch`)."""
         prep = self.prep
         if prep is None:
             return import_output(out, self.spec, None)
+        spec = self.spec
+        if patch_leaves is None and spec is not None and spec.patch is not None:
+            new, patch_leaves = new[: len(idx)], new[len(idx) :]
         if write:
-            write_back(prep, self.graph, idx, new, values=True)
-        return import_output(out, self.spec, prep.flat.nodes)
+            write_back(prep, self.graph, idx, new[: len(idx)], values=True)
+        return import_output(out, spec, prep.flat.nodes, patch_leaves)
 
 
 def lift(
@@ -734,7 +929,7 @@ def lift(
     """
     c = Crossing(
         fun, args, kwargs, where=where, mode=mode, prep_cache=prep_cache,
-        static_argnums=static_argnums,
+        static_argnums=static_argnums, patches=write and not all_updates,
     )  # fmt: skip
 
     def inner(leaves, plain, plain_kw):

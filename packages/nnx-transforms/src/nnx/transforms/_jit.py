@@ -54,7 +54,6 @@ from nnx.transforms._boundary import (
     graph_arg_names,
     import_output,
     is_graph_arg,
-    snapshot,
     split_call,
     write_back,
 )
@@ -337,7 +336,9 @@ class JitWrapped(Generic[P, R]):
             write_back(prep, graph, meta.idx, updates, values=False)  # type: ignore[arg-type]
         if meta.spec is None:
             return out
-        return import_output(out, meta.spec, prep.flat.nodes if prep is not None else None)
+        return import_output(
+            out, meta.spec, prep.flat.nodes if prep is not None else None, updates[len(meta.idx) :]
+        )
 
     def _call_routed(self, fn, donate_mask, prep, routes, graph, layout, plain, plain_kw):
         """The call for arguments with ref or hijax Variables (outside every trace): their
@@ -363,7 +364,7 @@ class JitWrapped(Generic[P, R]):
         routes.write(fast, meta.relayout)
         if meta.spec is None:
             return out
-        return import_output(out, meta.spec, prep.flat.nodes)
+        return import_output(out, meta.spec, prep.flat.nodes, updates[len(meta.idx) :])
 
     def _explain(self, e: Exception, prep, layout, donate_mask) -> None:
         """On the error path only: name the Variable at fault, or say what donation did."""
@@ -428,13 +429,12 @@ class JitWrapped(Generic[P, R]):
             if enter is not None:
                 # ref and hijax Variables come in as arrays: new refs around them
                 leaves, fast_vars, gd_in = enter(leaves, refs)
-                objs = enter_raw(graphdef, leaves)
+                objs, entry = enter_raw(graphdef, leaves)
                 if gd_in is None:
                     gd_in = flatten(objs).graphdef
             else:
                 fast_vars, gd_in = (), graphdef
-                objs = enter_raw(graphdef, leaves) if graphdef is not None else ()
-            entry = snapshot(objs, mode) if graphdef is not None else None
+                objs, entry = enter_raw(graphdef, leaves) if graphdef is not None else ((), None)
             args, kwargs = assemble(layout, objs, plain, plain_kw)
             # the cell rule: Variables created inside are plain (a jitted program cannot
             # lower hijax cells it creates); new ones returned get their mode back outside
@@ -456,6 +456,7 @@ class JitWrapped(Generic[P, R]):
                     names=names,
                     mode=mode,
                     entry=entry,
+                    patch_from=prep.leaves,
                 )
                 nodes = inner_flat.nodes
                 if always:
@@ -465,8 +466,12 @@ class JitWrapped(Generic[P, R]):
                             idx.append(i)
                             new.append(leaves[i])
             else:
-                idx, new, nodes = [], [], []
-            out, spec = export_output(out, nodes, where=where, as_hijax=as_hijax)
+                idx, new, nodes, inner_flat = [], [], [], None
+            # a changed structure (Flax's graph updates) leaves beside the new values
+            out, spec, patch_leaves = export_output(
+                out, nodes, where=where, as_hijax=as_hijax, patch=getattr(inner_flat, "patch", None)
+            )
+            new = new + patch_leaves
             if enter is None:
                 return new, out, _Meta(tuple(idx), spec)
             # every ref's value comes out (JAX's own rule for refs: aliased to the donated

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import jax
+import jax.numpy as jnp
 
 from nnx.core import (
     Pytree,
     RngStream,
     SplitBackups,
+    StructureError,
     TraceContextError,
     Variable,
     data,
@@ -113,6 +115,7 @@ class VmapWrapped(Generic[P, R]):
             prep_cache=self._prep,
             static_argnums=self._split_statics(),
             what=self._what,
+            patches=True,
         )
         prep, layout, plain, plain_kw, names = c.prep, c.layout, c.plain, c.plain_kw, c.names
         g_axes, p_axes = per_arg_axes(self._in_axes_for(layout), layout, where)
@@ -161,22 +164,27 @@ class VmapWrapped(Generic[P, R]):
                 updates: list = [None] * len(leaves)
                 for i, v in zip(idx, new):
                     updates[i] = v
-                out = c.export(out, inner_flat, as_hijax=as_hijax)
+                # a changed structure's leaves leave stacked on axis 0 (placed outside)
+                out, patch_leaves = c.export_patched(out, inner_flat, as_hijax=as_hijax)
                 holder["idx"], holder["spec"] = idx, c.spec
-                return updates, out
+                return updates, out, patch_leaves
 
             vmapped = self._jax_map(inner, axes, p_axes, layout)
             if key is not None:
                 self._fns[key] = (vmapped, holder)
         try:
-            updates, out = vmapped(values, plain, plain_kw)
+            updates, out, patch_leaves = vmapped(values, plain, plain_kw)
         except Exception as e:
             better = _explain(e, prep, names, where)
             if better is e:
                 raise
             raise better from e
         idx, c.spec = holder["idx"], holder["spec"]
-        return c.finish(idx, [updates[i] for i in idx], out)
+        if c.spec is not None and c.spec.patch is not None:
+            patch_leaves = _place_patch_leaves(
+                patch_leaves, c.spec.patch, axes, g_axes, names, where
+            )
+        return c.finish(idx, [updates[i] for i in idx], out, patch_leaves=patch_leaves)
 
     def _call_init(self, args: tuple, kwargs: dict) -> None:
         """A vmapped ``__init__``: build the object inside, stacked, and move its
@@ -245,11 +253,37 @@ class VmapWrapped(Generic[P, R]):
         return jax.vmap(
             inner,
             in_axes=(list(axes), tuple(p_axes), 0),
-            out_axes=(list(axes), self.out_axes),
+            out_axes=(list(axes), self.out_axes, 0),
             axis_name=self.axis_name,
             axis_size=self.axis_size,
             spmd_axis_name=self.spmd_axis_name,
         )
+
+
+def _place_patch_leaves(leaves: list, patch, axes, g_axes, names, where: str) -> list:
+    """The leaves of a changed structure, stacked on axis 0 by the map, on their axes.
+
+    A leaf that entered goes back on the axis it came in on (unmapped: the first
+    member, all members being equal); a new one goes on its argument's int axis.
+    """
+    out = []
+    for x, (src, owner) in zip(leaves, patch.sources):
+        ax = axes[src] if src >= 0 else g_axes[owner]
+        if src < 0 and not isinstance(ax, int):
+            arg = repr(names[owner]) if owner < len(names) else f"number {owner}"
+            raise StructureError(
+                f"{where}: a new Variable or array was added inside to the argument {arg}, "
+                f"whose in_axes entry is {ax!r}; nnx can only stack a new state along an "
+                "int axis. Give that argument an int in_axes, or create the new objects "
+                "inside and return them (out_axes places them). Nothing was written."
+            )
+        if ax is None:
+            out.append(jax.tree.map(lambda a: a[0], x))
+        elif ax == 0:
+            out.append(x)
+        else:
+            out.append(jax.tree.map(lambda a, ax=ax: jnp.moveaxis(a, 0, ax), x))
+    return out
 
 
 def _is_vmapped_init(wrapped: VmapWrapped, fun, args: tuple, mode) -> bool:
@@ -514,7 +548,7 @@ class PmapWrapped(VmapWrapped):
         return jax.pmap(
             inner,
             in_axes=(list(axes), tuple(p_axes), 0),
-            out_axes=(list(axes), self.out_axes),
+            out_axes=(list(axes), self.out_axes, 0),
             axis_name=self.axis_name,
             **kw,
         )
