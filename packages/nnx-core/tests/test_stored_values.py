@@ -87,3 +87,52 @@ def test_stand_in_restores_after_an_exception():
     with pytest.raises(RuntimeError, match="boom"), nnx.stand_in([a], [b]):
         raise RuntimeError("boom")
     assert float(a[...]) == 0.0
+
+
+def _mixed():
+    return [
+        nnx.Param(jnp.arange(3.0)),
+        nnx.Param(jnp.arange(3.0) + 10.0, ref=True),
+        nnx.Param(jnp.arange(3.0) + 20.0, hijax=True),
+        nnx.Param({"a": jnp.ones(2)}, ref=True),  # a ref tree: the general path
+    ]
+
+
+def test_read_stored_many_is_read_stored_of_each():
+    vs = _mixed()
+    many = nnx.read_stored_many(vs)
+    one = [nnx.read_stored(v) for v in vs]
+    assert len(many) == 4
+    for a, b in zip(many, one):
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+    assert many[1].unsafe_buffer_pointer() == vs[1].get_raw_value().unsafe_buffer_pointer()
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_write_stored_many_keeps_refs_and_cells(checked):
+    vs = _mixed()
+    raws = [v.get_raw_value() for v in vs]
+    new = [jnp.full(3, 1.0), jnp.full(3, 2.0), jnp.full(3, 3.0), {"a": jnp.full(2, 4.0)}]
+    nnx.write_stored_many(vs, new, checked=checked)
+    for v, x in zip(vs, new):
+        jax.tree.map(np.testing.assert_array_equal, v[...], x)
+    assert vs[1].get_raw_value() is raws[1] and vs[2].get_raw_value() is raws[2]
+
+
+def test_write_stored_many_gives_a_ref_of_another_shape_a_new_ref():
+    v = nnx.Param(jnp.zeros(3), ref=True)
+    old = v.get_raw_value()
+    nnx.write_stored_many([v], [jnp.ones((2, 2))])
+    assert v.get_raw_value() is not old and v[...].shape == (2, 2)
+
+
+def test_the_many_forms_inside_a_trace_are_get_and_set_value():
+    v = nnx.Param(jnp.zeros(2), ref=True)
+
+    @jax.jit
+    def f():
+        (x,) = nnx.read_stored_many([v])
+        nnx.write_stored_many([v], [x + 5.0])
+
+    f()
+    np.testing.assert_array_equal(v[...], [5.0, 5.0])

@@ -235,3 +235,16 @@ def test_without_graph_updates_the_structure_stays_inside():
 
     f(m)
     assert float(m.a[...]) == 3.0 and not hasattr(m, "note")
+
+
+def test_a_returned_nnx_list_or_dict_is_the_callers_object():
+    class M(nnx.Module):
+        def __init__(self):
+            self.layers = nnx.List([nnx.Param(jnp.ones(2))])
+            self.table = nnx.Dict(a=nnx.Param(jnp.zeros(2)))
+
+    m = M()
+    layers, table = nnx.jit(lambda m: (m.layers, m.table))(m)
+    assert layers is m.layers and table is m.table  # identity, as for a Module returned
+    new = nnx.jit(lambda: nnx.Dict(x=nnx.Param(jnp.ones(1))))()
+    assert type(new) is nnx.Dict and type(new["x"]) is nnx.Param

@@ -132,12 +132,14 @@ from nnx.core._storage import (
     VariableRecord,
     is_storage_cell,
     read_stored,
+    read_stored_many,
     stand_in,
     storage_mode,
     variable_from_stored,
     variable_record,
     variable_trace,
     write_stored,
+    write_stored_many,
 )
 from nnx.core._traversals import (
     empty_node,
@@ -219,7 +221,9 @@ __all__ = [
     "merge_context",
     "MergeContext",
     "read_stored",
+    "read_stored_many",
     "write_stored",
+    "write_stored_many",
     "stand_in",
     # storage modes
     "var_defaults",

@@ -4,9 +4,9 @@ checkpoint libraries): Flax NNX's ``to_tree`` / ``from_tree`` with one
 
 ``to_tree`` walks a pytree whose leaves may be graph nodes (Pytrees, Variables,
 ``nnx.List``, ``nnx.Dict``) and replaces each by a ``NodeStates`` of its split;
-the splits share one numbering (:class:`SplitContext`), so an object reachable
+the splits share one numbering (:class:`TreeSplitContext`), so an object reachable
 from two leaves is a reference in the second, and ``from_tree`` (one
-:class:`MergeContext`) rebuilds it as one object.
+:class:`TreeMergeContext`) rebuilds it as one object.
 """
 
 from __future__ import annotations
@@ -194,14 +194,14 @@ def _is_graph_leaf(x) -> bool:
     return isinstance(x, (Pytree, Variable, List, Dict))
 
 
-class SplitContext:
+class TreeSplitContext:
     """Splits that share one numbering of the objects (what :func:`to_tree` hands
     its ``split_fn``).
 
     ``ctx.split(node, *filters)`` is :func:`nnx.split` of ``node``, except that an
     object an earlier split of the same context reached is a reference (no State
     entry) in this one. A GraphDef from a context refers to objects numbered by earlier splits of
-    the same context: rebuild them with one :class:`MergeContext`, in the same order.
+    the same context: rebuild them with one :class:`TreeMergeContext`, in the same order.
     """
 
     __slots__ = ("_ids",)
@@ -234,16 +234,16 @@ class SplitContext:
         if rest:
             path, leaf = rest[0]
             raise StructureError(
-                f"SplitContext.split: no filter matched the {type(leaf).__name__} at "
+                f"TreeSplitContext.split: no filter matched the {type(leaf).__name__} at "
                 f"{path_str(path)!r}; filters must be exhaustive: add `...` as the last one."
             )
         return (graphdef, *(State.from_flat(g) for g in groups))
 
 
-class MergeContext:
+class TreeMergeContext:
     """Merges that share one numbering of the objects (what :func:`from_tree` uses).
 
-    The inverse of :class:`SplitContext`: merge the GraphDefs of one context in
+    The inverse of :class:`TreeSplitContext`: merge the GraphDefs of one context in
     the order they were split, and objects split twice come back as one.
     """
 
@@ -258,7 +258,7 @@ class MergeContext:
         """The object ``graphdef`` describes, with the States' Variables.
 
         Args:
-            graphdef: a GraphDef from the matching :class:`SplitContext`.
+            graphdef: a GraphDef from the matching :class:`TreeSplitContext`.
             state: the first State (or the Variable, for a Variable's GraphDef).
             *states: the other States.
             copy: give the new graph copies of the Variables.
@@ -275,13 +275,13 @@ class MergeContext:
             for p in paths:
                 if p not in lookup:
                     raise StructureError(
-                        f"MergeContext.merge: no State provides a value for {path_str(p)!r}, "
+                        f"TreeMergeContext.merge: no State provides a value for {path_str(p)!r}, "
                         "which the GraphDef needs. Pass every State that split returned."
                     )
                 leaves.append(lookup[p])
         if len(leaves) != graphdef.num_leaves:
             raise StructureError(
-                f"MergeContext.merge: the GraphDef needs {graphdef.num_leaves} leaves, the "
+                f"TreeMergeContext.merge: the GraphDef needs {graphdef.num_leaves} leaves, the "
                 f"States give {len(leaves)}."
             )
         u = _Unflattener(leaves, None, copy)
@@ -289,7 +289,7 @@ class MergeContext:
         return u.build(graphdef.tree)
 
 
-def default_split_fn(ctx: SplitContext, path: tuple, prefix: Any, leaf: Any) -> NodeStates:  # noqa: ARG001
+def default_split_fn(ctx: TreeSplitContext, path: tuple, prefix: Any, leaf: Any) -> NodeStates:  # noqa: ARG001
     """What :func:`to_tree` puts in place of a graph node: ``NodeStates.from_split(*ctx.split(leaf))``.
 
     Args:
@@ -301,7 +301,7 @@ def default_split_fn(ctx: SplitContext, path: tuple, prefix: Any, leaf: Any) -> 
     return NodeStates.from_split(*ctx.split(leaf))
 
 
-def merge_tree_node(ctx: MergeContext, path: tuple, prefix: Any, leaf: Any) -> Any:  # noqa: ARG001
+def merge_tree_node(ctx: TreeMergeContext, path: tuple, prefix: Any, leaf: Any) -> Any:  # noqa: ARG001
     """What :func:`from_tree` puts in place of a :class:`NodeStates`: the merged node.
 
     Args:
@@ -363,7 +363,7 @@ def to_tree(
     /,
     *,
     prefix: Any = MISSING,
-    split_fn: Callable[[SplitContext, tuple, Any, Any], Any] = default_split_fn,
+    split_fn: Callable[[TreeSplitContext, tuple, Any, Any], Any] = default_split_fn,
     map_non_graph_nodes: bool = False,
     ctxtag: Hashable | None = None,
     check_aliasing: bool = True,
@@ -414,7 +414,7 @@ def to_tree(
     prefixes = _leaf_prefixes(prefix, tree, _is_graph_leaf)
     if check_aliasing and not (prefix is MISSING or prefix is None):
         _check_aliasing(leaves, prefixes, keypaths)
-    ctx = SplitContext()
+    ctx = TreeSplitContext()
     out = [
         split_fn(ctx, kp, p, x) if map_non_graph_nodes or _is_graph_leaf(x) else x
         for kp, p, x in zip(keypaths, prefixes, leaves)
@@ -427,7 +427,7 @@ def from_tree(
     /,
     *,
     prefix: Any = MISSING,
-    merge_fn: Callable[[MergeContext, tuple, Any, Any], Any] = merge_tree_node,
+    merge_fn: Callable[[TreeMergeContext, tuple, Any, Any], Any] = merge_tree_node,
     is_node_leaf: Callable[[Any], bool] = is_tree_node,
     is_leaf: Callable[[Any], bool] = is_tree_node,
     map_non_graph_nodes: bool = False,
@@ -443,7 +443,7 @@ def from_tree(
     >>> back is again, back is m, back["w"] is m["w"]
     (True, False, True)
 
-    The NodeStates are merged in order with one :class:`MergeContext`, so the
+    The NodeStates are merged in order with one :class:`TreeMergeContext`, so the
     sharing :func:`to_tree` recorded between leaves comes back. The new objects
     hold the States' Variables (as :func:`nnx.merge` does). A :class:`GraphTree`
     is accepted too (its graph is rebuilt).
@@ -467,7 +467,7 @@ def from_tree(
         return tree.build()
     keyed, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
     prefixes = _leaf_prefixes(prefix, tree, is_leaf)
-    ctx = MergeContext()
+    ctx = TreeMergeContext()
     out = [
         merge_fn(ctx, kp, p, x) if map_non_graph_nodes or is_node_leaf(x) else x
         for (kp, x), p in zip(keyed, prefixes)

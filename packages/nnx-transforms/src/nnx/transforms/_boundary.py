@@ -37,6 +37,8 @@ from jax.extend.core import get_opaque_trace_state
 
 from nnx.core import (
     AliasingError,
+    Dict,
+    List,
     GraphMode,
     Pytree,
     StorageMode,
@@ -45,7 +47,6 @@ from nnx.core import (
     find_duplicates,
     flatten,
     graph_settings,
-    is_graph_node,
     move_into,
     new_ref,
     resolve_graph_mode,
@@ -533,8 +534,8 @@ def export_output(out, inner_nodes: list, *, where: str, as_hijax=False, patch=N
     arguments leave jointly with the output, their leaves as ``patch_leaves``
     (empty without a patch), which the transform hands out beside the output.
     """
-    tops, treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
-    gpos = [i for i, t in enumerate(tops) if isinstance(t, (Pytree, Variable))]
+    tops, treedef = jax.tree.flatten(out, is_leaf=_has_identity)
+    gpos = [i for i, t in enumerate(tops) if isinstance(t, _IDENTITY)]
     if not gpos and patch is None:
         return out, None, []
     nodes = tuple(tops[i] for i in gpos)
@@ -609,6 +610,14 @@ def _patch_spec(patch: Patch, flat, n_patch: int) -> PatchSpec:
         (entry_pos.get(id(x), -1), owner) for x, owner in zip(flat.leaves[:n_patch], owners)
     )
     return PatchSpec(refs, moves, n_patch, sources)
+
+
+# objects with identity in a graph: an output holding one gets the caller's object back
+_IDENTITY = (Pytree, Variable, List, Dict)
+
+
+def _has_identity(x) -> bool:
+    return isinstance(x, _IDENTITY)
 
 
 def _check_escape(v: Variable, trace, where: str) -> None:

@@ -29,11 +29,12 @@ from nnx.core import (
     flatten,
     new_ref,
     read_stored,
+    read_stored_many,
     stand_in,
     storage_mode,
     variable_from_stored,
     variable_record,
-    write_stored,
+    write_stored_many,
 )
 from nnx.transforms._boundary import (
     GRAPH,
@@ -160,23 +161,19 @@ class _Routes:
         the refs' buffers."""
         vals = prep.raw()
         key = self.key
-        for i, v in zip(key.hijax_idx, self.hijax_vars):
-            vals[i] = read_stored(v)
+        if key.hijax_idx:
+            for i, x in zip(key.hijax_idx, read_stored_many(self.hijax_vars)):
+                vals[i] = x
         for i in key.ref_idx:
             vals[i] = None
-        return vals, list(map(read_stored, self.ref_vars))
+        return vals, read_stored_many(self.ref_vars)
 
     def write(self, values: list, relayout: tuple) -> None:
         """Write the values that came out into the refs and cells."""
         n = self.n_ref
-        if relayout or self.checked:
-            for v, x in zip(self.ref_vars, values):
-                write_stored(v, x)
-        else:
-            for v, x in zip(self.ref_vars, values):
-                write_stored(v, x, checked=False)
-        for v, x in zip(self.hijax_vars, values[n:]):
-            write_stored(v, x)
+        write_stored_many(self.ref_vars, values[:n], checked=bool(relayout or self.checked))
+        if self.hijax_vars:
+            write_stored_many(self.hijax_vars, values[n:])
 
 
 _NO_ROUTES = object()

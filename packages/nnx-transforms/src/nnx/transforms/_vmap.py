@@ -149,7 +149,7 @@ class VmapWrapped(Generic[P, R]):
             def inner(leaves, plain, plain_kw):
                 a, kw, state = c.enter(leaves, plain, plain_kw)
                 objs = state[0]
-                renamed = _remove_axis_names(objs, axes, partition) if partition is not None else []
+                renamed = _remove_axis_names(objs, axes) if partition is not None else []
                 out, as_hijax = call_without_cells(fun, a, kw)
                 for v, names_before in renamed:  # back as they entered (the structure compares)
                     v.set_metadata(sharding_names=names_before)
@@ -295,7 +295,7 @@ def _is_vmapped_init(wrapped: VmapWrapped, fun, args: tuple, mode) -> bool:
     return not flatten(args[0]).leaves  # nothing stateful yet: its state is all new
 
 
-def _remove_axis_names(objs, axes, partition) -> list:  # noqa: ARG001
+def _remove_axis_names(objs, axes) -> list:
     """transform_metadata: inside, a mapped Variable's ``sharding_names`` lose the mapped axis.
 
     Returns ``(Variable, names as entered)`` pairs, to put back after the call.
