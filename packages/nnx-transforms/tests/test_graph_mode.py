@@ -371,6 +371,26 @@ def test_vmap_transform_metadata_removes_axis_name_inside():
     np.testing.assert_allclose(p.w[...], np.arange(4.0)[:, None] * np.ones((4, 3)))
 
 
+def test_vmapped_constructor_with_out_sharding_under_set_mesh():
+    # Flax's transforms guide, "Axis metadata": a constant made inside the vmap with
+    # out_sharding is constrained there (it used to ask for the concrete mesh in a trace)
+    mesh = jax.make_mesh((1, 1), ("a", "b"))
+
+    class Weights(nnx.Module):
+        def __init__(self, array, out_sharding):
+            self.param = nnx.Param(array, out_sharding=out_sharding)
+
+    @nnx.vmap(out_axes=1, axis_size=4, transform_metadata={nnx.PARTITION_NAME: "b"})
+    def init_vmap():
+        return Weights(jnp.ones((3, 5)), out_sharding=("a", None))
+
+    with jax.set_mesh(mesh):
+        m = init_vmap()
+    assert m.param.shape == (3, 4, 5)
+    assert m.param.get_metadata("out_sharding") == ("a", "b", None)
+    np.testing.assert_array_equal(m.param[...], np.ones((3, 4, 5)))
+
+
 # -- pmap on 8 simulated devices ---------------------------------------------------------
 _PMAP_SCRIPT = textwrap.dedent(
     """

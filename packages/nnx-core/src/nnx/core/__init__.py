@@ -81,7 +81,7 @@ from nnx.core._module import (
     with_attributes,
 )
 from nnx.core._move import move_into
-from nnx.core._paths import key_order
+from nnx.core._paths import Key, PathParts, key_order
 from nnx.core._pytree import (
     Data,
     Dict,
@@ -324,6 +324,8 @@ __all__ = [
     "to_pure_dict",
     "replace_by_pure_dict",
     "FlatState",
+    "Key",
+    "PathParts",
     "map_state",
     "restore_int_paths",
     # filters
@@ -380,7 +382,7 @@ __all__ = [
 # siblings declare theirs (nn.*, helpers, compat.jit, summary, ...) the same way.
 __nnx_paths__: dict[str, str] = {
     "graph": (
-        "GraphDef FlatGraph GraphTree FlattenCache split merge update state graphdef clone "
+        "GraphDef FlatGraph GraphTree FlattenCache Key PathParts split merge update state graphdef clone "
         "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
         "is_graph_node variables to_tree from_tree set_metadata graph_epoch pure as_pure map "
         "prefix recursive_map call update_context current_update_context UpdateContext "

@@ -40,7 +40,7 @@ from nnx.core._graphdef import (
 from nnx.core._hijax import is_cell, new_cell
 from nnx.core._paths import key_order
 from nnx.core._pytree import Dict, List, Pytree, _Static, compute_layout, get_layout, new_node
-from nnx.core._state import State
+from nnx.core._state import FlatState, State
 from nnx.core._var_aux import HIJAX, PLAIN, REF, _to_ref
 from nnx.core._variables import Variable
 
@@ -77,6 +77,12 @@ class FlatGraph:
     @property
     def variables(self) -> list[Variable]:
         return [x for x in self.leaves if isinstance(x, Variable)]
+
+    def __iter__(self):
+        """``graphdef, flat_state = nnx.graph.flatten(node)``: Flax NNX's tuple form, the
+        GraphDef and a :class:`FlatState` of ``(path, leaf)`` pairs."""
+        paths = self.paths if self.paths is not None else self.graphdef.paths
+        return iter((self.graphdef, FlatState(zip(paths, self.leaves))))
 
 
 class _Flattener:

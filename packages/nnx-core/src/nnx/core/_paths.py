@@ -8,6 +8,16 @@ one of the two forms below. This module imports no nnx type.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import TypeAlias
+
+Key: TypeAlias = Hashable
+"""One key of a path in a graph or State: an attribute name, a list index or a dict key
+(Flax NNX's ``nnx.graph.Key``)."""
+
+PathParts: TypeAlias = tuple[Hashable, ...]
+"""A path in a graph or State, ``('layers', 0, 'kernel')`` (Flax NNX's ``PathParts``)."""
+
 
 def key_order(key: object) -> tuple:
     """The sort key nnx orders the keys of one level of a graph or State by.

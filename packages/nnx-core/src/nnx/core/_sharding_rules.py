@@ -18,7 +18,7 @@ from typing import Any
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from nnx.core._hijax import is_tracer
+from nnx.core._hijax import _eager, is_tracer
 
 # -- logical axis rules ------------------------------------------------------------------
 
@@ -225,7 +225,9 @@ def _shard_one(x, spec: PartitionSpec, mesh):
         )
     if isinstance(x, jax.ShapeDtypeStruct):
         return x  # abstract: nnx.abstract_with_sharding adds the sharding
-    if not _is_traced(x):
+    if not _is_traced(x) and _eager():
+        # eagerly: put the array on the mesh (inside a trace, a constant made there, as in
+        # a vmapped constructor, is constrained like a traced value below)
         concrete = mesh if isinstance(mesh, jax.sharding.Mesh) else jax.sharding.get_mesh()
         if not concrete.empty:
             return jax.device_put(x, NamedSharding(concrete, spec))
