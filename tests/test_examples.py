@@ -56,13 +56,18 @@ def test_train_digits_example(tmp_path):
     )
     assert [int(e[0]) for e in epochs] == [1, 2]
     assert float(epochs[1][1]) < float(epochs[0][1])  # training loss goes down
-    accuracy = float(re.search(r"^test accuracy: ([\d.]+)", out, re.M)[1])
+    m = re.search(r"^test accuracy: ([\d.]+)", out, re.M)
+    assert m is not None
+    accuracy = float(m[1])
     assert accuracy >= 0.85, out  # two epochs; the full demo (15) reaches 0.98-0.99
     restored = re.search(
         r"^restored checkpoint: test accuracy ([\d.]+), optimizer step (\d+)", out, re.M
     )
+    assert restored is not None
     assert float(restored[1]) == pytest.approx(accuracy, abs=1e-4)
-    step = int(re.search(r"\(optimizer step (\d+)\)", out)[1])
+    m = re.search(r"\(optimizer step (\d+)\)", out)
+    assert m is not None
+    step = int(m[1])
     assert int(restored[2]) == step > 0  # the optimizer's state came back too
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ocp = pytest.importorskip("orbax.checkpoint")

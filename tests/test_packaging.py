@@ -24,7 +24,9 @@ def _pyproject(pkg: str) -> dict:
 
 def _version(pkg: str) -> Version:
     text = (ROOT / f"packages/nnx-{pkg}/src/nnx/{pkg}/_version.py").read_text()
-    return Version(re.search(r'__version__ = "([^"]+)"', text)[1])
+    m = re.search(r'__version__ = "([^"]+)"', text)
+    assert m is not None
+    return Version(m[1])
 
 
 @pytest.mark.parametrize("pkg", PACKAGES)

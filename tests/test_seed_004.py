@@ -65,6 +65,9 @@ def _pure_loss(p, x, y):
 
 def _pure_params(model: Model) -> dict:
     lin = model.block1.linear
+    assert lin.bias is not None
+    assert model.block1.bn.scale is not None and model.block1.bn.bias is not None
+    assert model.block2.bn.scale is not None and model.block2.bn.bias is not None
     return {
         "kernel": jnp.asarray(lin.kernel[...]),
         "bias": jnp.asarray(lin.bias[...]),
@@ -101,6 +104,7 @@ def test_shared_linear_stays_in_sync_through_a_training_step():
     np.testing.assert_allclose(
         kernel[...], p["kernel"] - LR * expected_grad["kernel"], rtol=1e-4, atol=1e-5
     )
+    assert model.block2.linear.bias is not None
     np.testing.assert_allclose(
         model.block2.linear.bias[...], p["bias"] - LR * expected_grad["bias"], atol=1e-5
     )
@@ -112,6 +116,7 @@ def test_shared_linear_stays_in_sync_through_a_training_step():
 
 def test_stateful_jit_step_returns_nothing():
     model = nnx.Linear(12, 2, rngs=nnx.Rngs(0))
+    assert model.bias is not None
     x = jax.random.normal(jax.random.key(1), (16, 12))
     y = jax.random.normal(jax.random.key(2), (16, 2))
     w0, b0 = jnp.asarray(model.kernel[...]), jnp.asarray(model.bias[...])
@@ -129,6 +134,7 @@ def test_stateful_jit_step_returns_nothing():
 
 def test_jitted_function_returns_the_updated_model():
     model = nnx.Linear(12, 2, rngs=nnx.Rngs(0))
+    assert model.bias is not None
     x = jax.random.normal(jax.random.key(1), (16, 12))
     y = jax.random.normal(jax.random.key(2), (16, 2))
     w0, b0 = jnp.asarray(model.kernel[...]), jnp.asarray(model.bias[...])
@@ -166,6 +172,7 @@ def test_partition_api_with_plain_jax_jit_and_grad():
 
     new_params = train_step(params, x, y)
     nnx.update(model, new_params)  # merge back into the live model
+    assert model.bias is not None
 
     gw, gb = jax.grad(lambda w, b: jnp.mean((x @ w + b - y) ** 2), argnums=(0, 1))(w0, b0)
     np.testing.assert_allclose(model.kernel[...], w0 - LR * gw, rtol=1e-5, atol=1e-6)
@@ -196,6 +203,7 @@ def test_per_call_flag_set_across_all_submodules():
     lin = model.block1.linear
 
     def eval_block(h, bn):
+        assert lin.bias is not None
         h = h @ lin.kernel[...] + lin.bias[...]
         h = (h - bn.mean[...]) / jnp.sqrt(bn.var[...] + EPS) * bn.scale[...] + bn.bias[...]
         return jax.nn.relu(h)

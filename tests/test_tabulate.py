@@ -87,7 +87,7 @@ def test_tabulate_layers_model_in_every_mode():
 def test_flax_module_paths_compat_and_summary():
     compat = importlib.import_module("nnx.compat")
     assert compat.jit is nnx.jit and compat.vmap is nnx.vmap and compat.scan is nnx.scan
-    from nnx.compat import grad, value_and_grad  # noqa: F401
+    from nnx.compat import grad, value_and_grad  # noqa: F401  # pyright: ignore[reportMissingImports]
 
     summary = importlib.import_module("nnx.summary")
     assert summary.tabulate is nnx.tabulate

@@ -8,6 +8,8 @@ and optax over a dict of arrays, and the step must compile once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 
 import nnx
 
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-6)
 
 
 class MLP(nnx.Module):
@@ -64,7 +66,7 @@ def test_jitted_step_with_optimizer_ema_and_metrics_matches_plain_optax(hijax):
     # the same loop in plain JAX and optax
     params = pure_params(model)
     ref_tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.05)
-    ref_opt = ref_tx.init(params)
+    ref_opt: Any = ref_tx.init(params)  # an InjectHyperparamsState
     ref_ema = params
     losses = []
     schedule = [(0.05, 0.9), (0.05, 0.5), (0.0, 0.5), (0.2, 0.0)]

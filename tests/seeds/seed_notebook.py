@@ -25,7 +25,7 @@ import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -166,7 +166,7 @@ class Notebook:
         tree = ast.parse(source, filename)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
+            last = ast.Expression(cast(ast.Expr, tree.body.pop()).value)
         out = io.StringIO()
         error, tb, value = None, "", None
         with contextlib.redirect_stdout(out):

@@ -96,6 +96,7 @@ def test_flax_guide_recipe_over_a_ref_model_with_plain_orbax(tmp_path):
     )
     restored = nnx.merge(graphdef, checkpointer.restore(tmp_path / "state", abstract_state))
     np.testing.assert_array_equal(restored.kernel[...], model.kernel[...])
+    assert restored.bias is not None and model.bias is not None
     np.testing.assert_array_equal(restored.bias[...], np.ones(3))
     x = jnp.ones((1, 2))
     np.testing.assert_allclose(restored(x), x @ model.kernel[...] + model.bias[...][None, :])
@@ -170,4 +171,4 @@ def test_rngs_streams_round_trip_as_keys_of_their_implementation(tmp_path, mode)
     )
     abstract = jax.eval_shape(lambda: nnx.vars_as(WithRngs(3), hijax=False, ref=False))
     fresh = nnx.restore_checkpoint(tmp_path / "ckpt", abstract)
-    assert jax.dtypes.issubdtype(fresh.rngs.default.key[...].dtype, jax.dtypes.prng_key)
+    assert jax.dtypes.issubdtype(fresh.rngs.default.key[...].dtype, jax.dtypes.prng_key)  # pyright: ignore[reportPrivateImportUsage]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import cast
 
 import jax.numpy as jnp
 import pytest
@@ -83,7 +84,7 @@ def test_a_decorated_function_in_one_thread_never_changes_another_thread():
         return nnx.Variable(x)
 
     def body():
-        assert make().hijax
+        assert cast(nnx.Variable, make()).hijax
 
     made, hijax = _race(body, seconds=1.0)
     assert made > 100 and hijax == 0
@@ -97,7 +98,7 @@ def test_the_decorator_applies_only_during_the_call():
 
     assert make.__name__ == "make" and make.__doc__ == "Docstring kept."
     assert not nnx.var_defaults().hijax  # defining it changed nothing
-    v = make(jnp.ones(2), scale=2.0)
+    v = cast(nnx.Variable, make(jnp.ones(2), scale=2.0))
     assert v.hijax and float(v[...][0]) == 2.0
     assert not nnx.Variable(jnp.ones(1)).hijax
     assert not nnx.var_defaults().hijax
@@ -120,7 +121,7 @@ def test_the_decorator_nests_inside_a_with_block_and_gives_the_block_back():
         return nnx.Variable(jnp.zeros(1))
 
     with nnx.var_defaults(ref=True):
-        assert make().hijax
+        assert cast(nnx.Variable, make()).hijax
         assert nnx.Variable(jnp.zeros(1)).ref
     assert not nnx.var_defaults().ref
 
@@ -134,7 +135,7 @@ def test_a_stored_call_applied_as_a_decorator_takes_its_global_change_back():
         return nnx.Variable(jnp.zeros(1))
 
     assert not nnx.var_defaults().hijax
-    assert make().hijax
+    assert cast(nnx.Variable, make()).hijax
 
 
 def test_the_decorator_needs_a_function():

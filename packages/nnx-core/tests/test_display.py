@@ -63,7 +63,7 @@ def test_display_uses_treescope_in_a_notebook(monkeypatch):
 
     shown = []
     fake = types.ModuleType("treescope")
-    fake.display = lambda obj, ignore_exceptions=False: shown.append(obj)
+    fake.display = lambda obj, ignore_exceptions=False: shown.append(obj)  # pyright: ignore[reportAttributeAccessIssue]
     monkeypatch.setitem(sys.modules, "treescope", fake)
     monkeypatch.setattr(_display, "_in_notebook", lambda: True)
     m = Linear(2, 2, rngs=nnx.Rngs(0))

@@ -1,5 +1,7 @@
 """Filter forms and State."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -246,7 +248,7 @@ def test_pure_dict_with_key_data_round_trips_rng_keys_through_numpy(tmp_path):
     key = pure["rngs"]["dropout"]["key"]
     assert key.dtype == jnp.uint32 and key.shape == (2,)  # plain data, not key<fry>
     # through a format that knows only arrays and string keys
-    flat = {"/".join(map(str, p)): np.asarray(v) for p, v in _flat_pure(pure)}
+    flat: dict[str, Any] = {"/".join(map(str, p)): np.asarray(v) for p, v in _flat_pure(pure)}
     np.savez(tmp_path / "ckpt.npz", **flat)
     with np.load(tmp_path / "ckpt.npz") as f:
         restored = _unflat_pure({k: f[k] for k in f.files})
@@ -254,7 +256,7 @@ def test_pure_dict_with_key_data_round_trips_rng_keys_through_numpy(tmp_path):
     state = nnx.state(fresh)
     state.replace_by_pure_dict(restored)
     nnx.update(fresh, state)
-    assert jax.dtypes.issubdtype(fresh.rngs.dropout.key[...].dtype, jax.dtypes.prng_key)
+    assert jax.dtypes.issubdtype(fresh.rngs.dropout.key[...].dtype, jax.dtypes.prng_key)  # pyright: ignore[reportPrivateImportUsage]
     assert jax.random.key_impl(fresh.rngs.dropout.key[...]) == jax.random.key_impl(
         m.rngs.dropout.key[...]
     )
@@ -264,7 +266,7 @@ def test_pure_dict_with_key_data_round_trips_rng_keys_through_numpy(tmp_path):
         jax.random.key_data(fresh.rngs.dropout()), jax.random.key_data(m.rngs.dropout())
     )
     # without key_data the typed keys stay keys (for use inside JAX)
-    assert jax.dtypes.issubdtype(
+    assert jax.dtypes.issubdtype(  # pyright: ignore[reportPrivateImportUsage]
         nnx.state(m).to_pure_dict()["rngs"]["dropout"]["key"].dtype, jax.dtypes.prng_key
     )
 

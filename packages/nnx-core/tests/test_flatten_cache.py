@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -93,7 +93,7 @@ def test_flatten_cache_sees_every_in_place_edit_of_a_state():
 
 
 class _AdamLike(NamedTuple):  # as optax's ScaleByAdamState
-    count: jax.Array
+    count: Any  # a jax.Array in optax; an nnx.Variable here
     mu: nnx.State
     nu: nnx.State
 

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_core_paths_are_thin_reexports():
     from nnx import graph, statelib
-    from nnx.filterlib import PathContains
-    from nnx.rnglib import Rngs, reseed
-    from nnx.traversals import flatten_mapping
+    from nnx.filterlib import PathContains  # pyright: ignore[reportMissingImports]
+    from nnx.rnglib import Rngs, reseed  # pyright: ignore[reportMissingImports]
+    from nnx.traversals import flatten_mapping  # pyright: ignore[reportMissingImports]
 
     assert graph.split is nnx.split and graph.GraphDef is nnx.GraphDef
     assert statelib.State is nnx.State and PathContains is nnx.PathContains
@@ -95,11 +95,11 @@ def _kernel_init():
 def fake_sibling(monkeypatch):
     fake = types.ModuleType("nnx.fakesib")
     fake.__path__ = []  # a package, as a real sibling is
-    fake.Linear = _Linear
-    fake._dki = _kernel_init
-    fake.fake_jit = lambda f: f
-    fake.TrainState = type("TrainState", (), {})
-    fake.__nnx_paths__ = {
+    fake.Linear = _Linear  # pyright: ignore[reportAttributeAccessIssue]
+    fake._dki = _kernel_init  # pyright: ignore[reportAttributeAccessIssue]
+    fake.fake_jit = lambda f: f  # pyright: ignore[reportAttributeAccessIssue]
+    fake.TrainState = type("TrainState", (), {})  # pyright: ignore[reportAttributeAccessIssue]
+    fake.__nnx_paths__ = {  # pyright: ignore[reportAttributeAccessIssue]
         "nn.linear": "Linear default_kernel_init=_dki",
         "nn": "Linear",
         "compat": "jit=fake_jit",
@@ -129,8 +129,8 @@ def fake_sibling(monkeypatch):
 
 
 def test_nested_paths_from_a_sibling_table(fake_sibling):
-    import nnx.nn.linear
-    from nnx.nn.linear import default_kernel_init
+    import nnx.nn.linear  # pyright: ignore[reportMissingImports]
+    from nnx.nn.linear import default_kernel_init  # pyright: ignore[reportMissingImports]
 
     assert default_kernel_init is _kernel_init
     assert nnx.nn.linear.Linear is _Linear and nnx.nn.Linear is _Linear
@@ -142,7 +142,7 @@ def test_nested_paths_from_a_sibling_table(fake_sibling):
 
     assert helpers.TrainState is fake_sibling.TrainState
     # a path under a real package that has no such file
-    import nnx.fakesib.general
+    import nnx.fakesib.general  # pyright: ignore[reportMissingImports]
 
     assert nnx.fakesib.general.Linear is _Linear
     # real modules win

@@ -123,7 +123,7 @@ def test_cycles_round_trip():
     m.me = m
     g, s = nnx.split(m)
     m2 = nnx.merge(g, s, copy=True)
-    assert m2.me is m2 and m2 is not m
+    assert m2.me is m2 and m2 is not m  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_graphdef_hashable_equal_for_equal_structures():
@@ -152,7 +152,7 @@ def test_model_surgery_is_seen_by_split():
             self.inner = inner
             self.extra = nnx.Param(jnp.zeros(2))
 
-    model.block1.linear = Wrapper(old)
+    model.block1.linear = Wrapper(old)  # pyright: ignore[reportAttributeAccessIssue]
     _, state = nnx.split(model)
     paths = {p for p, _ in state.flat_state()}
     assert ("block1", "linear", "extra") in paths
@@ -392,7 +392,7 @@ def test_graphdef_is_a_static_argument_of_jit_and_equal_graphdefs_hit_the_cache(
 
 
 def test_graphdef_differs_for_other_sharing_kinds_and_modes():
-    def pair(shared, kind=nnx.Param, **kw):
+    def pair(shared, kind: type[nnx.Variable] = nnx.Param, **kw):
         p = nnx.List([kind(jnp.ones(1), **kw)])
         p.append(p[0] if shared else kind(jnp.ones(1), **kw))
         return nnx.graphdef(p)
@@ -406,14 +406,14 @@ def test_graphdef_differs_for_other_sharing_kinds_and_modes():
 def test_cycles_work_in_split_merge_update_clone_and_the_pytree_view():
     m = Linear(2, 2, rngs=nnx.Rngs(0))
     m.child = Linear(2, 2, rngs=nnx.Rngs(1))
-    m.child.parent = m
+    m.child.parent = m  # pyright: ignore[reportAttributeAccessIssue]
     g, s = nnx.split(m)
     m2 = nnx.merge(g, s, copy=True)
-    assert m2.child.parent is m2
+    assert m2.child.parent is m2  # pyright: ignore[reportAttributeAccessIssue]
     nnx.update(m, jax.tree.map(lambda x: x * 0, s))
-    np.testing.assert_array_equal(m.child.kernel[...], np.zeros((2, 2)))
+    np.testing.assert_array_equal(m.child.kernel[...], np.zeros((2, 2)))  # pyright: ignore[reportAttributeAccessIssue]
     c = nnx.clone(m)
-    assert c.child.parent is c and c.kernel is not m.kernel
+    assert c.child.parent is c and c.kernel is not m.kernel  # pyright: ignore[reportAttributeAccessIssue]
     doubled = jax.jit(lambda m: jax.tree.map(lambda x: x + 1, m))(m)
     assert doubled.child.parent is doubled
     np.testing.assert_array_equal(doubled.child.kernel[...], np.ones((2, 2)))
@@ -510,7 +510,7 @@ def test_model_surgery_is_seen_by_merge_and_the_pytree_view():
         def __call__(self, x):
             return self.alpha * self.inner(x)
 
-    model.block1.linear = Scaled(old)
+    model.block1.linear = Scaled(old)  # pyright: ignore[reportAttributeAccessIssue]
     assert nnx.graphdef(model) != before
     g, s = nnx.split(model)
     m2 = nnx.merge(g, s, copy=True)
@@ -562,7 +562,7 @@ def test_pop_from_tuples_and_several_items_of_one_list():
     class M(nnx.Module):
         def __init__(self):
             self.pair = (nnx.Param(jnp.ones(2)), nnx.BatchStat(jnp.zeros(2)))
-            self.caches = [nnx.Cache(jnp.full(1, float(i))) for i in range(4)]
+            self.caches: list[nnx.Variable] = [nnx.Cache(jnp.full(1, float(i))) for i in range(4)]
             self.caches.insert(2, nnx.Param(jnp.full(1, 9.0)))
 
     m = M()

@@ -1,6 +1,7 @@
 """nnx.set_graph_mode / nnx.set_graph_updates: global call, with block, decorator, threads."""
 
 import threading
+import typing
 
 import pytest
 
@@ -46,7 +47,7 @@ def _decorated():
 
 def test_decorator_applies_per_call_only():
     assert nnx.graph_settings().graph is True  # defining it changed nothing
-    assert _decorated().graph is False
+    assert typing.cast(nnx.GraphMode, _decorated()).graph is False
     assert nnx.graph_settings().graph is True
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,7 +154,7 @@ def test_iter_module_children_yields_direct_module_attributes_only():
         ("lin", "Linear"),
     ]
     assert list(nnx.iter_module_children(model.lin)) == []  # Params are not modules
-    assert [k for k, _ in nnx.iter_module_children(model.stack, graph=False)] == [0]
+    assert [k for k, _ in nnx.iter_module_children(model.stack, graph=False)] == [0]  # pyright: ignore[reportAttributeAccessIssue]
     with pytest.raises(ValueError, match="expected a graph node.*got int"):
         list(nnx.iter_module_children(3))
 
@@ -165,7 +167,7 @@ def test_flat_state_has_paths_leaves_filter_split_and_round_trips():
     assert flat.paths == (("b",), ("count",), ("w",))
     assert flat.leaves[0] is model.b
     assert flat[0] == (("b",), model.b) and isinstance(flat[1:], nnx.FlatState)
-    params = flat.filter(nnx.Param)
+    params = cast(nnx.FlatState, flat.filter(nnx.Param))
     assert params.paths == (("b",), ("w",))
     params, rest = flat.split(nnx.Param, ...)
     assert rest.paths == (("count",),)

@@ -97,8 +97,10 @@ def test_leaves_and_their_writes_are_the_model_variables(model):
 
 def test_plain_jax_jit_still_carries_writes(model):
     step = jax.jit(lambda m, x: m(x))
+    y = None
     for _ in range(3):
         y = step(model, jnp.ones(3))
+    assert y is not None
     np.testing.assert_array_equal(y, [0.0, 1.0, 2.0])
     assert int(model.count[...]) == 3
 

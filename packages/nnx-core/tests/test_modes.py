@@ -97,7 +97,7 @@ def test_immutable_variable_rejects_writes():
     with pytest.raises(nnx.ImmutableVariableError, match=r"vars_as\(tree, mutable=True\)"):
         v[...] += 1
     with pytest.raises(nnx.ImmutableVariableError):
-        v.value = 3
+        v.value = 3  # pyright: ignore[reportAttributeAccessIssue]
     assert int(v[...]) == 0
 
 
@@ -116,7 +116,7 @@ def test_vars_as_on_module_state_and_sharing():
     model = Linear(2, 3, rngs=nnx.Rngs(0))
     model.tied = model.kernel
     hi = nnx.vars_as(model, hijax=True)
-    assert hi.kernel.hijax and hi.tied is hi.kernel and hi is not model
+    assert hi.kernel.hijax and hi.tied is hi.kernel and hi is not model  # pyright: ignore[reportAttributeAccessIssue]
     np.testing.assert_array_equal(hi.kernel[...], model.kernel[...])
     _, state = nnx.split(model)
     frozen = nnx.vars_as(state, mutable=False)

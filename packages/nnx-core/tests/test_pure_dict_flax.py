@@ -91,7 +91,7 @@ def test_to_pure_dict_of_an_abstract_state_gives_key_data_shapes_and_restores():
     abs_state.replace_by_pure_dict(saved)  # the restore of issue 16
     graphdef = nnx.graphdef(abstract)
     restored = nnx.merge(graphdef, abs_state)
-    assert jax.dtypes.issubdtype(restored.rngs.dropout.key[...].dtype, jax.dtypes.prng_key)
+    assert jax.dtypes.issubdtype(restored.rngs.dropout.key[...].dtype, jax.dtypes.prng_key)  # pyright: ignore[reportPrivateImportUsage]
     np.testing.assert_array_equal(
         jax.random.key_data(restored.rngs.dropout()), jax.random.key_data(real.rngs.dropout())
     )

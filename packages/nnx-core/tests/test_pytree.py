@@ -112,11 +112,11 @@ def test_train_eval_and_set_attributes():
     outer = nnx.Module()
     outer.blocks = [Block(), Block()]
     outer.eval()
-    assert all(b.deterministic and b.use_running_average for b in outer.blocks)
+    assert all(b.deterministic and b.use_running_average for b in outer.blocks)  # pyright: ignore[reportAttributeAccessIssue]
     outer.train()
-    assert not any(b.deterministic for b in outer.blocks)
+    assert not any(b.deterministic for b in outer.blocks)  # pyright: ignore[reportAttributeAccessIssue]
     outer.set_attributes(deterministic=True)
-    assert all(b.deterministic for b in outer.blocks)
+    assert all(b.deterministic for b in outer.blocks)  # pyright: ignore[reportAttributeAccessIssue]
     with pytest.raises(AttributeError, match="no module in Module has"):
         outer.set_attributes(nonexistent=1)
 
@@ -130,7 +130,7 @@ def test_sow_and_pop():
     m = M()
     m(jnp.ones(2))
     m(jnp.ones(2))
-    assert len(m.y[...]) == 2
+    assert len(m.y[...]) == 2  # pyright: ignore[reportAttributeAccessIssue]
     inter = nnx.pop(m, nnx.Intermediate)
     assert ("y",) in [p for p, _ in inter.flat_state()]
     assert not hasattr(m, "y")
@@ -148,10 +148,10 @@ def test_model_surgery_wraps_an_existing_layer():
 
     b = Block()
     old = b.linear
-    b.linear = LoraLinear(old, 2, rngs=nnx.Rngs(0))
+    b.linear = LoraLinear(old, 2, rngs=nnx.Rngs(0))  # pyright: ignore[reportAttributeAccessIssue]
     x = jnp.ones((1, 2))
     np.testing.assert_allclose(b.linear(x), old(x), rtol=1e-6)  # B is zero
-    assert b.linear.linear is old
+    assert b.linear.linear is old  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_pickle_and_deepcopy_module():
@@ -161,7 +161,7 @@ def test_pickle_and_deepcopy_module():
     m = Linear(2, 3, rngs=nnx.Rngs(0))
     m.tied = m.kernel
     for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
-        assert c.tied is c.kernel and c.kernel is not m.kernel
+        assert c.tied is c.kernel and c.kernel is not m.kernel  # pyright: ignore[reportAttributeAccessIssue]
         np.testing.assert_array_equal(c.kernel[...], m.kernel[...])
 
 
@@ -176,7 +176,7 @@ def test_registered_pytree_holding_arrays_is_data():
     class M(nnx.Pytree):
         def __init__(self):
             self.cfg = _Config(jnp.ones(3))
-            self.opts = _Config(None)  # a pytree without arrays: static
+            self.opts = _Config(None)  # a pytree without arrays: static  # pyright: ignore[reportArgumentType]
 
     m = M()
     assert nnx.is_data(m.cfg) and not nnx.is_data(m.opts)
@@ -259,7 +259,7 @@ def test_data_marker_makes_a_python_scalar_a_traced_leaf():
         return m.scale * 3
 
     assert float(f(M())) == 6.0
-    assert issubclass(traced[0], jax.core.Tracer)
+    assert issubclass(traced[0], jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 class _Drop(nnx.Module):
@@ -279,8 +279,8 @@ def test_train_eval_reach_submodules_in_lists_dicts_tuples_and_shared_ones():
     root.layers = [_Drop(), {"n": _Norm()}, (shared, _Norm())]
     root.again = shared
     root.eval()
-    drops = [root.layers[0], shared]
-    norms = [root.layers[1]["n"], root.layers[2][1]]
+    drops = [root.layers[0], shared]  # pyright: ignore[reportAttributeAccessIssue]
+    norms = [root.layers[1]["n"], root.layers[2][1]]  # pyright: ignore[reportAttributeAccessIssue]
     assert all(d.deterministic for d in drops) and all(n.use_running_average for n in norms)
     assert not hasattr(root, "deterministic")  # only modules that have the attribute
     root.train()
@@ -292,11 +292,11 @@ def test_set_attributes_with_type_and_predicate_filters():
     root = nnx.Module()
     root.a, root.b, root.n = _Drop(), _Drop(), _Norm()
     root.set_attributes(_Drop, rate=0.1)
-    assert root.a.rate == root.b.rate == 0.1
-    root.set_attributes(lambda m: m is root.b, rate=0.9)
-    assert (root.a.rate, root.b.rate) == (0.1, 0.9)
+    assert root.a.rate == root.b.rate == 0.1  # pyright: ignore[reportAttributeAccessIssue]
+    root.set_attributes(lambda m: m is root.b, rate=0.9)  # pyright: ignore[reportAttributeAccessIssue]
+    assert (root.a.rate, root.b.rate) == (0.1, 0.9)  # pyright: ignore[reportAttributeAccessIssue]
     root.set_attributes(_Norm, rate=1.0, raise_if_not_found=False)
-    assert not hasattr(root.n, "rate")
+    assert not hasattr(root.n, "rate")  # pyright: ignore[reportAttributeAccessIssue]
     with pytest.raises(
         AttributeError, match=r"no module in Module has \['rate'\].*raise_if_not_found"
     ):
@@ -308,7 +308,7 @@ def test_iter_children_lists_direct_submodules_once():
     root = nnx.Module()
     root.x, root.y = shared, shared
     root.inner = nnx.Module()
-    root.inner.deep = _Norm()
+    root.inner.deep = _Norm()  # pyright: ignore[reportAttributeAccessIssue]
     root.group = [_Norm()]
     children = list(nnx.iter_children(root))
     assert [k for k, _ in children] == [("group", 0), "inner", "x"]
@@ -333,7 +333,7 @@ def test_sow_custom_reduce_and_kind_mismatch_error():
     m = M()
     m(jnp.array(2.0))
     m(jnp.array(3.0))
-    assert float(m.total[...]) == 5.0 and type(m.total) is nnx.Intermediate
+    assert float(m.total[...]) == 5.0 and type(m.total) is nnx.Intermediate  # pyright: ignore[reportAttributeAccessIssue]
     m.w = nnx.Param(jnp.ones(1))
     with pytest.raises(ValueError, match=r"sow: M\.w holds a Param, not a Intermediate"):
         m.sow(nnx.Intermediate, "w", jnp.ones(1))

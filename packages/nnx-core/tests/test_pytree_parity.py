@@ -5,6 +5,7 @@ and the type names for annotations (nnx.A, nnx.M)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ def test_data_annotation_makes_a_scalar_data_for_every_instance():
 
 
 def test_annotation_objects_work_too():
-    ns = {"nnx": nnx}
+    ns: dict[str, Any] = {"nnx": nnx}
     exec(  # annotations evaluated (no __future__ import in this snippet)
         "class Bar(nnx.Pytree):\n"
         "    x: nnx.Data[float]\n"

@@ -158,7 +158,7 @@ def test_hijax_rngs_advance_inside_plain_jit():
 
     @jax.jit
     def draw():
-        return r.normal((2,))
+        return r.normal((2,))  # pyright: ignore[reportCallIssue]
 
     a, b = draw(), draw()
     assert not np.allclose(a, b)

@@ -47,18 +47,18 @@ def _run(m1, body):
 @pytest.mark.parametrize("wrap", [lambda f: f, jax.jit], ids=["eager", "jax.jit"])
 def test_the_four_calls_move_every_change_back_into_the_outer_objects(wrap):
     m1 = Net()
-    w, child, v = m1.w, m1.child, m1.child.v
+    w, child, v = m1.w, m1.child, m1.child.v  # pyright: ignore[reportAttributeAccessIssue]
     body = wrap(_inner_body)
     for step in (1, 2):  # the second jax.jit call is a cache hit: no retrace
         m1 = Net()
-        w, child, v = m1.w, m1.child, m1.child.v
+        w, child, v = m1.w, m1.child, m1.child.v  # pyright: ignore[reportAttributeAccessIssue]
         m3 = _run(m1, body)
         assert m3 is m1, step
-        assert m1.w is w and m1.child is child and m1.child.v is v  # identity kept
+        assert m1.w is w and m1.child is child and m1.child.v is v  # identity kept  # pyright: ignore[reportAttributeAccessIssue]
         np.testing.assert_array_equal(m1.w[...], [2.0, 2.0, 2.0])
-        np.testing.assert_array_equal(m1.child.v[...], [1.0, 1.0])
-        np.testing.assert_array_equal(m1.extra[...], [5.0, 5.0])
-        assert m1.note == "added" and m1.loop is m1
+        np.testing.assert_array_equal(m1.child.v[...], [1.0, 1.0])  # pyright: ignore[reportAttributeAccessIssue]
+        np.testing.assert_array_equal(m1.extra[...], [5.0, 5.0])  # pyright: ignore[reportAttributeAccessIssue]
+        assert m1.note == "added" and m1.loop is m1  # pyright: ignore[reportAttributeAccessIssue]
         assert not hasattr(m1, "shared")
 
 
@@ -92,8 +92,8 @@ def test_sharing_among_outer_objects_is_kept():
 
     a = m1.a
     assert _run(m1, body) is m1
-    assert m1.a is a and m1.b is a and float(a.p[...]) == 3.0
-    assert isinstance(m1.c, Foo)
+    assert m1.a is a and m1.b is a and float(a.p[...]) == 3.0  # pyright: ignore[reportAttributeAccessIssue]
+    assert isinstance(m1.c, Foo)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_decorator_form_from_flaxs_documentation():
@@ -117,7 +117,7 @@ def test_decorator_form_from_flaxs_documentation():
             return ctx.merge(graphdef_out, state_out)
 
     m3 = g(m1)
-    assert m3 is m1 and m1.a == 1 and m1.ref is m1
+    assert m3 is m1 and m1.a == 1 and m1.ref is m1  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_the_update_context_object_follows_the_four_calls_itself():
@@ -136,7 +136,7 @@ def test_the_update_context_object_follows_the_four_calls_itself():
             return inner.split(m)  # (3)
 
         out = ctx.merge(*body(graphdef, state))  # (4)
-    assert out is m1 and m1.k == 7
+    assert out is m1 and m1.k == 7  # pyright: ignore[reportAttributeAccessIssue]
     np.testing.assert_array_equal(m1.w[...], [-1.0, -1.0, -1.0])
 
 
@@ -176,4 +176,4 @@ def test_flatten_with_leaves_only():
     assert len(leaves) == graphdef.num_leaves
     with nnx.merge_context() as ctx:
         out = ctx.unflatten(graphdef, leaves)
-    np.testing.assert_array_equal(out.child.v[...], m.child.v[...])
+    np.testing.assert_array_equal(out.child.v[...], m.child.v[...])  # pyright: ignore[reportAttributeAccessIssue]

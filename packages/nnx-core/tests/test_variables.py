@@ -43,7 +43,7 @@ def test_arithmetic_and_comparison_act_on_the_value():
     np.testing.assert_allclose(jnp.ones((2, 2)) @ v, [3.0, 3.0])
     np.testing.assert_array_equal(v > 1.5, [False, True])
     np.testing.assert_allclose(-v, [-1.0, -2.0])
-    np.testing.assert_allclose(jnp.sum(v), 3.0)  # __jax_array__
+    np.testing.assert_allclose(jnp.sum(v), 3.0)  # __jax_array__  # pyright: ignore[reportArgumentType]
     np.testing.assert_allclose(np.asarray(v), [1.0, 2.0])
 
 

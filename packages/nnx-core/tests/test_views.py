@@ -133,8 +133,8 @@ def test_perturb_needs_a_sample_run_then_holds_zeros_of_the_intermediate_shape()
     x = jnp.ones((1, 2))
     assert not hasattr(model, "xgrad")
     y0 = model(x)
-    assert isinstance(model.xgrad, nnx.Perturbation) and model.xgrad.shape == (1, 3)
-    np.testing.assert_array_equal(model.xgrad[...], np.zeros((1, 3)))
+    assert isinstance(model.xgrad, nnx.Perturbation) and model.xgrad.shape == (1, 3)  # pyright: ignore[reportAttributeAccessIssue]
+    np.testing.assert_array_equal(model.xgrad[...], np.zeros((1, 3)))  # pyright: ignore[reportAttributeAccessIssue]
     np.testing.assert_allclose(y0, model.linear2(model.linear1(x)), rtol=1e-6)
 
 
@@ -195,7 +195,7 @@ def test_capture_returns_what_was_sown_during_the_call_and_leaves_the_model_clea
     (h,) = inter["hidden"][...]
     np.testing.assert_allclose(h, model.linear(x), rtol=1e-6)
     assert not hasattr(model, "hidden")  # taken out of the model
-    assert isinstance(model.h_grad, nnx.Perturbation)  # not asked for: left in place
+    assert isinstance(model.h_grad, nnx.Perturbation)  # not asked for: left in place  # pyright: ignore[reportAttributeAccessIssue]
     y2, inter2 = nnx.capture(model, nnx.Intermediate)(x)  # a second call: only its own
     assert len(inter2["hidden"][...]) == 1
 

@@ -17,6 +17,7 @@ def test_dropout_keep_rate_and_scaling():
 
 def test_dropout_new_mask_each_call_and_stream_advances():
     drop = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=0))
+    assert drop.rngs is not None
     x = jnp.ones((64,))
     count0 = int(drop.rngs.count[...])
     a, b = drop(x), drop(x)
@@ -107,6 +108,7 @@ def test_two_layers_from_equal_seeds_drop_the_same_entries():
 
 def test_rngs_given_per_call_take_precedence_over_the_own_stream():
     drop = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=0))
+    assert drop.rngs is not None
     count = int(drop.rngs.count[...])
     x = jnp.ones((64,))
     key = nnx.Rngs(dropout=9)["dropout"]()

@@ -127,4 +127,5 @@ def test_layer_uses_the_initializer_it_is_given():
     )
     k = np.asarray(layer.kernel[...])
     np.testing.assert_allclose(k @ k.T, np.eye(3), atol=1e-5)
+    assert layer.bias is not None
     np.testing.assert_array_equal(layer.bias[...], np.full(4, 0.5, np.float32))

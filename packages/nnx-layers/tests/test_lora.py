@@ -26,6 +26,7 @@ def test_lora_is_low_rank_update_around_base():
 def test_lora_starts_as_the_base_layer():
     layer = nnx.LoRALinear(3, 4, lora_rank=2, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (5, 3))
+    assert layer.bias is not None
     np.testing.assert_allclose(layer(x), plus_bias(x @ layer.kernel[...], layer.bias[...]), rtol=1e-6)
 
 

@@ -3,6 +3,7 @@ sent to another process, computes what the original computes."""
 
 import copy
 import pickle
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ import pytest
 
 import nnx
 
-TOL = dict(rtol=1e-6, atol=1e-6)
+TOL: dict[str, Any] = dict(rtol=1e-6, atol=1e-6)
 
 
 def _layers():

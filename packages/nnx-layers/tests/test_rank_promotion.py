@@ -8,6 +8,8 @@ numpy broadcasting, so they are computed with the setting at "allow").
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,7 @@ X = jax.random.normal(jax.random.key(0), (2, 5, 4))
 
 def test_linear_with_a_batch_axis():
     layer = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
+    assert layer.bias is not None
     with jax.numpy_rank_promotion("raise"):
         y = layer(X)
     with jax.numpy_rank_promotion("allow"):
@@ -29,6 +32,7 @@ def test_linear_with_a_batch_axis():
 def test_linear_general_and_einsum():
     lg = nnx.LinearGeneral(4, (2, 3), rngs=nnx.Rngs(0))
     es = nnx.Einsum("btd,dh->bth", (4, 6), (6,), rngs=nnx.Rngs(0))
+    assert lg.bias is not None and es.bias is not None
     with jax.numpy_rank_promotion("raise"):
         y1, y2 = lg(X), es(X)
     with jax.numpy_rank_promotion("allow"):
@@ -41,6 +45,7 @@ def test_linear_general_and_einsum():
 def test_conv_and_conv_transpose():
     conv = nnx.Conv(4, 3, kernel_size=(3,), rngs=nnx.Rngs(0))
     convt = nnx.ConvTranspose(4, 3, kernel_size=(3,), rngs=nnx.Rngs(0))
+    assert conv.bias is not None
     with jax.numpy_rank_promotion("raise"):
         y1, y2 = conv(X), convt(X)
     with jax.numpy_rank_promotion("allow"):
@@ -53,6 +58,7 @@ def test_conv_and_conv_transpose():
 
 def test_group_norm():
     gn = nnx.GroupNorm(4, num_groups=2, rngs=nnx.Rngs(0))
+    assert gn.scale is not None and gn.bias is not None
     gn.scale[...] = jnp.arange(1.0, 5.0)
     gn.bias[...] = jnp.arange(4.0)
     with jax.numpy_rank_promotion("raise"):
@@ -94,7 +100,7 @@ def test_rnn_over_a_batch_with_seq_lengths():
     rnn = nnx.RNN(cell)
     lengths = jnp.array([5, 2])
     with jax.numpy_rank_promotion("raise"):
-        ys = rnn(X, seq_lengths=lengths)
+        ys = cast(jax.Array, rnn(X, seq_lengths=lengths))
     ki, kh = _np(cell.dense_i.kernel[...]), _np(cell.dense_h.kernel[...])
     bias = [_np(d.bias[...]) for d in (cell.dense_i, cell.dense_h) if d.bias is not None]
     x = _np(X)
@@ -132,6 +138,7 @@ def test_lstm_and_gru_cells_over_a_batch():
 
 def test_batch_norm_with_running_averages():
     bn = nnx.BatchNorm(4, use_running_average=True, rngs=nnx.Rngs(0))
+    assert bn.scale is not None and bn.bias is not None
     bn.mean[...] = jnp.arange(4.0)
     bn.var[...] = jnp.arange(1.0, 5.0)
     bn.scale[...] = jnp.arange(2.0, 6.0)
@@ -145,8 +152,10 @@ def test_batch_norm_with_running_averages():
 
 def test_spectral_norm_of_a_linear():
     sn = nnx.SpectralNorm(nnx.Linear(4, 3, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
-    w = _np(sn.layer_instance.kernel[...])
-    b = _np(sn.layer_instance.bias[...])
+    lin = cast(nnx.Linear, sn.layer_instance)
+    assert lin.bias is not None
+    w = _np(lin.kernel[...])
+    b = _np(lin.bias[...])
     u = _np(sn.batch_stats[("kernel", "u")][...])
     with jax.numpy_rank_promotion("raise"):
         y = sn(X)
@@ -160,8 +169,10 @@ def test_spectral_norm_of_a_linear():
 
 def test_weight_norm_of_a_linear():
     wn = nnx.WeightNorm(nnx.Linear(4, 3, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
-    w = _np(wn.layer_instance.kernel[...])
-    b = _np(wn.layer_instance.bias[...])
+    lin = cast(nnx.Linear, wn.layer_instance)
+    assert lin.bias is not None
+    w = _np(lin.kernel[...])
+    b = _np(lin.bias[...])
     with jax.numpy_rank_promotion("raise"):
         y = wn(X)
     normed = w / np.linalg.norm(w, axis=0, keepdims=True)  # by hand: unit columns, scale 1

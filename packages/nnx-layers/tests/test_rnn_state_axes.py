@@ -1,5 +1,7 @@
 """RNN(state_axes=..., broadcast_rngs=...): the cell's own state over time, as in Flax."""
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +34,7 @@ def test_a_broadcast_stream_gives_every_step_the_same_mask_and_advances_once():
     masks = np.asarray(ys[0] != 0)
     assert masks.any() and not masks.all()
     assert all((masks[t] == masks[0]).all() for t in range(6))
-    assert int(rnn.cell.drop.rngs.count[...]) == 1
+    assert int(rnn.cell.drop.rngs.count[...]) == 1  # pyright: ignore[reportAttributeAccessIssue]
     # every step sees a stream holding the layer stream's first key, at count 0
     first = nnx.Rngs(0, noise=1).noise.fork()()  # the fork Dropout keeps, drawn once
     step_key = nnx.RngStream(first, tag="noise")()
@@ -45,7 +47,7 @@ def test_other_streams_advance_at_every_step():
     rnn = nnx.RNN(DropCell(32, rngs=nnx.Rngs(0, noise=1)))
     masks = np.asarray(rnn(x)[0] != 0)
     assert any((masks[t] != masks[0]).any() for t in range(1, 6))
-    assert int(rnn.cell.drop.rngs.count[...]) == 6
+    assert int(rnn.cell.drop.rngs.count[...]) == 6  # pyright: ignore[reportAttributeAccessIssue]
 
 
 class StackedCell(nnx.RNNCellBase):
@@ -116,10 +118,10 @@ def test_flax_recurrent_dropout_recipe():
         in_features=32, hidden_features=64, dropout_rate=0.1, rngs=rngs
     )
     lstm = nnx.RNN(cell, broadcast_rngs="recurrent_dropout")
-    assert lstm.cell.recurrent_dropout.rngs.count[...] == 0
-    y = lstm(jnp.ones((8, 10, 32)))
+    assert lstm.cell.recurrent_dropout.rngs.count[...] == 0  # pyright: ignore[reportAttributeAccessIssue]
+    y = cast(jax.Array, lstm(jnp.ones((8, 10, 32))))
     assert y.shape == (8, 10, 64)
-    assert lstm.cell.recurrent_dropout.rngs.count[...] == 1
+    assert lstm.cell.recurrent_dropout.rngs.count[...] == 1  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_state_axes_knows_nnx_carry_by_identity_not_by_name():

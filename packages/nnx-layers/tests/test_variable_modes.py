@@ -24,6 +24,7 @@ def test_batchnorm_and_dropout_update_state_inside_plain_jit(mode):
     with nnx.var_defaults(**mode):
         model = Block(2, 8, 3, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (4, 2))
+    assert model.dropout.rngs is not None
     count = int(model.dropout.rngs.count[...])
 
     @jax.jit
@@ -63,6 +64,7 @@ def test_plain_mode_state_through_split_merge_update():
 
     _, new_state = step(state, jnp.ones((4, 2)))
     nnx.update(model, new_state)
+    assert model.dropout.rngs is not None
     assert int(model.dropout.rngs.count[...]) == 1
     assert not np.allclose(model.bn.mean[...], 0.0)
 

@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -110,7 +111,7 @@ def test_another_models_structure_names_the_first_differing_path():
     assert_same(snapshot(model, optimizer), before)
 
     del other.lora  # now a missing Variable
-    other.l1.bias = None
+    other.l1.bias = None  # pyright: ignore[reportAttributeAccessIssue]
     with pytest.raises(GradientStructureError, match="has no selected Variable at 'l1/bias'"):
         optimizer.update(other, {})
 
@@ -174,7 +175,7 @@ def test_moments_are_addressable_by_parameter_path_as_in_the_cookbook():
     tx = optax.adam(1e-2)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     params = nnx.state(model, nnx.Param).to_pure_dict()
-    state = tx.init(params)
+    state: Any = tx.init(params)  # optax state: (ScaleByAdamState, ...)
     for _ in range(3):
         grads = jax.grad(lambda m: stack_loss(nnx.state(m, nnx.Param).to_pure_dict()))(
             nnx.vars_as(model, mutable=False)

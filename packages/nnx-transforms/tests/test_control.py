@@ -1,5 +1,7 @@
 """cond, switch, fori_loop, while_loop over nnx objects."""
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,7 +63,7 @@ def test_while_loop(mode):
     c = Counter()
     out_c, x = nnx.while_loop(
         lambda v: v[0].count[...] < 3,
-        lambda v: (v[0], v[1] * 2) if v[0]() is None else None,
+        lambda v: cast(tuple[Counter, jax.Array], (v[0], v[1] * 2) if v[0]() is None else None),
         (c, jnp.array(1.0)),
     )
     assert out_c is c and int(c.count[...]) == 3 and float(x) == 8.0

@@ -122,10 +122,10 @@ def _split_rngs_call(f, m):
 # Each runs ``f(m, ...)`` under one transform (or the object itself for the loops).
 _RUNNERS = {
     "jit": lambda f, m: nnx.jit(f)(m),
-    "vmap": lambda f, m: nnx.vmap(f, in_axes=(None, 0))(m, jnp.ones(3)),
+    "vmap": lambda f, m: nnx.vmap(f, in_axes=(None, 0))(m, jnp.ones(3)),  # pyright: ignore[reportCallIssue]
     "grad": lambda f, m: nnx.grad(f)(m),
     "value_and_grad": lambda f, m: nnx.value_and_grad(f, has_aux=True)(m),
-    "scan": lambda f, m: nnx.scan(f, in_axes=(None, 0), out_axes=0)(m, jnp.ones(3)),
+    "scan": lambda f, m: nnx.scan(f, in_axes=(None, 0), out_axes=0)(m, jnp.ones(3)),  # pyright: ignore[reportCallIssue]
     "remat": lambda f, m: nnx.remat(f)(m),
     "cond": lambda f, m: nnx.cond(True, f, f, m),
     "switch": lambda f, m: nnx.switch(1, [f, f], m),
@@ -147,7 +147,7 @@ def test_exception_leaves_no_variable_half_updated(kind, mode):
     m.rngs = nnx.Rngs(1)
     before = [np.asarray(v[...]) for v in nnx.state(m).leaves() if v.shape == (2, 2)]
     b0 = np.asarray(m.b[...])
-    key0 = jax.random.key_data(m.rngs.default.key[...])
+    key0 = jax.random.key_data(m.rngs.default.key[...])  # pyright: ignore[reportAttributeAccessIssue]
 
     def f(m, *rest):
         if kind != "custom_vjp":  # custom_vjp refuses writes before it gets here
@@ -160,7 +160,7 @@ def test_exception_leaves_no_variable_half_updated(kind, mode):
     after = [np.asarray(v[...]) for v in nnx.state(m).leaves() if v.shape == (2, 2)]
     for a, b in zip(after, before):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(jax.random.key_data(m.rngs.default.key[...]), key0)
+    np.testing.assert_array_equal(jax.random.key_data(m.rngs.default.key[...]), key0)  # pyright: ignore[reportAttributeAccessIssue]
     m.b[...] = m.b[...] + 1  # and the object is still usable
     np.testing.assert_allclose(m.b[...], b0 + 1)
 

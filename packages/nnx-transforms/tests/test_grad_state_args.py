@@ -31,7 +31,7 @@ class Model(nnx.Module):
 def test_the_gradient_of_a_perturbation_state_is_the_intermediate_gradient():
     rngs = nnx.Rngs(0)
     model = Model(rngs)
-    x, y = rngs.uniform((1, 2)), rngs.uniform((1, 4))
+    x, y = rngs.uniform((1, 2)), rngs.uniform((1, 4))  # pyright: ignore[reportCallIssue]
     model(x)  # creates the perturbation
     graphdef, params, perturbations = nnx.split(model, nnx.Param, nnx.Perturbation)
 

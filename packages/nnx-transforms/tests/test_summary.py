@@ -172,8 +172,11 @@ def test_a_module_called_twice_with_the_same_shapes_is_one_row():
 def test_flops_match_xla_cost_of_the_same_computation():
     d = Dense(3, 4, rngs=nnx.Rngs(0))
     x = jnp.ones((2, 3))
+    assert d.bias is not None
     ref = jax.jit(lambda x, w, b: add_bias(x @ w, b)).lower(x, d.kernel[...], d.bias[...])
-    expected = int(ref.cost_analysis()["flops"])
+    cost = ref.cost_analysis()
+    assert cost is not None
+    expected = int(cost["flops"])
     text = _table(d, x, compute_flops=True)
     assert re.search(rf"│ {expected}\s+│", _block(text, "")), text
 
@@ -182,7 +185,9 @@ def test_flops_match_xla_cost_of_the_same_computation():
         return pull(out)
 
     ref_vjp = jax.jit(backward).lower(d.kernel[...], d.bias[...], x)
-    vjp = int(ref_vjp.cost_analysis()["flops"])
+    cost_vjp = ref_vjp.cost_analysis()
+    assert cost_vjp is not None
+    vjp = int(cost_vjp["flops"])
     text = _table(d, x, compute_flops=True, compute_vjp_flops=True)
     assert re.search(rf"│ {expected}\s+│ {vjp}\s+│", _block(text, "")), text
 
@@ -199,7 +204,7 @@ def test_rng_state_column_and_rng_stream_rows_hidden_by_default():
             self.w = nnx.Param(jnp.ones((2,)))
 
         def __call__(self, x):
-            return x * self.w + self.rngs.normal((2,))
+            return x * self.w + self.rngs.normal((2,))  # pyright: ignore[reportCallIssue]
 
     text = _table(Noisy(), jnp.ones((2,)))
     # the stream holds a key (1 element, 8 bytes) and a uint32 count (4 bytes)
