@@ -38,8 +38,8 @@ from jax.extend.core import get_opaque_trace_state
 from nnx.core import (
     AliasingError,
     Dict,
-    List,
     GraphMode,
+    List,
     Pytree,
     StorageMode,
     StructureError,
