@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TypeAlias
 
-Key: TypeAlias = Hashable
+Key: TypeAlias = str | int | Hashable
 """One key of a path in a graph or State: an attribute name, a list index or a dict key
 (Flax NNX's ``nnx.graph.Key``)."""
 
-PathParts: TypeAlias = tuple[Hashable, ...]
+PathParts: TypeAlias = tuple[Key, ...]
 """A path in a graph or State, ``('layers', 0, 'kernel')`` (Flax NNX's ``PathParts``)."""
 
 

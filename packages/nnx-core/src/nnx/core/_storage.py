@@ -200,8 +200,9 @@ def read_stored_many(vs: Sequence[Variable]) -> list:
     >>> import jax.numpy as jnp
     >>> import nnx
     >>> vs = [nnx.Param(jnp.zeros(2), ref=True), nnx.Param(jnp.ones(2), hijax=True)]
-    >>> [x.tolist() for x in nnx.read_stored_many(vs)]
-    [[0.0, 0.0], [1.0, 1.0]]
+    >>> a, b = nnx.read_stored_many(vs)
+    >>> float(a.sum()), float(b.sum())
+    (0.0, 2.0)
     """
     if not _eager():
         return [v.get_value() for v in vs]
@@ -228,9 +229,9 @@ def write_stored_many(vs: Sequence[Variable], values: Sequence[Any], *, checked:
     >>> import jax.numpy as jnp
     >>> import nnx
     >>> vs = [nnx.Param(jnp.zeros(2), ref=True), nnx.Param(jnp.zeros(2), hijax=True)]
-    >>> nnx.write_stored_many(vs, [jnp.ones(2), jnp.full(2, 2.0)])
-    >>> [v[...].tolist() for v in vs]
-    [[1.0, 1.0], [2.0, 2.0]]
+    >>> nnx.write_stored_many(vs, (jnp.ones(2), jnp.full(2, 2.0)))
+    >>> float(vs[0].value.sum()), float(vs[1].value.sum())
+    (2.0, 4.0)
     """
     if not _eager():
         for v, x in zip(vs, values):
