@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
+from jax.extend.core import get_opaque_trace_state
 
 from nnx.core._errors import StructureError
 from nnx.core._filters import to_predicate
@@ -264,7 +265,7 @@ def flatten(
 
 
 class _Unflattener:
-    __slots__ = ("leaves", "pos", "objs", "copy", "built")
+    __slots__ = ("leaves", "pos", "objs", "copy", "built", "trace")
 
     def __init__(self, leaves, index_ref, copy, record=False):
         self.leaves = leaves
@@ -273,6 +274,7 @@ class _Unflattener:
         self.copy = copy
         # return_flat=True: the object placed at each leaf slot (a Variable or the value)
         self.built: list | None = [] if record else None
+        self.trace = None  # read once, at the first node (every node is made in one trace)
 
     def build(self, d):
         tag = d[0]
@@ -292,7 +294,9 @@ class _Unflattener:
             return self.objs[d[1]]
         if tag == _NODE:
             cls, layout, children = d[1], d[2], d[3]
-            obj = new_node(cls, layout, ())
+            if self.trace is None:
+                self.trace = get_opaque_trace_state(convention="nnx")
+            obj = new_node(cls, layout, (), self.trace)
             self.objs[len(self.objs)] = obj
             od = obj.__dict__
             for k, c in zip(layout.keys, children):

@@ -642,12 +642,16 @@ def _short(value) -> str:
     return r if len(r) < 80 else r[:77] + "..."
 
 
-def new_node(cls: type, layout: Layout, values) -> Pytree:
-    """Build an instance of ``cls`` from its layout and its data values, no __init__."""
+def new_node(cls: type, layout: Layout, values, trace: Any = None) -> Pytree:
+    """Build an instance of ``cls`` from its layout and its data values, no __init__.
+
+    ``trace``: the trace it is created in, when the caller has read it already (an
+    unflatten builds all its nodes in one trace: one read instead of one a node).
+    """
     obj = object.__new__(cls)
     _set_forced(obj, _forced_of(layout))
     set_flat_cache(obj, None)
-    _set_trace(obj, get_opaque_trace_state(convention="nnx"))
+    _set_trace(obj, get_opaque_trace_state(convention="nnx") if trace is None else trace)
     d = obj.__dict__
     for k, v in zip(layout.keys, values):
         d[k] = v
