@@ -217,7 +217,7 @@ def leaf_axes(prep, graph: tuple, arg_axes: list, names: list[str], where: str) 
     axes: list = [None] * n
     seen: dict[int, tuple] = {}
     index = {id(x): i for i, x in enumerate(prep.leaves) if isinstance(x, Variable)}
-    owners = prep.owners(graph)
+    owners = prep.owners()
     paths = prep.paths
     for k, (node, spec) in enumerate(zip(graph, arg_axes)):
         sub = flatten(node, with_paths=True)

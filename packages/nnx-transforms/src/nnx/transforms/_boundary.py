@@ -28,7 +28,7 @@ steps inline over stored values (decision 0012).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.core  # Tracer; jax does not list `core` among its attributes for type checkers
@@ -198,7 +198,7 @@ class Patch:
         self.pos = {id(n): k for k, n in enumerate(entry.nodes)}
 
 
-class PatchSpec:
+class PatchSpec(NamedTuple):
     """Static part of a :class:`Patch` once exported (hashable, crosses ``jax.jit``).
 
     Attributes:
@@ -210,26 +210,10 @@ class PatchSpec:
         argument it belongs to (vmap puts new leaves on that argument's axis).
     """
 
-    __slots__ = ("refs", "moves", "n_leaves", "sources", "_hash")
-
-    def __init__(self, refs: tuple, moves: tuple, n_leaves: int, sources: tuple):
-        self.refs = refs
-        self.moves = moves
-        self.n_leaves = n_leaves
-        self.sources = sources
-        self._hash = hash((refs, moves, n_leaves, sources))
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return (
-            type(other) is PatchSpec
-            and self.refs == other.refs
-            and self.moves == other.moves
-            and self.n_leaves == other.n_leaves
-            and self.sources == other.sources
-        )
+    refs: tuple
+    moves: tuple
+    n_leaves: int
+    sources: tuple
 
 
 # -- 1. splitting a call: _calls.py (static / graph / plain arguments, their names) ----
@@ -282,14 +266,10 @@ class Prepared:
             self._paths = self.flat.graphdef.paths
         return self._paths
 
-    def owners(self, graph_nodes: tuple) -> list[int]:
+    def owners(self) -> list[int]:
         """For each leaf, the index of the graph argument that reaches it first."""
         if self._owners is None:
-            owners: list[int] = []
-            for k in range(len(graph_nodes)):
-                n = flatten(graph_nodes[: k + 1]).graphdef.num_leaves
-                owners.extend([k] * (n - len(owners)))
-            self._owners = owners
+            self._owners = [p[0] for p in self.paths]
         return self._owners
 
 
@@ -549,7 +529,7 @@ def export_output(out, inner_nodes: list, *, where: str, as_hijax=False, patch=N
         ref_index = patch.ref_index
         index_ref = list(patch.refs)
         entered = patch.pos
-    flat = flatten(roots, ref_index=ref_index)
+    flat = flatten(roots, ref_index=ref_index, with_paths=True)
     trace = get_opaque_trace_state(convention="nnx")
     values = []
     for x in flat.leaves:
@@ -572,29 +552,26 @@ def export_output(out, inner_nodes: list, *, where: str, as_hijax=False, patch=N
         ]
         rebuilt = unflatten(graphdef, swapped, index_ref=index_ref)
         graphdef = flatten(rebuilt, ref_index=ref_index).graphdef
-    # attribute the leaves to the top-level objects that reach them first
-    counts, prev = [], 0
-    for k in range(len(roots)):
-        n = (
-            flatten(roots[: k + 1], ref_index=ref_index).graphdef.num_leaves
-            if k < len(roots) - 1
-            else flat.graphdef.num_leaves
-        )
-        counts.append(n - prev)
-        prev = n
+    # attribute the leaves to the top-level objects that reach them first: a leaf's
+    # path starts with that object's index in `roots`
+    paths = flat.paths or []
+    counts = [0] * len(roots)
+    for p in paths:
+        counts[p[0]] += 1
     it = iter(values)
     patch_spec = None
     patch_leaves: list = []
     if patch is not None:
         n_patch = counts.pop(0)
         patch_leaves = [next(it) for _ in range(n_patch)]
-        patch_spec = _patch_spec(patch, flat, n_patch)
+        patch_spec = _patch_spec(patch, flat, paths[:n_patch])
     for i, c in zip(gpos, counts):
         tops[i] = NodeLeaves([next(it) for _ in range(c)])
     return jax.tree.unflatten(treedef, tops), OutSpec(graphdef, patch_spec), patch_leaves
 
 
-def _patch_spec(patch: Patch, flat, n_patch: int) -> PatchSpec:
+def _patch_spec(patch: Patch, flat, paths: list) -> PatchSpec:
+    """``paths``: those of the arguments' leaves, ``(0, argument, ...)``."""
     pos = patch.pos
     refs = tuple(pos[id(x)] for x in patch.refs)
     r = len(refs)
@@ -602,14 +579,8 @@ def _patch_spec(patch: Patch, flat, n_patch: int) -> PatchSpec:
     moves = tuple((r + j, pos[id(n)]) for j, n in enumerate(flat.nodes) if id(n) in pos)
     # which leaf of the caller each leaf of the new structure was, and its argument
     entry_pos = {id(x): i for i, x in enumerate(patch.entry.leaves)}
-    owners: list[int] = []
-    for k in range(len(patch.objs)):
-        n = flatten(patch.objs[: k + 1], ref_index=patch.ref_index).graphdef.num_leaves
-        owners.extend([k] * (n - len(owners)))
-    sources = tuple(
-        (entry_pos.get(id(x), -1), owner) for x, owner in zip(flat.leaves[:n_patch], owners)
-    )
-    return PatchSpec(refs, moves, n_patch, sources)
+    sources = tuple((entry_pos.get(id(x), -1), p[1]) for x, p in zip(flat.leaves, paths))
+    return PatchSpec(refs, moves, len(paths), sources)
 
 
 # objects with identity in a graph: an output holding one gets the caller's object back
@@ -906,7 +877,7 @@ class Crossing:
         if patch_leaves is None and spec is not None and spec.patch is not None:
             new, patch_leaves = new[: len(idx)], new[len(idx) :]
         if write:
-            write_back(prep, self.graph, idx, new[: len(idx)], values=True)
+            write_back(prep, self.graph, idx, new, values=True)
         return import_output(out, spec, prep.flat.nodes, patch_leaves)
 
 

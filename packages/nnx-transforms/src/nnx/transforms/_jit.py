@@ -316,7 +316,7 @@ class JitWrapped(Generic[P, R]):
             key = (None, layout, mode, None)
         entry = self._compiled.get(key)
         if entry is None:
-            entry = self._compiled[key] = self._make(key, prep, graph)
+            entry = self._compiled[key] = self._make(key, prep)
         fn, donate_mask = entry
         if routes is not None:
             return self._call_routed(fn, donate_mask, prep, routes, graph, layout, plain, plain_kw)
@@ -393,7 +393,7 @@ class JitWrapped(Generic[P, R]):
             mode,
             routes.key if routes is not None else None,
         )
-        entry = self._compiled.get(key) or self._make(key, prep, graph)
+        entry = self._compiled.get(key) or self._make(key, prep)
         self._compiled[key] = entry
         fn, mask = entry
         if routes is not None:
@@ -411,12 +411,12 @@ class JitWrapped(Generic[P, R]):
         return fn.lower(*_split_donated(mask, leaves, plain, plain_kw))
 
     # -- building the compiled function for one structure -------------------------------
-    def _make(self, key, prep, graph):
+    def _make(self, key, prep):
         graphdef, layout, mode, rkey = key
         fun = self.fun
         where = f"nnx.jit({getattr(fun, '__name__', 'f')})"
         names = graph_arg_names(fun, layout)
-        donate_mask = self._donation(layout, prep, graph)
+        donate_mask = self._donation(layout, prep)
         # A donated buffer is gone after the call, so every donated Variable gets
         # a value back (the same one when the function did not write it).
         always = [i for i, m in enumerate(donate_mask[0]) if m] if donate_mask else []
@@ -493,7 +493,7 @@ class JitWrapped(Generic[P, R]):
             )
         if donate_mask is None:
             if self._in_shardings is not None:
-                ls = leaf_shardings(self._in_shardings, layout, prep, graph)
+                ls = leaf_shardings(self._in_shardings, layout, prep)
                 ps = plain_shardings(self._in_shardings, layout)
                 jit_kwargs["in_shardings"] = (
                     (ls, ps, None) if enter is None else (ls, [None] * n_refs, ps, None)
@@ -510,7 +510,7 @@ class JitWrapped(Generic[P, R]):
             return inner_all(leaves, refs, plain, {**kw_keep, **kw_don})
 
         if self._in_shardings is not None:
-            ls = leaf_shardings(self._in_shardings, layout, prep, graph)
+            ls = leaf_shardings(self._in_shardings, layout, prep)
             ps = plain_shardings(self._in_shardings, layout)
             ps = list(ps) if ps is not None else [None] * len(plain_mask)
             jit_kwargs["in_shardings"] = (
@@ -535,7 +535,7 @@ class JitWrapped(Generic[P, R]):
             jitted = jax.jit(inner_donated, donate_argnums=(1, 2, 4, 6), **jit_kwargs)
         return jitted, donate_mask
 
-    def _donation(self, layout, prep, graph):
+    def _donation(self, layout, prep):
         if not (self._donate_argnums or self._donate_argnames):
             return None
         index = graph_arg_index(layout)
@@ -545,7 +545,7 @@ class JitWrapped(Generic[P, R]):
             if where in self._donate_argnums or where in self._donate_argnames
         }
         if prep is not None:
-            owners = prep.owners(graph)
+            owners = prep.owners()
             leaf_mask = tuple(
                 owners[i] in donated_graph and isinstance(x, Variable) and storage_mode(x) == PLAIN
                 for i, x in enumerate(prep.leaves)

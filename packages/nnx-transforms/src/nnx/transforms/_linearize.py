@@ -76,10 +76,10 @@ def _values_fn(fun, args, where, mode):
     Variable reached through two arguments crosses once, with the first.
     """
     c = Crossing(fun, tuple(args), {}, where=where, mode=mode)
-    prep, graph = c.prep, c.graph
+    prep = c.prep
     is_g = [code is GRAPH for code in c.layout[0]]
     joint = c.values()
-    owners = prep.owners(graph) if prep is not None else []
+    owners = prep.owners() if prep is not None else []
     slices = []
     vals = []
     k = 0

@@ -39,7 +39,7 @@ def lookup_spec(mapping, path):
     return node.get_value() if isinstance(node, Variable) else node
 
 
-def leaf_shardings(spec, layout, prep, graph) -> list:
+def leaf_shardings(spec, layout, prep) -> list:
     """``nnx.jit``'s in_shardings for each flat leaf (None for refs and cells: JAX
     places those itself)."""
     if prep is None:
@@ -53,7 +53,7 @@ def leaf_shardings(spec, layout, prep, graph) -> list:
         elif isinstance(where, int) and not isinstance(spec, (tuple, list)):
             s = spec
         per_arg.append(s)
-    owners = prep.owners(graph)
+    owners = prep.owners()
     paths = prep.paths
     out = []
     for i, x in enumerate(prep.leaves):
@@ -140,13 +140,13 @@ def shard_map(
         def wrapper(*args, **kwargs):
             leaf_specs: list = []
 
-            def in_spec(prep, layout, graph):
+            def in_spec(prep, layout, _graph):
                 pos, _ = layout
                 specs = in_specs if isinstance(in_specs, (tuple, list)) else (in_specs,) * len(pos)
                 plain_specs = tuple(s for s, c in zip(specs, pos) if c is PLAIN_ARG)
                 if prep is not None:
                     g_specs = [specs[i] for i in graph_arg_index(layout) if isinstance(i, int)]
-                    owners, paths = prep.owners(graph), prep.paths
+                    owners, paths = prep.owners(), prep.paths
                     for i in range(len(prep.leaves)):
                         s = g_specs[owners[i]]
                         if isinstance(s, Mapping):
