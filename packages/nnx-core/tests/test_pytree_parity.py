@@ -219,3 +219,47 @@ def test_type_names_for_annotations():
         return m
 
     assert ident(nnx.Module()) is not None
+
+
+def test_a_data_attribute_stays_data_when_a_python_scalar_replaces_its_array():
+    # Flax NNX records an attribute's status at its first assignment: an array
+    # attribute set later to a Python number is still a pytree leaf (and a jit input)
+    class Counter(nnx.Pytree):
+        def __init__(self):
+            self.count: Any = jnp.array(0)
+            self.name: Any = "c"
+
+    c = Counter()
+    c.count = 5
+    assert jax.tree.leaves(c) == [5]
+    assert nnx.state(c)["count"] == 5  # in the graph state too
+    c.count = 6.5
+    assert jax.tree.leaves(c) == [6.5]
+    # a static attribute stays static for a number, and a data attribute re-infers
+    # for a value that cannot be a leaf (a string is never traced)
+    c.name = 3
+    c.count = "done"
+    assert jax.tree.leaves(c) == []
+    # a fresh attribute holding a number is static, as before
+    c.fresh = 1
+    assert jax.tree.leaves(c) == []
+
+
+def test_a_kept_scalar_is_traced_by_nnx_jit():
+    class Counter(nnx.Pytree):
+        def __init__(self):
+            self.count: Any = jnp.array(0)
+
+    c = Counter()
+    c.count = 1
+    seen = []
+
+    @nnx.jit
+    def step(c):
+        seen.append(isinstance(c.count, jax.core.Tracer))  # pyright: ignore[reportAttributeAccessIssue]
+        c.count = c.count + 1
+
+    step(c)
+    step(c)
+    assert seen[0]  # the number is an input, not a constant baked in
+    assert int(c.count) == 3

@@ -83,17 +83,16 @@ from nnx.core._module import (
 from nnx.core._move import move_into
 from nnx.core._paths import Key, PathParts, key_order
 from nnx.core._pytree import (
-    Data,
     Dict,
     List,
     Object,
     Pytree,
-    Static,
     graph_ref,
     is_data,
     register_data_type,
 )
 from nnx.core._pytree_checks import check_pytree, data, dataclass, has_data, static
+from nnx.core._pytree_marks import Data, Static
 from nnx.core._refs import new_ref
 from nnx.core._rngs import (
     Rngs,

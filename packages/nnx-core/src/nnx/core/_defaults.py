@@ -36,6 +36,8 @@ class _Mode:
 
 _lock = threading.Lock()
 _process = [_Mode()]  # the process default; a list so that it is replaced in place
+
+
 class _Local(threading.local):
     # A class default, so that reading a thread's unset override is a plain attribute
     # read: getattr(local, name, None) on a bare threading.local raises and catches an

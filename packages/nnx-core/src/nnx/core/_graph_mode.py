@@ -71,6 +71,8 @@ DEFAULT_MODE = _MODES[(True, True)]
 
 _lock = threading.Lock()
 _process = [DEFAULT_MODE]
+
+
 class _Local(threading.local):
     # A class default, so that reading a thread's unset override is a plain attribute
     # read: getattr(local, name, None) on a bare threading.local raises and catches an

@@ -13,10 +13,8 @@ that cached flattenings of a model notice ``model.layers.append(...)``.
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections.abc import Callable
-from typing import Annotated, Any, SupportsIndex, TypeVar
+from typing import Any, SupportsIndex
 
 import jax
 import numpy as np
@@ -28,6 +26,7 @@ from nnx.core._paths import key_order
 from nnx.core._pytree_marks import (
     _MISSING,
     GRAPH,
+    _class_annotations,
     _Marker,
     check_write,
     holds_marker,
@@ -36,69 +35,6 @@ from nnx.core._pytree_marks import (
 from nnx.core._text import array_summary, bytes_str, count_arrays, treescope_object
 from nnx.core._var_aux import _freeze
 from nnx.core._variables import Variable
-
-A = TypeVar("A")
-_DATA_TAG = "__nnx_data__"
-_STATIC_TAG = "__nnx_static__"
-
-Data = Annotated[A, _DATA_TAG]
-Data.__doc__ = """Annotation that marks a class attribute as data (a pytree child).
-
-``x: nnx.Data[int]`` on a Pytree subclass makes ``self.x = 3`` data, as
-``self.x = nnx.data(3)`` would, for every instance::
-
-    @dataclasses.dataclass
-    class Foo(nnx.Pytree):
-        a: nnx.Data[int]   # data: jax.tree.leaves(Foo(1, "x")) == [1]
-        b: str             # static
-"""
-
-Static = Annotated[A, _STATIC_TAG]
-Static.__doc__ = """Annotation that marks a class attribute as static (part of the tree structure).
-
-``cfg: nnx.Static[dict]`` makes ``self.cfg = {...}`` static, as ``nnx.static(...)``
-would, for every instance; a value holding arrays is a :class:`PytreeStaticError`.
-"""
-
-# `from __future__ import annotations` keeps annotations as strings.
-_STR_TAG = re.compile(r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*\.)*(Data|Static)\s*(\[|$)")
-
-
-def _annotation_status(ann) -> bool | None:
-    """True for ``Data[...]``, False for ``Static[...]``, None for other annotations."""
-    meta = getattr(ann, "__metadata__", None)
-    if meta:
-        if _DATA_TAG in meta:
-            return True
-        if _STATIC_TAG in meta:
-            return False
-        return None
-    if ann is Data:
-        return True
-    if ann is Static:
-        return False
-    if isinstance(ann, str):
-        m = _STR_TAG.match(ann)
-        if m:
-            return m.group(1) == "Data"
-    return None
-
-
-def _class_annotations(cls: type) -> dict[str, bool]:
-    """``{name: is_data}`` for the attributes the class (and its bases) annotate."""
-    out: dict[str, bool] = {}
-    for base in reversed(cls.__mro__):
-        out.update(base.__dict__.get("_nnx_annotated", {}) if base is not cls else {})
-    for name, ann in cls.__dict__.get("__annotations__", {}).items():
-        status = _annotation_status(ann)
-        if status is not None:
-            out[name] = status
-    for name, value in cls.__dict__.items():
-        # dataclass fields from `nnx.data(...)` / `nnx.static(...)` or with
-        # `dataclasses.field(metadata={"static": ...})`
-        if isinstance(value, dataclasses.Field) and "static" in value.metadata:
-            out[name] = not value.metadata["static"]
-    return out
 
 
 def graph_ref(value: Any) -> Any:
@@ -537,6 +473,14 @@ class Pytree:
             forced = f.get(name) if f else None
             if forced is None:
                 forced = type(self)._nnx_annotated.get(name)
+            if forced is None and type(value) in _NUMBERS and _holds_inferred_data(self, name):
+                # an attribute's status is set by its first value, as in Flax NNX: an
+                # array attribute that now holds a number stays a leaf
+                forced = True
+                if f is None:
+                    f = {}
+                    _set_forced(self, f)
+                f[name] = True
         if forced is GRAPH:
             object.__setattr__(self, name, value)
             _set_layout(self, None)
@@ -605,6 +549,12 @@ _set_forced = Pytree._nnx_forced.__set__  # type: ignore[attr-defined]
 _get_trace_raw = Pytree._nnx_trace.__get__  # type: ignore[attr-defined]
 _set_trace = Pytree._nnx_trace.__set__  # type: ignore[attr-defined]
 _CONTAINERS = (list, tuple, dict)
+_NUMBERS = frozenset({bool, int, float, complex})
+
+
+def _holds_inferred_data(obj: Pytree, name: str) -> bool:
+    old = obj.__dict__.get(name, _MISSING)
+    return old is not _MISSING and is_data(old)
 
 
 def _check_trace(obj: Pytree, name: str) -> None:

@@ -9,13 +9,18 @@ from typing import Any
 from nnx.core._errors import PytreeStaticError
 from nnx.core._pytree import (
     Pytree,
-    _class_annotations,
     _contains_data,
     _get_forced,
     _short,
     compute_layout,
 )
-from nnx.core._pytree_marks import _MISSING, _Marker, holds_marker, marker_inside_error
+from nnx.core._pytree_marks import (
+    _MISSING,
+    _class_annotations,
+    _Marker,
+    holds_marker,
+    marker_inside_error,
+)
 
 
 def _field(is_static: bool, kwargs: dict) -> Any:
@@ -56,9 +61,7 @@ def data(value: Any = _MISSING, /, **kwargs: Any) -> Any:
     if value is _MISSING:
         return _field(False, kwargs)
     if kwargs:
-        raise TypeError(
-            "nnx.data() takes either a value or dataclasses.field keywords, not both."
-        )
+        raise TypeError("nnx.data() takes either a value or dataclasses.field keywords, not both.")
     return _Marker(value, True)
 
 

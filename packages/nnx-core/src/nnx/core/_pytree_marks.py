@@ -1,15 +1,81 @@
 """What Pytree attribute writes are checked against, below ``_pytree``: the
-``nnx.data``/``nnx.static`` markers, and the trace a Pytree was created in."""
+``nnx.data``/``nnx.static`` markers, the ``nnx.Data``/``nnx.Static`` class
+annotations, and the trace a Pytree was created in."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 import threading
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 from jax.extend.core import get_opaque_trace_state
 
 from nnx.core._errors import PytreeStaticError, TraceContextError
+
+A = TypeVar("A")
+_DATA_TAG = "__nnx_data__"
+_STATIC_TAG = "__nnx_static__"
+
+Data = Annotated[A, _DATA_TAG]
+Data.__doc__ = """Annotation that marks a class attribute as data (a pytree child).
+
+``x: nnx.Data[int]`` on a Pytree subclass makes ``self.x = 3`` data, as
+``self.x = nnx.data(3)`` would, for every instance::
+
+    @dataclasses.dataclass
+    class Foo(nnx.Pytree):
+        a: nnx.Data[int]   # data: jax.tree.leaves(Foo(1, "x")) == [1]
+        b: str             # static
+"""
+
+Static = Annotated[A, _STATIC_TAG]
+Static.__doc__ = """Annotation that marks a class attribute as static (part of the tree structure).
+
+``cfg: nnx.Static[dict]`` makes ``self.cfg = {...}`` static, as ``nnx.static(...)``
+would, for every instance; a value holding arrays is a :class:`PytreeStaticError`.
+"""
+
+# `from __future__ import annotations` keeps annotations as strings.
+_STR_TAG = re.compile(r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*\.)*(Data|Static)\s*(\[|$)")
+
+
+def _annotation_status(ann) -> bool | None:
+    """True for ``Data[...]``, False for ``Static[...]``, None for other annotations."""
+    meta = getattr(ann, "__metadata__", None)
+    if meta:
+        if _DATA_TAG in meta:
+            return True
+        if _STATIC_TAG in meta:
+            return False
+        return None
+    if ann is Data:
+        return True
+    if ann is Static:
+        return False
+    if isinstance(ann, str):
+        m = _STR_TAG.match(ann)
+        if m:
+            return m.group(1) == "Data"
+    return None
+
+
+def _class_annotations(cls: type) -> dict[str, bool]:
+    """``{name: is_data}`` for the attributes the class (and its bases) annotate."""
+    out: dict[str, bool] = {}
+    for base in reversed(cls.__mro__):
+        out.update(base.__dict__.get("_nnx_annotated", {}) if base is not cls else {})
+    for name, ann in cls.__dict__.get("__annotations__", {}).items():
+        status = _annotation_status(ann)
+        if status is not None:
+            out[name] = status
+    for name, value in cls.__dict__.items():
+        # dataclass fields from `nnx.data(...)` / `nnx.static(...)` or with
+        # `dataclasses.field(metadata={"static": ...})`
+        if isinstance(value, dataclasses.Field) and "static" in value.metadata:
+            out[name] = not value.metadata["static"]
+    return out
 
 
 class _MissingType:

@@ -220,7 +220,9 @@ def read_stored_many(vs: Sequence[Variable]) -> list:
     return out
 
 
-def write_stored_many(vs: Sequence[Variable], values: Sequence[Any], *, checked: bool = True) -> None:
+def write_stored_many(
+    vs: Sequence[Variable], values: Sequence[Any], *, checked: bool = True
+) -> None:
     """:func:`write_stored` of each Variable and its value, in one pass.
 
     ``checked=False`` as in :func:`write_stored`: every value has the layout of the
