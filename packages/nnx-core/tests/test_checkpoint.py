@@ -91,9 +91,7 @@ def test_flax_guide_recipe_over_a_ref_model_with_plain_orbax(tmp_path):
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(tmp_path / "state", nnx.state(model))
     checkpointer.wait_until_finished()
-    graphdef, abstract_state = nnx.split(
-        nnx.eval_shape(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(1)))
-    )
+    graphdef, abstract_state = nnx.split(nnx.eval_shape(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(1))))
     restored = nnx.merge(graphdef, checkpointer.restore(tmp_path / "state", abstract_state))
     np.testing.assert_array_equal(restored.kernel[...], model.kernel[...])
     assert restored.bias is not None and model.bias is not None

@@ -160,7 +160,13 @@ def test_to_predicate_forms_and_combinator_equality():
     assert nnx.to_predicate(nnx.Param) == nnx.OfType(nnx.Param)
     assert nnx.Not(nnx.Param) == nnx.Not(nnx.Param) and nnx.All("a") != nnx.Any("a")
     assert hash(nnx.PathContains("a")) == hash(nnx.PathContains("a"))
-    assert repr(nnx.All(nnx.Param, "a")) == "All(<class 'nnx.core._variables.Param'>, 'a')"
+    # each filter prints as its predicate (a type as OfType, by its name, not a private
+    # module path); a string stays the string it was written as
+    assert repr(nnx.All(nnx.Param, "a")) == "All(OfType(Param), 'a')"
+    assert repr(nnx.to_predicate((nnx.Param, "x"))) == "Any(OfType(Param), 'x')"
+    assert repr(nnx.Not(nnx.Param)) == "Not(OfType(Param))"
+    assert repr(nnx.to_predicate(...)) == "Everything()"
+    assert repr(nnx.to_predicate(None)) == "Nothing()"
 
 
 def test_every_filter_form_splits_exhaustively_with_ellipsis():
@@ -315,3 +321,35 @@ def test_a_string_filter_matches_a_random_stream_by_its_name_as_in_flax():
     assert paths(nnx.state(m, "w")) == [("w",)]
     assert nnx.to_predicate("dropout")(("rngs", "key"), m.rngs.key) is True
     assert nnx.to_predicate("params")(("rngs", "key"), m.rngs.key) is False
+
+
+def test_everything_and_nothing_are_written_as_flax_writes_them():
+    # Flax NNX's Everything/Nothing are classes: code writes `nnx.Everything()`; nnx's
+    # are ready-made filters, and calling one with no arguments gives it back
+    m = Model()
+    assert nnx.Everything() is nnx.Everything and nnx.Nothing() is nnx.Nothing
+    assert len(nnx.state(m, nnx.Everything()).flat_state()) == 7
+    assert nnx.state(m, nnx.Nothing()).flat_state() == []
+    g, params, rest = nnx.split(m, nnx.Param, nnx.Everything())
+    assert len(params.flat_state()) == 4 and len(rest.flat_state()) == 3
+    assert nnx.Not(nnx.Everything())((), m.count) is False
+
+
+def test_of_type_matches_a_value_whose_type_attribute_is_the_kind():
+    # Flax's filters guide: a type filter matches instances of the type, and values with
+    # a `type` attribute that is a subclass of it (a VariableState(type=Param, ...))
+    is_param = nnx.OfType(nnx.Param)
+    assert is_param((), nnx.Param(0)) is True
+    assert is_param((), nnx.VariableState(type=nnx.Param, value=0)) is True
+    assert is_param((), nnx.VariableState(type=nnx.BatchStat, value=0)) is False
+
+    class Described:
+        type = nnx.Param
+
+    class Spelled:
+        type = "Param"  # not a class: no match, and no error
+
+    assert is_param((), Described()) is True
+    assert is_param((), Spelled()) is False
+    assert is_param((), nnx.BatchStat(0)) is False
+    assert nnx.to_predicate(nnx.Variable)((), nnx.VariableState(type=nnx.Param, value=0))

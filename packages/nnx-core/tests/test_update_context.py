@@ -177,3 +177,74 @@ def test_flatten_with_leaves_only():
     with nnx.merge_context() as ctx:
         out = ctx.unflatten(graphdef, leaves)
     np.testing.assert_array_equal(out.child.v[...], m.child.v[...])  # pyright: ignore[reportAttributeAccessIssue]
+
+
+# -- to_tree / from_tree with ctxtag: the same protocol over a pytree of graph nodes ------
+def _tree_round_trip(m1, body, prefix=None):
+    kw = {} if prefix is None else {"prefix": prefix}
+    with nnx.update_context("t"):
+        tree = nnx.to_tree((m1,), ctxtag="t", **kw)  # (1)
+        out = body(tree)
+        return nnx.from_tree(out, ctxtag="t", is_inner=False, **kw)  # (4)
+
+
+def _tree_body(tree, kw=None):
+    (m2,) = nnx.from_tree(tree, ctxtag="t", is_inner=True, **(kw or {}))  # (2)
+    m2.w[...] = m2.w[...] * 2.0
+    m2.extra = nnx.Param(jnp.full((2,), 5.0))  # structure changes inside
+    m2.loop = m2
+    fresh = Foo()  # a new object returned beside it
+    return nnx.to_tree(((m2,), fresh, m2), ctxtag="t", **(kw or {}))  # (3)
+
+
+@pytest.mark.parametrize("wrap", [lambda f: f, jax.jit], ids=["eager", "jax.jit"])
+def test_to_tree_and_from_tree_with_a_ctxtag_give_back_the_outer_objects(wrap):
+    m1 = Net()
+    w = m1.w
+    (m3,), fresh, again = _tree_round_trip(m1, wrap(_tree_body))
+    assert m3 is m1 and again is m1  # the caller's own object, updated in place
+    assert m1.w is w
+    np.testing.assert_array_equal(m1.w[...], [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(m1.extra[...], [5.0, 5.0])  # pyright: ignore[reportAttributeAccessIssue]
+    assert m1.loop is m1  # pyright: ignore[reportAttributeAccessIssue]
+    assert isinstance(fresh, Foo) and fresh is not m1
+
+
+def test_to_tree_with_a_ctxtag_inside_splits_a_repeated_object_once():
+    m1 = Net()
+    with nnx.update_context("t"):
+        tree = nnx.to_tree((m1,), ctxtag="t")
+        (m2,) = nnx.from_tree(tree, ctxtag="t", is_inner=True)
+        out = nnx.to_tree(((m2,), Foo(), m2), ctxtag="t")
+        assert len(jax.tree.leaves(out[2])) == 0  # the repeat is a reference
+        (m3,), _, again = nnx.from_tree(out, ctxtag="t", is_inner=False)
+    assert m3 is m1 and again is m1
+
+
+def test_to_tree_with_a_ctxtag_and_a_prefix():
+    m1 = Net()
+    kw = {"prefix": 0}
+    (m3,), _, _ = _tree_round_trip(m1, lambda tree: _tree_body(tree, kw), prefix=0)
+    assert m3 is m1
+    np.testing.assert_array_equal(m1.w[...], [2.0, 2.0, 2.0])
+
+
+def test_to_tree_without_the_ctxtag_outside_makes_new_objects():
+    # without the tag on the way out, the result is built fresh (the context is not used)
+    m1 = Net()
+    with nnx.update_context("t"):
+        tree = nnx.to_tree((m1,), ctxtag="t")
+        (m2,) = nnx.from_tree(tree, ctxtag="t", is_inner=True)
+        (m3,) = nnx.from_tree(nnx.to_tree((m2,)))
+    assert m3 is not m1
+
+
+def test_ctxtag_errors_name_the_tag_and_the_fix():
+    with pytest.raises(
+        ValueError, match=r"no update context with this tag.*update_context\('nope'\)"
+    ):
+        nnx.to_tree((Foo(),), ctxtag="nope")
+    with nnx.update_context("t"):
+        tree = nnx.to_tree((Foo(),), ctxtag="t")
+        with pytest.raises(ValueError, match="pass is_inner=True inside the transform"):
+            nnx.from_tree(tree, ctxtag="t")

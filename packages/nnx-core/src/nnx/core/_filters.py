@@ -35,13 +35,22 @@ Filter = _Any
 
 
 class OfType:
-    """Values that are instances of ``type`` (Variables of a kind, modules of a class)."""
+    """Values that are instances of ``type`` (Variables of a kind, modules of a class).
+
+    As in Flax NNX, a value whose ``type`` attribute is a subclass of ``type`` matches
+    too: ``nnx.VariableState(type=nnx.Param, value=0)`` is a Param for this filter.
+    """
 
     def __init__(self, type: type):
         self.type = type
 
     def __call__(self, path, x) -> bool:  # noqa: ARG002
-        return isinstance(x, self.type)
+        if isinstance(x, self.type):
+            return True
+        # a Variable: its metadata, not its value's attributes (a slow miss)
+        get_metadata = getattr(builtins.type(x), "get_metadata", None)
+        kind = get_metadata(x, "type") if get_metadata is not None else getattr(x, "type", None)
+        return isinstance(kind, builtins.type) and issubclass(kind, self.type)
 
     def __repr__(self):
         return f"OfType({self.type.__name__})"
@@ -120,7 +129,7 @@ class Any:
         return builtins.any(p(path, x) for p in self.predicates)
 
     def __repr__(self):
-        return f"Any({', '.join(map(repr, self.filters))})"
+        return f"Any({_reprs(self.filters)})"
 
     def __eq__(self, other):
         return isinstance(other, Any) and self.predicates == other.predicates
@@ -140,7 +149,7 @@ class All:
         return builtins.all(p(path, x) for p in self.predicates)
 
     def __repr__(self):
-        return f"All({', '.join(map(repr, self.filters))})"
+        return f"All({_reprs(self.filters)})"
 
     def __eq__(self, other):
         return isinstance(other, All) and self.predicates == other.predicates
@@ -160,7 +169,7 @@ class Not:
         return not self.predicate(path, x)
 
     def __repr__(self):
-        return f"Not({self.filter!r})"
+        return f"Not({_reprs((self.filter,))})"
 
     def __eq__(self, other):
         return isinstance(other, Not) and self.predicate == other.predicate
@@ -169,24 +178,40 @@ class Not:
         return hash((Not, self.predicate))
 
 
-class _Everything:
-    """The filter that matches every Variable (``nnx.Everything``, like ``...`` or ``True``)."""
+def _reprs(filters: tuple) -> str:
+    # a combinator prints its filters as predicates (a type as OfType(Name)), except a
+    # string, which prints as written: its predicate is the DSL's tag-or-path pair
+    return ", ".join(repr(f if isinstance(f, str) else to_predicate(f)) for f in filters)
 
-    def __call__(self, path, x) -> bool:  # noqa: ARG002
+
+class _Everything:
+    """The filter that matches every Variable (``nnx.Everything``, like ``...`` or ``True``).
+
+    ``nnx.Everything()``, Flax NNX's spelling (a class there), gives the same filter.
+    """
+
+    def __call__(self, *args):
+        if not args:
+            return self
         return True
 
     def __repr__(self):
-        return "Everything"
+        return "Everything()"
 
 
 class _Nothing:
-    """The filter that matches no Variable (``nnx.Nothing``, like ``False``)."""
+    """The filter that matches no Variable (``nnx.Nothing``, like ``False``).
 
-    def __call__(self, path, x) -> bool:  # noqa: ARG002
+    ``nnx.Nothing()``, Flax NNX's spelling (a class there), gives the same filter.
+    """
+
+    def __call__(self, *args):
+        if not args:
+            return self
         return False
 
     def __repr__(self):
-        return "Nothing"
+        return "Nothing()"
 
 
 Everything = _Everything()

@@ -23,6 +23,12 @@ from nnx.core._graphdef import GraphDef
 from nnx.core._paths import path_str
 from nnx.core._pytree import Dict, List, Pytree
 from nnx.core._state import State
+from nnx.core._update_context import (
+    ContextGraphDef,
+    UpdateContext,
+    current_update_context,
+    move_into_outer,
+)
 from nnx.core._variables import Variable
 
 S = TypeVar("S")
@@ -402,14 +408,18 @@ def to_tree(
         split_fn: ``(ctx, keypath, prefix, leaf) -> replacement`` for each graph
             node (default: ``NodeStates.from_split(*ctx.split(leaf))``).
         map_non_graph_nodes: also call ``split_fn`` on the other leaves.
-        ctxtag: accepted for Flax's signature (nnx has no update contexts).
+        ctxtag: the tag of an active :func:`nnx.update_context`: this call is its
+            split (1) outside the transform (the graph nodes are recorded) or (3)
+            inside it, after :func:`from_tree` with ``is_inner=True`` (each
+            NodeStates' GraphDef carries the outer object each node stands for, so
+            ``from_tree(..., is_inner=False)`` outside updates those objects in place).
         check_aliasing: with a prefix, an object shared between leaves with
             different prefixes is a ``ValueError``.
 
     Returns:
         The pytree with NodeStates in place of the graph nodes.
     """
-    del ctxtag
+    uctx = current_update_context(ctxtag) if ctxtag is not None else None
     keyed, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_graph_leaf)
     keypaths = [kp for kp, _ in keyed]
     leaves = [x for _, x in keyed]
@@ -421,7 +431,23 @@ def to_tree(
         split_fn(ctx, kp, p, x) if map_non_graph_nodes or _is_graph_leaf(x) else x
         for kp, p, x in zip(keypaths, prefixes, leaves)
     ]
+    if uctx is not None:
+        _record_split(uctx, leaves, out)
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _record_split(uctx: UpdateContext, leaves: list, out: list) -> None:
+    # to_tree under an update context: the graph leaves are the split calls, in order
+    roots = [i for i, x in enumerate(leaves) if _is_graph_leaf(x)]
+    if not uctx._merged_inner:  # (1) outside: which object sits at which path
+        uctx._outer_split([leaves[i] for i in roots])
+        return
+    for i in roots:  # (3) inside: each node's outer object rides in the GraphDef
+        ns = out[i]
+        if isinstance(ns, NodeStates) and ns._graphdef is not None:
+            graphdef = ContextGraphDef(ns._graphdef, uctx._inner_split(leaves[i]))
+            out[i] = NodeStates(graphdef, ns.states, ns.metadata)
+    uctx._end_inner_split()
 
 
 def from_tree(
@@ -458,13 +484,23 @@ def from_tree(
         is_node_leaf: which leaves ``merge_fn`` is called on.
         is_leaf: where the walk of ``tree`` stops.
         map_non_graph_nodes: also call ``merge_fn`` on the other leaves.
-        is_inner: accepted for Flax's signature (nnx has no update contexts).
-        ctxtag: accepted for Flax's signature (nnx has no update contexts).
+        is_inner: with ``ctxtag``: True inside the transform (merge (2): the new
+            objects are recorded as standing for the outer ones), False outside
+            (merge (4): every node that stood for an outer object is moved into it,
+            so the caller gets its own objects back, updated).
+        ctxtag: the tag of an active :func:`nnx.update_context` (see :func:`to_tree`).
 
     Returns:
         The pytree with objects in place of the NodeStates.
     """
-    del is_inner, ctxtag
+    uctx = None
+    if ctxtag is not None:
+        if is_inner is None:
+            raise ValueError(
+                f"nnx.from_tree(ctxtag={ctxtag!r}): pass is_inner=True inside the transform "
+                "(merge 2) or is_inner=False outside it (merge 4)."
+            )
+        uctx = current_update_context(ctxtag)
     if isinstance(tree, GraphTree):
         return tree.build()
     keyed, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
@@ -474,4 +510,17 @@ def from_tree(
         merge_fn(ctx, kp, p, x) if map_non_graph_nodes or is_node_leaf(x) else x
         for (kp, x), p in zip(keyed, prefixes)
     ]
+    if uctx is not None:
+        nodes = [i for i, (_, x) in enumerate(keyed) if is_node_leaf(x)]
+        if is_inner:  # (2): the new objects stand for the outer ones, leaf by leaf
+            uctx._inner_merge([out[i] for i in nodes])
+        else:  # (4): back into the outer objects
+            moved = [i for i in nodes if isinstance(_graphdef_of(keyed[i][1]), ContextGraphDef)]
+            roots = [(out[i], dict(_graphdef_of(keyed[i][1]).outer_paths)) for i in moved]
+            for i, node in zip(moved, move_into_outer(roots, uctx.outer or {})):
+                out[i] = node
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _graphdef_of(leaf: Any) -> Any:
+    return leaf._graphdef if isinstance(leaf, NodeStates) else None

@@ -155,16 +155,27 @@ class UpdateContext:
 
 def _move_into_outer(fresh: Any, outer_paths: dict, outer: dict) -> Any:
     """Move each node of ``fresh`` that stood for an outer object into that object."""
-    pairs, rest = [], []
-    for p, x in _nodes(fresh):
-        key = outer_paths.get(p)
-        target = outer.get(key) if key is not None else None
-        if target is not None and type(target) is type(x):
-            pairs.append((x, target))
-        else:
-            rest.append(x)
+    return move_into_outer([(fresh, outer_paths)], outer)[0]
+
+
+def move_into_outer(roots: list[tuple[Any, dict]], outer: dict) -> list:
+    """Call (4) over several roots built together (one ``from_tree``): each node that
+    stood for an outer object moves into it, every node once, in one ``move_into`` so
+    that references between the roots follow. Returns the roots, moved."""
+    pairs, rest, seen = [], [], set()
+    for fresh, outer_paths in roots:
+        for p, x in _nodes(fresh):
+            if id(x) in seen:  # shared between roots: its first path decides
+                continue
+            seen.add(id(x))
+            key = outer_paths.get(p)
+            target = outer.get(key) if key is not None else None
+            if target is not None and type(target) is type(x):
+                pairs.append((x, target))
+            else:
+                rest.append(x)
     moved = move_into(pairs, rest)
-    return moved.get(id(fresh), fresh)
+    return [moved.get(id(fresh), fresh) for fresh, _ in roots]
 
 
 # -- context managers ---------------------------------------------------------------
