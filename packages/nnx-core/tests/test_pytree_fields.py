@@ -65,3 +65,12 @@ def test_scalar_data_leaves_stay_in_key_order_in_the_jax_view():
     assert again.a == 7 and again.c == 1
     np.testing.assert_array_equal(again.b, 42)
     assert int(jax.jit(lambda f: f.b + f.a * 100)(f)) == 742
+
+
+@pytest.mark.parametrize("mark", [nnx.data, nnx.static], ids=["data", "static"])
+def test_a_value_and_field_keywords_together_are_an_error_naming_the_marker(mark):
+    name = mark.__name__
+    with pytest.raises(TypeError, match=rf"nnx\.{name}\(\) takes either a value or dataclasses"):
+        mark(1, default=2)
+    field = mark(default=3)  # keywords alone: a dataclass field specifier
+    assert field.default == 3 and field.metadata["static"] is (name == "static")

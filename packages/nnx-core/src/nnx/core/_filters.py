@@ -25,7 +25,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from typing import Any as _Any
-from typing import cast
+from typing import cast, overload
 
 from nnx.core._errors import FilterError
 
@@ -190,6 +190,10 @@ class _Everything:
     ``nnx.Everything()``, Flax NNX's spelling (a class there), gives the same filter.
     """
 
+    @overload
+    def __call__(self) -> _Everything: ...
+    @overload
+    def __call__(self, path: Path, x: _Any, /) -> bool: ...
     def __call__(self, *args):
         if not args:
             return self
@@ -205,6 +209,10 @@ class _Nothing:
     ``nnx.Nothing()``, Flax NNX's spelling (a class there), gives the same filter.
     """
 
+    @overload
+    def __call__(self) -> _Nothing: ...
+    @overload
+    def __call__(self, path: Path, x: _Any, /) -> bool: ...
     def __call__(self, *args):
         if not args:
             return self

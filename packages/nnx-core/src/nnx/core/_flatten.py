@@ -160,25 +160,14 @@ class _Flattener:
                 return (_REF, i)
             self.ids[id(x)] = len(self.ids)
             self.nodes.append(x)
-            if t is List:
-                if self.paths is None:
-                    children = tuple(self.visit(y, None) for y in x)
-                else:
-                    children = tuple(self.visit(y, (*path, i)) for i, y in enumerate(x))
-                return (_LIST, t, children)
-            keys = tuple(sorted(x, key=key_order))
-            if self.paths is None:
-                children = tuple(self.visit(x[k], None) for k in keys)
-            else:
-                children = tuple(self.visit(x[k], (*path, k)) for k in keys)
-            return (_DICT, t, keys, children)
-        if t is list or t is tuple:
+        # the sequences (List, list, tuple) and the mappings (Dict, dict, State)
+        if t is List or t is list or t is tuple:
             if self.paths is None:
                 children = tuple(self.visit(y, None) for y in x)
             else:
                 children = tuple(self.visit(y, (*path, i)) for i, y in enumerate(x))
             return (_TUPLE if t is tuple else _LIST, t, children)
-        if t is dict or t is State:
+        if t is Dict or t is dict or t is State:
             keys = tuple(sorted(x, key=key_order))
             if self.paths is None:
                 children = tuple(self.visit(x[k], None) for k in keys)

@@ -34,6 +34,18 @@ def _field(is_static: bool, kwargs: dict) -> Any:
     return dataclasses.field(metadata=meta, **kwargs)
 
 
+def _mark(value: Any, kwargs: dict, *, is_static: bool) -> Any:
+    # nnx.data / nnx.static: a marked value, or (no value) a dataclass field specifier
+    if value is _MISSING:
+        return _field(is_static, kwargs)
+    if kwargs:
+        name = "static" if is_static else "data"
+        raise TypeError(
+            f"nnx.{name}() takes either a value or dataclasses.field keywords, not both."
+        )
+    return _Marker(value, not is_static)
+
+
 def data(value: Any = _MISSING, /, **kwargs: Any) -> Any:
     """Mark an attribute value as data (a pytree child) whatever its type.
 
@@ -58,11 +70,7 @@ def data(value: Any = _MISSING, /, **kwargs: Any) -> Any:
         value: the attribute's value.
         **kwargs: :func:`dataclasses.field` arguments, when ``value`` is not given.
     """
-    if value is _MISSING:
-        return _field(False, kwargs)
-    if kwargs:
-        raise TypeError("nnx.data() takes either a value or dataclasses.field keywords, not both.")
-    return _Marker(value, True)
+    return _mark(value, kwargs, is_static=False)
 
 
 def static(value: Any = _MISSING, /, **kwargs: Any) -> Any:
@@ -89,13 +97,7 @@ def static(value: Any = _MISSING, /, **kwargs: Any) -> Any:
         value: the attribute's value.
         **kwargs: :func:`dataclasses.field` arguments, when ``value`` is not given.
     """
-    if value is _MISSING:
-        return _field(True, kwargs)
-    if kwargs:
-        raise TypeError(
-            "nnx.static() takes either a value or dataclasses.field keywords, not both."
-        )
-    return _Marker(value, False)
+    return _mark(value, kwargs, is_static=True)
 
 
 def has_data(value: Any) -> bool:
