@@ -205,3 +205,25 @@ def test_with_rngs_rejects_two_specific_rules_for_one_stream():
     rngs = nnx.Rngs(params=0)
     with pytest.raises(ValueError, match=r"path \('params',\) matches several rules"):
         nnx.with_rngs(rngs, split={"params": 2}, fork="params")
+
+
+def test_the_typing_stub_of_the_random_methods_lists_every_installed_method():
+    # type checkers see rngs.normal / rngs.params.lecun_normal through _RandomMethods
+    # (a TYPE_CHECKING class); it must name exactly the methods installed at import
+    import ast
+    import inspect
+
+    from nnx.core import _rngs
+
+    tree = ast.parse(inspect.getsource(_rngs))
+    stub = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "_RandomMethods"
+    )
+    declared = [
+        a.target.id
+        for a in stub.body
+        if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
+    ]
+    assert declared == [*_rngs.SAMPLERS, *_rngs.INITIALIZERS]
+    for name in declared:
+        assert callable(getattr(nnx.Rngs, name)) and callable(getattr(nnx.RngStream, name))

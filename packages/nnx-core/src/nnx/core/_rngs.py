@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +48,68 @@ def _fold_in(key, data):
     return jax.vmap(jax.random.fold_in)(flat_k, flat_d).reshape(key.shape)
 
 
-class RngStream(Pytree):
+if TYPE_CHECKING:
+
+    class _RandomMethods:
+        """What type checkers see of the methods `_install_methods` puts on `RngStream`
+        and `Rngs` (kept equal to SAMPLERS and INITIALIZERS by a test)."""
+
+        ball: Callable[..., jax.Array]
+        bernoulli: Callable[..., jax.Array]
+        beta: Callable[..., jax.Array]
+        binomial: Callable[..., jax.Array]
+        bits: Callable[..., jax.Array]
+        categorical: Callable[..., jax.Array]
+        cauchy: Callable[..., jax.Array]
+        chisquare: Callable[..., jax.Array]
+        choice: Callable[..., jax.Array]
+        dirichlet: Callable[..., jax.Array]
+        double_sided_maxwell: Callable[..., jax.Array]
+        exponential: Callable[..., jax.Array]
+        f: Callable[..., jax.Array]
+        gamma: Callable[..., jax.Array]
+        generalized_normal: Callable[..., jax.Array]
+        geometric: Callable[..., jax.Array]
+        gumbel: Callable[..., jax.Array]
+        laplace: Callable[..., jax.Array]
+        loggamma: Callable[..., jax.Array]
+        logistic: Callable[..., jax.Array]
+        lognormal: Callable[..., jax.Array]
+        maxwell: Callable[..., jax.Array]
+        multinomial: Callable[..., jax.Array]
+        multivariate_normal: Callable[..., jax.Array]
+        normal: Callable[..., jax.Array]
+        orthogonal: Callable[..., jax.Array]
+        pareto: Callable[..., jax.Array]
+        permutation: Callable[..., jax.Array]
+        poisson: Callable[..., jax.Array]
+        rademacher: Callable[..., jax.Array]
+        randint: Callable[..., jax.Array]
+        rayleigh: Callable[..., jax.Array]
+        t: Callable[..., jax.Array]
+        triangular: Callable[..., jax.Array]
+        truncated_normal: Callable[..., jax.Array]
+        uniform: Callable[..., jax.Array]
+        wald: Callable[..., jax.Array]
+        weibull_min: Callable[..., jax.Array]
+        delta_orthogonal: Callable[..., Callable[..., jax.Array]]
+        glorot_normal: Callable[..., Callable[..., jax.Array]]
+        glorot_uniform: Callable[..., Callable[..., jax.Array]]
+        he_normal: Callable[..., Callable[..., jax.Array]]
+        he_uniform: Callable[..., Callable[..., jax.Array]]
+        kaiming_normal: Callable[..., Callable[..., jax.Array]]
+        kaiming_uniform: Callable[..., Callable[..., jax.Array]]
+        lecun_normal: Callable[..., Callable[..., jax.Array]]
+        lecun_uniform: Callable[..., Callable[..., jax.Array]]
+        variance_scaling: Callable[..., Callable[..., jax.Array]]
+        xavier_normal: Callable[..., Callable[..., jax.Array]]
+        xavier_uniform: Callable[..., Callable[..., jax.Array]]
+
+else:
+    _RandomMethods = object
+
+
+class RngStream(Pytree, _RandomMethods):
     """One named random stream: ``stream()`` returns a new key each call.
 
     Example::
@@ -87,7 +148,7 @@ class RngStream(Pytree):
             return RngStream(key, tag=self.tag)
 
 
-class Rngs(Pytree):
+class Rngs(Pytree, _RandomMethods):
     """Named random streams with a default.
 
     Example::
