@@ -24,9 +24,10 @@ from nnx.transforms._linearize import jvp, vjp
 from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
 from nnx.transforms._sharding import shard_map
+from nnx.transforms._split_rngs import split_rngs
 from nnx.transforms._summary import CallInfo, filter_rng_streams, tabulate
 from nnx.transforms._version import __version__
-from nnx.transforms._vmap import pmap, split_rngs, vmap
+from nnx.transforms._vmap import pmap, vmap
 
 __all__ = [
     "jit",

@@ -29,12 +29,12 @@ from nnx.core import (
 from nnx.transforms._boundary import (
     GRAPH,
     PLAIN_ARG,
-    Crossing,
     ModeArgs,
     PrepareCache,
     call_without_cells,
 )
 from nnx.transforms._calls import wrap
+from nnx.transforms._crossing import Crossing
 
 
 class DiffState:

@@ -15,10 +15,10 @@ import jax
 
 from nnx.core import Pytree, Variable, is_graph_node
 from nnx.transforms._boundary import (
-    Crossing,
     ModeArgs,
     call_without_cells,
 )
+from nnx.transforms._crossing import Crossing
 from nnx.transforms._errors import CarryError, StructureError
 
 R = TypeVar("R")

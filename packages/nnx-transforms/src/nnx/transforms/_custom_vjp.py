@@ -10,7 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx.core import AliasingError, flatten
-from nnx.transforms._boundary import GRAPH, Crossing, ModeArgs, Prepared
+from nnx.transforms._boundary import (
+    GRAPH,
+    ModeArgs,
+    Prepared,
+)
+from nnx.transforms._crossing import Crossing
 from nnx.transforms._errors import TransformError
 from nnx.transforms._linearize import _tangents_at, _zero_tangent
 

@@ -14,7 +14,13 @@ from typing import Any, ParamSpec, TypeVar, overload
 import jax
 
 from nnx.core import Variable, flatten, is_graph_node, storage_mode, var_defaults, vars_as
-from nnx.transforms._boundary import HIJAX, REF, ModeArgs, PrepareCache, lift
+from nnx.transforms._boundary import (
+    HIJAX,
+    REF,
+    ModeArgs,
+    PrepareCache,
+)
+from nnx.transforms._crossing import lift
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -139,9 +145,7 @@ def eval_shape(fun: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
     def plain_out(out):
         hijax_at[:] = [
-            i
-            for i, x in enumerate(_variables_of(out))
-            if all_hijax or storage_mode(x) == HIJAX
+            i for i, x in enumerate(_variables_of(out)) if all_hijax or storage_mode(x) == HIJAX
         ]
         return _plain_vars(out)
 

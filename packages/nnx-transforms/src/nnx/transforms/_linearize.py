@@ -16,7 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx.core import State, Variable, flatten, is_graph_node
-from nnx.transforms._boundary import GRAPH, Crossing, ModeArgs, call_without_cells
+from nnx.transforms._boundary import (
+    GRAPH,
+    ModeArgs,
+    call_without_cells,
+)
+from nnx.transforms._crossing import Crossing
 from nnx.transforms._errors import TransformError
 
 R = TypeVar("R")

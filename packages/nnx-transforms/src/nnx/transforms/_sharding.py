@@ -21,8 +21,8 @@ from nnx.transforms._boundary import (
     PrepareCache,
     at_top_level,
     graph_arg_index,
-    lift,
 )
+from nnx.transforms._crossing import lift
 
 F = TypeVar("F", bound=Callable[..., Any])
 
