@@ -1,3 +1,5 @@
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +14,7 @@ def plus_bias(y, bias):
     promotion raises in these tests)."""
     return y + jnp.broadcast_to(bias, jnp.shape(y))
 
-TOL = dict(rtol=1e-4, atol=1e-4)
+TOL: dict[str, Any] = dict(rtol=1e-4, atol=1e-4)
 
 
 def _ref_conv(x, k, strides, padding, lhs_dil=None, rhs_dil=None, groups=1):

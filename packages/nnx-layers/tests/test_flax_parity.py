@@ -1,6 +1,7 @@
 """Flax NNX 0.12.8 arguments and names, each checked against an independent computation."""
 
 import importlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ def plus_bias(y, bias):
     promotion raises in these tests)."""
     return y + jnp.broadcast_to(bias, jnp.shape(y))
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-5)
 BF = jnp.bfloat16
 
 

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import pytest
 
 import nnx
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-5)
 
 
 def _x(shape, seed=1):

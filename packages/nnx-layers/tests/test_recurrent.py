@@ -1,3 +1,5 @@
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,7 @@ def plus_bias(y, bias):
     promotion raises in these tests)."""
     return y + jnp.broadcast_to(bias, jnp.shape(y))
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-5)
 
 
 def _lin(layer, x):

@@ -1,6 +1,8 @@
 """``set_view`` on Dropout, BatchNorm and MultiHeadAttention: ``nnx.view(model, ...)`` puts
 them in the mode Flax NNX 0.12 documents, on a copy that shares the Variables."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 
 import nnx
 
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-6)
 
 
 class Net(nnx.Module):
