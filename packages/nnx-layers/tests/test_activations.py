@@ -1,5 +1,7 @@
 """Activations: the jax.nn set is exported, and each one computes its textbook formula."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 import nnx
 
 X = np.linspace(-4.0, 4.0, 17)
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-6)
 
 
 def _sigmoid(x):

@@ -1,3 +1,5 @@
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +14,8 @@ def plus_bias(y, bias):
     promotion raises in these tests)."""
     return y + jnp.broadcast_to(bias, jnp.shape(y))
 
-TOL = dict(rtol=1e-4, atol=1e-4)
+
+TOL: dict[str, Any] = dict(rtol=1e-4, atol=1e-4)
 
 
 def _ref_conv(x, k, strides, padding, lhs_dil=None, rhs_dil=None, groups=1):
@@ -54,6 +57,7 @@ def test_conv_matches_lax_conv_general_dilated(rank, padding):
         pad = padding * rank
     else:
         pad = padding
+    assert conv.bias is not None
     expected = plus_bias(_ref_conv(x, conv.kernel[...], conv.strides, pad), conv.bias[...])
     np.testing.assert_allclose(conv(x), expected, **TOL)
 
@@ -72,6 +76,7 @@ def test_conv_dilation_and_groups():
     assert conv.kernel.shape == (3, 3, 2, 6)
     x = jax.random.normal(jax.random.key(1), (1, 9, 9, 4))
     zero = [(0, 0), (0, 0)]
+    assert conv.bias is not None
     expected = plus_bias(
         _ref_conv(x, conv.kernel[...], (1, 1), zero, (1, 2), (2, 2), groups=2), conv.bias[...]
     )
@@ -92,13 +97,14 @@ def test_conv_circular_padding_wraps_around():
     x = jnp.arange(5.0)
     y = conv(x.reshape(1, 5, 1))[0, :, 0]
     expected = [sum(x[(t + j - 1) % 5] * (j + 1) for j in range(3)) for t in range(5)]
-    np.testing.assert_allclose(y, expected, **TOL)
+    np.testing.assert_allclose(y, np.asarray(expected), **TOL)
 
 
 def test_conv_circular_2d_equals_conv_of_wrapped_input():
     conv = nnx.Conv(2, 3, kernel_size=(3, 4), padding="CIRCULAR", rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 6, 6, 2))
     wrapped = jnp.pad(x, [(0, 0), (1, 1), (1, 2), (0, 0)], mode="wrap")
+    assert conv.bias is not None
     expected = plus_bias(_ref_conv(wrapped, conv.kernel[...], (1, 1), "VALID"), conv.bias[...])
     y = conv(x)
     assert y.shape == (2, 6, 6, 3)
@@ -163,6 +169,7 @@ def test_conv_transpose_matches_dilated_conv(padding):
     # A transposed convolution is a convolution of the stride-dilated input; for k=3, s=2
     # the padding is (2, 2) for VALID and (2, 1) for SAME (output = 2 * input size).
     pad = [(2, 2)] if padding == "VALID" else [(2, 1)]
+    assert layer.bias is not None
     expected = plus_bias(_ref_conv(x, k, (1,), pad, lhs_dil=(2,)), layer.bias[...])
     y = layer(x)
     np.testing.assert_allclose(y, expected, **TOL)
@@ -261,6 +268,7 @@ def test_conv_grid_matches_lax_conv_general_dilated(rank, padding, strides, dila
             dimension_numbers=_dn(rank),
             feature_group_count=groups,
         )
+    assert conv.bias is not None
     np.testing.assert_allclose(conv(x), plus_bias(expected, conv.bias[...]), **TOL)
 
 
@@ -274,6 +282,7 @@ def test_conv_causal_matches_left_padded_lax_conv(strides):
     expected = lax.conv_general_dilated(
         x, conv.kernel[...], (strides,), [(6, 0)], rhs_dilation=(2,), dimension_numbers=_dn(1)
     )
+    assert conv.bias is not None
     np.testing.assert_allclose(conv(x), plus_bias(expected, conv.bias[...]), **TOL)
     # changing a future input leaves every earlier output alone
     y = conv(x)
@@ -297,6 +306,7 @@ def test_conv_same_with_input_dilation_resolves_on_the_dilated_input(strides):
     )
     y = conv(x)
     assert y.shape == (1, out, 3)
+    assert conv.bias is not None
     np.testing.assert_allclose(y, plus_bias(expected, conv.bias[...]), **TOL)
 
 
@@ -343,6 +353,7 @@ def test_conv_transpose_grid_matches_dilated_lax_conv(rank, padding, strides, di
     y = layer(x)
     if padding == "SAME":
         assert y.shape[1:-1] == tuple(n * strides for n in x.shape[1:-1])
+    assert layer.bias is not None
     np.testing.assert_allclose(y, plus_bias(expected, layer.bias[...]), **TOL)
 
 
@@ -374,6 +385,7 @@ def test_conv_dtype_param_dtype_and_partitioned_kernel():
     x = jax.random.normal(jax.random.key(1), (1, 5, 5, 2))
     y = conv(x)
     assert y.dtype == jnp.bfloat16
+    assert conv.bias is not None
     expected = plus_bias(
         _ref_conv(x, conv.kernel[...].astype(jnp.float32), (1, 1), "SAME"), conv.bias[...]
     )

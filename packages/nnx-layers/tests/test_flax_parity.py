@@ -1,6 +1,7 @@
 """Flax NNX 0.12.8 arguments and names, each checked against an independent computation."""
 
 import importlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,14 @@ def plus_bias(y, bias):
     promotion raises in these tests)."""
     return y + jnp.broadcast_to(bias, jnp.shape(y))
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+
+def _bias(layer: nnx.Linear) -> jax.Array:
+    """``layer.bias[...]`` of a layer built with a bias (its type allows None)."""
+    assert layer.bias is not None
+    return layer.bias[...]
+
+
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-5)
 BF = jnp.bfloat16
 
 
@@ -87,9 +95,13 @@ def test_multi_head_attention_metadata_lands_on_the_variables():
     )
     for sub in (attn.query, attn.key, attn.value):
         assert sub.kernel.get_metadata("sharding_names") == (None, "model", None)
+        assert sub.bias is not None
         assert sub.bias.get_metadata("sharding_names") == ("model", None)
     assert attn.out.kernel.get_metadata("sharding_names") == ("model", None, None)
+    assert attn.out.bias is not None
     assert attn.out.bias.get_metadata("sharding_names") == (None,)
+    assert attn.query_ln is not None and attn.query_ln.scale is not None
+    assert attn.key_ln is not None and attn.key_ln.scale is not None
     assert attn.query_ln.scale.get_metadata("tag") == "q"
     assert attn.key_ln.scale.get_metadata("tag") == "k"
     # out_* fall back to the shared ones when not given
@@ -100,13 +112,14 @@ def test_multi_head_attention_metadata_lands_on_the_variables():
 
 
 def test_cell_and_lora_metadata_land_on_the_variables():
-    md = dict(
+    md: dict[str, Any] = dict(
         kernel_metadata={"tag": "in"},
         recurrent_kernel_metadata={"tag": "rec"},
         bias_metadata={"tag": "bias"},
     )
     lstm = nnx.LSTMCell(2, 3, rngs=nnx.Rngs(0), **md)
     assert lstm.ii.kernel.get_metadata("tag") == "in"
+    assert lstm.hf.bias is not None
     assert (
         lstm.hf.kernel.get_metadata("tag") == "rec" and lstm.hf.bias.get_metadata("tag") == "bias"
     )
@@ -114,6 +127,7 @@ def test_cell_and_lora_metadata_land_on_the_variables():
     assert gru.dense_i.kernel.get_metadata("tag") == "in"
     assert gru.dense_h.kernel.get_metadata("tag") == "rec"
     simple = nnx.SimpleCell(2, 3, rngs=nnx.Rngs(0), **md)
+    assert simple.dense_h.bias is not None
     assert simple.dense_h.bias.get_metadata("tag") == "bias"
     opt = nnx.OptimizedLSTMCell(2, 3, rngs=nnx.Rngs(0), **md)
     assert opt.dense_i.kernel.get_metadata("tag") == "in"
@@ -133,7 +147,8 @@ def test_optimized_lstm_cell_matches_lstm_cell_with_the_same_params():
     rec = {"i": ref.hi, "f": ref.hf, "g": ref.hg, "o": ref.ho}
     opt.dense_i.kernel[...] = jnp.concatenate([inp[g].kernel[...] for g in gates], -1)
     opt.dense_h.kernel[...] = jnp.concatenate([rec[g].kernel[...] for g in gates], -1)
-    opt.dense_h.bias[...] = jnp.concatenate([rec[g].bias[...] for g in gates], -1)
+    assert opt.dense_h.bias is not None
+    opt.dense_h.bias[...] = jnp.concatenate([_bias(rec[g]) for g in gates], -1)
     x = jax.random.normal(jax.random.key(2), (2, 3))
     carry = (
         jax.random.normal(jax.random.key(3), (2, 4)),
@@ -145,7 +160,9 @@ def test_optimized_lstm_cell_matches_lstm_cell_with_the_same_params():
         np.testing.assert_allclose(a, b, **TOL)
     # and by hand: the LSTM equations
     c, h = carry
-    pre = {g: x @ inp[g].kernel[...] + plus_bias(h @ rec[g].kernel[...], rec[g].bias[...]) for g in gates}
+    pre = {
+        g: x @ inp[g].kernel[...] + plus_bias(h @ rec[g].kernel[...], _bias(rec[g])) for g in gates
+    }
     sig = jax.nn.sigmoid
     new_c = sig(pre["f"]) * c + sig(pre["i"]) * jnp.tanh(pre["g"])
     np.testing.assert_allclose(c2, new_c, **TOL)
@@ -168,8 +185,9 @@ def test_spectral_norm_divides_by_the_power_iteration_estimate():
         v = v / np.sqrt((v * v).sum() + 1e-12)
         u = v @ w0
         u = u / np.sqrt((u * u).sum() + 1e-12)
-    sigma = (v @ w0 @ u.T)[0, 0]
+    sigma = (v @ w0 @ u.T)[0, 0]  # pyright: ignore[reportPossiblyUnboundVariable]  (3 steps ran)
     np.testing.assert_allclose(base.kernel[...], w0 / sigma, **TOL)
+    assert base.bias is not None
     np.testing.assert_allclose(y, plus_bias(x @ (w0 / sigma), base.bias[...]), **TOL)
     np.testing.assert_allclose(sn.batch_stats[("kernel", "sigma")][...], sigma, **TOL)
     np.testing.assert_allclose(sn.batch_stats[("kernel", "u")][...], u, **TOL)
@@ -182,6 +200,7 @@ def test_spectral_norm_divides_by_the_power_iteration_estimate():
     # eval(): stats stay
     sn2.eval()
     before = np.asarray(sn2.batch_stats[("kernel", "u")][...])
+    assert isinstance(sn2.layer_instance, nnx.Linear)
     sn2.layer_instance.kernel[...] = jnp.asarray(w0)
     sn2(x)
     np.testing.assert_array_equal(sn2.batch_stats[("kernel", "u")][...], before)
@@ -199,12 +218,13 @@ def test_weight_norm_normalizes_the_kernel_columns_in_place():
     base = nnx.Linear(8, 4, rngs=nnx.Rngs(0))
     w0 = np.asarray(base.kernel[...])
     wn = nnx.WeightNorm(base, rngs=nnx.Rngs(1))
-    assert wn.scales[("kernel",)].shape == (4,)
+    assert wn.scales is not None and wn.scales[("kernel",)].shape == (4,)
     x = jax.random.normal(jax.random.key(2), (5, 8))
     y = wn(x)
     want_w = w0 / np.sqrt((w0 * w0).sum(axis=0, keepdims=True) + 1e-12)
     np.testing.assert_allclose(base.kernel[...], want_w, **TOL)
     np.testing.assert_allclose(np.linalg.norm(base.kernel[...], axis=0), np.ones(4), **TOL)
+    assert base.bias is not None
     np.testing.assert_allclose(y, plus_bias(x @ want_w, base.bias[...]), **TOL)
     # a scale multiplies each column; feature_axes=None normalizes the whole kernel
     wn2 = nnx.WeightNorm(
@@ -214,6 +234,7 @@ def test_weight_norm_normalizes_the_kernel_columns_in_place():
         rngs=nnx.Rngs(1),
     )
     wn2(x)
+    assert isinstance(wn2.layer_instance, nnx.Linear)
     np.testing.assert_allclose(
         np.linalg.norm(np.asarray(wn2.layer_instance.kernel[...])), 2.0, rtol=1e-5
     )

@@ -1,3 +1,5 @@
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,12 +13,14 @@ def plus_bias(y, bias):
     promotion raises in these tests)."""
     return y + jnp.broadcast_to(bias, jnp.shape(y))
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-5)
 
 
 def test_linear_matches_einsum_with_bias():
     layer = nnx.Linear(3, 4, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    assert layer.bias is not None
     expected = plus_bias(jnp.einsum("bti,io->bto", x, layer.kernel[...]), layer.bias[...])
     np.testing.assert_allclose(layer(x), expected, **TOL)
 
@@ -61,7 +65,7 @@ def test_linear_with_partitioning_sets_sharding_names():
         2, 8, kernel_init=init, bias_metadata={"sharding_names": ("model",)}, rngs=nnx.Rngs(0)
     )
     assert layer.kernel.sharding_names == (None, "model")
-    assert layer.bias.sharding_names == ("model",)
+    assert layer.bias is not None and layer.bias.sharding_names == ("model",)
 
 
 def test_linear_input_shape_error_names_layer_and_expected_size():
@@ -85,15 +89,17 @@ def test_non_positive_features_rejected():
 
 def test_missing_rngs_says_how_to_fix():
     with pytest.raises(nnx.layers.LayerError, match=r"rngs=nnx.Rngs\(0\)"):
-        nnx.Linear(3, 4, rngs=None)
+        nnx.Linear(3, 4, rngs=None)  # pyright: ignore[reportArgumentType]
 
 
 def test_linear_grad_matches_hand_formula():
     layer = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    assert layer.bias is not None
+    bias = layer.bias
     x = jax.random.normal(jax.random.key(1), (5, 3))
 
     def loss(kernel):
-        return jnp.sum(plus_bias(x @ kernel, layer.bias[...]))
+        return jnp.sum(plus_bias(x @ kernel, bias[...]))
 
     g = jax.grad(loss)(layer.kernel[...])
     np.testing.assert_allclose(g, jnp.broadcast_to(x.sum(0)[:, None], (3, 2)), **TOL)
@@ -103,6 +109,7 @@ def test_linear_general_multi_axis_in_and_out():
     layer = nnx.LinearGeneral(
         (2, 3), (4, 5), axis=(-2, -1), bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0)
     )
+    assert layer.bias is not None
     assert layer.kernel.shape == (2, 3, 4, 5) and layer.bias.shape == (4, 5)
     x = jax.random.normal(jax.random.key(1), (7, 2, 3))
     expected = plus_bias(jnp.einsum("bij,ijkl->bkl", x, layer.kernel[...]), layer.bias[...])
@@ -139,6 +146,7 @@ def test_einsum_with_bias():
         "nta,hab->nthb", (8, 2, 4), (8, 4), bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0)
     )
     x = jax.random.normal(jax.random.key(1), (3, 5, 2))
+    assert layer.bias is not None
     expected = plus_bias(jnp.einsum("nta,hab->nthb", x, layer.kernel[...]), layer.bias[...])
     y = layer(x)
     assert y.shape == (3, 5, 8, 4)
@@ -157,6 +165,7 @@ def test_einsum_string_per_call_and_broadcast_bias():
         "ab,bc->ac", (3, 4), (1, 4), bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0)
     )
     x = jax.random.normal(jax.random.key(1), (2, 3))
+    assert layer.bias is not None
     k, b = layer.kernel[...], layer.bias[...]
     np.testing.assert_allclose(layer(x), x @ k + b, **TOL)
     # the same kernel contracted another way, chosen at call time: x given transposed

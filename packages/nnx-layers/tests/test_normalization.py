@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import pytest
 
 import nnx
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-5)
 
 
 def _x(shape, seed=1):
@@ -43,6 +44,7 @@ def test_batchnorm_eval_uses_running_averages_and_leaves_them_alone():
     bn = nnx.BatchNorm(3, rngs=nnx.Rngs(0))
     bn.mean[...] = jnp.array([1.0, 2.0, 3.0])
     bn.var[...] = jnp.array([4.0, 1.0, 0.25])
+    assert bn.scale is not None and bn.bias is not None
     bn.scale[...] = jnp.array([2.0, 2.0, 2.0])
     bn.bias[...] = jnp.array([0.5, 0.5, 0.5])
     bn.eval()
@@ -171,6 +173,7 @@ def test_batchnorm_momentum_epsilon_scale_and_bias_step_by_step():
         bias_init=nnx.initializers.normal(1.0),
         rngs=nnx.Rngs(0),
     )
+    assert bn.scale is not None and bn.bias is not None
     scale, bias = np.asarray(bn.scale[...]), np.asarray(bn.bias[...])
     ra_mean, ra_var = np.zeros(3), np.ones(3)
     for step in range(3):
@@ -191,6 +194,7 @@ def test_batchnorm_use_running_average_through_set_attributes():
     model = nnx.Sequential(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), nnx.BatchNorm(3, rngs=nnx.Rngs(0)))
     model.set_attributes(use_running_average=True)
     bn = model.layers[1]
+    assert isinstance(bn, nnx.BatchNorm)
     assert bn.use_running_average is True
     x = _x((4, 2))
     h = model.layers[0](x)
@@ -225,6 +229,7 @@ def test_layernorm_matches_hand_formula():
     x = np.asarray(_x((3, 5, 4)))
     mean = x.mean(-1, keepdims=True)
     var = x.var(-1, keepdims=True)
+    assert ln.scale is not None and ln.bias is not None
     expected = (x - mean) / np.sqrt(var + 1e-6) * np.asarray(ln.scale[...]) + np.asarray(
         ln.bias[...]
     )
@@ -245,6 +250,7 @@ def test_layernorm_multiple_reduction_axes():
 def test_rmsnorm_matches_hand_formula():
     norm = nnx.RMSNorm(4, scale_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
     x = np.asarray(_x((3, 4)))
+    assert norm.scale is not None
     expected = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6) * np.asarray(norm.scale[...])
     np.testing.assert_allclose(norm(jnp.asarray(x)), expected, rtol=1e-4, atol=1e-4)
     assert not hasattr(norm, "bias")
@@ -256,6 +262,7 @@ def test_groupnorm_matches_hand_formula():
     g = x.reshape(2, 4, 4, 3, 2)
     mean = g.mean((1, 2, 4), keepdims=True)
     var = g.var((1, 2, 4), keepdims=True)
+    assert gn.scale is not None
     expected = ((g - mean) / np.sqrt(var + 1e-6)).reshape(x.shape) * np.asarray(gn.scale[...])
     np.testing.assert_allclose(gn(jnp.asarray(x)), expected, rtol=1e-4, atol=1e-4)
 

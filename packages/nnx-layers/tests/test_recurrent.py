@@ -1,3 +1,5 @@
+from typing import Any, cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,8 @@ def plus_bias(y, bias):
     promotion raises in these tests)."""
     return y + jnp.broadcast_to(bias, jnp.shape(y))
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-5)
 
 
 def _lin(layer, x):
@@ -41,6 +44,7 @@ def test_gru_cell_matches_equations():
     cell = nnx.GRUCell(3, 4, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 3))
     h = jax.random.normal(jax.random.key(2), (2, 4))
+    assert cell.dense_i.bias is not None
     wi, bi, wh = cell.dense_i.kernel[...], cell.dense_i.bias[...], cell.dense_h.kernel[...]
     W = lambda j: wi[:, 4 * j : 4 * j + 4]  # noqa: E731
     U = lambda j: wh[:, 4 * j : 4 * j + 4]  # noqa: E731
@@ -94,7 +98,7 @@ def test_rnn_time_major_reverse_keep_order():
     cell = nnx.GRUCell(3, 4, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (5, 2, 3))
     h = cell.initialize_carry((2, 3))
-    ys = [None] * 5
+    ys: list[Any] = [None] * 5
     for t in reversed(range(5)):
         h, ys[t] = cell(h, x[t])
     out = nnx.RNN(cell, time_major=True, reverse=True, keep_order=True)(x)
@@ -143,7 +147,8 @@ def test_bidirectional_concatenates_forward_and_backward():
     fwd, bwd = nnx.RNN(nnx.GRUCell(3, 4, rngs=rngs)), nnx.RNN(nnx.GRUCell(3, 4, rngs=rngs))
     bi = nnx.Bidirectional(fwd, bwd)
     x = jax.random.normal(jax.random.key(1), (2, 5, 3))
-    out = bi(x)
+    # __call__ returns the outputs, or (carry, outputs) with return_carry=True
+    out = cast(jax.Array, bi(x))
     assert out.shape == (2, 5, 8)
     np.testing.assert_allclose(out[..., :4], fwd(x), **TOL)
     np.testing.assert_allclose(out[..., 4:], bwd(x, reverse=True, keep_order=True), **TOL)
@@ -155,7 +160,7 @@ def test_rnn_grad_matches_python_loop_grad():
     graphdef, params = nnx.split(cell)
 
     def loss_rnn(params):
-        return jnp.sum(nnx.RNN(nnx.merge(graphdef, params))(x) ** 2)
+        return jnp.sum(cast(jax.Array, nnx.RNN(nnx.merge(graphdef, params))(x)) ** 2)
 
     def loss_loop(params):
         c = nnx.merge(graphdef, params)
@@ -191,7 +196,7 @@ def test_rnn_carries_cell_state_and_writes_it_back(mode):
         cell = _NoisyCell(nnx.Rngs(0, noise=1))
     rnn = nnx.RNN(cell)
     x = jnp.zeros((1, 4, 2))
-    out = jax.jit(lambda m, x: m(x))(rnn, x) if mode else rnn(x)
+    out = cast(jax.Array, jax.jit(lambda m, x: m(x))(rnn, x) if mode else rnn(x))
     assert int(cell.noise.count[...]) == 4
     assert not np.allclose(out[:, 0], out[:, 1])
 

@@ -1,6 +1,8 @@
 """``set_view`` on Dropout, BatchNorm and MultiHeadAttention: ``nnx.view(model, ...)`` puts
 them in the mode Flax NNX 0.12 documents, on a copy that shares the Variables."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 
 import nnx
 
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-6)
 
 
 class Net(nnx.Module):
@@ -58,6 +60,7 @@ def test_batchnorm_running_average_view_uses_the_running_stats():
     bn = nnx.BatchNorm(3, rngs=nnx.Rngs(0))
     bn.mean[...] = jnp.array([1.0, -2.0, 0.5])
     bn.var[...] = jnp.array([4.0, 0.25, 1.0])
+    assert bn.scale is not None and bn.bias is not None
     bn.scale[...] = jnp.array([2.0, 1.0, 0.5])
     bn.bias[...] = jnp.array([0.0, 1.0, -1.0])
     x = _x()
@@ -130,7 +133,7 @@ def test_mha_decode_view_with_cache_matches_the_causal_full_pass():
     assert dec.query.kernel is mha.query.kernel
     steps = [dec(x[:, t : t + 1]) for t in range(5)]
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, **TOL)
-    assert int(dec.cache_index[...]) == 5
+    assert dec.cache_index is not None and int(dec.cache_index[...]) == 5
 
 
 def test_mha_set_view_batch_size_without_max_length_is_an_error():

@@ -61,7 +61,7 @@ class _null:
         pass
 
 
-def pure_params(model, wrt=nnx.Param):
+def pure_params(model, wrt: nnx.Filter = nnx.Param):
     """The selected values as a nested dict of arrays (fresh copies)."""
     return jax.tree.map(jnp.array, nnx.state(model, wrt).to_pure_dict())
 
@@ -82,7 +82,7 @@ def _deep_merge(a, b):
     return out
 
 
-def reference_loop(model, tx, steps, wrt=nnx.Param, *, return_state=False, **extra):
+def reference_loop(model, tx, steps, wrt: nnx.Filter = nnx.Param, *, return_state=False, **extra):
     """Plain optax on pure dicts: the numbers nnx.Optimizer must reproduce.
 
     Returns the parameters after ``steps`` steps (and the optax state if
@@ -110,13 +110,13 @@ def _grads(graphdef, params, rest):
     return jax.grad(lambda p: loss_of(nnx.merge(graphdef, p, rest)))(params)
 
 
-def frozen_grads(model, wrt=nnx.Param):
+def frozen_grads(model, wrt: nnx.Filter = nnx.Param):
     """Gradients as a State of immutable Variables (seed 002's split/merge form)."""
     graphdef, params, rest = nnx.split(model, wrt, ...)
     return _grads(graphdef, nnx.vars_as(params, mutable=False), nnx.to_arrays(rest))
 
 
-def assert_params_close(model, expected, wrt=nnx.Param, tol=1e-6):
+def assert_params_close(model, expected, wrt: nnx.Filter = nnx.Param, tol=1e-6):
     got = nnx.state(model, wrt).to_pure_dict()
     assert jax.tree.structure(got) == jax.tree.structure(expected)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):

@@ -1,5 +1,7 @@
 """nnx.Optimizer: both update forms, every Variable mode, the JAX boundaries, errors."""
 
+from typing import Any, cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,7 +45,8 @@ def test_k_eager_steps_equal_a_plain_optax_loop(mode, form):
             optimizer.update(model, grads)
     assert_params_close(model, expected)
     assert optimizer.step.value == STEPS
-    assert optimizer.step.value.dtype == jnp.uint32
+    # OptState's value is untyped, so pyright narrows it to Literal[3] after the `==`
+    assert cast(jax.Array, optimizer.step.value).dtype == jnp.uint32
 
 
 def test_non_selected_variables_are_left_alone():
@@ -435,7 +438,7 @@ def test_inject_hyperparams_of_adam_inside_a_chain_match_optax():
     model = make()
     params = pure_params(model)
     tx = make_tx()
-    opt_state = tx.init(params)
+    opt_state: Any = tx.init(params)  # optax types its states as any pytree
     optimizer = nnx.Optimizer(model, make_tx())
     for lr in [1e-2, 3e-2, 1e-3]:
         opt_state[1].hyperparams["learning_rate"] = jnp.asarray(lr)  # optax's own recipe
@@ -453,7 +456,8 @@ def test_a_python_number_written_into_opt_state_keeps_its_dtype():
     lr[...] = 1
     assert lr.value.dtype == jnp.float32 and float(lr.value) == 1.0
     optimizer.step.value = 7
-    assert optimizer.step.value.dtype == jnp.uint32 and int(optimizer.step.value) == 7
+    step = cast(jax.Array, optimizer.step.value)  # untyped value, narrowed to Literal[7]
+    assert step.dtype == jnp.uint32 and int(step) == 7
 
 
 def test_lbfgs_with_value_fn_matches_a_plain_optax_loop():
@@ -468,7 +472,7 @@ def test_lbfgs_with_value_fn_matches_a_plain_optax_loop():
     tx = optax.lbfgs()
     model = make()
     p = pure_params(model)
-    state = tx.init(p)
+    state: Any = tx.init(p)  # optax types its states as any pytree
     for _ in range(steps):
         p, state = reference(p, state)
     assert float(pure_value_fn(p)) < 0.2 * float(loss_of(model))  # it did optimize
@@ -510,7 +514,7 @@ def test_contrib_reduce_on_plateau_reads_the_value_argument():
     model = make()
     params = pure_params(model)
     tx = make_tx()
-    state = tx.init(params)
+    state: Any = tx.init(params)  # optax types its states as any pytree
     optimizer = nnx.Optimizer(model, make_tx())
     for value in values:
         updates, state = tx.update(jax.grad(pure_value_fn)(params), state, params, value=value)
@@ -530,7 +534,8 @@ def _scale_by_keyword():
     def update(updates, state, params=None, *, scale, **extra):
         return jax.tree.map(lambda g: -scale * g, updates), state
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    # a required keyword on purpose: optax's update protocol has none
+    return optax.GradientTransformationExtraArgs(init, update)  # pyright: ignore[reportArgumentType]
 
 
 @pytest.mark.parametrize("form", ["update(grads)", "update(model, grads)", "keywords"])
@@ -682,7 +687,7 @@ def test_wrt_that_selects_nothing_is_an_error():
 
 def test_tx_must_be_a_gradient_transformation():
     with pytest.raises(TypeError, match="optax GradientTransformation"):
-        nnx.Optimizer(make(), 1e-3)
+        nnx.Optimizer(make(), 1e-3)  # pyright: ignore[reportArgumentType]
 
 
 def test_plain_variables_under_plain_jit_say_what_to_do():
