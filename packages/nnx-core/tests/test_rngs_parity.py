@@ -1,13 +1,6 @@
 """Flax NNX 0.12 parity of Rngs: samplers, initializer methods, reseed, fork_rngs,
 restore_rngs, with_rngs. Numbers are checked against jax.random / jax.nn.initializers
-called with the key the stream must hand out (fold_in(seed key, count)).
-
-The sampler and initializer methods (``rngs.normal``, ``rngs.params.lecun_uniform``, ...)
-are installed on Rngs and RngStream at import time, out of pyright's sight: each call of
-one carries a named ``pyright: ignore``."""
-
-from collections.abc import Callable
-from typing import cast
+called with the key the stream must hand out (fold_in(seed key, count))."""
 
 import jax
 import jax.numpy as jnp
@@ -29,84 +22,60 @@ def _kd(k):
 
 def test_rngs_samplers_draw_from_the_default_stream():
     rngs = nnx.Rngs(0, params=1)
+    np.testing.assert_allclose(rngs.normal((2, 3)), jax.random.normal(_k(0, 0), (2, 3)))
     np.testing.assert_allclose(
-        rngs.normal((2, 3)),  # pyright: ignore[reportCallIssue]
-        jax.random.normal(_k(0, 0), (2, 3)),
-    )
-    np.testing.assert_allclose(
-        rngs.uniform((4,), minval=-1.0, maxval=2.0),  # pyright: ignore[reportCallIssue]
+        rngs.uniform((4,), minval=-1.0, maxval=2.0),
         jax.random.uniform(_k(0, 1), (4,), minval=-1.0, maxval=2.0),
     )
     np.testing.assert_array_equal(
-        rngs.bernoulli(0.3, (5,)),  # pyright: ignore[reportCallIssue]
-        jax.random.bernoulli(_k(0, 2), 0.3, (5,)),
+        rngs.bernoulli(0.3, (5,)), jax.random.bernoulli(_k(0, 2), 0.3, (5,))
     )
-    np.testing.assert_allclose(
-        rngs.gamma(2.0, (3,)),  # pyright: ignore[reportCallIssue]
-        jax.random.gamma(_k(0, 3), 2.0, (3,)),
-    )
+    np.testing.assert_allclose(rngs.gamma(2.0, (3,)), jax.random.gamma(_k(0, 3), 2.0, (3,)))
     assert int(rngs.default.count[...]) == 4 and int(rngs.params.count[...]) == 0
 
 
 def test_stream_samplers_use_their_own_stream():
     rngs = nnx.Rngs(0, params=1)
-    np.testing.assert_allclose(
-        rngs.params.uniform((2, 3)),  # pyright: ignore[reportAttributeAccessIssue]
-        jax.random.uniform(_k(1, 0), (2, 3)),
-    )
-    np.testing.assert_allclose(
-        rngs.params.normal((3,)),  # pyright: ignore[reportAttributeAccessIssue]
-        jax.random.normal(_k(1, 1), (3,)),
-    )
+    np.testing.assert_allclose(rngs.params.uniform((2, 3)), jax.random.uniform(_k(1, 0), (2, 3)))
+    np.testing.assert_allclose(rngs.params.normal((3,)), jax.random.normal(_k(1, 1), (3,)))
     np.testing.assert_array_equal(
-        rngs.params.randint((4,), 0, 10),  # pyright: ignore[reportAttributeAccessIssue]
-        jax.random.randint(_k(1, 2), (4,), 0, 10),
+        rngs.params.randint((4,), 0, 10), jax.random.randint(_k(1, 2), (4,), 0, 10)
     )
-    np.testing.assert_allclose(
-        rngs.params.laplace((2,)),  # pyright: ignore[reportAttributeAccessIssue]
-        jax.random.laplace(_k(1, 3), (2,)),
-    )
-    np.testing.assert_array_equal(
-        rngs.params.permutation(5),  # pyright: ignore[reportAttributeAccessIssue]
-        jax.random.permutation(_k(1, 4), 5),
-    )
-    np.testing.assert_allclose(
-        rngs.params.orthogonal(3),  # pyright: ignore[reportAttributeAccessIssue]
-        jax.random.orthogonal(_k(1, 5), 3),
-    )
+    np.testing.assert_allclose(rngs.params.laplace((2,)), jax.random.laplace(_k(1, 3), (2,)))
+    np.testing.assert_array_equal(rngs.params.permutation(5), jax.random.permutation(_k(1, 4), 5))
+    np.testing.assert_allclose(rngs.params.orthogonal(3), jax.random.orthogonal(_k(1, 5), 3))
     assert int(rngs.params.count[...]) == 6 and int(rngs.default.count[...]) == 0
 
 
 def test_initializer_methods_return_the_initializer_bound_to_a_fresh_key():
     rngs = nnx.Rngs(0, params=1)
-    rngs.normal((2, 3))  # pyright: ignore[reportCallIssue]  # count 0
-    init = cast(Callable[..., jax.Array], rngs.lecun_normal())
+    rngs.normal((2, 3))  # count 0
+    init = rngs.lecun_normal()
     assert int(rngs.default.count[...]) == 2  # the key is drawn when the method is called
     want = jax.nn.initializers.lecun_normal()(_k(0, 1), (2, 3))
     np.testing.assert_allclose(init((2, 3)), want)
     np.testing.assert_allclose(init((2, 3)), want)  # bound: same key every call
     np.testing.assert_allclose(
-        rngs.params.lecun_uniform()((2, 3)),  # pyright: ignore[reportAttributeAccessIssue]
+        rngs.params.lecun_uniform()((2, 3)),
         jax.nn.initializers.lecun_uniform()(_k(1, 0), (2, 3)),
     )
     np.testing.assert_allclose(
-        rngs.params.glorot_normal(in_axis=0, out_axis=1)((4, 5), jnp.float16),  # pyright: ignore[reportAttributeAccessIssue]
+        rngs.params.glorot_normal(in_axis=0, out_axis=1)((4, 5), jnp.float16),
         jax.nn.initializers.glorot_normal(in_axis=0, out_axis=1)(_k(1, 1), (4, 5), jnp.float16),
     )
     np.testing.assert_allclose(
-        rngs.he_uniform()((3, 3)),  # pyright: ignore[reportCallIssue]
-        jax.nn.initializers.he_uniform()(_k(0, 2), (3, 3)),
+        rngs.he_uniform()((3, 3)), jax.nn.initializers.he_uniform()(_k(0, 2), (3, 3))
     )
     np.testing.assert_allclose(
-        rngs.variance_scaling(2.0, "fan_out", "uniform")((6, 2)),  # pyright: ignore[reportCallIssue]
+        rngs.variance_scaling(2.0, "fan_out", "uniform")((6, 2)),
         jax.nn.initializers.variance_scaling(2.0, "fan_out", "uniform")(_k(0, 3), (6, 2)),
     )
 
 
 def test_a_method_name_is_never_a_new_stream():
     rngs = nnx.Rngs(0)
-    rngs.lecun_normal()((2, 2))  # pyright: ignore[reportCallIssue]
-    rngs.xavier_uniform()((2, 2))  # pyright: ignore[reportCallIssue]
+    rngs.lecun_normal()((2, 2))
+    rngs.xavier_uniform()((2, 2))
     assert rngs.stream_names() == ["default"]
     with pytest.raises(ValueError, match="'lecun_normal' cannot name a stream"):
         nnx.Rngs(lecun_normal=0)

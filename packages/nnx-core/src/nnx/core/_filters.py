@@ -194,7 +194,7 @@ class _Everything:
     def __call__(self) -> _Everything: ...
     @overload
     def __call__(self, path: Path, x: _Any, /) -> bool: ...
-    def __call__(self, *args):
+    def __call__(self, *args: _Any) -> _Any:
         if not args:
             return self
         return True
@@ -213,7 +213,7 @@ class _Nothing:
     def __call__(self) -> _Nothing: ...
     @overload
     def __call__(self, path: Path, x: _Any, /) -> bool: ...
-    def __call__(self, *args):
+    def __call__(self, *args: _Any) -> _Any:
         if not args:
             return self
         return False
