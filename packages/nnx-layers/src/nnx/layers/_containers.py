@@ -27,7 +27,7 @@ class Sequential(Module):
     """
 
     def __init__(self, *fns: Callable[..., Any]):
-        self.layers = list(fns)
+        self.layers: list[Any] = list(fns)  # modules or functions, edited by users
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         output: Any = None
