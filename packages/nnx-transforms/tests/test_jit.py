@@ -1,5 +1,7 @@
 """nnx.jit: state propagation, sharing, returned objects, every Variable mode, caching."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ from transforms_testlib import MLP, SGD, Counter, Linear, add_bias
 
 import nnx
 
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-6)
 
 
 def test_variable_written_inside_is_updated_outside(mode):
@@ -187,7 +189,7 @@ def test_donation_donates_buffers_and_updates_state():
 def test_donated_variable_the_function_only_reads_keeps_its_value(by):
     m = Linear(3, 3, rngs=nnx.Rngs(0))
     w0 = np.asarray(m.w[...])
-    opts = dict(donate_argnums=0) if by == "argnums" else dict(donate_argnames="m")
+    opts: dict[str, Any] = dict(donate_argnums=0) if by == "argnums" else dict(donate_argnames="m")
 
     @nnx.jit(**opts)
     def double(m):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ from transforms_testlib import MLP, Counter, Linear, add_bias, mlp_reference
 
 import nnx
 
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-6)
 
 
 def test_remat_gradients_match_and_state_updates(mode):
