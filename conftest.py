@@ -27,11 +27,6 @@ RANK_PROMOTION_ALLOWED = {
     # code written as a Flax NNX user writes it (seeds, guides, examples, README):
     # `x @ w + b` with a batch axis is ordinary numpy broadcasting there
     "tests/": "user-style programs",
-    # TODO(lead): many nnx-transforms tests compute their references as `x @ w + b`
-    # with a batch axis (the shared Linear of transforms_testlib.py broadcasts
-    # explicitly now, through add_bias); make the others explicit, then drop this line
-    # and set the flag in packages/nnx-transforms/tests/conftest.py.
-    "packages/nnx-transforms/tests/": "transforms' test references",
 }
 
 

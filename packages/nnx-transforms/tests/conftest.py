@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+import jax
 import pytest
 
 import nnx
+
+jax.config.update("jax_numpy_rank_promotion", "raise")  # no silent broadcasts (root conftest.py)
 
 sys.path.insert(0, os.path.dirname(__file__))  # for transforms_testlib (importlib mode)
 

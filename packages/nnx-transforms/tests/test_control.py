@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transforms_testlib import Counter, Linear
+from transforms_testlib import Counter, Linear, add_bias
 
 import nnx
 
@@ -120,5 +120,5 @@ def test_fori_loop_unroll_matches_lax_fori_loop(mode):
     m = Linear(2, 2, rngs=nnx.Rngs(0))
     x = jnp.ones((1, 2))
     _, y = nnx.fori_loop(0, 4, lambda i, v: (v[0], jnp.tanh(v[0](v[1]))), (m, x), unroll=2)
-    ref = jax.lax.fori_loop(0, 4, lambda i, h: jnp.tanh(h @ m.w[...] + m.b[...]), x)
+    ref = jax.lax.fori_loop(0, 4, lambda i, h: jnp.tanh(add_bias(h @ m.w[...], m.b[...])), x)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)

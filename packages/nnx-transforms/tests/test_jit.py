@@ -1,14 +1,16 @@
 """nnx.jit: state propagation, sharing, returned objects, every Variable mode, caching."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transforms_testlib import MLP, SGD, Counter, Linear
+from transforms_testlib import MLP, SGD, Counter, Linear, add_bias
 
 import nnx
 
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL: dict[str, Any] = dict(rtol=1e-5, atol=1e-6)
 
 
 def test_variable_written_inside_is_updated_outside(mode):
@@ -51,7 +53,7 @@ def test_train_step_matches_plain_jax_and_keeps_optimizer_sharing(mode):
     loss = train_step(model, optimizer, x, y)
 
     def ref_loss(p):
-        return jnp.mean((x @ p["w"] + p["b"] - y) ** 2)
+        return jnp.mean((add_bias(x @ p["w"], p["b"]) - y) ** 2)
 
     ref_l, g = jax.value_and_grad(ref_loss)({"w": w0, "b": b0})
     np.testing.assert_allclose(loss, ref_l, **TOL)
@@ -71,7 +73,7 @@ def test_batchnorm_and_dropout_state_propagates(mode):
 
     x = jnp.arange(6.0).reshape(3, 2)
     fwd(model, x)
-    h = x @ model.linear1.w[...] + model.linear1.b[...]
+    h = add_bias(x @ model.linear1.w[...], model.linear1.b[...])
     np.testing.assert_allclose(model.bn.mean[...], 0.1 * h.mean(0), **TOL)
     assert int(model.dropout.rngs.count[...]) == int(count0) + 1
 
@@ -187,7 +189,7 @@ def test_donation_donates_buffers_and_updates_state():
 def test_donated_variable_the_function_only_reads_keeps_its_value(by):
     m = Linear(3, 3, rngs=nnx.Rngs(0))
     w0 = np.asarray(m.w[...])
-    opts = dict(donate_argnums=0) if by == "argnums" else dict(donate_argnames="m")
+    opts: dict[str, Any] = dict(donate_argnums=0) if by == "argnums" else dict(donate_argnames="m")
 
     @nnx.jit(**opts)
     def double(m):
@@ -224,7 +226,7 @@ def test_bare_decorator_and_decorator_with_options():
 
     m = Linear(2, 2, rngs=nnx.Rngs(0))
     x = jnp.ones((1, 2))
-    ref = x @ m.w[...] + m.b[...]
+    ref = add_bias(x @ m.w[...], m.b[...])
     for f in (bare, empty):
         assert isinstance(f, nnx.transforms._jit.JitWrapped)
         np.testing.assert_allclose(f(m, x), ref, **TOL)
@@ -258,7 +260,7 @@ def test_in_and_out_shardings_on_one_device():
     b0 = m.b[...]
     y = fwd(m, x)
     assert y.sharding == dev
-    np.testing.assert_allclose(y, x @ m.w[...] + b0 + 1.0, **TOL)
+    np.testing.assert_allclose(y, add_bias(x @ m.w[...], b0 + 1.0), **TOL)
     np.testing.assert_allclose(m.b[...], b0 + 1.0, **TOL)
     created = nnx.jit(lambda: Linear(2, 2, rngs=nnx.Rngs(0)), out_shardings=dev)()
     assert created.w.get_value().sharding == dev

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from transforms_testlib import Counter, Linear
+from transforms_testlib import Counter, Linear, add_bias
 
 import nnx
 
@@ -182,9 +182,11 @@ def test_mixed_modes_in_one_call_with_donation(mode):
     def f(m, plain, lin, x):
         m.c[...] += 1
         plain()
-        return lin(x * m.w[...])
+        return lin(x * m.w[...][None, :])
 
     x = jnp.ones((1, 3))
     for k in range(1, 3):
-        np.testing.assert_allclose(f(m, plain, lin, x), x @ lin.w[...] + lin.b[...], rtol=1e-6)
+        np.testing.assert_allclose(
+            f(m, plain, lin, x), add_bias(x @ lin.w[...], lin.b[...]), rtol=1e-6
+        )
         assert int(m.c[...]) == k and int(plain.count[...]) == k

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -179,10 +183,13 @@ def test_jit_partial_donates_the_bound_model_by_position():
 
 
 # -- make_jaxpr -------------------------------------------------------------------------
+# nnx.make_jaxpr(f) is typed as the union of its two forms (it has no @overload for the
+# `f=None` decorator form), so the traced functions below are cast to callables.
 def test_make_jaxpr_traces_the_model_arrays_then_the_inputs(mode):
     m = Linear(2, 3, rngs=nnx.Rngs(0))
     w0 = np.asarray(m.w[...])
-    closed = nnx.make_jaxpr(_step)(m, X)
+    trace = cast(Callable[..., Any], nnx.make_jaxpr(_step))
+    closed = trace(m, X)
     shapes = [tuple(v.aval.shape) for v in closed.jaxpr.invars]
     leaves = nnx.flatten(m).leaves
     assert shapes == [tuple(v[...].shape) for v in leaves] + [(1, 2)]
@@ -193,7 +200,8 @@ def test_make_jaxpr_traces_the_model_arrays_then_the_inputs(mode):
 
 def test_make_jaxpr_evaluates_to_the_function():
     m = Linear(2, 3, rngs=nnx.Rngs(0))
-    closed = nnx.make_jaxpr(lambda m, x: m(x))(m, X)
+    trace = cast(Callable[..., Any], nnx.make_jaxpr(lambda m, x: m(x)))
+    closed = trace(m, X)
     values = [v[...] for v in nnx.flatten(m).leaves]
     (y,) = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *values, X)
     np.testing.assert_allclose(y, _expected(m.w[...], m.b[...], X), rtol=1e-6)
@@ -202,7 +210,8 @@ def test_make_jaxpr_evaluates_to_the_function():
 def test_make_jaxpr_lists_a_shared_variable_once():
     a = Linear(2, 2, rngs=nnx.Rngs(0))
     pair = [a, a]
-    closed = nnx.make_jaxpr(lambda p, x: p[1](p[0](x)))(pair, jnp.ones((1, 2)))
+    trace = cast(Callable[..., Any], nnx.make_jaxpr(lambda p, x: p[1](p[0](x))))
+    closed = trace(pair, jnp.ones((1, 2)))
     assert len(closed.jaxpr.invars) == 3
 
 

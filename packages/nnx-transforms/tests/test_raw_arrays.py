@@ -221,7 +221,7 @@ def test_diffstate_path_predicate_gives_gradients_for_raw_arrays():
 
         def __call__(self, x):
             self.count += 1
-            return jnp.tanh(x @ self.w + self.b) * self.scale
+            return jnp.tanh(x @ self.w + self.b[None, :]) * self.scale
 
     def is_wb(path, value):
         return path[-1] in ("w", "b")
@@ -236,7 +236,7 @@ def test_diffstate_path_predicate_gives_gradients_for_raw_arrays():
     assert sorted(grads) == ["b", "w"]
 
     def by_hand(w, b):
-        return jnp.sum((jnp.tanh(x @ w + b) * 2.0) ** 2)
+        return jnp.sum((jnp.tanh(x @ w + b[None, :]) * 2.0) ** 2)
 
     gw, gb = jax.grad(by_hand, argnums=(0, 1))(m.w, m.b)
     np.testing.assert_allclose(grads["w"], gw, rtol=1e-6)

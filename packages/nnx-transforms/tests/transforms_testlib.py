@@ -34,10 +34,10 @@ class BatchNorm(nnx.Module):
 
     def __call__(self, x):
         if self.use_running_average:
-            return x - self.mean[...]
+            return x - jnp.broadcast_to(self.mean[...], x.shape)
         m = jnp.mean(x, axis=0)
         self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * m
-        return x - m
+        return x - jnp.broadcast_to(m, x.shape)
 
 
 class Dropout(nnx.Module):
@@ -88,8 +88,8 @@ class SGD(nnx.Module):
 
 def mlp_reference(params, mean, x, momentum=0.9):
     """The MLP without dropout, in plain JAX: (y, new running mean)."""
-    h = x @ params["linear1"]["w"] + params["linear1"]["b"]
+    h = add_bias(x @ params["linear1"]["w"], params["linear1"]["b"])
     m = jnp.mean(h, axis=0)
     new_mean = momentum * mean + (1 - momentum) * m
-    h = jnp.tanh(h - m)
-    return h @ params["linear2"]["w"] + params["linear2"]["b"], new_mean
+    h = jnp.tanh(h - jnp.broadcast_to(m, h.shape))
+    return add_bias(h @ params["linear2"]["w"], params["linear2"]["b"]), new_mean
