@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -14,12 +12,7 @@ from transforms_testlib import Linear, add_bias
 
 import nnx
 import nnx.transforms
-from nnx.transforms import general
-
-# split_inputs(f) and merge_inputs(f) are typed as the union of their two forms (they
-# have no @overload for the `f=None` decorator form); the tests pass a function.
-split_inputs: Callable[[Callable[..., Any]], Callable[..., Any]] = general.split_inputs
-merge_inputs: Callable[[Callable[..., Any]], Callable[..., Any]] = general.merge_inputs
+from nnx.transforms.general import merge_inputs, split_inputs
 
 X = jnp.ones((1, 2))
 

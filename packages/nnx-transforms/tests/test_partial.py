@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
-
 import jax
 import jax.core
 import jax.numpy as jnp
@@ -183,12 +180,10 @@ def test_jit_partial_donates_the_bound_model_by_position():
 
 
 # -- make_jaxpr -------------------------------------------------------------------------
-# nnx.make_jaxpr(f) is typed as the union of its two forms (it has no @overload for the
-# `f=None` decorator form), so the traced functions below are cast to callables.
 def test_make_jaxpr_traces_the_model_arrays_then_the_inputs(mode):
     m = Linear(2, 3, rngs=nnx.Rngs(0))
     w0 = np.asarray(m.w[...])
-    trace = cast(Callable[..., Any], nnx.make_jaxpr(_step))
+    trace = nnx.make_jaxpr(_step)
     closed = trace(m, X)
     shapes = [tuple(v.aval.shape) for v in closed.jaxpr.invars]
     leaves = nnx.flatten(m).leaves
@@ -200,7 +195,7 @@ def test_make_jaxpr_traces_the_model_arrays_then_the_inputs(mode):
 
 def test_make_jaxpr_evaluates_to_the_function():
     m = Linear(2, 3, rngs=nnx.Rngs(0))
-    trace = cast(Callable[..., Any], nnx.make_jaxpr(lambda m, x: m(x)))
+    trace = nnx.make_jaxpr(lambda m, x: m(x))
     closed = trace(m, X)
     values = [v[...] for v in nnx.flatten(m).leaves]
     (y,) = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *values, X)
@@ -210,7 +205,7 @@ def test_make_jaxpr_evaluates_to_the_function():
 def test_make_jaxpr_lists_a_shared_variable_once():
     a = Linear(2, 2, rngs=nnx.Rngs(0))
     pair = [a, a]
-    trace = cast(Callable[..., Any], nnx.make_jaxpr(lambda p, x: p[1](p[0](x))))
+    trace = nnx.make_jaxpr(lambda p, x: p[1](p[0](x)))
     closed = trace(pair, jnp.ones((1, 2)))
     assert len(closed.jaxpr.invars) == 3
 

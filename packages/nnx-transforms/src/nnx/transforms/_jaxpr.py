@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 import jax
 
@@ -29,13 +30,29 @@ def _out_values(out):
     return _values(flatten(vars_as(out, ref=False, hijax=False)))
 
 
+@overload
+def make_jaxpr(
+    f: Callable[..., Any],
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+    static_argnums: int | Sequence[int] = (),
+) -> Callable[..., Any]: ...
+@overload
+def make_jaxpr(
+    f: None = None,
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+    static_argnums: int | Sequence[int] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 def make_jaxpr(
     f: Callable | None = None,
     *,
     graph: bool | None = None,
     graph_updates: bool | None = None,
     static_argnums: int | Sequence[int] = (),
-):
+) -> Any:
     """``jax.make_jaxpr`` for functions that take nnx objects.
 
     Example:

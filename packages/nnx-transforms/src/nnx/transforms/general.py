@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import jax
 
@@ -97,7 +97,15 @@ def _fn_name(f) -> str:
     return getattr(f, "__name__", None) or type(f).__name__
 
 
-def split_inputs(f: Callable | None = None, *, ctxtag: str = "split_merge_inputs"):
+@overload
+def split_inputs(
+    f: Callable[..., Any], *, ctxtag: str = "split_merge_inputs"
+) -> Callable[..., Any]: ...
+@overload
+def split_inputs(
+    f: None = None, *, ctxtag: str = "split_merge_inputs"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+def split_inputs(f: Callable | None = None, *, ctxtag: str = "split_merge_inputs") -> Any:
     """Turn the nnx objects in the arguments into pytrees, call ``f``, write the updates back.
 
     Use it around a JAX transform whose function is wrapped in
@@ -178,7 +186,15 @@ def _check_same_paths(original, new, where: str) -> None:
         )
 
 
-def merge_inputs(f: Callable | None = None, *, ctxtag: str = "split_merge_inputs"):
+@overload
+def merge_inputs(
+    f: Callable[..., Any], *, ctxtag: str = "split_merge_inputs"
+) -> Callable[..., Any]: ...
+@overload
+def merge_inputs(
+    f: None = None, *, ctxtag: str = "split_merge_inputs"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+def merge_inputs(f: Callable | None = None, *, ctxtag: str = "split_merge_inputs") -> Any:
     """Rebuild nnx objects from the pytrees :func:`split_inputs` made, call ``f``, split again.
 
     Returns ``(inputs, output)``: the arguments, with those that hold no nnx
