@@ -104,8 +104,9 @@ def test_iter_modules_and_children():
     b = Block()
     names = [p for p, _ in b.iter_modules()]
     assert names[-1] == () and ("linear",) in names and ("items", "a") in names
-    children = dict(b.iter_children())
-    assert set(children) == {"linear", ("items", "a")}
+    children = dict(b.iter_children())  # graph nodes: the nnx.Dict itself, as in Flax
+    assert set(children) == {"linear", "items"}
+    assert isinstance(children["items"], nnx.Dict)
 
 
 def test_train_eval_and_set_attributes():
@@ -311,7 +312,7 @@ def test_iter_children_lists_direct_submodules_once():
     root.inner.deep = _Norm()  # pyright: ignore[reportAttributeAccessIssue]
     root.group = [_Norm()]
     children = list(nnx.iter_children(root))
-    assert [k for k, _ in children] == [("group", 0), "inner", "x"]
+    assert [k for k, _ in children] == ["group", "inner", "x"]  # the nnx.List, as in Flax
     assert children[2][1] is shared
     assert [p for p, _ in nnx.iter_modules(root)] == [
         ("group", 0),
@@ -361,3 +362,30 @@ def test_sow_inside_jit_via_split_merge_returns_the_intermediates():
     out, inter = f(s, jnp.ones(2))
     assert float(out) == 6.0
     np.testing.assert_array_equal(inter["y"][...][0], [3.0, 3.0])
+
+
+def test_iter_children_yields_variables_and_containers_as_flax_does():
+    # Flax NNX 0.12: the direct children that are graph nodes, Variables included
+    m = nnx.Module()
+    m.w = nnx.Param(jnp.ones(2))
+    m.sub = _Norm()
+    m.d = nnx.Dict(a=nnx.Param(jnp.zeros(1)))
+    m.n = 3  # a static value is not a child
+    assert [k for k, _ in nnx.iter_children(m)] == ["d", "sub", "w"]
+    assert [k for k, _ in m.iter_children()] == ["d", "sub", "w"]
+    assert [k for k, _ in nnx.iter_module_children(m)] == ["sub"]
+    m.alias = m.w  # pyright: ignore[reportAttributeAccessIssue]
+    assert [k for k, _ in nnx.iter_children(m, graph=True)] == ["alias", "d", "sub"]
+    with pytest.raises(nnx.AliasingError, match="iter_children: graph=False"):
+        list(nnx.iter_children(m, graph=False))
+
+
+def test_iter_graph_in_tree_mode_refuses_a_shared_object():
+    lin = nnx.Module()
+    lin.w = nnx.Param(jnp.ones(2))
+    assert [p for p, _ in nnx.iter_graph([lin], graph=False)] == [(0, "w"), (0,)]
+    assert len(list(nnx.iter_graph([lin, lin], graph=True))) == 2  # walked once
+    with pytest.raises(nnx.AliasingError, match=r"iter_graph: graph=False.*'0'.*'1'"):
+        nnx.iter_graph([lin, lin], graph=False)
+    with nnx.set_graph_mode(False), pytest.raises(nnx.AliasingError):
+        nnx.iter_graph([lin, lin])

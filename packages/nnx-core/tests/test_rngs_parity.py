@@ -227,3 +227,58 @@ def test_the_typing_stub_of_the_random_methods_lists_every_installed_method():
     assert declared == [*_rngs.SAMPLERS, *_rngs.INITIALIZERS]
     for name in declared:
         assert callable(getattr(nnx.Rngs, name)) and callable(getattr(nnx.RngStream, name))
+
+
+# -- Flax NNX 0.12's graph / graph_updates arguments of the rng helpers, broadcast ------
+def test_rngs_broadcast_repeats_one_new_key_per_stream():
+    rngs = nnx.Rngs(0)
+    b = rngs.broadcast(5)
+    assert b.default.key.shape == (5,)
+    expected = _kd(_k(0, 0))  # the stream's first key, repeated
+    for i in range(5):
+        np.testing.assert_array_equal(_kd(b.default.key[...][i]), expected)
+    assert int(rngs.default.count[...]) == 1  # one key drawn
+    b = nnx.Rngs(params=1, dropout=2, noise=3).broadcast(
+        {"params": 5, "dropout": None, ...: (2, 5)}
+    )
+    assert b.params.key.shape == (5,) and b.dropout.key.shape == ()
+    assert b.noise.key.shape == (2, 5)
+    s = nnx.Rngs(params=4).params.broadcast((2, 3))
+    assert s.key.shape == (2, 3) and s.count.shape == (2, 3)
+
+
+def test_fork_rngs_returns_a_copy_without_graph_updates():
+    rngs = nnx.Rngs(params=0, dropout=1)
+    copy = nnx.fork_rngs(rngs, split={"params": 4}, graph_updates=False)
+    assert isinstance(copy, nnx.Rngs) and copy is not rngs
+    assert copy.params.key.shape == (4,) and copy.dropout.key.shape == ()
+    assert rngs.params.key.shape == ()  # the original keeps its streams...
+    assert int(rngs.params.count[...]) == 1  # ...which drew the keys
+    # the forked key is the one the stream handed out
+    np.testing.assert_array_equal(_kd(copy.params.key[...]), _kd(jax.random.split(_k(0, 0), 4)))
+    with nnx.set_graph_mode(False):
+        assert nnx.fork_rngs(rngs) is not rngs  # tree mode: a copy too
+    backups = nnx.fork_rngs(rngs, graph=True, graph_updates=True)  # in place
+    assert isinstance(backups, nnx.SplitBackups)
+    nnx.restore_rngs(backups)
+
+    seen = []
+
+    @nnx.fork_rngs(split=2, graph_updates=False)
+    def f(r):
+        seen.append((r is rngs, r.params.key.shape))
+
+    f(rngs)
+    assert seen == [(False, (2,))] and rngs.params.key.shape == ()
+
+
+def test_with_rngs_takes_flax_graph_arguments_and_tree_mode_checks_sharing():
+    rngs = nnx.Rngs(params=0, dropout=1)
+    new = nnx.with_rngs(rngs, split=4, graph=False)
+    assert new.params.key.shape == (4,) and new.dropout.key.shape == (4,)
+    new = nnx.with_rngs(rngs, split={"params": 4}, fork=nnx.Not("params"), graph=False)
+    assert new.params.key.shape == (4,) and new.dropout.key.shape == ()
+    with pytest.raises(nnx.AliasingError, match=r"with_rngs: graph=False.*'0'.*'1'"):
+        nnx.with_rngs([rngs, rngs], split=2, graph=False)
+    both = nnx.with_rngs([rngs, rngs], split=2, graph=True)  # graph mode keeps sharing
+    assert both[0] is both[1]

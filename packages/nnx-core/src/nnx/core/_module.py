@@ -9,12 +9,14 @@ from typing import Any, TypeVar, cast
 import jax
 import jax.numpy as jnp
 
+from nnx.core._errors import AliasingError
 from nnx.core._filters import to_predicate
+from nnx.core._graph_mode import resolve_graph_mode
 from nnx.core._graph_tools import _node_items, recursive_map
-from nnx.core._pytree import Pytree
+from nnx.core._pytree import Dict, List, Pytree
 from nnx.core._pytree_marks import trace_checks_off
 from nnx.core._variables import Intermediate, Perturbation, Variable
-from nnx.core._walk import _children, iter_graph
+from nnx.core._walk import _children, find_duplicates, iter_graph
 
 _missing = object()
 N = TypeVar("N")
@@ -49,11 +51,10 @@ class Module(Pytree):
             if isinstance(x, Module):
                 yield path, x
 
-    def iter_children(self) -> Iterator[tuple[Any, Module]]:
-        """Yield ``(name, module)`` for the direct submodules (also inside containers)."""
-        seen: set[int] = set()
-        for key, value in _children(self):
-            yield from _direct_modules(key, value, seen)
+    def iter_children(self) -> Iterator[tuple[Any, Any]]:
+        """Yield ``(name, child)`` for the direct children that are graph nodes
+        (submodules, Variables, ``nnx.List``/``nnx.Dict``), as :func:`nnx.iter_children`."""
+        return iter_children(self)
 
     def set_attributes(
         self,
@@ -184,26 +185,58 @@ class Module(Pytree):
         return jax.tree.map(lambda p, v: p + v, current.get_value(), value)
 
 
-def _direct_modules(key, value, seen):
-    if isinstance(value, Module):
+def _direct_children(key, value, seen):
+    if isinstance(value, (Pytree, Variable, List, Dict)):  # graph nodes, as in Flax NNX
         if id(value) not in seen:
             seen.add(id(value))
             yield key, value
-    elif isinstance(value, (list, tuple)):
+    elif isinstance(value, (list, tuple)):  # nnx: a plain list of modules is data too
         for i, v in enumerate(value):
-            yield from _direct_modules(
+            yield from _direct_children(
                 (key, i) if not isinstance(key, tuple) else (*key, i), v, seen
             )
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _direct_modules(
+            yield from _direct_children(
                 (key, k) if not isinstance(key, tuple) else (*key, k), v, seen
             )
 
 
-def iter_children(node: Module) -> Iterator[tuple[Any, Module]]:
-    """Functional form of :meth:`Module.iter_children`."""
-    return node.iter_children()
+def iter_children(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(key, child)`` for each direct child of ``node`` that is a graph node.
+
+    Graph nodes are submodules (any Pytree), Variables and ``nnx.List``/``nnx.Dict``,
+    as in Flax NNX; a child shared by two attributes is yielded once, and the
+    children inside a plain list, tuple or dict attribute are yielded with the key
+    ``(attribute, index)``. :func:`iter_module_children` keeps the modules only.
+
+    >>> import nnx
+    >>> model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    >>> [k for k, _ in nnx.iter_children(model)]
+    ['bias', 'kernel']
+
+    Args:
+      node: a graph node (a module, ``nnx.List``, ``nnx.Dict``).
+      graph: Flax NNX's argument: False (tree mode) also checks that ``node`` is a
+        tree (a Variable reachable twice is an :class:`nnx.AliasingError`); the
+        children are the same.
+    """
+    if not resolve_graph_mode(graph).graph:
+        _check_tree_children(node)
+    seen: set[int] = set()
+    for key, value in _children(node):
+        yield from _direct_children(key, value, seen)
+
+
+def _check_tree_children(node: Any) -> None:
+    dups = find_duplicates(node)
+    if dups:
+        a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
+        raise AliasingError(
+            f"nnx.iter_children: graph=False (tree mode) needs a tree, but the same "
+            f"object is reachable at {a!r} and at {b!r}. Pass graph=True to keep the "
+            "sharing, or pass the object once."
+        )
 
 
 def iter_modules(node: Module) -> Iterator[tuple[tuple, Module]]:

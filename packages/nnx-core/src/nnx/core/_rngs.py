@@ -16,7 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx.core._defaults import _current, var_defaults
+from nnx.core._errors import AliasingError
 from nnx.core._filters import to_predicate
+from nnx.core._graph_mode import resolve_graph_mode
 from nnx.core._pytree import Pytree
 from nnx.core._variables import RngCount, RngKey
 
@@ -129,6 +131,17 @@ class RngStream(Pytree, _RandomMethods):
         key = _fold_in(self.key[...], count)
         self.count[...] = count + 1
         return key
+
+    def broadcast(self, k: int | tuple[int, ...]) -> RngStream:
+        """A new stream whose key is one new key of this stream repeated to shape ``k``
+        (prepended to the key's shape): every member of a map draws the same keys.
+
+        >>> import nnx
+        >>> s = nnx.Rngs(0).default.broadcast(3)
+        >>> s.key.shape, bool((s.key[...][0] == s.key[...][2]).all())
+        ((3,), True)
+        """
+        return _broadcast_stream(self, k)
 
     def fork(self, *, split: int | tuple[int, ...] | None = None) -> RngStream:
         """A new independent stream; with ``split=n`` its key has shape ``(n,)``.
@@ -269,6 +282,25 @@ class Rngs(Pytree, _RandomMethods):
     def split(self, n: int | tuple[int, ...]) -> Rngs:
         """Same as ``fork(split=n)``."""
         return self.fork(split=n)
+
+    def broadcast(self, k: int | tuple[int, ...] | None | Mapping[Any, Any]) -> Rngs:
+        """New streams whose keys are one new key each, repeated to shape ``k``.
+
+        ``k`` is a shape for every stream, or ``{filter: shape | None, ...}`` (the first
+        filter that matches a stream's name decides; None, or no match: the stream
+        itself, shared with this Rngs). Each broadcast stream draws one key.
+
+        >>> import nnx
+        >>> rngs = nnx.Rngs(params=1, dropout=2).broadcast({"params": 5, ...: None})
+        >>> rngs.params.key.shape, rngs.dropout.key.shape
+        ((5,), ())
+        """
+        rules = [(to_predicate(f), n) for f, n in _rule_items(k if k is not None else {...: None})]
+        out = Rngs.__new__(Rngs)
+        for name, stream in self.items():
+            n = next((n for pred, n in rules if pred((), stream)), None)
+            setattr(out, name, stream if n is None else stream.broadcast(n))
+        return out
 
 
 # -- jax.random samplers and jax.nn initializers as methods -----------------------
@@ -485,7 +517,14 @@ def _first(rules, path, x):
     return False, None
 
 
-def fork_rngs(node: Any = _MISSING, /, *, split: Any = None) -> Any:
+def fork_rngs(
+    node: Any = _MISSING,
+    /,
+    *,
+    split: Any = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Any:
     """Fork the random streams of ``node`` in place; return backups to undo it.
 
     Each stream matched by ``split`` (``None``: every stream, unsplit; ``n`` or a shape:
@@ -502,28 +541,62 @@ def fork_rngs(node: Any = _MISSING, /, *, split: Any = None) -> Any:
     ((4,), ())
     >>> rngs.params.key.shape
     ()
+
+    With ``graph_updates=False`` or ``graph=False`` (or those settings of
+    :func:`nnx.set_graph_updates` / :func:`nnx.set_graph_mode`), as in Flax NNX, ``node``
+    is left as it is (but for the counts of the streams forked) and a copy with the
+    forked streams is returned; the decorator then calls the function with copies.
+
+    >>> copy = nnx.fork_rngs(rngs, split=4, graph_updates=False)
+    >>> copy.params.key.shape, rngs.params.key.shape
+    ((4,), ())
+
+    Args:
+      node: what holds the streams (a module, an ``Rngs``, a pytree of them); leave it
+        out for the decorator form.
+      split: which streams, split to what shape (see above).
+      graph: False for tree mode: a copy is returned. None: the current setting.
+      graph_updates: False: a copy is returned. None: the current setting.
     """
+    in_place = _in_place(graph, graph_updates)
     if node is _MISSING:
 
         def decorator(f: F) -> F:
             @functools.wraps(f)
             def wrapper(*args, **kwargs):
-                with fork_rngs((args, kwargs), split=split):
+                if not in_place:
+                    args, kwargs = fork_rngs((args, kwargs), split=split, graph_updates=False)
+                    return f(*args, **kwargs)
+                with fork_rngs((args, kwargs), split=split, graph=True, graph_updates=True):
                     return f(*args, **kwargs)
 
             return wrapper  # type: ignore[return-value]
 
         return decorator
     rules = _split_rule(split) if split is not None else [(to_predicate(...), None)]
+    target = node if in_place else _clone(node)
     backups = []
-    for path, stream in _streams(node):
+    for (path, stream), (_, dest) in zip(_streams(node), _streams(target)):
         matched, n = _first(rules, path, stream)
         if matched:
             forked = stream.fork(split=n)
-            backups.append((stream, stream.key, stream.count))
-            stream.key = forked.key
-            stream.count = forked.count
-    return SplitBackups(backups)
+            backups.append((dest, dest.key, dest.count))
+            dest.key = forked.key
+            dest.count = forked.count
+    return SplitBackups(backups) if in_place else target
+
+
+def _in_place(graph: bool | None, graph_updates: bool | None) -> bool:
+    # Flax NNX's rule for the rng helpers: in place (with backups) only in graph mode
+    # with graph updates; otherwise the caller gets a copy
+    mode = resolve_graph_mode(graph, graph_updates)
+    return mode.graph and mode.graph_updates
+
+
+def _clone(node: Any) -> Any:
+    from nnx.core._graph import clone
+
+    return clone(node)
 
 
 def restore_rngs(backups: Any, /) -> None:
@@ -549,6 +622,8 @@ def with_rngs(
     fork: Any = None,
     broadcast: Any = None,
     only: Any = True,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ) -> Any:
     """A copy of ``node`` whose random streams are split, forked or broadcast.
 
@@ -570,14 +645,27 @@ def with_rngs(
     >>> new = nnx.with_rngs(rngs, split={"params": 4}, fork=...)
     >>> new.params.key.shape, new.dropout.key.shape, rngs.params.key.shape
     ((4,), (), ())
+
+    ``graph`` and ``graph_updates`` are Flax NNX's arguments: the result is a copy in
+    every mode (the copy keeps sharing inside ``node``); ``graph=False`` (tree mode)
+    also checks that ``node`` is a tree (a Variable reachable twice is an
+    :class:`nnx.AliasingError`).
     """
+    del graph_updates  # always a copy: there is nothing to update in place
+    if node is not _MISSING and not resolve_graph_mode(graph).graph:
+        _check_is_tree(node, "nnx.with_rngs")
     if node is _MISSING:
 
         def decorator(f: F) -> F:
             @functools.wraps(f)
             def wrapper(*args, **kwargs):
                 args, kwargs = with_rngs(
-                    (args, kwargs), split=split, fork=fork, broadcast=broadcast, only=only
+                    (args, kwargs),
+                    split=split,
+                    fork=fork,
+                    broadcast=broadcast,
+                    only=only,
+                    graph=graph,
                 )
                 return f(*args, **kwargs)
 
@@ -631,6 +719,19 @@ def with_rngs(
         new.key = made.key
         new.count = made.count
     return copy
+
+
+def _check_is_tree(node: Any, where: str) -> None:
+    from nnx.core._walk import find_duplicates
+
+    dups = find_duplicates(node)
+    if dups:
+        a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
+        raise AliasingError(
+            f"{where}: graph=False (tree mode) needs a tree, but the same object is "
+            f"reachable at {a!r} and at {b!r}. Pass graph=True (or use "
+            "nnx.set_graph_mode(True)) to keep the sharing, or pass the object once."
+        )
 
 
 def _rule_items(rule) -> list[tuple[Any, Any]]:

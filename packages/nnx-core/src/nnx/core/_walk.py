@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from nnx.core._errors import AliasingError
 from nnx.core._filters import to_predicate
+from nnx.core._graph_mode import graph_settings
 from nnx.core._graphdef import _ARRAY_TYPES
 from nnx.core._paths import key_order
 from nnx.core._pytree import Dict, List, Pytree, get_layout
@@ -45,7 +47,7 @@ def _children(x) -> list[tuple[Any, Any]]:
     return []
 
 
-def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
+def iter_graph(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[tuple, Any]]:
     """Yield ``(path, value)`` for every Pytree, Variable and array in the graph, once each.
 
     ``nnx.List`` and ``nnx.Dict`` containers are yielded too (they have identity,
@@ -55,7 +57,20 @@ def iter_graph(node: Any) -> Iterator[tuple[tuple, Any]]:
     change the graph (delete or replace attributes, append to lists) and the
     iteration still yields the graph as it was, never a ``KeyError`` or a mix
     of old and new.
+
+    ``graph=False`` (tree mode, Flax NNX's argument; None: the current
+    :func:`nnx.set_graph_mode` setting) first checks that ``node`` is a tree: an
+    object reachable twice is an :class:`nnx.AliasingError` naming both paths.
     """
+    if graph is False or (graph is None and not graph_settings().graph):
+        dups = find_duplicates(node)
+        if dups:
+            a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
+            raise AliasingError(
+                f"nnx.iter_graph: graph=False (tree mode) needs a tree, but the same "
+                f"object is reachable at {a!r} and at {b!r}. Pass graph=True to walk "
+                "the shared object once, or pass it once."
+            )
     seen: set[int] = set()
     out: list[tuple[tuple, Any]] = []
 
