@@ -30,7 +30,9 @@ def _custom(nondiff_argnums=(), seen=None, scale=5.0):
             seen.append(p.w is q.w)
         return f(p, q, x), None
 
-    def f_bwd(res, g):
+    def f_bwd(*args):  # the nondiff arguments first, as in jax.custom_vjp
+        assert len(args) == 2 + len(nondiff_argnums)
+        res, g = args[-2:]
         cts = ({"w": scale * g}, {"w": 7.0 * g}, 11.0 * g)
         return tuple(ct for i, ct in enumerate(cts) if i not in nondiff_argnums)
 

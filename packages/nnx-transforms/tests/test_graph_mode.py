@@ -263,11 +263,8 @@ def test_custom_vjp_modes():
 def test_split_rngs_tree_mode():
     rngs = nnx.Rngs(0)
     pair = {"a": rngs, "b": rngs}
-    with (
-        pytest.raises(nnx.AliasingError, match="tree mode.*'a'.*'b'"),
-        nnx.split_rngs(pair, splits=2, graph=False),
-    ):
-        pass
+    with pytest.raises(nnx.AliasingError, match="tree mode.*'a'.*'b'"):
+        nnx.split_rngs(pair, splits=2, graph=False)
     with nnx.split_rngs(pair, splits=2):
         assert rngs.default.key.shape == (2,)
 
@@ -349,6 +346,10 @@ def test_vmap_transform_metadata_adds_axis_name_to_new_variables():
     assert make1(jnp.ones((4, 3))).w.get_metadata("sharding_names") == ("din", "l")
     # without transform_metadata the names are left as they are
     assert nnx.vmap(lambda x: P(x))(jnp.ones((4, 3))).w.get_metadata("sharding_names") == ("din",)
+    # a partition of None names the new axis unsharded (Flax's gspmd guide: the stacked
+    # layers of a model sharded along its other axes)
+    make_none = nnx.vmap(lambda x: P(x), transform_metadata={nnx.PARTITION_NAME: None})
+    assert make_none(jnp.ones((4, 3))).w.get_metadata("sharding_names") == (None, "din")
 
 
 def test_vmap_transform_metadata_removes_axis_name_inside():

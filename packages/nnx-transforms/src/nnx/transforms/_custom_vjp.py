@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,9 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
 
         f.defvjp(f_fwd, f_bwd)
 
-    ``bwd`` returns one cotangent per differentiated positional argument; for
+    As in ``jax.custom_vjp``, ``bwd`` takes the ``nondiff_argnums`` arguments first
+    (``bwd(*nondiff, res, g)``; nnx objects among them rebuilt around their values) and
+    returns one cotangent per differentiated positional argument; for
     an nnx argument, a State or mapping of its paths (missing Variables get
     zeros). The nnx arguments are flattened jointly, as in every transform: a
     Variable reached through two arguments (or twice through one) is one
@@ -57,6 +60,11 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
       graph_updates: False leaves structural changes of the arguments inside;
         None for the current setting.
     """
+
+    def __new__(cls, fun: Callable | None = None, *args: Any, **kwargs: Any) -> Any:
+        if fun is None:  # Flax NNX's keyword form: @nnx.custom_vjp(graph_updates=True)
+            return functools.partial(cls, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -122,10 +130,16 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             full, state = rebuild(nd_vals, leaves, plain_d)
             out, res = fwd(*full)
             no_writes(state)
-            return out, res
+            # the arguments' leaves ride along, to hand bwd its nondiff arguments
+            return out, (res, leaves if nd else None, plain_d if nd else None)
 
-        def call_bwd(nd_vals, res, g):  # noqa: ARG001
-            cts = bwd(res, g)
+        def call_bwd(nd_vals, packed, g):
+            res, leaves, plain_d = packed
+            nondiff = ()
+            if nd:  # as jax.custom_vjp: bwd(*nondiff_args, residuals, g)
+                full, _ = rebuild(nd_vals, leaves, plain_d)
+                nondiff = tuple(full[i] for i in sorted(nd))
+            cts = bwd(*nondiff, res, g)
             if not isinstance(cts, tuple):
                 cts = (cts,)
             leaf_cts: list = [None] * len(avals)

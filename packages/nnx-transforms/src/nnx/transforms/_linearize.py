@@ -8,6 +8,7 @@ one per argument, over the leaves that argument reaches first.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, overload
 
@@ -123,6 +124,20 @@ def _values_fn(fun, args, where, mode):
     return g, vals, is_g, slices, apply
 
 
+def _decorator(transform: Callable, **options: Any) -> Callable:
+    # Flax NNX's keyword-only form: `@nnx.vjp(graph=False)` binds the function, and the
+    # result takes the primals (and, for jvp, the tangents) at each call
+    def bind(fun: Callable) -> Callable:
+        @functools.wraps(fun)
+        def bound(*args: Any) -> Any:
+            return transform(fun, *args, **options)
+
+        return bound
+
+    return bind
+
+
+@overload
 def jvp(
     fun: Callable[..., R],
     primals: tuple,
@@ -130,13 +145,33 @@ def jvp(
     *,
     graph: bool | None = None,
     graph_updates: bool | None = None,
-) -> tuple[R, Any]:
+) -> tuple[R, Any]: ...
+@overload
+def jvp(
+    fun: None = None,
+    primals: None = None,
+    tangents: None = None,
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Callable[[Callable[..., Any]], Callable[[tuple, tuple], tuple[Any, Any]]]: ...
+def jvp(
+    fun: Callable | None = None,
+    primals: tuple | None = None,
+    tangents: tuple | None = None,
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Any:
     """``jax.jvp`` where primals may hold nnx objects.
 
     Example::
 
         t = nnx.state(model, nnx.Param)          # any State with the same paths
         y, y_dot = nnx.jvp(lambda m: m(x), (model,), (t,))
+
+        @nnx.jvp(graph=False)                    # Flax NNX's decorator form:
+        def f(m, x): ...                         # f((m, x), (m_dot, x_dot))
 
     The tangent of an nnx primal is a State (or an object of the same
     structure); Variables it leaves out get zero tangents.
@@ -150,6 +185,10 @@ def jvp(
       graph_updates: False leaves structural changes of the arguments inside;
         None for the current setting.
     """
+    if fun is None:
+        return _decorator(jvp, graph=graph, graph_updates=graph_updates)
+    if primals is None or tangents is None:
+        raise TypeError("nnx.jvp(fun, primals, tangents): pass both primals and tangents.")
     where = f"nnx.jvp({getattr(fun, '__name__', 'f')})"
     mode = ModeArgs(graph, graph_updates).mode()
     g, vals, is_g, slices, apply = _values_fn(fun, tuple(primals), where, mode)
@@ -186,8 +225,15 @@ def vjp(
     graph: bool | None = None,
     graph_updates: bool | None = None,
 ) -> tuple[Any, ...]: ...
+@overload
 def vjp(
-    fun: Callable,
+    *,
+    has_aux: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., tuple[Any, ...]]]: ...
+def vjp(
+    fun: Callable | None = None,
     *primals,
     has_aux: bool = False,
     graph: bool | None = None,
@@ -199,6 +245,9 @@ def vjp(
 
         y, vjp_fn = nnx.vjp(lambda m: m(x), model)
         (grads,) = vjp_fn(jnp.ones_like(y))      # a State of the model's Variables
+
+        @nnx.vjp(graph=False)                    # Flax NNX's decorator form:
+        def f(m, x): ...                         # y, vjp_fn = f(m, x)
 
         y, vjp_fn, aux = nnx.vjp(lambda m: (m(x), m.linear1.kernel[...].sum()), model, has_aux=True)
 
@@ -216,6 +265,8 @@ def vjp(
       graph_updates: False leaves structural changes of the arguments inside;
         None for the current setting.
     """
+    if fun is None:
+        return _decorator(vjp, has_aux=has_aux, graph=graph, graph_updates=graph_updates)
     where = f"nnx.vjp({getattr(fun, '__name__', 'f')})"
     mode = ModeArgs(graph, graph_updates).mode()
     g, vals, is_g, slices, apply = _values_fn(fun, tuple(primals), where, mode)

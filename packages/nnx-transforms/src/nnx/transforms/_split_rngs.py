@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import jax
 
@@ -13,6 +13,7 @@ from nnx.core import (
     RngStream,
     SplitBackups,
     Variable,
+    clone,
     iter_graph,
     new_ref,
     to_predicate,
@@ -27,6 +28,7 @@ class _Missing:
 
 _NO_NODE: Any = _Missing()
 F = TypeVar("F", bound=Callable[..., Any])
+A = TypeVar("A")
 
 
 @overload
@@ -37,9 +39,31 @@ def split_rngs(
     splits: int | tuple[int, ...],
     only: Any = ...,
     squeeze: bool = False,
-    graph: bool | None = None,
-    graph_updates: bool | None = None,
+    graph: Literal[True] | None = None,
+    graph_updates: Literal[True] | None = None,
 ) -> SplitBackups: ...
+@overload
+def split_rngs(
+    node: A,
+    /,
+    *,
+    splits: int | tuple[int, ...],
+    only: Any = ...,
+    squeeze: bool = False,
+    graph: bool | None = None,
+    graph_updates: Literal[False],
+) -> A: ...
+@overload
+def split_rngs(
+    node: A,
+    /,
+    *,
+    splits: int | tuple[int, ...],
+    only: Any = ...,
+    squeeze: bool = False,
+    graph: Literal[False],
+    graph_updates: bool | None = None,
+) -> A: ...
 @overload
 def split_rngs(
     *,
@@ -99,13 +123,21 @@ def split_rngs(
       squeeze: with ``splits=1``, give each stream one new key of the original
         shape instead of a leading axis of size 1.
       graph: False for tree mode: an object reachable twice is an
-        ``AliasingError``; None for the current :func:`nnx.set_graph_mode`
-        setting.
-      graph_updates: accepted for Flax's signature (splitting only changes the
-        streams' keys and counts).
+        ``AliasingError``, and a copy is returned (see below); None for the
+        current :func:`nnx.set_graph_mode` setting.
+      graph_updates: False: ``node`` is left as it is (but for the counts of the
+        streams split) and a copy with split streams is returned, as in Flax NNX;
+        the decorator then calls the function with copies. None: the current
+        :func:`nnx.set_graph_updates` setting.
+
+    >>> rngs = nnx.Rngs(params=0, dropout=1)
+    >>> batch = nnx.split_rngs(rngs, splits=5, only="params", graph_updates=False)
+    >>> batch.params.key.shape, batch.dropout.key.shape, rngs.params.key.shape
+    ((5,), (), ())
 
     Returns:
-      A :class:`nnx.SplitBackups` when ``node`` is given, else a decorator.
+      With ``node``: a :class:`nnx.SplitBackups` (in place: graph mode with graph
+      updates) or the split copy; without: a decorator.
     """
     if squeeze and splits != 1:
         raise ValueError(
@@ -114,6 +146,8 @@ def split_rngs(
             "the split axis."
         )
     mode = ModeArgs(graph, graph_updates)
+    resolved = mode.mode()
+    in_place = resolved.graph and resolved.graph_updates
     pred = to_predicate(only)
     if node is _NO_NODE:
 
@@ -122,6 +156,9 @@ def split_rngs(
             def wrapper(*args, **kwargs):
                 tree = (args, kwargs)
                 _check_tree(mode, tree)
+                if not in_place:
+                    args, kwargs = _split_copy(tree, splits, pred, squeeze)
+                    return fun(*args, **kwargs)
                 saved = _split_streams(tree, splits, pred, squeeze)
                 try:
                     return fun(*args, **kwargs)
@@ -132,6 +169,8 @@ def split_rngs(
 
         return decorator
     _check_tree(mode, node)
+    if not in_place:
+        return _split_copy(node, splits, pred, squeeze)
     backups: list = []
     for s, new_key in _split_keys(node, splits, pred, squeeze):
         backups.append((s, s.key, s.count))  # the advanced count comes back on restore
@@ -171,6 +210,23 @@ def _split_keys(node, splits, pred, squeeze) -> list[tuple[RngStream, Any]]:
         key = jax.random.split(s(), splits)  # s() advances the count: the next split differs
         out.append((s, key[0] if squeeze else key))
     return out
+
+
+def _split_copy(node, splits, pred, squeeze) -> Any:
+    """A copy of ``node`` with the matching streams split (graph_updates=False)."""
+    copy = clone(node)
+    dest = {id(s): d for (_, s), (_, d) in zip(_rng_streams(node), _rng_streams(copy))}
+    for s, new_key in _split_keys(node, splits, pred, squeeze):
+        d = dest[id(s)]
+        d.key = d.key.replace(new_key)  # pyright: ignore[reportAttributeAccessIssue]
+        d.count = d.count.replace(  # pyright: ignore[reportAttributeAccessIssue]
+            jax.numpy.zeros(new_key.shape, jax.numpy.uint32)
+        )
+    return copy
+
+
+def _rng_streams(node) -> list:
+    return [(p, x) for p, x in iter_graph(node) if isinstance(x, RngStream)]
 
 
 def _split_streams(node, splits, pred, squeeze=False) -> list:

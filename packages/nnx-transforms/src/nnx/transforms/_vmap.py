@@ -141,16 +141,18 @@ class VmapWrapped(Generic[P, R]):
         else:
             # the side channel outlives this Crossing when pmap caches the traced function
             holder: dict = {}
+            # a partition of None is a partition too: the new axis is unsharded (Flax NNX)
+            named = PARTITION_NAME in self.transform_metadata
             partition = self.transform_metadata.get(PARTITION_NAME)
 
             def inner(leaves, plain, plain_kw):
                 a, kw, state = c.enter(leaves, plain, plain_kw)
                 objs = state[0]
-                renamed = _remove_axis_names(objs, axes) if partition is not None else []
+                renamed = _remove_axis_names(objs, axes) if named else []
                 out, as_hijax = call_without_cells(fun, a, kw)
                 for v, names_before in renamed:  # back as they entered (the structure compares)
                     v.set_metadata(sharding_names=names_before)
-                if partition is not None:
+                if named:
                     _add_axis_names(out, self.out_axes, partition, {id(v) for v, _ in renamed})
                 idx, new, inner_flat = c.changes(state)
                 if inner_flat is not None and mode.graph:  # (tree mode: returned inputs
