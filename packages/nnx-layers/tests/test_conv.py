@@ -192,6 +192,7 @@ def test_conv_transpose_circular_is_adjoint_of_circular_conv():
         use_bias=False,
         rngs=nnx.Rngs(0),
     )
+    assert convt.kernel.shape == conv.kernel.shape == (3, 2, 3)  # the Conv's own kernel
     convt.kernel[...] = conv.kernel[...]
     x = jax.random.normal(jax.random.key(1), (1, 8, 2))
     y, vjp = jax.vjp(conv, x)
@@ -390,3 +391,26 @@ def test_conv_dtype_param_dtype_and_partitioned_kernel():
         _ref_conv(x, conv.kernel[...].astype(jnp.float32), (1, 1), "SAME"), conv.bias[...]
     )
     np.testing.assert_allclose(np.asarray(y, np.float32), expected, rtol=5e-2, atol=5e-2)
+
+
+def test_conv_transpose_with_transpose_kernel_has_the_conv_kernel_shape():
+    # Flax NNX's ConvTranspose example: kernel (6, 6, out=4, in=3), output 15 * 2 = 30
+    layer = nnx.ConvTranspose(
+        3, 4, kernel_size=(6, 6), strides=(2, 2), padding="CIRCULAR",
+        transpose_kernel=True, rngs=nnx.Rngs(0),
+    )  # fmt: skip
+    assert layer.kernel.shape == (6, 6, 4, 3)
+    y = layer(jnp.ones((1, 15, 15, 3)))
+    assert y.shape == (1, 30, 30, 4)
+    # the reference: lax.conv_transpose over the same kernel, then the circular wrap,
+    # here without it ('VALID' padding on a layer built the same way)
+    valid = nnx.ConvTranspose(
+        3, 4, kernel_size=(6, 6), strides=(2, 2), padding="VALID",
+        transpose_kernel=True, rngs=nnx.Rngs(0),
+    )  # fmt: skip
+    x = jax.random.normal(jax.random.key(3), (1, 5, 5, 3))
+    ref = lax.conv_transpose(
+        x, valid.kernel[...], (2, 2), "VALID", dimension_numbers=_dn(2), transpose_kernel=True
+    )
+    assert valid.bias is not None
+    np.testing.assert_allclose(valid(x), ref + valid.bias[...].reshape(1, 1, 1, 4), **TOL)

@@ -261,7 +261,9 @@ class ConvTranspose(Module):
     as for :class:`Conv` except 'CAUSAL'; 'CIRCULAR' makes the output exactly
     ``input size * stride`` on each axis, wrapping the overlap around.
     ``transpose_kernel=True`` flips the kernel and swaps its feature axes, so that
-    the layer computes the gradient of a ``Conv`` with the same kernel.
+    the layer computes the gradient of a ``Conv`` with the same kernel; the kernel then
+    has that ``Conv``'s shape, ``kernel_size + (out_features, in_features)``, as in
+    Flax NNX.
     """
 
     def __init__(
@@ -295,7 +297,10 @@ class ConvTranspose(Module):
             raise LayerError(
                 "ConvTranspose: padding='CAUSAL' is not supported; use 'SAME', 'VALID' or 'CIRCULAR'."
             )
-        kernel_shape = ks + (in_features, out_features)
+        # transpose_kernel: the kernel of the Conv this layer transposes, (..., out, in)
+        kernel_shape = ks + (
+            (out_features, in_features) if transpose_kernel else (in_features, out_features)
+        )
         if mask is not None and tuple(jnp.shape(mask)) != kernel_shape:
             raise ShapeError(
                 f"ConvTranspose: `mask` has shape {jnp.shape(mask)}, expected the kernel shape {kernel_shape}."
