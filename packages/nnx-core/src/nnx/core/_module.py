@@ -212,8 +212,8 @@ def iter_children(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[
 
     >>> import nnx
     >>> model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
-    >>> [k for k, _ in nnx.iter_children(model)]
-    ['bias', 'kernel']
+    >>> print(*(k for k, _ in nnx.iter_children(model)))
+    bias kernel
 
     Args:
       node: a graph node (a module, ``nnx.List``, ``nnx.Dict``).
