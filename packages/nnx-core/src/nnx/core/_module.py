@@ -9,14 +9,13 @@ from typing import Any, TypeVar, cast
 import jax
 import jax.numpy as jnp
 
-from nnx.core._errors import AliasingError
 from nnx.core._filters import to_predicate
 from nnx.core._graph_mode import resolve_graph_mode
 from nnx.core._graph_tools import _node_items, recursive_map
 from nnx.core._pytree import Dict, List, Pytree
 from nnx.core._pytree_marks import trace_checks_off
 from nnx.core._variables import Intermediate, Perturbation, Variable
-from nnx.core._walk import _children, find_duplicates, iter_graph
+from nnx.core._walk import _children, iter_graph, require_tree
 
 _missing = object()
 N = TypeVar("N")
@@ -222,21 +221,10 @@ def iter_children(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[
         children are the same.
     """
     if not resolve_graph_mode(graph).graph:
-        _check_tree_children(node)
+        require_tree(node, "nnx.iter_children")
     seen: set[int] = set()
     for key, value in _children(node):
         yield from _direct_children(key, value, seen)
-
-
-def _check_tree_children(node: Any) -> None:
-    dups = find_duplicates(node)
-    if dups:
-        a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
-        raise AliasingError(
-            f"nnx.iter_children: graph=False (tree mode) needs a tree, but the same "
-            f"object is reachable at {a!r} and at {b!r}. Pass graph=True to keep the "
-            "sharing, or pass the object once."
-        )
 
 
 def iter_modules(node: Module) -> Iterator[tuple[tuple, Module]]:

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx.core._defaults import _current, var_defaults
-from nnx.core._errors import AliasingError
 from nnx.core._filters import to_predicate
 from nnx.core._graph_mode import resolve_graph_mode
 from nnx.core._pytree import Pytree
@@ -654,7 +653,9 @@ def with_rngs(
     """
     del graph_updates  # always a copy: there is nothing to update in place
     if node is not _MISSING and not resolve_graph_mode(graph).graph:
-        _check_is_tree(node, "nnx.with_rngs")
+        from nnx.core._walk import require_tree
+
+        require_tree(node, "nnx.with_rngs")
     if node is _MISSING:
 
         def decorator(f: F) -> F:
@@ -720,19 +721,6 @@ def with_rngs(
         new.key = made.key
         new.count = made.count
     return copy
-
-
-def _check_is_tree(node: Any, where: str) -> None:
-    from nnx.core._walk import find_duplicates
-
-    dups = find_duplicates(node)
-    if dups:
-        a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
-        raise AliasingError(
-            f"{where}: graph=False (tree mode) needs a tree, but the same object is "
-            f"reachable at {a!r} and at {b!r}. Pass graph=True (or use "
-            "nnx.set_graph_mode(True)) to keep the sharing, or pass the object once."
-        )
 
 
 def _rule_items(rule) -> list[tuple[Any, Any]]:

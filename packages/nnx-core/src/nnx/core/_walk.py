@@ -21,7 +21,7 @@ from typing import Any
 
 from nnx.core._errors import AliasingError
 from nnx.core._filters import to_predicate
-from nnx.core._graph_mode import graph_settings
+from nnx.core._graph_mode import resolve_graph_mode
 from nnx.core._graphdef import _ARRAY_TYPES
 from nnx.core._paths import key_order
 from nnx.core._pytree import Dict, List, Pytree, get_layout
@@ -47,6 +47,22 @@ def _children(x) -> list[tuple[Any, Any]]:
     return []
 
 
+def require_tree(node: Any, where: str) -> None:
+    """Tree mode (``graph=False``) of the graph helpers: ``node`` must be a tree.
+
+    An object reachable at two paths is an :class:`nnx.AliasingError` naming both,
+    from ``where`` (e.g. ``"nnx.iter_graph"``).
+    """
+    dups = find_duplicates(node)
+    if dups:
+        a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
+        raise AliasingError(
+            f"{where}: graph=False (tree mode) needs a tree, but the same object is "
+            f"reachable at {a!r} and at {b!r}. Pass graph=True (or use "
+            "nnx.set_graph_mode(True)) to keep the sharing, or pass the object once."
+        )
+
+
 def iter_graph(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[tuple, Any]]:
     """Yield ``(path, value)`` for every Pytree, Variable and array in the graph, once each.
 
@@ -62,15 +78,8 @@ def iter_graph(node: Any, /, *, graph: bool | None = None) -> Iterator[tuple[tup
     :func:`nnx.set_graph_mode` setting) first checks that ``node`` is a tree: an
     object reachable twice is an :class:`nnx.AliasingError` naming both paths.
     """
-    if graph is False or (graph is None and not graph_settings().graph):
-        dups = find_duplicates(node)
-        if dups:
-            a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
-            raise AliasingError(
-                f"nnx.iter_graph: graph=False (tree mode) needs a tree, but the same "
-                f"object is reachable at {a!r} and at {b!r}. Pass graph=True to walk "
-                "the shared object once, or pass it once."
-            )
+    if not resolve_graph_mode(graph).graph:
+        require_tree(node, "nnx.iter_graph")
     seen: set[int] = set()
     out: list[tuple[tuple, Any]] = []
 
