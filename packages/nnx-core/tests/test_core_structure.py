@@ -74,18 +74,26 @@ def test_reprs_of_module_state_graphdef_and_hijax_variable():
             self.s = nnx.BatchStat(jnp.array([1.0, 2.0]))
 
     m = M()
+    # Flax NNX's layout: attributes in assignment order, kinds in the order met
+    # with a total, arrays of more than one element by shape and dtype
     assert repr(m) == (
-        "M( # BatchStat: 2 (8 B), Param: 12 (48 B)\n"
-        "  s=BatchStat(value=Array([1., 2.], dtype=float32)),\n"
-        "  w=Param(value=float32[3,4])\n)"
+        "M( # Param: 12 (48 B), BatchStat: 2 (8 B), Total: 14 (56 B)\n"
+        "  w=Param( # 12 (48 B)\n"
+        "    value=Array(shape=(3, 4), dtype=dtype('float32'))\n"
+        "  ),\n"
+        "  s=BatchStat( # 2 (8 B)\n"
+        "    value=Array(shape=(2,), dtype=dtype('float32'))\n"
+        "  )\n)"
     )
     graphdef, state = nnx.split(m)
     assert repr(graphdef) == (
         "GraphDef(NodeDef(M,\n  s=VariableDef(BatchStat),\n  w=VariableDef(Param)\n), num_leaves=2)"
     )
-    assert repr(state).startswith("State({\n  's': BatchStat(value=Array([1., 2.]")
-    h = nnx.Param(jnp.zeros((5, 5)), hijax=True)
-    assert repr(h) == "Param(value=float32[5,5], hijax=True)"
+    assert repr(state).startswith(
+        "State({\n  's': BatchStat( # 2 (8 B)\n    value=Array([1., 2.], dtype=float32)\n  ),"
+    )
+    h = nnx.Param(jnp.zeros((2,)), hijax=True)
+    assert repr(h) == ("Param( # 2 (8 B)\n  value=Array([0., 0.], dtype=float32),\n  hijax=True\n)")
 
 
 def test_a_pytree_is_a_jax_pytree_of_its_graph_leaves():

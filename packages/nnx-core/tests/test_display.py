@@ -10,22 +10,33 @@ import nnx
 def test_module_repr_shows_shapes_kinds_and_counts():
     m = Linear(2, 5, rngs=nnx.Rngs(0))
     text = repr(m)
-    assert text.startswith("Linear( # Param: 15 (60 B)")
-    assert "kernel=Param(value=float32[2,5])" in text
-    assert "din=2" in text
+    assert text.startswith("Linear( # Param: 15 (60 B)\n")
+    kernel = (
+        "  kernel=Param( # 10 (40 B)\n    value=Array(shape=(2, 5), dtype=dtype('float32'))\n  ),"
+    )
+    assert kernel in text
+    assert "  din=2" in text
 
 
 def test_large_arrays_are_summarized():
+    # a Variable shows its value as numpy prints it: elided past 1000 elements
     v = nnx.Param(jnp.zeros((1000, 1000)))
-    assert repr(v) == "Param(value=float32[1000,1000])"
+    text = repr(v)
+    assert text.startswith("Param( # 1,000,000 (4.0 MB)\n  value=Array([[0., 0., 0., ..., 0.")
+    assert text.endswith("dtype=float32)\n)") and len(text.splitlines()) < 12
 
 
 def test_small_values_are_shown_and_modes_are_marked():
-    assert (
-        repr(nnx.Variable(jnp.array([1, 2, 3]))) == "Variable(value=Array([1, 2, 3], dtype=int32))"
+    assert repr(nnx.Variable(jnp.array([1, 2, 3]))) == (
+        "Variable( # 3 (12 B)\n  value=Array([1, 2, 3], dtype=int32)\n)"
     )
     hi = nnx.Variable(jnp.array(1), hijax=True, tag="t")
-    assert repr(hi) == "Variable(value=Array(1, dtype=int32, weak_type=True), hijax=True, tag='t')"
+    assert repr(hi) == (
+        "Variable( # 1 (4 B)\n  value=Array(1, dtype=int32, weak_type=True),\n"
+        "  hijax=True,\n  tag='t'\n)"
+    )
+    # a Python number is not an array: no size comment
+    assert repr(nnx.Param(1.0)) == "Param(\n  value=1.0\n)"
 
 
 def test_shared_and_cyclic_graphs_print():
@@ -51,8 +62,10 @@ def test_display_falls_back_to_text(capsys):
 def test_rng_keys_print_as_key_arrays():
     r = nnx.Rngs(0)
     text = repr(r)
-    assert "RngKey(value=key<fry>[]" in text and "RngCount(value=Array(0, dtype=uint32)" in text
-    assert "key<fry>[8]" in repr(r.fork(split=8))
+    assert text.startswith("Rngs( # RngState: 2 (12 B)\n")  # keys and counts: one kind
+    assert "key=RngKey( # 1 (8 B)\n      value=Array((), dtype=key<fry>) overlaying:" in text
+    assert "count=RngCount( # 1 (4 B)\n      value=Array(0, dtype=uint32)," in text
+    assert "value=Array(shape=(8,), dtype=key<fry>)" in repr(r.fork(split=8))
 
 
 def test_display_uses_treescope_in_a_notebook(monkeypatch):
@@ -78,8 +91,10 @@ def test_display_in_a_notebook_without_treescope_prints_text(monkeypatch, capsys
 
     monkeypatch.setitem(sys.modules, "treescope", None)  # import fails
     monkeypatch.setattr(_display, "_in_notebook", lambda: True)
-    nnx.display(nnx.Param(jnp.zeros((300, 300))))
-    assert capsys.readouterr().out == "Param(value=float32[300,300])\n"
+    nnx.display(nnx.Param(jnp.zeros((3,))))
+    assert capsys.readouterr().out == (
+        "Param( # 3 (12 B)\n  value=Array([0., 0., 0.], dtype=float32)\n)\n"
+    )
 
 
 def test_not_a_notebook_outside_ipython():
@@ -89,13 +104,15 @@ def test_not_a_notebook_outside_ipython():
 
 
 def test_reprs_of_every_mode_and_of_large_values_inside_containers():
-    r = nnx.Variable(jnp.zeros((64, 64)), ref=True)
-    assert repr(r) == "Variable(value=Ref(float32[64,64]), ref=True)"
-    frozen = nnx.vars_as(nnx.Param(jnp.zeros((4, 4))), mutable=False)
-    assert repr(frozen) == "Param(value=float32[4,4], mutable=False)"
+    r = nnx.Variable(jnp.zeros((2,)), ref=True)  # the ref's current value
+    assert repr(r) == "Variable( # 2 (8 B)\n  value=Array([0., 0.], dtype=float32),\n  ref=True\n)"
+    frozen = nnx.vars_as(nnx.Param(jnp.zeros((2,))), mutable=False)
+    assert repr(frozen).endswith("  value=Array([0., 0.], dtype=float32),\n  mutable=False\n)")
     d = nnx.Variable({"w": jnp.zeros((100, 100)), "n": jnp.array(1)}, hijax=True)
     text = repr(d)
-    assert "'w': float32[100,100]" in text and "hijax=True" in text and len(text) < 200
+    assert text.startswith("Variable( # 10,001 (40.0 KB)\n  value={'w': Array([[0., 0., 0., ...")
+    assert "'n': Array(1, dtype=int32, weak_type=True)}" in text and "hijax=True" in text
+    assert len(text) < 800
 
 
 def test_repr_inside_jit_shows_tracers_not_values():
@@ -107,4 +124,10 @@ def test_repr_inside_jit_shows_tracers_not_values():
         return m.kernel[...]
 
     f(Linear(2, 2, rngs=nnx.Rngs(0)))
-    assert "kernel=Param(value=Traced<float32[2,2]>" in seen[0]
+    assert "kernel=Param( # 4 (16 B)\n    value=Traced<float32[2,2]>" in seen[0]
+
+
+def test_a_setting_call_prints_in_angle_brackets():
+    # Flax's docs show `nnx.use_eager_sharding(True)` at the prompt as `<...>`
+    assert repr(nnx.use_eager_sharding(True)) == "<nnx.use_eager_sharding(True)>"
+    assert nnx.using_eager_sharding()

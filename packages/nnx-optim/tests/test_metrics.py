@@ -295,3 +295,21 @@ def test_multimetric_update_compute_reset_inside_plain_jit(mode):
     step(metrics, jnp.array([[0.0, 1.0]]), jnp.array([1]), jnp.array([2.0]))
     np.testing.assert_allclose(metrics.compute()["accuracy"], 1.0)
     np.testing.assert_allclose(metrics.compute()["loss"], 2.0)
+
+
+def test_metric_reprs_are_flax_nnx_text():
+    # the output Flax NNX 0.12's MultiMetric docstring shows, character for character
+    metrics = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average())
+    state = "MetricState( # 1 (4 B)\n    value=Array({}, dtype={})\n  )"
+    assert repr(vars(metrics)["loss"]) == (
+        "Average( # MetricState: 2 (8 B)\n"
+        "  argname='values',\n"
+        f"  total={state.format('0.', 'float32')},\n"
+        f"  count={state.format(0, 'int32')}\n"
+        ")"
+    )
+    assert repr(metrics).startswith(
+        "MultiMetric( # MetricState: 4 (16 B)\n  accuracy=Accuracy( # MetricState: 2 (8 B)\n"
+        "    threshold=None,\n    argname='values',\n"
+    )
+    assert "_names" not in repr(metrics)  # private static attributes are not shown

@@ -56,7 +56,17 @@ from nnx.core._filters import (
 )
 from nnx.core._flatten import FlatGraph, filter_leaves, flatten, is_graph_node, unflatten
 from nnx.core._flatten_cache import FlattenCache, graph_epoch
-from nnx.core._graph import clone, graphdef, merge, pop, split, state, update, variables
+from nnx.core._graph import (
+    clone,
+    graphdef,
+    merge,
+    pop,
+    split,
+    state,
+    unpack,
+    update,
+    variables,
+)
 from nnx.core._graph_api import as_pure, map, prefix
 from nnx.core._graph_mode import (
     GraphMode,
@@ -66,7 +76,7 @@ from nnx.core._graph_mode import (
     set_graph_mode,
     set_graph_updates,
 )
-from nnx.core._graph_tools import GraphState, PureState, call, pure, recursive_map
+from nnx.core._graph_tools import PureState, call, pure, recursive_map
 from nnx.core._graph_tree import GraphTree, NodeStates, from_tree, to_tree
 from nnx.core._graphdef import GraphDef
 from nnx.core._ids import UUID, UUIDManager, uuid
@@ -115,6 +125,7 @@ from nnx.core._sharding import (
 from nnx.core._sharding_rules import logical_axis_rules, use_eager_sharding, using_eager_sharding
 from nnx.core._state import (
     FlatState,
+    GraphState,
     State,
     filter_state,
     from_flat_state,
@@ -292,6 +303,7 @@ __all__ = [
     "is_graph_node",
     "filter_leaves",
     "split",
+    "unpack",
     "merge",
     "update",
     "state",
@@ -385,7 +397,7 @@ __nnx_paths__: dict[str, str] = {
         "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
         "is_graph_node variables to_tree from_tree set_metadata graph_epoch pure as_pure map "
         "prefix recursive_map call update_context current_update_context UpdateContext "
-        "split_context SplitContext merge_context MergeContext"
+        "split_context SplitContext merge_context MergeContext unpack GraphState"
     ),
     "filterlib": (
         "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing"

@@ -17,12 +17,14 @@ import jax
 from nnx.core._errors import FilterError, StructureError
 from nnx.core._filters import group_by_filters
 from nnx.core._flatten import FlatGraph, _key_name, flatten, unflatten
+from nnx.core._graph_mode import graph_settings
 from nnx.core._graphdef import GraphDef
 from nnx.core._paths import path_str
 from nnx.core._pytree import Pytree
-from nnx.core._state import State
+from nnx.core._state import GraphState, State
 from nnx.core._var_aux import PLAIN, REF, _to_ref
 from nnx.core._variables import Variable
+from nnx.core._walk import require_tree
 
 # `_convert` and `_graph_api` take `flatten`, `unflatten` and `GraphDef` from here.
 
@@ -42,14 +44,16 @@ def _group(flat: FlatGraph, filters: tuple, exhaustive: bool) -> list[list]:
 
 
 @overload
-def split(node: Node) -> tuple[GraphDef[Node], State]: ...
-@overload
-def split(node: Node, first: Any, /) -> tuple[GraphDef[Node], State]: ...
+def split(node: Node, /, *, graph: bool | None = None) -> tuple[GraphDef[Node], State]: ...
 @overload
 def split(
-    node: Node, first: Any, second: Any, /, *filters: Any
+    node: Node, first: Any, /, *, graph: bool | None = None
+) -> tuple[GraphDef[Node], State]: ...
+@overload
+def split(
+    node: Node, first: Any, second: Any, /, *filters: Any, graph: bool | None = None
 ) -> tuple[GraphDef[Node], State, State, *tuple[State, ...]]: ...
-def split(node: Any, *filters) -> tuple:
+def split(node: Any, *filters, graph: bool | None = None) -> tuple:
     """Split an object graph into a :class:`GraphDef` and one :class:`State` per filter.
 
     Example::
@@ -59,13 +63,50 @@ def split(node: Any, *filters) -> tuple:
         model2 = nnx.merge(graphdef, params, rest)
 
     The States hold the graph's own Variable objects (no copies), each once
-    even when shared. Filters must be exhaustive.
+    even when shared. Filters must be exhaustive. ``graph=False`` (tree mode;
+    None: the :func:`nnx.set_graph_mode` setting) first checks that ``node`` is
+    a tree: an object reachable twice is an :class:`nnx.AliasingError`.
     """
-    flat = flatten(node, with_paths=True)
+    flat = _flat(node, graph, "nnx.split")
     if not filters:
         return flat.graphdef, State.from_flat(zip(flat.paths, flat.leaves))
     groups = _group(flat, filters, exhaustive=True)
     return (flat.graphdef, *(State.from_flat(g) for g in groups))
+
+
+def _flat(node: Any, graph: bool | None, where: str, with_paths: bool = True) -> FlatGraph:
+    """``node``'s FlatGraph; in tree mode, after checking that it is a tree."""
+    if not (graph if graph is not None else graph_settings().graph):
+        require_tree(node, where)
+    return flatten(node, with_paths=with_paths)
+
+
+@overload
+def unpack(node: Node, /, *, graph: bool | None = None) -> GraphState: ...
+@overload
+def unpack(node: Node, first: Any, /, *, graph: bool | None = None) -> GraphState: ...
+@overload
+def unpack(
+    node: Node, first: Any, second: Any, /, *filters: Any, graph: bool | None = None
+) -> tuple[GraphState, ...]: ...
+def unpack(node: Any, *filters, graph: bool | None = None) -> GraphState | tuple[GraphState, ...]:
+    """:func:`split`, with the GraphDef carried by each State (a :class:`GraphState`).
+
+    Example::
+
+        node = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+        state = nnx.unpack(node)
+        new_node = nnx.merge(state)
+        params, batch_stats = nnx.unpack(model, nnx.Param, nnx.BatchStat)
+        new_model = nnx.merge(params, batch_stats)
+
+    No filter or one: one GraphState; two or more: a tuple of them (filters
+    must be exhaustive, as for :func:`split`). Nothing extra to carry through a
+    ``jax.jit``: a GraphState is a pytree whose GraphDef is static.
+    """
+    graphdef, *states = split(node, *filters, graph=graph)
+    out = tuple(GraphState(graphdef, s) for s in states)
+    return out[0] if len(out) == 1 else out
 
 
 def _flat_items(states) -> dict:
@@ -80,12 +121,41 @@ def _flat_items(states) -> dict:
     return lookup
 
 
-def merge(graphdef: GraphDef[Node], *states, copy: bool = False) -> Node:
+def merge(graphdef: GraphDef[Node] | GraphState, *states, copy: bool = False) -> Node:
     """Build an object graph from a GraphDef and States (inverse of :func:`split`).
+
+    Example::
+
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        model2 = nnx.merge(graphdef, params, rest)
+        model3 = nnx.merge(*nnx.unpack(model, nnx.Param, ...))   # GraphStates alone
 
     Shared Variables and modules are shared again. With ``copy=True`` the new
     graph gets copies of the States' Variables instead of the same objects.
+    :class:`GraphState` arguments (from :func:`unpack`) carry their GraphDef:
+    pass them alone, all unpacked from the same graph.
     """
+    if isinstance(graphdef, GraphState):
+        states = (graphdef, *states)
+        graphdef = cast(GraphDef, graphdef.graphdef)
+        for s in states:
+            if not isinstance(s, GraphState):
+                raise ValueError(
+                    f"merge: the first argument is a GraphState, so every State must be "
+                    f"one (from the same nnx.unpack call); got a {type(s).__name__}. Pass "
+                    "a GraphDef first to merge plain States."
+                )
+            if s.graphdef != graphdef:
+                raise ValueError(
+                    "merge: the GraphStates were unpacked from graphs of different "
+                    "structure (their GraphDefs differ); merge the GraphStates of one "
+                    "nnx.unpack call."
+                )
+    elif not isinstance(graphdef, GraphDef):
+        raise TypeError(
+            f"merge: expected a GraphDef (from nnx.split) or a GraphState (from "
+            f"nnx.unpack) first, got {type(graphdef).__name__}."
+        )
     lookup = _flat_items(states)
     paths = graphdef.paths
     leaves = []
@@ -262,19 +332,23 @@ def _replace_at(container, path, value):
 
 
 @overload
-def state(node: Any) -> State: ...
+def state(node: Any, /, *, graph: bool | None = None) -> State: ...
 @overload
-def state(node: Any, first: Any, /) -> State: ...
+def state(node: Any, first: Any, /, *, graph: bool | None = None) -> State: ...
 @overload
-def state(node: Any, first: Any, second: Any, /, *filters: Any) -> tuple[State, ...]: ...
-def state(node: Any, *filters) -> State | tuple[State, ...]:
+def state(
+    node: Any, first: Any, second: Any, /, *filters: Any, graph: bool | None = None
+) -> tuple[State, ...]: ...
+def state(node: Any, *filters, graph: bool | None = None) -> State | tuple[State, ...]:
     """The State of ``node`` (all of it, or the part each filter matches).
 
     Unlike :func:`split`, the filters need not be exhaustive::
 
         params = nnx.state(model, nnx.Param)
+
+    ``graph=False`` checks that ``node`` is a tree first, as :func:`split` does.
     """
-    flat = flatten(node, with_paths=True)
+    flat = _flat(node, graph, "nnx.state")
     if not filters:
         return State.from_flat(zip(flat.paths, flat.leaves))
     groups = _group(flat, filters, exhaustive=False)
@@ -285,9 +359,9 @@ def state(node: Any, *filters) -> State | tuple[State, ...]:
 variables = state
 
 
-def graphdef(node: Node) -> GraphDef[Node]:
-    """The :class:`GraphDef` of ``node``."""
-    return flatten(node).graphdef
+def graphdef(node: Node, /, *, graph: bool | None = None) -> GraphDef[Node]:
+    """The :class:`GraphDef` of ``node`` (``graph=False``: check it is a tree first)."""
+    return _flat(node, graph, "nnx.graphdef", with_paths=False).graphdef
 
 
 def clone(node: Node) -> Node:

@@ -2,7 +2,7 @@
 
 ``call`` (a method of a ``(GraphDef, State)`` pair, purely), ``recursive_map``
 (rebuild a graph bottom-up), ``pure`` (Variables replaced by their values),
-and the type names ``GraphState`` / ``PureState``.
+and the type name ``PureState``.
 All of them sit on :mod:`nnx.core._graph`'s split/merge/flatten.
 """
 
@@ -18,9 +18,6 @@ from nnx.core._paths import key_order, path_str
 from nnx.core._pytree import Pytree
 from nnx.core._state import State
 from nnx.core._variables import Variable
-
-GraphState: TypeAlias = State
-"""The State of a graph (Flax's name for ``nnx.State`` holding Variables)."""
 
 PureState: TypeAlias = tuple[GraphDef, State]
 """A ``(GraphDef, State)`` pair, what ``nnx.split(node)`` returns (Flax's name)."""

@@ -32,7 +32,15 @@ from nnx.core._pytree_marks import (
     holds_marker,
     marker_inside_error,
 )
-from nnx.core._text import array_summary, bytes_str, count_arrays, treescope_object
+from nnx.core._text import (
+    block,
+    count_arrays,
+    inline,
+    shape_summary,
+    size_str,
+    treescope_object,
+    value_text,
+)
 from nnx.core._var_aux import _freeze
 from nnx.core._variables import Variable
 
@@ -534,7 +542,7 @@ class Pytree:
         return new
 
     def __repr__(self) -> str:
-        return _node_repr(self, "", {}, top=True)
+        return _node_repr(self, {}, {})
 
     def __treescope_repr__(self, path, subtree_renderer):
         return treescope_object(self, dict(sorted(self.__dict__.items())), path, subtree_renderer)
@@ -588,7 +596,9 @@ def _forced_of(layout: Layout):
 
 
 def _short(value) -> str:
-    r = repr(value)
+    """``value``'s repr on one line (size comments dropped), at most 80 characters."""
+    lines = [line.split(" # ")[0].strip() for line in repr(value).splitlines()]
+    r = " ".join(lines).replace("( ", "(").replace(" )", ")")
     return r if len(r) < 80 else r[:77] + "..."
 
 
@@ -614,8 +624,8 @@ def new_node(cls: type, layout: Layout, values, trace: Any = None) -> Pytree:
 class PytreeCodec:
     """What the graph encoding gives this module, which sits below it.
 
-    A Pytree is seen by JAX as the flattening of its graph, and its repr counts
-    the Variables of its graph; both are built on :mod:`nnx.core._flatten`,
+    A Pytree is seen by JAX as the flattening of its graph, which is built on
+    :mod:`nnx.core._flatten`,
     which imports this module. :mod:`nnx.core._pytree_view` installs the one
     codec with :func:`install_codec` when ``nnx.core`` is imported.
 
@@ -623,22 +633,19 @@ class PytreeCodec:
       jax_flatten: ``obj -> FlatGraph`` of the JAX view (``graph_ref`` static), cached.
       jax_keys: ``FlatGraph -> [(key, leaf), ...]`` for ``tree_flatten_with_path``.
       jax_unflatten: ``(graphdef, children) -> obj``.
-      graph_leaves: ``obj -> list`` of the leaves of its whole graph (``nnx.flatten``).
     """
 
-    __slots__ = ("jax_flatten", "jax_keys", "jax_unflatten", "graph_leaves")
+    __slots__ = ("jax_flatten", "jax_keys", "jax_unflatten")
 
     def __init__(
         self,
         jax_flatten: Callable[[Any], Any],
         jax_keys: Callable[[Any], list],
         jax_unflatten: Callable[[Any, Any], Any],
-        graph_leaves: Callable[[Any], list],
     ):
         self.jax_flatten = jax_flatten
         self.jax_keys = jax_keys
         self.jax_unflatten = jax_unflatten
-        self.graph_leaves = graph_leaves
 
 
 def _not_installed(*_):
@@ -648,7 +655,7 @@ def _not_installed(*_):
     )
 
 
-_codec = PytreeCodec(_not_installed, _not_installed, _not_installed, _not_installed)
+_codec = PytreeCodec(_not_installed, _not_installed, _not_installed)
 
 
 def install_codec(codec: PytreeCodec) -> None:
@@ -678,65 +685,93 @@ Object = Pytree
 """Alias of :class:`Pytree` (the name used by earlier releases)."""
 
 
-# -- text ------------------------------------------------------------------------
-def _counts(obj) -> str:
-    """`` # Param: 6 (24 B), ...``: the Variables of ``obj``'s graph, by kind."""
-    try:
-        leaves = _codec.graph_leaves(obj)
-    except Exception:
-        return ""
+# -- text (Flax NNX's layout) --------------------------------------------------------
+def _kind_name(v: Variable) -> str:
+    # Flax NNX counts every RNG Variable (keys and counts) as one kind, RngState
+    for t in type(v).__mro__:
+        if t.__name__ == "RngState" and t.__module__ == Variable.__module__:
+            return "RngState"
+    return type(v).__name__
+
+
+def _graph_variables(obj, memo: dict) -> dict:
+    """``{id: Variable}`` of the graph below the Pytree ``obj``, in attribute order
+    (memoized per node for one repr: each nested Pytree prints its own counts)."""
+    found = memo.get(id(obj))
+    if found is not None:
+        return found
+    memo[id(obj)] = found = {}  # before the walk: a cycle ends here
+    stop = lambda y: isinstance(y, (Variable, Pytree))  # noqa: E731
+    for value in obj.__dict__.values():
+        for leaf in jax.tree.leaves(value, is_leaf=stop):
+            if isinstance(leaf, Variable):
+                found.setdefault(id(leaf), leaf)
+            elif isinstance(leaf, Pytree):
+                found.update(_graph_variables(leaf, memo))
+    return found
+
+
+def _counts(obj, memo: dict) -> str:
+    """`` # Param: 6 (24 B), BatchStat: ..., Total: ...``: the Variables of
+    ``obj``'s graph, by kind in the order they are met."""
     totals: dict[str, list[int]] = {}
-    for leaf in leaves:
-        if not isinstance(leaf, Variable):
-            continue
+    for leaf in _graph_variables(obj, memo).values():
         try:
             n, b = count_arrays(leaf.get_value())
         except Exception:
             continue
-        t = totals.setdefault(type(leaf).__name__, [0, 0])
-        t[0] += n
-        t[1] += b
+        if n:
+            t = totals.setdefault(_kind_name(leaf), [0, 0])
+            t[0] += n
+            t[1] += b
     if not totals:
         return ""
-    return " # " + ", ".join(f"{k}: {n:,} ({bytes_str(b)})" for k, (n, b) in totals.items())
+    text = " # " + ", ".join(f"{k}: {size_str(n, b)}" for k, (n, b) in totals.items())
+    if len(totals) > 1:
+        n_all = sum(n for n, _ in totals.values())
+        text += f", Total: {size_str(n_all, sum(b for _, b in totals.values()))}"
+    return text
 
 
-def _node_repr(obj, indent: str, seen: dict, top: bool = False) -> str:
+def _shown_attributes(obj: Pytree) -> list[str]:
+    """A Pytree's attributes in assignment order; private ones only when data."""
+    d = obj.__dict__
+    private = [k for k in d if isinstance(k, str) and k.startswith("_")]
+    data = set(compute_layout(obj).data_keys) if private else set()
+    return [k for k in d if not (isinstance(k, str) and k.startswith("_")) or k in data]
+
+
+def _node_repr(obj, seen: dict, memo: dict) -> str:
+    """``obj`` inside a Pytree's repr: Variables and arrays by shape, nested Pytrees
+    with their own counts, a shared object once (then ``<shared ...>``)."""
     if isinstance(obj, Variable):
         if id(obj) in seen:
             return f"<shared {type(obj).__name__} at {seen[id(obj)]}>"
         seen[id(obj)] = "..."
-        return obj._repr(indent)
+        return obj._repr(shapes=True)
     if isinstance(obj, Pytree):
         if id(obj) in seen:
             return f"<shared {type(obj).__name__}>"
         seen[id(obj)] = type(obj).__name__
-        head = f"{type(obj).__name__}(" + (_counts(obj) if top else "")
         d = obj.__dict__
-        lines = [f"{indent}  {k}={_node_repr(d[k], indent + '  ', seen)}" for k in sorted(d)]
-        if not lines:
-            return f"{type(obj).__name__}()"
-        return head + "\n" + ",\n".join(lines) + f"\n{indent})"
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        if not obj:
-            return "[]" if isinstance(obj, list) else "()"
-        if not any(_is_rich(x) for x in obj):
-            return repr(list(obj) if isinstance(obj, list) else tuple(obj))
+        items = [(str(k), _node_repr(d[k], seen, memo)) for k in _shown_attributes(obj)]
+        return block(type(obj).__name__, items, comment=_counts(obj, memo))
+    rich = isinstance(obj, (list, tuple, dict)) and not hasattr(obj, "_fields")
+    if rich and any(_is_rich(x) for x in (obj.values() if isinstance(obj, dict) else obj)):
+        head = type(obj).__name__ if isinstance(obj, (List, Dict)) else ""
+        if isinstance(obj, dict):
+            items = [(repr(k), _node_repr(v, seen, memo)) for k, v in obj.items()]
+            open_, close = ("({", "})") if head else ("{", "}")
+            return block(head, items, open_=open_, close=close, sep=": ")
+        items = [("", _node_repr(x, seen, memo)) for x in obj]
         open_, close = ("[", "]") if isinstance(obj, list) else ("(", ")")
-        items = ",\n".join(f"{indent}  {_node_repr(x, indent + '  ', seen)}" for x in obj)
-        return f"{open_}\n{items}\n{indent}{close}"
-    if isinstance(obj, dict):
-        if not obj:
-            return "{}"
-        if not any(_is_rich(x) for x in obj.values()):
-            return repr(dict(obj))
-        items = ",\n".join(
-            f"{indent}  {k!r}: {_node_repr(v, indent + '  ', seen)}" for k, v in obj.items()
-        )
-        return "{\n" + items + f"\n{indent}}}"
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        return array_summary(obj)
-    return repr(obj)
+        if head:
+            open_, close = f"({open_}", f"{close})"
+        return block(head, items, open_=open_, close=close, sep="")
+    if isinstance(obj, (List, Dict)):
+        plain = list(obj) if isinstance(obj, list) else dict(obj)
+        return f"{type(obj).__name__}({inline(plain, value_text)})"
+    return inline(shape_summary(obj), value_text)
 
 
 def _is_rich(x) -> bool:

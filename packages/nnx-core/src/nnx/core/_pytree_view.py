@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nnx.core._flatten import FlatGraph, _Flattener, _Unflattener, flatten
+from nnx.core._flatten import FlatGraph, _Flattener, _Unflattener
 from nnx.core._flatten_cache import _EPOCH, _Watch
 from nnx.core._graphdef import _DICT, _LEAF, _LIST, _NODE, _PYTREE, _TUPLE, _VAR, GraphDef
 from nnx.core._paths import attr_path_str
@@ -118,8 +118,4 @@ def _collect_vars(d, out: list) -> None:
             _collect_vars(c, out)
 
 
-def _graph_leaves(obj) -> list:
-    return flatten(obj).leaves
-
-
-install_codec(PytreeCodec(_pytree_flatten, _pytree_keys, _pytree_unflatten, _graph_leaves))
+install_codec(PytreeCodec(_pytree_flatten, _pytree_keys, _pytree_unflatten))

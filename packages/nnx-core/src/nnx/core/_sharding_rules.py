@@ -208,7 +208,7 @@ class use_eager_sharding:  # noqa: N801  (a call that also works as a context ma
         return wrapper
 
     def __repr__(self) -> str:
-        return f"nnx.use_eager_sharding({self.value})"
+        return f"<nnx.use_eager_sharding({self.value})>"  # not an expression: a setting made
 
 
 def _is_traced(x) -> bool:

@@ -17,7 +17,7 @@ from nnx.core import _epoch
 from nnx.core._errors import FilterError, StructureError
 from nnx.core._filters import group_by_filters
 from nnx.core._paths import key_order, path_order, path_str
-from nnx.core._text import treescope_mapping, value_repr
+from nnx.core._text import block, treescope_mapping, value_text
 from nnx.core._var_leaf import from_state_leaf, jax_leaf
 from nnx.core._variables import Variable
 
@@ -318,7 +318,7 @@ class State(dict):
         return State.merge(self, other)
 
     def __repr__(self) -> str:
-        return "State(" + _body_repr(self, "") + ")"
+        return "State(" + _body_repr(self) + ")"
 
     def __treescope_repr__(self, path, subtree_renderer):
         return treescope_mapping(self, dict(self), path, subtree_renderer)
@@ -540,6 +540,76 @@ jax.tree_util.register_pytree_with_keys(
 )
 
 
+class GraphState(State):
+    """A :class:`State` that carries the GraphDef of its graph (Flax NNX's ``GraphState``).
+
+    What :func:`nnx.unpack` returns: ``nnx.merge`` takes GraphStates alone, with
+    no separate GraphDef. Everywhere else it is the State it holds (it *is* a
+    ``State``): ``nnx.update``, filters, ``jax.tree.map`` (which keeps the
+    GraphDef), checkpoint helpers.
+
+    Example::
+
+        node = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+        state = nnx.unpack(node)
+        new_node = nnx.merge(state)                       # no GraphDef to carry
+        params, rest = nnx.unpack(node, nnx.Param, ...)
+        new_node = nnx.merge(params, rest)
+    """
+
+    __slots__ = ("_graphdef",)
+
+    def __init__(self, graphdef: Any, state: Mapping | Iterable = (), /):
+        if not isinstance(state, (Mapping, list, tuple)):
+            raise ValueError(f"GraphState: expected a State, got {type(state).__name__}.")
+        super().__init__(state)
+        object.__setattr__(self, "_graphdef", graphdef)
+
+    @property
+    def graphdef(self) -> Any:
+        """The GraphDef of the graph this State was unpacked from."""
+        return self._graphdef
+
+    @classmethod
+    def from_flat(cls, items: Iterable[tuple[Path, Any]]) -> State:
+        """A plain nested :class:`State` (a GraphState needs its GraphDef)."""
+        return State.from_flat(items)
+
+    from_flat_state = from_flat
+
+    def __repr__(self) -> str:
+        return "GraphState(" + _body_repr(self) + ")"
+
+    def __reduce__(self):
+        return (GraphState, (self._graphdef, dict(self)))
+
+
+def _graph_state_flatten_with_keys(s: GraphState):
+    children, aux = _state_flatten_with_keys(s)
+    return children, (s._graphdef, aux)
+
+
+def _graph_state_flatten(s: GraphState):
+    children, aux = _state_flatten(s)
+    return children, (s._graphdef, aux)
+
+
+def _graph_state_unflatten(aux, children):
+    graphdef, keys = aux
+    out = GraphState.__new__(GraphState)
+    object.__setattr__(out, "_graphdef", graphdef)
+    dict.update(out, _state_unflatten(keys, children))
+    return out
+
+
+jax.tree_util.register_pytree_with_keys(
+    GraphState,
+    _graph_state_flatten_with_keys,
+    _graph_state_unflatten,
+    flatten_func=_graph_state_flatten,
+)
+
+
 # Functional aliases (Flax spells these as free functions).
 def to_flat_state(state: State) -> FlatState:
     """The :class:`FlatState` of ``state`` (``state.flat_state()``)."""
@@ -621,16 +691,15 @@ def replace_by_pure_dict(
     state.replace_by_pure_dict(pure, replace_fn, strict=strict)
 
 
-def _body_repr(node, indent: str) -> str:
-    if not node:
-        return "{}"
-    lines = []
+def _body_repr(node) -> str:
+    """``{`` / ``'key': value`` per line, nested States as nested braces / ``}``."""
+    items = []
     for k in sorted(node, key=key_order):
         v = dict.__getitem__(node, k)
         if isinstance(v, dict):
-            lines.append(f"{indent}  {k!r}: {_body_repr(v, indent + '  ')}")
+            items.append((repr(k), _body_repr(v)))
         elif isinstance(v, Variable):
-            lines.append(f"{indent}  {k!r}: {v._repr(indent + '  ')}")
+            items.append((repr(k), v._repr()))
         else:
-            lines.append(f"{indent}  {k!r}: {value_repr(v, indent + '  ')}")
-    return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
+            items.append((repr(k), value_text(v)))
+    return block("", items, open_="{", close="}", sep=": ")

@@ -43,7 +43,16 @@ from nnx.core._hijax import (
     is_tracer,
 )
 from nnx.core._sharding_rules import shard_new_value
-from nnx.core._text import PRIVATE_META, treescope_object, value_repr
+from nnx.core._text import (
+    PRIVATE_META,
+    block,
+    count_arrays,
+    inline,
+    shape_summary,
+    size_str,
+    treescope_object,
+    value_text,
+)
 from nnx.core._var_aux import (
     _METADATA_ALIASES,
     HIJAX,
@@ -539,28 +548,32 @@ class Variable(ValueOps, Generic[A]):
         return id(self)
 
     def __repr__(self) -> str:
-        return self._repr("")
+        return self._repr()
 
-    def _repr(self, indent: str) -> str:
-        """The text form, indented for nesting inside a module's or a State's repr."""
+    def _repr(self, shapes: bool = False) -> str:
+        """The text form, Flax NNX's layout: ``Param( # 6 (24 B)`` then ``value=...``
+        and the metadata one per line. ``shapes``: arrays of more than one element
+        as ``Array(shape=..., dtype=...)`` (how a module's repr shows them)."""
         aux = self._aux
-        raw = self._raw
-        value = cell_content(raw) if aux.mode == HIJAX and type(raw) is Cell else raw
-        parts = [f"value={value_repr(value, indent + '  ')}"]
+        value = self._raw
+        if aux.mode == HIJAX and type(value) is Cell:
+            value = cell_content(value)
+        elif aux.mode == REF and not is_tracer(value):
+            value = value[...]
+        if shapes:
+            value = jax.tree.map(shape_summary, value)
+        n, b = count_arrays(value)
+        items = [("value", value_text(value))]
         if aux.mode == HIJAX:
-            parts.append("hijax=True")
+            items.append(("hijax", "True"))
         elif aux.mode == REF:
-            parts.append("ref=True")
+            items.append(("ref", "True"))
         if not aux.mutable:
-            parts.append("mutable=False")
+            items.append(("mutable", "False"))
         for k, m in aux.metadata.items():
             if k not in PRIVATE_META:
-                parts.append(f"{k}={m!r}")
-        one = f"{type(self).__name__}(" + ", ".join(parts) + ")"
-        if len(one) <= 100 and "\n" not in one:
-            return one
-        body = ",\n".join(f"{indent}  {p}" for p in parts)
-        return f"{type(self).__name__}(\n{body}\n{indent})"
+                items.append((k, inline(m)))
+        return block(type(self).__name__, items, comment=f" # {size_str(n, b)}" if n else "")
 
     def __treescope_repr__(self, path, subtree_renderer):
         raw = self._raw
