@@ -97,8 +97,8 @@ def unpack(node: Any, *filters, graph: bool | None = None) -> GraphState | tuple
         node = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
         state = nnx.unpack(node)
         new_node = nnx.merge(state)
-        params, batch_stats = nnx.unpack(model, nnx.Param, nnx.BatchStat)
-        new_model = nnx.merge(params, batch_stats)
+        params, rest = nnx.unpack(node, nnx.Param, ...)
+        new_node = nnx.merge(params, rest)
 
     No filter or one: one GraphState; two or more: a tuple of them (filters
     must be exhaustive, as for :func:`split`). Nothing extra to carry through a
