@@ -30,6 +30,7 @@ from nnx.core._defaults import (
     using_hijax,
     var_defaults,
 )
+from nnx.core._deprecations import deprecated
 from nnx.core._display import display
 from nnx.core._errors import (
     AliasingError,
@@ -186,7 +187,7 @@ from nnx.core._variables import (
     is_variable,
 )
 from nnx.core._version import __version__
-from nnx.core._walk import find_duplicates, iter_graph, set_metadata
+from nnx.core._walk import find_duplicates, iter_graph, require_tree, set_metadata
 
 __all__ = [
     # type names for annotations
@@ -313,6 +314,7 @@ __all__ = [
     "pop",
     "iter_graph",
     "find_duplicates",
+    "require_tree",
     "to_tree",
     "from_tree",
     "call",
@@ -377,6 +379,7 @@ __all__ = [
     "UUID",
     "UUIDManager",
     "uuid",
+    "deprecated",
     # errors
     "NnxError",
     "ImmutableVariableError",
@@ -425,6 +428,7 @@ __nnx_paths__: dict[str, str] = {
     "spmd": "get_partition_spec get_named_sharding with_partitioning",
     "traversals": "flatten_mapping unflatten_mapping flatten_to_sequence empty_node",
     "ids": "UUID UUIDManager uuid",
+    "deprecations": "deprecated",
     "visualization": "display",
     # graph-mode spellings (Flax's nnx.compat); nnx's graph API is graph mode already
     "compat": "split state clone graphdef flatten iter_graph iter_modules iter_children reseed fork_rngs",

@@ -48,10 +48,29 @@ def _children(x) -> list[tuple[Any, Any]]:
 
 
 def require_tree(node: Any, where: str) -> None:
-    """Tree mode (``graph=False``) of the graph helpers: ``node`` must be a tree.
+    """Check that ``node`` is a tree, as tree mode (``graph=False``) needs.
 
-    An object reachable at two paths is an :class:`nnx.AliasingError` naming both,
-    from ``where`` (e.g. ``"nnx.iter_graph"``).
+    The check that the graph helpers and the lifted transforms run before they
+    treat an object as a pytree: an object (Variable, Pytree, ``nnx.List``, ...)
+    reachable at two paths is an :class:`nnx.AliasingError` whose message starts
+    with ``where`` (the caller's name, e.g. ``"nnx.iter_graph"``), names both paths
+    and says how to keep the sharing. A tree passes and nothing is returned.
+    A library that adds its own ``graph=`` argument calls it the same way.
+
+    Example::
+
+        >>> import jax.numpy as jnp
+        >>> import nnx
+        >>> class Pair(nnx.Module):
+        ...     def __init__(self, a, b):
+        ...         self.a, self.b = a, b
+        >>> w = nnx.Param(jnp.ones(2))
+        >>> nnx.require_tree(Pair(w, nnx.Param(jnp.ones(2))), "mylib.step")
+        >>> try:
+        ...     nnx.require_tree(Pair(w, w), "mylib.step")
+        ... except nnx.AliasingError as e:
+        ...     print(str(e).split(",")[0])
+        mylib.step: graph=False (tree mode) needs a tree
     """
     dups = find_duplicates(node)
     if dups:

@@ -16,6 +16,7 @@ from nnx.core import (
     clone,
     iter_graph,
     new_ref,
+    require_tree,
     to_predicate,
 )
 from nnx.transforms._boundary import ModeArgs
@@ -184,18 +185,8 @@ def split_rngs(
 
 
 def _check_tree(mode: ModeArgs, node) -> None:
-    if mode.mode().graph:
-        return
-    from nnx.core import AliasingError, find_duplicates
-
-    dups = find_duplicates(node)
-    if dups:
-        a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
-        raise AliasingError(
-            f"nnx.split_rngs: graph=False (tree mode) needs a tree, but the same object "
-            f"is reachable at {a!r} and at {b!r}. Pass graph=True (or use "
-            "nnx.set_graph_mode(True)) to keep the sharing, or pass the object once."
-        )
+    if not mode.mode().graph:
+        require_tree(node, "nnx.split_rngs")
 
 
 def _split_keys(node, splits, pred, squeeze) -> list[tuple[RngStream, Any]]:
