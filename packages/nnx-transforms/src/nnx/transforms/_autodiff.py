@@ -262,7 +262,7 @@ class GradWrapped(Generic[P, R]):
             pd, pr = iter(plain_d), iter(plain_r)
             plain_all = tuple(next(pd) if j in pdiff else next(pr) for j in range(len(plain)))
             a, kw, state = c.enter(leaves, plain_all, c.plain_kw)
-            out, as_hijax = call_without_cells(fun, a, kw)  # the cell rule: temporaries plain
+            out, new_mode = call_without_cells(fun, a, kw)  # the cell rule: temporaries plain
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
                     raise TypeError(
@@ -273,7 +273,7 @@ class GradWrapped(Generic[P, R]):
             else:
                 loss, aux = out, None
             # the loss is differentiated, not exported: only aux crosses as an output
-            _, new, aux = c.exit(state, aux, as_hijax=as_hijax)
+            _, new, aux = c.exit(state, aux, new_mode=new_mode)
             return loss, (aux, new)
 
         vg = jax.value_and_grad(inner, argnums=(0, 1), has_aux=True, **self._jax_kwargs)

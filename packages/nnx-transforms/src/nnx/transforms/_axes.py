@@ -4,6 +4,7 @@ per-leaf axes of a call's nnx arguments."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from nnx.core import (
     iter_graph,
     to_predicate,
 )
+from nnx.transforms._boundary import NodeLeaves
 from nnx.transforms._errors import AxisError
 
 
@@ -82,13 +84,14 @@ class PrefixAxes(StateAxes):
     everything below it. Not public: ``vmap``/``scan`` wrap such entries in it.
     """
 
-    __slots__ = ("tree", "key")
+    __slots__ = ("tree", "key", "side")
 
-    def __init__(self, tree: Any):
+    def __init__(self, tree: Any, side: str = "in_axes"):
         self.tree = tree
         self.items = ()
         self._preds = ()
         self.key = _prefix_key(tree, {})
+        self.side = side
 
     def axis_for(self, path, leaf, where: str, arg: str | None = None):
         node = self.tree
@@ -113,12 +116,14 @@ class PrefixAxes(StateAxes):
             found = f"a {type(node).__name__} with no entry {missing!r}"
         else:
             found = f"a {type(node).__name__}, not an axis"
+        what = "argument" if self.side == "in_axes" else "output"
         return AxisError(
-            f"{where}: the in_axes prefix does not fit the argument: for the "
+            f"{where}: the {self.side} prefix does not fit the {what}: for the "
             f"{type(leaf).__name__} at {p!r} it has {found} at {q!r}. Each Variable's "
             "axis (an int or None) must be at its path in the prefix: build the prefix "
-            "from the argument itself, `nnx.prefix(arg, {filter: axis, ...})`, or give one "
-            "int/None (or nnx.StateAxes) for the whole argument."
+            f"from the {what} itself, `nnx.prefix({what[:3]}, {{filter: axis, ...}})`, or give one "
+            f"int/None{' (or nnx.StateAxes)' if self.side == 'in_axes' else ''} for the "
+            f"whole {what}."
         )
 
     def __repr__(self) -> str:
@@ -389,3 +394,104 @@ def _var_axis(v: Variable):
     makes one of that mode holding a bare int or None (not a ref or cell)."""
     raw = v.get_raw_value()
     return raw if _is_axis(raw) else v.get_value()
+
+
+def _stop_at_node(x) -> bool:
+    return x is None or is_graph_node(x)
+
+
+def _is_node_leaves(x) -> bool:
+    return isinstance(x, NodeLeaves)
+
+
+class OutPrefix:
+    """An ``out_axes`` with entries shaped like the objects returned (:func:`nnx.prefix`).
+
+    JAX sees the objects' leaves only after the trace, so it cannot place them by
+    such an entry. Inside, :meth:`split` takes each such object's leaves out of
+    its :class:`NodeLeaves`, by the axis the prefix gives at the leaf's path:
+    mapped leaves leave on axis 0 (:meth:`join` moves them to their axis
+    outside), unmapped ones with out_axes None (JAX checks that they are).
+    ``jax_axes`` is ``out_axes`` with those entries as 0 (over an empty list).
+    """
+
+    __slots__ = ("out_axes", "jax_axes")
+
+    def __init__(self, out_axes):
+        self.out_axes = out_axes
+        self.jax_axes = jax.tree.map(
+            lambda a: 0 if is_graph_node(a) else a, out_axes, is_leaf=_stop_at_node
+        )
+
+    @staticmethod
+    def wanted(out_axes) -> bool:
+        """Whether ``out_axes`` has an object-shaped entry."""
+        return any(is_graph_node(a) for a in jax.tree.leaves(out_axes, is_leaf=_stop_at_node))
+
+    def split(self, out, where: str) -> tuple[list, list, tuple, list]:
+        """Inside: ``(mapped leaves, unmapped leaves, plan, unmapped leaves' places)``.
+
+        Empties those NodeLeaves; a place reads ``"'kernel' of the Linear returned"``.
+        """
+        specs, treedef = jax.tree.flatten(self.out_axes, is_leaf=_stop_at_node)
+        try:
+            subs = treedef.flatten_up_to(out)
+        except (ValueError, TypeError) as e:
+            detail = re.sub(r"<[\w.]*NodeLeaves object at \w+>", "an nnx object", str(e))
+            raise AxisError(
+                f"{where}: out_axes is not a prefix of what the function returned "
+                f"({detail.rstrip('.')}). Give out_axes the structure of the output, with "
+                "an nnx.prefix(obj, ...) entry where an object is returned (or one int for "
+                "all of it)."
+            ) from None
+        tops = jax.tree.leaves(out, is_leaf=_is_node_leaves)
+        mapped: list = []
+        unmapped: list = []
+        plan = []
+        places: list = []
+        for spec, sub in zip(specs, subs):
+            if not is_graph_node(spec):
+                continue
+            if not isinstance(sub, NodeLeaves):
+                raise AxisError(
+                    f"{where}: out_axes has an entry shaped like a {type(spec).__name__} "
+                    f"(nnx.prefix) where the function returned {type(sub).__name__}; such an "
+                    "entry places the Variables of an object that the function returns. "
+                    "Give that output an int or None."
+                )
+            prefix = PrefixAxes(spec, side="out_axes")
+            axes = tuple(
+                prefix.axis_for(p, x, where, "<output>")
+                for p, x in zip(sub.paths or (), sub.sources or ())
+            )
+            for a in axes:
+                if a is not None and not isinstance(a, int):
+                    raise AxisError(
+                        f"{where}: out_axes places a returned Variable with {a!r}; an output "
+                        "axis is an int or None."
+                    )
+            plan.append((next(i for i, t in enumerate(tops) if t is sub), axes))
+            for x, a, p in zip(sub.leaves, axes, sub.paths or ()):
+                (unmapped if a is None else mapped).append(x)
+                if a is None:
+                    places.append(f"{_p('', p)[2:-1]!r} of the {type(spec).__name__} returned")
+            sub.leaves = []
+        return mapped, unmapped, tuple(plan), places
+
+    @staticmethod
+    def join(out, plan: tuple, mapped: list, unmapped: list):
+        """Outside: put the leaves back, each mapped one on its axis."""
+        tops, treedef = jax.tree.flatten(out, is_leaf=_is_node_leaves)
+        m, u = iter(mapped), iter(unmapped)
+        for index, axes in plan:
+            leaves = []
+            for a in axes:
+                if a is None:
+                    leaves.append(next(u))
+                    continue
+                x = next(m)
+                if a != 0:
+                    x = jax.tree.map(lambda y, a=a: jax.numpy.moveaxis(y, 0, a), x)
+                leaves.append(x)
+            tops[index] = NodeLeaves(leaves)
+        return jax.tree.unflatten(treedef, tops)

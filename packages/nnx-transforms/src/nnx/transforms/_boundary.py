@@ -132,7 +132,8 @@ def check_tree(prep: Prepared | None, graph: tuple, fun, layout, what: str) -> N
     """Tree mode: every object of the arguments reachable once (checked once per FlatGraph)."""
     if prep is None or "tree-ok" in prep.extra:
         return
-    dups = find_duplicates(graph)
+    # graph_ref attributes (an optimizer's model) are static in the pytree view
+    dups = find_duplicates(graph, graph_refs=False)
     if dups:
         names = graph_arg_names(fun, layout) if layout is not None else None
         where = f"{what}({getattr(fun, '__name__', 'f')})"
@@ -449,12 +450,20 @@ def _path_str(path: tuple, names) -> str:
 
 
 class NodeLeaves:
-    """Pytree node standing where an output held nnx objects: their leaves."""
+    """Pytree node standing where an output held nnx objects: their leaves.
 
-    __slots__ = ("leaves",)
+    Inside the transform (as :func:`export_output` makes it) it also knows each
+    leaf's path under its object and the Variable (or array) the leaf came
+    from, so that an ``out_axes`` shaped like the object (:func:`nnx.prefix`)
+    can give each leaf its axis; both are None once it crossed JAX.
+    """
 
-    def __init__(self, leaves):
+    __slots__ = ("leaves", "paths", "sources")
+
+    def __init__(self, leaves, paths=None, sources=None):
         self.leaves = leaves
+        self.paths = paths
+        self.sources = sources
 
 
 jax.tree_util.register_pytree_node(
@@ -485,22 +494,33 @@ class OutSpec:
         )
 
 
-def call_without_cells(fun, args, kwargs):
-    """Call ``fun`` with hijax defaults turned off; return ``(out, hijax_was_on)``.
+def call_without_cells(fun, args, kwargs, *, refs: bool = False):
+    """Call ``fun`` with hijax defaults turned off; return ``(out, mode turned off)``.
 
     JAX's batching and loop primitives cannot create hijax cells, so inside
     vmap/scan/control flow new Variables are made plain, and
-    :func:`export_output` gives them back hijax storage outside.
+    :func:`export_output` gives them back hijax storage outside (the mode
+    returned: ``HIJAX``, or None when nothing was turned off).
+
+    ``refs=True`` (vmap) turns ref defaults off too: a ``jax.Ref`` created
+    inside a vmap is batched whatever its value, so a new ref Variable could not
+    leave unmapped (out_axes None); plain inside, it gets ``REF`` back outside.
     """
     from nnx.core import var_defaults
 
-    if not var_defaults().hijax:
-        return fun(*args, **kwargs), False
-    with var_defaults(hijax=False):
-        return fun(*args, **kwargs), True
+    d = var_defaults()
+    if d.hijax:
+        with var_defaults(hijax=False):
+            return fun(*args, **kwargs), HIJAX
+    if refs and d.ref:
+        with var_defaults(ref=False):
+            return fun(*args, **kwargs), REF
+    return fun(*args, **kwargs), None
 
 
-def export_output(out, inner_nodes: list, *, where: str, as_hijax=False, patch=None):
+def export_output(
+    out, inner_nodes: list, *, where: str, new_mode: StorageMode | None = None, patch=None
+):
     """Replace the nnx objects in ``out`` by :class:`NodeLeaves` of their values.
 
     Returns ``(converted, spec, patch_leaves)``; ``spec`` is None when ``out``
@@ -539,9 +559,9 @@ def export_output(out, inner_nodes: list, *, where: str, as_hijax=False, patch=N
         else:
             values.append(x)
     graphdef = flat.graphdef
-    if as_hijax:  # new plain Variables were made with hijax defaults turned off
+    if new_mode is not None:  # new plain Variables were made with that mode turned off
         swapped = [
-            variable_from_stored(type(x), val, _record(x).replace(mode=HIJAX), None)
+            variable_from_stored(type(x), val, _record(x).replace(mode=new_mode), None)
             if isinstance(x, Variable)
             and id(x) not in entered
             and _record(x).mode == PLAIN
@@ -564,8 +584,14 @@ def export_output(out, inner_nodes: list, *, where: str, as_hijax=False, patch=N
         n_patch = counts.pop(0)
         patch_leaves = [next(it) for _ in range(n_patch)]
         patch_spec = _patch_spec(patch, flat, paths[:n_patch])
+    at = len(patch_leaves)
     for i, c in zip(gpos, counts):
-        tops[i] = NodeLeaves([next(it) for _ in range(c)])
+        tops[i] = NodeLeaves(
+            [next(it) for _ in range(c)],
+            [p[1:] for p in paths[at : at + c]],
+            flat.leaves[at : at + c],
+        )
+        at += c
     return jax.tree.unflatten(treedef, tops), OutSpec(graphdef, patch_spec), patch_leaves
 
 

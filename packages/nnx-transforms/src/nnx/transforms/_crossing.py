@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nnx.core import GraphMode
+from nnx.core import GraphMode, StorageMode
 from nnx.transforms._boundary import (
     ModeArgs,
     OutSpec,
@@ -122,23 +122,25 @@ class Crossing:
             mode=self.mode, entry=entry, patch_from=patch_from,
         )  # fmt: skip
 
-    def export(self, out, inner, *, as_hijax: bool = False):
+    def export(self, out, inner, *, new_mode: StorageMode | None = None):
         """Inside: ``out`` flattened with the inputs as references (records the spec)."""
-        out, patch_leaves = self.export_patched(out, inner, as_hijax=as_hijax)
+        out, patch_leaves = self.export_patched(out, inner, new_mode=new_mode)
         assert not patch_leaves  # only transforms with `patches` get a Patch
         return out
 
-    def export_patched(self, out, inner, *, as_hijax: bool = False) -> tuple[Any, list]:
+    def export_patched(
+        self, out, inner, *, new_mode: StorageMode | None = None
+    ) -> tuple[Any, list]:
         """:meth:`export`, also returning the leaves of the arguments' new structure
         (empty unless the function changed it: :class:`Patch`)."""
         nodes = inner.nodes if inner is not None else []
         patch = getattr(inner, "patch", None)
         out, self.spec, patch_leaves = export_output(
-            out, nodes, where=self.where, as_hijax=as_hijax, patch=patch
+            out, nodes, where=self.where, new_mode=new_mode, patch=patch
         )
         return out, patch_leaves
 
-    def exit(self, state, out, *, as_hijax: bool = False) -> tuple[list, list, Any]:
+    def exit(self, state, out, *, new_mode: StorageMode | None = None) -> tuple[list, list, Any]:
         """Inside: collect the changes, export ``out``; ``(indices, new values, out)``.
 
         The leaves of a changed structure (:class:`Patch`) follow the new values
@@ -146,7 +148,7 @@ class Crossing:
         """
         idx, new, inner = self.changes(state)
         self.idx = idx
-        out, patch_leaves = self.export_patched(out, inner, as_hijax=as_hijax)
+        out, patch_leaves = self.export_patched(out, inner, new_mode=new_mode)
         return idx, new + patch_leaves, out
 
     def run(
@@ -166,10 +168,10 @@ class Crossing:
         values, eval_shape).
         """
         a, kw, state = self.enter(leaves, plain, plain_kw)
-        out, as_hijax = call_without_cells(fun or self.fun, a, kw)  # temporaries plain
+        out, new_mode = call_without_cells(fun or self.fun, a, kw)  # temporaries plain
         if post_out is not None:
             out = post_out(out)
-        return self.exit(state, out, as_hijax=as_hijax and restore_modes)
+        return self.exit(state, out, new_mode=new_mode if restore_modes else None)
 
     def finish(self, idx, new, out, *, write: bool = True, patch_leaves: list | None = None):
         """Outside, after JAX returned: write the changes back, rebuild the output (and

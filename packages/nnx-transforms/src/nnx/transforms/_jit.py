@@ -436,14 +436,14 @@ class JitWrapped(Generic[P, R]):
             # the cell rule: Variables created inside are plain (a jitted program cannot
             # lower hijax cells it creates); new ones returned get their mode back outside
             if enter is None:
-                out, as_hijax = call_without_cells(fun, args, kwargs)
+                out, new_mode = call_without_cells(fun, args, kwargs)
             else:
                 # a caller's ref or hijax Variable reached by closure is the one inside
                 # (not a second one, whose buffer would also be donated)
                 live = self._live
                 outer = (live.ref_vars + live.hijax_vars) if live is not None else ()
                 with stand_in(outer, fast_vars if outer else ()):
-                    out, as_hijax = call_without_cells(fun, args, kwargs)
+                    out, new_mode = call_without_cells(fun, args, kwargs)
             if graphdef is not None:
                 idx, new, inner_flat = collect_updates(
                     objs,
@@ -466,7 +466,7 @@ class JitWrapped(Generic[P, R]):
                 idx, new, nodes, inner_flat = [], [], [], None
             # a changed structure (Flax's graph updates) leaves beside the new values
             out, spec, patch_leaves = export_output(
-                out, nodes, where=where, as_hijax=as_hijax, patch=getattr(inner_flat, "patch", None)
+                out, nodes, where=where, new_mode=new_mode, patch=getattr(inner_flat, "patch", None)
             )
             new = new + patch_leaves
             if enter is None:

@@ -160,7 +160,7 @@ class ScanWrapped(Generic[P, R]):
             if carry_i is not None and not carry_is_graph:
                 plain_now[plain_axes.index(Carry)] = c_pl
             a, kw, state = c.enter(leaves, tuple(plain_now), plain_kw)
-            out, as_hijax = call_without_cells(fun, a, kw)
+            out, new_mode = call_without_cells(fun, a, kw)
             idx, new, inner_flat = c.changes(state)
             changed = dict(zip(idx, new))
             # split the output into carry and stacked parts
@@ -203,7 +203,7 @@ class ScanWrapped(Generic[P, R]):
                 _check_leaf_carry(prep, names, i, old_aval, v, where)
             s_changed = [i for i in s_idx if i in changed]
             s_new = [changed[i] for i in s_changed]
-            ys_conv = c.export(tuple(ys_user), inner_flat, as_hijax=as_hijax)
+            ys_conv = c.export(tuple(ys_user), inner_flat, new_mode=new_mode)
             holder.update(c_changed=[i for i in c_idx if i in changed], s_changed=s_changed)
             return (c_new, carry_out_pl), (s_new, ys_conv)
 

@@ -24,6 +24,7 @@ from nnx.core import (
     static,
 )
 from nnx.transforms._axes import (
+    OutPrefix,
     PrefixAxes,
     StateAxes,
     check_plain_sizes,
@@ -77,6 +78,11 @@ class VmapWrapped(Generic[P, R]):
         self.axis_size = axis_size
         self.spmd_axis_name = spmd_axis_name
         self._prep = PrepareCache()
+        # out_axes shaped like returned objects (nnx.prefix) or not: what jax.vmap gets
+        self._out_prefix = OutPrefix(out_axes) if OutPrefix.wanted(out_axes) else None
+        jax_out = self._out_prefix.jax_axes if self._out_prefix is not None else out_axes
+        # (unmapped leaves first: JAX's error for a batched one then names its true index)
+        self._jax_out_axes = (jax_out, 0, 0)  # output, patch leaves, mapped leaves
         if isinstance(out_axes, StateAxes) or (
             isinstance(out_axes, (tuple, list)) and any(isinstance(a, StateAxes) for a in out_axes)
         ):
@@ -149,7 +155,7 @@ class VmapWrapped(Generic[P, R]):
                 a, kw, state = c.enter(leaves, plain, plain_kw)
                 objs = state[0]
                 renamed = _remove_axis_names(objs, axes) if named else []
-                out, as_hijax = call_without_cells(fun, a, kw)
+                out, new_mode = call_without_cells(fun, a, kw, refs=True)
                 for v, names_before in renamed:  # back as they entered (the structure compares)
                     v.set_metadata(sharding_names=names_before)
                 if named:
@@ -164,21 +170,28 @@ class VmapWrapped(Generic[P, R]):
                 for i, v in zip(idx, new):
                     updates[i] = v
                 # a changed structure's leaves leave stacked on axis 0 (placed outside)
-                out, patch_leaves = c.export_patched(out, inner_flat, as_hijax=as_hijax)
+                out, patch_leaves = c.export_patched(out, inner_flat, new_mode=new_mode)
                 holder["idx"], holder["spec"] = idx, c.spec
-                return updates, out, patch_leaves
+                if self._out_prefix is None:
+                    return [], updates, out, patch_leaves, []
+                mapped, unmapped, holder["plan"], holder["places"] = self._out_prefix.split(
+                    out, where
+                )
+                return unmapped, updates, out, patch_leaves, mapped
 
             vmapped = self._jax_map(inner, axes, p_axes, layout)
             if key is not None:
                 self._fns[key] = (vmapped, holder)
         try:
-            updates, out, patch_leaves = vmapped(values, plain, plain_kw)
+            unmapped, updates, out, patch_leaves, mapped = vmapped(values, plain, plain_kw)
         except Exception as e:
-            better = _explain(e, prep, names, where)
+            better = _explain(e, prep, names, where, holder)
             if better is e:
                 raise
             raise better from e
         idx, c.spec = holder["idx"], holder["spec"]
+        if self._out_prefix is not None:
+            out = OutPrefix.join(out, holder["plan"], mapped, unmapped)
         if c.spec is not None and c.spec.patch is not None:
             patch_leaves = _place_patch_leaves(
                 patch_leaves, c.spec.patch, axes, g_axes, names, where
@@ -252,7 +265,7 @@ class VmapWrapped(Generic[P, R]):
         return jax.vmap(
             inner,
             in_axes=(list(axes), tuple(p_axes), 0),
-            out_axes=(list(axes), self.out_axes, 0),
+            out_axes=(None, list(axes), *self._jax_out_axes),
             axis_name=self.axis_name,
             axis_size=self.axis_size,
             spmd_axis_name=self.spmd_axis_name,
@@ -348,11 +361,14 @@ def _axis_key(a):
     return a if not isinstance(a, StateAxes) else ("StateAxes", hash(a))
 
 
-_OUT_AXES_MSG = re.compile(r"out_axes\[0\]\[(\d+)\], got axis spec None but output was batched")
+_OUT_AXES_MSG = re.compile(r"out_axes\[1\]\[(\d+)\], got axis spec None but output was batched")
 _CAPTURED_REF_MSG = "set/swap operation with vmapped value on an unbatched array reference"
 
 
-def _explain(e: Exception, prep, names, where):
+_UNMAPPED_OUT_MSG = re.compile(r"out_axes\[0\]\[(\d+)\], got axis spec None but output was batched")
+
+
+def _explain(e: Exception, prep, names, where, holder: dict):
     if _CAPTURED_REF_MSG in str(e):
         return TraceContextError(
             f"{where}: a ref Variable (or jax.Ref) created outside the transform was written "
@@ -370,9 +386,20 @@ def _explain(e: Exception, prep, names, where):
             f"arguments' Variables, 'plain' the other arguments): {detail} Every mapped "
             "argument must have the same size; use in_axes None for what is shared."
         )
+    m = _UNMAPPED_OUT_MSG.search(str(e))
+    places = holder.get("places")
+    if m and places:
+        return AxisError(
+            f"{where}: out_axes gives {places[int(m.group(1))]} the axis None (one value "
+            "for every member), but the value differs per member. Give it an int axis in "
+            "the out_axes prefix (nnx.prefix(obj, {filter: 0, ...})) so the members are "
+            "stacked, or make the value the same for every member."
+        )
     m = _OUT_AXES_MSG.search(str(e))
-    if m and prep is not None:
-        i = int(m.group(1))
+    if m and prep is not None and "idx" in holder:
+        # JAX counts the written leaves (the unwritten are None, no leaf) but names the
+        # position among all: the k-th written one is the leaf
+        i = sorted(holder["idx"])[int(m.group(1))]
         path = prep.paths[i]
         head = names[path[0]] if path[0] < len(names) else path[0]
         p = "/".join(str(c) for c in (head, *path[1:]))
@@ -547,7 +574,7 @@ class PmapWrapped(VmapWrapped):
         return jax.pmap(
             inner,
             in_axes=(list(axes), tuple(p_axes), 0),
-            out_axes=(list(axes), self.out_axes, 0),
+            out_axes=(None, list(axes), *self._jax_out_axes),
             axis_name=self.axis_name,
             **kw,
         )
