@@ -231,8 +231,9 @@ def _custom_vjp(seen: list):
         seen.append(p.w is q.w)
         return g(p, q), None
 
-    def bwd(q, res, ct):  # the nondiff argument first, as in jax.custom_vjp
+    def bwd(q, res, g):  # the nondiff argument first, as in jax.custom_vjp
         assert isinstance(q.w, nnx.Variable)  # rebuilt around its value
+        _, ct = g  # (input_updates_g, out_g), Flax NNX's protocol with graph updates
         return ({"w": 5.0 * ct},)
 
     g.defvjp(fwd, bwd)

@@ -32,7 +32,7 @@ def _custom(nondiff_argnums=(), seen=None, scale=5.0):
 
     def f_bwd(*args):  # the nondiff arguments first, as in jax.custom_vjp
         assert len(args) == 2 + len(nondiff_argnums)
-        res, g = args[-2:]
+        res, (_, g) = args[-2:]  # g: (input_updates_g, out_g) with graph updates
         cts = ({"w": scale * g}, {"w": 7.0 * g}, 11.0 * g)
         return tuple(ct for i, ct in enumerate(cts) if i not in nondiff_argnums)
 
@@ -78,6 +78,7 @@ def test_a_variable_twice_in_one_argument_has_one_cotangent(mode):
         return f(t, x), None
 
     def f_bwd(res, g):
+        _, g = g
         return {"a": 13.0 * g}, 0.0 * g
 
     f.defvjp(f_fwd, f_bwd)

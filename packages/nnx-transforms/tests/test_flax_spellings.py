@@ -62,6 +62,8 @@ def test_custom_vjp_as_a_keyword_decorator():
         return f(x, scale), jnp.cos(x)
 
     def f_bwd(scale, cos_x, g):
+        inputs_g, g = g  # graph updates on: (input_updates_g, out_g)
+        assert inputs_g == (None,)  # x is not an nnx object
         return (10.0 * cos_x * g * scale,)  # a deliberately different derivative
 
     f.defvjp(f_fwd, f_bwd)

@@ -249,9 +249,15 @@ def test_custom_vjp_modes():
         w, x = res
         return {"w": g * x}, g * w
 
+    def bwd_updates(res, g):  # graph updates on: g is (input_updates_g, out_g)
+        inputs_g, g = g
+        assert isinstance(inputs_g[0], nnx.State) and inputs_g[1] is None
+        return bwd(res, g)
+
     for kw in MODES.values():
         cf = nnx.custom_vjp(f, **kw)
-        cf.defvjp(fwd, bwd)
+        m = nnx.resolve_graph_mode(**kw)
+        cf.defvjp(fwd, bwd_updates if m.graph and m.graph_updates else bwd)
         g = nnx.grad(lambda m, cf=cf: cf(m, X))(M())
         np.testing.assert_allclose(g["w"][...], np.asarray(X))
     cf = nnx.custom_vjp(f, graph=False)

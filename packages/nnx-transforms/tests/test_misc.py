@@ -145,6 +145,10 @@ def test_custom_vjp_uses_the_custom_backward(mode):
         return f(m, x), (m.w[...], x)
 
     def f_bwd(res, g):
+        (m_g, x_g), g = g  # graph updates on: (input_updates_g, out_g)
+        # the module's entry is a State of zeros shaped like its Variables; x's is None
+        assert x_g is None and sorted(m_g) == ["b", "w"]
+        np.testing.assert_array_equal(m_g["w"][...], np.zeros((2, 2)))
         w, x = res
         return {"w": 3 * g * x}, g * w  # deliberately not the true derivative
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnx.core import AliasingError, flatten
+from nnx.core import AliasingError, State, Variable, flatten, to_predicate
+from nnx.transforms._autodiff import DiffState
 from nnx.transforms._boundary import (
     GRAPH,
     ModeArgs,
@@ -24,26 +25,53 @@ from nnx.transforms._linearize import _tangents_at, _zero_tangent
 class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
     """``jax.custom_vjp`` for functions whose arguments may hold nnx objects.
 
+    As in Flax NNX, with graph updates on (the default) ``bwd`` receives
+    ``g = (input_updates_g, out_g)``: ``out_g`` is the output's cotangent and
+    ``input_updates_g`` has one entry per differentiated positional argument, a
+    State of the argument's Variables for an nnx object (zeros: the function
+    writes no Variable, so its inputs' updates carry no cotangent) and None for
+    any other argument. Copy it to build the tangent of that argument:
+
     Example::
 
-        @nnx.custom_vjp
-        def f(m, x):
-            return m.w[...] * x
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import nnx
+        >>> class Foo(nnx.Module):
+        ...     def __init__(self, x, y):
+        ...         self.x = nnx.Param(x)
+        ...         self.y = nnx.Param(y)
+        >>> @nnx.custom_vjp
+        ... def f(m):
+        ...     return jnp.sin(m.x[...]) * m.y[...]
+        >>> def f_fwd(m):
+        ...     return f(m), (jnp.cos(m.x[...]), jnp.sin(m.x[...]), m)
+        >>> def f_bwd(res, g):
+        ...     input_updates_g, out_g = g
+        ...     cos_x, sin_x, m = res
+        ...     (m_g,) = input_updates_g
+        ...     m_g = jax.tree.map(lambda t: t, m_g)  # a copy to fill in
+        ...     m_g["x"][...] = cos_x * out_g * m.y[...]
+        ...     m_g["y"][...] = sin_x * out_g
+        ...     return (m_g,)
+        >>> f.defvjp(f_fwd, f_bwd)
+        >>> grads = nnx.grad(f)(Foo(jnp.array(0.0), jnp.array(2.0)))
+        >>> float(grads["x"][...]), float(grads["y"][...])  # 2 cos(0), sin(0)
+        (2.0, 0.0)
 
-        def f_fwd(m, x):
-            return f(m, x), (m.w[...], x)
+    With ``graph_updates=False`` or ``graph=False`` (closer to ``jax.custom_vjp``)
+    ``bwd`` receives ``out_g`` alone. Either way ``bwd`` takes the
+    ``nondiff_argnums`` arguments first (``bwd(*nondiff, res, g)``; nnx objects
+    among them rebuilt around their values) and returns one tangent per
+    differentiated positional argument; for an nnx argument, a State or mapping
+    of its paths, or an object of its structure (missing Variables get zeros).
 
-        def f_bwd(res, g):
-            w, x = res
-            return {"w": g * x}, g * w      # the nnx argument's cotangent: a State/dict by path
+    ``nondiff_argnums`` takes ints (an nnx object there is not differentiated at
+    all) and, with graph updates on, ``nnx.DiffState(argnum, filter)``: that
+    argument is differentiated for the Variables the filter selects only, the
+    others get zero cotangents (pass the same DiffState to :func:`nnx.grad`).
 
-        f.defvjp(f_fwd, f_bwd)
-
-    As in ``jax.custom_vjp``, ``bwd`` takes the ``nondiff_argnums`` arguments first
-    (``bwd(*nondiff, res, g)``; nnx objects among them rebuilt around their values) and
-    returns one cotangent per differentiated positional argument; for
-    an nnx argument, a State or mapping of its paths (missing Variables get
-    zeros). The nnx arguments are flattened jointly, as in every transform: a
+    The nnx arguments are flattened jointly, as in every transform: a
     Variable reached through two arguments (or twice through one) is one
     object inside ``fun`` and ``fwd``. Reached through two differentiated
     arguments it is an ``nnx.AliasingError``, as in :func:`nnx.grad` (one
@@ -53,14 +81,32 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
 
     Args:
       fun: the function.
-      nondiff_argnums: arguments that are not differentiated.
+      nondiff_argnums: arguments that are not differentiated (ints), or
+        differentiated for a part of their state only (``nnx.DiffState``).
       graph: False for tree mode: an object reachable twice from the
         arguments is an ``nnx.AliasingError``; None for the current
         :func:`nnx.set_graph_mode` setting.
-      graph_updates: False leaves structural changes of the arguments inside;
-        None for the current setting.
+      graph_updates: False: ``bwd`` gets ``out_g`` alone, and structural
+        changes of the arguments stay inside; None for the current setting.
     """
 
+    @overload
+    def __new__(
+        cls,
+        fun: Callable,
+        nondiff_argnums: tuple[int | DiffState, ...] = (),
+        *,
+        graph: bool | None = None,
+        graph_updates: bool | None = None,
+    ) -> custom_vjp: ...
+    @overload
+    def __new__(
+        cls,
+        *,
+        nondiff_argnums: tuple[int | DiffState, ...] = (),
+        graph: bool | None = None,
+        graph_updates: bool | None = None,
+    ) -> Callable[[Callable], custom_vjp]: ...
     def __new__(cls, fun: Callable | None = None, *args: Any, **kwargs: Any) -> Any:
         if fun is None:  # Flax NNX's keyword form: @nnx.custom_vjp(graph_updates=True)
             return functools.partial(cls, *args, **kwargs)
@@ -69,7 +115,7 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
     def __init__(
         self,
         fun: Callable,
-        nondiff_argnums: tuple[int, ...] = (),
+        nondiff_argnums: tuple[int | DiffState, ...] = (),
         *,
         graph: bool | None = None,
         graph_updates: bool | None = None,
@@ -78,28 +124,59 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
         self.fun = fun
         self._mode = ModeArgs(graph, graph_updates)
         self.nondiff_argnums = tuple(nondiff_argnums)
+        self._nd: frozenset[int] = frozenset(a for a in self.nondiff_argnums if isinstance(a, int))
+        self._filters: dict[int, Any] = {}  # argnum -> DiffState filter
+        for a in self.nondiff_argnums:
+            if isinstance(a, bool) or not isinstance(a, (int, DiffState)):
+                raise TypeError(
+                    "nnx.custom_vjp: nondiff_argnums entries are ints or nnx.DiffState, got "
+                    f"{type(a).__name__} {a!r}."
+                )
+            i = a.argnum if isinstance(a, DiffState) else a
+            if i in self._filters or (isinstance(a, DiffState) and i in self._nd):
+                raise ValueError(f"nnx.custom_vjp: argnum {i} is repeated in nondiff_argnums.")
+            if isinstance(a, DiffState):
+                self._filters[i] = a.filter
         self.fwd: Callable | None = None
         self.bwd: Callable | None = None
 
     def defvjp(self, fwd: Callable, bwd: Callable) -> None:
         self.fwd, self.bwd = fwd, bwd
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         if self.fwd is None or self.bwd is None:
             raise TransformError("nnx.custom_vjp: call defvjp(fwd, bwd) before calling it.")
         where = f"nnx.custom_vjp({getattr(self.fun, '__name__', 'f')})"
-        nd = set(self.nondiff_argnums)
+        nd = set(self._nd)
+        mode = self._mode.mode()
+        updates_g = mode.graph and mode.graph_updates  # bwd gets (input_updates_g, out_g)
+        if self._filters and not updates_g:
+            raise TransformError(
+                f"{where}: nnx.DiffState in nondiff_argnums needs graph mode with graph "
+                f"updates ({mode!r} here): pass graph=True, graph_updates=True, or list the "
+                "argument as an int to leave it undifferentiated."
+            )
         # every nnx argument (differentiated or not) is flattened jointly by the
         # boundary's Crossing: a Variable reached through two arguments, or twice
         # through one, is one object inside
-        c = Crossing(self.fun, args, {}, where=where, mode=self._mode.mode(), what="nnx.custom_vjp")
+        c = Crossing(self.fun, args, {}, where=where, mode=mode, what="nnx.custom_vjp")
         prep, graph = c.prep, c.graph
         is_g = [code is GRAPH for code in c.layout[0]]
         g_argnum = [i for i, g in enumerate(is_g) if g]
+        for i in self._filters:
+            if i >= len(args) or not is_g[i]:
+                raise TransformError(
+                    f"{where}: nondiff_argnums has nnx.DiffState({i}, ...), but argument {i} "
+                    "is not an nnx object; a DiffState selects Variables of an nnx argument."
+                )
         leaves_in = c.values()
-        avals = [jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)) for v in leaves_in]
+        avals = [_aval(v) for v in leaves_in]
         # per differentiated nnx argument: (path, joint leaf index) of each of its leaves
-        selected = _differentiated(prep, graph, g_argnum, nd, where) if prep is not None else {}
+        selected, zeros_like = (
+            _differentiated(prep, graph, g_argnum, nd, self._filters, where)
+            if prep is not None
+            else ({}, {})
+        )
         diff_plain = [i for i in range(len(args)) if i not in nd and not is_g[i]]
         nd_plain = [i for i in sorted(nd) if not is_g[i]]
         plain_order = [i for i in range(len(args)) if not is_g[i]]
@@ -139,6 +216,9 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
             if nd:  # as jax.custom_vjp: bwd(*nondiff_args, residuals, g)
                 full, _ = rebuild(nd_vals, leaves, plain_d)
                 nondiff = tuple(full[i] for i in sorted(nd))
+            if updates_g:  # Flax NNX's protocol: the inputs' updates have cotangents too
+                inputs_g = tuple(_zero_state(zeros_like[i]) if is_g[i] else None for i in diff_pos)
+                g = (inputs_g, g)
             cts = bwd(*nondiff, res, g)
             if not isinstance(cts, tuple):
                 cts = (cts,)
@@ -163,8 +243,13 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
         return call(nd_vals, leaves_in, *(args[i] for i in diff_plain))
 
 
-def _differentiated(prep: Prepared, graph: tuple, g_argnum: list, nd: set, where: str) -> dict:
-    """Per differentiated nnx argument (by position): ``[(path, joint leaf index)]``.
+def _differentiated(
+    prep: Prepared, graph: tuple, g_argnum: list, nd: set, filters: dict, where: str
+) -> tuple[dict, dict]:
+    """Per differentiated nnx argument (by position): ``[(path, joint leaf index)]``, and
+    the ``(path, Variable type, aval)`` of all its Variables (its zero input-updates State).
+
+    A :class:`DiffState` filter (``filters[argnum]``) keeps the leaves it selects.
 
     A Variable reached through two differentiated arguments is an
     ``AliasingError``, as in :func:`nnx.grad`: one Variable cannot have a
@@ -177,12 +262,21 @@ def _differentiated(prep: Prepared, graph: tuple, g_argnum: list, nd: set, where
     paths = prep.paths
     chosen: dict[int, tuple] = {}
     out: dict[int, list] = {}
+    zeros: dict[int, list] = {}
     for k, (node, argnum) in enumerate(zip(graph, g_argnum)):
         if argnum in nd:
             continue
         sub = flatten(node, with_paths=True)
+        pred = to_predicate(filters[argnum]) if argnum in filters else None
         items = []
+        zeros[argnum] = [
+            (path, type(x), _aval(x.get_value()))
+            for path, x in zip(sub.paths, sub.leaves)
+            if isinstance(x, Variable)
+        ]
         for path, x in zip(sub.paths, sub.leaves):
+            if pred is not None and not pred(path, x):
+                continue
             cands = by_id[id(x)]
             j = next((c for c in cands if paths[c] == (k, *path)), cands[0])
             if j in chosen:
@@ -200,7 +294,18 @@ def _differentiated(prep: Prepared, graph: tuple, g_argnum: list, nd: set, where
             chosen[j] = (argnum, path)
             items.append((path, j))
         out[argnum] = items
-    return out
+    return out, zeros
+
+
+def _aval(v) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v))
+
+
+def _zero_state(template: list) -> State:
+    """A State of zeros of the Variables ``(path, type, aval)``: plain Variables."""
+    return State.from_flat_path(
+        [(p, t(jnp.zeros(a.shape, a.dtype), ref=False, hijax=False)) for p, t, a in template]
+    )
 
 
 class _Hashable:
