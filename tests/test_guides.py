@@ -81,3 +81,12 @@ def test_typing_guide_runs(tmp_path):
     assert n_blocks("typing.md") >= 4
     out = run_guide("typing.md", tmp_path)
     assert f"ran {n_blocks('typing.md')} blocks" in out
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tour.md", "transforms.md", "migrating-from-flax.md", "variable-modes.md", "performance.md"],
+)
+def test_guide_runs(name, tmp_path):
+    out = run_guide(name, tmp_path)
+    assert f"ran {n_blocks(name)} blocks" in out

@@ -35,11 +35,16 @@ def _has_identity(x) -> bool:
     return isinstance(x, _IDENTITY)
 
 
-def _children(x) -> list[tuple[Any, Any]]:
-    """The ``(key, child)`` pairs of a node, as a list (a snapshot: callers may mutate)."""
+def _children(x, graph_refs: bool = True) -> list[tuple[Any, Any]]:
+    """The ``(key, child)`` pairs of a node, as a list (a snapshot: callers may mutate).
+
+    ``graph_refs=False`` leaves out a Pytree's :func:`nnx.graph_ref` attributes
+    (static references in the JAX pytree view).
+    """
     if isinstance(x, Pytree):
         d = x.__dict__
-        return [(k, d[k]) for k in get_layout(x).keys]
+        layout = get_layout(x)
+        return [(k, d[k]) for k in (layout.keys if graph_refs else layout.data_keys)]
     if isinstance(x, (list, tuple)):
         return list(enumerate(x))
     if isinstance(x, dict):
@@ -55,6 +60,9 @@ def require_tree(node: Any, where: str) -> None:
     reachable at two paths is an :class:`nnx.AliasingError` whose message starts
     with ``where`` (the caller's name, e.g. ``"nnx.iter_graph"``), names both paths
     and says how to keep the sharing. A tree passes and nothing is returned.
+    Attributes held by :func:`nnx.graph_ref` (an optimizer's back-reference to
+    its model) are static references in the pytree view, not children, so a
+    model passed beside its optimizer is a tree.
     A library that adds its own ``graph=`` argument calls it the same way.
 
     Example::
@@ -72,7 +80,7 @@ def require_tree(node: Any, where: str) -> None:
         ...     print(str(e).split(",")[0])
         mylib.step: graph=False (tree mode) needs a tree
     """
-    dups = find_duplicates(node)
+    dups = find_duplicates(node, graph_refs=False)
     if dups:
         a, b = ("/".join(map(str, p)) or "<root>" for p in dups[0][:2])
         raise AliasingError(
@@ -126,7 +134,7 @@ def iter_modules(node: Any) -> Iterator[tuple[tuple, Any]]:
             yield path, x
 
 
-def find_duplicates(node: Any, /, *, only: Any = ...) -> list[list[tuple]]:
+def find_duplicates(node: Any, /, *, only: Any = ..., graph_refs: bool = True) -> list[list[tuple]]:
     """Groups of paths that reach the same Variable, Pytree, ``nnx.List`` or ``nnx.Dict``.
 
     >>> import jax.numpy as jnp
@@ -149,6 +157,9 @@ def find_duplicates(node: Any, /, *, only: Any = ...) -> list[list[tuple]]:
         node: the graph to search.
         only: a filter: only the objects it matches (at a later path) are
             reported; ``...`` (the default) reports every shared object.
+        graph_refs: False: do not walk attributes held by :func:`nnx.graph_ref`
+            (an optimizer's model), which the JAX pytree view, and so tree mode,
+            sees as static references rather than children.
     """
     pred = None if only is ... else to_predicate(only)
     paths: dict[int, list] = {}
@@ -162,7 +173,7 @@ def find_duplicates(node: Any, /, *, only: Any = ...) -> list[list[tuple]]:
                 return
             paths[id(x)] = [path]
             order.append(id(x))
-        for k, c in _children(x):
+        for k, c in _children(x, graph_refs):
             walk(c, (*path, k))
 
     walk(node, ())
