@@ -152,3 +152,107 @@ def test_diff_state_errors_name_the_fix():
         match=r"DiffState\(1, \.\.\.\), but argument 1 is not an nnx object",
     ):
         f(m, jnp.array(1.0))
+
+
+class Bar(nnx.Module):
+    def __init__(self, x, y, z):
+        self.x = nnx.Param(x)
+        self.y = nnx.Param(y)
+        self.z = nnx.BatchStat(z)
+
+
+def _doubling(**kw):
+    """Flax's updates_g example: f doubles m.z; bwd returns the tangent of z too."""
+    seen = {}
+
+    @nnx.custom_vjp(**kw)
+    def f(m):
+        m.z[...] *= 2.0  # mutation tracked as an update
+        return jnp.sin(m.x[...]) * m.y[...]
+
+    def f_fwd(m):
+        return f(m), (jnp.cos(m.x[...]), jnp.sin(m.x[...]), m)
+
+    return f, f_fwd, seen
+
+
+def test_updates_g_gives_the_written_variables_cotangents_without_graph_updates():
+    f, f_fwd, seen = _doubling(graph_updates=False)
+
+    def f_bwd(res, g, *, updates_g):
+        cos_x, sin_x, m = res
+        seen["updates_g"] = updates_g
+        (m_updates_g,) = updates_g
+        return ({"x": cos_x * g * m.y[...], "y": sin_x * g, "z": 2.0 * m_updates_g.z},)
+
+    f.defvjp(f_fwd, f_bwd)
+    m = Bar(jnp.array(1.0), jnp.array(2.0), jnp.array(3.0))
+    np.testing.assert_allclose(f(m), np.sin(1.0) * 2.0, rtol=1e-6)
+    np.testing.assert_allclose(m.z[...], 6.0)  # the write came out
+
+    def z_after(z0):  # a function of z through the write: its derivative is 2
+        m = Bar(jnp.array(1.0), jnp.array(2.0), z0)
+        y = f(m)
+        return m.z[...] * 10.0 + y
+
+    value, dz = jax.value_and_grad(z_after)(jnp.array(3.0))
+    np.testing.assert_allclose(value, 60.0 + np.sin(1.0) * 2.0, rtol=1e-6)
+    np.testing.assert_allclose(dz, 20.0)
+    (m_updates_g,) = seen["updates_g"]
+    np.testing.assert_allclose(m_updates_g["z"], 10.0)  # the cotangent of the new z
+    assert m_updates_g["x"] is None and m_updates_g["y"] is None  # not written
+
+
+def test_bwd_without_updates_g_drops_them():
+    f, f_fwd, _ = _doubling(graph_updates=False)
+
+    def f_bwd(res, g):
+        cos_x, sin_x, m = res
+        return ({"x": cos_x * g * m.y[...], "y": sin_x * g},)
+
+    f.defvjp(f_fwd, f_bwd)
+    m = Bar(jnp.array(1.0), jnp.array(2.0), jnp.array(3.0))
+    grads = nnx.grad(f)(m)
+    np.testing.assert_allclose(grads["x"][...], np.cos(1.0) * 2.0, rtol=1e-6)
+    np.testing.assert_allclose(m.z[...], 6.0)
+
+
+def test_with_graph_updates_the_written_cotangent_is_in_input_updates_g():
+    f, f_fwd, seen = _doubling()
+
+    def f_bwd(res, g):
+        (m_g,), out_g = g
+        cos_x, sin_x, m = res
+        seen["z"] = m_g["z"][...]
+        m_g = jax.tree.map(lambda t: t, m_g)
+        m_g["x"][...] = cos_x * out_g * m.y[...]
+        m_g["y"][...] = sin_x * out_g
+        m_g["z"][...] = 2.0 * m_g["z"][...]
+        return (m_g,)
+
+    f.defvjp(f_fwd, f_bwd)
+
+    def z_after(z0):
+        m = Bar(jnp.array(1.0), jnp.array(2.0), z0)
+        f(m)
+        return m.z[...] * 10.0
+
+    np.testing.assert_allclose(jax.grad(z_after)(jnp.array(3.0)), 20.0)
+    np.testing.assert_allclose(seen["z"], 10.0)
+
+
+def test_the_fwd_writes_come_out_of_grad():
+    @nnx.custom_vjp
+    def f(m):
+        return m.x[...]
+
+    def f_fwd(m):
+        m.z[...] += 1.0
+        return m.x[...], None
+
+    f.defvjp(f_fwd, lambda res, g: ({},))
+    m = Bar(jnp.array(1.0), jnp.array(2.0), jnp.array(3.0))
+    f(m)  # the function alone: no write
+    # nnx.grad traces fwd, not the function: the fwd's write comes out
+    nnx.grad(f)(m)
+    np.testing.assert_allclose(m.z[...], 4.0)

@@ -159,15 +159,32 @@ def test_custom_vjp_uses_the_custom_backward(mode):
     np.testing.assert_allclose(g["b"][...], jnp.zeros(2), **TOL)
 
 
-def test_custom_vjp_rejects_writes():
+def test_custom_vjp_writes_come_out(mode):
     @nnx.custom_vjp
-    def f(c):
+    def f(c, x):
         c()
-        return 1.0
+        return x * 2.0
 
-    f.defvjp(lambda c: (f(c), None), lambda r, g: (None,))
-    with pytest.raises(nnx.transforms.TransformError, match="cannot carry state"):
-        f(Counter())
+    def f_fwd(c, x):
+        c()
+        return x * 2.0, None
+
+    f.defvjp(f_fwd, lambda r, g: (None, 2.0 * g[1]))
+    c = Counter()
+    np.testing.assert_allclose(f(c, 1.0), 2.0)
+    assert int(c.count[...]) == 1
+    np.testing.assert_allclose(nnx.grad(lambda c, x: f(c, x), argnums=1)(c, 3.0), 2.0)
+    assert int(c.count[...]) == 2  # the fwd's write comes out of nnx.grad too
+
+    def fails(c):
+        c()
+        raise ZeroDivisionError("after the write")
+
+    h = nnx.custom_vjp(fails)
+    h.defvjp(lambda c: (fails(c), None), lambda r, g: (None,))
+    with pytest.raises(ZeroDivisionError):  # a failing call writes nothing
+        h(c)
+    assert int(c.count[...]) == 2
 
 
 def test_checkify_returns_error_and_updates_state(mode):

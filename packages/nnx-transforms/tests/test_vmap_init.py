@@ -115,11 +115,52 @@ def test_vmapped_init_with_a_non_leading_self_axis_and_without_split_rngs():
     np.testing.assert_array_equal(r.w[...], [[0.0, 1.0, 2.0], [0.0, -1.0, -2.0]])
 
 
-def test_state_axes_for_self_is_a_clear_error():
+class Stats(nnx.Module):
+    def __init__(self, n):
+        self.mean = nnx.BatchStat(jnp.zeros((n,)))
+
+
+STATE_AXES = nnx.StateAxes({(nnx.Param, nnx.RngState): 0, ...: None})
+
+
+class StackedMLP(nnx.Module):
+    """Flax NNX's 0.11 migration guide: self's axes per kind of state."""
+
+    @nnx.split_rngs(splits=5)
+    @nnx.vmap(in_axes=(STATE_AXES, STATE_AXES))
+    def __init__(self, rngs: nnx.Rngs):
+        self.linear = Linear(3, 3, rngs=rngs)
+        self.stats = Stats(3)
+        self.node = nnx.Param(jnp.ones((2,)))
+
+    @nnx.scan(in_axes=(STATE_AXES, nnx.Carry))
+    def __call__(self, x):
+        x = jnp.tanh(x @ self.linear.kernel[...] + self.linear.bias[...][None])
+        self.stats.mean[...] += x.mean(0)
+        return x, None
+
+
+def test_state_axes_for_self_stacks_what_it_maps_and_shares_the_rest(mode):
+    m = StackedMLP(nnx.Rngs(0))
+    assert m.linear.kernel.shape == (5, 3, 3) and m.node.shape == (5, 2)
+    assert m.stats.mean.shape == (3,)  # `...: None`: one value for every member
+    kernels = np.asarray(m.linear.kernel[...])
+    assert len({kernels[i].tobytes() for i in range(5)}) == 5  # each member its own keys
+    x = jnp.ones((4, 3))
+    y, _ = m(x)
+    ref, total = np.asarray(x), np.zeros(3)
+    for i in range(5):  # the scan over layers, by hand
+        ref = np.tanh(ref @ kernels[i] + np.asarray(m.linear.bias[...][i]))
+        total += ref.mean(0)
+    np.testing.assert_allclose(y, ref, rtol=1e-5)
+    np.testing.assert_allclose(m.stats.mean[...], total, rtol=1e-5)
+
+
+def test_state_axes_for_self_with_a_per_member_value_at_axis_none_names_it():
     class Bad(nnx.Module):
-        @nnx.vmap(in_axes=(nnx.StateAxes({...: 0}), 0))
+        @nnx.vmap(in_axes=(nnx.StateAxes({nnx.Param: None, ...: 0}), 0))
         def __init__(self, x):
             self.w = nnx.Param(x)
 
-    with pytest.raises(nnx.AxisError, match=r"self's in_axes entry is a StateAxes"):
+    with pytest.raises(nnx.AxisError, match=r"'w' of the object returned the axis None"):
         Bad(jnp.arange(3.0))

@@ -162,3 +162,17 @@ def test_new_variable_returned_unmapped_keeps_the_default_mode(mode):
     np.testing.assert_array_equal(p[...], [0.0, 1.0, 2.0])
     np.testing.assert_array_equal(y, np.full(4, 2.0))
     assert nnx.storage_mode(p).name.lower() == mode
+
+
+def test_state_axes_in_out_axes_places_a_returned_object_by_kind(mode):
+    class Block(nnx.Module):
+        def __init__(self, x):
+            self.w = nnx.Param(x * 2.0)
+            self.stats = nnx.BatchStat(jnp.zeros(2))
+
+    axes = nnx.StateAxes({nnx.Param: 1, ...: None})
+    b = nnx.vmap(Block, in_axes=0, out_axes=axes)(jnp.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(b.w[...], np.arange(6.0).reshape(3, 2).T * 2.0)  # axis 1
+    assert b.stats.shape == (2,)
+    with pytest.raises(nnx.transforms.AxisError, match=r"'w' of the object returned the axis None"):
+        nnx.vmap(Block, out_axes=nnx.StateAxes({nnx.Param: None, ...: 0}))(jnp.ones((3, 2)))

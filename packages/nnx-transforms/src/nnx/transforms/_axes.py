@@ -37,7 +37,10 @@ class StateAxes:
     Keys are filters (Variable types, path strings, predicates, ``...``),
     tried in order; values are axes (an int, ``None`` for broadcast, or
     ``nnx.Carry`` in ``nnx.scan``). Every Variable of the argument must match
-    one filter.
+    one filter. In ``nnx.vmap``'s ``out_axes`` it places the Variables of a new
+    object returned the same way, and for ``self`` of a vmapped ``__init__``
+    (Flax NNX's ``nnx.vmap(in_axes=(state_axes, state_axes))``) it places the
+    Variables the constructor creates.
     """
 
     __slots__ = ("items", "_preds")
@@ -356,9 +359,10 @@ def check_returned_axes(out, out_axes, inner_leaves, axes, paths, names, where: 
                     for i, (x, a) in enumerate(zip(inner_leaves, axes))
                     if isinstance(x, Variable)
                 }
-            for _, x in iter_graph(top):
+            for vpath, x in iter_graph(top):
                 hit = axis_of.get(id(x)) if isinstance(x, Variable) else None
-                if hit is None or hit[1] == ax:
+                want = ax.axis_for(vpath, x, where) if isinstance(ax, StateAxes) else ax
+                if hit is None or hit[1] == want:
                     continue
                 i, a = hit
                 path = paths[i]
@@ -366,7 +370,7 @@ def check_returned_axes(out, out_axes, inner_leaves, axes, paths, names, where: 
                 raise AliasingError(
                     f"{where}: the function returned the {type(x).__name__} at "
                     f"{_p(names[path[0]], path[1:])}, an input that went in with axis {went}, "
-                    f"at out_axes {ax!r}. A returned input comes back as the caller's own "
+                    f"at out_axes {want!r}. A returned input comes back as the caller's own "
                     f"object, unchanged, so it must come out on the axis it went in with: "
                     f"return it where out_axes is {went}, or do not return it (the caller "
                     "holds it, and its updates come out anyway), or return a new object "
@@ -404,8 +408,14 @@ def _is_node_leaves(x) -> bool:
     return isinstance(x, NodeLeaves)
 
 
+def _per_leaf(a) -> bool:
+    """An out_axes entry that gives each Variable of a returned object its own axis."""
+    return is_graph_node(a) or isinstance(a, StateAxes)
+
+
 class OutPrefix:
-    """An ``out_axes`` with entries shaped like the objects returned (:func:`nnx.prefix`).
+    """An ``out_axes`` with entries shaped like the objects returned (:func:`nnx.prefix`),
+    or :class:`StateAxes` entries (an axis per kind of state of a returned object).
 
     JAX sees the objects' leaves only after the trace, so it cannot place them by
     such an entry. Inside, :meth:`split` takes each such object's leaves out of
@@ -420,13 +430,13 @@ class OutPrefix:
     def __init__(self, out_axes):
         self.out_axes = out_axes
         self.jax_axes = jax.tree.map(
-            lambda a: 0 if is_graph_node(a) else a, out_axes, is_leaf=_stop_at_node
+            lambda a: 0 if _per_leaf(a) else a, out_axes, is_leaf=_stop_at_node
         )
 
     @staticmethod
     def wanted(out_axes) -> bool:
-        """Whether ``out_axes`` has an object-shaped entry."""
-        return any(is_graph_node(a) for a in jax.tree.leaves(out_axes, is_leaf=_stop_at_node))
+        """Whether ``out_axes`` has an object-shaped or StateAxes entry."""
+        return any(_per_leaf(a) for a in jax.tree.leaves(out_axes, is_leaf=_stop_at_node))
 
     def split(self, out, where: str) -> tuple[list, list, tuple, list]:
         """Inside: ``(mapped leaves, unmapped leaves, plan, unmapped leaves' places)``.
@@ -450,18 +460,20 @@ class OutPrefix:
         plan = []
         places: list = []
         for spec, sub in zip(specs, subs):
-            if not is_graph_node(spec):
+            if not _per_leaf(spec):
                 continue
+            shaped = isinstance(spec, StateAxes)
             if not isinstance(sub, NodeLeaves):
+                what = repr(spec) if shaped else f"an entry shaped like a {type(spec).__name__}"
                 raise AxisError(
-                    f"{where}: out_axes has an entry shaped like a {type(spec).__name__} "
-                    f"(nnx.prefix) where the function returned {type(sub).__name__}; such an "
-                    "entry places the Variables of an object that the function returns. "
-                    "Give that output an int or None."
+                    f"{where}: out_axes has {what}{'' if shaped else ' (nnx.prefix)'} where "
+                    f"the function returned {type(sub).__name__}; such an entry places the "
+                    "Variables of an object that the function returns. Give that output an "
+                    "int or None."
                 )
-            prefix = PrefixAxes(spec, side="out_axes")
+            prefix = spec if shaped else PrefixAxes(spec, side="out_axes")
             axes = tuple(
-                prefix.axis_for(p, x, where, "<output>")
+                prefix.axis_for(p, x, where) if shaped else prefix.axis_for(p, x, where, "<output>")  # pyright: ignore[reportCallIssue]
                 for p, x in zip(sub.paths or (), sub.sources or ())
             )
             for a in axes:
@@ -474,7 +486,8 @@ class OutPrefix:
             for x, a, p in zip(sub.leaves, axes, sub.paths or ()):
                 (unmapped if a is None else mapped).append(x)
                 if a is None:
-                    places.append(f"{_p('', p)[2:-1]!r} of the {type(spec).__name__} returned")
+                    kind = "object" if shaped else type(spec).__name__
+                    places.append(f"{_p('', p)[2:-1]!r} of the {kind} returned")
             sub.leaves = []
         return mapped, unmapped, tuple(plan), places
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any, overload
 
 import jax
@@ -76,8 +77,15 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
     object inside ``fun`` and ``fwd``. Reached through two differentiated
     arguments it is an ``nnx.AliasingError``, as in :func:`nnx.grad` (one
     Variable cannot have two cotangents); twice through one argument it has
-    one cotangent, at its first path. The function may not write Variables (a
-    custom derivative cannot carry state updates).
+    one cotangent, at its first path.
+
+    Variables written inside ``fun`` (or ``fwd``, which ``nnx.grad`` runs
+    instead) come out to the caller's objects, as in Flax NNX, all or nothing.
+    Their new values are outputs too: with graph updates on, their cotangents
+    are in ``input_updates_g`` at their paths; otherwise ``bwd`` receives them
+    if it declares a keyword ``updates_g`` (one entry per positional argument:
+    a State by path for an nnx argument, None for a Variable not written).
+    Structural changes (a new attribute, a changed static one) raise.
 
     Args:
       fun: the function.
@@ -172,7 +180,7 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
         leaves_in = c.values()
         avals = [_aval(v) for v in leaves_in]
         # per differentiated nnx argument: (path, joint leaf index) of each of its leaves
-        selected, zeros_like = (
+        selected, var_paths = (
             _differentiated(prep, graph, g_argnum, nd, self._filters, where)
             if prep is not None
             else ({}, {})
@@ -182,44 +190,59 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
         plain_order = [i for i in range(len(args)) if not is_g[i]]
         diff_pos = [i for i in range(len(args)) if i not in nd]
         fun, fwd, bwd = self.fun, self.fwd, self.bwd
+        wants_updates_g = not updates_g and _takes_updates_g(bwd)
+        holder: dict = {}  # the written leaves' joint indices, from the trace
 
         def rebuild(nd_vals, leaves, plain_d):
             by_pos = dict(zip(nd_plain, nd_vals)) | dict(zip(diff_plain, plain_d))
             a, _, state = c.enter(list(leaves), tuple(by_pos[i] for i in plain_order), {})
             return a, state
 
-        def no_writes(state):
-            idx, _, _ = c.changes(state)
-            if idx:
+        def written(state, what: str) -> list:
+            """The new values of the Variables the call wrote (they leave as outputs)."""
+            idx, new, _ = c.changes(state)
+            if holder.get("idx", idx) != idx:
                 raise TransformError(
-                    f"{where}: the function wrote a Variable. A custom derivative cannot "
-                    "carry state updates; compute the new state outside, or use nnx.grad."
+                    f"{where}: {what} wrote other Variables than the function did. The "
+                    "primal and its fwd must update the same state."
                 )
+            holder["idx"] = idx
+            return new
 
         @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
         def call(nd_vals, leaves, *plain_d):
             full, state = rebuild(nd_vals, leaves, plain_d)
             out = fun(*full)
-            no_writes(state)
-            return out
+            return out, written(state, "the function")
 
         def call_fwd(nd_vals, leaves, *plain_d):
             full, state = rebuild(nd_vals, leaves, plain_d)
             out, res = fwd(*full)
-            no_writes(state)
+            new = written(state, "fwd")
             # the arguments' leaves ride along, to hand bwd its nondiff arguments
-            return out, (res, leaves if nd else None, plain_d if nd else None)
+            return (out, new), (res, leaves if nd else None, plain_d if nd else None)
 
-        def call_bwd(nd_vals, packed, g):
+        def call_bwd(nd_vals, packed, gs):
             res, leaves, plain_d = packed
+            g, new_g = gs  # the written Variables' new values have cotangents too
+            by_leaf = dict(zip(holder.get("idx", ()), new_g))
             nondiff = ()
             if nd:  # as jax.custom_vjp: bwd(*nondiff_args, residuals, g)
                 full, _ = rebuild(nd_vals, leaves, plain_d)
                 nondiff = tuple(full[i] for i in sorted(nd))
-            if updates_g:  # Flax NNX's protocol: the inputs' updates have cotangents too
-                inputs_g = tuple(_zero_state(zeros_like[i]) if is_g[i] else None for i in diff_pos)
+            kw = {}
+            if updates_g:  # Flax NNX's protocol: the inputs' updates have cotangents
+                inputs_g = tuple(
+                    _updates_state(var_paths[i], by_leaf, zeros=True) if is_g[i] else None
+                    for i in diff_pos
+                )
                 g = (inputs_g, g)
-            cts = bwd(*nondiff, res, g)
+            elif wants_updates_g:  # bwd(..., *, updates_g): per argument, None unless written
+                kw["updates_g"] = tuple(
+                    _updates_state(var_paths[i], by_leaf, zeros=False) if is_g[i] else None
+                    for i in range(len(args))
+                )
+            cts = bwd(*nondiff, res, g, **kw)
             if not isinstance(cts, tuple):
                 cts = (cts,)
             leaf_cts: list = [None] * len(avals)
@@ -240,7 +263,8 @@ class custom_vjp:  # noqa: N801 (mirrors jax.custom_vjp)
 
         call.defvjp(call_fwd, call_bwd)
         nd_vals = _Hashable(tuple(args[i] for i in nd_plain))
-        return call(nd_vals, leaves_in, *(args[i] for i in diff_plain))
+        out, new = call(nd_vals, leaves_in, *(args[i] for i in diff_plain))  # pyright: ignore[reportGeneralTypeIssues]
+        return c.finish(holder.get("idx", []), list(new), out)
 
 
 def _differentiated(
@@ -262,23 +286,22 @@ def _differentiated(
     paths = prep.paths
     chosen: dict[int, tuple] = {}
     out: dict[int, list] = {}
-    zeros: dict[int, list] = {}
+    var_paths: dict[int, list] = {}
     for k, (node, argnum) in enumerate(zip(graph, g_argnum)):
-        if argnum in nd:
-            continue
         sub = flatten(node, with_paths=True)
-        pred = to_predicate(filters[argnum]) if argnum in filters else None
-        items = []
-        zeros[argnum] = [
-            (path, type(x), _aval(x.get_value()))
+        var_paths[argnum] = [
+            (path, type(x), _aval(x.get_value()), _joint(by_id, paths, x, (k, *path)))
             for path, x in zip(sub.paths, sub.leaves)
             if isinstance(x, Variable)
         ]
+        if argnum in nd:
+            continue
+        pred = to_predicate(filters[argnum]) if argnum in filters else None
+        items = []
         for path, x in zip(sub.paths, sub.leaves):
             if pred is not None and not pred(path, x):
                 continue
-            cands = by_id[id(x)]
-            j = next((c for c in cands if paths[c] == (k, *path)), cands[0])
+            j = _joint(by_id, paths, x, (k, *path))
             if j in chosen:
                 if chosen[j][0] == argnum:  # the same leaf twice in one argument
                     continue
@@ -294,18 +317,40 @@ def _differentiated(
             chosen[j] = (argnum, path)
             items.append((path, j))
         out[argnum] = items
-    return out, zeros
+    return out, var_paths
+
+
+def _joint(by_id: dict, paths: Sequence, x, path: tuple) -> int:
+    """The joint leaf index of ``x`` (its own path if reached first there)."""
+    cands = by_id[id(x)]
+    return next((c for c in cands if paths[c] == path), cands[0])
+
+
+def _takes_updates_g(bwd) -> bool:
+    try:
+        return "updates_g" in inspect.signature(bwd).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _aval(v) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v))
 
 
-def _zero_state(template: list) -> State:
-    """A State of zeros of the Variables ``(path, type, aval)``: plain Variables."""
-    return State.from_flat_path(
-        [(p, t(jnp.zeros(a.shape, a.dtype), ref=False, hijax=False)) for p, t, a in template]
-    )
+def _updates_state(template: list, by_leaf: dict, *, zeros: bool) -> State:
+    """The cotangents of an argument's updates by path: the written Variables' from
+    ``by_leaf`` (joint leaf index -> cotangent), the others zeros (plain Variables of
+    their kinds, Flax's ``input_updates_g``) or None (Flax's ``updates_g``)."""
+    items = []
+    for p, t, a, j in template:
+        ct = by_leaf.get(j)
+        if zeros:
+            items.append(
+                (p, t(jnp.zeros(a.shape, a.dtype) if ct is None else ct, ref=False, hijax=False))
+            )
+        else:
+            items.append((p, ct))
+    return State.from_flat_path(items)
 
 
 class _Hashable:

@@ -83,14 +83,6 @@ class VmapWrapped(Generic[P, R]):
         jax_out = self._out_prefix.jax_axes if self._out_prefix is not None else out_axes
         # (unmapped leaves first: JAX's error for a batched one then names its true index)
         self._jax_out_axes = (jax_out, 0, 0)  # output, patch leaves, mapped leaves
-        if isinstance(out_axes, StateAxes) or (
-            isinstance(out_axes, (tuple, list)) and any(isinstance(a, StateAxes) for a in out_axes)
-        ):
-            raise AxisError(
-                "nnx.vmap: nnx.StateAxes is accepted in in_axes only. Objects returned from "
-                "vmap are stacked along their out_axes (an int); inputs that come back are "
-                "the caller's objects, with the axes they went in with."
-            )
 
     @overload
     def __get__(self, obj: None, objtype: type | None = None) -> VmapWrapped[P, R]: ...
@@ -212,12 +204,6 @@ class VmapWrapped(Generic[P, R]):
             self_axis, rest_axes = in_axes[0], tuple(in_axes[1:])
         else:
             self_axis, rest_axes = in_axes, in_axes
-        if isinstance(self_axis, StateAxes):
-            raise AxisError(
-                f"nnx.vmap({type(obj).__name__}.__init__): self's in_axes entry is a "
-                "StateAxes, but the object is empty when its constructor starts; give "
-                "self an int axis (the axis its new Variables are stacked along)."
-            )
         cls: Any = type(obj)
         fun: Any = self.fun
         statics = dict(vars(obj))
@@ -469,13 +455,17 @@ def vmap(
     an nnx argument it is an int (all its state stacked on that axis),
     ``None`` (shared by every member) or :class:`StateAxes` (an axis per kind
     of state). Writes to the state of an nnx argument inside come out, stacked
-    as they went in; new objects returned are stacked along ``out_axes``.
+    as they went in; new objects returned are stacked along ``out_axes``: an
+    int for all their state, or per Variable, by a :class:`StateAxes` or a
+    prefix shaped like the object (``nnx.prefix(obj, {nnx.Param: 0, ...:
+    None})``, Flax NNX's ``split_rngs`` example).
 
     Args:
       fun: the function (or use ``@nnx.vmap(...)`` with options).
       in_axes: per positional argument (or one for all): an int, None or
         :class:`StateAxes`.
-      out_axes: per output, as in ``jax.vmap``.
+      out_axes: per output, as in ``jax.vmap``; for an object returned also
+        a :class:`StateAxes` or an ``nnx.prefix`` of the object.
       axis_name: the name of the mapped axis (for collectives).
       axis_size: the size of the mapped axis, when no argument is mapped.
       spmd_axis_name: as in ``jax.vmap``.
