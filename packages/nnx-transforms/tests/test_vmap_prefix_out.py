@@ -176,3 +176,38 @@ def test_state_axes_in_out_axes_places_a_returned_object_by_kind(mode):
     assert b.stats.shape == (2,)
     with pytest.raises(nnx.transforms.AxisError, match=r"'w' of the object returned the axis None"):
         nnx.vmap(Block, out_axes=nnx.StateAxes({nnx.Param: None, ...: 0}))(jnp.ones((3, 2)))
+
+
+class One(nnx.Module):
+    def __init__(self):
+        self.w = nnx.Param(jnp.ones(3))
+
+
+def test_a_new_variable_on_a_shared_argument_comes_out_unstacked(mode):
+    m = One()
+
+    def f(m, x):
+        m.extra = nnx.BatchStat(jnp.arange(2.0))  # the same for every member
+        return x * m.w[...]
+
+    y = nnx.vmap(f, in_axes=(None, 0))(m, jnp.ones((4, 3)))
+    assert y.shape == (4, 3)
+    np.testing.assert_array_equal(m.extra[...], [0.0, 1.0])  # pyright: ignore[reportAttributeAccessIssue]
+    assert type(m.extra) is nnx.BatchStat  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def test_a_new_per_member_value_on_a_shared_argument_is_an_error_and_writes_nothing():
+    m = One()
+
+    def g(m, x):
+        m.w[...] = m.w[...] + 1.0
+        m.extra = nnx.BatchStat(x[:2])  # differs per member
+        return x
+
+    with pytest.raises(
+        nnx.transforms.AxisError,
+        match=r"the new value at 'm/extra' of an argument has in_axes None .* Nothing was written",
+    ):
+        nnx.vmap(g, in_axes=(None, 0))(m, jnp.arange(12.0).reshape(4, 3))
+    assert not hasattr(m, "extra")
+    np.testing.assert_array_equal(m.w[...], np.ones(3))

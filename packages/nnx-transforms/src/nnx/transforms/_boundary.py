@@ -208,12 +208,14 @@ class PatchSpec(NamedTuple):
         (they travel beside the output: :func:`export_output`'s third value).
       sources: per such leaf, the caller's leaf index it was (``-1``: new) and the graph
         argument it belongs to (vmap puts new leaves on that argument's axis).
+      paths: per such leaf, its path ``(graph argument, *path)`` (for error messages).
     """
 
     refs: tuple
     moves: tuple
     n_leaves: int
     sources: tuple
+    paths: tuple = ()
 
 
 # -- 1. splitting a call: _calls.py (static / graph / plain arguments, their names) ----
@@ -605,7 +607,7 @@ def _patch_spec(patch: Patch, flat, paths: list) -> PatchSpec:
     # which leaf of the caller each leaf of the new structure was, and its argument
     entry_pos = {id(x): i for i, x in enumerate(patch.entry.leaves)}
     sources = tuple((entry_pos.get(id(x), -1), p[1]) for x, p in zip(flat.leaves, paths))
-    return PatchSpec(refs, moves, len(paths), sources)
+    return PatchSpec(refs, moves, len(paths), sources, tuple(tuple(p[1:]) for p in paths))
 
 
 # objects with identity in a graph: an output holding one gets the caller's object back

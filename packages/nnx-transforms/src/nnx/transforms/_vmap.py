@@ -164,11 +164,17 @@ class VmapWrapped(Generic[P, R]):
                 # a changed structure's leaves leave stacked on axis 0 (placed outside)
                 out, patch_leaves = c.export_patched(out, inner_flat, new_mode=new_mode)
                 holder["idx"], holder["spec"] = idx, c.spec
-                if self._out_prefix is None:
-                    return [], updates, out, patch_leaves, []
-                mapped, unmapped, holder["plan"], holder["places"] = self._out_prefix.split(
-                    out, where
-                )
+                mapped, unmapped, places = [], [], []
+                if self._out_prefix is not None:
+                    mapped, unmapped, holder["plan"], places = self._out_prefix.split(out, where)
+                holder["n_out"] = len(unmapped)
+                if c.spec is not None and c.spec.patch is not None:
+                    # the new structure's leaves on an in_axes None argument leave unmapped
+                    patch_leaves, shared, at = _split_shared(
+                        patch_leaves, c.spec.patch, axes, g_axes, names
+                    )
+                    unmapped, places = unmapped + shared, places + at
+                holder["places"] = places
                 return unmapped, updates, out, patch_leaves, mapped
 
             vmapped = self._jax_map(inner, axes, p_axes, layout)
@@ -182,11 +188,12 @@ class VmapWrapped(Generic[P, R]):
                 raise
             raise better from e
         idx, c.spec = holder["idx"], holder["spec"]
+        n_out = holder["n_out"]
         if self._out_prefix is not None:
-            out = OutPrefix.join(out, holder["plan"], mapped, unmapped)
+            out = OutPrefix.join(out, holder["plan"], mapped, unmapped[:n_out])
         if c.spec is not None and c.spec.patch is not None:
             patch_leaves = _place_patch_leaves(
-                patch_leaves, c.spec.patch, axes, g_axes, names, where
+                patch_leaves, unmapped[n_out:], c.spec.patch, axes, g_axes, names, where
             )
         return c.finish(idx, [updates[i] for i in idx], out, patch_leaves=patch_leaves)
 
@@ -258,26 +265,49 @@ class VmapWrapped(Generic[P, R]):
         )
 
 
-def _place_patch_leaves(leaves: list, patch, axes, g_axes, names, where: str) -> list:
+def _patch_axis(src: int, owner: int, axes, g_axes):
+    return axes[src] if src >= 0 else g_axes[owner]
+
+
+def _split_shared(leaves: list, patch, axes, g_axes, names) -> tuple[list, list, list]:
+    """Inside: the changed structure's leaves that go on axis None (an argument shared
+    with in_axes None, a new Variable there included) leave unmapped, so JAX checks that
+    every member has the same value; ``(mapped, unmapped, their places)``."""
+    mapped, shared, places = [], [], []
+    for x, (src, owner), p in zip(leaves, patch.sources, patch.paths or [()] * len(leaves)):
+        if _patch_axis(src, owner, axes, g_axes) is None:
+            shared.append(x)
+            head = names[p[0]] if p and p[0] < len(names) else "<argument>"
+            what = "the new value" if src < 0 else "the value"
+            places.append(f"{what} at {'/'.join(map(str, (head, *p[1:])))!r} of an argument")
+        else:
+            mapped.append(x)
+    return mapped, shared, places
+
+
+def _place_patch_leaves(leaves: list, shared: list, patch, axes, g_axes, names, where: str):
     """The leaves of a changed structure, stacked on axis 0 by the map, on their axes.
 
-    A leaf that entered goes back on the axis it came in on (unmapped: the first
-    member, all members being equal); a new one goes on its argument's int axis.
+    A leaf that entered goes back on the axis it came in on; a new one goes on its
+    argument's axis (an int, or None: one value, ``shared``, left unmapped by JAX).
     """
     out = []
-    for x, (src, owner) in zip(leaves, patch.sources):
-        ax = axes[src] if src >= 0 else g_axes[owner]
-        if src < 0 and not isinstance(ax, int):
+    mapped, unmapped = iter(leaves), iter(shared)
+    for src, owner in patch.sources:
+        ax = _patch_axis(src, owner, axes, g_axes)
+        if src < 0 and ax is not None and not isinstance(ax, int):
             arg = repr(names[owner]) if owner < len(names) else f"number {owner}"
             raise StructureError(
                 f"{where}: a new Variable or array was added inside to the argument {arg}, "
-                f"whose in_axes entry is {ax!r}; nnx can only stack a new state along an "
-                "int axis. Give that argument an int in_axes, or create the new objects "
-                "inside and return them (out_axes places them). Nothing was written."
+                f"whose in_axes entry is {ax!r}; nnx can only place a new state on an int "
+                "axis or None. Give that argument an int or None in_axes, or create the new "
+                "objects inside and return them (out_axes places them). Nothing was written."
             )
         if ax is None:
-            out.append(jax.tree.map(lambda a: a[0], x))
-        elif ax == 0:
+            out.append(next(unmapped))
+            continue
+        x = next(mapped)
+        if ax == 0:
             out.append(x)
         else:
             out.append(jax.tree.map(lambda a, ax=ax: jnp.moveaxis(a, 0, ax), x))
@@ -374,6 +404,13 @@ def _explain(e: Exception, prep, names, where, holder: dict):
         )
     m = _UNMAPPED_OUT_MSG.search(str(e))
     places = holder.get("places")
+    if m and places and int(m.group(1)) >= holder.get("n_out", 0):
+        return AxisError(
+            f"{where}: {places[int(m.group(1))]} has in_axes None (one value shared by "
+            "every member), but the function made it differ per member. Give that "
+            "argument an int in_axes (or nnx.StateAxes) so each member keeps its own, or "
+            "make the value the same for every member. Nothing was written."
+        )
     if m and places:
         return AxisError(
             f"{where}: out_axes gives {places[int(m.group(1))]} the axis None (one value "
