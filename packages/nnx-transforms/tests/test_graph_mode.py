@@ -169,8 +169,9 @@ def test_variable_updates_come_out(name, mode):
 
 
 # transforms whose output carries a structural change out (graph mode, graph updates)
-# (vmap: m is broadcast, in_axes None, and the new Variable the same for every member)
-PROPAGATE = {"jit", "grad", "value_and_grad", "remat", "checkify", "vmap"}
+# (vmap: m is broadcast, in_axes None, and the new Variable the same for every member;
+# cond/switch: every branch makes the same change)
+PROPAGATE = {"jit", "grad", "value_and_grad", "remat", "checkify", "vmap", "cond", "switch"}
 
 
 @pytest.mark.parametrize("mode", list(MODES))

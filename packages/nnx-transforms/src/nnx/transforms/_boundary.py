@@ -434,11 +434,11 @@ def structure_changed(before, after, where: str, names) -> StructureError:
         )
     return StructureError(
         f"{where}: the structure of an argument changed inside the transform: {what}. "
-        "This transform keeps one structure for its arguments (a loop's carry, the "
-        "branches of a cond, a linearization), so only Variable values propagate out of "
-        "it. Do model surgery (adding, removing or replacing attributes) outside it (or "
-        "inside nnx.jit, nnx.grad, nnx.vmap or nnx.remat, which carry it out), or create "
-        "the new objects inside and return them."
+        "This transform keeps one structure for its arguments (a loop's carry, a "
+        "linearization), so only Variable values propagate out of it. Do model surgery "
+        "(adding, removing or replacing attributes) outside it (or inside nnx.jit, "
+        "nnx.grad, nnx.vmap, nnx.remat or every branch of nnx.cond, which carry it out), "
+        "or create the new objects inside and return them."
     )
 
 

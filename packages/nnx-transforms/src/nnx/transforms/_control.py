@@ -30,7 +30,10 @@ def _branches_call(
     select: Callable, branches: Sequence[Callable], operands: tuple, what: str, mode
 ):
     first = branches[0] if branches else (lambda *a: None)  # noqa: ARG005
-    c = Crossing(first, operands, {}, where=f"nnx.{what}", mode=mode, what=f"nnx.{what}")
+    # patches: a structural change that every branch makes alike comes out (Flax NNX)
+    c = Crossing(
+        first, operands, {}, where=f"nnx.{what}", mode=mode, what=f"nnx.{what}", patches=True
+    )
     specs: list = []  # each traced branch's output spec, to compare
     written: set[int] = set()  # what any branch changed: every branch returns it
 
@@ -41,24 +44,41 @@ def _branches_call(
             c.where = where
             idx, new, out = c.run(leaves, plain, {}, fun=fun)
             changed = dict(zip(idx, new))
+            patch_leaves = new[len(idx) :]  # the operands' new structure, if it changed
             current = [changed.get(i, v) for i, v in enumerate(leaves)]
             for spec in specs:  # JAX compares only the leaves: check the objects first
                 if spec != c.spec:
-                    raise StructureError(
-                        f"{where}: the branches return different nnx objects (or one returns "
-                        "nnx objects and another does not). Every branch must return outputs "
-                        "of the same structure: the same classes, attributes and Variable "
-                        "kinds."
-                    )
+                    raise StructureError(_branch_mismatch(where, spec, c.spec))
             specs.append(c.spec)
             written.update(idx)
-            return current, out
+            return current, out, patch_leaves
 
         return inner
 
-    current, out = select([make(f) for f in branches], c.values(), c.plain)
+    current, out, patch_leaves = select([make(f) for f in branches], c.values(), c.plain)
     idx = sorted(written)
-    return c.finish(idx, [current[i] for i in idx], out)
+    return c.finish(idx, [current[i] for i in idx], out, patch_leaves=patch_leaves)
+
+
+def _branch_mismatch(where: str, a, b) -> str:
+    changed = [s is not None and s.patch is not None for s in (a, b)]
+    if any(changed):
+        how = (
+            "one branch changes it and another does not"
+            if changed[0] != changed[1]
+            else ("the branches change it differently")
+        )
+        return (
+            f"{where}: the structure of the operands changed inside ({how}). A structural "
+            "change (an attribute added, deleted or swapped, a new submodule) comes out of "
+            "a cond/switch only when every branch makes the same one; make it in every "
+            "branch, or outside the cond. Nothing was written."
+        )
+    return (
+        f"{where}: the branches return different nnx objects (or one returns nnx objects "
+        "and another does not). Every branch must return outputs of the same structure: "
+        "the same classes, attributes and Variable kinds."
+    )
 
 
 def cond(
