@@ -9,10 +9,26 @@ import pytest
 import nnx
 
 
+class Linear(nnx.Module):
+    """nnx.Linear's parameters (nnx-layers is not installed in this package's tests)."""
+
+    def __init__(self, din, dout, *, rngs):
+        self.kernel = nnx.Param(jax.nn.initializers.lecun_normal()(rngs.params(), (din, dout)))
+        self.bias = nnx.Param(jnp.zeros((dout,)))
+
+
+class Dropout(nnx.Module):
+    """nnx.Dropout's state: its own fork of the dropout stream."""
+
+    def __init__(self, rate, *, rngs):
+        self.rate = rate
+        self.rngs = rngs["dropout"].fork()
+
+
 class Model(nnx.Module):
     def __init__(self, rngs):
-        self.linear = nnx.Linear(2, 3, rngs=rngs)
-        self.dropout = nnx.Dropout(0.5, rngs=rngs)
+        self.linear = Linear(2, 3, rngs=rngs)
+        self.dropout = Dropout(0.5, rngs=rngs)
 
 
 def expected_kernels(batch):
@@ -125,7 +141,7 @@ def test_a_prefix_that_does_not_fit_the_output_is_an_axis_error():
         match=r"entry shaped like a Model \(nnx.prefix\) where the function returned int",
     ):
         nnx.vmap(lambda r: (Model(r), 1), in_axes=in_axes, out_axes=(0, px))(batch)
-    lin = nnx.prefix(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), {...: 0})  # no 'dropout' entry
+    lin = nnx.prefix(Linear(2, 3, rngs=nnx.Rngs(0)), {...: 0})  # no 'dropout' entry
     with pytest.raises(
         nnx.transforms.AxisError,
         match=r"out_axes prefix does not fit the output: for the RngCount at "
