@@ -145,7 +145,7 @@ def test_metadata_read_set_delete_and_survive_split_merge(mode):
     assert v.sharding_names == (None,) and v.out_sharding == (None,)
     assert v.sharding == v[...].sharding  # the array's sharding, as Flax NNX
     assert v.get_metadata("lr_scale") == 0.5 and v.get_metadata("missing", 7) == 7
-    assert v.metadata == {"sharding_names": (None,), "tag": "w", "lr_scale": 0.5, "note": [1, 2]}
+    assert v.metadata == {"out_sharding": (None,), "tag": "w", "lr_scale": 0.5, "note": [1, 2]}
     del v.note
     with pytest.raises(AttributeError, match="note"):
         del v.note
@@ -156,7 +156,7 @@ def test_metadata_read_set_delete_and_survive_split_merge(mode):
 
     g, s = nnx.split(M())
     w2 = nnx.merge(g, s, copy=True).w
-    assert w2 is not v and w2.metadata == {"sharding_names": (None,), "tag": "w", "lr_scale": 0.5}
+    assert w2 is not v and w2.metadata == {"out_sharding": (None,), "tag": "w", "lr_scale": 0.5}
     frozen = nnx.vars_as(v, mutable=False)
     assert frozen.tag == "w" and frozen.lr_scale == 0.5
 

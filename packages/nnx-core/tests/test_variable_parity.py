@@ -14,7 +14,7 @@ import nnx
 MODES = {"plain": {}, "ref": {"ref": True}, "hijax": {"hijax": True}}
 
 
-def make(value, mode, cls=nnx.Param, **meta):
+def make(value, mode, cls: type[nnx.Variable] = nnx.Param, **meta):
     return cls(value, **MODES[mode], **meta)
 
 
@@ -22,7 +22,7 @@ def make(value, mode, cls=nnx.Param, **meta):
 def test_get_metadata_without_a_key_is_the_whole_dict(mode):
     v = make(jnp.ones(2), mode, tag="w", sharding_names=(None,))
     md = v.get_metadata()
-    assert md == {"tag": "w", "sharding_names": (None,)}
+    assert md == {"tag": "w", "out_sharding": (None,)}
     md["tag"] = "changed"  # a copy
     assert v.tag == "w"
     assert v.get_metadata("tag") == "w" and v.get_metadata("nope", 3) == 3
@@ -33,7 +33,7 @@ def test_set_metadata_forms(mode):
     v = make(jnp.ones(2), mode, a=1)
     v.set_metadata("b", 2)
     v.set_metadata(c=3, sharding=("x",))
-    assert v.get_metadata() == {"a": 1, "b": 2, "c": 3, "sharding_names": ("x",)}
+    assert v.get_metadata() == {"a": 1, "b": 2, "c": 3, "out_sharding": ("x",)}
     v.set_metadata({"only": True})
     assert v.get_metadata() == {"only": True}
     with pytest.raises(TypeError, match="not positional and keyword arguments together"):
@@ -139,7 +139,7 @@ def test_with_metadata_wraps_an_initializer():
     key = jax.random.key(0)
     p = nnx.Param(init(key, (3, 4)))
     np.testing.assert_allclose(np.asarray(p[...]), jax.nn.initializers.lecun_normal()(key, (3, 4)))
-    assert p.get_metadata() == {"lr_scale": 0.5, "sharding_names": (None, "m")}
+    assert p.get_metadata() == {"lr_scale": 0.5, "out_sharding": (None, "m")}
     both = nnx.with_metadata(nnx.with_partitioning(jax.nn.initializers.ones, ("a",)), note=1)
     q = nnx.Param(both(key, (2,)))
     assert q.sharding_names == ("a",) and q.note == 1
@@ -191,3 +191,60 @@ def test_collection_name_registry():
         nnx.variable_name_from_type(Other)
     assert nnx.variable_name_from_type(Other, allow_register=True) == "Other"
     assert nnx.variable_type_from_name("Other") is Other
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_out_sharding_is_the_metadata_key_and_sharding_names_its_alias(mode):
+    # Flax NNX 0.12.8 stores the sharding names as `out_sharding`; `sharding_names`
+    # (its older spelling) reads and writes the same entry, in replace() too.
+    v = make(jnp.ones((2, 3)), mode, sharding_names=("a", "b"))
+    assert v.get_metadata() == {"out_sharding": ("a", "b")}
+    assert v.out_sharding == v.sharding_names == ("a", "b")
+    w = v.replace(out_sharding=("c", None))
+    assert w.out_sharding == ("c", None) and w.get_metadata("sharding_names") == ("c", None)
+    u = v.replace(sharding_names=(None, "d"))
+    assert u.get_metadata() == {"out_sharding": (None, "d")}
+    assert v.out_sharding == ("a", "b")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_setitem_ellipsis_writes_into_the_array(mode):
+    # Flax NNX: `v[...] = x` writes x into the array (broadcast, cast to its dtype);
+    # a value of the same shape and dtype replaces it
+    v = make(jnp.ones((2, 3)), mode, nnx.BatchStat)
+    v[...] = 0.0
+    np.testing.assert_array_equal(v.get_value(), np.zeros((2, 3)))
+    v[...] = jnp.arange(3.0)
+    np.testing.assert_array_equal(v.get_value(), np.tile(np.arange(3.0), (2, 1)))
+    v[...] = jnp.ones((2, 3), jnp.int32)
+    assert v.get_value().dtype == jnp.float32
+    new = jnp.full((2, 3), 4.0)
+    v[...] = new
+    np.testing.assert_array_equal(v.get_value(), new)
+    with pytest.raises(ValueError) as e:
+        v[...] = jnp.zeros((4, 2))
+    assert "set_value" in str(e.value) and "BatchStat" in str(e.value)
+    np.testing.assert_array_equal(v.get_value(), new)  # nothing written
+    if mode != "ref":  # (a ref's shape is fixed)
+        v.set_value(jnp.zeros((4, 2)))  # the way to change the shape
+        assert v.get_value().shape == (4, 2)
+
+
+def test_setitem_ellipsis_under_jit_and_on_numpy():
+    import jax
+
+    v = nnx.Param(jnp.zeros(3))
+
+    @jax.jit
+    def f(x):
+        w = nnx.Param(jnp.zeros(3))
+        w[...] = x
+        return w.get_value()
+
+    np.testing.assert_array_equal(f(2.0), np.full(3, 2.0))
+    v[...] = 1
+    assert v.get_value().dtype == jnp.float32
+    n = nnx.Param(np.zeros((2,), np.float32))
+    n[...] = 3
+    assert isinstance(n.get_value(), np.ndarray)
+    np.testing.assert_array_equal(n.get_value(), np.full(2, 3.0))

@@ -130,7 +130,7 @@ def test_carry_structure_or_dtype_change_is_an_error():
 
     @nnx.scan(in_axes=(None, 0), out_axes=0)
     def var_dtype(c, x):
-        c.count[...] = x
+        c.count.set_value(x)  # (`c.count[...] = x` would cast x to the int dtype)
         return x
 
     with pytest.raises(nnx.transforms.CarryError, match="count.*carried"):

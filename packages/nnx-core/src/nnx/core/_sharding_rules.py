@@ -255,7 +255,7 @@ def shard_new_value(value: Any, metadata: dict, eager: bool | None) -> Any:
         mesh_now = jax.sharding.get_abstract_mesh()
         if mesh_now.empty:
             return value
-    names = metadata["sharding_names"]
+    names = metadata["out_sharding"]
     if not names:
         return value
     spec = _spec_of(names, metadata.get("sharding_rules"))

@@ -20,7 +20,7 @@ PLAIN, REF, HIJAX = 0, 1, 2
 _MODE_NAMES = ("plain", "ref", "hijax")
 
 # Metadata keys that other libraries spell differently; all map to one key.
-_METADATA_ALIASES = {"out_sharding": "sharding_names", "sharding": "sharding_names"}
+_METADATA_ALIASES = {"sharding_names": "out_sharding", "sharding": "out_sharding"}
 
 
 def _freeze(x):

@@ -59,7 +59,7 @@ class _Partitioned:
 
     def __call__(self, *args, **kwargs) -> VariableMetadata:
         value = self.__wrapped__(*args, **kwargs)
-        return VariableMetadata(value, {"sharding_names": self.sharding_names, **self.metadata})
+        return VariableMetadata(value, {"out_sharding": self.sharding_names, **self.metadata})
 
     def __eq__(self, other):
         return type(other) is _Partitioned and (

@@ -133,7 +133,7 @@ class Variable(ValueOps, Generic[A]):
                 f"{type(self).__name__}(...) got a jax.Ref as its value. Pass the array "
                 "and ask for ref storage instead: `nnx.Variable(array, ref=True)`."
             )
-        if "sharding_names" in metadata:
+        if "out_sharding" in metadata:
             value = shard_new_value(value, metadata, eager_sharding)
         mode, is_mutable = _resolve_mode(hijax, ref, mutable)
         _set_raw(self, _store(mode, value))
@@ -253,6 +253,10 @@ class Variable(ValueOps, Generic[A]):
 
     def __setitem__(self, key: Any, item: Any) -> None:
         if key is Ellipsis:
+            mode = self._aux.mode
+            cur = self._raw if mode != HIJAX else self.get_value()  # (a ref: its shape/dtype)
+            if isinstance(cur, (jax.Array, np.ndarray, jax.Ref)):
+                item = self._write_into(cur, item)
             self.set_value(item)
             return
         value: Any = self.get_value()
@@ -281,6 +285,28 @@ class Variable(ValueOps, Generic[A]):
             new = jnp.asarray(value).at[key].set(item)
             self.set_value(new)
 
+    def _write_into(self, cur: Any, item: Any) -> Any:
+        """``v[...] = item`` on an array value: ``item`` is written into it, broadcast
+        to its shape and cast to its dtype (Flax NNX's ``v[...] =``); the value is
+        replaced as is when it already has that shape and dtype."""
+        if isinstance(item, Variable):
+            item = item.get_value()
+        if getattr(item, "shape", None) == cur.shape and getattr(item, "dtype", None) == cur.dtype:
+            return item
+        try:
+            if isinstance(cur, np.ndarray) and not isinstance(item, jax.Array):
+                new = np.array(cur)
+                new[...] = item
+                return new
+            return jnp.broadcast_to(jnp.asarray(item).astype(cur.dtype), cur.shape)
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                f"{type(self).__name__}[...] = value writes into the current array "
+                f"({_describe(cur)}), broadcasting and casting the value; "
+                f"{_describe(item)} does not fit ({e}). To replace the value with one "
+                "of another shape, use `v.set_value(x)` (or `v.value = x`)."
+            ) from None
+
     # -- metadata as attributes ------------------------------------------------
     def __getattr__(self, name: str):
         if name.startswith("__"):
@@ -308,7 +334,7 @@ class Variable(ValueOps, Generic[A]):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "sharding":  # the metadata alias; reading it gives the array's sharding
-            name = "sharding_names"
+            name = "out_sharding"
         elif name in _SLOT_NAMES or hasattr(type(self), name):
             object.__setattr__(self, name, value)
             return
@@ -476,7 +502,7 @@ class Variable(ValueOps, Generic[A]):
         if hook is not None:
             hook(self, axis_index, axis_name)
             return
-        names = self._aux.metadata.get("sharding_names")
+        names = self._aux.metadata.get("out_sharding")
         if names is not None:
             names = list(names)
             index = axis_index if axis_index >= 0 else len(names) + axis_index + 1
@@ -490,7 +516,7 @@ class Variable(ValueOps, Generic[A]):
         if hook is not None:
             hook(self, axis_index, axis_name)
             return
-        names = self._aux.metadata.get("sharding_names")
+        names = self._aux.metadata.get("out_sharding")
         if names is not None:
             names = list(names)
             if not -len(names) <= axis_index < len(names) or names[axis_index] != axis_name:
@@ -505,7 +531,7 @@ class Variable(ValueOps, Generic[A]):
     def replace(self, value: Any = None, **metadata) -> Variable:
         """A new Variable of the same kind and mode with a new value or metadata."""
         new_value = self.get_value() if value is None else value
-        aux = self._aux.replace(**metadata) if metadata else self._aux
+        aux = self._aux.replace(**_canonical_metadata(metadata)) if metadata else self._aux
         return type(self)._from_raw(
             _store(aux.mode, new_value),
             aux,

@@ -341,7 +341,7 @@ def storage_mode(variables) -> dict:
     return {"hijax": hijax, "ref": ref}
 
 
-_SHARDING_KEYS = ("sharding_names",)
+_SHARDING_KEYS = ("out_sharding",)
 
 
 def _like_param(x: Any, param: Any, variable: Any) -> tuple[Any, dict]:
