@@ -208,3 +208,39 @@ def test_ids_copies_are_new_ids():
     assert copy.copy(u) != u and copy.deepcopy(u) != u and u == u
     assert repr(u).startswith("UUID(") and isinstance(hash(u), int)
     assert jnp.zeros(()).shape == ()
+
+
+def test_more_of_flax_module_paths_resolve_to_the_one_implementation():
+    # names Flax NNX 0.12.8 keeps in these modules and user code imports from them
+    assert nnx.graphlib.split is nnx.split and nnx.graphlib.State is nnx.State
+    assert nnx.graph.set_graph_mode is nnx.set_graph_mode
+    assert nnx.graph.iter_module_children is nnx.iter_module_children
+    assert nnx.graph.map_state is nnx.map_state and nnx.graph.vars_as is nnx.vars_as
+    assert nnx.module.view is nnx.view and nnx.module.capture is nnx.capture
+    assert nnx.module.with_attributes is nnx.with_attributes
+    assert nnx.statelib.restore_int_paths is nnx.restore_int_paths
+    assert nnx.spmd.as_abstract is nnx.as_abstract
+    assert nnx.variablelib.use_eager_sharding is nnx.use_eager_sharding
+    assert nnx.extract.to_tree is nnx.to_tree and nnx.extract.NodeStates is nnx.NodeStates
+    assert nnx.helpers.Module is nnx.Module and nnx.rnglib.Variable is nnx.Variable
+
+
+def test_graph_is_node_is_pytree_node_and_jax_paths():
+    import jax
+
+    p = nnx.Param(jnp.ones(2))
+    d = nnx.Dict(a=p)
+    # a Variable is a leaf of the graph; Pytrees and pytree containers are nodes
+    assert [nnx.graph.is_node(x) for x in (d, {"a": p}, [p], (p,), p, jnp.ones(2), 1)] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert nnx.graph.is_pytree_node({"a": 1}) and nnx.graph.is_pytree_node(())
+    assert not nnx.graph.is_pytree_node(d) and not nnx.graph.is_pytree_node(p)
+    leaves = jax.tree_util.tree_flatten_with_path({"a": [0, {"b": 1}]})[0]
+    assert [nnx.graph.jax_to_nnx_path(path) for path, _ in leaves] == [("a", 0), ("a", 1, "b")]

@@ -121,6 +121,7 @@ NAMES: dict[str, str] = {
     "switch": "transforms",
     "tabulate": "transforms",
     "tanh": "layers",
+    "transform_metadata": "transforms",
     "value_and_grad": "transforms",
     "vjp": "transforms",
     "vmap": "transforms",
@@ -147,6 +148,12 @@ PATHS: dict[str, dict[str, str]] = {
         "vjp": "transforms",
         "vmap": "transforms",
         "while_loop": "transforms",
+    },
+    "graph": {
+        "cached_partial": "transforms",
+    },
+    "graphlib": {
+        "cached_partial": "transforms",
     },
     "helpers": {
         "TrainState": "optim",
@@ -312,6 +319,12 @@ PATHS: dict[str, dict[str, str]] = {
         "OptState": "optim",
         "OptVariable": "optim",
         "Optimizer": "optim",
+    },
+    "rnglib": {
+        "split_rngs": "transforms",
+    },
+    "spmd": {
+        "eval_shape": "transforms",
     },
     "summary": {
         "CallInfo": "transforms",

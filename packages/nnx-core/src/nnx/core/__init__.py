@@ -68,7 +68,7 @@ from nnx.core._graph import (
     update,
     variables,
 )
-from nnx.core._graph_api import as_pure, map, prefix
+from nnx.core._graph_api import as_pure, is_node, is_pytree_node, jax_to_nnx_path, map, prefix
 from nnx.core._graph_mode import (
     GraphMode,
     GraphSetting,
@@ -325,6 +325,9 @@ __all__ = [
     "PureState",
     "as_pure",
     "map",
+    "is_node",
+    "is_pytree_node",
+    "jax_to_nnx_path",
     "prefix",
     "NodeStates",
     # state
@@ -394,38 +397,50 @@ __all__ = [
 # Flax NNX's module paths served by this package (see nnx/__init__.py): dotted path
 # under `nnx` -> names of nnx.core it exposes ("alias=attribute" to rename). The
 # siblings declare theirs (nn.*, helpers, compat.jit, summary, ...) the same way.
+_GRAPH_PATH = (
+    "GraphDef FlatGraph GraphTree FlattenCache Key PathParts split merge update state graphdef clone "
+    "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
+    "is_graph_node variables to_tree from_tree set_metadata graph_epoch pure as_pure map "
+    "prefix recursive_map call update_context current_update_context UpdateContext "
+    "split_context SplitContext merge_context MergeContext unpack GraphState "
+    "FlatState State Static Variable deprecated iter_module_children map_state "
+    "set_graph_mode set_graph_updates vars_as with_vars is_node is_pytree_node jax_to_nnx_path"
+)
 __nnx_paths__: dict[str, str] = {
-    "graph": (
-        "GraphDef FlatGraph GraphTree FlattenCache Key PathParts split merge update state graphdef clone "
-        "pop iter_graph iter_modules iter_children find_duplicates flatten unflatten "
-        "is_graph_node variables to_tree from_tree set_metadata graph_epoch pure as_pure map "
-        "prefix recursive_map call update_context current_update_context UpdateContext "
-        "split_context SplitContext merge_context MergeContext unpack GraphState"
-    ),
+    "graph": _GRAPH_PATH,
+    "graphlib": _GRAPH_PATH,
     "filterlib": (
-        "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing"
+        "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing Key"
     ),
     "statelib": (
         "State to_flat_state from_flat_state filter_state split_state merge_state "
-        "to_pure_dict replace_by_pure_dict"
+        "to_pure_dict replace_by_pure_dict FlatState map_state restore_int_paths Key"
     ),
     "variablelib": (
         "A Variable VariableState VariableMetadata Param BatchStat Cache Intermediate "
         "Perturbation RngState RngKey RngCount with_metadata with_partitioning is_variable "
         "register_variable_name variable_name_from_type variable_type_from_name use_hijax using_hijax "
-        "var_defaults"
+        "var_defaults VarDefaults use_eager_sharding using_eager_sharding"
     ),
     "rnglib": (
         "Rngs RngStream RngState RngKey RngCount SplitBackups reseed fork_rngs restore_rngs "
-        "with_rngs"
+        "with_rngs Pytree Variable Key"
     ),
     "pytreelib": (
         "Pytree Object Data Static dataclass data static register_data_type is_data "
-        "check_pytree has_data"
+        "check_pytree has_data Variable"
     ),
     "object": "Pytree Object Data Static dataclass data static register_data_type is_data",
-    "module": "M Module iter_modules iter_children",
-    "spmd": "get_partition_spec get_named_sharding with_partitioning",
+    "module": (
+        "M Module iter_modules iter_children iter_module_children Pytree State Key capture "
+        "split_state view view_info with_attributes"
+    ),
+    "spmd": (
+        "get_partition_spec get_named_sharding with_partitioning abstract_with_sharding "
+        "as_abstract get_abstract_model deprecated"
+    ),
+    "extract": "NodeStates Pytree State from_tree to_tree prefix",
+    "helpers": "Dict List Module Rngs State Variable GraphDef",
     "traversals": "flatten_mapping unflatten_mapping flatten_to_sequence empty_node",
     "ids": "UUID UUIDManager uuid",
     "deprecations": "deprecated",

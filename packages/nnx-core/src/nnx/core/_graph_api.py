@@ -178,3 +178,51 @@ def prefix(
         return fn(path, leaf)
 
     return jax.tree_util.tree_map_with_path(apply, node, is_leaf=lambda x: isinstance(x, Variable))
+
+
+def is_pytree_node(x: Any) -> bool:
+    """Whether ``x`` is a JAX pytree container (tuple, list, dict, a registered class).
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> nnx.graph.is_pytree_node([1, 2]), nnx.graph.is_pytree_node(jnp.ones(2))
+    (True, False)
+
+    nnx objects are not: a Variable is a leaf of the graph, and a Pytree or
+    Module is a graph node (:func:`is_node`), even though JAX can flatten both.
+    """
+    from nnx.core._pytree import Dict, List, Pytree
+
+    if isinstance(x, (Variable, Pytree, Dict, List)):
+        return False
+    if isinstance(x, tuple):
+        return True
+    return not jax.tree_util.treedef_is_leaf(
+        jax.tree_util.tree_structure(x, is_leaf=lambda y: y is not x)
+    )
+
+
+def is_node(x: Any) -> bool:
+    """Whether the graph walk descends into ``x``: a Pytree/Module or a pytree container.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> p = nnx.Param(jnp.ones(2))
+    >>> nnx.graph.is_node(nnx.Dict(a=p)), nnx.graph.is_node({"a": p}), nnx.graph.is_node(p)
+    (True, True, False)
+    """
+    from nnx.core._pytree import Dict, List, Pytree
+
+    return isinstance(x, (Pytree, Dict, List)) or is_pytree_node(x)
+
+
+def jax_to_nnx_path(jax_path: tuple, /) -> tuple:
+    """A JAX key path (``jax.tree_util.tree_flatten_with_path``) as an nnx path.
+
+    >>> import jax
+    >>> import nnx
+    >>> (path, _), = jax.tree_util.tree_flatten_with_path({"a": [0, 1]})[0][:1]
+    >>> nnx.graph.jax_to_nnx_path(path)
+    ('a', 0)
+    """
+    return tuple(part for key in jax_path for part in _path_part(key))
