@@ -21,6 +21,7 @@ from nnx.transforms._jaxpr import PARTITION_NAME, make_jaxpr
 from nnx.transforms._jit import jit
 from nnx.transforms._lifted import checkify, eval_shape, remat
 from nnx.transforms._linearize import jvp, vjp
+from nnx.transforms._metadata import transform_metadata
 from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
 from nnx.transforms._sharding import shard_map
@@ -59,6 +60,7 @@ __all__ = [
     "cached_partial",
     "make_jaxpr",
     "PARTITION_NAME",
+    "transform_metadata",
     "tabulate",
 ]
 
@@ -73,4 +75,8 @@ __nnx_paths__ = {
         "while_loop fori_loop eval_shape cond switch checkify"
     ),
     "summary": "tabulate CallInfo filter_rng_streams",
+    "graph": "cached_partial",
+    "graphlib": "cached_partial",
+    "rnglib": "split_rngs",
+    "spmd": "eval_shape",
 }

@@ -36,6 +36,8 @@ from nnx.transforms._boundary import (
 from nnx.transforms._calls import wrap
 from nnx.transforms._crossing import Crossing
 from nnx.transforms._errors import AxisError, CarryError
+from nnx.transforms._jaxpr import PARTITION_NAME
+from nnx.transforms._metadata import remove_mapped_axis, restore_and_add_axis
 
 
 def _positions(spec, n: int, what: str, where: str) -> list:
@@ -64,10 +66,12 @@ class ScanWrapped(Generic[P, R]):
         in_axes,
         out_axes,
         _split_transpose,
+        transform_metadata=None,
         graph=None,
         graph_updates=None,
     ):
         functools.update_wrapper(self, fun)
+        self.transform_metadata = dict(transform_metadata or {})
         self._mode = ModeArgs(graph, graph_updates)
         self.fun: Callable[..., Any] = fun
         self.length = length
@@ -143,6 +147,10 @@ class ScanWrapped(Generic[P, R]):
         s_plain_pos = [j for j, _ in s_plain]
         holder: dict = {}
         carry_in_avals = [jax.typeof(v) for v in c_vals] if c_vals else []
+        # a partition of None is a partition too: the new axis is unsharded (Flax NNX)
+        named = PARTITION_NAME in self.transform_metadata
+        partition = self.transform_metadata.get(PARTITION_NAME)
+        ys_axes = tuple(ax for ax in out_axes if ax is not Carry)
 
         def body(carry, xs):
             c_leaves, c_pl = carry
@@ -160,7 +168,12 @@ class ScanWrapped(Generic[P, R]):
             if carry_i is not None and not carry_is_graph:
                 plain_now[plain_axes.index(Carry)] = c_pl
             a, kw, state = c.enter(leaves, tuple(plain_now), plain_kw)
+            renamed = remove_mapped_axis(state[0], axes) if named else []
             out, new_mode = call_without_cells(fun, a, kw)
+            if named:
+                outs0 = list(out) if out_is_tuple and isinstance(out, tuple) else [out]
+                ys0 = tuple(o for o, ax in zip(outs0, out_axes) if ax is not Carry)
+                restore_and_add_axis(renamed, ys0, ys_axes, partition)
             idx, new, inner_flat = c.changes(state)
             changed = dict(zip(idx, new))
             # split the output into carry and stacked parts
@@ -313,6 +326,7 @@ def scan(
     in_axes: Any = (Carry, 0),
     out_axes: Any = (Carry, 0),
     _split_transpose: bool = False,
+    transform_metadata: Any = None,
     graph: bool | None = None,
     graph_updates: bool | None = None,
 ) -> ScanWrapped[P, R]: ...
@@ -326,6 +340,7 @@ def scan(
     in_axes: Any = (Carry, 0),
     out_axes: Any = (Carry, 0),
     _split_transpose: bool = False,
+    transform_metadata: Any = None,
     graph: bool | None = None,
     graph_updates: bool | None = None,
 ) -> Callable[[Callable[P, R]], ScanWrapped[P, R]]: ...
@@ -338,6 +353,7 @@ def scan(
     in_axes: Any = (Carry, 0),
     out_axes: Any = (Carry, 0),
     _split_transpose: bool = False,
+    transform_metadata: Any = None,
     graph: bool | None = None,
     graph_updates: bool | None = None,
 ) -> Any:
@@ -366,6 +382,10 @@ def scan(
       in_axes: per positional argument: ``nnx.Carry``, an int, None or
         :class:`StateAxes`.
       out_axes: ``nnx.Carry`` and ints, one per output.
+      transform_metadata: ``{nnx.PARTITION_NAME: name}``: inside, a scanned
+        Variable's ``out_sharding`` loses the entry at its scan axis (put back
+        after), and new Variables returned get ``name`` at their out axis, as
+        :func:`nnx.vmap` does.
       graph: False for tree mode (see :func:`nnx.jit`); None for the current
         :func:`nnx.set_graph_mode` setting.
       graph_updates: False leaves structural changes of the arguments inside
@@ -382,4 +402,5 @@ def scan(
         in_axes=in_axes,
         out_axes=out_axes,
         _split_transpose=_split_transpose,
+        transform_metadata=transform_metadata,
     )

@@ -19,8 +19,6 @@ from nnx.core import (
     data,
     flatten,
     is_data,
-    is_graph_node,
-    iter_graph,
     static,
 )
 from nnx.transforms._axes import (
@@ -43,6 +41,7 @@ from nnx.transforms._calls import wrap
 from nnx.transforms._crossing import Crossing
 from nnx.transforms._errors import AxisError
 from nnx.transforms._jaxpr import PARTITION_NAME
+from nnx.transforms._metadata import remove_mapped_axis, restore_and_add_axis
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -146,12 +145,10 @@ class VmapWrapped(Generic[P, R]):
             def inner(leaves, plain, plain_kw):
                 a, kw, state = c.enter(leaves, plain, plain_kw)
                 objs = state[0]
-                renamed = _remove_axis_names(objs, axes) if named else []
+                renamed = remove_mapped_axis(objs, axes) if named else []
                 out, new_mode = call_without_cells(fun, a, kw, refs=True)
-                for v, names_before in renamed:  # back as they entered (the structure compares)
-                    v.set_metadata(sharding_names=names_before)
                 if named:
-                    _add_axis_names(out, self.out_axes, partition, {id(v) for v, _ in renamed})
+                    restore_and_add_axis(renamed, out, self.out_axes, partition)
                 idx, new, inner_flat = c.changes(state)
                 if inner_flat is not None and mode.graph:  # (tree mode: returned inputs
                     assert prep is not None  # are new, stacked objects)
@@ -321,51 +318,6 @@ def _is_vmapped_init(wrapped: VmapWrapped, fun, args: tuple, mode) -> bool:
     if not (mode.graph and mode.graph_updates) or not args or not isinstance(args[0], Pytree):
         return False
     return not flatten(args[0]).leaves  # nothing stateful yet: its state is all new
-
-
-def _remove_axis_names(objs, axes) -> list:
-    """transform_metadata: inside, a mapped Variable's ``sharding_names`` lose the mapped axis.
-
-    Returns ``(Variable, names as entered)`` pairs, to put back after the call.
-    """
-    from nnx.core import flatten
-
-    out = []
-    for v, ax in zip(flatten(objs).leaves, axes):
-        if not isinstance(v, Variable) or not isinstance(ax, int):
-            continue
-        names = v.get_metadata("sharding_names")
-        if isinstance(names, (tuple, list)) and len(names) > ax:
-            out.append((v, names))
-            v.set_metadata(sharding_names=tuple(names[:ax]) + tuple(names[ax + 1 :]))
-    return out
-
-
-def _add_axis_names(out, out_axes, partition, inputs: set) -> None:
-    """transform_metadata: new Variables returned get ``partition`` at their out axis."""
-
-    def visit(ax, sub):
-        if not isinstance(ax, int):
-            return
-        for top in jax.tree.leaves(sub, is_leaf=is_graph_node):
-            if not is_graph_node(top):
-                continue
-            for _, x in iter_graph(top):
-                if isinstance(x, Variable) and id(x) not in inputs and id(x) not in seen:
-                    seen.add(id(x))
-                    names = x.get_metadata("sharding_names")
-                    if isinstance(names, (tuple, list)):
-                        a = ax if ax >= 0 else len(names) + 1 + ax
-                        x.set_metadata(
-                            sharding_names=tuple(names[:a]) + (partition,) + tuple(names[a:])
-                        )
-
-    seen: set = set()
-    try:
-        jax.tree.map(visit, out_axes, out, is_leaf=lambda x: x is None)
-    except (ValueError, TypeError):
-        if isinstance(out_axes, int):
-            visit(out_axes, out)
 
 
 def _axis_key(a):
