@@ -127,8 +127,8 @@ def test_cell_and_lora_metadata_land_on_the_variables():
     assert gru.dense_i.kernel.get_metadata("tag") == "in"
     assert gru.dense_h.kernel.get_metadata("tag") == "rec"
     simple = nnx.SimpleCell(2, 3, rngs=nnx.Rngs(0), **md)
-    assert simple.dense_h.bias is not None
-    assert simple.dense_h.bias.get_metadata("tag") == "bias"
+    assert simple.dense_i.bias is not None and simple.dense_h.bias is None
+    assert simple.dense_i.bias.get_metadata("tag") == "bias"
     opt = nnx.OptimizedLSTMCell(2, 3, rngs=nnx.Rngs(0), **md)
     assert opt.dense_i.kernel.get_metadata("tag") == "in"
     assert opt.dense_h.kernel.get_metadata("tag") == "rec"

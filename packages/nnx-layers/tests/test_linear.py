@@ -170,3 +170,24 @@ def test_einsum_string_per_call_and_broadcast_bias():
     np.testing.assert_allclose(layer(x), x @ k + b, **TOL)
     # the same kernel contracted another way, chosen at call time: x given transposed
     np.testing.assert_allclose(layer(x.T, "ba,bc->ac"), x @ k + b, **TOL)
+
+
+@pytest.mark.parametrize(
+    "kw, matrix",
+    [
+        (dict(in_features=4, out_features=(2, 3)), (4, 6)),
+        (dict(in_features=(2, 3), out_features=4, axis=(-2, -1)), (6, 4)),
+        (dict(in_features=3, out_features=5, batch_axis={0: 2}), (6, 5)),
+    ],
+)
+def test_linear_general_initializes_the_kernel_as_a_matrix_as_in_flax(kw, matrix):
+    # Flax NNX: the initializer sees (prod(batch + in), prod(out)), the result is reshaped,
+    # so LeCun's fan-in is the whole contraction (and MultiHeadAttention's q/k/v match)
+    layer = nnx.LinearGeneral(**kw, rngs=nnx.Rngs(0))
+    key = nnx.Rngs(0).params()
+    expected = nnx.initializers.lecun_normal()(key, matrix).reshape(layer.kernel.shape)
+    np.testing.assert_array_equal(layer.kernel[...], expected)
+    init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("a",) * layer.kernel.ndim)
+    named = nnx.LinearGeneral(**kw, kernel_init=init, rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(named.kernel[...], expected)
+    assert named.kernel.sharding_names == ("a",) * layer.kernel.ndim

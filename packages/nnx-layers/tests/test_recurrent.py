@@ -58,10 +58,35 @@ def test_gru_cell_matches_equations():
     np.testing.assert_allclose(y, expected, **TOL)
 
 
-def test_gru_recurrent_kernel_blocks_are_orthogonal():
+def _param_keys(n: int):
+    rngs = nnx.Rngs(0)
+    return [rngs.params() for _ in range(n)]
+
+
+def test_gru_recurrent_kernel_is_one_orthogonal_matrix_as_in_flax():
+    # Flax NNX: dense_h's (hidden, 3 * hidden) kernel is one orthogonal matrix, drawn
+    # with the third key (dense_i's kernel and bias take the first two)
     cell = nnx.GRUCell(3, 4, rngs=nnx.Rngs(0))
-    block = cell.dense_h.kernel[...][:, 4:8]
-    np.testing.assert_allclose(block.T @ block, np.eye(4), atol=1e-5)
+    k = cell.dense_h.kernel[...]
+    np.testing.assert_allclose(k @ k.T, np.eye(4), atol=1e-5)
+    keys = _param_keys(3)
+    np.testing.assert_array_equal(k, nnx.initializers.orthogonal()(keys[2], (4, 12)))
+    np.testing.assert_array_equal(
+        cell.dense_i.kernel[...], nnx.initializers.lecun_normal()(keys[0], (3, 12))
+    )
+
+
+def test_simple_cell_layout_and_keys_as_in_flax():
+    # Flax NNX: the recurrent projection first (no bias), then the input one with the bias
+    cell = nnx.SimpleCell(3, 4, rngs=nnx.Rngs(0))
+    assert cell.dense_h.bias is None and cell.dense_i.bias is not None
+    keys = _param_keys(2)
+    np.testing.assert_array_equal(
+        cell.dense_h.kernel[...], nnx.initializers.orthogonal()(keys[0], (4, 4))
+    )
+    np.testing.assert_array_equal(
+        cell.dense_i.kernel[...], nnx.initializers.lecun_normal()(keys[1], (3, 4))
+    )
 
 
 def test_simple_cell_matches_equation_and_residual():
@@ -280,14 +305,12 @@ def test_lstm_custom_gate_and_activation_functions_are_used():
     np.testing.assert_allclose(h2, o * relu(new_c), **TOL)
 
 
-def test_gru_cell_partitioned_recurrent_kernel_keeps_orthogonal_blocks():
+def test_gru_cell_partitioned_recurrent_kernel_stays_orthogonal():
     init = nnx.with_partitioning(nnx.initializers.orthogonal(), ("model", None))
     cell = nnx.GRUCell(3, 4, recurrent_kernel_init=init, rngs=nnx.Rngs(0))
     k = cell.dense_h.kernel
     assert k.shape == (4, 12) and k.sharding_names == ("model", None)
-    for j in range(3):
-        block = k[...][:, 4 * j : 4 * j + 4]
-        np.testing.assert_allclose(block.T @ block, np.eye(4), atol=1e-5)
+    np.testing.assert_allclose(k[...] @ k[...].T, np.eye(4), atol=1e-5)
 
 
 def test_cells_with_bfloat16_params_run_and_keep_orthogonal_recurrent_kernels():

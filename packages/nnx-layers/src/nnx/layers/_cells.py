@@ -418,7 +418,7 @@ class GRUCell(RNNCellBase):
         self.dense_h = self._dense(
             hidden_features,
             3 * hidden_features,
-            kernel_init=_stacked(_in_float32(recurrent_kernel_init), 3),
+            kernel_init=_in_float32(recurrent_kernel_init),  # one (hidden, 3 * hidden) matrix
             kernel_metadata=recurrent_kernel_metadata,
             rngs=rngs,
         )
@@ -489,18 +489,20 @@ class SimpleCell(RNNCellBase):
         )
         self.activation_fn = activation_fn
         self.residual = residual
-        self.dense_i = self._dense(
-            in_features,
-            hidden_features,
-            kernel_init=kernel_init,
-            kernel_metadata=kernel_metadata,
-            rngs=rngs,
-        )
+        # Flax NNX's layout and key order: the recurrent projection first (no bias),
+        # then the input projection with the bias
         self.dense_h = self._dense(
             hidden_features,
             hidden_features,
             kernel_init=_in_float32(recurrent_kernel_init),
             kernel_metadata=recurrent_kernel_metadata,
+            rngs=rngs,
+        )
+        self.dense_i = self._dense(
+            in_features,
+            hidden_features,
+            kernel_init=kernel_init,
+            kernel_metadata=kernel_metadata,
             bias_init=bias_init,
             bias_metadata=bias_metadata,
             rngs=rngs,
@@ -600,21 +602,3 @@ def _init_in_float32(init: Initializer, key, shape, dtype=jnp.float32):
     if isinstance(out, VariableMetadata):
         return VariableMetadata(jnp.asarray(out.value, dtype), out.metadata)
     return jnp.asarray(out, dtype)
-
-
-def _stacked(init: Initializer, n: int) -> Initializer:
-    """Initialize a (d, n * d) kernel as n independent (d, d) blocks (e.g. n orthogonal ones).
-
-    Metadata from a partitioning-aware ``init`` (``nnx.with_partitioning``) is kept.
-    """
-    return functools.partial(_init_stacked, init, n)
-
-
-def _init_stacked(init: Initializer, n: int, key, shape, dtype=jnp.float32):
-    d_in, d_out = shape
-    blocks = [init(k, (d_in, d_out // n), dtype) for k in jax.random.split(key, n)]
-    values = [b.value if isinstance(b, VariableMetadata) else b for b in blocks]
-    out = jnp.concatenate(values, axis=-1)
-    if isinstance(blocks[0], VariableMetadata):
-        return VariableMetadata(out, blocks[0].metadata)
-    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nnx.core import Module, Param, Rngs
+from nnx.core import Module, Param, Rngs, VariableMetadata
 from nnx.layers import initializers
 from nnx.layers._common import (
     Dtype,
@@ -127,6 +128,24 @@ def _normalize(axes: int | Sequence[int], ndim: int) -> tuple[int, ...]:
     return tuple(a % ndim for a in axes)
 
 
+def _as_matrix_init(init: Initializer, n_rows: int) -> Initializer:
+    """``init`` applied to the kernel seen as a matrix, then reshaped (Flax NNX's rule).
+
+    The first ``n_rows`` axes (batch and input) are the rows, the rest (output) the
+    columns: a fan-in or fan-out initializer sees the fan of the whole contraction, and
+    the values are those a ``(rows, columns)`` kernel with the same key would get.
+    """
+
+    def matrix_init(key, shape, dtype=jnp.float32):
+        rows = math.prod(shape[:n_rows])
+        value = init(key, (rows, math.prod(shape[n_rows:])), dtype)
+        if isinstance(value, VariableMetadata):  # nnx.with_partitioning: names of `shape`
+            return VariableMetadata(jnp.reshape(value.value, shape), value.metadata)
+        return jnp.reshape(value, shape)
+
+    return matrix_init
+
+
 class LinearGeneral(Module):
     """A dense layer over several axes: contracts ``axis`` of the input with the kernel.
 
@@ -138,8 +157,10 @@ class LinearGeneral(Module):
         out = nnx.LinearGeneral((2, 4), 8, axis=(-2, -1), rngs=nnx.Rngs(0))
 
     The kernel has shape ``batch + in_features + out_features`` where ``batch`` are the
-    sizes in ``batch_axis`` (a mapping input axis -> size). The default kernel
-    initializer is LeCun normal with the fan-in taken over all ``in_features``.
+    sizes in ``batch_axis`` (a mapping input axis -> size). As in Flax NNX, the kernel
+    initializer (LeCun normal by default) is called for the kernel seen as a matrix
+    ``(prod(batch + in_features), prod(out_features))`` and the result reshaped, so
+    its fan-in is the whole contraction.
     ``preferred_element_type`` is passed to the contraction, ``promote_dtype`` casts the
     input and parameters first; calls take ``out_sharding``.
     """
@@ -176,21 +197,12 @@ class LinearGeneral(Module):
         batch_axis = dict(batch_axis or {})
         batch_dims = tuple(sorted(batch_axis))
         batch_shape = tuple(batch_axis[a] for a in batch_dims)
-        nb, ni, no = len(batch_shape), len(in_features), len(out_features)
+        nb, ni = len(batch_shape), len(in_features)
         kernel_shape = batch_shape + in_features + out_features
-        if kernel_init is None:
-            kernel_init = initializers.variance_scaling(
-                1.0,
-                "fan_in",
-                "truncated_normal",
-                in_axis=tuple(range(nb, nb + ni)),
-                out_axis=tuple(range(nb + ni, nb + ni + no)),
-                batch_axis=tuple(range(nb)),
-            )
         kernel, bias = kernel_and_bias(
             rngs,
             layer="LinearGeneral",
-            kernel_init=kernel_init,
+            kernel_init=_as_matrix_init(kernel_init or default_kernel_init, nb + ni),
             kernel_shape=kernel_shape,
             bias_init=bias_init,
             bias_shape=batch_shape + out_features if use_bias else None,
