@@ -131,3 +131,23 @@ def test_a_setting_call_prints_in_angle_brackets():
     # Flax's docs show `nnx.use_eager_sharding(True)` at the prompt as `<...>`
     assert repr(nnx.use_eager_sharding(True)) == "<nnx.use_eager_sharding(True)>"
     assert nnx.using_eager_sharding()
+
+
+def test_flat_state_prints_one_pair_per_line_as_flax_does():
+    # Flax NNX 0.12's layout: each (path, leaf) pair on its own line, nested reprs indented
+    state = nnx.State({"a": jnp.ones(2), "b": {"c": 1}})
+    assert repr(state.flat_state()) == (
+        "FlatState([\n"
+        "  (('a',), Array([1., 1.], dtype=float32)),\n"
+        "  (('b', 'c'), 1)\n"
+        "])"
+    )
+    assert repr(nnx.State({}).flat_state()) == "FlatState([])"
+    flat = nnx.State({"w": nnx.Param(jnp.ones(3))}).flat_state()
+    assert repr(flat) == (
+        "FlatState([\n"
+        "  (('w',), Param( # 3 (12 B)\n"
+        "    value=Array([1., 1., 1.], dtype=float32)\n"
+        "  ))\n"
+        "])"
+    )

@@ -282,3 +282,15 @@ def test_with_rngs_takes_flax_graph_arguments_and_tree_mode_checks_sharing():
         nnx.with_rngs([rngs, rngs], split=2, graph=False)
     both = nnx.with_rngs([rngs, rngs], split=2, graph=True)  # graph mode keeps sharing
     assert both[0] is both[1]
+
+
+def test_streams_are_listed_named_ones_first_then_default_as_in_flax():
+    rngs = nnx.Rngs(0, params=1, dropout=2)
+    assert list(rngs) == ["params", "dropout", "default"]
+    assert [k for k, _ in rngs.items()] == ["params", "dropout", "default"]
+    # a `default=` keyword wins over the positional seed and keeps its place
+    both = nnx.Rngs(5, default=1, params=2)
+    assert list(both) == ["default", "params"]
+    assert jnp.array_equal(
+        jax.random.key_data(both.default.key[...]), jax.random.key_data(jax.random.key(1))
+    )

@@ -144,14 +144,32 @@ def test_without_a_tag_the_contexts_are_split_and_merge():
     m = Net()
     with nnx.split_context() as ctx:
         graphdef, state = ctx.split(m)
-        g2, flat = ctx.flatten(m)
-    assert graphdef == nnx.graphdef(m) and g2 == graphdef
+    assert graphdef == nnx.graphdef(m)
     with nnx.merge_context() as ctx:
         m2 = ctx.merge(graphdef, state)
+    with nnx.split_context() as ctx:
+        g2, flat = ctx.flatten(m)
+    with nnx.merge_context() as ctx:
         m3 = ctx.unflatten(g2, flat)
     for out in (m2, m3):
         assert isinstance(out, Net) and out.child is out.shared
         np.testing.assert_array_equal(out.w[...], m.w[...])
+
+
+def test_without_a_tag_splits_of_one_block_share_objects():
+    # Flax NNX: the second split of the same object in one block is a reference to the
+    # first (no State entries), and one merge_context block gives the same object back
+    m = Net()
+    with nnx.split_context() as ctx:
+        g1, s1 = ctx.split(m)
+        g2, s2 = ctx.split(m)
+        g3, flat = ctx.flatten(m.child)
+    assert not s2 and not flat and g2.num_leaves == 0
+    with nnx.merge_context() as ctx:
+        a = ctx.merge(g1, s1)
+        b = ctx.merge(g2, s2)
+        c = ctx.unflatten(g3, flat)
+    assert a is b and c is a.child
 
 
 def test_errors_name_the_tag_and_the_fix():

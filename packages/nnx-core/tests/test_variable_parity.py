@@ -248,3 +248,22 @@ def test_setitem_ellipsis_under_jit_and_on_numpy():
     n[...] = 3
     assert isinstance(n.get_value(), np.ndarray)
     np.testing.assert_array_equal(n.get_value(), np.full(2, 3.0))
+
+
+def test_type_is_the_kind_as_in_flax():
+    assert nnx.Param(jnp.ones(2)).type is nnx.Param
+    assert nnx.BatchStat(1.0).type is nnx.BatchStat
+    # the older VariableState spelling keeps the kind it was given
+    assert nnx.VariableState(type=nnx.Param, value=0).type is nnx.Param
+
+
+def test_scalar_conversions_read_the_value_as_in_flax():
+    assert float(nnx.Param(jnp.array(2.5))) == 2.5
+    assert int(nnx.BatchStat(jnp.array(3))) == 3
+    assert complex(nnx.Param(jnp.array(1.0))) == 1 + 0j
+    assert [10, 20, 30][nnx.Param(jnp.array(1))] == 20  # __index__
+    assert list(range(nnx.Param(3))) == [0, 1, 2]
+    with pytest.raises(TypeError, match="scalar"):
+        float(nnx.Param(jnp.ones(2)))
+    with pytest.raises(TypeError, match="integer scalar"):
+        [1][nnx.Param(jnp.array(0.5))]  # noqa: B018

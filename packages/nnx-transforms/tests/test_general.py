@@ -115,6 +115,7 @@ def test_compat_table_holds_flax_older_transform_spellings():
     flax_compat = {
         "jit", "shard_map", "grad", "value_and_grad", "custom_vjp", "vjp", "jvp", "remat",
         "vmap", "scan", "while_loop", "fori_loop", "eval_shape", "cond", "switch", "checkify",
+        "cached_partial", "split_rngs",
     }  # fmt: skip
     assert flax_compat <= set(names)
     assert set(names) <= flax_compat | {"pmap"}

@@ -281,3 +281,25 @@ def test_shard_map_and_jit_shardings_on_8_devices():
         [sys.executable, "-c", _SHARD_SCRIPT], env=env, capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
+def test_shard_map_takes_a_state_sharding_per_argument():
+    # Flax NNX: an nnx.StateSharding picks each Variable's spec by filter, as for nnx.jit
+    P = jax.sharding.PartitionSpec
+    mesh = jax.make_mesh((1,), ("d",), devices=jax.devices()[:1])
+
+    class Scaled(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.arange(3.0))
+            self.calls = nnx.BatchStat(jnp.array(0))
+
+        def __call__(self, x):
+            self.calls[...] += 1
+            return x * self.w[...][None, :]
+
+    m = Scaled()
+    x = jnp.ones((4, 3))
+    for spec in (nnx.StateSharding({nnx.Param: P(), ...: P()}), nnx.StateSharding({...: P()})):
+        f = nnx.shard_map(lambda m, x: m(x), mesh=mesh, in_specs=(spec, P()), out_specs=P())
+        np.testing.assert_allclose(f(m, x), x * jnp.arange(3.0)[None, :])
+    assert int(m.calls[...]) == 2

@@ -56,6 +56,7 @@ NAMES: dict[str, str] = {
     "TransformError": "transforms",
     "WeightNorm": "layers",
     "Welford": "optim",
+    "add_axis_metadata": "transforms",
     "avg_pool": "layers",
     "cached_partial": "transforms",
     "canonicalize_dtype": "layers",
@@ -104,6 +105,7 @@ NAMES: dict[str, str] = {
     "relu": "layers",
     "relu6": "layers",
     "remat": "transforms",
+    "remove_axis_metadata": "transforms",
     "scan": "transforms",
     "selu": "layers",
     "shard_map": "transforms",
@@ -131,6 +133,7 @@ NAMES: dict[str, str] = {
 # module path -> {name: sibling subpackage} (from each sibling's __nnx_paths__)
 PATHS: dict[str, dict[str, str]] = {
     "compat": {
+        "cached_partial": "transforms",
         "checkify": "transforms",
         "cond": "transforms",
         "custom_vjp": "transforms",
@@ -143,6 +146,7 @@ PATHS: dict[str, dict[str, str]] = {
         "remat": "transforms",
         "scan": "transforms",
         "shard_map": "transforms",
+        "split_rngs": "transforms",
         "switch": "transforms",
         "value_and_grad": "transforms",
         "vjp": "transforms",
@@ -324,7 +328,10 @@ PATHS: dict[str, dict[str, str]] = {
         "split_rngs": "transforms",
     },
     "spmd": {
+        "PARTITION_NAME": "transforms",
+        "add_axis": "transforms",
         "eval_shape": "transforms",
+        "remove_axis": "transforms",
     },
     "summary": {
         "CallInfo": "transforms",

@@ -51,8 +51,10 @@ from nnx.core._filters import (
     Nothing,
     OfType,
     PathContains,
+    PathIn,
     Predicate,
     WithTag,
+    filters_to_predicates,
     to_predicate,
 )
 from nnx.core._flatten import FlatGraph, filter_leaves, flatten, is_graph_node, unflatten
@@ -68,7 +70,16 @@ from nnx.core._graph import (
     update,
     variables,
 )
-from nnx.core._graph_api import as_pure, is_node, is_pytree_node, jax_to_nnx_path, map, prefix
+from nnx.core._graph_api import (
+    as_pure,
+    is_array_ref,
+    is_node,
+    is_node_leaf,
+    is_pytree_node,
+    jax_to_nnx_path,
+    map,
+    prefix,
+)
 from nnx.core._graph_mode import (
     GraphMode,
     GraphSetting,
@@ -109,6 +120,7 @@ from nnx.core._rngs import (
     Rngs,
     RngStream,
     SplitBackups,
+    backup_keys,
     fork_rngs,
     reseed,
     restore_rngs,
@@ -121,6 +133,7 @@ from nnx.core._sharding import (
     get_abstract_model,
     get_named_sharding,
     get_partition_spec,
+    get_var_pspec,
     shard_state,
 )
 from nnx.core._sharding_rules import logical_axis_rules, use_eager_sharding, using_eager_sharding
@@ -290,6 +303,7 @@ __all__ = [
     "reseed",
     "fork_rngs",
     "restore_rngs",
+    "backup_keys",
     "with_rngs",
     "SplitBackups",
     # graph
@@ -328,6 +342,8 @@ __all__ = [
     "is_node",
     "is_pytree_node",
     "jax_to_nnx_path",
+    "is_node_leaf",
+    "is_array_ref",
     "prefix",
     "NodeStates",
     # state
@@ -350,6 +366,8 @@ __all__ = [
     "to_predicate",
     "OfType",
     "PathContains",
+    "PathIn",
+    "filters_to_predicates",
     "WithTag",
     "All",
     "Any",
@@ -361,6 +379,7 @@ __all__ = [
     # sharding
     "get_partition_spec",
     "get_named_sharding",
+    "get_var_pspec",
     "shard_state",
     "logical_axis_rules",
     "use_eager_sharding",
@@ -404,13 +423,14 @@ _GRAPH_PATH = (
     "prefix recursive_map call update_context current_update_context UpdateContext "
     "split_context SplitContext merge_context MergeContext unpack GraphState "
     "FlatState State Static Variable deprecated iter_module_children map_state "
-    "set_graph_mode set_graph_updates vars_as with_vars is_node is_pytree_node jax_to_nnx_path"
+    "set_graph_mode set_graph_updates vars_as with_vars is_node is_pytree_node jax_to_nnx_path is_node_leaf"
 )
 __nnx_paths__: dict[str, str] = {
     "graph": _GRAPH_PATH,
     "graphlib": _GRAPH_PATH,
     "filterlib": (
-        "Filter Predicate to_predicate OfType PathContains WithTag All Any Not Everything Nothing Key"
+        "Filter Predicate to_predicate OfType PathContains PathIn WithTag All Any Not Everything Nothing "
+        "Key filters_to_predicates"
     ),
     "statelib": (
         "State to_flat_state from_flat_state filter_state split_state merge_state "
@@ -420,10 +440,11 @@ __nnx_paths__: dict[str, str] = {
         "A Variable VariableState VariableMetadata Param BatchStat Cache Intermediate "
         "Perturbation RngState RngKey RngCount with_metadata with_partitioning is_variable "
         "register_variable_name variable_name_from_type variable_type_from_name use_hijax using_hijax "
+        "is_array_ref "
         "var_defaults VarDefaults use_eager_sharding using_eager_sharding"
     ),
     "rnglib": (
-        "Rngs RngStream RngState RngKey RngCount SplitBackups reseed fork_rngs restore_rngs "
+        "Rngs RngStream RngState RngKey RngCount SplitBackups reseed fork_rngs restore_rngs backup_keys "
         "with_rngs Pytree Variable Key"
     ),
     "pytreelib": (
@@ -436,7 +457,7 @@ __nnx_paths__: dict[str, str] = {
         "split_state view view_info with_attributes"
     ),
     "spmd": (
-        "get_partition_spec get_named_sharding with_partitioning abstract_with_sharding "
+        "get_partition_spec get_named_sharding get_var_pspec with_partitioning abstract_with_sharding "
         "as_abstract get_abstract_model deprecated"
     ),
     "extract": "NodeStates Pytree State from_tree to_tree prefix",
@@ -446,5 +467,8 @@ __nnx_paths__: dict[str, str] = {
     "deprecations": "deprecated",
     "visualization": "display",
     # graph-mode spellings (Flax's nnx.compat); nnx's graph API is graph mode already
-    "compat": "split state clone graphdef flatten iter_graph iter_modules iter_children reseed fork_rngs",
+    "compat": (
+        "split state clone graphdef flatten iter_graph iter_modules iter_children reseed fork_rngs "
+        "backup_keys recursive_map view view_info get_abstract_model"
+    ),
 }

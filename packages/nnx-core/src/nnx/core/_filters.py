@@ -96,6 +96,31 @@ class PathContains:
         return hash((PathContains, self.key, self.exact))
 
 
+class PathIn:
+    """Values at exactly one of the given paths.
+
+    ``PathIn(("linear", "kernel"), ("bias",))`` matches the leaves at those two paths
+    and nothing below or above them (compare :class:`PathContains`, which matches a
+    component anywhere in the path).
+    """
+
+    def __init__(self, *paths: tuple):
+        self.paths = frozenset(tuple(p) for p in paths)
+        self._order = tuple(dict.fromkeys(tuple(p) for p in paths))  # for the repr
+
+    def __call__(self, path, x) -> bool:  # noqa: ARG002
+        return tuple(path) in self.paths
+
+    def __repr__(self):
+        return f"PathIn({', '.join(map(repr, self._order))})"
+
+    def __eq__(self, other):
+        return isinstance(other, PathIn) and self.paths == other.paths
+
+    def __hash__(self):
+        return hash((PathIn, self.paths))
+
+
 class WithTag:
     """Values whose ``tag`` metadata equals ``tag`` (random streams carry their name)."""
 
@@ -234,7 +259,9 @@ def to_predicate(filter: Filter) -> Predicate:
         is_param = nnx.to_predicate(nnx.Param)
         print(is_param(("linear1", "kernel"), model.linear1.kernel))  # True
     """
-    if isinstance(filter, (OfType, PathContains, WithTag, Any, All, Not, _Everything, _Nothing)):
+    if isinstance(
+        filter, (OfType, PathContains, PathIn, WithTag, Any, All, Not, _Everything, _Nothing)
+    ):
         return filter
     if filter is Ellipsis or filter is True:
         return Everything

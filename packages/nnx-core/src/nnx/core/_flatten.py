@@ -39,7 +39,7 @@ from nnx.core._graphdef import (
     GraphDef,
 )
 from nnx.core._hijax import is_cell, new_cell
-from nnx.core._paths import key_order
+from nnx.core._paths import key_order, path_str
 from nnx.core._pytree import Dict, List, Pytree, _Static, compute_layout, get_layout, new_node
 from nnx.core._state import FlatState, State
 from nnx.core._var_aux import HIJAX, PLAIN, REF, _to_ref
@@ -67,13 +67,14 @@ class FlatGraph:
       paths: the path of each leaf (only when asked for).
     """
 
-    __slots__ = ("graphdef", "leaves", "nodes", "paths")
+    __slots__ = ("graphdef", "leaves", "nodes", "paths", "pairs")
 
-    def __init__(self, graphdef, leaves, nodes, paths):
+    def __init__(self, graphdef, leaves, nodes, paths, pairs: bool = True):
         self.graphdef = graphdef
         self.leaves = leaves
         self.nodes = nodes
         self.paths = paths
+        self.pairs = pairs  # how it unpacks (Flax NNX's tuple form): see __iter__
 
     @property
     def variables(self) -> list[Variable]:
@@ -81,9 +82,20 @@ class FlatGraph:
 
     def __iter__(self):
         """``graphdef, flat_state = nnx.graph.flatten(node)``: Flax NNX's tuple form, the
-        GraphDef and a :class:`FlatState` of ``(path, leaf)`` pairs."""
+        GraphDef and a :class:`FlatState` of ``(path, leaf)`` pairs; after
+        ``flatten(node, with_paths=False)``, the GraphDef and the list of stored values
+        (each Variable's array, as Flax gives), which :func:`unflatten` takes back."""
+        if not self.pairs:
+            values = [x.get_raw_value() if isinstance(x, Variable) else x for x in self.leaves]
+            return iter((self.graphdef, values))
         paths = self.paths if self.paths is not None else self.graphdef.paths
         return iter((self.graphdef, FlatState(zip(paths, self.leaves))))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        return tuple(self)[i]
 
 
 class _Flattener:
@@ -228,7 +240,7 @@ def _key_name(k):
 
 
 def flatten(
-    node: Any, *, with_paths: bool = False, ref_index: Mapping[int, int] | None = None
+    node: Any, *, with_paths: bool | None = None, ref_index: Mapping[int, int] | None = None
 ) -> FlatGraph:
     """Flatten an object graph into a :class:`GraphDef` and its leaves.
 
@@ -243,14 +255,23 @@ def flatten(
 
     Args:
       node: any object graph or pytree of them.
-      with_paths: also record the path of each leaf (``flat.paths``).
+      with_paths: True: also record the path of each leaf (``flat.paths``). Not
+        given or True, ``graphdef, flat_state = nnx.flatten(node)`` unpacks as in Flax
+        NNX (a :class:`FlatState` of ``(path, leaf)``); False: as
+        ``graphdef, values`` (the stored values, in leaf order).
       ref_index: ``{id(obj): index}`` of objects already known to the
         caller; they are emitted as references to that index instead of being
         walked (transforms use this to map returned inputs back).
     """
     f = _Flattener(ref_index, with_paths)
     tree = f.visit(node, ())
-    return FlatGraph(GraphDef(tree, len(f.leaves), len(f.ids)), f.leaves, f.nodes, f.paths)
+    return FlatGraph(
+        GraphDef(tree, len(f.leaves), len(f.ids)),
+        f.leaves,
+        f.nodes,
+        f.paths,
+        with_paths is not False,
+    )
 
 
 class _Unflattener:
@@ -360,7 +381,7 @@ def _as_storage(aux, value):
 
 def unflatten(
     graphdef: GraphDef,
-    leaves: list,
+    leaves: list | Mapping | FlatState,
     *,
     index_ref: list | Mapping[int, Any] | None = None,
     copy_variables: bool = False,
@@ -380,7 +401,14 @@ def unflatten(
 
     ``leaves`` holds, for each Variable slot, either a Variable (used as is,
     or copied with ``copy_variables=True``) or its raw stored value (a new
-    Variable of the recorded kind, mode and metadata is made around it).
+    Variable of the recorded kind, mode and metadata is made around it). A
+    :class:`State`, a nested dict of values (``state.to_pure_dict()``) or a
+    :class:`FlatState` gives each leaf by its path, as Flax NNX's
+    ``nnx.unflatten(graphdef, state)``::
+
+        graphdef, flat_state = nnx.flatten(model)
+        same = nnx.unflatten(graphdef, flat_state)
+        again = nnx.unflatten(graphdef, nnx.state(model).to_pure_dict())
 
     Args:
       index_ref: objects that references ``(_REF, i)`` below
@@ -398,7 +426,9 @@ def unflatten(
         obj, built = nnx.unflatten(flat.graphdef, values, return_flat=True)
         built.leaves[0] is obj.kernel          # True
     """
-    if len(leaves) != graphdef.num_leaves:
+    if type(leaves) is not list and isinstance(leaves, (Mapping, FlatState)):
+        leaves = leaves_by_path(graphdef, (leaves,), "unflatten")
+    elif len(leaves) != graphdef.num_leaves:
         raise StructureError(
             f"unflatten: the GraphDef has {graphdef.num_leaves} leaves, got {len(leaves)}."
         )
@@ -408,6 +438,40 @@ def unflatten(
         return obj
     nodes = [u.objs[i] for i in sorted(u.objs)]
     return obj, FlatGraph(graphdef, u.built, nodes, None)
+
+
+def flat_items(states, where: str) -> dict:
+    """``{path: leaf}`` of States, nested mappings or FlatStates (later ones win)."""
+    lookup: dict = {}
+    for s in states:
+        if isinstance(s, FlatState):
+            lookup.update(s)
+        elif isinstance(s, State):
+            lookup.update(s.flat_state())
+        elif isinstance(s, Mapping):
+            lookup.update(State(s).flat_state())
+        else:
+            raise TypeError(f"{where}: expected a State or a mapping, got {type(s).__name__}.")
+    return lookup
+
+
+def leaves_by_path(graphdef: GraphDef, states, where: str) -> list:
+    """The leaves ``graphdef`` needs, in its order, looked up by path in ``states``
+    (States, nested mappings or FlatStates); every one must be there, and nothing else."""
+    lookup = flat_items(states, where)
+    leaves = []
+    for p in graphdef.paths:
+        try:
+            leaves.append(lookup.pop(p))
+        except KeyError:
+            raise StructureError(
+                f"{where}: no State provides a value for {path_str(p)!r}, which the "
+                f"GraphDef needs. Pass every State that split returned."
+            ) from None
+    if lookup:
+        extra = ", ".join(repr(path_str(p)) for p in list(lookup)[:5])
+        raise StructureError(f"{where}: the States have paths the GraphDef does not: {extra}.")
+    return leaves
 
 
 def is_graph_node(x) -> bool:

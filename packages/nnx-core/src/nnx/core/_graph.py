@@ -9,14 +9,20 @@ All of it is built on :func:`~nnx.core._flatten.flatten` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, TypeVar, cast, overload
 
 import jax
 
 from nnx.core._errors import FilterError, StructureError
 from nnx.core._filters import group_by_filters
-from nnx.core._flatten import FlatGraph, _key_name, flatten, unflatten
+from nnx.core._flatten import (
+    FlatGraph,
+    _key_name,
+    flat_items,
+    flatten,
+    leaves_by_path,
+    unflatten,
+)
 from nnx.core._graph_mode import graph_settings
 from nnx.core._graphdef import GraphDef
 from nnx.core._paths import path_str
@@ -109,18 +115,6 @@ def unpack(node: Any, *filters, graph: bool | None = None) -> GraphState | tuple
     return out[0] if len(out) == 1 else out
 
 
-def _flat_items(states) -> dict:
-    lookup: dict = {}
-    for s in states:
-        if isinstance(s, State):
-            lookup.update(s.flat_state())
-        elif isinstance(s, Mapping):
-            lookup.update(State(s).flat_state())
-        else:
-            raise TypeError(f"Expected a State or a mapping, got {type(s).__name__}.")
-    return lookup
-
-
 def merge(graphdef: GraphDef[Node] | GraphState, *states, copy: bool = False) -> Node:
     """Build an object graph from a GraphDef and States (inverse of :func:`split`).
 
@@ -156,20 +150,7 @@ def merge(graphdef: GraphDef[Node] | GraphState, *states, copy: bool = False) ->
             f"merge: expected a GraphDef (from nnx.split) or a GraphState (from "
             f"nnx.unpack) first, got {type(graphdef).__name__}."
         )
-    lookup = _flat_items(states)
-    paths = graphdef.paths
-    leaves = []
-    for p in paths:
-        try:
-            leaves.append(lookup.pop(p))
-        except KeyError:
-            raise StructureError(
-                f"merge: no State provides a value for {path_str(p)!r}, which the "
-                f"GraphDef needs. Pass every State that split returned."
-            ) from None
-    if lookup:
-        extra = ", ".join(repr(path_str(p)) for p in list(lookup)[:5])
-        raise StructureError(f"merge: the States have paths the GraphDef does not: {extra}.")
+    leaves = leaves_by_path(graphdef, states, "merge")
     return unflatten(graphdef, leaves, copy_variables=copy)
 
 
@@ -202,7 +183,7 @@ def update(node: Any, *states) -> None:
     flat = flatten(node, with_paths=True)
     by_path = dict(zip(flat.paths, flat.leaves))
     plan: list[tuple[tuple, Any, Any]] = []
-    for path, value in _flat_items(states).items():
+    for path, value in flat_items(states, "update").items():
         target = by_path.get(path, _MISSING)
         if target is _MISSING:
             raise StructureError(

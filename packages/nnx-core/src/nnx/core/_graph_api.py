@@ -216,6 +216,31 @@ def is_node(x: Any) -> bool:
     return isinstance(x, (Pytree, Dict, List)) or is_pytree_node(x)
 
 
+def is_node_leaf(x: Any) -> bool:
+    """Whether ``x`` is a leaf of an object graph: a Variable, an array or a ``jax.Ref``.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> p = nnx.Param(jnp.ones(2))
+    >>> nnx.graph.is_node_leaf(p), nnx.graph.is_node_leaf(p[...]), nnx.graph.is_node_leaf(1)
+    (True, True, False)
+    """
+    import numpy as np
+
+    return isinstance(x, (Variable, jax.Array, np.ndarray)) or is_array_ref(x)
+
+
+def is_array_ref(x: Any) -> bool:
+    """Whether ``x`` is a ``jax.Ref`` (a mutable array, what ref Variables hold).
+
+    >>> import jax, jax.numpy as jnp
+    >>> import nnx
+    >>> nnx.variablelib.is_array_ref(jax.new_ref(jnp.ones(2))), nnx.variablelib.is_array_ref(1.0)
+    (True, False)
+    """
+    return isinstance(x, jax.Ref)
+
+
 def jax_to_nnx_path(jax_path: tuple, /) -> tuple:
     """A JAX key path (``jax.tree_util.tree_flatten_with_path``) as an nnx path.
 

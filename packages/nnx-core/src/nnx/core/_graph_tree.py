@@ -16,15 +16,13 @@ from typing import Any, Generic, TypeVar
 
 import jax
 
-from nnx.core._errors import StructureError
-from nnx.core._filters import group_by_filters
-from nnx.core._flatten import _Flattener, _Unflattener, flatten, unflatten
+from nnx.core._flatten import flatten, unflatten
 from nnx.core._graphdef import GraphDef
-from nnx.core._paths import path_str
 from nnx.core._pytree import Dict, List, Pytree
-from nnx.core._state import State
 from nnx.core._update_context import (
     ContextGraphDef,
+    TreeMergeContext,
+    TreeSplitContext,
     UpdateContext,
     current_update_context,
     move_into_outer,
@@ -198,101 +196,6 @@ jax.tree_util.register_pytree_with_keys(
 def _is_graph_leaf(x) -> bool:
     # what to_tree replaces by a NodeStates: objects with identity
     return isinstance(x, (Pytree, Variable, List, Dict))
-
-
-class TreeSplitContext:
-    """Splits that share one numbering of the objects (what :func:`to_tree` hands
-    its ``split_fn``).
-
-    ``ctx.split(node, *filters)`` is :func:`nnx.split` of ``node``, except that an
-    object an earlier split of the same context reached is a reference (no State
-    entry) in this one. A GraphDef from a context refers to objects numbered by earlier splits of
-    the same context: rebuild them with one :class:`TreeMergeContext`, in the same order.
-    """
-
-    __slots__ = ("_ids",)
-
-    def __init__(self):
-        self._ids: dict[int, int] = {}
-
-    def split(self, node: Any, *filters: Any) -> tuple:
-        """``(graphdef, state, ...)`` of ``node``, as :func:`nnx.split` gives.
-
-        Args:
-            node: a graph node (a Variable gives itself as its state).
-            *filters: as for :func:`nnx.split` (exhaustive).
-        """
-        f = _Flattener(self._ids, True)
-        tree = f.visit(node, ())
-        self._ids = f.ids
-        graphdef = GraphDef(tree, len(f.leaves), len(f.ids))
-        items = list(zip(f.paths or [], f.leaves))
-        if isinstance(node, Variable) and items:  # its state is the Variable itself
-            if not filters:
-                return graphdef, node
-            groups, rest = group_by_filters([((), node)], filters)
-            if not rest:
-                return (graphdef, *(node if g else State() for g in groups))
-            items = [(("<the Variable>",), node)]  # the error below names it
-        if not filters:
-            return graphdef, State.from_flat(items)
-        groups, rest = group_by_filters(items, filters)
-        if rest:
-            path, leaf = rest[0]
-            raise StructureError(
-                f"TreeSplitContext.split: no filter matched the {type(leaf).__name__} at "
-                f"{path_str(path)!r}; filters must be exhaustive: add `...` as the last one."
-            )
-        return (graphdef, *(State.from_flat(g) for g in groups))
-
-
-class TreeMergeContext:
-    """Merges that share one numbering of the objects (what :func:`from_tree` uses).
-
-    The inverse of :class:`TreeSplitContext`: merge the GraphDefs of one context in
-    the order they were split, and objects split twice come back as one.
-    """
-
-    __slots__ = ("_objs",)
-
-    def __init__(self):
-        self._objs: dict[int, Any] = {}
-
-    def merge(
-        self, graphdef: GraphDef, state: Any = None, /, *states: Any, copy: bool = False
-    ) -> Any:
-        """The object ``graphdef`` describes, with the States' Variables.
-
-        Args:
-            graphdef: a GraphDef from the matching :class:`TreeSplitContext`.
-            state: the first State (or the Variable, for a Variable's GraphDef).
-            *states: the other States.
-            copy: give the new graph copies of the Variables.
-        """
-        paths = graphdef.paths
-        all_states = () if state is None else (state, *states)
-        if paths == ((),):  # a Variable's GraphDef: its state is the Variable
-            leaves = [x for x in all_states if isinstance(x, Variable)][:1]
-        else:
-            lookup: dict = {}
-            for s in all_states:
-                lookup.update((s if isinstance(s, State) else State(s)).flat_state())
-            leaves = []
-            for p in paths:
-                if p not in lookup:
-                    raise StructureError(
-                        f"TreeMergeContext.merge: no State provides a value for {path_str(p)!r}, "
-                        "which the GraphDef needs. Pass every State that split returned."
-                    )
-                leaves.append(lookup[p])
-        if len(leaves) != graphdef.num_leaves:
-            raise StructureError(
-                f"TreeMergeContext.merge: the GraphDef needs {graphdef.num_leaves} leaves, the "
-                f"States give {len(leaves)}."
-            )
-        u = _Unflattener(leaves, None, copy)
-        u.objs = self._objs
-        return u.build(graphdef.tree)
 
 
 def default_split_fn(ctx: TreeSplitContext, path: tuple, prefix: Any, leaf: Any) -> NodeStates:  # noqa: ARG001

@@ -189,8 +189,8 @@ class Rngs(Pytree, _RandomMethods):
     def __init__(self, default: Any = None, /, **streams: Any):
         if isinstance(default, Mapping):
             streams = {**default, **streams}
-        elif default is not None:
-            streams = {"default": default, **streams}
+        elif default is not None and "default" not in streams:
+            streams = {**streams, "default": default}  # after the named ones, as in Flax NNX
         for name, value in streams.items():
             if name.startswith("_") or name in _RESERVED:
                 raise ValueError(
@@ -597,6 +597,30 @@ def _clone(node: Any) -> Any:
     from nnx.core._graph import clone
 
     return clone(node)
+
+
+def backup_keys(node: Any, /, *, graph: bool | None = None) -> list:
+    """The current key of every random stream in ``node``, for :func:`restore_rngs`.
+
+    The counts are not saved: drawing advances them, restoring puts the keys back.
+
+    >>> import nnx
+    >>> rngs = nnx.Rngs(0)
+    >>> backups = nnx.backup_keys(rngs)
+    >>> rngs.default.key = nnx.RngKey(rngs.default.fork().key[...])   # e.g. a transform's split
+    >>> nnx.restore_rngs(backups)
+    >>> int(rngs.default.count[...])
+    1
+
+    Args:
+      node: what holds the streams (a module, an ``Rngs``, a pytree of them).
+      graph: False (tree mode): ``node`` must be a tree (``AliasingError`` otherwise).
+    """
+    if not resolve_graph_mode(graph, None).graph:
+        from nnx.core._walk import require_tree
+
+        require_tree(node, "nnx.backup_keys")
+    return [(stream, stream.key.replace(stream.key.get_value())) for _, stream in _streams(node)]
 
 
 def restore_rngs(backups: Any, /) -> None:

@@ -37,6 +37,22 @@ def _spec(v: Variable) -> PartitionSpec:
     return _spec_of(names, v.get_metadata("sharding_rules"))
 
 
+def get_var_pspec(v: Variable) -> PartitionSpec:
+    """The ``PartitionSpec`` of one Variable (Flax NNX's ``nnx.spmd.get_var_pspec``).
+
+    Its ``sharding_names`` mapped by :class:`logical_axis_rules` and its
+    ``sharding_rules``; ``PartitionSpec()`` (replicated) when it has none.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> nnx.get_var_pspec(nnx.Param(jnp.ones((2, 3)), sharding_names=("a", None)))
+    P('a', None)
+    >>> nnx.get_var_pspec(nnx.Param(jnp.ones((2, 3))))
+    P()
+    """
+    return _spec(v)
+
+
 # -- trees of specs and shardings --------------------------------------------------------
 
 

@@ -96,7 +96,9 @@ class FlatState(list):
         return FlatState(out) if isinstance(index, slice) else out
 
     def __repr__(self) -> str:
-        return "FlatState(" + list.__repr__(self) + ")"
+        # Flax NNX's layout: one ``(path, leaf)`` pair per line
+        items = [("", f"({path!r}, {leaf!r})") for path, leaf in self]
+        return block("FlatState", items, open_="([", close="])", sep="")
 
 
 jax.tree_util.register_pytree_node(

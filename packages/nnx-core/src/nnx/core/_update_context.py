@@ -28,9 +28,13 @@ from typing import Any, TypeVar
 
 import jax
 
+from nnx.core._errors import StructureError
+from nnx.core._filters import group_by_filters
+from nnx.core._flatten import _Flattener, _Unflattener
 from nnx.core._graph import merge, split
 from nnx.core._graphdef import GraphDef
 from nnx.core._move import move_into
+from nnx.core._paths import path_str
 from nnx.core._pytree import Dict, List, Pytree
 from nnx.core._state import State
 from nnx.core._variables import Variable
@@ -270,6 +274,101 @@ def current_update_context(tag: Hashable) -> UpdateContext:
     return stack[-1]
 
 
+class TreeSplitContext:
+    """Splits that share one numbering of the objects (what :func:`to_tree` hands
+    its ``split_fn``).
+
+    ``ctx.split(node, *filters)`` is :func:`nnx.split` of ``node``, except that an
+    object an earlier split of the same context reached is a reference (no State
+    entry) in this one. A GraphDef from a context refers to objects numbered by earlier splits of
+    the same context: rebuild them with one :class:`TreeMergeContext`, in the same order.
+    """
+
+    __slots__ = ("_ids",)
+
+    def __init__(self):
+        self._ids: dict[int, int] = {}
+
+    def split(self, node: Any, *filters: Any) -> tuple:
+        """``(graphdef, state, ...)`` of ``node``, as :func:`nnx.split` gives.
+
+        Args:
+            node: a graph node (a Variable gives itself as its state).
+            *filters: as for :func:`nnx.split` (exhaustive).
+        """
+        f = _Flattener(self._ids, True)
+        tree = f.visit(node, ())
+        self._ids = f.ids
+        graphdef = GraphDef(tree, len(f.leaves), len(f.ids))
+        items = list(zip(f.paths or [], f.leaves))
+        if isinstance(node, Variable) and items:  # its state is the Variable itself
+            if not filters:
+                return graphdef, node
+            groups, rest = group_by_filters([((), node)], filters)
+            if not rest:
+                return (graphdef, *(node if g else State() for g in groups))
+            items = [(("<the Variable>",), node)]  # the error below names it
+        if not filters:
+            return graphdef, State.from_flat(items)
+        groups, rest = group_by_filters(items, filters)
+        if rest:
+            path, leaf = rest[0]
+            raise StructureError(
+                f"TreeSplitContext.split: no filter matched the {type(leaf).__name__} at "
+                f"{path_str(path)!r}; filters must be exhaustive: add `...` as the last one."
+            )
+        return (graphdef, *(State.from_flat(g) for g in groups))
+
+
+class TreeMergeContext:
+    """Merges that share one numbering of the objects (what :func:`from_tree` uses).
+
+    The inverse of :class:`TreeSplitContext`: merge the GraphDefs of one context in
+    the order they were split, and objects split twice come back as one.
+    """
+
+    __slots__ = ("_objs",)
+
+    def __init__(self):
+        self._objs: dict[int, Any] = {}
+
+    def merge(
+        self, graphdef: GraphDef, state: Any = None, /, *states: Any, copy: bool = False
+    ) -> Any:
+        """The object ``graphdef`` describes, with the States' Variables.
+
+        Args:
+            graphdef: a GraphDef from the matching :class:`TreeSplitContext`.
+            state: the first State (or the Variable, for a Variable's GraphDef).
+            *states: the other States.
+            copy: give the new graph copies of the Variables.
+        """
+        paths = graphdef.paths
+        all_states = () if state is None else (state, *states)
+        if paths == ((),):  # a Variable's GraphDef: its state is the Variable
+            leaves = [x for x in all_states if isinstance(x, Variable)][:1]
+        else:
+            lookup: dict = {}
+            for s in all_states:
+                lookup.update((s if isinstance(s, State) else State(s)).flat_state())
+            leaves = []
+            for p in paths:
+                if p not in lookup:
+                    raise StructureError(
+                        f"TreeMergeContext.merge: no State provides a value for {path_str(p)!r}, "
+                        "which the GraphDef needs. Pass every State that split returned."
+                    )
+                leaves.append(lookup[p])
+        if len(leaves) != graphdef.num_leaves:
+            raise StructureError(
+                f"TreeMergeContext.merge: the GraphDef needs {graphdef.num_leaves} leaves, the "
+                f"States give {len(leaves)}."
+            )
+        u = _Unflattener(leaves, None, copy)
+        u.objs = self._objs
+        return u.build(graphdef.tree)
+
+
 class SplitContext:
     """What :func:`split_context` gives: :meth:`split` (and :meth:`flatten`) for one block.
 
@@ -282,19 +381,37 @@ class SplitContext:
         self._ctx = current_update_context(ctxtag) if ctxtag is not None else None
         self._inner = self._ctx is not None and self._ctx._merged_inner
         self._calls: list = []
+        # without a tag, the splits of one block share one numbering (Flax NNX's): an
+        # object an earlier split reached is a reference in a later one, with no State
+        # entry, and one merge_context block rebuilds it once
+        self._shared = TreeSplitContext()
 
     def split(self, node: Any, *filters: Any) -> tuple:
         """``nnx.split(node, *filters)``, recorded for the update context.
+
+        Without a tag, the splits of one block share their objects: a module or
+        Variable that an earlier split reached is a reference in this one (no State
+        entry); merge the results in one :func:`merge_context` block, in the same
+        order, and it comes back as one object::
+
+            with nnx.split_context() as ctx:
+                g1, s1 = ctx.split(model)
+                g2, s2 = ctx.split(model)      # a reference: s2 is empty
+            with nnx.merge_context() as ctx:
+                m1 = ctx.merge(g1, s1)
+                m2 = ctx.merge(g2, s2)         # m2 is m1
 
         Args:
           node: the object graph to split.
           *filters: as in ``nnx.split``.
         """
+        ctx = self._ctx
+        if ctx is None:
+            self._calls.append(node)  # keeps the objects (and so their ids) alive
+            return self._shared.split(node, *filters)
         graphdef, *states = split(node, *filters)
-        if self._ctx is None:
-            return (graphdef, *states)
         if self._inner:
-            graphdef = ContextGraphDef(graphdef, self._ctx._inner_split(node))
+            graphdef = ContextGraphDef(graphdef, ctx._inner_split(node))
         else:
             self._calls.append(node)
         return (graphdef, *states)
@@ -311,8 +428,11 @@ class SplitContext:
         if not with_paths and filters:
             raise ValueError("SplitContext.flatten: filters need with_paths=True.")
         graphdef, *states = self.split(node, *filters)
-        if not with_paths:
-            return graphdef, [v for _, v in states[0].flat_state()]
+        if not with_paths:  # the stored values, as Flax NNX gives
+            return graphdef, [
+                v.get_raw_value() if isinstance(v, Variable) else v
+                for _, v in states[0].flat_state()
+            ]
         return (graphdef, *(s.flat_state() for s in states))
 
     def _end(self) -> None:
@@ -356,6 +476,7 @@ class MergeContext:
         self.inner = inner
         self._ctx = current_update_context(ctxtag) if ctxtag is not None else None
         self._calls: list = []
+        self._shared = TreeMergeContext()  # used without a tag: see SplitContext
 
     def merge(self, graphdef: GraphDef, state: Any, *states: Any) -> Any:
         """``nnx.merge``, recorded for the update context (call 2 or 4).
@@ -365,14 +486,15 @@ class MergeContext:
           state: the first State.
           *states: further States.
         """
-        if self._ctx is None:
+        ctx = self._ctx
+        if ctx is None:
             inner = graphdef.graphdef if isinstance(graphdef, ContextGraphDef) else graphdef
-            return merge(inner, state, *states)
+            return self._shared.merge(inner, state, *states)
         if self.inner:
             node = merge(graphdef, state, *states)
             self._calls.append(node)
             return node
-        return self._ctx._outer_merge(graphdef, (state, *states))
+        return ctx._outer_merge(graphdef, (state, *states))
 
     def unflatten(self, graphdef: GraphDef, flat_state: Any, *flat_states: Any) -> Any:
         """As :meth:`merge`, from the flat States :meth:`SplitContext.flatten` gives.

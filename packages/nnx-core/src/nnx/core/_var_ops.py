@@ -73,6 +73,10 @@ class ValueOps:
         def __pos__(self) -> Any: ...
         def __abs__(self) -> Any: ...
         def __invert__(self) -> Any: ...
+        def __float__(self) -> float: ...
+        def __int__(self) -> int: ...
+        def __complex__(self) -> complex: ...
+        def __index__(self) -> int: ...
 
     def __eq__(self, other):  # pyright: ignore[reportIncompatibleMethodOverride]
         if isinstance(other, ValueOps):
@@ -148,3 +152,13 @@ for _name, _op in {
     "invert": operator.invert,
 }.items():
     setattr(ValueOps, f"__{_name}__", lambda self, _op=_op: _op(self.get_value()))
+
+# conversions of a one-element value: float(v), int(v), complex(v), and v as an index
+# (lst[v], range(v)), as for the array itself
+for _name, _conv in {
+    "float": float,
+    "int": int,
+    "complex": complex,
+    "index": operator.index,
+}.items():
+    setattr(ValueOps, f"__{_name}__", lambda self, _conv=_conv: _conv(self.get_value()))

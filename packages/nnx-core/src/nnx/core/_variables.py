@@ -401,6 +401,14 @@ class Variable(ValueOps, Generic[A]):
         _epoch.bump()
 
     @property
+    def type(self) -> type:
+        """The Variable's kind (Flax NNX's ``Variable.type``, from the days of
+        ``VariableState``): ``type(v)``, or the ``type`` metadata of an
+        ``nnx.VariableState(type=nnx.Param, value=...)``."""
+        kind = self._aux.metadata.get("type")
+        return kind if isinstance(kind, type) else type(self)
+
+    @property
     def sharding(self):
         """The sharding of the value (``v[...].sharding``), as ``.shape`` and ``.dtype``
         read the value's. The sharding *names* metadata is ``v.sharding_names``."""

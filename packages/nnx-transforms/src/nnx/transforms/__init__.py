@@ -21,7 +21,7 @@ from nnx.transforms._jaxpr import PARTITION_NAME, make_jaxpr
 from nnx.transforms._jit import jit
 from nnx.transforms._lifted import checkify, eval_shape, remat
 from nnx.transforms._linearize import jvp, vjp
-from nnx.transforms._metadata import transform_metadata
+from nnx.transforms._metadata import add_axis_metadata, remove_axis_metadata, transform_metadata
 from nnx.transforms._partial import cached_partial, jit_partial
 from nnx.transforms._scan import scan
 from nnx.transforms._sharding import shard_map
@@ -61,6 +61,8 @@ __all__ = [
     "make_jaxpr",
     "PARTITION_NAME",
     "transform_metadata",
+    "add_axis_metadata",
+    "remove_axis_metadata",
     "tabulate",
 ]
 
@@ -72,11 +74,11 @@ __all__ = [
 __nnx_paths__ = {
     "compat": (
         "jit shard_map grad value_and_grad custom_vjp vjp jvp remat vmap pmap scan "
-        "while_loop fori_loop eval_shape cond switch checkify"
+        "while_loop fori_loop eval_shape cond switch checkify cached_partial split_rngs"
     ),
     "summary": "tabulate CallInfo filter_rng_streams",
     "graph": "cached_partial",
     "graphlib": "cached_partial",
     "rnglib": "split_rngs",
-    "spmd": "eval_shape",
+    "spmd": "eval_shape PARTITION_NAME add_axis=add_axis_metadata remove_axis=remove_axis_metadata",
 }

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 import jax
 
 from nnx.core import Variable, flatten, is_graph_node, iter_graph
 from nnx.transforms._axes import PrefixAxes, StateAxes, _axis_of, _is_prefix
+from nnx.transforms._jaxpr import PARTITION_NAME
 
 F = TypeVar("F", bound=Callable[..., Any])
+A = TypeVar("A")
 
 
 def _bind(f: Callable, args: tuple, kwargs: dict, where: str) -> tuple:
@@ -113,6 +115,64 @@ def restore_and_add_axis(renamed: list, out, out_axes, partition) -> None:
     for v, names_before in renamed:
         v.set_metadata(out_sharding=names_before)
     _add_axis_names(out, out_axes, partition, {id(v) for v, _ in renamed})
+
+
+# -- Flax NNX's nnx.spmd.add_axis / remove_axis: the same rule over a whole tree --------
+def _tree_variables(tree: Any) -> list:
+    out, seen = [], set()
+    for top in jax.tree.leaves(tree, is_leaf=is_graph_node):
+        if not is_graph_node(top):
+            continue
+        for _, x in iter_graph(top):
+            if isinstance(x, Variable) and id(x) not in seen:
+                seen.add(id(x))
+                out.append(x)
+    return out
+
+
+def _axis_name(v: Variable, transform_metadata: Mapping, where: str) -> Any:
+    if PARTITION_NAME in transform_metadata:
+        return transform_metadata[PARTITION_NAME]
+    if v.get_metadata("out_sharding") is not None:
+        raise ValueError(
+            f"{where}: the {type(v).__name__} has sharding_names "
+            f"{v.get_metadata('out_sharding')} but transform_metadata {dict(transform_metadata)} "
+            f"names no axis: pass {{nnx.PARTITION_NAME: name}} (None for an unnamed axis)."
+        )
+    return None
+
+
+def add_axis_metadata(tree: A, index: int, transform_metadata: Mapping) -> A:
+    """Record in every Variable of ``tree`` that an axis was added at ``index``, in place.
+
+    Flax NNX's ``nnx.spmd.add_axis``: for code that stacks Variables with a raw JAX
+    transform, what ``nnx.vmap(transform_metadata=...)`` does for its own axis. Each
+    Variable's :meth:`~nnx.Variable.add_axis` runs with the name
+    ``transform_metadata[nnx.PARTITION_NAME]``: its ``on_add_axis`` hook, or the name
+    inserted into its ``sharding_names``. Returns ``tree``.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> state = nnx.State({"w": nnx.Param(jnp.ones((4, 2, 3)), sharding_names=("x", None))})
+    >>> _ = nnx.add_axis_metadata(state, 0, {nnx.PARTITION_NAME: "layers"})
+    >>> state["w"].get_metadata("sharding_names")
+    ('layers', 'x', None)
+    >>> _ = nnx.remove_axis_metadata(state, 0, {nnx.PARTITION_NAME: "layers"})
+    >>> state["w"].get_metadata("sharding_names")
+    ('x', None)
+
+    A Variable with sharding names and no ``nnx.PARTITION_NAME`` entry is a ValueError.
+    """
+    for v in _tree_variables(tree):
+        v.add_axis(index, _axis_name(v, transform_metadata, "nnx.add_axis_metadata"))
+    return tree
+
+
+def remove_axis_metadata(tree: A, index: int, transform_metadata: Mapping) -> A:
+    """Undo :func:`add_axis_metadata` (Flax NNX's ``nnx.spmd.remove_axis``), in place."""
+    for v in _tree_variables(tree):
+        v.remove_axis(index, _axis_name(v, transform_metadata, "nnx.remove_axis_metadata"))
+    return tree
 
 
 @overload

@@ -149,7 +149,9 @@ def shard_map(
                     owners, paths = prep.owners(), prep.paths
                     for i in range(len(prep.leaves)):
                         s = g_specs[owners[i]]
-                        if isinstance(s, Mapping):
+                        if isinstance(s, StateSharding):  # by filter, as for nnx.jit
+                            s = s.sharding_for(paths[i][1:], prep.leaves[i])
+                        elif isinstance(s, Mapping):
                             s = lookup_spec(s, paths[i][1:])
                         leaf_specs.append(s if s is not None else jax.sharding.PartitionSpec())
                 return (list(leaf_specs), plain_specs, {})
