@@ -212,3 +212,22 @@ def test_rng_state_column_and_rng_stream_rows_hidden_by_default():
     assert "RngStream" not in text
     text = _table(Noisy(), jnp.ones((2,)), row_filter=lambda row: True)
     assert "RngStream" in text
+
+
+def test_footer_aligns_as_flax_does():
+    # Flax NNX's layout: "Total" right-aligned, each kind's total left-aligned under its
+    # listing
+    class Tiny(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones((2, 3)))
+            self.s = nnx.BatchStat(jnp.zeros(3))
+
+        def __call__(self, x):
+            return x @ self.w[...] + self.s[...][None, :]
+
+    text = _table(Tiny(), jnp.ones((1, 2)))
+    footer = next(line for line in text.splitlines() if "Total" in line and "│" in line)
+    cells = [c for c in footer.split("│")[1:-1]]
+    assert cells[3].strip() == "Total" and cells[3].endswith("Total ")
+    kinds = [c for c in cells[4:] if c.strip()]
+    assert kinds and all(c.startswith(" ") and not c.startswith("  ") for c in kinds), footer

@@ -364,7 +364,10 @@ def _render_rich(title, header, body, footer, caption, table_kwargs, column_kwar
         show_header=True, show_lines=True, show_footer=True, title=title, **table_kwargs
     )
     for name, foot in zip(header, footer):
-        table.add_column(name, footer=rich.text.Text(foot, justify="right"), **column_kwargs)
+        # Flax NNX's footer: "Total" right-aligned under the label columns, the totals of
+        # the Variable kinds left-aligned under their listings
+        justify = "right" if foot in ("", "Total") else "left"
+        table.add_column(name, footer=rich.text.Text(foot, justify=justify), **column_kwargs)
     for cells in body:
         texts = []
         for listing, total in cells:
