@@ -61,6 +61,7 @@ from nnx.transforms._boundary import (
 from nnx.transforms._calls import wrap
 from nnx.transforms._explain import donated_note, explain_call_error
 from nnx.transforms._sharding import leaf_shardings, plain_shardings
+from nnx.transforms._stages import Lowered, Traced, _Call
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -317,7 +318,11 @@ class JitWrapped(Generic[P, R]):
         entry = self._compiled.get(key)
         if entry is None:
             entry = self._compiled[key] = self._make(key, prep)
-        fn, donate_mask = entry
+        return self._run(entry[0], entry[1], prep, routes, graph, layout, plain, plain_kw)
+
+    def _run(self, fn, donate_mask, prep, routes, graph, layout, plain, plain_kw):
+        """Call ``fn`` (the jitted function, or the ``jax.stages.Compiled`` of one) on
+        the arguments' stored values and write what came out into the caller's objects."""
         if routes is not None:
             return self._call_routed(fn, donate_mask, prep, routes, graph, layout, plain, plain_kw)
         leaves = prep.raw() if prep is not None else []
@@ -375,8 +380,9 @@ class JitWrapped(Generic[P, R]):
         if note is not None:
             e.add_note(note)
 
-    def lower(self, *args, **kwargs):
-        """``jax.jit(...).lower`` for these arguments (to inspect HLO or compile ahead)."""
+    # -- ahead of time: trace, lower, compile (Flax NNX's stages) ----------------------
+    def _prepare(self, args: tuple, kwargs: dict) -> _Call:
+        """What a call with these arguments runs: its compile key and jitted function."""
         layout, graph, plain, plain_kw = split_call(
             args, kwargs, self._static_argnums, self._static_argnames
         )
@@ -395,20 +401,45 @@ class JitWrapped(Generic[P, R]):
         )
         entry = self._compiled.get(key) or self._make(key, prep)
         self._compiled[key] = entry
-        fn, mask = entry
+        return _Call(key, entry[0], entry[1], prep, routes, graph, layout, plain, plain_kw)
+
+    def _stage_args(self, call: _Call) -> tuple:
+        """The jitted function's arguments for ``call`` (as :meth:`_run` passes them)."""
+        prep, routes, mask = call.prep, call.routes, call.donate_mask
         if routes is not None:
             leaves, refs = routes.read(prep)
             self._live = routes
             if mask is None:
-                return fn.lower(leaves, refs, plain, plain_kw)
+                return (leaves, refs, call.plain, call.plain_kw)
             keep, don, p_keep, p_don, kw_keep, kw_don = _split_donated(
-                mask, leaves, plain, plain_kw
+                mask, leaves, call.plain, call.plain_kw
             )
-            return fn.lower(keep, don, refs, p_keep, p_don, kw_keep, kw_don)
+            return (keep, don, refs, p_keep, p_don, kw_keep, kw_don)
         leaves = prep.raw() if prep else []
         if mask is None:
-            return fn.lower(leaves, plain, plain_kw)
-        return fn.lower(*_split_donated(mask, leaves, plain, plain_kw))
+            return (leaves, call.plain, call.plain_kw)
+        return _split_donated(mask, leaves, call.plain, call.plain_kw)
+
+    def trace(self, *args, **kwargs) -> Traced:
+        """Trace for these arguments, as ``jax.jit(...).trace``: ``.jaxpr``, ``.lower()``.
+
+        >>> import jax.numpy as jnp
+        >>> import nnx
+        >>> model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+        >>> traced = nnx.jit(lambda m, x: m(x)).trace(model, jnp.ones((1, 2)))
+        >>> compiled = traced.lower().compile()
+        >>> compiled(model, jnp.ones((1, 2))).shape
+        (1, 3)
+        """
+        call = self._prepare(args, kwargs)
+        return Traced(self, call.fn.trace(*self._stage_args(call)), call.key)
+
+    def lower(self, *args, **kwargs) -> Lowered:
+        """Lower for these arguments, as ``jax.jit(...).lower`` (HLO text, cost analysis);
+        ``.compile()`` gives a :class:`Compiled` that takes the same nnx arguments and
+        writes their updates back, as a call of this function does."""
+        call = self._prepare(args, kwargs)
+        return Lowered(self, call.fn.lower(*self._stage_args(call)), call.key)
 
     # -- building the compiled function for one structure -------------------------------
     def _make(self, key, prep):
