@@ -156,9 +156,9 @@ def test_module_level_set_metadata_uses_the_filter():
 
     m = M()
     nnx.set_metadata(m, only=nnx.Param, frozen=True)
-    assert m.w.frozen and m.b.frozen and m.s.get_metadata("frozen") is None
+    assert m.w.frozen and m.b.frozen and m.s.get_metadata("frozen", None) is None
     nnx.set_metadata(m, "group", 2, only=nnx.All(nnx.Param, nnx.PathContains("w")))
-    assert m.w.group == 2 and m.b.get_metadata("group") is None
+    assert m.w.group == 2 and m.b.get_metadata("group", None) is None
     nnx.set_metadata(m, note="all")
     assert m.s.note == "all"
 
@@ -267,3 +267,17 @@ def test_scalar_conversions_read_the_value_as_in_flax():
         float(nnx.Param(jnp.ones(2)))
     with pytest.raises(TypeError, match="integer scalar"):
         [1][nnx.Param(jnp.array(0.5))]  # noqa: B018
+
+
+def test_get_metadata_of_an_absent_entry_is_a_key_error_without_a_default():
+    # Flax NNX documents it: "If not provided and the key is not found, raises a KeyError"
+    v = nnx.Param(jnp.ones(2), lr=0.1)
+    assert v.get_metadata("lr") == 0.1
+    assert v.get_metadata("group", None) is None and v.get_metadata("group", 3) == 3
+    with pytest.raises(KeyError, match=r"has no metadata 'group'.*v.get_metadata\('group', None\)"):
+        v.get_metadata("group")
+    # the alias names the stored entry
+    named = nnx.Param(jnp.ones(2), sharding_names=("a",))
+    assert named.get_metadata("sharding_names") == ("a",) == named.get_metadata("out_sharding")
+    with pytest.raises(KeyError):
+        nnx.Param(jnp.ones(2)).get_metadata("sharding_names")

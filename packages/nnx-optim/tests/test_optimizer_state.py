@@ -210,7 +210,7 @@ def test_moments_carry_their_parameters_metadata():
     optimizer = nnx.Optimizer(model, optax.lbfgs(), wrt=nnx.Param)
     mu = optimizer.opt_state[0].diff_params_memory["l1"]["kernel"]  # (memory, 2, 8)
     assert mu.get_metadata("note") == "k"
-    assert mu.get_metadata("sharding_names") is None  # another shape: no sharding names
+    assert mu.get_metadata("sharding_names", None) is None  # another shape: no sharding names
     adam = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     assert adam.opt_state[0].mu["l1"]["kernel"].get_metadata("sharding_names") == (
         None,

@@ -25,7 +25,7 @@ def test_add_and_remove_axis_in_place():
     out = nnx.spmd.add_axis(state, 0, {nnx.PARTITION_NAME: "batch"})
     assert out is state and out["a"] is a  # in place, the same tree back
     assert a.get_metadata("sharding_names") == ("batch", "x", None)
-    assert state["c"].get_metadata("sharding_names") is None  # no names: untouched
+    assert state["c"].get_metadata("sharding_names", None) is None  # no names: untouched
     nnx.spmd.remove_axis(state, 0, {nnx.PARTITION_NAME: "batch"})
     assert a.get_metadata("sharding_names") == ("x", None)
     nnx.add_axis_metadata(state, -1, {nnx.PARTITION_NAME: None})

@@ -49,7 +49,9 @@ class OfType:
             return True
         # a Variable: its metadata, not its value's attributes (a slow miss)
         get_metadata = getattr(builtins.type(x), "get_metadata", None)
-        kind = get_metadata(x, "type") if get_metadata is not None else getattr(x, "type", None)
+        kind = (
+            get_metadata(x, "type", None) if get_metadata is not None else getattr(x, "type", None)
+        )
         return isinstance(kind, builtins.type) and issubclass(kind, self.type)
 
     def __repr__(self):

@@ -31,10 +31,10 @@ from nnx.core._variables import PLAIN, Variable
 
 
 def _spec(v: Variable) -> PartitionSpec:
-    names = v.get_metadata("sharding_names")
+    names = v.get_metadata("sharding_names", None)
     if names is None:
         return PartitionSpec()
-    return _spec_of(names, v.get_metadata("sharding_rules"))
+    return _spec_of(names, v.get_metadata("sharding_rules", None))
 
 
 def get_var_pspec(v: Variable) -> PartitionSpec:
@@ -123,7 +123,7 @@ def _with_sharding(v: Variable, mesh) -> Any:
         return value
     if getattr(value, "sharding", None) is not None and not isinstance(value, jax.ShapeDtypeStruct):
         return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=value.sharding)
-    m = v.get_metadata("mesh") or mesh
+    m = v.get_metadata("mesh", None) or mesh
     current = getattr(value, "sharding", None)
     if current is not None:
         if (
@@ -135,7 +135,7 @@ def _with_sharding(v: Variable, mesh) -> Any:
                 value.shape, value.dtype, sharding=NamedSharding(m, current.spec)
             )
         return value
-    if m is None or (v.get_metadata("sharding_names") is None and m.empty):
+    if m is None or (v.get_metadata("sharding_names", None) is None and m.empty):
         return jax.ShapeDtypeStruct(value.shape, value.dtype)
     return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=NamedSharding(m, _spec(v)))
 
@@ -215,14 +215,14 @@ def as_abstract(tree: Any, graph: bool | None = None) -> Any:
             return v
         if getattr(value, "sharding", None) is not None:
             return v
-        if v.get_metadata("sharding_names") is None:
+        if v.get_metadata("sharding_names", None) is None:
             return v
-        mesh = v.get_metadata("mesh") or (None if current.empty else current)
+        mesh = v.get_metadata("mesh", None) or (None if current.empty else current)
         if mesh is None:
             where = path_str(path)
             raise ValueError(
                 f"nnx.as_abstract: the {type(v).__name__} at {where!r} has sharding_names "
-                f"{v.get_metadata('sharding_names')!r} but there is no mesh to place it on. "
+                f"{v.get_metadata('sharding_names', None)!r} but there is no mesh to place it on. "
                 "Call it inside `with jax.set_mesh(mesh):` or give the Variable `mesh` "
                 "metadata."
             )

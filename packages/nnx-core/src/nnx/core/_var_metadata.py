@@ -4,7 +4,7 @@ they return (every Variable constructor unpacks it)."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from nnx.core._var_aux import _canonical_metadata, _freeze
 
@@ -118,3 +118,29 @@ class _WithMetadata:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.metadata.items())
         return f"nnx.with_metadata({self.__wrapped__!r}, {args})"
+
+
+def axis_names_changed(v: Any, axis_index: int, axis_name: Any, *, add: bool) -> None:
+    """``Variable.add_axis`` (``add=True``) / ``remove_axis``: the Variable's
+    ``on_add_axis`` / ``on_remove_axis`` hook, or its sharding names edited at
+    ``axis_index`` (a removed entry must be ``axis_name``)."""
+    meta = v._aux.metadata
+    hook = meta.get("on_add_axis" if add else "on_remove_axis")
+    if hook is not None:
+        hook(v, axis_index, axis_name)
+        return
+    names = meta.get("out_sharding")
+    if names is None:
+        return
+    names = list(names)
+    if add:
+        index = axis_index if axis_index >= 0 else len(names) + axis_index + 1
+        names.insert(index, axis_name)
+    else:
+        if not -len(names) <= axis_index < len(names) or names[axis_index] != axis_name:
+            raise ValueError(
+                f"{type(v).__name__}.remove_axis({axis_index}, {axis_name!r}): its "
+                f"sharding_names {tuple(names)} have no {axis_name!r} at {axis_index}"
+            )
+        del names[axis_index]
+    v.set_metadata(sharding_names=tuple(names))

@@ -66,12 +66,14 @@ from nnx.core._var_aux import (
     _store,
     _to_ref,
 )
-from nnx.core._var_metadata import VariableMetadata
+from nnx.core._var_metadata import VariableMetadata, axis_names_changed
 from nnx.core._var_ops import ValueOps
 from nnx.core._var_view import _LeafView, _set_owner, _view_class
 
 A = TypeVar("A")
 
+
+_NO_DEFAULT: Any = object()  # get_metadata: no default given
 
 class Variable(ValueOps, Generic[A]):
     """A mutable box around a value, with metadata.
@@ -382,13 +384,30 @@ class Variable(ValueOps, Generic[A]):
     @overload
     def get_metadata(self) -> dict[str, Any]: ...
     @overload
-    def get_metadata(self, key: str, default: Any = None) -> Any: ...
-    def get_metadata(self, key: str | None = None, default: Any = None) -> Any:
-        """The metadata entry ``key`` (``default`` when absent), or with no key a copy
-        of the whole metadata dict."""
+    def get_metadata(self, key: str, default: Any = ...) -> Any: ...
+    def get_metadata(self, key: str | None = None, default: Any = _NO_DEFAULT) -> Any:
+        """The metadata entry ``key``, or with no key a copy of the whole metadata dict.
+
+        As in Flax NNX, an entry that is absent is ``default`` when one is given and a
+        ``KeyError`` otherwise::
+
+            v = nnx.Param(jnp.ones(2), lr=0.1)
+            v.get_metadata("lr")            # 0.1
+            v.get_metadata("group", None)   # None
+            v.get_metadata("group")         # KeyError
+        """
+        meta = self._aux.metadata
         if key is None:
-            return dict(self._aux.metadata)
-        return self._aux.metadata.get(_METADATA_ALIASES.get(key, key), default)
+            return dict(meta)
+        name = _METADATA_ALIASES.get(key, key)
+        if name in meta:
+            return meta[name]
+        if default is _NO_DEFAULT:
+            raise KeyError(
+                f"{type(self).__name__} has no metadata {key!r} (it has {sorted(meta)}); "
+                f"pass a default for an optional entry: v.get_metadata({key!r}, None)"
+            )
+        return default
 
     def del_metadata(self, name: str) -> None:
         """Delete the metadata entry ``name`` (``KeyError`` when absent)."""
@@ -506,34 +525,12 @@ class Variable(ValueOps, Generic[A]):
         axis_name)``; otherwise ``axis_name`` is inserted into ``sharding_names``
         at ``axis_index`` when the Variable has sharding names.
         """
-        hook = self._aux.metadata.get("on_add_axis")
-        if hook is not None:
-            hook(self, axis_index, axis_name)
-            return
-        names = self._aux.metadata.get("out_sharding")
-        if names is not None:
-            names = list(names)
-            index = axis_index if axis_index >= 0 else len(names) + axis_index + 1
-            names.insert(index, axis_name)
-            self.set_metadata(sharding_names=tuple(names))
+        axis_names_changed(self, axis_index, axis_name, add=True)
 
     def remove_axis(self, axis_index: int, axis_name: Any) -> None:
         """Undo :meth:`add_axis`: call the ``on_remove_axis`` hook, or drop the entry at
         ``axis_index`` from ``sharding_names`` (it must be ``axis_name``)."""
-        hook = self._aux.metadata.get("on_remove_axis")
-        if hook is not None:
-            hook(self, axis_index, axis_name)
-            return
-        names = self._aux.metadata.get("out_sharding")
-        if names is not None:
-            names = list(names)
-            if not -len(names) <= axis_index < len(names) or names[axis_index] != axis_name:
-                raise ValueError(
-                    f"{type(self).__name__}.remove_axis({axis_index}, {axis_name!r}): its "
-                    f"sharding_names {tuple(names)} have no {axis_name!r} at {axis_index}"
-                )
-            del names[axis_index]
-            self.set_metadata(sharding_names=tuple(names))
+        axis_names_changed(self, axis_index, axis_name, add=False)
 
     # -- copies ----------------------------------------------------------------
     def replace(self, value: Any = None, **metadata) -> Variable:

@@ -193,7 +193,7 @@ def set_metadata(node: Any, *args: Any, only: Any = ..., **metadata: Any) -> Non
     ...         self.s = nnx.BatchStat(jnp.zeros(2))
     >>> m = M()
     >>> nnx.set_metadata(m, only=nnx.Param, frozen=True)
-    >>> m.w.frozen, m.s.get_metadata("frozen")
+    >>> m.w.frozen, m.s.get_metadata("frozen", None)
     (True, None)
     """
     pred = to_predicate(only)

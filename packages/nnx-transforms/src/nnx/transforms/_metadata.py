@@ -75,7 +75,7 @@ def remove_mapped_axis(objs, axes) -> list:
     for v, ax in zip(flatten(objs).leaves, axes):
         if not isinstance(v, Variable) or not isinstance(ax, int):
             continue
-        names = v.get_metadata("out_sharding")
+        names = v.get_metadata("out_sharding", None)
         if isinstance(names, (tuple, list)) and len(names) > ax:
             out.append((v, names))
             v.set_metadata(out_sharding=tuple(names[:ax]) + tuple(names[ax + 1 :]))
@@ -94,7 +94,7 @@ def _add_axis_names(out, out_axes, partition, inputs: set) -> None:
             for _, x in iter_graph(top):
                 if isinstance(x, Variable) and id(x) not in inputs and id(x) not in seen:
                     seen.add(id(x))
-                    names = x.get_metadata("out_sharding")
+                    names = x.get_metadata("out_sharding", None)
                     if isinstance(names, (tuple, list)):
                         a = ax if ax >= 0 else len(names) + 1 + ax
                         x.set_metadata(
@@ -133,10 +133,10 @@ def _tree_variables(tree: Any) -> list:
 def _axis_name(v: Variable, transform_metadata: Mapping, where: str) -> Any:
     if PARTITION_NAME in transform_metadata:
         return transform_metadata[PARTITION_NAME]
-    if v.get_metadata("out_sharding") is not None:
+    if v.get_metadata("out_sharding", None) is not None:
         raise ValueError(
             f"{where}: the {type(v).__name__} has sharding_names "
-            f"{v.get_metadata('out_sharding')} but transform_metadata {dict(transform_metadata)} "
+            f"{v.get_metadata('out_sharding', None)} but transform_metadata {dict(transform_metadata)} "
             f"names no axis: pass {{nnx.PARTITION_NAME: name}} (None for an unnamed axis)."
         )
     return None
