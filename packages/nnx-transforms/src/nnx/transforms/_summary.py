@@ -404,14 +404,17 @@ def _render_text(title, header, body, footer, caption) -> str:
     def rule(left, mid, right, fill="─"):
         return left + mid.join(fill * (w + 2) for w in widths) + right
 
-    def lines(row, right_align=False):
+    def lines(row, footer=False):
         height = max(len(c) for c in row)
         out = []
         for k in range(height):
             parts = []
             for c, w in zip(row, widths):
                 text = c[k] if k < len(c) else ""
-                parts.append(f" {text.rjust(w) if right_align else text.ljust(w)} ")
+                # the footer as the rich table lays it out: "Total" right-aligned, each
+                # kind's total left-aligned under its listing
+                right = footer and text in ("", "Total")
+                parts.append(f" {text.rjust(w) if right else text.ljust(w)} ")
             out.append("│" + "│".join(parts) + "│")
         return out
 
@@ -422,7 +425,7 @@ def _render_text(title, header, body, footer, caption) -> str:
             out.append(rule("├", "┼", "┤"))
         out.extend(lines(row))
     out.append(rule("╞", "╪", "╡", "═"))
-    out.extend(lines(rows[-1], right_align=True))
+    out.extend(lines(rows[-1], footer=True))
     out.append(rule("└", "┴", "┘"))
     out += ["", caption.center(width)]
     return "\n".join(out) + "\n"
