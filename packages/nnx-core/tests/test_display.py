@@ -151,3 +151,21 @@ def test_flat_state_prints_one_pair_per_line_as_flax_does():
         "  ))\n"
         "])"
     )
+
+
+def test_list_and_dict_print_as_flax_does():
+    assert repr(nnx.List([1, 2])) == "List([\n  1,\n  2\n])"
+    assert repr(nnx.Dict(a=1, b="x")) == "Dict({\n  'a': 1,\n  'b': 'x'\n})"
+    assert repr(nnx.List([])) == "List([])" and repr(nnx.Dict()) == "Dict({})"
+    assert repr(nnx.List([nnx.List([1]), {"a": 1}])) == (
+        "List([\n  List([\n    1\n  ]),\n  {'a': 1}\n])"
+    )
+    assert repr(nnx.List([nnx.Param(jnp.ones(1))])) == (
+        "List([\n  Param( # 1 (4 B)\n    value=Array([1.], dtype=float32)\n  )\n])"
+    )
+
+
+def test_rng_stream_prints_its_tag_first():
+    text = repr(nnx.Rngs(params=1).params)
+    assert text.splitlines()[1] == "  tag='params',"
+    assert text.index("tag='params',") < text.index("key=RngKey")

@@ -254,7 +254,8 @@ class List(list):
         return self
 
     def __repr__(self):
-        return list.__repr__(self)
+        # Flax NNX's layout: one item per line, nested reprs indented
+        return block("List", [("", repr(x)) for x in self], open_="([", close="])", sep="")
 
     def __reduce__(self):
         return (List, (list(self),))
@@ -293,7 +294,8 @@ class Dict(dict):
         return self[k]
 
     def __repr__(self):
-        return dict.__repr__(self)
+        items = [(repr(k), repr(v)) for k, v in self.items()]
+        return block("Dict", items, open_="({", close="})", sep=": ")
 
     def __reduce__(self):
         return (Dict, (dict(self),))

@@ -121,9 +121,9 @@ class RngStream(Pytree, _RandomMethods):
 
     def __init__(self, key, *, tag: str):
         key = _as_key(key)
+        self.tag = tag  # first: the repr lists attributes in this order, as Flax NNX's
         self.key = RngKey(key, tag=tag)
         self.count = RngCount(jnp.zeros(key.shape, jnp.uint32), tag=tag)
-        self.tag = tag
 
     def __call__(self) -> jax.Array:
         count = self.count[...]
