@@ -246,7 +246,8 @@ def jax_to_nnx_path(jax_path: tuple, /) -> tuple:
 
     >>> import jax
     >>> import nnx
-    >>> (path, _), = jax.tree_util.tree_flatten_with_path({"a": [0, 1]})[0][:1]
+    >>> pairs, _ = jax.tree_util.tree_flatten_with_path({"a": [0, 1]})
+    >>> path, leaf = pairs[0]
     >>> nnx.graph.jax_to_nnx_path(path)
     ('a', 0)
     """
