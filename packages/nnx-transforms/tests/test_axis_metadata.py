@@ -45,6 +45,20 @@ def test_remove_axis_checks_the_name():
         nnx.remove_axis_metadata(state, 0, {nnx.PARTITION_NAME: "batch"})
 
 
+def test_a_refusal_leaves_every_variable_as_it_was():
+    # all or nothing: "a" has the name at 0, "z" does not, so nothing is removed
+    state = nnx.State(
+        {
+            "a": nnx.Param(jnp.ones((4, 2)), sharding_names=("batch", "x")),
+            "z": nnx.Param(jnp.ones((4, 2)), sharding_names=("other", "x")),
+        }
+    )
+    with pytest.raises(ValueError, match="have no 'batch' at 0"):
+        nnx.remove_axis_metadata(state, 0, {nnx.PARTITION_NAME: "batch"})
+    assert state["a"].get_metadata("sharding_names") == ("batch", "x")
+    assert state["z"].get_metadata("sharding_names") == ("other", "x")
+
+
 def test_hooks_run_and_modules_are_walked():
     calls = []
     v = nnx.Param(

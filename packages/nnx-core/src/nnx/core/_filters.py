@@ -104,6 +104,12 @@ class PathIn:
     ``PathIn(("linear", "kernel"), ("bias",))`` matches the leaves at those two paths
     and nothing below or above them (compare :class:`PathContains`, which matches a
     component anywhere in the path).
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> state = nnx.State({"linear": {"kernel": jnp.ones(2), "bias": jnp.zeros(2)}})
+    >>> [p for p, _ in state.filter(nnx.PathIn(("linear", "kernel"))).flat_state()]
+    [('linear', 'kernel')]
     """
 
     def __init__(self, *paths: tuple):
@@ -285,7 +291,13 @@ def to_predicate(filter: Filter) -> Predicate:
 
 
 def filters_to_predicates(filters: tuple) -> tuple[Predicate, ...]:
-    """Predicates for a list of filters where ``...`` may only come last."""
+    """Predicates for a list of filters where ``...`` may only come last.
+
+    >>> import nnx
+    >>> is_param, rest = nnx.filters_to_predicates((nnx.Param, ...))
+    >>> is_param(("w",), nnx.Param(1.0)), is_param(("s",), nnx.BatchStat(1.0)), rest(("s",), 1)
+    (True, False, True)
+    """
     for i, f in enumerate(filters[:-1]):
         if f is Ellipsis:
             raise FilterError(

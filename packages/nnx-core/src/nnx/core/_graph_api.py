@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import jax
+import numpy as np
 
 from nnx.core._convert import vars_as
 from nnx.core._filters import to_predicate
@@ -225,8 +226,6 @@ def is_node_leaf(x: Any) -> bool:
     >>> nnx.graph.is_node_leaf(p), nnx.graph.is_node_leaf(p[...]), nnx.graph.is_node_leaf(1)
     (True, True, False)
     """
-    import numpy as np
-
     return isinstance(x, (Variable, jax.Array, np.ndarray)) or is_array_ref(x)
 
 

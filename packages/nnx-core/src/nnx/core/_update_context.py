@@ -30,7 +30,7 @@ import jax
 
 from nnx.core._errors import StructureError
 from nnx.core._filters import group_by_filters
-from nnx.core._flatten import _Flattener, _Unflattener
+from nnx.core._flatten import _Flattener, _Unflattener, leaves_by_path
 from nnx.core._graph import merge, split
 from nnx.core._graphdef import GraphDef
 from nnx.core._move import move_into
@@ -343,27 +343,15 @@ class TreeMergeContext:
             *states: the other States.
             copy: give the new graph copies of the Variables.
         """
-        paths = graphdef.paths
         all_states = () if state is None else (state, *states)
-        if paths == ((),):  # a Variable's GraphDef: its state is the Variable
+        if graphdef.paths == ((),):  # a Variable's GraphDef: its state is the Variable
             leaves = [x for x in all_states if isinstance(x, Variable)][:1]
-        else:
-            lookup: dict = {}
-            for s in all_states:
-                lookup.update((s if isinstance(s, State) else State(s)).flat_state())
-            leaves = []
-            for p in paths:
-                if p not in lookup:
-                    raise StructureError(
-                        f"TreeMergeContext.merge: no State provides a value for {path_str(p)!r}, "
-                        "which the GraphDef needs. Pass every State that split returned."
-                    )
-                leaves.append(lookup[p])
-        if len(leaves) != graphdef.num_leaves:
-            raise StructureError(
-                f"TreeMergeContext.merge: the GraphDef needs {graphdef.num_leaves} leaves, the "
-                f"States give {len(leaves)}."
-            )
+            if len(leaves) != graphdef.num_leaves:
+                raise StructureError(
+                    "TreeMergeContext.merge: the GraphDef is a Variable's; pass that Variable."
+                )
+        else:  # the lookup nnx.merge uses: every path there, nothing else
+            leaves = leaves_by_path(graphdef, all_states, "TreeMergeContext.merge")
         u = _Unflattener(leaves, None, copy)
         u.objs = self._objs
         return u.build(graphdef.tree)

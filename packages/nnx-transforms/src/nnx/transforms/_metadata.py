@@ -119,15 +119,8 @@ def restore_and_add_axis(renamed: list, out, out_axes, partition) -> None:
 
 # -- Flax NNX's nnx.spmd.add_axis / remove_axis: the same rule over a whole tree --------
 def _tree_variables(tree: Any) -> list:
-    out, seen = [], set()
-    for top in jax.tree.leaves(tree, is_leaf=is_graph_node):
-        if not is_graph_node(top):
-            continue
-        for _, x in iter_graph(top):
-            if isinstance(x, Variable) and id(x) not in seen:
-                seen.add(id(x))
-                out.append(x)
-    return out
+    """Every Variable reachable from ``tree`` (a pytree of graph nodes), each once."""
+    return [x for x in flatten(tree).leaves if isinstance(x, Variable)]
 
 
 def _axis_name(v: Variable, transform_metadata: Mapping, where: str) -> Any:
@@ -163,15 +156,31 @@ def add_axis_metadata(tree: A, index: int, transform_metadata: Mapping) -> A:
 
     A Variable with sharding names and no ``nnx.PARTITION_NAME`` entry is a ValueError.
     """
-    for v in _tree_variables(tree):
-        v.add_axis(index, _axis_name(v, transform_metadata, "nnx.add_axis_metadata"))
-    return tree
+    return _each_axis(tree, index, transform_metadata, "nnx.add_axis_metadata", add=True)
 
 
 def remove_axis_metadata(tree: A, index: int, transform_metadata: Mapping) -> A:
     """Undo :func:`add_axis_metadata` (Flax NNX's ``nnx.spmd.remove_axis``), in place."""
-    for v in _tree_variables(tree):
-        v.remove_axis(index, _axis_name(v, transform_metadata, "nnx.remove_axis_metadata"))
+    return _each_axis(tree, index, transform_metadata, "nnx.remove_axis_metadata", add=False)
+
+
+def _each_axis(tree: A, index: int, transform_metadata: Mapping, where: str, *, add: bool) -> A:
+    """``add_axis``/``remove_axis`` on every Variable, all or nothing: the names are
+    resolved first, and if one Variable refuses, the metadata of those already changed
+    is put back before the error propagates."""
+    plan = [(v, _axis_name(v, transform_metadata, where)) for v in _tree_variables(tree)]
+    done = []
+    try:
+        for v, name in plan:
+            done.append((v, v.get_metadata()))
+            if add:
+                v.add_axis(index, name)
+            else:
+                v.remove_axis(index, name)
+    except Exception:
+        for v, before in done:
+            v.set_metadata(before)
+        raise
     return tree
 
 
