@@ -108,8 +108,8 @@ class PathIn:
     >>> import jax.numpy as jnp
     >>> import nnx
     >>> state = nnx.State({"linear": {"kernel": jnp.ones(2), "bias": jnp.zeros(2)}})
-    >>> [p for p, _ in state.filter(nnx.PathIn(("linear", "kernel"))).flat_state()]
-    [('linear', 'kernel')]
+    >>> state.filter(nnx.PathIn(("linear", "kernel"))).flat_state().paths
+    (('linear', 'kernel'),)
     """
 
     def __init__(self, *paths: tuple):
