@@ -136,3 +136,58 @@ def test_the_many_forms_inside_a_trace_are_get_and_set_value():
 
     f()
     np.testing.assert_array_equal(v[...], [5.0, 5.0])
+
+
+# -- nnx.StoredBatch: the same reads and writes for a fixed list of Variables ------------
+BATCHES = {
+    "hijax": [dict(hijax=True)] * 3,
+    "ref": [dict(ref=True)] * 3,
+    "mixed": [dict(hijax=True), dict(ref=True), dict(hijax=False, ref=False)],
+}
+
+
+@pytest.mark.parametrize("kinds", list(BATCHES))
+@pytest.mark.parametrize("checked", [True, False])
+def test_stored_batch_reads_and_writes_as_the_one_by_one_forms(kinds, checked):
+    vs = [nnx.Param(jnp.full(2, float(i)), **kw) for i, kw in enumerate(BATCHES[kinds])]
+    batch = nnx.StoredBatch(vs)
+    assert len(batch) == 3 and batch.variables == tuple(vs)
+    for got, v in zip(batch.read(), vs):
+        assert got is nnx.read_stored(v)
+    raws = [v.get_raw_value() for v in vs]
+    batch.write([jnp.full(2, 10.0 + i) for i in range(3)], checked=checked)
+    assert [float(v[...][0]) for v in vs] == [10.0, 11.0, 12.0]
+    for v, raw in zip(vs, raws):  # refs and cells keep their storage object
+        if not (v.ref is False and v.hijax is False):
+            assert v.get_raw_value() is raw
+
+
+def test_stored_batch_follows_a_variable_whose_storage_was_replaced():
+    # the batch holds the Variables: a cell or ref put in later is the one read and written
+    h = nnx.Param(jnp.zeros(2), hijax=True)
+    r = nnx.Param(jnp.zeros(2), ref=True)
+    hb, rb = nnx.StoredBatch([h]), nnx.StoredBatch([r])
+    h.set_raw_value(nnx.Param(jnp.full(2, 7.0), hijax=True).get_raw_value())
+    nnx.write_stored(r, jnp.ones((3, 3)))  # another shape: a new ref
+    assert float(hb.read()[0][0]) == 7.0 and rb.read()[0].shape == (3, 3)
+    hb.write([jnp.full(2, 8.0)])
+    rb.write([jnp.full((3, 3), 9.0)], checked=False)
+    assert float(h[...][0]) == 8.0 and float(r[...][0, 0]) == 9.0
+    # a ref Variable whose value became a tree of refs: the general form
+    r.set_raw_value({"a": nnx.new_ref(jnp.zeros(1))})
+    assert rb.read()[0]["a"].tolist() == [0.0]
+    rb.write([{"a": jnp.ones(1)}], checked=False)
+    assert r["a"].tolist() == [1.0]
+
+
+def test_stored_batch_inside_a_trace_reads_and_writes_values():
+    vs = [nnx.Param(jnp.zeros(2), hijax=True), nnx.Param(jnp.zeros(2), ref=True)]
+    batch = nnx.StoredBatch(vs)
+
+    @jax.jit
+    def f():
+        batch.write([x + 1.0 for x in batch.read()])
+
+    f()
+    f()
+    assert [v[...].tolist() for v in vs] == [[2.0, 2.0], [2.0, 2.0]]

@@ -190,3 +190,71 @@ def test_mixed_modes_in_one_call_with_donation(mode):
             f(m, plain, lin, x), add_bias(x @ lin.w[...], lin.b[...]), rtol=1e-6
         )
         assert int(m.c[...]) == k and int(plain.count[...]) == k
+
+
+class Counted(nnx.Module):
+    def __init__(self):
+        self.c = nnx.Variable(jnp.zeros((), jnp.int32))  # not weakly typed: no retrace
+
+
+def counted(mode: str) -> Counted:
+    kw = {"plain": {}, "ref": {"ref": True}, "hijax": {"hijax": True}}[mode]
+    with nnx.var_defaults(**kw):
+        return Counted()
+
+
+@pytest.mark.parametrize("mode", ["plain", *MUTABLE])
+def test_each_call_runs_the_entry_of_its_own_layout_mode_and_trace_level(mode):
+    # nnx.jit reuses the last call's compiled entry for the same flattened arguments
+    # only when the layout, the graph mode and the trace level are the same
+    p = counted(mode)
+    traces = []
+
+    @nnx.jit
+    def f(a, b):
+        traces.append(1)
+        if isinstance(a, Counted):
+            a.c[...] += 1
+            return b
+        b.c[...] += 10
+        return a
+
+    x = jnp.ones(())
+    f(p, x)
+    f(p, x)
+    assert int(p.c[...]) == 2 and len(traces) == 1
+    f(x, p)  # the model is the second argument now: another entry
+    assert int(p.c[...]) == 12 and len(traces) == 2
+    with nnx.set_graph_updates(False):  # another mode: another entry (values still come out)
+        f(p, x)
+    assert int(p.c[...]) == 13 and len(traces) == 3
+    f(p, x)  # the first entry again
+    assert int(p.c[...]) == 14 and len(traces) == 3
+
+    @nnx.jit
+    def outer(p, x):  # inside a trace: refs and cells cross as they are
+        f(p, x)
+        return x
+
+    outer(p, x)
+    f(p, x)
+    assert int(p.c[...]) == 16
+
+
+@pytest.mark.parametrize("mode", ["plain", *MUTABLE])
+def test_a_moved_epoch_with_the_same_structure_does_not_retrace(mode):
+    p = counted(mode)
+    traces = []
+
+    @nnx.jit
+    def f(a):
+        traces.append(1)
+        a.c[...] += 1
+
+    f(p)
+    p.extra = nnx.Param(jnp.ones(()))  # the structure changes: a new entry
+    f(p)
+    del p.extra  # back to the first structure (an equal GraphDef, another object)
+    f(p)
+    f(p)
+    assert len(traces) == 2 and int(p.c[...]) == 4

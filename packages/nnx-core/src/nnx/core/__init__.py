@@ -153,6 +153,7 @@ from nnx.core._state import (
 )
 from nnx.core._storage import (
     StorageMode,
+    StoredBatch,
     VariableRecord,
     is_storage_cell,
     read_stored,
@@ -248,6 +249,7 @@ __all__ = [
     "read_stored_many",
     "write_stored",
     "write_stored_many",
+    "StoredBatch",
     "stand_in",
     # storage modes
     "var_defaults",

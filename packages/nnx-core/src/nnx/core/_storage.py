@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -251,6 +252,79 @@ def write_stored_many(
             raw._val = x
             continue
         write_stored(v, x, checked=checked)
+
+
+class StoredBatch:
+    """A fixed sequence of ref or hijax Variables whose stored values are read and
+    written together, as a transform does for its arguments on every call.
+
+    :meth:`read` and :meth:`write` are :func:`read_stored_many` and
+    :func:`write_stored_many` of the same Variables, with the per-Variable checks
+    done once, when the batch is built: where every Variable is a hijax Variable
+    holding its cell, or a ref Variable holding one ``jax.Ref``, each call reads
+    and writes the cells' contents or the refs' buffers directly (about half the
+    time of the general form). The batch holds the Variables, not their storage: a
+    Variable whose cell or ref is replaced later (``set_raw_value``, a write that
+    changed an array's shape) is read and written through its new storage. Inside a
+    trace both are the general form.
+
+    Args:
+      vs: the Variables.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> vs = [nnx.Param(jnp.zeros(2), hijax=True), nnx.Param(jnp.ones(2), hijax=True)]
+    >>> batch = nnx.StoredBatch(vs)
+    >>> [float(x.sum()) for x in batch.read()]
+    [0.0, 2.0]
+    >>> batch.write([jnp.full(2, 3.0), jnp.full(2, 4.0)])
+    >>> float(vs[0][...].sum()), float(vs[1][...].sum())
+    (6.0, 8.0)
+    """
+
+    __slots__ = ("variables", "_kind")
+
+    def __init__(self, vs: Sequence[Variable]):
+        self.variables: tuple[Variable, ...] = tuple(vs)
+        kind = None
+        if all(v._aux.mode == HIJAX and type(v._raw) is Cell for v in self.variables):
+            kind = "cells"
+        elif all(v._aux.mode == REF and type(v._raw) in _REFS for v in self.variables):
+            kind = "refs"
+        self._kind = kind
+
+    def __len__(self) -> int:
+        return len(self.variables)
+
+    def read(self) -> list:
+        """:func:`read_stored` of each Variable."""
+        kind = self._kind
+        if kind is not None and _eager():
+            try:
+                return list(map(_CELL_VALUE if kind == "cells" else _REF_BUFFER, self.variables))
+            except AttributeError:  # a Variable's storage was replaced by another kind
+                pass
+        return read_stored_many(self.variables)
+
+    def write(self, values: Sequence[Any], *, checked: bool = True) -> None:
+        """:func:`write_stored` of each Variable and its value (``checked`` as there)."""
+        kind = self._kind
+        if kind is not None and (kind == "cells" or not checked) and _eager():
+            try:
+                if kind == "cells":
+                    for v, x in zip(self.variables, values):
+                        v._raw._val = x
+                else:
+                    for v, x in zip(self.variables, values):
+                        v._raw._refs._buf = x
+                return
+            except AttributeError:  # a Variable's storage was replaced: the general form
+                pass  # (it writes every value again)
+        write_stored_many(self.variables, values, checked=checked)
+
+
+_CELL_VALUE = operator.attrgetter("_raw._val")
+_REF_BUFFER = operator.attrgetter("_raw._refs._buf")
 
 
 def _is_ref(x) -> bool:

@@ -25,16 +25,15 @@ import jax
 import jax.numpy as jnp
 
 from nnx.core import (
+    StoredBatch,
     Variable,
     flatten,
     new_ref,
     read_stored,
-    read_stored_many,
     stand_in,
     storage_mode,
     variable_from_stored,
     variable_record,
-    write_stored_many,
 )
 from nnx.transforms._boundary import (
     GRAPH,
@@ -146,13 +145,19 @@ class _Routes:
     that may grow inside) cross as cells, as everything does inside a trace.
     """
 
-    __slots__ = ("key", "ref_vars", "hijax_vars", "n_ref", "checked")
+    __slots__ = ("key", "refs", "cells", "n_ref", "others", "only_cells", "checked")
 
     def __init__(self, key: _RouteKey, leaves: list):
         self.key = key
-        self.ref_vars = tuple(leaves[i] for i in key.ref_idx)
-        self.hijax_vars = tuple(leaves[i] for i in key.hijax_idx)
+        self.refs = StoredBatch([leaves[i] for i in key.ref_idx])
+        self.cells = StoredBatch([leaves[i] for i in key.hijax_idx])
         self.n_ref = len(key.ref_idx)
+        # whether leaves other than these cross (plain Variables, arrays): their stored
+        # values are read; when every leaf is routed the list starts empty
+        self.others = self.n_ref + len(key.hijax_idx) < len(leaves)
+        # every leaf a hijax Variable with an array (a model built under
+        # var_defaults(hijax=True)): the leaves are the cells' contents, in order
+        self.only_cells = key.hijax_idx == tuple(range(len(leaves)))
         # on one device an output has its input's sharding; with several, every write
         # compares them (a ref keeps its layout: another one gets a new ref)
         self.checked = jax.device_count() > 1
@@ -160,21 +165,27 @@ class _Routes:
     def read(self, prep) -> tuple[list, list]:
         """``(leaves, refs)``: the leaves with hijax arrays read (refs' slots None) and
         the refs' buffers."""
-        vals = prep.raw()
         key = self.key
+        if self.only_cells:
+            return self.cells.read(), []
+        if self.others:
+            vals = prep.raw()
+            for i in key.ref_idx:
+                vals[i] = None
+        else:
+            vals = [None] * len(prep.leaves)
         if key.hijax_idx:
-            for i, x in zip(key.hijax_idx, read_stored_many(self.hijax_vars)):
+            for i, x in zip(key.hijax_idx, self.cells.read()):
                 vals[i] = x
-        for i in key.ref_idx:
-            vals[i] = None
-        return vals, read_stored_many(self.ref_vars)
+        return vals, (self.refs.read() if self.n_ref else [])
 
     def write(self, values: list, relayout: tuple) -> None:
         """Write the values that came out into the refs and cells."""
         n = self.n_ref
-        write_stored_many(self.ref_vars, values[:n], checked=bool(relayout or self.checked))
-        if self.hijax_vars:
-            write_stored_many(self.hijax_vars, values[n:])
+        if n:
+            self.refs.write(values[:n], checked=bool(relayout or self.checked))
+        if self.cells:
+            self.cells.write(values[n:] if n else values)
 
 
 _NO_ROUTES = object()
@@ -304,21 +315,37 @@ class JitWrapped(Generic[P, R]):
                     plain_l.append(a)
             layout, graph, plain, plain_kw = (tuple(codes), ()), tuple(graph_l), tuple(plain_l), {}
         mode = self._mode.mode()
-        routes = None
         if graph:
             prep = self._prep(graph)
-            if not mode.graph:
-                check_tree(prep, graph, self.fun, layout, "nnx.jit")
-            if not prep.all_plain and at_top_level():
-                routes = _routes_of(prep)
-            key = (prep.flat.graphdef, layout, mode, routes.key if routes is not None else None)
+            routed = not prep.all_plain and at_top_level()
+            # the last call's entry for this FlatGraph: reused when the layout and mode
+            # are the same (no compile key to build, hash and compare: after the epoch
+            # moved, the key's GraphDef is an equal copy, compared node by node)
+            memo = prep.extra.get("jit-call")
+            if memo is not None and memo[0] == layout and memo[1] == mode and memo[2] is routed:
+                entry, routes = memo[3], memo[4]
+            else:
+                entry, routes = self._entry(prep, graph, layout, mode, routed)
+                prep.extra["jit-call"] = (layout, mode, routed, entry, routes)
         else:
-            prep = None
+            prep = routes = None
             key = (None, layout, mode, None)
+            entry = self._compiled.get(key)
+            if entry is None:
+                entry = self._compiled[key] = self._make(key, prep)
+        return self._run(entry[0], entry[1], prep, routes, graph, layout, plain, plain_kw)
+
+    def _entry(self, prep, graph, layout, mode, routed):
+        """``(entry, routes)`` of a call over ``prep`` (its compiled function, made when
+        the compile key is new; the routes of its ref and hijax Variables or None)."""
+        if not mode.graph:
+            check_tree(prep, graph, self.fun, layout, "nnx.jit")
+        routes = _routes_of(prep) if routed else None
+        key = (prep.flat.graphdef, layout, mode, routes.key if routes is not None else None)
         entry = self._compiled.get(key)
         if entry is None:
             entry = self._compiled[key] = self._make(key, prep)
-        return self._run(entry[0], entry[1], prep, routes, graph, layout, plain, plain_kw)
+        return entry, routes
 
     def _run(self, fn, donate_mask, prep, routes, graph, layout, plain, plain_kw):
         """Call ``fn`` (the jitted function, or the ``jax.stages.Compiled`` of one) on
@@ -386,21 +413,18 @@ class JitWrapped(Generic[P, R]):
         layout, graph, plain, plain_kw = split_call(
             args, kwargs, self._static_argnums, self._static_argnames
         )
-        prep = self._prep(graph) if graph else None
         mode = self._mode.mode()
-        if prep is not None and not mode.graph:
-            check_tree(prep, graph, self.fun, layout, "nnx.jit")
-        routes = None
-        if prep is not None and not prep.all_plain and at_top_level():
-            routes = _routes_of(prep)
-        key = (
-            prep.flat.graphdef if prep else None,
-            layout,
-            mode,
-            routes.key if routes is not None else None,
-        )
-        entry = self._compiled.get(key) or self._make(key, prep)
-        self._compiled[key] = entry
+        if graph:
+            prep = self._prep(graph)
+            entry, routes = self._entry(
+                prep, graph, layout, mode, not prep.all_plain and at_top_level()
+            )
+            key = (prep.flat.graphdef, layout, mode, routes.key if routes is not None else None)
+        else:
+            prep = routes = None
+            key = (None, layout, mode, None)
+            entry = self._compiled.get(key) or self._make(key, prep)
+            self._compiled[key] = entry
         return _Call(key, entry[0], entry[1], prep, routes, graph, layout, plain, plain_kw)
 
     def _stage_args(self, call: _Call) -> tuple:
@@ -472,7 +496,7 @@ class JitWrapped(Generic[P, R]):
                 # a caller's ref or hijax Variable reached by closure is the one inside
                 # (not a second one, whose buffer would also be donated)
                 live = self._live
-                outer = (live.ref_vars + live.hijax_vars) if live is not None else ()
+                outer = (live.refs.variables + live.cells.variables) if live is not None else ()
                 with stand_in(outer, fast_vars if outer else ()):
                     out, new_mode = call_without_cells(fun, args, kwargs)
             if graphdef is not None:
