@@ -3,15 +3,16 @@
 Per call, in front of the compiled program: one pass over the arguments to
 split them (:func:`~nnx.transforms._boundary.split_call`), one identity check
 to reuse the flattened graph (``nnx.FlattenCache``), one list of stored values
-(``get_raw_value`` per Variable), one dict lookup keyed by the GraphDef (its
-hash is cached), the ``jax.jit`` call, and one ``set_raw_value`` per Variable
+(``get_raw_value`` per Variable), the compiled entry (the last call's for this
+flattening when the layout and graph mode are the same; else one dict lookup keyed
+by the GraphDef), the ``jax.jit`` call, and one ``set_raw_value`` per Variable
 the function changed.
 
 Ref and hijax Variables (:class:`_Routes`): outside every trace their arrays go
 to ``jax.jit`` (``nnx.read_stored``), not their refs and cells, which would put
 the call on JAX's Python path for mutable arguments (decision 0006); inside they
 are ref Variables around those arrays, and every value comes back into the refs
-and cells (``nnx.write_stored``). Inside a trace (``nnx.jit`` nested in another
+and cells (one ``nnx.StoredBatch`` each). Inside a trace (``nnx.jit`` nested in another
 transform) refs and cells go to ``jax.jit`` as they are, as JAX inlines the call.
 """
 
