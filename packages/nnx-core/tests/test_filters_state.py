@@ -359,3 +359,20 @@ def test_of_type_matches_a_value_whose_type_attribute_is_the_kind():
     assert is_param((), Spelled()) is False
     assert is_param((), nnx.BatchStat(0)) is False
     assert nnx.to_predicate(nnx.Variable)((), nnx.VariableState(type=nnx.Param, value=0))
+
+
+def test_statelib_diff_keeps_the_paths_the_other_state_lacks():
+    # Flax NNX's nnx.statelib.diff: entries of the first State at paths not in the second
+    model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    state = nnx.state(model)
+    biases = state.filter(lambda path, v: path[-1] == "bias")
+    d = nnx.statelib.diff(state, biases)
+    assert nnx.statelib.diff is nnx.diff_state
+    assert type(d) is nnx.State and d.flat_state().paths == (("kernel",),)
+    assert d["kernel"] is state["kernel"]  # the same Variable, not a copy
+    assert nnx.statelib.diff(state, nnx.State({})) is state
+    nested = nnx.State({"a": {"b": 1, "c": 2}, "d": 3})
+    assert nnx.diff_state(nested, nnx.State({"a": {"c": 0}})).to_pure_dict() == {
+        "a": {"b": 1},
+        "d": 3,
+    }

@@ -22,7 +22,16 @@ def make(value, mode, cls: type[nnx.Variable] = nnx.Param, **meta):
 def test_get_metadata_without_a_key_is_the_whole_dict(mode):
     v = make(jnp.ones(2), mode, tag="w", sharding_names=(None,))
     md = v.get_metadata()
-    assert md == {"tag": "w", "out_sharding": (None,)}
+    # as in Flax NNX, with the entries every Variable has (its storage mode, eager sharding)
+    assert md == {
+        "tag": "w",
+        "out_sharding": (None,),
+        "hijax": mode == "hijax",
+        "ref": mode == "ref",
+        "eager_sharding": True,
+    }
+    assert list(md)[:2] == ["tag", "out_sharding"]
+    assert v.get_metadata(exclude_required=True) == {"tag": "w", "out_sharding": (None,)}
     md["tag"] = "changed"  # a copy
     assert v.tag == "w"
     assert v.get_metadata("tag") == "w" and v.get_metadata("nope", 3) == 3
@@ -33,9 +42,9 @@ def test_set_metadata_forms(mode):
     v = make(jnp.ones(2), mode, a=1)
     v.set_metadata("b", 2)
     v.set_metadata(c=3, sharding=("x",))
-    assert v.get_metadata() == {"a": 1, "b": 2, "c": 3, "out_sharding": ("x",)}
+    assert v.get_metadata(exclude_required=True) == {"a": 1, "b": 2, "c": 3, "out_sharding": ("x",)}
     v.set_metadata({"only": True})
-    assert v.get_metadata() == {"only": True}
+    assert v.get_metadata(exclude_required=True) == {"only": True}
     with pytest.raises(TypeError, match="not positional and keyword arguments together"):
         v.set_metadata("a", 1, b=2)
     with pytest.raises(TypeError, match="got 3 positional arguments"):
@@ -63,7 +72,7 @@ def test_copy_from_keeps_identity_and_mode(mode):
     raw_type = type(v.get_raw_value())
     v.copy_from(other)
     np.testing.assert_array_equal(v[...], np.arange(3.0))
-    assert v.get_metadata() == {"tag": "b", "lr": 0.1}
+    assert v.get_metadata(exclude_required=True) == {"tag": "b", "lr": 0.1}
     assert type(v.get_raw_value()) is raw_type and (v.ref, v.hijax) == (
         mode == "ref",
         mode == "hijax",
@@ -110,7 +119,7 @@ def test_add_and_remove_axis_update_sharding_names(mode):
         v.remove_axis(1, "zzz")
     plain = make(jnp.ones(2), mode)
     plain.add_axis(0, "x")  # no sharding names: nothing to record
-    assert plain.get_metadata() == {}
+    assert plain.get_metadata(exclude_required=True) == {}
 
 
 def test_add_axis_calls_the_metadata_hook():
@@ -139,7 +148,7 @@ def test_with_metadata_wraps_an_initializer():
     key = jax.random.key(0)
     p = nnx.Param(init(key, (3, 4)))
     np.testing.assert_allclose(np.asarray(p[...]), jax.nn.initializers.lecun_normal()(key, (3, 4)))
-    assert p.get_metadata() == {"lr_scale": 0.5, "out_sharding": (None, "m")}
+    assert p.get_metadata(exclude_required=True) == {"lr_scale": 0.5, "out_sharding": (None, "m")}
     both = nnx.with_metadata(nnx.with_partitioning(jax.nn.initializers.ones, ("a",)), note=1)
     q = nnx.Param(both(key, (2,)))
     assert q.sharding_names == ("a",) and q.note == 1
@@ -198,12 +207,12 @@ def test_out_sharding_is_the_metadata_key_and_sharding_names_its_alias(mode):
     # Flax NNX 0.12.8 stores the sharding names as `out_sharding`; `sharding_names`
     # (its older spelling) reads and writes the same entry, in replace() too.
     v = make(jnp.ones((2, 3)), mode, sharding_names=("a", "b"))
-    assert v.get_metadata() == {"out_sharding": ("a", "b")}
+    assert v.get_metadata(exclude_required=True) == {"out_sharding": ("a", "b")}
     assert v.out_sharding == v.sharding_names == ("a", "b")
     w = v.replace(out_sharding=("c", None))
     assert w.out_sharding == ("c", None) and w.get_metadata("sharding_names") == ("c", None)
     u = v.replace(sharding_names=(None, "d"))
-    assert u.get_metadata() == {"out_sharding": (None, "d")}
+    assert u.get_metadata(exclude_required=True) == {"out_sharding": (None, "d")}
     assert v.out_sharding == ("a", "b")
 
 
@@ -281,3 +290,31 @@ def test_get_metadata_of_an_absent_entry_is_a_key_error_without_a_default():
     assert named.get_metadata("sharding_names") == ("a",) == named.get_metadata("out_sharding")
     with pytest.raises(KeyError):
         nnx.Param(jnp.ones(2)).get_metadata("sharding_names")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_required_metadata_entries(mode):
+    v = make(jnp.ones(2), mode, a=1)
+    assert nnx.Variable.required_metadata == {"hijax", "ref", "eager_sharding"}
+    assert v.get_metadata("hijax") is (mode == "hijax")
+    assert v.get_metadata("ref") is (mode == "ref")
+    assert v.get_metadata("eager_sharding") is True
+    with nnx.use_eager_sharding(False):
+        assert v.get_metadata()["eager_sharding"] is False
+    # a Variable built from another's metadata gets its storage mode (Flax's idiom)
+    w = nnx.Param(jnp.zeros(2), **v.get_metadata())
+    assert (w.hijax, w.ref, w.a) == (v.hijax, v.ref, 1)
+    # the whole dict given back is accepted; the storage mode is not metadata to change
+    v.set_metadata({**v.get_metadata(), "b": 2})
+    assert v.get_metadata(exclude_required=True) == {"a": 1, "b": 2}
+    with pytest.raises(ValueError, match="cannot change 'hijax'.*nnx.vars_as"):
+        v.set_metadata({"b": 2, "hijax": mode != "hijax"})
+    with pytest.raises(ValueError, match="cannot change 'ref'"):
+        v.set_metadata(ref=mode != "ref")
+    with pytest.raises(ValueError, match="cannot change 'eager_sharding'"):
+        v.set_metadata("eager_sharding", False)
+    assert v.get_metadata(exclude_required=True) == {"a": 1, "b": 2}  # nothing changed
+    with pytest.raises(TypeError, match="a default needs a name"):
+        v.get_metadata(default=1)  # pyright: ignore[reportCallIssue]
+    with pytest.raises(TypeError, match="not both"):
+        v.get_metadata("a", exclude_required=True)  # pyright: ignore[reportCallIssue]

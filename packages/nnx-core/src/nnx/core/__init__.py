@@ -141,6 +141,7 @@ from nnx.core._state import (
     FlatState,
     GraphState,
     State,
+    diff_state,
     filter_state,
     from_flat_state,
     map_state,
@@ -352,6 +353,7 @@ __all__ = [
     "State",
     "to_flat_state",
     "from_flat_state",
+    "diff_state",
     "filter_state",
     "split_state",
     "merge_state",
@@ -436,7 +438,7 @@ __nnx_paths__: dict[str, str] = {
     ),
     "statelib": (
         "State to_flat_state from_flat_state filter_state split_state merge_state "
-        "to_pure_dict replace_by_pure_dict FlatState map_state restore_int_paths Key"
+        "to_pure_dict replace_by_pure_dict FlatState map_state restore_int_paths Key diff=diff_state"
     ),
     "variablelib": (
         "A Variable VariableState VariableMetadata Param BatchStat Cache Intermediate "

@@ -677,6 +677,22 @@ def merge_state(state: State, *states: State) -> State:
     return State.merge(state, *states)
 
 
+def diff_state(state: State, other: State) -> State:
+    """The entries of ``state`` at paths that ``other`` does not have (Flax NNX's
+    ``nnx.statelib.diff``); ``state`` itself when ``other`` is empty.
+
+    >>> import jax.numpy as jnp
+    >>> import nnx
+    >>> full = nnx.State({"a": nnx.Param(jnp.ones(1)), "b": {"c": nnx.Param(jnp.zeros(1))}})
+    >>> nnx.diff_state(full, nnx.State({"a": nnx.Param(jnp.ones(1))})).flat_state().paths
+    (('b', 'c'),)
+    """
+    if not other:
+        return state
+    have = set(to_flat_state(other).paths)
+    return from_flat_state([(p, v) for p, v in to_flat_state(state) if p not in have])
+
+
 def to_pure_dict(
     state: State, extract_fn: Callable | None = None, *, key_data: bool = False
 ) -> dict:

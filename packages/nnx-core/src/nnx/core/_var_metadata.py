@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from nnx.core._var_aux import _canonical_metadata, _freeze
+from nnx.core._var_aux import _METADATA_ALIASES, _canonical_metadata, _freeze
 
 A = TypeVar("A")
 
@@ -144,3 +144,76 @@ def axis_names_changed(v: Any, axis_index: int, axis_name: Any, *, add: bool) ->
             )
         del names[axis_index]
     v.set_metadata(sharding_names=tuple(names))
+
+
+# -- the entries every Variable reports (Flax NNX's required metadata) ------------------
+REQUIRED_METADATA = frozenset(("hijax", "ref", "eager_sharding"))
+NO_DEFAULT: Any = object()  # get_metadata: no default given
+
+
+def required_metadata(v: Any) -> dict:
+    """``hijax``, ``ref`` and ``eager_sharding`` of ``v`` (from its storage mode; the
+    last from its metadata when set there, else :func:`nnx.using_eager_sharding`)."""
+    from nnx.core._sharding_rules import using_eager_sharding
+    from nnx.core._var_aux import HIJAX, REF
+
+    aux = v._aux
+    eager = aux.metadata.get("eager_sharding")
+    return {
+        "hijax": aux.mode == HIJAX,
+        "ref": aux.mode == REF,
+        "eager_sharding": using_eager_sharding() if eager is None else eager,
+    }
+
+
+def get_metadata(v: Any, key: Any, default: Any, exclude_required: bool | None) -> Any:
+    """``Variable.get_metadata``: an entry, or the whole dict with the required entries."""
+    if key is not None and exclude_required is not None:
+        raise TypeError(
+            f"{type(v).__name__}.get_metadata: pass a name or exclude_required, not both"
+        )
+    meta = v._aux.metadata
+    if key is None:
+        if default is not NO_DEFAULT:
+            raise TypeError(
+                f"{type(v).__name__}.get_metadata: a default needs a name (got "
+                f"default={default!r}); with no name the whole metadata dict is returned"
+            )
+        out = dict(meta)
+        if not exclude_required:
+            out.update(required_metadata(v))
+        return out
+    name = _METADATA_ALIASES.get(key, key)
+    if name in meta:
+        return meta[name]
+    if name in REQUIRED_METADATA:
+        return required_metadata(v)[name]
+    if default is NO_DEFAULT:
+        raise KeyError(
+            f"{type(v).__name__} has no metadata {key!r} (it has {sorted(meta)}); "
+            f"pass a default for an optional entry: v.get_metadata({key!r}, None)"
+        )
+    return default
+
+
+def without_required(v: Any, metadata: dict) -> dict:
+    """``metadata`` less the required entries, each checked against ``v``'s (a storage
+    mode is not metadata: ``nnx.vars_as`` changes it)."""
+    if not REQUIRED_METADATA.intersection(metadata):
+        return metadata
+    now = required_metadata(v)
+    out = {}
+    for k, x in metadata.items():
+        if k not in REQUIRED_METADATA:
+            out[k] = x
+        elif x != now[k]:
+            fix = (
+                "change the storage with nnx.vars_as(tree, hijax=..., ref=...)"
+                if k != "eager_sharding"
+                else "it is fixed when the Variable is created"
+            )
+            raise ValueError(
+                f"{type(v).__name__}.set_metadata: cannot change {k!r} from {now[k]!r} to "
+                f"{x!r}; {fix}"
+            )
+    return out

@@ -66,14 +66,19 @@ from nnx.core._var_aux import (
     _store,
     _to_ref,
 )
-from nnx.core._var_metadata import VariableMetadata, axis_names_changed
+from nnx.core._var_metadata import (
+    NO_DEFAULT,
+    REQUIRED_METADATA,
+    VariableMetadata,
+    axis_names_changed,
+    get_metadata,
+    without_required,
+)
 from nnx.core._var_ops import ValueOps
 from nnx.core._var_view import _LeafView, _set_owner, _view_class
 
 A = TypeVar("A")
 
-
-_NO_DEFAULT: Any = object()  # get_metadata: no default given
 
 class Variable(ValueOps, Generic[A]):
     """A mutable box around a value, with metadata.
@@ -102,6 +107,7 @@ class Variable(ValueOps, Generic[A]):
     """
 
     __slots__ = ("_raw", "_aux", "_trace", "_view", "__weakref__")
+    required_metadata = REQUIRED_METADATA  # entries every Variable reports (Flax NNX's)
 
     _raw: Any
     _aux: VarAux
@@ -366,14 +372,15 @@ class Variable(ValueOps, Generic[A]):
             )
         aux = self._aux
         if len(args) == 1:
-            new = _canonical_metadata(dict(args[0]))
+            new = without_required(self, _canonical_metadata(dict(args[0])))
             _set_aux(self, VarAux(aux.mode, aux.mutable, new))
         elif len(args) == 2:
             name, value = args
             key = str(name)
-            _set_aux(self, aux.replace(**{_METADATA_ALIASES.get(key, key): value}))
+            change = without_required(self, {_METADATA_ALIASES.get(key, key): value})
+            _set_aux(self, aux.replace(**change))
         elif metadata and not args:
-            _set_aux(self, aux.replace(**_canonical_metadata(metadata)))
+            _set_aux(self, aux.replace(**without_required(self, _canonical_metadata(metadata))))
         else:
             raise TypeError(
                 f"{type(self).__name__}.set_metadata takes keywords, a (name, value) pair or "
@@ -382,32 +389,26 @@ class Variable(ValueOps, Generic[A]):
         _epoch.bump()
 
     @overload
-    def get_metadata(self) -> dict[str, Any]: ...
+    def get_metadata(self, *, exclude_required: bool | None = None) -> dict[str, Any]: ...
     @overload
     def get_metadata(self, key: str, default: Any = ...) -> Any: ...
-    def get_metadata(self, key: str | None = None, default: Any = _NO_DEFAULT) -> Any:
+    def get_metadata(
+        self, key: str | None = None, default: Any = NO_DEFAULT, *, exclude_required=None
+    ) -> Any:
         """The metadata entry ``key``, or with no key a copy of the whole metadata dict.
 
         As in Flax NNX, an entry that is absent is ``default`` when one is given and a
-        ``KeyError`` otherwise::
+        ``KeyError`` otherwise, and every Variable has the entries ``hijax``, ``ref``
+        and ``eager_sharding`` (``required_metadata``; ``exclude_required=True``
+        leaves them out of the whole dict)::
 
             v = nnx.Param(jnp.ones(2), lr=0.1)
             v.get_metadata("lr")            # 0.1
             v.get_metadata("group", None)   # None
             v.get_metadata("group")         # KeyError
+            v.get_metadata()                # {'lr': 0.1, 'hijax': False, 'ref': False, ...}
         """
-        meta = self._aux.metadata
-        if key is None:
-            return dict(meta)
-        name = _METADATA_ALIASES.get(key, key)
-        if name in meta:
-            return meta[name]
-        if default is _NO_DEFAULT:
-            raise KeyError(
-                f"{type(self).__name__} has no metadata {key!r} (it has {sorted(meta)}); "
-                f"pass a default for an optional entry: v.get_metadata({key!r}, None)"
-            )
-        return default
+        return get_metadata(self, key, default, exclude_required)
 
     def del_metadata(self, name: str) -> None:
         """Delete the metadata entry ``name`` (``KeyError`` when absent)."""
