@@ -40,7 +40,17 @@ from nnx.core._graphdef import (
 )
 from nnx.core._hijax import is_cell, new_cell
 from nnx.core._paths import key_order, path_str
-from nnx.core._pytree import Dict, List, Pytree, _Static, compute_layout, get_layout, new_node
+from nnx.core._pytree import (
+    Dict,
+    List,
+    Pytree,
+    _Static,
+    _TrackedDict,
+    _TrackedList,
+    compute_layout,
+    get_layout,
+    new_node,
+)
 from nnx.core._state import FlatState, State
 from nnx.core._var_aux import HIJAX, PLAIN, REF, _to_ref
 from nnx.core._variables import Variable
@@ -166,20 +176,20 @@ class _Flattener:
         t = type(x)
         if self.watch is not None and (t is list or t is dict):
             return self.watched(x, t)  # a State moves the epoch itself, as List and Dict
-        if t is List or t is Dict:  # containers with identity, as Pytrees are
+        if t is _TrackedList or t is List or t is _TrackedDict or t is Dict:  # with identity
             i = self.ids.get(id(x))
             if i is not None:
                 return (_REF, i)
             self.ids[id(x)] = len(self.ids)
             self.nodes.append(x)
         # the sequences (List, list, tuple) and the mappings (Dict, dict, State)
-        if t is List or t is list or t is tuple:
+        if t is _TrackedList or t is List or t is list or t is tuple:
             if self.paths is None:
                 children = tuple(self.visit(y, None) for y in x)
             else:
                 children = tuple(self.visit(y, (*path, i)) for i, y in enumerate(x))
             return (_TUPLE if t is tuple else _LIST, t, children)
-        if t is Dict or t is dict or t is State:
+        if t is _TrackedDict or t is Dict or t is dict or t is State:
             keys = tuple(sorted(x, key=key_order))
             if self.paths is None:
                 children = tuple(self.visit(x[k], None) for k in keys)
@@ -314,8 +324,9 @@ class _Unflattener:
             # attribute order as in the original object: data keys were sorted
             return obj
         if tag == _LIST:
-            if d[1] is List:  # numbered before its items, as flatten does
-                out = List.__new__(List)
+            t = d[1]
+            if t is _TrackedList or t is List:  # numbered before its items, as flatten does
+                out = t.__new__(t)
                 self.objs[len(self.objs)] = out
                 list.extend(out, [self.build(c) for c in d[2]])
                 return out
@@ -327,7 +338,7 @@ class _Unflattener:
             if t is dict:
                 return {k: self.build(c) for k, c in zip(d[2], d[3])}
             out = t.__new__(t)
-            if t is Dict:  # numbered before its items, as flatten does
+            if t is _TrackedDict or t is Dict:  # numbered before its items, as flatten does
                 self.objs[len(self.objs)] = out
             for k, c in zip(d[2], d[3]):
                 dict.__setitem__(out, k, self.build(c))

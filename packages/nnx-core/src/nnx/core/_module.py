@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from nnx.core._filters import to_predicate
 from nnx.core._graph_mode import resolve_graph_mode
 from nnx.core._graph_tools import _node_items, recursive_map
-from nnx.core._pytree import Dict, List, Pytree
+from nnx.core._pytree import Dict, List, Pytree, is_user_container
 from nnx.core._pytree_marks import trace_checks_off
 from nnx.core._variables import Intermediate, Perturbation, Variable
 from nnx.core._walk import _children, iter_graph, require_tree
@@ -47,7 +47,7 @@ class Module(Pytree):
         Submodules come before their parents; ``self`` comes last with path ``()``.
         """
         for path, x in iter_graph(self):
-            if isinstance(x, Module):
+            if isinstance(x, Module) or is_user_container(x):  # Flax's List/Dict are Modules
                 yield path, x
 
     def iter_children(self) -> Iterator[tuple[Any, Any]]:
@@ -185,7 +185,8 @@ class Module(Pytree):
 
 
 def _direct_children(key, value, seen):
-    if isinstance(value, (Pytree, Variable, List, Dict)):  # graph nodes, as in Flax NNX
+    # graph nodes, as in Flax NNX; nnx: the lists and dicts that attributes hold too
+    if isinstance(value, (Pytree, Variable, List, Dict)):
         if id(value) not in seen:
             seen.add(id(value))
             yield key, value
@@ -252,7 +253,7 @@ def iter_module_children(node: Any, /, *, graph: bool | None = None) -> Iterator
             f"{type(node).__name__}."
         )
     for k, v in _node_items(node):
-        if isinstance(v, Module):
+        if isinstance(v, Module) or is_user_container(v):  # Flax's List and Dict are Modules
             yield k, v
 
 

@@ -13,6 +13,7 @@ that cached flattenings of a model notice ``model.layers.append(...)``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, SupportsIndex
 
@@ -34,12 +35,7 @@ from nnx.core._pytree_marks import (
 )
 from nnx.core._text import (
     block,
-    count_arrays,
-    inline,
-    shape_summary,
-    size_str,
     treescope_object,
-    value_text,
 )
 from nnx.core._var_aux import _freeze
 from nnx.core._variables import Variable
@@ -122,7 +118,7 @@ def is_data(x) -> bool:
     """
     if _is_data_leaf(x):
         return True
-    if type(x) in (list, dict, List, Dict):
+    if type(x) in (list, dict, List, Dict, _TrackedList, _TrackedDict):
         return len(x) == 0 or _contains_data(x)
     if isinstance(x, tuple):
         return _contains_data(x)
@@ -173,9 +169,9 @@ def _track(x):
     """Containers in data attributes become tracked List/Dict (recursively)."""
     t = type(x)
     if t is list:
-        return List(_track(y) for y in x)
+        return _TrackedList(_track(y) for y in x)
     if t is dict:
-        return Dict({k: _track(v) for k, v in x.items()})
+        return _TrackedDict({k: _track(v) for k, v in x.items()})
     if t is tuple:
         items = tuple(_track(y) for y in x)
         return items if any(a is not b for a, b in zip(items, x)) else x
@@ -258,7 +254,7 @@ class List(list):
         return block("List", [("", repr(x)) for x in self], open_="([", close="])", sep="")
 
     def __reduce__(self):
-        return (List, (list(self),))
+        return (type(self), (list(self),))
 
 
 class Dict(dict):
@@ -298,7 +294,28 @@ class Dict(dict):
         return block("Dict", items, open_="({", close="})", sep=": ")
 
     def __reduce__(self):
-        return (Dict, (dict(self),))
+        return (type(self), (dict(self),))
+
+
+class _TrackedList(List):
+    """A plain list assigned to a data attribute, tracked as :class:`List` is. As in
+    Flax NNX, where it stays a plain list, it prints as one and is not a graph node
+    of its own (``nnx.iter_children`` and ``nnx.iter_modules`` look through it)."""
+
+    __repr__ = list.__repr__
+
+
+class _TrackedDict(Dict):
+    """A plain dict assigned to a data attribute (see :class:`_TrackedList`)."""
+
+    __repr__ = dict.__repr__
+
+
+def is_user_container(x) -> bool:
+    """Whether ``x`` is an ``nnx.List`` / ``nnx.Dict`` built as one (a graph node, as
+    Flax NNX's are Modules), not a plain list or dict that an attribute holds."""
+    t = type(x)
+    return t is List or t is Dict
 
 
 def _list_flatten(xs):
@@ -312,14 +329,14 @@ def _list_flatten_with_keys(xs):
     return keys, (len(xs), data_idx, static_items)
 
 
-def _list_unflatten(aux, children):
+def _list_unflatten(aux, children, cls=None):
     n, data_idx, static_items = aux
     out = [None] * n
     for i, c in zip(data_idx, children):
         out[i] = c
     for i, s in static_items:
         out[i] = s.value
-    new = List.__new__(List)
+    new = (cls or List).__new__(cls or List)
     list.extend(new, out)
     return new
 
@@ -336,9 +353,9 @@ def _dict_flatten_with_keys(d):
     return [(jax.tree_util.DictKey(k), d[k]) for k in data_keys], (data_keys, static_items)
 
 
-def _dict_unflatten(aux, children):
+def _dict_unflatten(aux, children, cls=None):
     data_keys, static_items = aux
-    new = Dict.__new__(Dict)
+    new = (cls or Dict).__new__(cls or Dict)
     for k, c in zip(data_keys, children):
         dict.__setitem__(new, k, c)
     for k, s in static_items:
@@ -346,12 +363,20 @@ def _dict_unflatten(aux, children):
     return new
 
 
-jax.tree_util.register_pytree_with_keys(
-    List, _list_flatten_with_keys, _list_unflatten, flatten_func=_list_flatten
-)
-jax.tree_util.register_pytree_with_keys(
-    Dict, _dict_flatten_with_keys, _dict_unflatten, flatten_func=_dict_flatten
-)
+for _cls in (List, _TrackedList):
+    jax.tree_util.register_pytree_with_keys(
+        _cls,
+        _list_flatten_with_keys,
+        functools.partial(_list_unflatten, cls=_cls),
+        flatten_func=_list_flatten,
+    )
+for _cls in (Dict, _TrackedDict):
+    jax.tree_util.register_pytree_with_keys(
+        _cls,
+        _dict_flatten_with_keys,
+        functools.partial(_dict_unflatten, cls=_cls),
+        flatten_func=_dict_flatten,
+    )
 
 
 class Layout:
@@ -544,7 +569,9 @@ class Pytree:
         return new
 
     def __repr__(self) -> str:
-        return _node_repr(self, {}, {})
+        from nnx.core._pytree_repr import node_repr
+
+        return node_repr(self, {}, {})
 
     def __treescope_repr__(self, path, subtree_renderer):
         return treescope_object(self, dict(sorted(self.__dict__.items())), path, subtree_renderer)
@@ -685,96 +712,3 @@ _register_pytree_type(Pytree)
 
 Object = Pytree
 """Alias of :class:`Pytree` (the name used by earlier releases)."""
-
-
-# -- text (Flax NNX's layout) --------------------------------------------------------
-def _kind_name(v: Variable) -> str:
-    # Flax NNX counts every RNG Variable (keys and counts) as one kind, RngState
-    for t in type(v).__mro__:
-        if t.__name__ == "RngState" and t.__module__ == Variable.__module__:
-            return "RngState"
-    return type(v).__name__
-
-
-def _graph_variables(obj, memo: dict) -> dict:
-    """``{id: Variable}`` of the graph below the Pytree ``obj``, in attribute order
-    (memoized per node for one repr: each nested Pytree prints its own counts)."""
-    found = memo.get(id(obj))
-    if found is not None:
-        return found
-    memo[id(obj)] = found = {}  # before the walk: a cycle ends here
-    stop = lambda y: isinstance(y, (Variable, Pytree))  # noqa: E731
-    for value in obj.__dict__.values():
-        for leaf in jax.tree.leaves(value, is_leaf=stop):
-            if isinstance(leaf, Variable):
-                found.setdefault(id(leaf), leaf)
-            elif isinstance(leaf, Pytree):
-                found.update(_graph_variables(leaf, memo))
-    return found
-
-
-def _counts(obj, memo: dict) -> str:
-    """`` # Param: 6 (24 B), BatchStat: ..., Total: ...``: the Variables of
-    ``obj``'s graph, by kind in the order they are met."""
-    totals: dict[str, list[int]] = {}
-    for leaf in _graph_variables(obj, memo).values():
-        try:
-            n, b = count_arrays(leaf.get_value())
-        except Exception:
-            continue
-        if n:
-            t = totals.setdefault(_kind_name(leaf), [0, 0])
-            t[0] += n
-            t[1] += b
-    if not totals:
-        return ""
-    text = " # " + ", ".join(f"{k}: {size_str(n, b)}" for k, (n, b) in totals.items())
-    if len(totals) > 1:
-        n_all = sum(n for n, _ in totals.values())
-        text += f", Total: {size_str(n_all, sum(b for _, b in totals.values()))}"
-    return text
-
-
-def _shown_attributes(obj: Pytree) -> list[str]:
-    """A Pytree's attributes in assignment order; private ones only when data."""
-    d = obj.__dict__
-    private = [k for k in d if isinstance(k, str) and k.startswith("_")]
-    data = set(compute_layout(obj).data_keys) if private else set()
-    return [k for k in d if not (isinstance(k, str) and k.startswith("_")) or k in data]
-
-
-def _node_repr(obj, seen: dict, memo: dict) -> str:
-    """``obj`` inside a Pytree's repr: Variables and arrays by shape, nested Pytrees
-    with their own counts, a shared object once (then ``<shared ...>``)."""
-    if isinstance(obj, Variable):
-        if id(obj) in seen:
-            return f"<shared {type(obj).__name__} at {seen[id(obj)]}>"
-        seen[id(obj)] = "..."
-        return obj._repr(shapes=True)
-    if isinstance(obj, Pytree):
-        if id(obj) in seen:
-            return f"<shared {type(obj).__name__}>"
-        seen[id(obj)] = type(obj).__name__
-        d = obj.__dict__
-        items = [(str(k), _node_repr(d[k], seen, memo)) for k in _shown_attributes(obj)]
-        return block(type(obj).__name__, items, comment=_counts(obj, memo))
-    rich = isinstance(obj, (list, tuple, dict)) and not hasattr(obj, "_fields")
-    if rich and any(_is_rich(x) for x in (obj.values() if isinstance(obj, dict) else obj)):
-        head = type(obj).__name__ if isinstance(obj, (List, Dict)) else ""
-        if isinstance(obj, dict):
-            items = [(repr(k), _node_repr(v, seen, memo)) for k, v in obj.items()]
-            open_, close = ("({", "})") if head else ("{", "}")
-            return block(head, items, open_=open_, close=close, sep=": ")
-        items = [("", _node_repr(x, seen, memo)) for x in obj]
-        open_, close = ("[", "]") if isinstance(obj, list) else ("(", ")")
-        if head:
-            open_, close = f"({open_}", f"{close})"
-        return block(head, items, open_=open_, close=close, sep="")
-    if isinstance(obj, (List, Dict)):
-        plain = list(obj) if isinstance(obj, list) else dict(obj)
-        return f"{type(obj).__name__}({inline(plain, value_text)})"
-    return inline(shape_summary(obj), value_text)
-
-
-def _is_rich(x) -> bool:
-    return isinstance(x, (Pytree, Variable, dict, list, tuple)) or hasattr(x, "shape")

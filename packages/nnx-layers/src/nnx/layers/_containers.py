@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nnx.core import Module
+from nnx.core import List, Module
 
 
 class Sequential(Module):
@@ -27,7 +27,8 @@ class Sequential(Module):
     """
 
     def __init__(self, *fns: Callable[..., Any]):
-        self.layers: list[Any] = list(fns)  # modules or functions, edited by users
+        # an nnx.List, as in Flax NNX (a module of its own: nnx.iter_modules yields it)
+        self.layers: list[Any] = List(fns)  # modules or functions, edited by users
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         output: Any = None
