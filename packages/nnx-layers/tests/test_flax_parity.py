@@ -307,7 +307,7 @@ def _resolve(spec):
 
 def test_every_name_of_the_nn_path_table_resolves_on_nnx_layers():
     for path, names in L.__nnx_paths__.items():
-        assert path.startswith("nn."), path
+        assert path.startswith("nn.") or path == "helpers", path
         for spec in names.split():
             _resolve(spec)  # raises AttributeError if missing
 
@@ -332,6 +332,7 @@ def test_every_name_of_the_nn_path_table_resolves_on_nnx_layers():
         ("nn.lora", "LoRAParam", lambda: nnx.LoRAParam),
         ("nn.stochastic", "Dropout", lambda: nnx.Dropout),
         ("nn.activations", "gelu", lambda: nnx.gelu),
+        ("helpers", "Sequential", lambda: nnx.Sequential),
     ],
 )
 def test_nn_path_table_maps_flax_names_to_the_one_implementation(path, name, expected):

@@ -160,6 +160,7 @@ PATHS: dict[str, dict[str, str]] = {
         "cached_partial": "transforms",
     },
     "helpers": {
+        "Sequential": "layers",
         "TrainState": "optim",
     },
     "nn.activations": {

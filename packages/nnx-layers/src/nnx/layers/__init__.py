@@ -209,6 +209,7 @@ _ACTIVATIONS = (
     "softplus standardize swish tanh PReLU"
 )
 __nnx_paths__ = {
+    "helpers": "Sequential",
     "nn.activations": _ACTIVATIONS + " Array Dtype PromoteDtypeFn",
     "nn.attention": (
         "dot_product_attention_weights dot_product_attention MultiHeadAttention "
