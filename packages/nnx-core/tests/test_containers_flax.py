@@ -70,3 +70,20 @@ def test_a_tracked_list_still_moves_the_structure_epoch():
     m.plain.append(Lin(3))
     again = cache.flatten((m,))
     assert again is not flat and len(again.leaves) == len(flat.leaves) + 1
+
+
+def test_set_attributes_and_eval_skip_the_containers():
+    model = nnx.Sequential(nnx.Dropout(0.5), nnx.Dropout(0.1))
+    model.set_attributes(lambda m: getattr(m, "rate", 0) > 0.2, rate=0.3)
+    model.eval()
+    assert [d.rate for d in model.layers] == [0.3, 0.1]
+    assert all(d.deterministic for d in model.layers)
+    # a list method is not an attribute to set: nnx.List is yielded by iter_modules only
+    try:
+        model.set_attributes(sort=1)
+    except AttributeError as e:
+        assert "no module in Sequential has ['sort']" in str(e)
+    else:  # pragma: no cover
+        raise AssertionError("set_attributes(sort=...) found a module")
+    model.layers.sort(key=lambda d: d.rate)  # still the list's method
+    assert [d.rate for d in model.layers] == [0.1, 0.3]

@@ -241,3 +241,22 @@ def test_capture_method_outputs_records_every_method_under_its_name():
     ]
     np.testing.assert_allclose(inter["__call__"][...][0], y)
     assert Sower.features.__name__ == "features" and "wrapped" not in repr(Sower.__call__)
+
+
+def test_capture_method_outputs_leaves_nnx_list_methods_alone():
+    # nnx.iter_modules yields an nnx.List (Flax NNX's is a Module): its list methods
+    # are not the model's methods and record nothing
+    class Stack(nnx.Module):
+        def __init__(self):
+            self.seen = nnx.List([])
+
+        def __call__(self, x):
+            self.seen.append(1)
+            self.seen.pop()
+            return 2 * x
+
+    model = Stack()
+    y, inter = nnx.capture(model, nnx.Cache, method_outputs=nnx.Cache)(jnp.ones(2))
+    assert [p for p, _ in inter.flat_state()] == [("__call__",)]
+    model.seen.append(5)  # still the list's method (no recorded output planted over it)
+    assert list(model.seen) == [5] and "append" not in vars(model.seen)

@@ -75,6 +75,8 @@ class Module(Pytree):
         """
         found = set()
         for _, module in self.iter_modules():
+            if not isinstance(module, Module):  # an nnx.List / nnx.Dict: no attributes
+                continue
             if filters and not any(
                 isinstance(module, f) if isinstance(f, type) else f(module) for f in filters
             ):
@@ -567,7 +569,9 @@ def _exactly(t: type) -> Callable:
 
 
 def _record_methods(module: Module, recorded: dict) -> list:
-    modules = list(module.iter_modules())
+    # the Modules only (iter_modules also yields nnx.List/nnx.Dict, whose list and
+    # dict methods are not a model's methods)
+    modules = [(p, m) for p, m in module.iter_modules() if isinstance(m, Module)]
     paths = {id(m): p for p, m in modules}
     patched = []
     for cls in {type(m) for _, m in modules}:
