@@ -5,7 +5,10 @@ treescope as its only dependencies. The public interface is ``__all__``;
 modules starting with an underscore are private.
 """
 
-from nnx.core import _pytree_view  # noqa: F401  (installs the JAX view of Pytrees)
+from nnx.core import (
+    _pytree_repr,  # noqa: F401  (installs the text of Pytrees)
+    _pytree_view,  # noqa: F401  (installs the JAX view of Pytrees)
+)
 from nnx.core._carry import Carry
 from nnx.core._checkpoint import restore_checkpoint, save_checkpoint
 from nnx.core._convert import (

@@ -569,9 +569,7 @@ class Pytree:
         return new
 
     def __repr__(self) -> str:
-        from nnx.core._pytree_repr import node_repr
-
-        return node_repr(self, {}, {})
+        return _REPR[0](self)  # _pytree_repr's, installed when nnx.core is imported
 
     def __treescope_repr__(self, path, subtree_renderer):
         return treescope_object(self, dict(sorted(self.__dict__.items())), path, subtree_renderer)
@@ -685,6 +683,15 @@ def _not_installed(*_):
 
 
 _codec = PytreeCodec(_not_installed, _not_installed, _not_installed)
+
+
+_REPR: list[Callable[[Any], str]] = [object.__repr__]
+
+
+def install_repr(fn: Callable[[Any], str]) -> None:
+    """Set the text of every Pytree (``nnx.core._pytree_repr`` installs Flax NNX's
+    layout; it sits above this module, which it reads)."""
+    _REPR[0] = fn
 
 
 def install_codec(codec: PytreeCodec) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import jax
 
-from nnx.core._pytree import Pytree, compute_layout, is_user_container
+from nnx.core._pytree import Pytree, compute_layout, install_repr, is_user_container
 from nnx.core._text import block, count_arrays, inline, shape_summary, size_str, value_text
 from nnx.core._variables import Variable
 
@@ -101,3 +101,6 @@ def node_repr(obj, seen: dict, memo: dict) -> str:
 
 def _is_rich(x) -> bool:
     return isinstance(x, (Pytree, Variable, dict, list, tuple)) or hasattr(x, "shape")
+
+
+install_repr(lambda obj: node_repr(obj, {}, {}))
