@@ -364,3 +364,24 @@ def test_flip_sequences_with_flax_arguments_matches_a_loop():
     np.testing.assert_array_equal(jnp.swapaxes(tm, 0, 1), got)
     with pytest.raises(nnx.layers.LayerError, match="needs num_batch_dims"):
         nnx.flip_sequences(x, lengths, time_major=False)
+
+
+def test_sequential_holds_an_nnx_list_as_flax_does():
+    # Flax NNX's Sequential keeps its layers in an nnx.List (a Module there): the paths
+    # of iter_modules and of its state are Flax's
+    model = nnx.Sequential(
+        nnx.Linear(1, 2, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(2, 1, rngs=nnx.Rngs(1))
+    )
+    assert type(model.layers) is nnx.List
+    assert [p for p, _ in nnx.iter_modules(model)] == [
+        ("layers", 0),
+        ("layers", 2),
+        ("layers",),
+        (),
+    ]
+    assert [p for p, _ in nnx.state(model).flat_state()] == [
+        ("layers", 0, "bias"),
+        ("layers", 0, "kernel"),
+        ("layers", 2, "bias"),
+        ("layers", 2, "kernel"),
+    ]
