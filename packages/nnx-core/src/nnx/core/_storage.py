@@ -275,10 +275,11 @@ class StoredBatch:
     >>> import nnx
     >>> vs = [nnx.Param(jnp.zeros(2), hijax=True), nnx.Param(jnp.ones(2), hijax=True)]
     >>> batch = nnx.StoredBatch(vs)
-    >>> [float(x.sum()) for x in batch.read()]
-    [0.0, 2.0]
-    >>> batch.write([jnp.full(2, 3.0), jnp.full(2, 4.0)])
-    >>> float(vs[0][...].sum()), float(vs[1][...].sum())
+    >>> a, b = batch.read()
+    >>> float(a.sum()), float(b.sum())
+    (0.0, 2.0)
+    >>> batch.write((jnp.full(2, 3.0), jnp.full(2, 4.0)))
+    >>> float(vs[0].value.sum()), float(vs[1].value.sum())
     (6.0, 8.0)
     """
 
