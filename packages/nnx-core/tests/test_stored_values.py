@@ -191,3 +191,10 @@ def test_stored_batch_inside_a_trace_reads_and_writes_values():
     f()
     f()
     assert [v[...].tolist() for v in vs] == [[2.0, 2.0], [2.0, 2.0]]
+
+
+
+def test_an_empty_stored_batch_reads_and_writes_nothing():
+    batch = nnx.StoredBatch([])
+    assert len(batch) == 0 and batch.read() == []
+    batch.write([])

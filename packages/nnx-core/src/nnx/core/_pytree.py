@@ -329,14 +329,14 @@ def _list_flatten_with_keys(xs):
     return keys, (len(xs), data_idx, static_items)
 
 
-def _list_unflatten(aux, children, cls=None):
+def _list_unflatten(aux, children, cls):
     n, data_idx, static_items = aux
     out = [None] * n
     for i, c in zip(data_idx, children):
         out[i] = c
     for i, s in static_items:
         out[i] = s.value
-    new = (cls or List).__new__(cls or List)
+    new = cls.__new__(cls)
     list.extend(new, out)
     return new
 
@@ -353,9 +353,9 @@ def _dict_flatten_with_keys(d):
     return [(jax.tree_util.DictKey(k), d[k]) for k in data_keys], (data_keys, static_items)
 
 
-def _dict_unflatten(aux, children, cls=None):
+def _dict_unflatten(aux, children, cls):
     data_keys, static_items = aux
-    new = (cls or Dict).__new__(cls or Dict)
+    new = cls.__new__(cls)
     for k, c in zip(data_keys, children):
         dict.__setitem__(new, k, c)
     for k, s in static_items:
@@ -363,19 +363,14 @@ def _dict_unflatten(aux, children, cls=None):
     return new
 
 
-for _cls in (List, _TrackedList):
+for _cls, _flat, _keyed, _unflat in (
+    (List, _list_flatten, _list_flatten_with_keys, _list_unflatten),
+    (_TrackedList, _list_flatten, _list_flatten_with_keys, _list_unflatten),
+    (Dict, _dict_flatten, _dict_flatten_with_keys, _dict_unflatten),
+    (_TrackedDict, _dict_flatten, _dict_flatten_with_keys, _dict_unflatten),
+):
     jax.tree_util.register_pytree_with_keys(
-        _cls,
-        _list_flatten_with_keys,
-        functools.partial(_list_unflatten, cls=_cls),
-        flatten_func=_list_flatten,
-    )
-for _cls in (Dict, _TrackedDict):
-    jax.tree_util.register_pytree_with_keys(
-        _cls,
-        _dict_flatten_with_keys,
-        functools.partial(_dict_unflatten, cls=_cls),
-        flatten_func=_dict_flatten,
+        _cls, _keyed, functools.partial(_unflat, cls=_cls), flatten_func=_flat
     )
 
 

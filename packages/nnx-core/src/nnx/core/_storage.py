@@ -288,9 +288,10 @@ class StoredBatch:
     def __init__(self, vs: Sequence[Variable]):
         self.variables: tuple[Variable, ...] = tuple(vs)
         kind = None
-        if all(v._aux.mode == HIJAX and type(v._raw) is Cell for v in self.variables):
+        vs = self.variables
+        if vs and all(v._aux.mode == HIJAX and type(v._raw) is Cell for v in vs):
             kind = "cells"
-        elif all(v._aux.mode == REF and type(v._raw) in _REFS for v in self.variables):
+        elif vs and all(v._aux.mode == REF and type(v._raw) in _REFS for v in vs):
             kind = "refs"
         self._kind = kind
 
@@ -304,23 +305,28 @@ class StoredBatch:
             try:
                 return list(map(_CELL_VALUE if kind == "cells" else _REF_BUFFER, self.variables))
             except AttributeError:  # a Variable's storage was replaced by another kind
-                pass
+                pass  # (a write through this batch never leaves `_val` on a ref)
         return read_stored_many(self.variables)
 
     def write(self, values: Sequence[Any], *, checked: bool = True) -> None:
         """:func:`write_stored` of each Variable and its value (``checked`` as there)."""
         kind = self._kind
-        if kind is not None and (kind == "cells" or not checked) and _eager():
-            try:
-                if kind == "cells":
-                    for v, x in zip(self.variables, values):
-                        v._raw._val = x
-                else:
-                    for v, x in zip(self.variables, values):
-                        v._raw._refs._buf = x
+        if kind == "cells" and _eager():
+            for v, x in zip(self.variables, values):
+                raw = v._raw
+                if type(raw) is not Cell:  # its storage was replaced: the general form
+                    break  # (it writes every value again)
+                raw._val = x
+            else:
                 return
-            except AttributeError:  # a Variable's storage was replaced: the general form
-                pass  # (it writes every value again)
+        elif kind == "refs" and not checked and _eager():
+            for v, x in zip(self.variables, values):
+                raw = v._raw
+                if type(raw) not in _REFS:
+                    break
+                raw._refs._buf = x
+            else:
+                return
         write_stored_many(self.variables, values, checked=checked)
 
 
